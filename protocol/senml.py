@@ -1,0 +1,168 @@
+"""The reading payload: a SenML pack (RFC 8428) in JSON, one message per batch.
+
+Wire form (the first record carries the base fields and the two Anju extension fields)::
+
+    [{"bn": "urn:anju:{community}:{gateway}:", "bt": 1764400000.25, "anju_ses": 3, "anju_seq": 17,
+      "n": "gas-101", "u": "%LEL", "v": 3.2},
+     {"n": "gas-101", "u": "%LEL", "v": 3.4, "t": 1.0}, ...]
+
+- ``bt`` is Unix time in seconds; each record's time is ``bt + t`` (``t`` defaults to 0). Times are kept
+  to the millisecond (``Reading.time_ms``) so that the same point always maps to the same stored row.
+- ``anju_ses`` is the gateway session number (it changes on every gateway start, like Sparkplug's bdSeq)
+  and ``anju_seq`` the message sequence number within that session. They are extension fields that do not
+  end in ``_``, so a plain SenML reader may ignore them (RFC 8428 §4.4).
+- ``v`` holds numbers, ``vb`` booleans (stored as 1.0 / 0.0). Base fields appear only in the first record.
+
+``decode_batch`` is total: any bytes give a ``Batch`` or a ``Rejection`` naming what was wrong.
+"""
+
+import math
+from dataclasses import dataclass
+
+import orjson
+
+from protocol.ids import is_valid_id
+from protocol.rejection import Rejection, RejectReason
+from protocol.units import UNITS
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "MAX_READINGS_PER_BATCH",
+    "Batch",
+    "Reading",
+    "base_name",
+    "decode_batch",
+    "encode_batch",
+]
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Larger payloads are refused before parsing (memory bound per message)."""
+MAX_READINGS_PER_BATCH = 5000
+MAX_SEQ = 2**63 - 1
+_EARLIEST_S = 946_684_800.0  # 2000-01-01: anything before is a gateway whose clock was never set
+_LATEST_S = 4_102_444_800.0  # 2100-01-01
+_RECORD_KEYS = frozenset({"n", "u", "v", "vb", "t"})
+_FIRST_KEYS = _RECORD_KEYS | {"bn", "bt", "anju_ses", "anju_seq"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement: ``value`` in ``unit`` at ``time_ms`` (Unix epoch, milliseconds)."""
+
+    sensor: str
+    time_ms: int
+    value: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One published message: readings of one gateway, numbered by (session, seq)."""
+
+    community: str
+    gateway: str
+    session: int
+    seq: int
+    readings: tuple[Reading, ...]
+
+
+def base_name(community: str, gateway: str) -> str:
+    return f"urn:anju:{community}:{gateway}:"
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Serialise a batch to its SenML JSON form. Raises ValueError on an empty batch (programmer error)."""
+    if not batch.readings:
+        raise ValueError("a batch holds at least one reading")
+    base_ms = batch.readings[0].time_ms
+    records: list[dict[str, object]] = []
+    for reading in batch.readings:
+        record: dict[str, object] = {"n": reading.sensor, "u": reading.unit, "v": reading.value}
+        if reading.time_ms != base_ms:
+            record["t"] = (reading.time_ms - base_ms) / 1000.0
+        records.append(record)
+    records[0] = {
+        "bn": base_name(batch.community, batch.gateway),
+        "bt": base_ms / 1000.0,
+        "anju_ses": batch.session,
+        "anju_seq": batch.seq,
+        **records[0],
+    }
+    return orjson.dumps(records)
+
+
+def _number(value: object) -> float | None:
+    """A finite JSON number as float, else None (bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _counter(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        return None
+    return value
+
+
+def decode_batch(payload: bytes, *, community: str, gateway: str) -> Batch | Rejection:
+    """Decode one SenML message published by ``gateway`` of ``community`` (both taken from the topic).
+
+    Checks, in order: size, JSON, pack shape, base name against the topic, session and seq, base time,
+    then every record (sensor id, unit, value, time). The first failure is returned as a Rejection.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejection(RejectReason.OVERSIZED, f"{len(payload)} bytes > limit {MAX_PAYLOAD_BYTES}")
+    try:
+        pack = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(RejectReason.MALFORMED_JSON, f"not JSON: {exc}")
+    if not isinstance(pack, list) or not pack or not all(isinstance(r, dict) for r in pack):
+        return Rejection(RejectReason.NOT_SENML, "a SenML pack is a non-empty JSON array of objects")
+    if len(pack) > MAX_READINGS_PER_BATCH:
+        return Rejection(RejectReason.TOO_MANY_READINGS, f"{len(pack)} records > limit {MAX_READINGS_PER_BATCH}")
+    first = pack[0]
+    unknown = first.keys() - _FIRST_KEYS
+    if unknown:
+        return Rejection(RejectReason.NOT_SENML, f"unknown fields {sorted(unknown)} in record 0")
+    expected_bn = base_name(community, gateway)
+    bn = first.get("bn")
+    if bn != expected_bn:
+        if isinstance(bn, str) and bn.startswith("urn:anju:") and bn.count(":") == 4:
+            return Rejection(
+                RejectReason.COMMUNITY_MISMATCH, f"base name {bn!r} does not match the topic's {expected_bn!r}"
+            )
+        return Rejection(RejectReason.BAD_BASE_NAME, f"base name {bn!r}, expected {expected_bn!r}")
+    session = _counter(first.get("anju_ses"))
+    if session is None:
+        return Rejection(RejectReason.BAD_SESSION, f"anju_ses {first.get('anju_ses')!r} is not an integer >= 0")
+    seq = _counter(first.get("anju_seq"))
+    if seq is None:
+        return Rejection(RejectReason.BAD_SEQ, f"anju_seq {first.get('anju_seq')!r} is not an integer >= 0")
+    bt = _number(first.get("bt"))
+    if bt is None or not _EARLIEST_S <= bt <= _LATEST_S:
+        return Rejection(RejectReason.BAD_TIME, f"base time {first.get('bt')!r} is not Unix seconds in 2000-2100")
+    readings: list[Reading] = []
+    for index, record in enumerate(pack):
+        if index and not record.keys() <= _RECORD_KEYS:
+            extra = sorted(record.keys() - _RECORD_KEYS)
+            return Rejection(RejectReason.NOT_SENML, f"record {index}: unexpected fields {extra}")
+        sensor = record.get("n")
+        if not is_valid_id(sensor):
+            return Rejection(RejectReason.BAD_ID, f"record {index}: sensor id {sensor!r} is not [a-z0-9-]{{1,64}}")
+        unit = record.get("u")
+        if not isinstance(unit, str) or unit not in UNITS:
+            return Rejection(RejectReason.UNKNOWN_UNIT, f"record {index}: unit {unit!r} is not an Anju unit")
+        if "vb" in record:
+            if not isinstance(record["vb"], bool) or "v" in record:
+                return Rejection(RejectReason.BAD_VALUE, f"record {index}: vb must be a lone boolean")
+            value: float | None = 1.0 if record["vb"] else 0.0
+        else:
+            value = _number(record.get("v"))
+        if value is None:
+            return Rejection(RejectReason.BAD_VALUE, f"record {index}: value {record.get('v')!r} is not a finite number")
+        offset = _number(record.get("t", 0))
+        if offset is None or not -86_400.0 <= offset <= 86_400.0:
+            return Rejection(RejectReason.BAD_TIME, f"record {index}: time offset {record.get('t')!r} not within ±1 day")
+        readings.append(Reading(sensor, round((bt + offset) * 1000.0), value, unit))  # type: ignore[arg-type]
+    return Batch(community, gateway, session, seq, tuple(readings))
