@@ -1,0 +1,1 @@
+"""Anju hub: ingest, time-series storage, risk detection, device registry, API and dashboards."""

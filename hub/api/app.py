@@ -1,0 +1,37 @@
+"""``create_app(settings)``: assembles the API; the lifespan opens the hub runtime. Nothing at import time."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hub.api.problems import install_problem_handlers
+from hub.api.routes import alerts, dead_letters, health, metrics, readings
+from hub.runtime import open_runtime
+from hub.settings import HubSettings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: HubSettings) -> FastAPI:
+    if settings.api_token is None:
+        raise ValueError("the API requires a token: set ANJU_API_TOKEN or ANJU_API_TOKEN_FILE")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="Anju 安居 hub API",
+        version="1",
+        description="社区安全物联网中枢 API — readings, risks and graded alerts of a smart community.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    for module in (health, readings, alerts, dead_letters):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(metrics.router)
+    return app

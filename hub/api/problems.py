@@ -1,0 +1,42 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), one style for every endpoint."""
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+__all__ = ["install_problem_handlers", "problem"]
+
+_MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=_MEDIA_TYPE)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        response = problem(exc.status_code, _title(exc.status_code), str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "input": repr(error.get("input"))[:200]}
+            for error in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        return problem(422, "Invalid request", detail, errors=errors)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+def _title(status: int) -> str:
+    return {400: "Bad request", 401: "Unauthorized", 404: "Not found", 409: "Conflict", 422: "Invalid request"}.get(
+        status, "Error"
+    )

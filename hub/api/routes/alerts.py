@@ -1,0 +1,122 @@
+"""``/api/v1/alerts``: list, read, acknowledge (接单) and resolve; every change is audited by the service."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from alerts.model import Alert, AlertState
+from alerts.service import AlertNotFoundError, TransitionError
+from hub.api.deps import Authorized, RuntimeDep
+
+router = APIRouter(tags=["alerts"], dependencies=[Authorized])
+
+
+def _iso(time_ms: int | None) -> datetime | None:
+    return None if time_ms is None else datetime.fromtimestamp(time_ms / 1000).astimezone()
+
+
+class AlertPublic(BaseModel):
+    id: str
+    key: str
+    state: AlertState
+    grade: str = Field(description="IV, III, II or I")
+    grade_label_zh: str
+    colour: str
+    community: str
+    grid: str
+    sensor: str
+    kind: str
+    location: str
+    rule: str
+    source: str
+    value: float
+    unit: str
+    threshold: float | None
+    opened_at: datetime | None
+    updated_at: datetime | None
+    notified_at: datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    resolved_note: str | None
+    cleared_at: datetime | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> "AlertPublic":
+        event = alert.last_event
+        return cls(
+            id=alert.id,
+            key=alert.key,
+            state=alert.state,
+            grade=alert.grade.name,
+            grade_label_zh=alert.grade.title_zh,
+            colour=alert.grade.colour,
+            community=alert.community,
+            grid=alert.grid,
+            sensor=event.sensor,
+            kind=event.kind,
+            location=event.location_zh,
+            rule=event.rule,
+            source=event.source,
+            value=event.value,
+            unit=event.unit,
+            threshold=event.threshold,
+            opened_at=_iso(alert.opened_at_ms),
+            updated_at=_iso(alert.updated_at_ms),
+            notified_at=_iso(alert.notified_at_ms),
+            acknowledged_by=alert.acknowledged_by,
+            acknowledged_at=_iso(alert.acknowledged_at_ms),
+            resolved_by=alert.resolved_by,
+            resolved_at=_iso(alert.resolved_at_ms),
+            resolved_note=alert.resolved_note,
+            cleared_at=_iso(alert.cleared_at_ms),
+        )
+
+
+class AcknowledgeIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="person id of who takes the alert (接单)")
+
+
+class ResolveIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    note: str = Field(min_length=1, max_length=2000, description="what was found and done on site")
+
+
+@router.get("/alerts")
+async def list_alerts(
+    runtime: RuntimeDep,
+    state: AlertState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AlertPublic]:
+    return [AlertPublic.of(alert) for alert in await runtime.alerts.list_alerts(state=state, limit=limit)]
+
+
+@router.get("/alerts/{alert_id}")
+async def get_alert(runtime: RuntimeDep, alert_id: str) -> AlertPublic:
+    alert = await runtime.alerts.get(alert_id)
+    if alert is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    return AlertPublic.of(alert)
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+async def acknowledge(runtime: RuntimeDep, alert_id: str, body: AcknowledgeIn) -> AlertPublic:
+    try:
+        return AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api"))
+    except AlertNotFoundError:
+        raise HTTPException(404, f"no alert {alert_id!r}") from None
+    except TransitionError as exc:
+        raise HTTPException(409, f"alert {alert_id!r} cannot go from {exc.from_state} to {exc.to_state}") from None
+
+
+@router.post("/alerts/{alert_id}/resolve")
+async def resolve(runtime: RuntimeDep, alert_id: str, body: ResolveIn) -> AlertPublic:
+    try:
+        return AlertPublic.of(await runtime.alerts.resolve(alert_id, by=body.by, note=body.note, channel="api"))
+    except AlertNotFoundError:
+        raise HTTPException(404, f"no alert {alert_id!r}") from None
+    except TransitionError as exc:
+        raise HTTPException(409, f"alert {alert_id!r} cannot go from {exc.from_state} to {exc.to_state}") from None

@@ -1,0 +1,137 @@
+"""``anju-hub``: run the hub, validate a deployment file, render gateway configs, run the demo."""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger("anju.hub")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.api import create_app
+    from hub.config import ConfigError
+    from hub.settings import HubSettings
+
+    overrides: dict[str, object] = {"deployment": args.config}
+    for name in ("data_dir", "mqtt_host", "mqtt_port", "http_host", "http_port", "api_token_file"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    try:
+        settings = HubSettings(**overrides)  # type: ignore[arg-type]
+        app = create_app(settings)
+    except (ValueError, ConfigError) as exc:
+        sys.stderr.write(f"anju-hub: {exc}\n")
+        return 2
+    log.info("API on http://%s:%d/api/v1 (OpenAPI at /docs)", settings.http_host, settings.http_port)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="on")
+    )
+    server.run()
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from hub.config import ConfigError, build_directory, load_deployment
+
+    try:
+        deployment = load_deployment(args.file)
+        build_directory(deployment, Path(args.file).parent)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    sensors = sum(len(g.sensors) for g in deployment.gateways)
+    sys.stdout.write(
+        f"{args.file}: OK — community {deployment.community.id} ({deployment.community.name}), "
+        f"{len(deployment.grids)} grids, {len(deployment.people)} people, "
+        f"{len(deployment.gateways)} gateways, {sensors} sensors\n"
+    )
+    return 0
+
+
+def _edge_config(args: argparse.Namespace) -> int:
+    from hub.config import ConfigError, load_deployment
+    from hub.edge_config import EdgeTarget, render_edge_config
+
+    try:
+        deployment = load_deployment(args.config)
+        text = render_edge_config(
+            deployment,
+            args.gateway,
+            EdgeTarget(mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, outbox=Path(args.outbox)),
+        )
+    except (ConfigError, KeyError) as exc:
+        sys.stderr.write(f"anju-hub: {exc}\n")
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hub.demo.orchestrator import run_demo
+
+    return run_demo(run_dir=Path(args.run_dir), duration_s=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anju-hub", description="Anju 安居 hub: ingest, storage, detection, alerts, API."
+    )
+    parser.add_argument("--log-level", default=os.environ.get("ANJU_LOG_LEVEL", "info"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the hub (MQTT ingest + API) until SIGINT/SIGTERM")
+    serve.add_argument("--config", required=True, help="deployment YAML file")
+    serve.add_argument("--data-dir", dest="data_dir")
+    serve.add_argument("--mqtt-host", dest="mqtt_host")
+    serve.add_argument("--mqtt-port", dest="mqtt_port", type=int)
+    serve.add_argument("--http-host", dest="http_host")
+    serve.add_argument("--http-port", dest="http_port", type=int)
+    serve.add_argument("--api-token-file", dest="api_token_file", help="file holding the API bearer token")
+    serve.set_defaults(handler=_serve)
+
+    check = commands.add_parser("check-config", help="validate a deployment file; exit 2 naming every problem")
+    check.add_argument("file")
+    check.set_defaults(handler=_check_config)
+
+    edge = commands.add_parser("edge-config", help="print the TOML config of one gateway of the deployment")
+    edge.add_argument("--config", required=True, help="deployment YAML file")
+    edge.add_argument("--gateway", required=True)
+    edge.add_argument("--mqtt-host", default="127.0.0.1")
+    edge.add_argument("--mqtt-port", type=int, default=1883)
+    edge.add_argument("--outbox", required=True, help="path of the gateway's SQLite outbox")
+    edge.set_defaults(handler=_edge_config)
+
+    demo = commands.add_parser("demo", help="run the whole system on embedded defaults (make demo)")
+    demo.add_argument("--run-dir", default="run/demo")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""The deployment file: one YAML file per community (community → grids → people → gateways → sensors).
+
+Strict on purpose (DESIGN.md "Strict configuration"): unknown keys, wrong types, unknown sensor kinds,
+duplicate ids and dangling references are all errors, each naming the file, line, key path and the bad
+value, so that an operator editing the file on a server can fix it without reading code. Secrets come
+inline, from a file (``secret_file``, relative to the deployment file) or from the environment
+(``secret_env``), and never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from alerts.directory import Directory, Grid, Person, WebhookTarget
+from protocol.kinds import KINDS
+
+__all__ = ["ConfigError", "ConfigIssue", "Deployment", "build_directory", "load_deployment", "resolve_secret"]
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CommunityConfig(_Strict):
+    id: Id
+    name: str = Field(min_length=1)
+    name_en: str = ""
+
+
+class ChannelConfig(_Strict):
+    type: Literal["webhook"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    secret: SecretStr | None = None
+    secret_file: str | None = None
+    secret_env: str | None = None
+
+
+class PersonConfig(_Strict):
+    id: Id
+    name: str = Field(min_length=1)
+    phone: str | None = None
+    channels: list[ChannelConfig] = Field(default_factory=list)
+
+
+class GridConfig(_Strict):
+    id: Id
+    name: str = Field(min_length=1)
+    managers: list[Id] = Field(min_length=1)
+
+
+class SensorConfig(_Strict):
+    id: Id
+    kind: str
+    unit_id: int = Field(ge=1, le=247)
+    location: str = Field(min_length=1)
+    grid: Id
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown sensor kind; known: {', '.join(sorted(KINDS))}")
+        return kind
+
+
+class ModbusConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+
+
+class GatewayConfig(_Strict):
+    id: Id
+    location: str = ""
+    modbus: ModbusConfig = ModbusConfig()
+    sensors: list[SensorConfig] = Field(min_length=1)
+
+
+class Deployment(_Strict):
+    community: CommunityConfig
+    grids: list[GridConfig] = Field(min_length=1)
+    people: list[PersonConfig] = Field(min_length=1)
+    gateways: list[GatewayConfig] = Field(min_length=1)
+
+    def sensors(self) -> Iterable[tuple[GatewayConfig, SensorConfig]]:
+        for gateway in self.gateways:
+            for sensor in gateway.sensors:
+                yield gateway, sensor
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One thing wrong with a deployment file, with where it is."""
+
+    path: str
+    line: int | None
+    value: object
+    message: str
+
+    def render(self, file: str) -> str:
+        where = f"{file}:{self.line}" if self.line is not None else file
+        return f"{where}: {self.path or '(top level)'} = {self.value!r}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The deployment file is invalid; ``issues`` lists every problem found, with line numbers."""
+
+    def __init__(self, file: str, issues: Sequence[ConfigIssue]) -> None:
+        self.file = file
+        self.issues = tuple(issues)
+        super().__init__("\n".join(issue.render(file) for issue in self.issues))
+
+
+def _path_text(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(root: Any, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the deepest node of ``loc`` that exists in the ruamel document."""
+    node, line = root, getattr(getattr(root, "lc", None), "line", None)
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, Mapping) and part in node:
+                line = lc.key(part)[0] if lc is not None else line
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                line = lc.item(part)[0] if lc is not None else line
+                node = node[part]
+            else:
+                break
+        except (KeyError, AttributeError, TypeError):
+            break
+    return None if line is None else line + 1
+
+
+def _value_at(root: Any, loc: Sequence[int | str]) -> object:
+    node = root
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node if isinstance(node, str | int | float | bool) or node is None else type(node).__name__
+
+
+def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...], object, str]]:
+    """References and uniqueness that a per-field schema cannot see."""
+    people = {p.id for p in deployment.people}
+    grids = {g.id for g in deployment.grids}
+    for index, person in enumerate(deployment.people):
+        if [p.id for p in deployment.people].index(person.id) != index:
+            yield ("people", index, "id"), person.id, "duplicate person id"
+        for c_index, channel in enumerate(person.channels):
+            given = [channel.secret is not None, channel.secret_file is not None, channel.secret_env is not None]
+            if sum(given) != 1:
+                yield (
+                    ("people", index, "channels", c_index),
+                    "webhook",
+                    "give exactly one of secret, secret_file, secret_env",
+                )
+    for index, grid in enumerate(deployment.grids):
+        if [g.id for g in deployment.grids].index(grid.id) != index:
+            yield ("grids", index, "id"), grid.id, "duplicate grid id"
+        for m_index, manager in enumerate(grid.managers):
+            if manager not in people:
+                yield ("grids", index, "managers", m_index), manager, "no person with this id in people"
+    sensor_ids: set[str] = set()
+    gateway_ids: set[str] = set()
+    for g_index, gateway in enumerate(deployment.gateways):
+        if gateway.id in gateway_ids:
+            yield ("gateways", g_index, "id"), gateway.id, "duplicate gateway id"
+        gateway_ids.add(gateway.id)
+        unit_ids: set[int] = set()
+        for s_index, sensor in enumerate(gateway.sensors):
+            at = ("gateways", g_index, "sensors", s_index)
+            if sensor.id in sensor_ids:
+                yield (*at, "id"), sensor.id, "duplicate sensor id (ids are unique in a deployment)"
+            sensor_ids.add(sensor.id)
+            if sensor.unit_id in unit_ids:
+                yield (*at, "unit_id"), sensor.unit_id, f"duplicate Modbus unit id on gateway {gateway.id}"
+            unit_ids.add(sensor.unit_id)
+            if sensor.grid not in grids:
+                yield (*at, "grid"), sensor.grid, "no grid with this id in grids"
+
+
+def load_deployment(path: str | os.PathLike[str]) -> Deployment:
+    """Read and validate a deployment file. Raises ConfigError listing every problem with its line."""
+    file = Path(path)
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(name, [ConfigIssue("", None, name, f"cannot read: {exc.strerror}")]) from exc
+    try:
+        document = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(name, [ConfigIssue("", line, None, f"not valid YAML: {exc}")]) from exc
+    if not isinstance(document, Mapping):
+        raise ConfigError(name, [ConfigIssue("", 1, type(document).__name__, "expected a mapping at the top")])
+    try:
+        deployment = Deployment.model_validate(_plain(document))
+    except ValidationError as exc:
+        issues = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            issues.append(ConfigIssue(_path_text(loc), _line_of(document, loc), _value_at(document, loc), message))
+        raise ConfigError(name, issues) from exc
+    problems = [
+        ConfigIssue(_path_text(loc), _line_of(document, loc), value, message)
+        for loc, value, message in _cross_checks(deployment)
+    ]
+    problems.extend(_secret_problems(deployment, document, file.parent))
+    if problems:
+        raise ConfigError(name, problems)
+    return deployment
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Iterable[ConfigIssue]:
+    for p_index, person in enumerate(deployment.people):
+        for c_index, channel in enumerate(person.channels):
+            try:
+                resolve_secret(channel, base)
+            except ValueError as exc:
+                loc = ("people", p_index, "channels", c_index)
+                yield ConfigIssue(_path_text(loc), _line_of(document, loc), channel.url, str(exc))
+
+
+def resolve_secret(channel: ChannelConfig, base: Path) -> str:
+    """The channel's secret from inline text, a file (relative to ``base``) or an environment variable."""
+    if channel.secret is not None:
+        return channel.secret.get_secret_value()
+    if channel.secret_file is not None:
+        secret_path = base / channel.secret_file
+        try:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"secret_file {secret_path}: {exc.strerror}") from exc
+    elif channel.secret_env is not None:
+        secret = os.environ.get(channel.secret_env, "").strip()
+        if not secret:
+            raise ValueError(f"environment variable {channel.secret_env} is not set")
+    else:
+        raise ValueError("no secret given")
+    if len(secret) < 16:
+        raise ValueError("secret shorter than 16 characters")
+    return secret
+
+
+def build_directory(deployment: Deployment, base: Path) -> Directory:
+    """The alerts package's view of who is responsible for which grid, with resolved secrets."""
+    people = [
+        Person(
+            id=person.id,
+            name=person.name,
+            targets=tuple(
+                WebhookTarget(url=channel.url, secret=resolve_secret(channel, base)) for channel in person.channels
+            ),
+        )
+        for person in deployment.people
+    ]
+    grids = [Grid(id=grid.id, name=grid.name, managers=tuple(grid.managers)) for grid in deployment.grids]
+    return Directory(grids=grids, people=people)

@@ -1,0 +1,256 @@
+"""``make demo``: the whole system on embedded defaults, shown live in one terminal.
+
+Starts, on free loopback ports: a broker (Mosquitto if installed, else the embedded trial broker), the
+local webhook receiver standing in for the grid managers' phones, the hub (SQLite storage), the simulator
+of the 红星社区 demo community (2 gateways, 20 detectors, a kitchen gas leak passing 25 %LEL after ~20 s)
+and one edge agent per gateway. Every child's log is shown with its name; a status line every few seconds
+gives readings stored per gateway. When the notification arrives it prints how long after the threshold
+crossing (from the simulator's truth file) it was delivered. Ctrl-C stops everything, children last-in
+first-out, and leaves nothing running.
+"""
+
+import json
+import os
+import queue
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from ruamel.yaml import YAML
+
+from hub.config import load_deployment
+from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.edge_config import EdgeTarget, render_edge_config
+
+__all__ = ["DemoPlan", "run_demo"]
+
+_REPO_DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "deployment.yaml"
+_SCENARIO = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios" / "kitchen_gas_leak.yaml"
+_LEAK_SENSOR = "gas-b1-301"
+_LEAK_SET_POINT = 25.0
+_COLOURS = {"broker": "90", "sink": "35", "hub": "36", "sim": "33", "edge-gw-b1": "32", "edge-gw-b2": "34", "demo": "1"}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPlan:
+    """Files and ports of one demo run, all under ``run_dir``."""
+
+    run_dir: Path
+    mqtt_port: int
+    http_port: int
+    sink_port: int
+    modbus_ports: dict[str, int]
+    deployment: Path
+    secret_file: Path
+    token_file: Path
+    truth: Path
+    notifications: Path
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def prepare(run_dir: Path, *, source: Path = _REPO_DEMO) -> DemoPlan:
+    """Lay out a fresh run directory: ports, secrets, the deployment copy, and one edge config per gateway."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    yaml = YAML(typ="rt")
+    document = yaml.load(source.read_text(encoding="utf-8"))
+    sink_port = free_port()
+    modbus_ports = {str(gateway["id"]): free_port() for gateway in document["gateways"]}
+    for gateway in document["gateways"]:
+        gateway["modbus"]["port"] = modbus_ports[str(gateway["id"])]
+    for person in document["people"]:
+        for channel in person["channels"]:
+            channel["url"] = f"http://127.0.0.1:{sink_port}/notify"
+    deployment = run_dir / "deployment.yaml"
+    with deployment.open("w", encoding="utf-8") as out:
+        yaml.dump(document, out)
+    secret_file = run_dir / "webhook.secret"
+    secret_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    token_file = run_dir / "api.token"
+    token_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    for path in (secret_file, token_file):
+        path.chmod(0o600)
+    plan = DemoPlan(
+        run_dir=run_dir,
+        mqtt_port=free_port(),
+        http_port=free_port(),
+        sink_port=sink_port,
+        modbus_ports=modbus_ports,
+        deployment=deployment,
+        secret_file=secret_file,
+        token_file=token_file,
+        truth=run_dir / "truth.jsonl",
+        notifications=run_dir / "notifications.jsonl",
+    )
+    loaded = load_deployment(deployment)
+    for gateway_id in modbus_ports:
+        target = EdgeTarget(
+            mqtt_host="127.0.0.1", mqtt_port=plan.mqtt_port, outbox=run_dir / f"{gateway_id}.outbox.sqlite3"
+        )
+        (run_dir / f"{gateway_id}.toml").write_text(render_edge_config(loaded, gateway_id, target), encoding="utf-8")
+    return plan
+
+
+class Console:
+    """Writes every child's lines with a coloured name, and the demo's own headlines."""
+
+    def __init__(self) -> None:
+        self.colour = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+
+    def write(self, source: str, text: str, *, bold: bool = False) -> None:
+        name = f"{source:<10}"
+        if self.colour:
+            code = _COLOURS.get(source, "0")
+            name = f"\033[{code}m{name}\033[0m"
+            if bold:
+                text = f"\033[1m{text}\033[0m"
+        sys.stdout.write(f"{name} │ {text}\n")
+        sys.stdout.flush()
+
+
+def _important(text: str) -> bool:
+    return any(mark in text for mark in ("LOCAL ALARM", "RISK", "收到通知", "incident", "ERROR", "Traceback"))
+
+
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _crossing_ms(truth: Path) -> int | None:
+    """Device time of the first leak reading at or past the set point, from the simulator's truth file."""
+    if not truth.exists():
+        return None
+    with truth.open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            is_leak = record.get("type") == "reading" and record.get("sensor") == _LEAK_SENSOR
+            if is_leak and float(record["value"]) >= _LEAK_SET_POINT:
+                return int(record["time_ms"])
+    return None
+
+
+def _status(client: httpx.Client, plan: DemoPlan) -> str | None:
+    try:
+        text = client.get(f"{plan.api}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = value
+    stored = values.get("anju_readings_stored_total", "0")
+    online = values.get("anju_gateways_online", "0")
+    acks = values.get("anju_acks_published_total", "0")
+    risks = sum(float(v) for k, v in values.items() if k.startswith("anju_risk_events_total"))
+    return (
+        f"已存储读数 readings stored {stored} · 网关在线 gateways online {online} · "
+        f"hub-acks {acks} · 风险事件 risk events {risks:g}"
+    )
+
+
+def run_demo(*, run_dir: Path, duration_s: float | None = None) -> int:
+    """Run the demo until Ctrl-C (or ``duration_s``); 0 when the gas-leak alert was delivered."""
+    console = Console()
+    plan = prepare(run_dir.resolve())
+    lines: queue.Queue[Line] = queue.Queue()
+    children: list[Child] = []
+    token = plan.token_file.read_text(encoding="utf-8").strip()
+
+    def start(name: str, argv: list[str], port: int | None = None, wait_s: float = 30.0) -> Child:
+        child = Child(name, argv, lines, cwd=plan.run_dir).start()
+        children.append(child)
+        if port is not None and not wait_port(port, timeout_s=wait_s):
+            raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port} within {wait_s:.0f} s")
+        return child
+
+    delivered_after_s: float | None = None
+    try:
+        mosquitto = find_mosquitto()
+        if mosquitto:
+            config = mosquitto_config(port=plan.mqtt_port, directory=plan.run_dir)
+            console.write("demo", f"broker: Mosquitto ({mosquitto}) on 127.0.0.1:{plan.mqtt_port}")
+            start("broker", [mosquitto, "-c", str(config)], plan.mqtt_port)
+        else:
+            console.write("demo", "broker: Mosquitto not installed — using the embedded trial broker (amqtt)")
+            start("broker", _python("hub.demo.broker", "--port", str(plan.mqtt_port)), plan.mqtt_port)
+        start("sink", _python("alerts.sink", "--port", str(plan.sink_port), "--secret-file", str(plan.secret_file),
+                              "--log", str(plan.notifications)), plan.sink_port)  # fmt: skip
+        start(
+            "hub",
+            _python(
+                "hub",
+                "serve",
+                "--config",
+                str(plan.deployment),
+                "--data-dir",
+                str(plan.run_dir / "hub"),
+                "--mqtt-port",
+                str(plan.mqtt_port),
+                "--http-port",
+                str(plan.http_port),
+                "--api-token-file",
+                str(plan.token_file),
+            ),
+            plan.http_port,
+        )
+        ports = [arg for gateway, port in plan.modbus_ports.items() for arg in ("--port", f"{gateway}={port}")]
+        start("sim", _python("firmware_sim", "run", str(_SCENARIO), *ports, "--truth", str(plan.truth)),
+              next(iter(plan.modbus_ports.values())))  # fmt: skip
+        for gateway in plan.modbus_ports:
+            start(f"edge-{gateway}", _python("edge", "run", "--config", str(plan.run_dir / f"{gateway}.toml")))
+        console.write(
+            "demo", f"API: {plan.api}/api/v1  (OpenAPI {plan.api}/docs, metrics {plan.api}/metrics)", bold=True
+        )
+        console.write("demo", f'     curl -H "Authorization: Bearer $(cat {plan.token_file})" {plan.api}/api/v1/alerts')
+        console.write("demo", f"files: {plan.run_dir} (truth.jsonl, notifications.jsonl, hub/*.sqlite3)")
+        console.write(
+            "demo",
+            "剧情 scenario: 1栋301室厨房燃气泄漏 kitchen gas leak, passes 25 %LEL after ~20 s. Ctrl-C 停止 to stop.",
+        )
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        next_status = time.monotonic() + 5
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as client:
+            while deadline is None or time.monotonic() < deadline:
+                try:
+                    line = lines.get(timeout=0.5)
+                    console.write(line.source, line.text, bold=_important(line.text))
+                    if line.source == "sink" and "收到通知" in line.text and delivered_after_s is None:
+                        crossing = _crossing_ms(plan.truth)
+                        if crossing is not None:
+                            delivered_after_s = line.time_s - crossing / 1000
+                            console.write("demo", f"✅ 告警已送达 alert delivered {delivered_after_s:.2f} s after the "
+                                                  f"threshold crossing (target ≤ 2 s)", bold=True)  # fmt: skip
+                except queue.Empty:
+                    pass
+                dead = [c.name for c in children if not c.alive]
+                if dead:
+                    console.write("demo", f"stopped unexpectedly: {', '.join(dead)}", bold=True)
+                    return 1
+                if time.monotonic() >= next_status:
+                    next_status += 5
+                    status = _status(client, plan)
+                    if status:
+                        console.write("demo", status)
+    except KeyboardInterrupt:
+        console.write("demo", "Ctrl-C: 正在停止 stopping …")
+    except RuntimeError as exc:
+        console.write("demo", f"failed: {exc}", bold=True)
+        return 1
+    finally:
+        for child in reversed(children):
+            child.stop()
+        while not lines.empty():
+            line = lines.get_nowait()
+            console.write(line.source, line.text)
+        console.write("demo", f"all processes stopped; data kept in {plan.run_dir}")
+    return 0 if delivered_after_s is not None else 1

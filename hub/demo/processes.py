@@ -1,0 +1,108 @@
+"""Child processes for the demo and the end-to-end tests: start, stream their lines, stop cleanly.
+
+Each child runs in its own session (process group), so Ctrl-C in the terminal reaches only the
+orchestrator, which then stops the children in a chosen order: SIGTERM, a grace period, SIGKILL to the
+whole group. Nothing is left running.
+"""
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Child", "Line", "free_port", "wait_port"]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    source: str
+    text: str
+    time_s: float
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (bind to 0, read, release)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, *, timeout_s: float, host: str = "127.0.0.1") -> bool:
+    """Poll until something accepts TCP connections on ``host:port`` or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@dataclass(slots=True)
+class Child:
+    name: str
+    argv: Sequence[str]
+    lines: "queue.Queue[Line]"
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    process: subprocess.Popen[str] | None = field(default=None, init=False)
+    _reader: threading.Thread | None = field(default=None, init=False)
+
+    def start(self) -> "Child":
+        environment = dict(os.environ)
+        environment.update(self.env or {})
+        environment.setdefault("PYTHONUNBUFFERED", "1")
+        self.process = subprocess.Popen(
+            list(self.argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=environment,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._pump, name=f"lines-{self.name}", daemon=True)
+        self._reader.start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for text in self.process.stdout:
+            self.lines.put(Line(self.name, text.rstrip("\n"), time.time()))
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def stop(self, *, grace_s: float = 10.0) -> int | None:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL the group. Returns the exit code."""
+        if self.process is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait(timeout=5)
+        # Members of the group that outlived the leader (none expected) go too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        return self.process.returncode

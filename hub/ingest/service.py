@@ -1,0 +1,204 @@
+"""The hub's MQTT ingest: receive, commit in batches, detect, hand risks to alerts, hub-ack.
+
+Two named tasks per connection under one TaskGroup: the receiver puts messages into the bounded
+``Inbox`` (alarms first); the committer takes up to ``batch_messages`` at a time, validates and dedups them,
+writes readings + dead letters + session marks in one store transaction, and only then runs detection and
+publishes each touched gateway session's highest contiguous seq on its ``ack`` topic. Messages still in
+the inbox when the broker connection drops are committed and acknowledged after the reconnect.
+"""
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+
+from alerts.model import RiskEvent
+from hub.detection import ThresholdDetector
+from hub.ingest.inbox import Inbox, Received
+from hub.ingest.ledger import SessionLedger
+from hub.ingest.registry import Registry
+from hub.ingest.validate import check_origin, inspect_message
+from hub.metrics import Metrics
+from hub.store.base import DeadLetter, ReadingStore, StoredReading
+from protocol import Ack, GatewayState, Rejection, decode_state, encode_ack, encode_state, parse_topic
+from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
+
+__all__ = ["Ingest", "MqttEndpoint"]
+
+log = logging.getLogger("anju.hub.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "anju-hub"
+    keepalive_s: int = 30
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        endpoint: MqttEndpoint,
+        store: ReadingStore,
+        registry: Registry,
+        detector: ThresholdDetector,
+        on_risk: Callable[[RiskEvent], Awaitable[object]],
+        metrics: Metrics,
+        inbox_capacity: int = 10_000,
+        batch_messages: int = 500,
+    ) -> None:
+        self.endpoint = endpoint
+        self.store = store
+        self.registry = registry
+        self.detector = detector
+        self.on_risk = on_risk
+        self.metrics = metrics
+        self.batch_messages = batch_messages
+        self.inbox = Inbox(capacity=inbox_capacity)
+        self.ledger = SessionLedger(store.session_marks())
+        self.connected = False
+        metrics.gauge("anju_ingest_inbox_messages", "Messages received and not yet committed.", lambda: len(self.inbox))
+        metrics.gauge("anju_gateways_online", "Gateways whose last state is online.", registry.online_count)
+        metrics.gauge(
+            "anju_mqtt_connected", "1 while the hub is connected to the broker.", lambda: float(self.connected)
+        )
+
+    async def run(self) -> None:
+        """Stay connected until cancelled: jittered, capped exponential backoff between attempts."""
+        delay_s = 0.5
+        while True:
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:
+                self.connected = False
+                log.warning("broker connection lost or refused (%s); retrying in %.1f s", group.exceptions[0], delay_s)
+            await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
+            delay_s = min(delay_s * 2, 15.0)
+
+    async def _session(self) -> None:
+        endpoint = self.endpoint
+        offline = encode_state(GatewayState("offline", 0, time.time()))
+        async with aiomqtt.Client(
+            endpoint.host,
+            endpoint.port,
+            username=endpoint.username,
+            password=endpoint.password,
+            identifier=endpoint.client_id,
+            clean_session=False,
+            keepalive=endpoint.keepalive_s,
+            will=aiomqtt.Will(HUB_STATE_TOPIC, offline, qos=1, retain=True),
+        ) as client:
+            await client.subscribe(
+                [(subscription(Channel.ALARM), 1), (subscription(Channel.DATA), 1), (subscription(Channel.STATE), 1)]
+            )
+            online = encode_state(GatewayState("online", 0, time.time()))
+            await client.publish(HUB_STATE_TOPIC, online, qos=1, retain=True)
+            self.connected = True
+            self.metrics.mqtt_connects.inc()
+            log.info("connected to broker %s:%d", endpoint.host, endpoint.port)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._receive(client), name="hub-ingest-receive")
+                group.create_task(self._commit_forever(client), name="hub-ingest-commit")
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            name = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            channel = name.rsplit("/", 1)[-1]
+            self.metrics.messages_received.inc(channel=channel if channel in ("data", "alarm", "state") else "other")
+            await self.inbox.put(Received(name, payload, _now_ms()), urgent=channel != "data")
+
+    async def _commit_forever(self, client: aiomqtt.Client) -> None:
+        while True:
+            items = await self.inbox.take(limit=self.batch_messages)
+            acks = await self.commit(items)
+            for (gateway, session), seq in acks.items():
+                await client.publish(
+                    topic(self.registry.community, gateway, Channel.ACK), encode_ack(Ack(session, seq)), qos=1
+                )
+                self.metrics.acks_published.inc()
+
+    async def commit(self, items: Sequence[Received]) -> dict[tuple[str, int], int]:
+        """Validate, dedup, store in one transaction, detect, and return the acks to publish."""
+        rows: list[StoredReading] = []
+        dead: list[DeadLetter] = []
+        judged = []
+        touched: set[tuple[str, int]] = set()
+        for item in items:
+            if item.topic.endswith("/state"):
+                self._state(item, dead)
+                continue
+            inspection = inspect_message(item.topic, item.payload, self.registry)
+            for rejection, raw in inspection.rejections:
+                self._reject(item, rejection, raw, dead)
+            accepted = inspection.accepted
+            if accepted is None:
+                continue
+            batch = accepted.batch
+            touched.add((batch.gateway, batch.session))
+            if self.ledger.is_duplicate(batch.gateway, batch.session, batch.seq):
+                self.metrics.duplicates.inc(len(batch.readings))
+                continue
+            if self.ledger.gap_before(batch.gateway, batch.session, batch.seq):
+                self.metrics.seq_gaps.inc()
+                log.info(
+                    "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
+                    batch.gateway,
+                    batch.session,
+                    batch.seq,
+                )
+            self.ledger.record(batch.gateway, batch.session, batch.seq)
+            self.registry.gateways[batch.gateway].last_message_s = time.time()
+            rows.extend(StoredReading(r.sensor, r.time_ms, r.value, batch.gateway) for r, _ in accepted.readings)
+            judged.extend(accepted.readings)
+        marks = [self.ledger.mark(gateway, session) for gateway, session in touched]
+        stored = await asyncio.to_thread(self.store.commit, rows, dead, marks)
+        self.metrics.commits.inc()
+        self.metrics.readings_stored.inc(stored)
+        if len(rows) > stored:
+            self.metrics.duplicates.inc(len(rows) - stored)
+        for event in self.detector.observe(judged):
+            self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
+            log.warning(
+                "RISK %s %s %s %s %g %s (%s, %s)",
+                event.status,
+                event.grade.title_zh,
+                event.sensor,
+                event.location_zh,
+                event.value,
+                event.unit,
+                event.rule,
+                event.source,
+            )
+            await self.on_risk(event)
+        return {(gateway, session): self.ledger.acked(gateway, session) for gateway, session in touched}
+
+    def _reject(self, item: Received, rejection: Rejection, raw: bytes, dead: list[DeadLetter]) -> None:
+        self.metrics.payloads_rejected.inc(reason=rejection.reason.value)
+        log.warning("rejected from %s: %s", item.topic, rejection)
+        dead.append(DeadLetter(item.received_ms, item.topic, rejection.reason.value, rejection.detail, raw))
+
+    def _state(self, item: Received, dead: list[DeadLetter]) -> None:
+        parsed = parse_topic(item.topic)
+        if isinstance(parsed, Rejection):
+            self._reject(item, parsed, item.payload, dead)
+            return
+        problem = check_origin(parsed, self.registry)
+        state = problem or decode_state(item.payload)
+        if isinstance(state, Rejection):
+            self._reject(item, state, item.payload, dead)
+            return
+        if self.registry.set_state(parsed.gateway, online=state.status == "online", session=state.session):
+            log.info("gateway %s %s (session %d)", parsed.gateway, state.status, state.session)

@@ -1,0 +1,121 @@
+"""Counters and gauges rendered in the Prometheus text exposition format (version 0.0.4) at ``/metrics``.
+
+A few dozen series do not justify a client library; this keeps label handling explicit and the output
+stable for tests.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from alerts.service import Counters as AlertCounters
+
+__all__ = ["Counter", "Gauge", "Metrics", "render_alert_counters"]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(key: tuple[tuple[str, str], ...]) -> str:
+    if not key:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape(value)}"' for name, value in key) + "}"
+
+
+@dataclass(slots=True)
+class Counter:
+    name: str
+    help: str
+    values: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = tuple(sorted(labels.items()))
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def get(self, **labels: str) -> float:
+        return self.values.get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} counter"
+        if not self.values:
+            yield f"{self.name} 0"
+        for key, value in sorted(self.values.items()):
+            yield f"{self.name}{_labels(key)} {value:g}"
+
+
+@dataclass(slots=True)
+class Gauge:
+    name: str
+    help: str
+    read: Callable[[], float]
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} gauge"
+        yield f"{self.name} {self.read():g}"
+
+
+class Metrics:
+    """The hub's metrics; gauges are registered by the components that own the measured state."""
+
+    def __init__(self) -> None:
+        self.readings_stored = Counter("anju_readings_stored_total", "Readings newly written to the store.")
+        self.duplicates = Counter(
+            "anju_duplicates_total", "Readings received again (replayed batch or already stored point)."
+        )
+        self.payloads_rejected = Counter(
+            "anju_payloads_rejected_total", "Messages or readings refused, by reason; each kept as a dead letter."
+        )
+        self.messages_received = Counter("anju_messages_received_total", "MQTT messages received, by channel.")
+        self.seq_gaps = Counter("anju_seq_gaps_total", "Batches that arrived while an earlier seq was missing.")
+        self.acks_published = Counter("anju_acks_published_total", "Hub-acks published to gateways.")
+        self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
+        self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")
+        self.mqtt_connects = Counter("anju_mqtt_connects_total", "Successful connections of the hub to the broker.")
+        self._gauges: list[Gauge] = []
+
+    def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
+        self._gauges.append(Gauge(name, help, read))
+
+    def render(self) -> str:
+        counters = [
+            self.readings_stored,
+            self.duplicates,
+            self.payloads_rejected,
+            self.messages_received,
+            self.seq_gaps,
+            self.acks_published,
+            self.commits,
+            self.risk_events,
+            self.mqtt_connects,
+        ]
+        lines = [line for metric in [*counters, *self._gauges] for line in metric.render()]
+        return "\n".join(lines) + "\n"
+
+
+def render_alert_counters(counters: AlertCounters) -> str:
+    """The alerts service's counters in the exposition format (``anju_alerts_*``)."""
+    lines = [
+        "# HELP anju_alerts_opened_total Alerts opened, by grade.",
+        "# TYPE anju_alerts_opened_total counter",
+        *(
+            f'anju_alerts_opened_total{{grade="{grade.name}"}} {count}'
+            for grade, count in counters.alerts_opened_total.items()
+        ),
+        "# HELP anju_notifications_sent_total Notifications delivered to a receiver.",
+        "# TYPE anju_notifications_sent_total counter",
+        f"anju_notifications_sent_total {counters.notifications_sent_total}",
+        "# HELP anju_notification_failures_total Failed delivery attempts, by kind.",
+        "# TYPE anju_notification_failures_total counter",
+        *(
+            f'anju_notification_failures_total{{kind="{kind}"}} {count}'
+            for kind, count in counters.notification_failures_total.items()
+        ),
+        "# HELP anju_alerts_unrouted_total Alerts for a grid with nobody to notify.",
+        "# TYPE anju_alerts_unrouted_total counter",
+        f"anju_alerts_unrouted_total {counters.unrouted_total}",
+    ]
+    return "\n".join(lines) + "\n"
