@@ -89,7 +89,7 @@ class Sample:
 
 def to_raw(value: float, exponent: int) -> int:
     """Quantise a physical value to the device's integer register value."""
-    return round(value * 10 ** (-exponent))
+    return round(value * 10.0 ** (-exponent))
 
 
 def from_raw(raw: int, exponent: int) -> float:

@@ -164,5 +164,5 @@ def decode_batch(payload: bytes, *, community: str, gateway: str) -> Batch | Rej
         offset = _number(record.get("t", 0))
         if offset is None or not -86_400.0 <= offset <= 86_400.0:
             return Rejection(RejectReason.BAD_TIME, f"record {index}: time offset {record.get('t')!r} not within ±1 day")
-        readings.append(Reading(sensor, round((bt + offset) * 1000.0), value, unit))  # type: ignore[arg-type]
+        readings.append(Reading(sensor, round((bt + offset) * 1000.0), value, unit))
     return Batch(community, gateway, session, seq, tuple(readings))

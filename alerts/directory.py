@@ -1,0 +1,101 @@
+"""Who is responsible for what: grids, their managers, and where to reach each person.
+
+Plain frozen values. The hub builds a :class:`Directory` from its YAML deployment configuration (strict,
+secrets from env or ``*_file``); ``alerts`` only reads it. Later rosters and escalation chains sit next to
+these and answer the same question ("who gets this alert now?") with time and escalation in the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["Directory", "Grid", "Person", "WebhookTarget"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookTarget:
+    """An HTTP endpoint that takes signed notifications for one person (their phone app's gateway).
+
+    ``secret`` keys the HMAC-SHA256 signature; it is excluded from ``repr`` so it never reaches a log.
+    """
+
+    url: str
+    secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"WebhookTarget.url must be an http(s) URL with a host, got {self.url!r}")
+        if not self.secret:
+            raise ValueError(f"WebhookTarget for {self.url!r} needs a non-empty secret")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Person:
+    """Someone who can be notified: a grid manager, a property company duty desk, an officer."""
+
+    id: str
+    name: str
+    targets: tuple[WebhookTarget, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("Person.id must not be empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Grid:
+    """A management grid (网格) and the ids of the people who manage it, first responder first."""
+
+    id: str
+    name: str
+    managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """Grids and people, checked for consistency when built.
+
+    Every manager a grid names must be a known person: a typo in the deployment file must fail at start,
+    not at three in the morning when the grid's first alert finds nobody to page.
+    """
+
+    grids: tuple[Grid, ...]
+    people: tuple[Person, ...]
+    _grid_index: dict[str, Grid] = field(init=False, repr=False, compare=False)
+    _person_index: dict[str, Person] = field(init=False, repr=False, compare=False)
+
+    def __init__(self, *, grids: Iterable[Grid] = (), people: Iterable[Person] = ()) -> None:
+        object.__setattr__(self, "grids", tuple(grids))
+        object.__setattr__(self, "people", tuple(people))
+        persons: dict[str, Person] = {}
+        for person in self.people:
+            if person.id in persons:
+                raise ValueError(f"Directory: person id {person.id!r} appears twice")
+            persons[person.id] = person
+        grid_index: dict[str, Grid] = {}
+        for grid in self.grids:
+            if grid.id in grid_index:
+                raise ValueError(f"Directory: grid id {grid.id!r} appears twice")
+            for manager in grid.managers:
+                if manager not in persons:
+                    raise ValueError(f"Directory: grid {grid.id!r} names unknown manager {manager!r}")
+            grid_index[grid.id] = grid
+        object.__setattr__(self, "_grid_index", grid_index)
+        object.__setattr__(self, "_person_index", persons)
+
+    def managers_for(self, grid_id: str) -> tuple[Person, ...]:
+        """The people managing ``grid_id``, in configured order; empty for an unknown grid.
+
+        An empty answer is the caller's to log and count as unrouted (the alert is still recorded).
+        """
+        grid = self._grid_index.get(grid_id)
+        if grid is None:
+            return ()
+        return tuple(self._person_index[m] for m in grid.managers)
+
+    def person(self, person_id: str) -> Person | None:
+        """The person with ``person_id``, or None when the directory no longer lists them."""
+        return self._person_index.get(person_id)

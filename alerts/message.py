@@ -1,0 +1,172 @@
+"""What a notification says: the zh-first text and the JSON body every channel is built from.
+
+The body is built once, when the alert change is committed, and stored with the notification; every retry
+sends the same bytes, so a receiver that deduplicates by idempotency key sees one notification, and the
+audit shows exactly what a person was told.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from alerts.model import Alert, RiskEvent
+from protocol import kind_for
+
+__all__ = ["Reason", "iso8601", "notification_body", "render_text"]
+
+
+class Reason(enum.StrEnum):
+    """Why people are being notified about an alert."""
+
+    OPENED = "opened"
+    UPGRADED = "upgraded"
+    REFIRED = "refired"
+    CLEARED = "cleared"
+
+    @property
+    def label_zh(self) -> str:
+        return _REASON_ZH[self]
+
+
+_REASON_ZH = {
+    Reason.OPENED: "新告警",
+    Reason.UPGRADED: "升级",
+    Reason.REFIRED: "再次触发",
+    Reason.CLEARED: "已恢复",
+}
+
+# Display symbols for SenML units people do not read easily (protocol.units keeps the wire symbols).
+_UNIT_DISPLAY = {"Cel": "°C", "m3": "m³", "/": ""}
+
+# Chinese names of the set points in protocol.kinds; unknown rule names are shown as they are.
+_RULE_ZH = {
+    "pre-warning": "预警",
+    "level-1 alarm": "一级报警",
+    "level-2 alarm": "二级报警",
+    "alarm": "报警",
+    "above ambient": "高于环境温度",
+    "static alarm": "定温报警",
+    "static alarm, all A1": "定温报警（A1全部响应）",
+    "waterlogging": "积水",
+    "deep water": "深积水",
+}
+
+
+def iso8601(time_ms: int | None) -> str | None:
+    """Unix milliseconds as ISO 8601 UTC with milliseconds (``2025-06-01T08:00:00.000Z``)."""
+    if time_ms is None:
+        return None
+    moment = datetime.fromtimestamp(time_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:.1f}".removesuffix(".0")
+
+
+def _quantity(value: float, unit: str) -> str:
+    shown = _UNIT_DISPLAY.get(unit, unit)
+    return f"{_number(value)} {shown}".rstrip()
+
+
+def _standard(source: str) -> str:
+    """The standard's code from a source citation: "GB/T 50493-2019 §5.5.2: …" → "GB/T 50493-2019"."""
+    return source.split(":", 1)[0].split("§", 1)[0].strip()
+
+
+def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
+    """The notification text in Chinese and in English, for ``alert`` as of its last event.
+
+    ``【III级 黄色 较大】1栋301厨房 可燃气体 27.4 %LEL ≥ 25 %LEL（GB/T 50493-2019 一级报警）``
+    """
+    event: RiskEvent = alert.last_event
+    kind = kind_for(event.kind)
+    kind_zh = kind.label_zh if kind else event.kind
+    kind_en = kind.label_en if kind else event.kind
+    rule_zh = _RULE_ZH.get(event.rule, event.rule)
+    standard = _standard(event.source)
+    grade = alert.grade
+    reading = _quantity(event.value, event.unit)
+    above = True
+    if kind is not None:
+        point = next((p for p in kind.set_points if p.name == event.rule), None)
+        above = point.above if point else True
+    if event.threshold is not None:
+        sign = "≥" if above else "≤"
+        comparison = f"{reading} {sign} {_quantity(event.threshold, event.unit)}"
+    else:
+        comparison = reading
+    cite_zh = f"（{standard} {rule_zh}）" if standard else f"（{rule_zh}）"
+    cite_en = f" ({standard} {event.rule})" if standard else f" ({event.rule})"
+    if reason is Reason.CLEARED:
+        zh = (
+            f"【已恢复 {grade.name}级 {grade.colour_zh}】{event.location_zh} {kind_zh} 已恢复正常 {reading}，"
+            f"告警仍待处理人确认关闭"
+        )
+        en = (
+            f"[cleared, grade {grade.name} {grade.colour}] {event.location_zh} {kind_en} back to {reading}; "
+            f"the alert stays open until a person resolves it"
+        )
+        return zh, en
+    prefix_zh = {Reason.UPGRADED: "升级 ", Reason.REFIRED: "再次触发 "}.get(reason, "")
+    prefix_en = {Reason.UPGRADED: "upgraded to ", Reason.REFIRED: "fired again, "}.get(reason, "")
+    zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh} {kind_zh} {comparison}{cite_zh}"
+    en = f"[{prefix_en}{grade.title_en}] {event.location_zh} {kind_en} {comparison}{cite_en}"
+    return zh, en
+
+
+def notification_body(
+    alert: Alert,
+    *,
+    reason: Reason,
+    idempotency_key: str,
+    recipient_id: str,
+    recipient_name: str,
+) -> dict[str, Any]:
+    """The JSON body of one notification (documented field by field in the package README/report)."""
+    event = alert.last_event
+    kind = kind_for(event.kind)
+    zh, en = render_text(alert, reason)
+    return {
+        "version": 1,
+        "idempotency_key": idempotency_key,
+        "alert_id": alert.id,
+        "alert_key": alert.key,
+        "revision": alert.revision,
+        "reason": reason.value,
+        "reason_zh": reason.label_zh,
+        "grade": {
+            "number": int(alert.grade),
+            "roman": alert.grade.roman,
+            "label_zh": alert.grade.label_zh,
+            "label_en": alert.grade.label_en,
+            "colour": alert.grade.colour,
+            "colour_zh": alert.grade.colour_zh,
+        },
+        "state": alert.state.value,
+        "community": alert.community,
+        "grid": alert.grid,
+        "sensor": event.sensor,
+        "kind": event.kind,
+        "kind_zh": kind.label_zh if kind else event.kind,
+        "kind_en": kind.label_en if kind else event.kind,
+        "location_zh": event.location_zh,
+        "value": event.value,
+        "unit": event.unit,
+        "threshold": event.threshold,
+        "rule": event.rule,
+        "rule_zh": _RULE_ZH.get(event.rule, event.rule),
+        "source": event.source,
+        "event_time": iso8601(event.time_ms),
+        "event_time_ms": event.time_ms,
+        "opened_at": iso8601(alert.opened_at_ms),
+        "opened_at_ms": alert.opened_at_ms,
+        "cleared_at": iso8601(alert.cleared_at_ms),
+        "cleared_at_ms": alert.cleared_at_ms,
+        "recipient": {"id": recipient_id, "name": recipient_name},
+        "message_zh": zh,
+        "message_en": en,
+        "message": f"{zh}\n{en}",
+    }

@@ -1,0 +1,94 @@
+"""Signed JSON webhooks over HTTP(S): the channel to a grid manager's phone app gateway.
+
+Each request carries
+
+* ``Idempotency-Key`` — ``{alert_id}:{revision}:{person}:{target index}``; the receiver drops repeats
+  (we deliver at least once: a crash between its 2xx and our commit resends).
+* ``X-Anju-Timestamp`` — Unix seconds when signed; receivers reject stale ones (replay guard).
+* ``X-Anju-Signature`` — ``sha256=<hex HMAC-SHA256 over "{timestamp}.{body}">`` with the target's secret
+  (the Stripe/Slack scheme: the timestamp is inside the MAC, so it cannot be swapped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import httpx
+
+from alerts.directory import WebhookTarget
+from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
+
+__all__ = ["DEFAULT_TIMEOUT_S", "WebhookReceiver", "sign"]
+
+DEFAULT_TIMEOUT_S = 5.0
+"""Per request. GB/T 45839-2025 allows 15 s platform → people over two channels; one slow receiver must
+not use it all, and a retry comes after 1 s."""
+
+_RETRYABLE_STATUS = frozenset({408, 429})
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=`` + hex HMAC-SHA256 of ``f"{timestamp}.".encode() + body`` keyed with ``secret``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+class WebhookReceiver:
+    """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        clock_s: Callable[[], float] = time.time,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        self._timeout = httpx.Timeout(timeout_s)
+        self._clock_s = clock_s
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+
+    async def __aenter__(self) -> WebhookReceiver:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this receiver created it."""
+        if self._own_client:
+            await self._client.aclose()
+
+    async def deliver(self, *, target: WebhookTarget, idempotency_key: str, body: bytes) -> None:
+        """POST ``body`` to ``target.url``, signed; raise a retryable or permanent delivery error on failure."""
+        timestamp = int(self._clock_s())
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Idempotency-Key": idempotency_key,
+            "X-Anju-Timestamp": str(timestamp),
+            "X-Anju-Signature": sign(target.secret, timestamp, body),
+            "User-Agent": "anju-alerts/1",
+        }
+        try:
+            response = await self._client.post(target.url, content=body, headers=headers, timeout=self._timeout)
+        except httpx.TimeoutException as exc:
+            raise RetryableDeliveryError(f"timeout: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise RetryableDeliveryError(f"transport: {type(exc).__name__}: {exc}") from exc
+        except httpx.InvalidURL as exc:
+            raise PermanentDeliveryError(f"invalid URL: {exc}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        reason = response.reason_phrase or "error"
+        if status in _RETRYABLE_STATUS or status >= 500:
+            raise RetryableDeliveryError(reason, status=status)
+        raise PermanentDeliveryError(reason, status=status)

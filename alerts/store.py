@@ -1,0 +1,373 @@
+"""The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
+
+One database file per hub. Three tables:
+
+* ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key, so the
+  dedup rule holds in the data even if a bug slipped past the service.
+* ``transitions`` — the audit log: every state change, upgrade and clear, with who, when and the channel.
+* ``notifications`` — the outbox. Its primary key is the idempotency key
+  ``f"{alert_id}:{revision}:{person}:{target index}"``. :meth:`AlertStore.commit` writes an alert change and
+  its pending notifications in ONE transaction before any delivery is tried: a crash after the commit
+  leaves them pending and the next process sends them; a row is marked ``sent`` only after the receiver
+  answered 2xx, so a confirmed delivery is never sent again (receivers dedup by the key for the gap
+  between their 2xx and our commit).
+
+The methods are synchronous and short (indexed single-row reads and writes). :class:`alerts.service.AlertService`
+runs them with ``asyncio.to_thread`` so a slow disk (an SD card on a small box) never stalls the event
+loop; one connection guarded by a lock serves those threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
+
+__all__ = ["AlertStore", "Notification", "NotificationStatus"]
+
+NotificationStatus = Literal["pending", "sent", "failed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    community TEXT NOT NULL,
+    grid TEXT NOT NULL,
+    grade INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    first_event TEXT NOT NULL,
+    last_event TEXT NOT NULL,
+    opened_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    notified_at_ms INTEGER,
+    acknowledged_by TEXT,
+    acknowledged_at_ms INTEGER,
+    resolved_by TEXT,
+    resolved_at_ms INTEGER,
+    resolved_note TEXT,
+    cleared_at_ms INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key ON alerts(key) WHERE state != 'resolved';
+CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, opened_at_ms);
+CREATE TABLE IF NOT EXISTS transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    by TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transitions_by_alert ON transitions(alert_id, seq);
+CREATE TABLE IF NOT EXISTS notifications (
+    key TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    revision INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    target_index INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error TEXT,
+    created_ms INTEGER NOT NULL,
+    sent_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(status, next_attempt_ms);
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """One delivery in the outbox: a body for one target of one person, with its retry state.
+
+    ``body`` is the JSON text built when the alert change was committed; retries send it unchanged.
+    """
+
+    key: str
+    alert_id: str
+    revision: int
+    reason: str
+    person_id: str
+    target_index: int
+    body: str
+    status: NotificationStatus = "pending"
+    attempts: int = 0
+    next_attempt_ms: int = 0
+    last_error: str | None = None
+    created_ms: int = 0
+    sent_ms: int | None = None
+
+    @staticmethod
+    def idempotency_key(alert_id: str, revision: int, person_id: str, target_index: int) -> str:
+        """``f"{alert_id}:{revision}:{person}:{target index}"`` — stable across retries and restarts."""
+        return f"{alert_id}:{revision}:{person_id}:{target_index}"
+
+
+def _event_json(event: RiskEvent) -> str:
+    return json.dumps(asdict(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def _event_from(text: str) -> RiskEvent:
+    data: dict[str, Any] = json.loads(text)
+    data["grade"] = Grade(data["grade"])
+    return RiskEvent(**data)
+
+
+def _alert_from(row: sqlite3.Row) -> Alert:
+    return Alert(
+        id=row["id"],
+        key=row["key"],
+        community=row["community"],
+        grid=row["grid"],
+        grade=Grade(row["grade"]),
+        state=AlertState(row["state"]),
+        revision=row["revision"],
+        first_event=_event_from(row["first_event"]),
+        last_event=_event_from(row["last_event"]),
+        opened_at_ms=row["opened_at_ms"],
+        updated_at_ms=row["updated_at_ms"],
+        notified_at_ms=row["notified_at_ms"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at_ms=row["acknowledged_at_ms"],
+        resolved_by=row["resolved_by"],
+        resolved_at_ms=row["resolved_at_ms"],
+        resolved_note=row["resolved_note"],
+        cleared_at_ms=row["cleared_at_ms"],
+    )
+
+
+def _notification_from(row: sqlite3.Row) -> Notification:
+    return Notification(**{name: row[name] for name in row.keys()})  # noqa: SIM118 - sqlite3.Row
+
+
+class AlertStore:
+    """The SQLite alert database at ``path`` (``":memory:"`` works for a single-process test)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: an alert that was committed must survive a power cut of the hub box.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database; further calls fail."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # --- alerts -------------------------------------------------------------------------------------------
+
+    def open_alert(self, key: str) -> Alert | None:
+        """The alert for ``key`` that is not resolved yet, if any."""
+        rows = self._query("SELECT * FROM alerts WHERE key = ? AND state != 'resolved'", (key,))
+        return _alert_from(rows[0]) if rows else None
+
+    def get(self, alert_id: str) -> Alert | None:
+        """The alert with ``alert_id``, or None."""
+        rows = self._query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        return _alert_from(rows[0]) if rows else None
+
+    def list_alerts(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]:
+        """Alerts newest first, optionally only those in ``state``."""
+        if state is None:
+            rows = self._query("SELECT * FROM alerts ORDER BY opened_at_ms DESC, id LIMIT ?", (limit,))
+        else:
+            rows = self._query(
+                "SELECT * FROM alerts WHERE state = ? ORDER BY opened_at_ms DESC, id LIMIT ?",
+                (state.value, limit),
+            )
+        return [_alert_from(r) for r in rows]
+
+    def commit(
+        self,
+        alert: Alert,
+        *,
+        transitions: Sequence[Transition] = (),
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        """Write ``alert`` (insert or replace), its ``transitions`` and pending ``notifications`` atomically."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "grade=excluded.grade, state=excluded.state, revision=excluded.revision, "
+                "last_event=excluded.last_event, updated_at_ms=excluded.updated_at_ms, "
+                "acknowledged_by=excluded.acknowledged_by, acknowledged_at_ms=excluded.acknowledged_at_ms, "
+                "resolved_by=excluded.resolved_by, resolved_at_ms=excluded.resolved_at_ms, "
+                "resolved_note=excluded.resolved_note, cleared_at_ms=excluded.cleared_at_ms",
+                (
+                    alert.id,
+                    alert.key,
+                    alert.community,
+                    alert.grid,
+                    int(alert.grade),
+                    alert.state.value,
+                    alert.revision,
+                    _event_json(alert.first_event),
+                    _event_json(alert.last_event),
+                    alert.opened_at_ms,
+                    alert.updated_at_ms,
+                    alert.notified_at_ms,
+                    alert.acknowledged_by,
+                    alert.acknowledged_at_ms,
+                    alert.resolved_by,
+                    alert.resolved_at_ms,
+                    alert.resolved_note,
+                    alert.cleared_at_ms,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO transitions (alert_id, from_state, to_state, by, channel, time_ms, note) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        t.alert_id,
+                        t.from_state.value if t.from_state else None,
+                        t.to_state.value,
+                        t.by,
+                        t.channel,
+                        t.time_ms,
+                        t.note,
+                    )
+                    for t in transitions
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
+                "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        n.key,
+                        n.alert_id,
+                        n.revision,
+                        n.reason,
+                        n.person_id,
+                        n.target_index,
+                        n.body,
+                        n.status,
+                        n.attempts,
+                        n.next_attempt_ms,
+                        n.last_error,
+                        n.created_ms,
+                        n.sent_ms,
+                    )
+                    for n in notifications
+                ],
+            )
+
+    def transitions(self, alert_id: str) -> list[Transition]:
+        """The audit trail of ``alert_id``, oldest first."""
+        rows = self._query("SELECT * FROM transitions WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        return [
+            Transition(
+                alert_id=r["alert_id"],
+                from_state=AlertState(r["from_state"]) if r["from_state"] else None,
+                to_state=AlertState(r["to_state"]),
+                by=r["by"],
+                channel=r["channel"],
+                time_ms=r["time_ms"],
+                note=r["note"],
+            )
+            for r in rows
+        ]
+
+    # --- outbox -------------------------------------------------------------------------------------------
+
+    def notifications(self, alert_id: str | None = None) -> list[Notification]:
+        """Outbox rows, optionally of one alert, oldest first."""
+        if alert_id is None:
+            rows = self._query("SELECT * FROM notifications ORDER BY created_ms, key")
+        else:
+            rows = self._query("SELECT * FROM notifications WHERE alert_id = ? ORDER BY created_ms, key", (alert_id,))
+        return [_notification_from(r) for r in rows]
+
+    def due(self, *, now_ms: int, limit: int, exclude: Collection[str] = ()) -> list[Notification]:
+        """Pending notifications whose next attempt is due, oldest first, skipping keys in ``exclude``."""
+        rows = self._query(
+            "SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ? "
+            "ORDER BY next_attempt_ms, created_ms LIMIT ?",
+            (now_ms, limit + len(exclude)),
+        )
+        found = [_notification_from(r) for r in rows if r["key"] not in exclude]
+        return found[:limit]
+
+    def next_due_ms(self, *, exclude: Collection[str] = ()) -> int | None:
+        """When the earliest pending notification not in ``exclude`` is due, or None when there is none."""
+        marks = ",".join("?" * len(exclude))
+        where = f" AND key NOT IN ({marks})" if exclude else ""
+        rows = self._query(
+            f"SELECT MIN(next_attempt_ms) AS t FROM notifications WHERE status = 'pending'{where}",
+            tuple(exclude),
+        )
+        value = rows[0]["t"]
+        return int(value) if value is not None else None
+
+    def mark_sent(self, key: str, *, now_ms: int) -> None:
+        """Record that the receiver confirmed ``key`` (and the alert's first notification time)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE notifications SET status='sent', attempts=attempts+1, sent_ms=?, last_error=NULL WHERE key=?",
+                (now_ms, key),
+            )
+            db.execute(
+                "UPDATE alerts SET notified_at_ms = COALESCE(notified_at_ms, ?) "
+                "WHERE id = (SELECT alert_id FROM notifications WHERE key = ?)",
+                (now_ms, key),
+            )
+
+    def mark_retry(self, key: str, *, next_attempt_ms: int, error: str) -> None:
+        """Count a failed attempt of ``key`` and schedule the next one."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE notifications SET attempts=attempts+1, next_attempt_ms=?, last_error=? WHERE key=?",
+                (next_attempt_ms, error, key),
+            )
+
+    def mark_failed(self, key: str, *, error: str) -> None:
+        """Give up on ``key`` for good (permanent error or attempts exhausted)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE notifications SET status='failed', attempts=attempts+1, last_error=? WHERE key=?",
+                (error, key),
+            )

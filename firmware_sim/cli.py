@@ -1,0 +1,209 @@
+"""``anju-sim``: run a scenario as Modbus TCP gateways, check a scenario file, or print the register map.
+
+Exit codes: 0 success (also after SIGINT/SIGTERM), 2 bad arguments or an invalid scenario, 1 a runtime
+failure such as a port that is already taken.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from firmware_sim.runner import MAX_SPEED, RunOptions, run_simulation
+from firmware_sim.scenario import Scenario, ScenarioError, load_scenario
+from protocol import registers
+from protocol.ids import is_valid_id
+from protocol.kinds import KINDS
+
+__all__ = ["main"]
+
+log = logging.getLogger("firmware_sim")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _port(text: str) -> tuple[str, int]:
+    gateway, sep, port = text.partition("=")
+    if not sep or not is_valid_id(gateway) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected GATEWAY=PORT with PORT 1..65535, got {text!r}")
+    return gateway, int(port)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anju-sim",
+        description="Anju detector simulator: serves scenario detectors over Modbus TCP and writes ground truth.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve a scenario: one Modbus TCP server per gateway")
+    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    run.add_argument(
+        "--port", type=_port, action="append", default=[], metavar="GATEWAY=PORT", help="one per gateway (required)"
+    )
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--truth", type=Path, metavar="FILE", help="write the JSON-lines truth file here")
+    run.add_argument("--seed", type=int, help="override the scenario seed")
+    run.add_argument(
+        "--speed", type=_positive, default=1.0, metavar="X", help=f"simulated seconds per second (max {MAX_SPEED:g})"
+    )
+    run.add_argument("--duration", type=_positive, metavar="S", help="override duration_s (simulated seconds)")
+    run.add_argument(
+        "--exit-after",
+        type=_positive,
+        metavar="S",
+        help="exit S simulated seconds after start (default: run until signalled)",
+    )
+
+    check = sub.add_parser("check", help="validate a scenario file and print a summary")
+    check.add_argument("scenario", type=Path, help="scenario YAML file")
+
+    sub.add_parser("registers", help="print the Modbus register map of a detector")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``anju-sim``; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("pymodbus").setLevel(logging.WARNING)
+    try:
+        if args.command == "registers":
+            sys.stdout.write(_register_map())
+            return 0
+        scenario = load_scenario(args.scenario)
+        if args.command == "check":
+            sys.stdout.write(_summary(scenario))
+            return 0
+        return _run(scenario, args)
+    except ScenarioError as exc:
+        sys.stderr.write(f"anju-sim: error: {exc}\n")
+        return 2
+    except _UsageError as exc:
+        sys.stderr.write(f"anju-sim: error: {exc}\n")
+        return 2
+
+
+def _run(scenario: Scenario, args: argparse.Namespace) -> int:
+    ports = dict(args.port)
+    if len(ports) != len(args.port):
+        raise _UsageError("a gateway is given more than one --port")
+    gateways = {g.gateway_id for g in scenario.gateways}
+    if set(ports) != gateways:
+        raise _UsageError(
+            f"--port GATEWAY=PORT needed for exactly the scenario's gateways {sorted(gateways)}, got {sorted(ports)}"
+        )
+    if len(set(ports.values())) != len(ports):
+        raise _UsageError("two gateways cannot share a port")
+    try:
+        options = RunOptions(
+            ports=ports,
+            host=args.host,
+            truth_path=args.truth,
+            speed=args.speed,
+            seed=args.seed,
+            duration_s=args.duration,
+            exit_after_s=args.exit_after,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
+    try:
+        asyncio.run(_serve(scenario, options))
+    except OSError as exc:  # a port taken or not bindable: the servers start before any task
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+async def _serve(scenario: Scenario, options: RunOptions) -> None:
+    """Run until done or until SIGINT/SIGTERM, which end the run cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_simulation(scenario, options, stop=stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _summary(scenario: Scenario) -> str:
+    lines = [
+        f"scenario {scenario.source}: valid",
+        f"community {scenario.community}, seed {scenario.seed}, "
+        f"sample every {scenario.sample_interval_s:g} s for {scenario.duration_s:g} s",
+    ]
+    total = 0
+    for gateway in scenario.gateways:
+        kinds: dict[str, int] = {}
+        for device in gateway.devices:
+            kinds[device.kind.name] = kinds.get(device.kind.name, 0) + 1
+        total += len(gateway.devices)
+        by_kind = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        units = ", ".join(f"{d.unit_id}={d.sensor_id}" for d in gateway.devices)
+        lines.append(f"gateway {gateway.gateway_id}: {len(gateway.devices)} devices ({by_kind}); units {units}")
+    lines.append(f"{total} devices in {len(scenario.gateways)} gateways")
+    for incident in scenario.incidents:
+        lines.append(
+            f"incident {incident.name}: {', '.join(incident.sensors)} from t={incident.start_s:g} s to "
+            f"t={incident.end_s:g} s, ramp to {incident.ramp_to:g} over {incident.ramp_over_s:g} s, "
+            f"hold {incident.hold_s:g} s, decay {incident.decay_s:g} s; ground truth grade {incident.grade}"
+        )
+    if not scenario.incidents:
+        lines.append("no incidents")
+    return "\n".join(lines) + "\n"
+
+
+def _register_map() -> str:
+    r = registers
+    lines = [
+        "Anju detector register map: input registers (function code 04), 16-bit words, big-endian words",
+        "",
+        "header (addresses 0-15)",
+        "  0    kind code         u16  " + ", ".join(f"{c} {k}" for k, c in r.KIND_CODES.items()),
+        "  1    status            u16  1 normal, 2 alarm, 3 fault, 4 shielded (GB/T 45839-2025)",
+        "  2    battery           u16  percent",
+        "  3    signal strength   i16  dBm",
+        "  4    scale exponent    i16  value = raw * 10**exponent",
+        f"  5    ring capacity     u16  {r.RING_CAPACITY}",
+        "  6-7  sample counter    u32  samples since power-on = seq of the newest entry",
+        "  8-15 reserved               0",
+        "",
+        f"history ring (addresses {r.RING_ADDRESS}-{r.RING_ADDRESS + r.RING_COUNT - 1}): "
+        f"{r.RING_CAPACITY} entries x 8 registers; sample s is in entry (s-1) % {r.RING_CAPACITY}",
+        "  +0-1 seq               u32  0 = empty",
+        "  +2-5 time              u64  device clock, Unix epoch ms",
+        "  +6-7 raw               i32  value * 10**-exponent",
+        "",
+        "scaling per kind",
+    ]
+    for name, exponent in r.KIND_EXPONENTS.items():
+        kind = KINDS[name]
+        lines.append(
+            f"  {name:<12} code {r.KIND_CODES[name]}  exponent {exponent:>2}  resolution {10.0**exponent:g} {kind.unit}"
+            f"  range {kind.minimum:g}..{kind.maximum:g} {kind.unit}"
+        )
+    return "\n".join(lines) + "\n"

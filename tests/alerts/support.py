@@ -1,0 +1,49 @@
+"""Helpers shared by the alerts tests: events, a directory pointing at a sink, bounded waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from alerts import Directory, Grade, Grid, Person, RiskEvent, WebhookTarget
+
+SECRET = "test-secret-0123456789abcdef"
+
+
+def event(**changes: Any) -> RiskEvent:
+    """A gas level-1 event in Hongxing 1栋301, changed by keyword."""
+    fields: dict[str, Any] = {
+        "key": "hongxing/gas-b1-301/gas/level",
+        "community": "hongxing",
+        "grid": "hongxing-01",
+        "sensor": "gas-b1-301",
+        "kind": "gas",
+        "location_zh": "红星社区 1栋301厨房",
+        "rule": "level-1 alarm",
+        "grade": Grade.III,
+        "value": 27.4,
+        "unit": "%LEL",
+        "time_ms": int(time.time() * 1000),
+        "status": "firing",
+        "source": "GB/T 50493-2019 §5.5.2",
+        "threshold": 25.0,
+    }
+    fields.update(changes)
+    return RiskEvent(**fields)
+
+
+def directory_for(url: str, *, secret: str = SECRET, grid: str = "hongxing-01") -> Directory:
+    return Directory(
+        grids=[Grid(id=grid, name="红星一网格", managers=("zhang-wei",))],
+        people=[Person(id="zhang-wei", name="张伟", targets=(WebhookTarget(url=url, secret=secret),))],
+    )
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
+    """Poll ``predicate`` every 10 ms; fail the test after ``timeout_s``."""
+    with anyio.fail_after(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - plain predicates (counters, files), bounded by fail_after
+            await anyio.sleep(0.01)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from alerts import Alert, AlertState, Grade, Reason, render_text
+from alerts.message import iso8601
+from tests.alerts.support import event
+
+
+def _alert(**changes: object) -> Alert:
+    e = event()
+    fields: dict[str, object] = {
+        "id": "al-1", "key": e.key, "community": e.community, "grid": e.grid, "grade": Grade.III,
+        "state": AlertState.OPEN, "revision": 1, "first_event": e, "last_event": e,
+        "opened_at_ms": e.time_ms, "updated_at_ms": e.time_ms,
+    }  # fmt: skip
+    fields.update(changes)
+    return Alert(**fields)  # type: ignore[arg-type]
+
+
+def test_message_is_chinese_first_with_standard() -> None:
+    zh, en = render_text(_alert(), Reason.OPENED)
+    assert zh == "【III级 黄色 较大】红星社区 1栋301厨房 可燃气体 27.4 %LEL ≥ 25 %LEL（GB/T 50493-2019 一级报警）"
+    assert en.startswith("[grade III yellow, relatively major] 红星社区 1栋301厨房 combustible gas 27.4 %LEL ≥ 25 %LEL")
+
+
+def test_cleared_message_says_the_alert_stays_open() -> None:
+    zh, en = render_text(_alert(last_event=event(status="cleared", value=12.0)), Reason.CLEARED)
+    assert zh.startswith("【已恢复 III级 黄色】") and "12 %LEL" in zh
+    assert "stays open" in en
+
+
+def test_iso8601() -> None:
+    assert iso8601(0) == "1970-01-01T00:00:00.000Z"
+    assert iso8601(None) is None

@@ -1,0 +1,250 @@
+"""AlertService end to end: real SQLite, real HTTP deliveries to the real sink on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from alerts import (
+    AlertService,
+    AlertState,
+    AlertStore,
+    Directory,
+    Grade,
+    RiskEvent,
+    TransitionError,
+    WebhookReceiver,
+)
+from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
+from tests.alerts.support import SECRET, directory_for, event, wait_until
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"retry_base_s": 0.05, "retry_max_s": 0.2}
+
+
+class ScriptedSink(Sink):
+    """Answers with the scripted statuses first, then behaves like the real sink."""
+
+    def __init__(self, *statuses: int) -> None:
+        super().__init__(secret=SECRET)
+        self.script = list(statuses)
+        self.attempts = 0
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> SinkResponse:
+        self.attempts += 1
+        if self.script:
+            return SinkResponse(self.script.pop(0), "scripted")
+        return super().handle(method, path, headers, body)
+
+
+def _service(store: AlertStore, directory: Directory, receiver: WebhookReceiver, **kw: object) -> AlertService:
+    return AlertService(store=store, directory=directory, receiver=receiver, **{**FAST, **kw})  # type: ignore[arg-type]
+
+
+async def test_open_notifies_within_a_second_with_signed_body(sink: RunningSink, tmp_path: Path) -> None:
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
+            started = time.monotonic()
+            alert = await service.submit(event())
+            assert alert is not None and alert.state is AlertState.OPEN and alert.grade is Grade.III
+            await wait_until(lambda: len(sink.sink.received) == 1, timeout_s=1.0)
+            assert time.monotonic() - started < 1.0
+            await wait_until(lambda: service.counters.notifications_sent_total == 1)
+            assert service.counters.alerts_opened_total[Grade.III] == 1
+        body = sink.sink.received[0]
+        assert body["idempotency_key"] == f"{alert.id}:1:zhang-wei:0"
+        assert body["grade"] == {"number": 3, "roman": "III", "label_zh": "较大", "label_en": "relatively major",
+                                 "colour": "yellow", "colour_zh": "黄色"}  # fmt: skip
+        assert body["message"].startswith("【III级 黄色 较大】红星社区 1栋301厨房 可燃气体 27.4 %LEL ≥ 25 %LEL")
+        assert body["event_time"].endswith("Z") and body["reason"] == "opened"
+        stored = store.get(alert.id)
+        assert stored is not None and stored.notified_at_ms is not None
+        [row] = store.notifications(alert.id)
+        assert (row.status, row.attempts) == ("sent", 1)
+
+
+async def test_dedup_upgrade_and_cleared(sink: RunningSink, tmp_path: Path) -> None:
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
+            first = await service.submit(event())
+            same = await service.submit(event(value=28.0))
+            lower = await service.submit(event(value=12.0, grade=Grade.IV, rule="pre-warning"))
+            assert first and same and lower and first.id == same.id == lower.id
+            assert lower.grade is Grade.III and lower.last_event.value == 12.0 and lower.revision == 1
+            upgraded = await service.submit(event(value=55.0, grade=Grade.I, rule="level-2 alarm", threshold=50.0))
+            assert upgraded and upgraded.grade is Grade.II and upgraded.revision == 2  # I capped at II
+            cleared = await service.submit(event(status="cleared", value=3.0))
+            assert cleared and cleared.cleared_at_ms is not None and cleared.state is AlertState.OPEN
+            again = await service.submit(event(status="cleared", value=2.0))
+            assert again and again.revision == 3
+            await wait_until(lambda: len(sink.sink.received) == 3)
+            reasons = [b["reason"] for b in sink.sink.received]
+            assert reasons == ["opened", "upgraded", "cleared"]
+            assert sink.sink.received[1]["message_zh"].startswith("【升级 II级 橙色 重大】")
+            assert sink.sink.received[2]["message_zh"].startswith("【已恢复 II级 橙色】")
+            assert await service.submit(event(key="other/key", status="cleared")) is None
+            assert len(await service.list_alerts()) == 1
+            notes = [t.note for t in await service.transitions(first.id)]
+            assert notes[1] == "grade III → II" and "已恢复" in notes[2]
+
+
+async def test_lifecycle_and_illegal_transitions(sink: RunningSink, tmp_path: Path) -> None:
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
+            alert = await service.submit(event())
+            assert alert is not None
+            with pytest.raises(TransitionError) as caught:
+                await service.resolve(alert.id, by="zhang-wei", note="x", channel="app")
+            assert (caught.value.from_state, caught.value.to_state) == (AlertState.OPEN, AlertState.RESOLVED)
+            acked = await service.acknowledge(alert.id, by="zhang-wei", channel="app")
+            assert acked.state is AlertState.ACKNOWLEDGED and acked.acknowledged_by == "zhang-wei"
+            with pytest.raises(TransitionError):
+                await service.acknowledge(alert.id, by="zhang-wei", channel="app")
+            done = await service.resolve(alert.id, by="zhang-wei", note="阀门已关闭 valve closed", channel="app")
+            assert done.state is AlertState.RESOLVED and done.resolved_note == "阀门已关闭 valve closed"
+            assert [a.id for a in await service.list_alerts(AlertState.RESOLVED)] == [alert.id]
+            trail = await service.transitions(alert.id)
+            assert [(t.from_state, t.to_state, t.by, t.channel) for t in trail] == [
+                (None, AlertState.OPEN, "anju", "event"),
+                (AlertState.OPEN, AlertState.ACKNOWLEDGED, "zhang-wei", "app"),
+                (AlertState.ACKNOWLEDGED, AlertState.RESOLVED, "zhang-wei", "app"),
+            ]
+            reopened = await service.submit(event())  # a resolved alert no longer dedups
+            assert reopened is not None and reopened.id != alert.id
+
+
+async def test_retry_500_twice_then_200(tmp_path: Path) -> None:
+    scripted = ScriptedSink(500, 500)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            start_sink(scripted) as running,
+            WebhookReceiver() as receiver,
+            _service(store, directory_for(running.url), receiver) as service,
+        ):
+            alert = await service.submit(event())
+            await wait_until(lambda: len(scripted.received) == 1)
+            await wait_until(lambda: service.counters.notifications_sent_total == 1)
+            assert scripted.attempts == 3
+            assert service.counters.notification_failures_total["retryable"] == 2
+        assert alert is not None
+        [row] = store.notifications(alert.id)
+        assert (row.status, row.attempts, row.last_error) == ("sent", 3, None)
+
+
+async def test_400_is_a_permanent_failure(tmp_path: Path) -> None:
+    scripted = ScriptedSink(400)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            start_sink(scripted) as running,
+            WebhookReceiver() as receiver,
+            _service(store, directory_for(running.url), receiver) as service,
+        ):
+            alert = await service.submit(event())
+            await wait_until(lambda: service.counters.notification_failures_total["permanent"] == 1)
+            assert alert is not None
+            await wait_until(lambda: store.notifications(alert.id)[0].status == "failed")
+        [row] = store.notifications(alert.id)
+        assert row.attempts == 1 and row.last_error is not None and "400" in row.last_error
+        assert scripted.attempts == 1
+
+
+async def test_max_attempts_gives_up(tmp_path: Path) -> None:
+    scripted = ScriptedSink(503, 503, 503, 503)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            start_sink(scripted) as running,
+            WebhookReceiver() as receiver,
+            _service(store, directory_for(running.url), receiver, max_attempts=3) as service,
+        ):
+            await service.submit(event())
+            await wait_until(lambda: service.counters.notification_failures_total["exhausted"] == 1)
+        assert scripted.attempts == 3 and store.notifications()[0].status == "failed"
+
+
+async def test_unknown_grid_is_unrouted_but_recorded(sink: RunningSink, tmp_path: Path) -> None:
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
+            alert = await service.submit(event(grid="nowhere"))
+            assert alert is not None and service.counters.unrouted_total == 1
+            assert store.notifications() == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_restart_delivers_pending_exactly_once(tmp_path: Path) -> None:
+    db = tmp_path / "alerts.db"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/notify"
+    sink = Sink(secret=SECRET, log_path=tmp_path / "sink.jsonl")
+    # 1. The receiver is down: the alert and its notification are committed, delivery fails.
+    with AlertStore(db) as store:
+        async with WebhookReceiver() as receiver, _service(store, directory_for(url), receiver) as service:
+            alert = await service.submit(event())
+            assert alert is not None
+            await wait_until(lambda: store.notifications()[0].attempts >= 1)
+        assert store.notifications()[0].status == "pending"
+    # 2. A new process on the same database, receiver up: the pending notification goes out; dedup holds.
+    async with start_sink(sink, port=port):
+        with AlertStore(db) as store:
+            async with WebhookReceiver() as receiver, _service(store, directory_for(url), receiver) as service:
+                await wait_until(lambda: len(sink.received) == 1)
+                again = await service.submit(event(value=30.0))
+                assert again is not None and again.id == alert.id and again.revision == 1
+                await wait_until(lambda: store.notifications()[0].status == "sent")
+        # 3. And once more: a confirmed delivery is never resent.
+        with AlertStore(db) as store:
+            async with WebhookReceiver() as receiver, _service(store, directory_for(url), receiver) as service:
+                await service.submit(event(status="cleared", value=1.0))
+                await wait_until(lambda: len(sink.received) == 2)
+    keys = [json.loads(line)["idempotency_key"] for line in (tmp_path / "sink.jsonl").read_text().splitlines()]
+    assert keys == [f"{alert.id}:1:zhang-wei:0", f"{alert.id}:2:zhang-wei:0"]
+    assert sink.duplicates == 0
+
+
+async def test_receiver_sees_same_bytes_on_retry(tmp_path: Path) -> None:
+    """The body is frozen at commit: a retry carries the same bytes and a fresh valid signature."""
+    bodies: list[bytes] = []
+
+    class Capture(ScriptedSink):
+        def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> SinkResponse:
+            ts = headers["x-anju-timestamp"]
+            mac = hmac.new(SECRET.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+            assert headers["x-anju-signature"] == f"sha256={mac}"
+            bodies.append(body)
+            return super().handle(method, path, headers, body)
+
+    capture = Capture(502)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            start_sink(capture) as running,
+            WebhookReceiver() as receiver,
+            _service(store, directory_for(running.url), receiver) as service,
+        ):
+            await service.submit(event())
+            await wait_until(lambda: len(capture.received) == 1)
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+
+
+async def test_a_stage_can_mute_events(sink: RunningSink, tmp_path: Path) -> None:
+    async def silence_gas(e: RiskEvent) -> RiskEvent | None:
+        return None if e.kind == "gas" else e
+
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            WebhookReceiver() as receiver,
+            _service(store, directory_for(sink.url), receiver, stages=[silence_gas]) as service,
+        ):
+            assert await service.submit(event()) is None
+            assert service.counters.muted_total == 1
+            assert await service.list_alerts() == []
