@@ -19,6 +19,7 @@ def _configure_logging(level: str) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the demo and the logs
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -252,8 +252,8 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
 def resolve_secret(channel: ChannelConfig, base: Path) -> str:
     """The channel's secret from inline text, a file (relative to ``base``) or an environment variable."""
     if channel.secret is not None:
-        return channel.secret.get_secret_value()
-    if channel.secret_file is not None:
+        secret = channel.secret.get_secret_value()
+    elif channel.secret_file is not None:
         secret_path = base / channel.secret_file
         try:
             secret = secret_path.read_text(encoding="utf-8").strip()

@@ -64,7 +64,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 ),
                 store=store,
                 registry=registry,
-                detector=ThresholdDetector(community=registry.community),
+                detector=ThresholdDetector(community=registry.community, community_name=registry.community_name),
                 on_risk=alerts.submit,
                 metrics=metrics,
                 inbox_capacity=settings.inbox_capacity,

@@ -105,4 +105,6 @@ class Child:
             os.killpg(self.process.pid, signal.SIGKILL)
         if self._reader is not None:
             self._reader.join(timeout=2)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode

@@ -33,8 +33,9 @@ def _worst_crossed(set_points: Iterable[SetPoint], value: float) -> SetPoint | N
 
 
 class ThresholdDetector:
-    def __init__(self, *, community: str) -> None:
+    def __init__(self, *, community: str, community_name: str = "") -> None:
         self.community = community
+        self.community_name = community_name
         self._states: dict[str, _SensorState] = {}
 
     def observe(self, readings: Iterable[tuple[Reading, SensorInfo]]) -> list[RiskEvent]:
@@ -76,7 +77,7 @@ class ThresholdDetector:
             grid=info.grid,
             sensor=info.id,
             kind=info.kind.name,
-            location_zh=info.location,
+            location_zh=f"{self.community_name} {info.location}".strip(),
             rule=point.name,
             grade=Grade(point.grade),
             value=reading.value,

@@ -1,0 +1,55 @@
+"""Fixtures shared by every test package: a real Mosquitto on a free loopback port, the demo deployment."""
+
+import os
+import queue
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.processes import Child, Line, free_port, wait_port
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DEPLOYMENT = REPO / "deploy" / "demo" / "deployment.yaml"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def require_service(name: str, found: object) -> None:
+    """Missing service: a failure under CI (CI=true), a skip on a developer's machine."""
+    if found:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is required under CI and is not installed (make test installs it)")
+    pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[int]:
+    """A real Mosquitto on 127.0.0.1, anonymous, for this test only; yields its port."""
+    binary = find_mosquitto()
+    require_service("mosquitto", binary)
+    assert binary is not None
+    port = free_port()
+    config = mosquitto_config(port=port, directory=tmp_path / "mosquitto")
+    child = Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()).start()
+    try:
+        if not wait_port(port, timeout_s=10):
+            pytest.fail(f"mosquitto did not listen on 127.0.0.1:{port}")
+        yield port
+    finally:
+        child.stop(grace_s=5)
+
+
+@pytest.fixture
+def demo_deployment(tmp_path: Path) -> Path:
+    """The demo deployment file copied next to a generated webhook secret."""
+    target = tmp_path / "deployment.yaml"
+    shutil.copy(DEMO_DEPLOYMENT, target)
+    (tmp_path / "webhook.secret").write_text("test-webhook-secret-0123456789abcdef\n", encoding="utf-8")
+    return target

@@ -1,0 +1,94 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hub.cli import main
+from hub.config import ConfigError, build_directory, load_deployment
+
+GOOD = """\
+community: {id: hongxing, name: 红星社区}
+grids:
+  - {id: grid-1, name: 第一网格, managers: [wang-li]}
+people:
+  - id: wang-li
+    name: 王丽
+    channels:
+      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}
+gateways:
+  - id: gw-b1
+    sensors:
+      - {id: gas-1, kind: gas, unit_id: 1, location: 厨房, grid: grid-1}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "deployment.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def issues(path: Path) -> list[tuple[int | None, str, object, str]]:
+    with pytest.raises(ConfigError) as caught:
+        load_deployment(path)
+    return [(i.line, i.path, i.value, i.message) for i in caught.value.issues]
+
+
+def test_demo_deployment_loads_with_its_secret(demo_deployment: Path) -> None:
+    deployment = load_deployment(demo_deployment)
+    assert deployment.community.id == "hongxing"
+    assert sum(len(g.sensors) for g in deployment.gateways) == 20
+    directory = build_directory(deployment, demo_deployment.parent)
+    (manager,) = directory.managers_for("grid-1")
+    assert manager.targets[0].secret.startswith("test-webhook-secret")
+    assert "test-webhook-secret" not in repr(manager)
+
+
+def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
+    found = issues(write(tmp_path, GOOD.replace("    name: 王丽\n", "    name: 王丽\n    colour: red\n")))
+    assert found == [(7, "people[0].colour", "red", "unknown key")]
+
+
+def test_bad_values_are_named_with_key_value_and_line(tmp_path: Path) -> None:
+    text = GOOD.replace("kind: gas, unit_id: 1", "kind: gaz, unit_id: 300").replace("id: gw-b1", "id: GW-1")
+    found = issues(write(tmp_path, text))
+    by_path = {path: (line, value, message) for line, path, value, message in found}
+    assert by_path["gateways[0].id"][:2] == (10, "GW-1")
+    assert by_path["gateways[0].sensors[0].kind"][:2] == (12, "gaz")
+    assert "unknown sensor kind" in by_path["gateways[0].sensors[0].kind"][2]
+    assert by_path["gateways[0].sensors[0].unit_id"][:2] == (12, 300)
+
+
+def test_dangling_references_and_duplicates(tmp_path: Path) -> None:
+    text = GOOD.replace("managers: [wang-li]", "managers: [li-na]") + (
+        "      - {id: gas-1, kind: gas, unit_id: 1, location: 厨房, grid: grid-9}\n"
+    )
+    messages = {(path, message) for _, path, _, message in issues(write(tmp_path, text))}
+    assert ("grids[0].managers[0]", "no person with this id in people") in messages
+    assert ("gateways[0].sensors[1].id", "duplicate sensor id (ids are unique in a deployment)") in messages
+    assert ("gateways[0].sensors[1].unit_id", "duplicate Modbus unit id on gateway gw-b1") in messages
+    assert ("gateways[0].sensors[1].grid", "no grid with this id in grids") in messages
+
+
+def test_secret_problems(tmp_path: Path) -> None:
+    short = GOOD.replace('secret: "0123456789abcdef0123"', 'secret: "short"')
+    assert issues(write(tmp_path, short))[0][3] == "secret shorter than 16 characters"
+    missing = GOOD.replace('secret: "0123456789abcdef0123"', "secret_file: nowhere.secret")
+    assert "nowhere.secret" in issues(write(tmp_path, missing))[0][3]
+    both = GOOD.replace('secret: "0123456789abcdef0123"', 'secret: "0123456789abcdef0123", secret_env: X')
+    assert issues(write(tmp_path, both))[0][3] == "give exactly one of secret, secret_file, secret_env"
+
+
+def test_broken_yaml_and_wrong_shape(tmp_path: Path) -> None:
+    (line, _, _, message) = issues(write(tmp_path, "community: {id: x\ngrids: [\n"))[0]
+    assert message.startswith("not valid YAML") and line is not None
+    assert issues(write(tmp_path, "- just\n- a list\n"))[0][3] == "expected a mapping at the top"
+    assert "cannot read" in issues(tmp_path / "absent.yaml")[0][3]
+
+
+def test_check_config_cli(tmp_path: Path, demo_deployment: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(demo_deployment)]) == 0
+    assert "20 sensors" in capsys.readouterr().out
+    bad = write(tmp_path, GOOD.replace("kind: gas", "kind: radon"))
+    assert main(["check-config", str(bad)]) == 2
+    assert "deployment.yaml:12: gateways[0].sensors[0].kind = 'radon'" in capsys.readouterr().err

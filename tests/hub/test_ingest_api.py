@@ -1,0 +1,142 @@
+"""The hub against a real Mosquitto: store-then-ack, dedup, gaps, bad input, alerts and the API."""
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from protocol import Reading
+from protocol.topics import Channel
+from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def hub(mosquitto: int, demo_deployment: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with running_hub(mosquitto=mosquitto, deployment=demo_deployment, data_dir=tmp_path / "data") as running:
+        yield running
+
+
+def gas(i: int, value: float = 2.0, sensor: str = "gas-b1-101") -> Reading:
+    return Reading(sensor, T0 + i * 1000, value, "%LEL")
+
+
+async def test_batch_is_stored_before_it_is_acked_and_readable(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0), gas(1, 2.5), Reading("temp-b1-101", T0, 22.5, "Cel"))
+        ack = await gw.ack()
+        assert (ack.session, ack.seq) == (1, 1)
+    assert await hub.metric("anju_readings_stored_total") == 3
+    response = await hub.api.get("/api/v1/readings", params={"sensor": "gas-b1-101", "start": T0, "end": T0 + 5000})
+    body = response.json()
+    assert response.status_code == 200 and body["unit"] == "%LEL"
+    assert [(r["time_ms"], r["value"]) for r in body["readings"]] == [(T0, 2.0), (T0 + 1000, 2.5)]
+    iso = await hub.api.get(
+        "/api/v1/readings",
+        params={"sensor": "gas-b1-101", "start": "2025-11-29T07:06:40Z", "end": "2025-11-29T07:06:41.5Z"},
+    )
+    assert iso.json()["count"] == 2
+
+
+async def test_duplicates_are_dropped_and_acks_wait_for_gaps(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0))
+        assert (await gw.ack()).seq == 1
+        await gw.publish(1, gas(0))
+        assert (await gw.ack()).seq == 1, "a replayed batch is acknowledged again, not stored again"
+        await gw.publish(3, gas(2))
+        assert (await gw.ack()).seq == 1, "seq 2 is missing, so the ack must not move past it"
+        await gw.publish(2, gas(1))
+        assert (await gw.ack()).seq == 3
+        gw.session = 2  # the gateway restarted and replays an unacked reading in a new session
+        await gw.publish(1, gas(2), gas(3))
+        assert (await gw.ack()).seq == 1
+    assert await hub.metric("anju_readings_stored_total") == 4
+    assert await hub.metric("anju_duplicates_total") == 2
+    assert await hub.metric("anju_seq_gaps_total") == 1
+
+
+async def test_bad_input_is_counted_dead_lettered_and_good_data_kept(hub: Hub) -> None:
+    oversized = b"[" + b"1," * 140_000 + b"1]"
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.raw("anju/v1/hongxing/gw-b1/data", b'[{"bn": "urn:anju:hongxing:gw-b1:",')
+        await gw.raw("anju/v1/hongxing/gw-b1/data", oversized)
+        await gw.raw("anju/v1/hongxing/gw-b9/data", b"[]")
+        await gw.raw("anju/v1/hongxing/GW-B1/data", b"[]")
+        await gw.raw("anju/v1/hongxing/gw-b1/state", b'{"status": "sleepy"}')
+        await gw.publish(1, gas(0), Reading("temp-b1-101", T0, 22.0, "%LEL"), Reading("ghost", T0, 1.0, "%LEL"))
+        assert (await gw.ack()).seq == 1
+    for reason in (
+        "malformed_json",
+        "oversized",
+        "unknown_gateway",
+        "bad_id",
+        "bad_state",
+        "wrong_unit",
+        "unknown_sensor",
+    ):
+        assert await hub.metric_line(f'anju_payloads_rejected_total{{reason="{reason}"}}') == 1, reason
+    assert await hub.metric("anju_readings_stored_total") == 1
+    letters = (await hub.api.get("/api/v1/dead-letters")).json()
+    assert {letter["reason"] for letter in letters} >= {"malformed_json", "oversized", "unknown_gateway", "wrong_unit"}
+    oversized_letter = next(letter for letter in letters if letter["reason"] == "oversized")
+    assert base64.b64decode(oversized_letter["payload_base64"]) == oversized[:65536]
+    assert (await hub.api.get("/api/v1/health")).json()["status"] == "ok"
+
+
+async def test_gas_alarm_becomes_a_graded_alert_that_people_handle(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.ack()
+    (notification,) = await eventually(lambda: _received(hub))
+    assert notification["grade"]["roman"] == "III" and notification["recipient"]["id"] == "wang-li"
+    assert "27.4 %LEL" in notification["message_zh"] and "红星社区 1栋301室厨房" in notification["message_zh"]
+    (alert,) = (await hub.api.get("/api/v1/alerts", params={"state": "open"})).json()
+    assert (alert["grade"], alert["sensor"], alert["threshold"]) == ("III", "gas-b1-301", 25.0)
+    path = f"/api/v1/alerts/{alert['id']}"
+    assert (await hub.api.post(f"{path}/acknowledge", json={"by": "wang-li"})).json()["state"] == "acknowledged"
+    conflict = await hub.api.post(f"{path}/acknowledge", json={"by": "wang-li"})
+    assert conflict.status_code == 409 and conflict.headers["content-type"] == "application/problem+json"
+    resolved = await hub.api.post(f"{path}/resolve", json={"by": "wang-li", "note": "关阀通风，燃气公司已检修"})
+    assert resolved.json()["state"] == "resolved" and resolved.json()["resolved_note"].startswith("关阀")
+    assert (await hub.api.post("/api/v1/alerts/nope/acknowledge", json={"by": "x"})).status_code == 404
+    assert await hub.metric_line('anju_alerts_opened_total{grade="III"}') == 1
+
+
+async def _received(hub: Hub) -> list[dict[str, object]]:
+    return list(hub.sink.sink.received)
+
+
+async def test_api_refuses_without_token_and_explains_bad_requests(hub: Hub) -> None:
+    anonymous = await hub.api.get("/api/v1/alerts", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.json()["title"] == "Unauthorized"
+    wrong = await hub.api.get(
+        "/api/v1/readings", params={"sensor": "gas-b1-101"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    assert (await hub.api.get("/api/v1/health", headers={"Authorization": ""})).status_code == 200
+    unknown = await hub.api.get("/api/v1/readings", params={"sensor": "gas-zz"})
+    assert unknown.status_code == 404 and "gas-zz" in unknown.json()["detail"]
+    naive = await hub.api.get("/api/v1/readings", params={"sensor": "gas-b1-101", "start": "2025-11-29T07:00:00"})
+    assert naive.status_code == 422 and "UTC offset" in naive.json()["detail"]
+    backwards = await hub.api.get("/api/v1/readings", params={"sensor": "gas-b1-101", "start": 10, "end": 5})
+    assert backwards.status_code == 422
+    bad_limit = await hub.api.get("/api/v1/alerts", params={"limit": 0})
+    assert bad_limit.status_code == 422 and bad_limit.json()["errors"][0]["loc"] == ["query", "limit"]
+
+
+async def test_ack_position_survives_a_hub_restart(mosquitto: int, demo_deployment: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with running_hub(mosquitto=mosquitto, deployment=demo_deployment, data_dir=data) as hub:
+        async with gateway(hub.mqtt_port) as gw:
+            await gw.publish(1, gas(0))
+            await gw.publish(2, gas(1))
+            assert (await gw.ack()).seq in (1, 2)
+            await eventually(lambda: hub.metric("anju_readings_stored_total"))
+    async with running_hub(mosquitto=mosquitto, deployment=demo_deployment, data_dir=data) as hub:
+        async with gateway(hub.mqtt_port) as gw:
+            await gw.publish(2, gas(1))
+            assert (await gw.ack()).seq == 2
+        assert await hub.metric("anju_duplicates_total") == 1
+        assert await hub.metric("anju_readings_stored_total") == 0
