@@ -92,7 +92,8 @@ class Metrics:
             self.risk_events,
             self.mqtt_connects,
         ]
-        lines = [line for metric in [*counters, *self._gauges] for line in metric.render()]
+        metrics: list[Counter | Gauge] = [*counters, *self._gauges]
+        lines = [line for metric in metrics for line in metric.render()]
         return "\n".join(lines) + "\n"
 
 

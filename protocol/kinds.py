@@ -73,11 +73,7 @@ _SMOKE = SensorKind(
     label_en="smoke",
     minimum=0.0,
     maximum=20.0,
-    set_points=(
-        SetPoint(
-            "alarm", 0.15, 0.10, True, 3, "GB 4715-2024: type B response threshold >= 0.15 dB/m"
-        ),
-    ),
+    set_points=(SetPoint("alarm", 0.15, 0.10, True, 3, "GB 4715-2024: type B response threshold >= 0.15 dB/m"),),
 )
 _TEMPERATURE = SensorKind(
     name="temperature",

@@ -160,9 +160,11 @@ def decode_batch(payload: bytes, *, community: str, gateway: str) -> Batch | Rej
         else:
             value = _number(record.get("v"))
         if value is None:
-            return Rejection(RejectReason.BAD_VALUE, f"record {index}: value {record.get('v')!r} is not a finite number")
+            detail = f"record {index}: value {record.get('v')!r} is not a finite number"
+            return Rejection(RejectReason.BAD_VALUE, detail)
         offset = _number(record.get("t", 0))
         if offset is None or not -86_400.0 <= offset <= 86_400.0:
-            return Rejection(RejectReason.BAD_TIME, f"record {index}: time offset {record.get('t')!r} not within ±1 day")
+            detail = f"record {index}: time offset {record.get('t')!r} not within ±1 day"
+            return Rejection(RejectReason.BAD_TIME, detail)
         readings.append(Reading(sensor, round((bt + offset) * 1000.0), value, unit))
     return Batch(community, gateway, session, seq, tuple(readings))

@@ -20,11 +20,11 @@ from alerts.model import RiskEvent
 from hub.detection import ThresholdDetector
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.ledger import SessionLedger
-from hub.ingest.registry import Registry
+from hub.ingest.registry import Registry, SensorInfo
 from hub.ingest.validate import check_origin, inspect_message
 from hub.metrics import Metrics
 from hub.store.base import DeadLetter, ReadingStore, StoredReading
-from protocol import Ack, GatewayState, Rejection, decode_state, encode_ack, encode_state, parse_topic
+from protocol import Ack, GatewayState, Reading, Rejection, decode_state, encode_ack, encode_state, parse_topic
 from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
 
 __all__ = ["Ingest", "MqttEndpoint"]
@@ -134,7 +134,7 @@ class Ingest:
         """Validate, dedup, store in one transaction, detect, and return the acks to publish."""
         rows: list[StoredReading] = []
         dead: list[DeadLetter] = []
-        judged = []
+        judged: list[tuple[Reading, SensorInfo]] = []
         touched: set[tuple[str, int]] = set()
         for item in items:
             if item.topic.endswith("/state"):

@@ -31,7 +31,7 @@ def test_store_writes_are_idempotent_and_atomic(tmp_path: Path) -> None:
     rows = [StoredReading("gas-1", 1_000 + i, float(i), "gw") for i in range(5)]
     dead = [DeadLetter(1, "anju/v1/c/g/data", "malformed_json", "not JSON", b"\xff{")]
     assert store.commit(rows, dead, [SessionMark("gw", 1, 2)]) == 5
-    assert store.commit(rows[3:] + [StoredReading("gas-1", 2_000, 9.0, "gw")], [], [SessionMark("gw", 1, 1)]) == 1
+    assert store.commit([*rows[3:], StoredReading("gas-1", 2_000, 9.0, "gw")], [], [SessionMark("gw", 1, 1)]) == 1
     assert store.count_readings() == 6
     assert [r.value for r in store.readings("gas-1", 1_001, 1_004, 100)] == [1.0, 2.0, 3.0]
     assert store.readings("gas-1", 0, 10_000, 2) == rows[:2]
