@@ -1,0 +1,42 @@
+# Anju — the two commands: `make demo` and `make test`. Everything else is a helper of those two.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench mosquitto clean
+
+# A stamp per install profile: re-installs when pyproject.toml changes.
+$(VENV)/.stamp-demo: pyproject.toml scripts/venv
+	PYTHON=$(PYTHON) scripts/venv "$(VENV)" ".[edge,hub,sim,demo]"
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml scripts/venv
+	PYTHON=$(PYTHON) scripts/venv "$(VENV)" ".[dev]"
+	touch $@ $(VENV)/.stamp-demo
+
+## make demo: the whole system on embedded defaults (broker, hub, simulator, 2 gateways, receiver).
+demo: $(VENV)/.stamp-demo
+	$(BIN)/anju-hub demo --run-dir run/demo
+
+## make test: lint, types and the whole suite, with a real Mosquitto.
+test: $(VENV)/.stamp-dev mosquitto lint typecheck unit
+
+mosquitto:
+	@scripts/ensure-mosquitto
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.stamp-dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.stamp-dev
+	$(BIN)/pytest
+
+## make bench: the performance figures recorded in BENCHMARKS.md.
+bench: $(VENV)/.stamp-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache
