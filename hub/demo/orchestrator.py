@@ -27,10 +27,10 @@ from hub.demo.broker import find_mosquitto, mosquitto_config
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.edge_config import EdgeTarget, render_edge_config
 
-__all__ = ["DemoPlan", "run_demo"]
+__all__ = ["SCENARIO", "DemoPlan", "prepare", "run_demo"]
 
 _REPO_DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "deployment.yaml"
-_SCENARIO = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios" / "kitchen_gas_leak.yaml"
+SCENARIO = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios" / "kitchen_gas_leak.yaml"
 _LEAK_SENSOR = "gas-b1-301"
 _LEAK_SET_POINT = 25.0
 _COLOURS = {"broker": "90", "sink": "35", "hub": "36", "sim": "33", "edge-gw-b1": "32", "edge-gw-b2": "34", "demo": "1"}
@@ -56,7 +56,7 @@ class DemoPlan:
         return f"http://127.0.0.1:{self.http_port}"
 
 
-def prepare(run_dir: Path, *, source: Path = _REPO_DEMO) -> DemoPlan:
+def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None = None) -> DemoPlan:
     """Lay out a fresh run directory: ports, secrets, the deployment copy, and one edge config per gateway."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -81,7 +81,7 @@ def prepare(run_dir: Path, *, source: Path = _REPO_DEMO) -> DemoPlan:
         path.chmod(0o600)
     plan = DemoPlan(
         run_dir=run_dir,
-        mqtt_port=free_port(),
+        mqtt_port=mqtt_port or free_port(),
         http_port=free_port(),
         sink_port=sink_port,
         modbus_ports=modbus_ports,
@@ -204,7 +204,7 @@ def run_demo(*, run_dir: Path, duration_s: float | None = None) -> int:
             plan.http_port,
         )
         ports = [arg for gateway, port in plan.modbus_ports.items() for arg in ("--port", f"{gateway}={port}")]
-        start("sim", _python("firmware_sim", "run", str(_SCENARIO), *ports, "--truth", str(plan.truth)),
+        start("sim", _python("firmware_sim", "run", str(SCENARIO), *ports, "--truth", str(plan.truth)),
               next(iter(plan.modbus_ports.values())))  # fmt: skip
         for gateway in plan.modbus_ports:
             start(f"edge-{gateway}", _python("edge", "run", "--config", str(plan.run_dir / f"{gateway}.toml")))

@@ -90,13 +90,17 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signum)
 
+    def kill(self) -> int | None:
+        """SIGKILL the whole group at once, as a power cut would (fault tests). Returns the exit code."""
+        return self.stop(grace_s=0.0)
+
     def stop(self, *, grace_s: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``grace_s``, then SIGKILL the group. Returns the exit code."""
         if self.process is None:
             return None
-        self.signal(signal.SIGTERM)
+        self.signal(signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
         try:
-            self.process.wait(timeout=grace_s)
+            self.process.wait(timeout=grace_s if grace_s > 0 else 10.0)
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
             self.process.wait(timeout=5)
