@@ -1,0 +1,203 @@
+"""The delivery guarantee end to end: real Mosquitto, a real Modbus server, the edge as a process, a hub stand-in."""
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from edge.outbox import Outbox
+from tests.edge.support import Broker, Detectors, EdgeProcess, Hub, wait_until, write_config
+
+UNITS = {1: ("gas-b1-101", "gas"), 2: ("temp-b1-102", "temperature")}
+Factory = Callable[..., Hub]
+
+
+def _stored(config: Path) -> int:
+    outbox = Outbox.open(
+        config.parent / "outbox.sqlite3", community="hongxing", gateway="gw-test", max_bytes=1 << 30, new_session=False
+    )
+    try:
+        return outbox.counters().stored_readings
+    finally:
+        outbox.close()
+
+
+class Producer:
+    """Adds a sample to every detector every ``interval_s`` in a thread, until stopped."""
+
+    def __init__(self, server: Detectors, interval_s: float = 0.1) -> None:
+        self._server = server
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        value = 0.0
+        while not self._stop.wait(self._interval_s):
+            value = (value + 0.7) % 20
+            self._server.produce(1, value)
+            self._server.produce(2, 20.0 + value)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _expected(server: Detectors) -> set[tuple[str, int, float]]:
+    return {(p.sensor, p.time_ms, p.value) for p in server.produced}
+
+
+def _assert_all_arrive(hub: Hub, server: Detectors, edge: EdgeProcess, timeout_s: float = 8.0) -> None:
+    try:
+        wait_until(lambda: hub.readings() >= _expected(server), timeout_s, "every produced reading at the hub")
+    except AssertionError:
+        missing = _expected(server) - hub.readings()
+        raise AssertionError(f"{len(missing)} readings missing; edge log:\n{edge.text()}") from None
+    assert hub.readings() == _expected(server)
+    assert not hub.rejections
+
+
+def test_every_reading_once_and_outbox_empties_after_acks(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+) -> None:
+    server = detectors(UNITS)
+    hub = hub_factory(broker)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
+    edge = edge_process(config)
+    edge.start()
+    for i in range(30):
+        server.produce(1, 30.0 if i == 10 else 3.0)  # one gas reading past the 25 %LEL local alarm
+        server.produce(2, 21.0)
+        time.sleep(0.02)
+    hub.send_raw_ack(b"not json")  # counted and logged, never a crash
+    _assert_all_arrive(hub, server, edge)
+    wait_until(lambda: _stored(config) == 0, 5, "outbox empty after hub-acks")
+    with hub.lock:
+        alarm_batches = [d for d in hub.deliveries if d[0] == "alarm"]
+        assert alarm_batches and all(len(hub.batches[(s, q)].readings) == 1 for _, s, q in alarm_batches)
+        assert hub.reading_count() == len(server.produced)  # distinct (session, seq) hold no reading twice
+    assert edge.terminate() == 0
+    log = edge.text()
+    assert "LOCAL ALARM gas-b1-101 30.0 %LEL >= 25.0" in log
+    assert "published seq=" in log and "hub-ack seq=" in log and "published alarm seq=" in log
+    assert "bad hub-ack ignored (1 so far)" in log
+    wait_until(lambda: bool(hub.states), 3, "state messages")
+    assert orjson.loads(hub.states[-1])["status"] == "offline"
+
+
+def test_no_ack_keeps_readings_and_republishes(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+) -> None:
+    server = detectors(UNITS)
+    hub = hub_factory(broker, acking=False)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS, ack_timeout_s=1.0)
+    edge = edge_process(config)
+    edge.start()
+    for _ in range(10):
+        server.produce(1, 2.0)
+        server.produce(2, 19.5)
+    _assert_all_arrive(hub, server, edge)
+    wait_until(lambda: "republished" in edge.text(), 5, "a republish after the ack timeout")
+    with hub.lock:
+        assert len(hub.deliveries) > len(hub.batches)  # the same (session, seq) came again
+        session, top = max(hub.batches)
+    assert _stored(config) == len(server.produced)  # no ack, no deletion
+    hub.ack_now(session, top)
+    wait_until(lambda: _stored(config) == 0, 5, "outbox empty after the late ack")
+    assert edge.terminate() == 0
+
+
+def test_broker_killed_and_restarted(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+) -> None:
+    server = detectors(UNITS)
+    hub = hub_factory(broker)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
+    edge = edge_process(config)
+    edge.start()
+    producer = Producer(server)
+    try:
+        wait_until(lambda: "hub-ack seq=" in edge.text(), 8, "first ack")
+        broker.stop()
+        time.sleep(1.0)  # the gateway keeps reading into its outbox while the broker is gone
+        broker.start()
+        wait_until(lambda: edge.text().count("connected to broker") >= 2, 10, "the edge reconnected")
+        time.sleep(0.5)
+    finally:
+        producer.stop()
+    _assert_all_arrive(hub, server, edge, timeout_s=10)
+    wait_until(lambda: _stored(config) == 0, 5, "outbox empty")
+    assert edge.terminate() == 0
+
+
+def test_edge_killed_and_restarted_loses_nothing(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+) -> None:
+    server = detectors(UNITS)
+    hub = hub_factory(broker)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
+    first = edge_process(config)
+    first.start()
+    producer = Producer(server, interval_s=0.15)  # the ring holds 15 samples: 2.25 s of downtime
+    try:
+        wait_until(lambda: "hub-ack seq=" in first.text(), 8, "first ack")
+        time.sleep(0.3)
+        first.kill()  # SIGKILL: no goodbye, the Will announces it
+        time.sleep(0.5)
+        second = edge_process(config)
+        second.start()
+        wait_until(lambda: "session=2" in second.text() and "hub-ack seq=" in second.text(), 8, "second run acked")
+        time.sleep(0.3)
+    finally:
+        producer.stop()
+    _assert_all_arrive(hub, server, second)
+    with hub.lock:
+        assert {session for session, _ in hub.batches} == {1, 2}
+    wait_until(lambda: _stored(config) == 0, 5, "outbox empty")
+    assert second.terminate() == 0
+
+
+def test_local_alarm_trips_without_broker(
+    tmp_path: Path, detectors: Callable[..., Detectors], edge_process: Callable[[Path], EdgeProcess]
+) -> None:
+    from tests.edge.support import free_port
+
+    server = detectors(UNITS)
+    marker = tmp_path / "relay.txt"
+    command = f"alarm_command = \"sh -c 'echo $ANJU_SENSOR $ANJU_VALUE >> {marker}'\""
+    config = write_config(tmp_path, broker_port=free_port(), modbus_port=server.port, sensors=UNITS, extra=command)
+    edge = edge_process(config)
+    edge.start()
+    server.produce(2, 70.0)  # temperature past 54 °C
+    wait_until(marker.exists, 8, "the alarm command ran")
+    wait_until(lambda: marker.read_text().strip() == "temp-b1-102 70.0", 2, "alarm command output")
+    assert "LOCAL ALARM temp-b1-102 70.0 Cel >= 54.0" in edge.text()
+    assert edge.terminate() == 0
+    assert _stored(config) == 1
+
+
+@pytest.fixture(autouse=True)
+def _fast_enough() -> object:
+    started = time.monotonic()
+    yield None
+    assert time.monotonic() - started < 20

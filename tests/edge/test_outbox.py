@@ -1,0 +1,111 @@
+from pathlib import Path
+
+from edge.outbox import ROW_OVERHEAD_BYTES, Cursor, Entry, Outbox, Route
+from protocol.senml import Reading, decode_batch, encode_batch
+from protocol.session import Ack
+
+T0 = 1_764_400_000_000
+
+
+def _open(path: Path, max_bytes: int = 1 << 20) -> Outbox:
+    return Outbox.open(path, community="hongxing", gateway="gw-b1", max_bytes=max_bytes)
+
+
+def _entries(n: int, *, start: int = 0, alarm: bool = False, sensor: str = "gas-1") -> list[Entry]:
+    return [Entry(Reading(sensor, T0 + (start + i) * 1000, float(start + i), "%LEL"), alarm) for i in range(n)]
+
+
+def test_batch_accept_and_counts(tmp_path: Path) -> None:
+    outbox = _open(tmp_path / "o.sqlite3")
+    assert outbox.session == 1
+    outbox.add(_entries(7), {"gas-1": Cursor(7, T0 + 6000)})
+    first = outbox.next_batch(Route.DATA, limit=5)
+    second = outbox.next_batch(Route.DATA, limit=5)
+    assert first is not None and second is not None
+    assert (first.batch.seq, len(first.batch.readings)) == (1, 5)
+    assert (second.batch.seq, len(second.batch.readings)) == (2, 2)
+    assert outbox.next_batch(Route.DATA, limit=5) is None
+    decoded = decode_batch(encode_batch(first.batch), community="hongxing", gateway="gw-b1")
+    assert decoded == first.batch
+    assert outbox.unacked_count() == 2
+    assert outbox.accept(Ack(1, 1)) == 5
+    assert outbox.accept(Ack(99, 2)) == 0  # another session's ack changes nothing
+    assert [b.batch.seq for b in outbox.unacked()] == [2]
+    assert outbox.accept(Ack(1, 2)) == 2
+    counters = outbox.counters()
+    assert (counters.taken, counters.published, counters.acked, counters.dropped) == (7, 7, 7, 0)
+    assert (counters.republished, counters.stored_readings, counters.stored_bytes) == (2, 0, 0)
+    assert outbox.cursors() == {"gas-1": Cursor(7, T0 + 6000)}
+
+
+def test_unacked_in_seq_order_with_routes(tmp_path: Path) -> None:
+    outbox = _open(tmp_path / "o.sqlite3")
+    outbox.add(_entries(3), {})
+    outbox.add(_entries(1, start=3, alarm=True), {})
+    data = outbox.next_batch(Route.DATA, limit=10)
+    alarm = outbox.next_batch(Route.ALARM, limit=10)
+    assert data is not None and alarm is not None
+    assert (data.batch.seq, alarm.batch.seq) == (1, 2)  # one seq space for both topics
+    again = list(outbox.unacked())
+    assert [(b.route, b.batch.seq, len(b.batch.readings)) for b in again] == [
+        (Route.DATA, 1, 3),
+        (Route.ALARM, 2, 1),
+    ]
+    assert again[0].batch == data.batch
+
+
+def test_new_session_rebatches_unacked(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    outbox = _open(path)
+    outbox.add(_entries(6), {"gas-1": Cursor(6, T0 + 5000)})
+    assert outbox.next_batch(Route.DATA, limit=3) is not None
+    assert outbox.next_batch(Route.DATA, limit=3) is not None
+    outbox.accept(Ack(1, 1))
+    outbox.close()
+    outbox = _open(path)
+    assert outbox.session == 2
+    assert outbox.unacked_count() == 0
+    assert outbox.unsent_count() == 3
+    rebatched = outbox.next_batch(Route.DATA, limit=10)
+    assert rebatched is not None
+    assert (rebatched.batch.session, rebatched.batch.seq) == (2, 1)
+    assert [r.value for r in rebatched.batch.readings] == [3.0, 4.0, 5.0]
+    assert outbox.accept(Ack(1, 2)) == 0  # the old session's ack no longer applies
+    assert outbox.cursors() == {"gas-1": Cursor(6, T0 + 5000)}
+    inspect = Outbox.open(path, community="hongxing", gateway="gw-b1", max_bytes=1 << 20, new_session=False)
+    assert inspect.session == 2
+    inspect.close()
+
+
+def test_byte_bound_drops_oldest_routine_never_alarms(tmp_path: Path) -> None:
+    row = ROW_OVERHEAD_BYTES + len("gas-1") + len("%LEL")
+    outbox = _open(tmp_path / "o.sqlite3", max_bytes=row * 10)
+    outbox.add(_entries(3, alarm=True), {})
+    outbox.add(_entries(5, start=3), {})
+    assert outbox.next_batch(Route.DATA, limit=2) is not None  # readings 3, 4 in batch seq 1
+    dropped = outbox.add(_entries(6, start=8), {})
+    # 14 rows, room for 10: the 4 oldest routine ones go, except the newest reading of the handed-out batch
+    assert dropped == 4
+    counters = outbox.counters()
+    assert (counters.dropped, counters.stored_readings, counters.stored_bytes) == (4, 10, row * 10)
+    alarms = outbox.next_batch(Route.ALARM, limit=10)
+    assert alarms is not None and [r.value for r in alarms.batch.readings] == [0.0, 1.0, 2.0]
+    [sent] = [b for b in outbox.unacked() if b.route is Route.DATA]
+    assert [r.value for r in sent.batch.readings] == [4.0]  # seq 1 keeps one reading: still publishable
+    rest = outbox.next_batch(Route.DATA, limit=100)
+    assert rest is not None and [r.value for r in rest.batch.readings] == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0]
+    # 20 alarms: routine readings thin down to the newest of each handed-out batch; alarms all stay
+    assert outbox.add(_entries(20, start=100, alarm=True), {}) == 5
+    assert outbox.counters().dropped == 9
+    assert outbox.unsent_count(Route.ALARM) == 20
+    assert [len(b.batch.readings) for b in outbox.unacked()] == [1, 3, 1]
+
+
+def test_batch_cut_by_time_span(tmp_path: Path) -> None:
+    outbox = _open(tmp_path / "o.sqlite3")
+    far = Entry(Reading("gas-1", T0 + 2 * 86_400_000, 1.0, "%LEL"))
+    outbox.add([*_entries(2), far], {})
+    first = outbox.next_batch(Route.DATA, limit=10)
+    second = outbox.next_batch(Route.DATA, limit=10)
+    assert first is not None and second is not None
+    assert (len(first.batch.readings), len(second.batch.readings)) == (2, 1)

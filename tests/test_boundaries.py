@@ -1,0 +1,53 @@
+"""Import boundaries of DESIGN.md "Packages", enforced on the source (every import statement, at any depth).
+
+``edge`` runs alone on a Raspberry Pi with ``pip install .[edge]``; ``alerts`` takes risk events from other
+systems and so must not depend on the hub. A test catches the day someone adds a convenient import.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STDLIB = set(sys.stdlib_module_names)
+ALLOWED: dict[str, set[str]] = {
+    "protocol": {"protocol", "orjson"},
+    "firmware_sim": {"firmware_sim", "protocol", "pymodbus", "numpy", "ruamel"},
+    "edge": {"edge", "protocol", "paho", "pymodbus", "orjson"},
+    "alerts": {"alerts", "protocol", "httpx", "pydantic"},
+    "hub": {
+        "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",
+        "pydantic_settings", "ruamel", "orjson", "amqtt",
+    },
+}  # fmt: skip
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots - STDLIB
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_only_what_design_allows(package: str) -> None:
+    files = sorted((REPO / package).rglob("*.py"))
+    assert files, f"no sources found for {package}"
+    offences = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in files
+        for name in imported_roots(path)
+        if name not in ALLOWED[package]
+    }
+    assert not offences, f"{package} imports what DESIGN.md does not allow: {sorted(offences)}"
+
+
+def test_the_checker_sees_nested_imports(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from hub.config import x\n    import fastapi.routing\n", encoding="utf-8")
+    assert imported_roots(source) == {"hub", "fastapi"}
