@@ -87,7 +87,7 @@ def _edge_config(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from hub.demo.orchestrator import run_demo
 
-    return run_demo(run_dir=Path(args.run_dir), duration_s=args.duration)
+    return run_demo(run_dir=Path(args.run_dir), duration_s=args.duration, broker=args.broker)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole system on embedded defaults (make demo)")
     demo.add_argument("--run-dir", default="run/demo")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    demo.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "embedded"),
+        default="auto",
+        help="auto: Mosquitto when installed, else the embedded trial broker",
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -13,7 +13,7 @@ import shutil
 import signal
 from pathlib import Path
 
-__all__ = ["find_mosquitto", "mosquitto_config"]
+__all__ = ["find_mosquitto", "mosquitto_config", "wait_broker"]
 
 log = logging.getLogger("anju.demo.broker")
 
@@ -39,6 +39,24 @@ def mosquitto_config(*, port: int, directory: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def wait_broker(port: int, *, timeout_s: float) -> bool:
+    """Wait until an MQTT CONNECT to 127.0.0.1:``port`` succeeds (a bare TCP probe makes brokers log errors)."""
+    import aiomqtt
+
+    async def attempt() -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", port, identifier="anju-demo-probe", timeout=2):
+                    return True
+            except aiomqtt.MqttError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    return False
+                await asyncio.sleep(0.1)
+
+    return asyncio.run(attempt())
 
 
 async def _serve_embedded(port: int) -> None:

@@ -23,7 +23,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from hub.config import load_deployment
-from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.broker import find_mosquitto, mosquitto_config, wait_broker
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.edge_config import EdgeTarget, render_edge_config
 
@@ -158,7 +158,7 @@ def _status(client: httpx.Client, plan: DemoPlan) -> str | None:
     )
 
 
-def run_demo(*, run_dir: Path, duration_s: float | None = None) -> int:
+def run_demo(*, run_dir: Path, duration_s: float | None = None, broker: str = "auto") -> int:
     """Run the demo until Ctrl-C (or ``duration_s``); 0 when the gas-leak alert was delivered."""
     console = Console()
     plan = prepare(run_dir.resolve())
@@ -175,14 +175,19 @@ def run_demo(*, run_dir: Path, duration_s: float | None = None) -> int:
 
     delivered_after_s: float | None = None
     try:
-        mosquitto = find_mosquitto()
+        mosquitto = find_mosquitto() if broker in ("auto", "mosquitto") else None
+        if broker == "mosquitto" and mosquitto is None:
+            raise RuntimeError("--broker mosquitto: Mosquitto is not installed (sudo apt-get install mosquitto)")
         if mosquitto:
             config = mosquitto_config(port=plan.mqtt_port, directory=plan.run_dir)
             console.write("demo", f"broker: Mosquitto ({mosquitto}) on 127.0.0.1:{plan.mqtt_port}")
-            start("broker", [mosquitto, "-c", str(config)], plan.mqtt_port)
+            start("broker", [mosquitto, "-c", str(config)])
         else:
-            console.write("demo", "broker: Mosquitto not installed — using the embedded trial broker (amqtt)")
-            start("broker", _python("hub.demo.broker", "--port", str(plan.mqtt_port)), plan.mqtt_port)
+            reason = "as asked" if broker == "embedded" else "Mosquitto is not installed"
+            console.write("demo", f"broker: embedded trial broker (amqtt), {reason}; production uses Mosquitto/EMQX")
+            start("broker", _python("hub.demo.broker", "--port", str(plan.mqtt_port)))
+        if not wait_broker(plan.mqtt_port, timeout_s=30):
+            raise RuntimeError(f"the broker did not accept MQTT connections on 127.0.0.1:{plan.mqtt_port}")
         start("sink", _python("alerts.sink", "--port", str(plan.sink_port), "--secret-file", str(plan.secret_file),
                               "--log", str(plan.notifications)), plan.sink_port)  # fmt: skip
         start(
