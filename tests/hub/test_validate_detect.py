@@ -8,6 +8,7 @@ from hub.detection import ThresholdDetector
 from hub.ingest.registry import Registry
 from hub.ingest.validate import inspect_message
 from protocol import Batch, Reading, RejectReason, encode_batch
+from tests.vectors import senml_vectors
 
 T0 = 1_764_400_000_000
 
@@ -110,3 +111,26 @@ def test_replayed_readings_are_not_judged_again(registry: Registry) -> None:
     (event,) = detector.observe([(Reading(info.id, T0 + 6000, 0.2, "m"), info)])
     assert event.grade is Grade.II and event.key == "hongxing/water-b1-basement/water-depth/level"
     assert event.location_zh == "1栋地下室" and event.threshold == 0.15
+
+
+@pytest.mark.parametrize("vector", senml_vectors()["invalid"], ids=lambda v: v["name"])
+def test_hub_refuses_every_invalid_golden_vector_with_its_reason(registry: Registry, vector: dict[str, str]) -> None:
+    name = f"anju/v1/{vector['community']}/{vector['gateway']}/data"
+    inspection = inspect_message(name, vector["payload"].encode(), registry)
+    assert inspection.accepted is None
+    ((rejection, raw),) = inspection.rejections
+    assert rejection.reason.value == vector["reason"] and raw == vector["payload"].encode()
+
+
+@pytest.mark.parametrize("vector", senml_vectors()["valid"], ids=lambda v: v["name"])
+def test_hub_decodes_valid_golden_vectors_like_the_protocol(registry: Registry, vector: dict) -> None:  # type: ignore[type-arg]
+    name = f"anju/v1/{vector['community']}/{vector['gateway']}/data"
+    inspection = inspect_message(name, vector["payload"].encode(), registry)
+    assert inspection.accepted is not None
+    kept = [[r.sensor, r.time_ms, r.value, r.unit] for r, _ in inspection.accepted.readings]
+    refused = {rejection.reason for rejection, _ in inspection.rejections}
+    expected = vector["expect"]["readings"]
+    registered = [row for row in expected if registry.sensor(vector["gateway"], row[0]) is not None]
+    assert kept == registered
+    assert refused <= {RejectReason.UNKNOWN_SENSOR}
+    assert len(kept) + len(inspection.rejections) == len(expected)
