@@ -22,12 +22,12 @@ from pathlib import Path
 import httpx
 from ruamel.yaml import YAML
 
-from hub.config import load_deployment
+from hub.config import Deployment, load_deployment
 from hub.demo.broker import find_mosquitto, mosquitto_config, wait_broker
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.edge_config import EdgeTarget, render_edge_config
 
-__all__ = ["SCENARIO", "DemoPlan", "prepare", "run_demo"]
+__all__ = ["SCENARIO", "DemoPlan", "localise_deployment", "prepare", "run_demo"]
 
 _REPO_DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "deployment.yaml"
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios" / "kitchen_gas_leak.yaml"
@@ -56,23 +56,39 @@ class DemoPlan:
         return f"http://127.0.0.1:{self.http_port}"
 
 
+def localise_deployment(source: Path, target: Path, *, sink_port: int, modbus_ports: dict[str, int]) -> Path:
+    """Copy a deployment file, pointing every webhook at the local sink and each gateway at its Modbus port.
+
+    A round trip through ruamel keeps the file's comments and order, so the copy reads like the original.
+    """
+    yaml = YAML(typ="rt")
+    document = yaml.load(source.read_text(encoding="utf-8"))
+    for gateway in document["gateways"]:
+        if str(gateway["id"]) in modbus_ports:
+            gateway.setdefault("modbus", {})["port"] = modbus_ports[str(gateway["id"])]
+    for person in document["people"]:
+        for channel in person["channels"]:
+            channel["url"] = f"http://127.0.0.1:{sink_port}/notify"
+    with target.open("w", encoding="utf-8") as out:
+        yaml.dump(document, out)
+    return target
+
+
+def load_deployment_text(source: Path) -> Deployment:
+    """The deployment's structure without resolving secrets (the copy gets its own secret file)."""
+    return Deployment.model_validate(YAML(typ="safe").load(source.read_text(encoding="utf-8")))
+
+
 def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None = None) -> DemoPlan:
     """Lay out a fresh run directory: ports, secrets, the deployment copy, and one edge config per gateway."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    yaml = YAML(typ="rt")
-    document = yaml.load(source.read_text(encoding="utf-8"))
     sink_port = free_port()
-    modbus_ports = {str(gateway["id"]): free_port() for gateway in document["gateways"]}
-    for gateway in document["gateways"]:
-        gateway["modbus"]["port"] = modbus_ports[str(gateway["id"])]
-    for person in document["people"]:
-        for channel in person["channels"]:
-            channel["url"] = f"http://127.0.0.1:{sink_port}/notify"
-    deployment = run_dir / "deployment.yaml"
-    with deployment.open("w", encoding="utf-8") as out:
-        yaml.dump(document, out)
+    modbus_ports = {gateway.id: free_port() for gateway in load_deployment_text(source).gateways}
+    deployment = localise_deployment(
+        source, run_dir / "deployment.yaml", sink_port=sink_port, modbus_ports=modbus_ports
+    )
     secret_file = run_dir / "webhook.secret"
     secret_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
     token_file = run_dir / "api.token"

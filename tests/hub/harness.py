@@ -10,10 +10,10 @@ from pathlib import Path
 import aiomqtt
 import httpx
 import uvicorn
-from ruamel.yaml import YAML
 
 from alerts.sink import RunningSink, Sink, start_sink
 from hub.api import create_app
+from hub.demo.orchestrator import localise_deployment
 from hub.demo.processes import free_port
 from hub.settings import HubSettings
 from protocol import Ack, Batch, Reading, decode_ack, encode_batch
@@ -47,16 +47,8 @@ class Hub:
 
 
 def write_deployment(directory: Path, source: Path, sink_port: int) -> Path:
-    yaml = YAML(typ="rt")
-    document = yaml.load(source.read_text(encoding="utf-8"))
-    for person in document["people"]:
-        for channel in person["channels"]:
-            channel["url"] = f"http://127.0.0.1:{sink_port}/notify"
-    target = directory / "deployment.yaml"
-    with target.open("w", encoding="utf-8") as out:
-        yaml.dump(document, out)
     (directory / "webhook.secret").write_text(SECRET + "\n", encoding="utf-8")
-    return target
+    return localise_deployment(source, directory / "deployment.yaml", sink_port=sink_port, modbus_ports={})
 
 
 @contextlib.asynccontextmanager
