@@ -224,7 +224,7 @@ class Hub:
         self.deliveries: list[tuple[str, int, int]] = []
         self.rejections: list[Rejection] = []
         self.states: list[bytes] = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self._contiguous: dict[int, int] = {}
         base = f"anju/v1/{COMMUNITY}/{GATEWAY}"
         self._base = base
@@ -330,7 +330,7 @@ class EdgeProcess:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "edge", "run", "--config", str(self.config)],
+                [sys.executable, "-X", "faulthandler", "-m", "edge", "run", "--config", str(self.config)],
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
@@ -344,7 +344,12 @@ class EdgeProcess:
     def terminate(self) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(10)
+        try:
+            return self.process.wait(8)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+            self.process.wait(5)
+            raise AssertionError(f"edge did not stop on SIGTERM:\n{self.text()[-8000:]}") from None
 
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")

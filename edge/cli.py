@@ -1,0 +1,96 @@
+"""``anju-edge``: run the gateway agent, check a config file, or show the outbox counters.
+
+Exit codes: 0 ok (also after SIGINT/SIGTERM), 2 bad configuration or usage, 1 the outbox cannot be opened.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sqlite3
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from edge.agent import serve
+from edge.config import ConfigError, EdgeConfig, load_config
+from edge.outbox import Outbox
+
+__all__ = ["main"]
+
+_log = logging.getLogger("edge")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anju-edge", description="Anju gateway agent (Raspberry Pi edge).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="poll the detectors and publish to the hub until SIGINT/SIGTERM")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's TOML config")
+    check = commands.add_parser("check-config", help="validate a config file (exit 2 naming the bad key)")
+    check.add_argument("file", type=Path, metavar="FILE")
+    outbox = commands.add_parser("outbox", help="print the outbox counters")
+    outbox.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's TOML config")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its errors are reported by the driver, once
+    path: Path = args.config if args.command != "check-config" else args.file
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _log.error("bad configuration: %s", exc)
+        return 2
+    if args.command == "check-config":
+        sys.stdout.write(f"ok: {config.community}/{config.gateway}, {len(config.sensors)} sensors\n")
+        return 0
+    try:
+        outbox = Outbox.open(
+            config.outbox,
+            community=config.community,
+            gateway=config.gateway,
+            max_bytes=config.outbox_max_bytes,
+            new_session=args.command == "run",
+        )
+    except (OSError, sqlite3.Error) as exc:
+        _log.error("cannot open the outbox %s: %s", config.outbox, exc)
+        return 1
+    try:
+        if args.command == "outbox":
+            for key, value in asdict(outbox.counters()).items():
+                sys.stdout.write(f"{key}={value}\n")
+            return 0
+        return _run(config, outbox)
+    finally:
+        outbox.close()
+
+
+def _run(config: EdgeConfig, outbox: Outbox) -> int:
+    _log.info(
+        "anju-edge %s/%s starting: session=%d sensors=%d outbox=%s broker=%s:%d",
+        config.community,
+        config.gateway,
+        outbox.session,
+        len(config.sensors),
+        config.outbox,
+        config.mqtt.host,
+        config.mqtt.port,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, outbox, stop)
+
+    asyncio.run(run())
+    return 0

@@ -1,0 +1,185 @@
+"""Modbus TCP driver for Anju-compatible detectors (register map: ``protocol.registers``).
+
+Each poll reads the history ring of every configured sensor (FC 04, ``RING_ADDRESS``, ``RING_COUNT``: one
+request per detector) and takes the samples newer than the last one taken. The caller stores the readings and
+the new ``Cursor`` in one outbox transaction, so a restarted gateway neither loses nor duplicates samples that
+are still in a detector's ring.
+
+- A ring whose newest sample is older than the cursor (or whose sample at the cursor's seq has another device
+  time) means the detector restarted: the cursor starts over from zero.
+- A first new sample more than one past the cursor means samples fell out of the ring before they were read:
+  they are counted (``missed``) and logged.
+- A detector that does not answer is counted and logged once per change of state; the others are still read.
+
+pymodbus 3.16 API: ``AsyncModbusTcpClient(host, port=, timeout=, retries=)``, ``await connect() -> bool``,
+``await read_input_registers(address, count=, device_id=)`` (the unit id keyword is ``device_id`` since 3.10;
+``slave`` before), responses with ``isError()`` and ``registers``; failures raise ``ModbusException``.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from edge.config import ModbusConfig, SensorConfig
+from edge.outbox import Cursor
+from protocol.registers import RING_ADDRESS, RING_COUNT, Sample, decode_ring, from_raw
+from protocol.senml import Reading
+
+__all__ = ["ModbusDriver", "Selection", "Take", "select_new"]
+
+_log = logging.getLogger(__name__)
+_EARLIEST_MS = 946_684_800_000  # 2000-01-01: the SenML decoder refuses earlier times (clock never set)
+_LATEST_MS = 4_102_444_800_000  # 2100-01-01
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What a poll of one ring yields relative to the cursor."""
+
+    samples: tuple[Sample, ...]
+    cursor: Cursor | None
+    missed: int
+    restarted: bool
+
+
+def select_new(samples: Sequence[Sample], cursor: Cursor | None) -> Selection:
+    """The samples of a ring (oldest first) newer than ``cursor``, the cursor after them, and what was missed.
+
+    With no cursor (a detector never read before) every sample in the ring is new and nothing counts as missed.
+    """
+    newest = samples[-1] if samples else None
+    restarted = False
+    if cursor is not None and cursor.seq > 0:
+        if newest is None or newest.seq < cursor.seq:
+            restarted = True
+        else:
+            same = next((s for s in samples if s.seq == cursor.seq), None)
+            restarted = same is not None and same.time_ms != cursor.time_ms
+    last = 0 if cursor is None or restarted else cursor.seq
+    new = tuple(s for s in samples if s.seq > last)
+    missed = 0
+    if new and (cursor is not None or restarted) and new[0].seq > last + 1:
+        missed = new[0].seq - last - 1
+    if new:
+        after: Cursor | None = Cursor(new[-1].seq, new[-1].time_ms)
+    elif restarted:
+        after = Cursor(0, 0)
+    else:
+        after = cursor
+    return Selection(new, after, missed, restarted)
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """New readings of one sensor from one poll, and the cursor to store with them."""
+
+    sensor: SensorConfig
+    readings: tuple[Reading, ...]
+    cursor: Cursor
+    missed: int
+    restarted: bool
+
+
+class ModbusDriver:
+    """Reads every configured detector over one Modbus TCP connection. Use as ``async with``."""
+
+    def __init__(self, *, config: ModbusConfig, sensors: Sequence[SensorConfig]) -> None:
+        self._config = config
+        self._sensors = tuple(sensors)
+        self._client = AsyncModbusTcpClient(config.host, port=config.port, timeout=config.timeout_s, retries=0)
+        self._answering: dict[str, bool] = {}
+        self.unanswered: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self.missed: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self.invalid: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self.restarts: dict[str, int] = {s.id: 0 for s in self._sensors}
+
+    async def __aenter__(self) -> "ModbusDriver":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def poll(self, cursors: Mapping[str, Cursor]) -> list[Take]:
+        """Read every sensor's ring once; returns the sensors that have new samples (or a restart to record)."""
+        if not self._client.connected:
+            try:
+                connected = await self._client.connect()
+            except (ModbusException, OSError) as exc:
+                connected = False
+                reason = f"connect failed: {exc}"
+            else:
+                reason = f"no connection to {self._config.host}:{self._config.port}"
+            if not connected:
+                for sensor in self._sensors:
+                    self._not_answering(sensor, reason)
+                return []
+        takes: list[Take] = []
+        for sensor in self._sensors:
+            words = await self._read_ring(sensor)
+            if words is None:
+                continue
+            take = self._take(sensor, decode_ring(words), cursors.get(sensor.id))
+            if take is not None:
+                takes.append(take)
+        return takes
+
+    async def _read_ring(self, sensor: SensorConfig) -> list[int] | None:
+        try:
+            response = await self._client.read_input_registers(RING_ADDRESS, count=RING_COUNT, device_id=sensor.unit_id)
+        except (ModbusException, OSError) as exc:
+            self._not_answering(sensor, f"{type(exc).__name__}: {exc}")
+            return None
+        if response.isError():
+            self._not_answering(sensor, f"exception response {response}")
+            return None
+        if len(response.registers) < RING_COUNT:
+            self._not_answering(sensor, f"short read of {len(response.registers)} registers")
+            return None
+        if self._answering.get(sensor.id) is False:
+            _log.info("sensor %s (unit %d) answering again", sensor.id, sensor.unit_id)
+        self._answering[sensor.id] = True
+        return list(response.registers)
+
+    def _take(self, sensor: SensorConfig, samples: list[Sample], cursor: Cursor | None) -> Take | None:
+        selection = select_new(samples, cursor)
+        if selection.restarted:
+            self.restarts[sensor.id] += 1
+            _log.warning(
+                "sensor %s (unit %d) restarted: counter went back from %d, reading its ring from the start",
+                sensor.id,
+                sensor.unit_id,
+                cursor.seq if cursor else 0,
+            )
+        if selection.missed:
+            self.missed[sensor.id] += selection.missed
+            _log.warning(
+                "sensor %s (unit %d) missed %d samples (ring overran), %d missed in total",
+                sensor.id,
+                sensor.unit_id,
+                selection.missed,
+                self.missed[sensor.id],
+            )
+        if selection.cursor is None or selection.cursor == cursor:
+            return None
+        readings: list[Reading] = []
+        for sample in selection.samples:
+            if not _EARLIEST_MS <= sample.time_ms <= _LATEST_MS:
+                self.invalid[sensor.id] += 1
+                _log.warning(
+                    "sensor %s sample %d has device time %d ms: skipped", sensor.id, sample.seq, sample.time_ms
+                )
+                continue
+            readings.append(Reading(sensor.id, sample.time_ms, from_raw(sample.raw, sensor.exponent), sensor.unit))
+        return Take(sensor, tuple(readings), selection.cursor, selection.missed, selection.restarted)
+
+    def _not_answering(self, sensor: SensorConfig, reason: str) -> None:
+        self.unanswered[sensor.id] += 1
+        if self._answering.get(sensor.id) is not False:
+            _log.warning("sensor %s (unit %d) not answering: %s", sensor.id, sensor.unit_id, reason)
+        self._answering[sensor.id] = False

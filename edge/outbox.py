@@ -1,0 +1,357 @@
+"""The durable outbox: every reading the gateway took, until the hub has acknowledged it (DESIGN.md contract 1-4).
+
+SQLite in WAL mode with ``synchronous=FULL``: a reading counts as *taken* only once its transaction is on disk,
+and the device cursor advances in that same transaction. FULL (an fsync per commit) rather than NORMAL because
+gateways lose power far more often than they crash, and with NORMAL a power cut can roll back the last commits:
+the cursor would roll back with them, but a detector's ring holds only 15 samples, so readings taken just before
+the cut could be gone from the device by the time the gateway is back. At one commit per poll and per publish the
+fsyncs cost a few milliseconds a second on an SD card.
+
+Three verbs, like Telegraf's output buffer:
+
+- ``next_batch`` hands out the oldest unsent readings as a ``Batch`` with the next seq of this session and
+  records which readings it holds;
+- ``accept`` takes a hub-ack ``(session, seq)`` and deletes every reading of the batches <= seq of this session;
+- ``unacked`` yields the batches handed out and not yet acknowledged, in seq order, for republishing.
+
+Every ``Outbox.open`` starts a new session (persisted counter, Sparkplug bdSeq-style); readings of batches of
+an earlier session that were never acknowledged go back to unsent and are re-batched under the new session.
+
+Bound: ``max_bytes`` of reading data (an estimate per row: ``ROW_OVERHEAD_BYTES`` + the text fields). When it is
+exceeded, the oldest routine readings are dropped and counted; alarm readings are never dropped, and a batch
+that was handed out keeps at least its newest reading so that its seq can still be republished (the hub's ack is
+the highest *contiguous* seq, so a seq must never vanish).
+"""
+
+import enum
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.senml import Batch, Reading
+from protocol.session import Ack
+
+__all__ = [
+    "MAX_BATCH_PAYLOAD_BYTES",
+    "MAX_BATCH_SPAN_MS",
+    "ROW_OVERHEAD_BYTES",
+    "Counters",
+    "Cursor",
+    "Entry",
+    "Outbox",
+    "OutboxBatch",
+    "Route",
+]
+
+ROW_OVERHEAD_BYTES = 48
+"""Estimated storage of one reading row besides its sensor id and unit text (ids, integers, float, index)."""
+_CHUNK = 500
+MAX_BATCH_PAYLOAD_BYTES = 192 * 1024
+"""Estimated SenML payload per batch, under protocol.MAX_PAYLOAD_BYTES (256 KiB) with room for the base fields."""
+MAX_BATCH_SPAN_MS = 86_000_000
+"""Readings of one batch lie within this of its first reading (the decoder allows offsets up to ±1 day)."""
+_RECORD_BYTES = 48  # {"n":"","u":"","v":-12345.678,"t":-86399.999}, without the two strings
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    route TEXT NOT NULL,
+    UNIQUE (session, seq)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sensor TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    value REAL NOT NULL,
+    unit TEXT NOT NULL,
+    alarm INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    batch INTEGER REFERENCES batches (id)
+);
+CREATE INDEX IF NOT EXISTS readings_unsent ON readings (alarm, id) WHERE batch IS NULL;
+CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch, id);
+CREATE TABLE IF NOT EXISTS cursors (sensor TEXT PRIMARY KEY, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL);
+"""
+_COUNTERS = ("taken", "published", "acked", "dropped", "republished")
+
+
+class Route(enum.StrEnum):
+    """Which topic a batch goes to; alarm and data batches share one seq space."""
+
+    DATA = "data"
+    ALARM = "alarm"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A reading to store; ``alarm`` marks it past its local alarm set point (never dropped, sent at once)."""
+
+    reading: Reading
+    alarm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The last sample taken from a device: its counter ``seq`` and its device time (detects restarts)."""
+
+    seq: int
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    route: Route
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Reading counts since the outbox file was created (persisted), plus what it holds now."""
+
+    session: int
+    taken: int
+    published: int
+    acked: int
+    dropped: int
+    republished: int
+    unsent: int
+    unacked_batches: int
+    stored_readings: int
+    stored_bytes: int
+
+
+class Outbox:
+    """A SQLite outbox. Use ``Outbox.open``; not thread-safe (one owner thread or event loop)."""
+
+    def __init__(self, connection: sqlite3.Connection, *, community: str, gateway: str, max_bytes: int) -> None:
+        self._db = connection
+        self._community = community
+        self._gateway = gateway
+        self._max_bytes = max_bytes
+        self.session = self._meta("session")
+
+    @classmethod
+    def open(cls, path: Path, *, community: str, gateway: str, max_bytes: int, new_session: bool = True) -> "Outbox":
+        """Open (creating if needed) the outbox at ``path``.
+
+        With ``new_session`` (a gateway start) the session counter is incremented and unacknowledged batches of
+        earlier sessions are dissolved back into unsent readings. Without it (inspection) nothing is changed.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        with _transaction(db):
+            for key in ("session", "next_seq", "bytes", *_COUNTERS):
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)", (key,))
+            if new_session:
+                db.execute("UPDATE meta SET value = value + 1 WHERE key = 'session'")
+                db.execute("UPDATE meta SET value = 1 WHERE key = 'next_seq'")
+                session = db.execute("SELECT value FROM meta WHERE key = 'session'").fetchone()[0]
+                db.execute(
+                    "UPDATE readings SET batch = NULL WHERE batch IN (SELECT id FROM batches WHERE session < ?)",
+                    (session,),
+                )
+                db.execute("DELETE FROM batches WHERE session < ?", (session,))
+        return cls(db, community=community, gateway=gateway, max_bytes=max_bytes)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- taking -------------------------------------------------------------------------------------------
+
+    def cursors(self) -> dict[str, Cursor]:
+        """The last sample taken from each device, as committed."""
+        rows = self._db.execute("SELECT sensor, seq, time_ms FROM cursors")
+        return {sensor: Cursor(seq, time_ms) for sensor, seq, time_ms in rows}
+
+    def add(self, entries: Sequence[Entry], cursors: Mapping[str, Cursor]) -> int:
+        """Store readings and advance device cursors in one transaction; returns how many readings were dropped
+        to stay within the byte bound (oldest routine first)."""
+        with _transaction(self._db):
+            size_total = 0
+            for entry in entries:
+                r = entry.reading
+                size = ROW_OVERHEAD_BYTES + len(r.sensor) + len(r.unit)
+                size_total += size
+                self._db.execute(
+                    "INSERT INTO readings (sensor, time_ms, value, unit, alarm, size) VALUES (?, ?, ?, ?, ?, ?)",
+                    (r.sensor, r.time_ms, r.value, r.unit, int(entry.alarm), size),
+                )
+            for sensor, cursor in cursors.items():
+                self._db.execute(
+                    "INSERT INTO cursors (sensor, seq, time_ms) VALUES (?, ?, ?) "
+                    "ON CONFLICT (sensor) DO UPDATE SET seq = excluded.seq, time_ms = excluded.time_ms",
+                    (sensor, cursor.seq, cursor.time_ms),
+                )
+            self._bump("taken", len(entries))
+            self._bump("bytes", size_total)
+            return self._enforce_bound()
+
+    def _enforce_bound(self) -> int:
+        dropped = 0
+        excess = self._meta("bytes") - self._max_bytes
+        while excess > 0:
+            rows = self._db.execute(
+                "SELECT id, size FROM readings AS r WHERE alarm = 0 AND (batch IS NULL OR id < "
+                "(SELECT MAX(id) FROM readings WHERE batch = r.batch)) ORDER BY id LIMIT ?",
+                (_CHUNK,),
+            ).fetchall()
+            if not rows:
+                break  # only alarm readings and the last reading of each batch are left: never dropped
+            victims: list[int] = []
+            freed = 0
+            for row_id, size in rows:
+                victims.append(row_id)
+                freed += size
+                if freed >= excess:
+                    break
+            self._db.executemany("DELETE FROM readings WHERE id = ?", [(v,) for v in victims])
+            dropped += len(victims)
+            excess -= freed
+            self._bump("bytes", -freed)
+        self._bump("dropped", dropped)
+        return dropped
+
+    # -- the three verbs --------------------------------------------------------------------------------
+
+    def next_batch(self, route: Route, *, limit: int) -> OutboxBatch | None:
+        """Hand out up to ``limit`` of the oldest unsent readings of ``route`` as a batch with the next seq.
+
+        A batch is also cut before its payload would pass ``MAX_BATCH_PAYLOAD_BYTES`` or its readings would span
+        more than ``MAX_BATCH_SPAN_MS`` (the SenML decoder refuses time offsets beyond a day).
+        """
+        alarm = int(route is Route.ALARM)
+        with _transaction(self._db):
+            candidates = self._db.execute(
+                "SELECT id, sensor, time_ms, value, unit FROM readings WHERE batch IS NULL AND alarm = ? "
+                "ORDER BY id LIMIT ?",
+                (alarm, limit),
+            ).fetchall()
+            if not candidates:
+                return None
+            rows: list[tuple[int, str, int, float, str]] = []
+            payload = 0
+            for row in candidates:
+                payload += _RECORD_BYTES + len(row[1]) + len(row[4])
+                if rows and (payload > MAX_BATCH_PAYLOAD_BYTES or abs(row[2] - rows[0][2]) > MAX_BATCH_SPAN_MS):
+                    break
+                rows.append(row)
+            seq = self._meta("next_seq")
+            self._bump("next_seq", 1)
+            batch_id = self._db.execute(
+                "INSERT INTO batches (session, seq, route) VALUES (?, ?, ?)", (self.session, seq, route.value)
+            ).lastrowid
+            self._db.executemany("UPDATE readings SET batch = ? WHERE id = ?", [(batch_id, row[0]) for row in rows])
+            self._bump("published", len(rows))
+        readings = tuple(Reading(sensor, time_ms, value, unit) for _, sensor, time_ms, value, unit in rows)
+        return OutboxBatch(route, self._batch(seq, readings))
+
+    def accept(self, ack: Ack) -> int:
+        """Apply a hub-ack: delete the readings of every batch <= ``ack.seq`` of this session; returns how many.
+
+        Acks of another session are ignored (0): their batches were dissolved and re-batched at start.
+        """
+        if ack.session != self.session:
+            return 0
+        with _transaction(self._db):
+            batch_ids = "SELECT id FROM batches WHERE session = ? AND seq <= ?"
+            count, size = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM readings WHERE batch IN ({batch_ids})",
+                (self.session, ack.seq),
+            ).fetchone()
+            self._db.execute(f"DELETE FROM readings WHERE batch IN ({batch_ids})", (self.session, ack.seq))
+            self._db.execute("DELETE FROM batches WHERE session = ? AND seq <= ?", (self.session, ack.seq))
+            self._bump("acked", count)
+            self._bump("bytes", -size)
+        return int(count)
+
+    def unacked(self) -> Iterator[OutboxBatch]:
+        """Yield the handed-out, unacknowledged batches of this session in seq order, one at a time (bounded
+        memory); each yielded batch is counted as republished."""
+        last_seq = 0
+        while True:
+            row = self._db.execute(
+                "SELECT id, seq, route FROM batches WHERE session = ? AND seq > ? ORDER BY seq LIMIT 1",
+                (self.session, last_seq),
+            ).fetchone()
+            if row is None:
+                return
+            batch_id, last_seq, route = row
+            readings = tuple(
+                Reading(sensor, time_ms, value, unit)
+                for sensor, time_ms, value, unit in self._db.execute(
+                    "SELECT sensor, time_ms, value, unit FROM readings WHERE batch = ? ORDER BY id", (batch_id,)
+                )
+            )
+            if not readings:  # cannot happen: the bound keeps one reading per batch; guard the encoder anyway
+                continue
+            with _transaction(self._db):
+                self._bump("republished", len(readings))
+            yield OutboxBatch(Route(route), self._batch(last_seq, readings))
+
+    # -- inspection ---------------------------------------------------------------------------------------
+
+    def unacked_count(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM batches WHERE session = ?", (self.session,)).fetchone()
+        return int(row[0])
+
+    def unsent_count(self, route: Route | None = None) -> int:
+        if route is None:
+            row = self._db.execute("SELECT COUNT(*) FROM readings WHERE batch IS NULL").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM readings WHERE batch IS NULL AND alarm = ?", (int(route is Route.ALARM),)
+            ).fetchone()
+        return int(row[0])
+
+    def counters(self) -> Counters:
+        stored = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        return Counters(
+            session=self.session,
+            taken=self._meta("taken"),
+            published=self._meta("published"),
+            acked=self._meta("acked"),
+            dropped=self._meta("dropped"),
+            republished=self._meta("republished"),
+            unsent=self.unsent_count(),
+            unacked_batches=self.unacked_count(),
+            stored_readings=int(stored),
+            stored_bytes=self._meta("bytes"),
+        )
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _batch(self, seq: int, readings: tuple[Reading, ...]) -> Batch:
+        return Batch(self._community, self._gateway, self.session, seq, readings)
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self, key: str, delta: int) -> None:
+        if delta:
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection; nests as a no-op."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._outer = True
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._outer:
+            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
