@@ -123,7 +123,14 @@ class Ingest:
     async def _commit_forever(self, client: aiomqtt.Client) -> None:
         while True:
             items = await self.inbox.take(limit=self.batch_messages)
-            acks = await self.commit(items)
+            # A round that was taken from the inbox runs to its end even when the connection drops meanwhile:
+            # cancelling it between the store commit and alerts would store a gas alarm and never page anyone.
+            round_ = asyncio.ensure_future(self.commit(items))
+            try:
+                acks = await asyncio.shield(round_)
+            except asyncio.CancelledError:
+                await round_
+                raise
             for (gateway, session), seq in acks.items():
                 await client.publish(
                     topic(self.registry.community, gateway, Channel.ACK), encode_ack(Ack(session, seq)), qos=1

@@ -1,11 +1,22 @@
 """The hub against a real Mosquitto: store-then-ack, dedup, gaps, bad input, alerts and the API."""
 
+import asyncio
 import base64
+import time
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
-from protocol import Reading
+from alerts.model import RiskEvent
+from hub.config import load_deployment
+from hub.detection import ThresholdDetector
+from hub.ingest.inbox import Received
+from hub.ingest.registry import Registry
+from hub.ingest.service import Ingest, MqttEndpoint
+from hub.metrics import Metrics
+from hub.store import SqliteStore
+from protocol import Batch, Reading, encode_batch
 from protocol.topics import Channel
 from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
 
@@ -144,3 +155,37 @@ async def test_ack_position_survives_a_hub_restart(mosquitto: int, demo_deployme
         assert (await gw.ack()).seq == 2
         assert await hub.metric("anju_duplicates_total") == 1
         assert await hub.metric("anju_readings_stored_total") == 0
+
+
+async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
+    mosquitto: int, demo_deployment: Path, tmp_path: Path
+) -> None:
+    registry = Registry(load_deployment(demo_deployment))
+    store = SqliteStore(path=tmp_path / "r.sqlite3")
+    paged: list[RiskEvent] = []
+    release = asyncio.Event()
+
+    async def slow_alerts(event: RiskEvent) -> None:
+        await release.wait()
+        paged.append(event)
+
+    ingest = Ingest(
+        endpoint=MqttEndpoint(host="127.0.0.1", port=mosquitto),
+        store=store,
+        registry=registry,
+        detector=ThresholdDetector(community="hongxing"),
+        on_risk=slow_alerts,
+        metrics=Metrics(),
+    )
+    body = encode_batch(Batch("hongxing", "gw-b1", 1, 1, (gas(0, 27.4, "gas-b1-301"),)))
+    await ingest.inbox.put(Received("anju/v1/hongxing/gw-b1/alarm", body, int(time.time() * 1000)), urgent=True)
+    async with aiomqtt.Client("127.0.0.1", mosquitto) as client:
+        loop = asyncio.create_task(ingest._commit_forever(client))
+        await eventually(lambda: asyncio.to_thread(store.count_readings))
+        loop.cancel()  # what the TaskGroup does when the broker connection drops
+        await asyncio.sleep(0.2)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+    store.close()
+    assert [event.sensor for event in paged] == ["gas-b1-301"]
