@@ -3,10 +3,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.config import ModbusConfig, SensorConfig
-from edge.drivers.modbus import ModbusDriver, select_new
+from edge.drivers.modbus import ModbusDriver, Take, select_new
 from edge.outbox import Cursor, Entry, Outbox, Route
-from protocol.registers import Sample
+from protocol.registers import RING_ADDRESS, Sample
 from tests.edge.support import Detectors
+from tests.vectors import register_vectors
 
 SENSORS = (SensorConfig("gas-b1-101", "gas", 1), SensorConfig("temp-b1-102", "temperature", 2))
 UNITS = {1: ("gas-b1-101", "gas"), 2: ("temp-b1-102", "temperature")}
@@ -101,6 +102,32 @@ def test_no_server_counts_every_sensor(tmp_path: Path) -> None:
 
     counters = _poll_into(tmp_path / "o.sqlite3", free_port())
     assert counters["unanswered:gas-b1-101"] == counters["unanswered:temp-b1-102"] == 1
+
+
+def test_driver_reads_the_golden_ring_entries(detectors: Callable[[dict[int, tuple[str, str]]], Detectors]) -> None:
+    """Each golden ring entry alone in one detector's ring, served word for word by a real pymodbus server."""
+    entries = register_vectors()["entries"]
+    units = {unit_id: (e["reading"][0], e["kind"]) for unit_id, e in enumerate(entries, start=1)}
+    server = detectors(units)
+    with server.lock:
+        for unit_id, entry in enumerate(entries, start=1):
+            image = server.units[unit_id][1]
+            start = entry["address"] - RING_ADDRESS
+            image.ring[start : start + 8] = entry["words"]  # the vector's words, not an encoding of them
+            image.counter = entry["fields"]["seq"]
+    sensors = tuple(SensorConfig(sensor, kind, unit_id) for unit_id, (sensor, kind) in units.items())
+
+    async def poll_twice() -> tuple[list[Take], list[Take], ModbusDriver]:
+        async with ModbusDriver(config=ModbusConfig(port=server.port, timeout_s=0.5), sensors=sensors) as driver:
+            first = await driver.poll({})
+            again = await driver.poll({t.sensor.id: t.cursor for t in first})
+            return first, again, driver
+
+    first, again, driver = asyncio.run(asyncio.wait_for(poll_twice(), 5))
+    assert [list(r) for t in first for r in t.readings] == [e["reading"] for e in entries]
+    assert [t.cursor for t in first] == [Cursor(e["fields"]["seq"], e["fields"]["time_ms"]) for e in entries]
+    assert again == []  # nothing new on the second poll
+    assert not any((*driver.missed.values(), *driver.invalid.values(), *driver.unanswered.values()))
 
 
 def test_select_new_rules() -> None:

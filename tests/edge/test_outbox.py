@@ -1,8 +1,12 @@
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from edge.outbox import ROW_OVERHEAD_BYTES, Cursor, Entry, Outbox, Route
-from protocol.senml import Reading, decode_batch, encode_batch
+from protocol.senml import Batch, Reading, decode_batch, encode_batch
 from protocol.session import Ack
+from tests.vectors import senml_vectors
 
 T0 = 1_764_400_000_000
 
@@ -109,3 +113,24 @@ def test_batch_cut_by_time_span(tmp_path: Path) -> None:
     second = outbox.next_batch(Route.DATA, limit=10)
     assert first is not None and second is not None
     assert (len(first.batch.readings), len(second.batch.readings)) == (2, 1)
+
+
+@pytest.mark.parametrize("vector", senml_vectors()["valid"], ids=lambda v: v["name"])
+def test_golden_readings_leave_the_outbox_unchanged(tmp_path: Path, vector: dict[str, Any]) -> None:
+    """Taken, batched and encoded as the agent publishes them (encode_batch), the golden readings decode back
+    exactly, in order; the republished form of the batch is the same payload."""
+    community, gateway, expected = vector["community"], vector["gateway"], vector["expect"]["readings"]
+    outbox = Outbox.open(tmp_path / "o.sqlite3", community=community, gateway=gateway, max_bytes=1 << 20)
+    try:
+        outbox.add([Entry(Reading(*row)) for row in expected], {})
+        item = outbox.next_batch(Route.DATA, limit=500)
+        assert item is not None and outbox.next_batch(Route.DATA, limit=500) is None
+        payload = encode_batch(item.batch)
+        decoded = decode_batch(payload, community=community, gateway=gateway)
+        assert isinstance(decoded, Batch)
+        assert [list(r) for r in decoded.readings] == expected
+        assert (decoded.session, decoded.seq) == (outbox.session, 1)
+        [republished] = outbox.unacked()
+        assert encode_batch(republished.batch) == payload
+    finally:
+        outbox.close()

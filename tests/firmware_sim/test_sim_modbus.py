@@ -10,7 +10,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 
 from firmware_sim.runner import RunOptions, RunSummary, run_simulation
-from firmware_sim.scenario import load_scenario
+from firmware_sim.scenario import load_scenario, parse_scenario
 from firmware_sim.truth import read_truth
 from protocol.registers import (
     HEADER_ADDRESS,
@@ -26,6 +26,7 @@ from protocol.registers import (
     decode_ring,
     from_raw,
 )
+from tests.vectors import register_vectors
 
 DURATION_S = 25.0  # > RING_CAPACITY samples, so the ring wraps
 SPEED = 10.0
@@ -124,3 +125,83 @@ def test_second_gateway_serves_its_own_units(scenarios: Path, free_port: Callabl
         return kinds  # the run ended by itself at exit_after_s
 
     assert asyncio.run(asyncio.wait_for(scenario(), 5)) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+
+
+GOLDEN_RUN_START_MS = 1_750_000_000_000
+"""The golden ring entries timed ``start + (seq - 1) * 1000`` are samples of a run started here (README.md)."""
+
+
+def _big_endian(value: int, words: int) -> list[int]:
+    """The datasheet's rule for multi-word numbers, high word first (written out here, not imported)."""
+    return [(value >> (16 * (words - 1 - i))) & 0xFFFF for i in range(words)]
+
+
+def test_simulator_serves_the_golden_register_layout(free_port: Callable[[], int]) -> None:
+    """One constant detector per kind at a golden entry's value, sampling on the golden run's clock: a real
+    client reads each golden entry word for word at its address, every other ring entry by the same rules,
+    and headers whose kind code, exponent, capacity, counter and reserved words are the golden ones."""
+    vectors = register_vectors()
+    kinds = vectors["kinds"]
+    window = [e for e in vectors["entries"] if 0 <= e["fields"]["time_ms"] - GOLDEN_RUN_START_MS < 86_400_000]
+    assert sorted(e["kind"] for e in window) == sorted(kinds)  # one detector per kind
+    samples = max(e["fields"]["seq"] for e in window)
+    [datasheet] = [h for h in vectors["headers"] if h["name"].startswith("datasheet example")]
+    assert datasheet["fields"]["counter"] == samples
+    assert all(
+        e["fields"]["time_ms"] == GOLDEN_RUN_START_MS + (e["fields"]["seq"] - 1) * 1000
+        and e["fields"]["seq"] > samples - RING_CAPACITY  # still in the ring at the end of the run
+        for e in window
+    )
+    devices = "\n".join(
+        f"    - {{sensor: {e['reading'][0]}, kind: {e['kind']}, unit_id: {unit}, "
+        f"baseline: {e['reading'][2]}, noise_sd: 0}}"
+        for unit, e in enumerate(window, start=1)
+    )
+    scenario = parse_scenario(f"community: hongxing\nseed: 7\nduration_s: {samples}\ngateways:\n  gw-v:\n{devices}\n")
+    port = free_port()
+    options = RunOptions(ports={"gw-v": port}, speed=200.0, start_ms=GOLDEN_RUN_START_MS)
+
+    async def read_all() -> list[tuple[list[int], list[int]]]:
+        stop = asyncio.Event()
+        images = []
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_simulation(scenario, options, stop=stop), name="sim")
+            client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+            try:
+                for _ in range(50):  # wait for the server to listen (bounded)
+                    if await client.connect():
+                        break
+                    await asyncio.sleep(0.05)
+                assert client.connected
+                for unit in range(1, len(window) + 1):
+                    for _ in range(100):  # the run takes ~0.1 s; wait for its last sample (bounded)
+                        header = await client.read_input_registers(HEADER_ADDRESS, count=HEADER_COUNT, device_id=unit)
+                        assert not header.isError()
+                        if header.registers[6:8] == _big_endian(samples, 2):
+                            break
+                        await asyncio.sleep(0.02)
+                    ring = await client.read_input_registers(RING_ADDRESS, count=RING_COUNT, device_id=unit)
+                    assert not ring.isError()
+                    images.append((list(header.registers), list(ring.registers)))
+            finally:
+                client.close()
+                stop.set()
+        return images
+
+    images = asyncio.run(asyncio.wait_for(read_all(), 5))
+    for entry, (header, ring) in zip(window, images, strict=True):
+        kind = kinds[entry["kind"]]
+        assert header[0] == kind["code"]
+        assert header[4] == kind["exponent"] & 0xFFFF  # i16 two's complement
+        assert header[5] == RING_CAPACITY
+        assert header[6:8] == _big_endian(samples, 2)
+        assert header[8:16] == [0] * 8
+        assert 80 <= header[2] <= 100 and header[3] >= 0x8000  # battery %, a negative dBm
+        if entry["kind"] == datasheet["kind"]:  # same kind, counter and status as the datasheet example
+            assert header[:2] + header[4:] == datasheet["words"][:2] + datasheet["words"][4:]  # all but battery, dBm
+        start = entry["address"] - RING_ADDRESS
+        assert ring[start : start + 8] == entry["words"]
+        for seq in range(samples - RING_CAPACITY + 1, samples + 1):
+            start = (seq - 1) % RING_CAPACITY * 8
+            time_ms = GOLDEN_RUN_START_MS + (seq - 1) * 1000
+            assert ring[start : start + 8] == [*_big_endian(seq, 2), *_big_endian(time_ms, 4), *entry["words"][6:8]]

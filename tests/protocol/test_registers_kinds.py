@@ -1,8 +1,14 @@
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.kinds import KINDS
 from protocol.registers import (
+    HEADER_COUNT,
+    KIND_CODES,
+    KIND_EXPONENTS,
     RING_ADDRESS,
     RING_CAPACITY,
     RING_COUNT,
@@ -16,6 +22,9 @@ from protocol.registers import (
     ring_slot,
     to_raw,
 )
+from tests.vectors import register_vectors
+
+VECTORS = register_vectors()
 
 
 @given(
@@ -54,3 +63,37 @@ def test_every_kind_has_ordered_grades_and_a_local_alarm_with_a_source() -> None
             assert point.source and 1 <= point.grade <= 4
             assert point.clear < point.value if point.above else point.clear > point.value
             assert kind.minimum <= point.value <= kind.maximum
+
+
+def test_kind_table_is_the_golden_one() -> None:
+    kinds = VECTORS["kinds"]
+    assert {name: kind["code"] for name, kind in kinds.items()} == KIND_CODES
+    assert {name: kind["exponent"] for name, kind in kinds.items()} == KIND_EXPONENTS
+    assert {name: KINDS[name].unit for name in kinds} == {name: kind["unit"] for name, kind in kinds.items()}
+
+
+@pytest.mark.parametrize("vector", VECTORS["headers"], ids=lambda v: v["name"])
+def test_golden_header_decodes_and_encodes_exactly(vector: dict[str, Any]) -> None:
+    header = Header(**vector["fields"])
+    assert len(vector["words"]) == HEADER_COUNT
+    assert decode_header(vector["words"]) == header
+    assert encode_header(header) == vector["words"]
+    assert (KIND_CODES[vector["kind"]], KIND_EXPONENTS[vector["kind"]]) == (header.kind_code, header.exponent)
+
+
+@pytest.mark.parametrize("vector", VECTORS["entries"], ids=lambda v: v["name"])
+def test_golden_ring_entry_decodes_and_encodes_exactly(vector: dict[str, Any]) -> None:
+    sample = Sample(**vector["fields"])
+    _, time_ms, value, unit = vector["reading"]
+    exponent = KIND_EXPONENTS[vector["kind"]]
+    assert len(vector["words"]) == 8
+    assert decode_ring(vector["words"]) == [sample]
+    assert encode_sample(sample) == vector["words"]
+    assert ring_slot(sample.seq) == vector["address"]
+    ring = [0] * RING_COUNT  # the entry alone in an otherwise empty ring, at its documented address
+    start = vector["address"] - RING_ADDRESS
+    ring[start : start + 8] = vector["words"]
+    assert decode_ring(ring) == [sample]
+    assert from_raw(sample.raw, exponent) == value  # exactly: 25.3 is 253 / 10, not 253 * 0.1
+    assert to_raw(value, exponent) == sample.raw
+    assert (time_ms, unit) == (sample.time_ms, KINDS[vector["kind"]].unit)
