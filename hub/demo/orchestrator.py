@@ -14,6 +14,7 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -174,9 +175,29 @@ def _status(client: httpx.Client, plan: DemoPlan) -> str | None:
     )
 
 
+class StopRequested(Exception):
+    """Ctrl-C, a closed terminal (SIGHUP) or ``kill`` (SIGTERM): stop every child, then exit."""
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_on_signals() -> None:
+    def request_stop(signum: int, frame: object) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise StopRequested(name)
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, request_stop)
+
+
 def run_demo(*, run_dir: Path, duration_s: float | None = None, broker: str = "auto") -> int:
-    """Run the demo until Ctrl-C (or ``duration_s``); 0 when the gas-leak alert was delivered."""
+    """Run the demo until Ctrl-C, SIGTERM or SIGHUP (or ``duration_s``).
+
+    Returns 0 when stopped by the user or when the gas-leak alert was delivered within ``duration_s``.
+    """
     console = Console()
+    _stop_on_signals()
     plan = prepare(run_dir.resolve())
     lines: queue.Queue[Line] = queue.Queue()
     children: list[Child] = []
@@ -190,6 +211,7 @@ def run_demo(*, run_dir: Path, duration_s: float | None = None, broker: str = "a
         return child
 
     delivered_after_s: float | None = None
+    stopped_by_user = False
     try:
         mosquitto = find_mosquitto() if broker in ("auto", "mosquitto") else None
         if broker == "mosquitto" and mosquitto is None:
@@ -262,16 +284,19 @@ def run_demo(*, run_dir: Path, duration_s: float | None = None, broker: str = "a
                     status = _status(client, plan)
                     if status:
                         console.write("demo", status)
-    except KeyboardInterrupt:
-        console.write("demo", "Ctrl-C: 正在停止 stopping …")
+    except StopRequested as stop:
+        console.write("demo", f"{stop}: 正在停止 stopping …")
+        stopped_by_user = True
     except RuntimeError as exc:
         console.write("demo", f"failed: {exc}", bold=True)
         return 1
     finally:
+        for signum in _STOP_SIGNALS:  # a second Ctrl-C must not cut the clean-up short and orphan children
+            signal.signal(signum, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
         while not lines.empty():
             line = lines.get_nowait()
             console.write(line.source, line.text)
         console.write("demo", f"all processes stopped; data kept in {plan.run_dir}")
-    return 0 if delivered_after_s is not None else 1
+    return 0 if delivered_after_s is not None or stopped_by_user else 1

@@ -55,3 +55,31 @@ def test_demo_delivers_the_gas_alert_and_ctrl_c_leaves_nothing_running(tmp_path:
     assert "all processes stopped" in rest
     assert processes_mentioning(str(run_dir)) == []
     assert (run_dir / "notifications.jsonl").read_text(encoding="utf-8").count("gas-b1-301") >= 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_demo_stops_every_child_on_sigterm_and_a_closed_terminal(tmp_path: Path, signum: int) -> None:
+    run_dir = tmp_path / "demo-run"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hub", "demo", "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        for line in demo.stdout:
+            seen.append(line)
+            if "connected to broker" in line and sum("connected to broker" in s for s in seen) >= 3:
+                break  # the hub and both gateways are up
+            assert time.monotonic() < deadline, "".join(seen[-40:])
+        assert processes_mentioning(str(run_dir))
+        demo.send_signal(signum)
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    assert demo.returncode == 0, rest[-3000:]
+    assert f"{signal.Signals(signum).name}: 正在停止 stopping" in rest
+    assert processes_mentioning(str(run_dir)) == []
