@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 __all__ = ["main"]
 
 log = logging.getLogger("anju.hub")
@@ -22,21 +24,35 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the demo and the logs
 
 
+def _settings_problem(exc: ValidationError) -> str:
+    """Name each bad setting and why, never its value: a rejected token or password must not reach a log."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        parts.append(f"{name}: {error['msg']}")
+    return "invalid settings — " + "; ".join(parts)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hub.api import create_app
-    from hub.config import ConfigError
+    from hub.config import ConfigError, build_directory, load_deployment
     from hub.settings import HubSettings
 
-    overrides: dict[str, object] = {"deployment": args.config}
-    for name in ("data_dir", "mqtt_host", "mqtt_port", "http_host", "http_port", "api_token_file"):
+    overrides: dict[str, object] = {}
+    for name in _SERVE_OPTIONS:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
     try:
         settings = HubSettings(**overrides)  # type: ignore[arg-type]
+        deployment = load_deployment(settings.deployment)  # fail here, with line numbers, not inside the server
+        build_directory(deployment, settings.deployment.parent)
         app = create_app(settings)
+    except ValidationError as exc:
+        sys.stderr.write(f"anju-hub: {_settings_problem(exc)}\n")
+        return 2
     except (ValueError, ConfigError) as exc:
         sys.stderr.write(f"anju-hub: {exc}\n")
         return 2
@@ -46,6 +62,23 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0
+
+
+_SERVE_OPTIONS = (
+    "deployment",
+    "data_dir",
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_username",
+    "mqtt_password_file",
+    "http_host",
+    "http_port",
+    "api_token_file",
+)
+_SERVE_EPILOG = """Every option can also come from the environment: ANJU_DEPLOYMENT, ANJU_DATA_DIR, ANJU_MQTT_HOST,
+ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_HTTP_HOST,
+ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN). Flags win over the environment. Secrets are best given
+as files; they are never printed, not even when rejected."""
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -97,11 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("ANJU_LOG_LEVEL", "info"))
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the hub (MQTT ingest + API) until SIGINT/SIGTERM")
-    serve.add_argument("--config", required=True, help="deployment YAML file")
-    serve.add_argument("--data-dir", dest="data_dir")
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub (MQTT ingest + API) until SIGINT/SIGTERM",
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--config", dest="deployment", help="deployment YAML file (or ANJU_DEPLOYMENT)")
+    serve.add_argument("--data-dir", dest="data_dir", help="where the SQLite stores live (default ./data)")
     serve.add_argument("--mqtt-host", dest="mqtt_host")
     serve.add_argument("--mqtt-port", dest="mqtt_port", type=int)
+    serve.add_argument("--mqtt-username", dest="mqtt_username")
+    serve.add_argument("--mqtt-password-file", dest="mqtt_password_file", help="file holding the broker password")
     serve.add_argument("--http-host", dest="http_host")
     serve.add_argument("--http-port", dest="http_port", type=int)
     serve.add_argument("--api-token-file", dest="api_token_file", help="file holding the API bearer token")
