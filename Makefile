@@ -19,7 +19,7 @@ demo: $(VENV)/.stamp-demo
 	$(BIN)/anju-hub demo --run-dir run/demo
 
 ## make test: lint, types and the whole suite, with a real Mosquitto.
-test: $(VENV)/.stamp-dev mosquitto lint typecheck unit
+test: mosquitto $(VENV)/.stamp-dev lint typecheck unit
 
 mosquitto:
 	@scripts/ensure-mosquitto

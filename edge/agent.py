@@ -30,7 +30,7 @@ from protocol.kinds import KINDS
 from protocol.rejection import Rejection
 from protocol.senml import encode_batch
 from protocol.session import decode_ack
-from protocol.topics import Channel, topic
+from protocol.topics import Channel, parse_topic, topic
 
 __all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
 
@@ -82,6 +82,7 @@ class Agent:
         self._ack_topic = topic(config.community, config.gateway, Channel.ACK)
         self._alarm_processes: set[asyncio.Task[None]] = set()
         self.bad_acks = 0
+        self.foreign_messages = 0
         self.stale_acks = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -283,7 +284,16 @@ class Agent:
             self._ack_clock = time.monotonic()
             _log.info("hub-ack seq=%d", ack.seq)
             return
-        command = message.topic.rsplit("/", 1)[-1]
+        parsed = parse_topic(message.topic)
+        if (
+            isinstance(parsed, Rejection)
+            or parsed.channel is not Channel.CMD
+            or (parsed.community, parsed.gateway) != (self._config.community, self._config.gateway)
+        ):
+            self.foreign_messages += 1
+            _log.warning("message on %s ignored: not this gateway's ack or cmd topic", message.topic)
+            return
+        command = parsed.command
         if command == "rebirth":
             self._session.publish_birth()
             _log.info("command rebirth: birth published")

@@ -5,10 +5,13 @@ Exit codes: 0 ok (also after SIGINT/SIGTERM), 2 bad configuration or usage, 1 th
 
 import argparse
 import asyncio
+import faulthandler
 import logging
+import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -73,6 +76,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         outbox.close()
 
 
+STOP_DEADLINE_S = 20.0
+"""How long a stop may take before the process ends itself: a gateway must always stop (systemd restarts,
+upgrades). Nothing is lost by ending hard here — every reading taken is already committed in the outbox."""
+
+
+def _arm_stop_deadline() -> None:
+    def expire() -> None:
+        _log.error("stop took longer than %.0f s; thread stacks follow, then a hard exit", STOP_DEADLINE_S)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(EXIT_STOP_TIMEOUT)
+
+    timer = threading.Timer(STOP_DEADLINE_S, expire)
+    timer.daemon = True
+    timer.start()
+
+
+EXIT_STOP_TIMEOUT = 70  # EX_SOFTWARE: visible to systemd and tests, unlike a clean 0
+
+
 def _run(config: EdgeConfig, outbox: Outbox) -> int:
     _log.info(
         "anju-edge %s/%s starting: session=%d sensors=%d outbox=%s broker=%s:%d",
@@ -88,8 +110,13 @@ def _run(config: EdgeConfig, outbox: Outbox) -> int:
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def request_stop() -> None:
+            stop.set()
+            _arm_stop_deadline()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, request_stop)
         await serve(config, outbox, stop)
 
     asyncio.run(run())

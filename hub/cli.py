@@ -104,7 +104,7 @@ def _edge_config(args: argparse.Namespace) -> int:
     from hub.edge_config import EdgeTarget, render_edge_config
 
     try:
-        deployment = load_deployment(args.config)
+        deployment = load_deployment(args.config, check_secrets=False)
         text = render_edge_config(
             deployment,
             args.gateway,

@@ -70,7 +70,10 @@ class Metrics:
             "anju_payloads_rejected_total", "Messages or readings refused, by reason; each kept as a dead letter."
         )
         self.messages_received = Counter("anju_messages_received_total", "MQTT messages received, by channel.")
-        self.seq_gaps = Counter("anju_seq_gaps_total", "Batches that arrived while an earlier seq was missing.")
+        self.seq_gaps = Counter(
+            "anju_seq_gaps_total",
+            "Routine batches that arrived while an earlier seq was missing (alarms jump by design).",
+        )
         self.acks_published = Counter("anju_acks_published_total", "Hub-acks published to gateways.")
         self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
         self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")

@@ -1,6 +1,8 @@
 """Sensor kinds: the quantity each measures, its wire unit, its physical range and its standard set points.
 
-Set points are the published values from ../shared/SENSORS.md, each citing its source. The hub's default
+Set points are the published values of the standards, each citing its source as "<source>: <detail>" (the
+part before the colon is shown to people in notifications); tags say how firm a value is: [S] a standard,
+[V] vendor or practice, [U] commonly cited but unconfirmed, [D] Anju's own grading choice. The hub's default
 detection rules and the edge's local alarm check both derive from this one table, so a gateway that has
 lost its uplink alarms at the same level the hub would. Every value stays configurable per deployment.
 """
@@ -61,7 +63,7 @@ _GAS = SensorKind(
     minimum=0.0,
     maximum=100.0,
     set_points=(
-        SetPoint("pre-warning", 10.0, 8.0, True, 4, "SENSORS.md: household detectors ~10-25 %LEL [U]"),
+        SetPoint("pre-warning", 10.0, 8.0, True, 4, "household detector practice [U]: alarms from ~10-25 %LEL"),
         SetPoint("level-1 alarm", 25.0, 20.0, True, 3, "GB/T 50493-2019 §5.5.2: level 1 alarm <= 25 %LEL"),
         SetPoint("level-2 alarm", 50.0, 40.0, True, 2, "GB/T 50493-2019 §5.5.2: level 2 alarm <= 50 %LEL"),
     ),
@@ -96,9 +98,11 @@ _WATER_DEPTH = SensorKind(
     minimum=0.0,
     maximum=5.0,
     set_points=(
-        SetPoint("pre-warning", 0.05, 0.03, True, 4, "SENSORS.md grade mapping [D]: IV >= 5 cm"),
-        SetPoint("waterlogging", 0.10, 0.07, True, 3, "city platforms show > 10 cm above a cover red [V]"),
-        SetPoint("deep water", 0.15, 0.12, True, 2, "<= 15 cm on one traffic lane, design target [U]"),
+        SetPoint("pre-warning", 0.05, 0.03, True, 4, "Anju grading [D]: pre-warning from 5 cm"),
+        SetPoint(
+            "waterlogging", 0.10, 0.07, True, 3, "city waterlogging platforms [V]: > 10 cm above a cover shown red"
+        ),
+        SetPoint("deep water", 0.15, 0.12, True, 2, "road drainage design target [U]: <= 15 cm on one traffic lane"),
     ),
 )
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from ruamel.yaml import YAML
 
-from hub.config import Deployment, load_deployment
+from hub.config import load_deployment
 from hub.demo.broker import find_mosquitto, mosquitto_config, wait_broker
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.edge_config import EdgeTarget, render_edge_config
@@ -75,18 +75,13 @@ def localise_deployment(source: Path, target: Path, *, sink_port: int, modbus_po
     return target
 
 
-def load_deployment_text(source: Path) -> Deployment:
-    """The deployment's structure without resolving secrets (the copy gets its own secret file)."""
-    return Deployment.model_validate(YAML(typ="safe").load(source.read_text(encoding="utf-8")))
-
-
 def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None = None) -> DemoPlan:
     """Lay out a fresh run directory: ports, secrets, the deployment copy, and one edge config per gateway."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     sink_port = free_port()
-    modbus_ports = {gateway.id: free_port() for gateway in load_deployment_text(source).gateways}
+    modbus_ports = {gateway.id: free_port() for gateway in load_deployment(source, check_secrets=False).gateways}
     deployment = localise_deployment(
         source, run_dir / "deployment.yaml", sink_port=sink_port, modbus_ports=modbus_ports
     )

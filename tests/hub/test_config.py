@@ -92,3 +92,12 @@ def test_check_config_cli(tmp_path: Path, demo_deployment: Path, capsys: pytest.
     bad = write(tmp_path, GOOD.replace("kind: gas", "kind: radon"))
     assert main(["check-config", str(bad)]) == 2
     assert "deployment.yaml:12: gateways[0].sensors[0].kind = 'radon'" in capsys.readouterr().err
+
+
+def test_edge_config_needs_no_webhook_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "deployment.yaml"
+    assert main(["edge-config", "--config", str(demo), "--gateway", "gw-b2", "--outbox", "/tmp/o.sqlite3"]) == 0
+    text = capsys.readouterr().out
+    assert 'gateway = "gw-b2"' in text and text.count("[[sensors]]") == 10
+    assert main(["edge-config", "--config", str(demo), "--gateway", "gw-b9", "--outbox", "o"]) == 2
+    assert "gw-b9" in capsys.readouterr().err
