@@ -26,9 +26,34 @@ DEFAULT_BASELINES: dict[str, tuple[float, float]] = {
     "smoke": (0.01, 0.002),
     "temperature": (22.0, 0.15),
     "water-depth": (0.0, 0.002),
+    "co": (2.0, 0.6),
+    "residual-current": (0.12, 0.01),
+    "cable-temperature": (32.0, 0.3),
+    "pressure": (280_000.0, 3_000.0),
+    "manhole-tilt": (0.5, 0.2),
+    "manhole-open": (0.0, 0.0),
+    "structural-tilt": (0.0004, 0.00002),
+    "lift-entrapment": (0.0, 0.0),
+    "lift-ebike": (0.0, 0.0),
+    "water-meter": (321.0, 0.0),
+    "help-button": (0.0, 0.0),
+    "door-contact": (0.0, 0.0),
 }
-"""Per kind: (baseline, noise standard deviation) in the kind's wire unit — a clean kitchen reads ~0.5 %LEL
-±0.2, clean corridor air ~0.01 dB/m, a flat ~22 °C, a dry basement 0 m with millimetre jitter [D]."""
+"""Per kind: (baseline, noise standard deviation) in the kind's wire unit [D]: a clean kitchen reads ~0.5 %LEL
+±0.2, clean corridor air ~0.01 dB/m, a flat ~22 °C, a dry basement 0 m with millimetre jitter, indoor CO a few
+ppm, a healthy circuit ~120 mA of leakage (GB 50116 says 100-200 mA), a loaded cable ~32 °C, a fire main
+~0.28 MPa, a seated manhole cover under 1°, a sound building ~0.0004 tilt. Two-state detectors rest at 0. The
+water meter's baseline is its register at the start (m³); it then counts up with the household's daily rhythm."""
+
+WATER_USE_M3_PER_DAY = 0.1
+"""An elder living alone uses ~100 L a day [D]; Shanghai and Shenzhen visit below 10 L in 12-24 h (SENSORS.md)."""
+
+_WATER_USE_BY_HOUR = (
+    0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 1.0, 3.0, 3.0, 1.5, 1.0, 1.5,
+    2.0, 1.0, 0.6, 0.6, 0.8, 1.5, 2.5, 2.5, 1.5, 0.8, 0.3, 0.1,
+)  # fmt: skip
+"""Relative use per local hour (UTC+8): washing in the morning, cooking at noon and in the evening [D]."""
+_LOCAL_OFFSET_MS = 8 * 3_600_000
 
 _NOISE_PHI = 0.8
 """AR(1) coefficient per sample: neighbouring samples are correlated, as in real cells [D]."""
@@ -86,6 +111,9 @@ class Detector:
         self.status = Status.NORMAL
         self.counter = 0
         self._noise = float(self._rng.normal(0.0, self.noise_sd)) if self.noise_sd > 0 else 0.0
+        self.cumulative = kind.name == "water-meter"
+        self._total = self.baseline
+        self._last_time_ms: int | None = None
 
     def header(self) -> Header:
         """The device's header registers as they stand now."""
@@ -99,6 +127,16 @@ class Detector:
             counter=self.counter,
         )
 
+    def _water_used_m3(self, time_ms: int) -> float:
+        """Water drawn since the previous sample: the daily profile at this local hour, in random bursts."""
+        if self._last_time_ms is None or time_ms <= self._last_time_ms:
+            return 0.0
+        hour = (time_ms + _LOCAL_OFFSET_MS) // 3_600_000 % 24
+        mean_share = sum(_WATER_USE_BY_HOUR) / 24
+        rate_m3_per_s = WATER_USE_M3_PER_DAY / 86_400 * _WATER_USE_BY_HOUR[hour] / mean_share
+        burst = float(self._rng.lognormal(mean=-0.5, sigma=1.0))  # mean 1: taps run in bursts, not a trickle
+        return rate_m3_per_s * (time_ms - self._last_time_ms) / 1000 * burst
+
     def sample(self, *, time_ms: int, excursion: float = 0.0) -> DeviceSample:
         """Produce the next sample at device clock ``time_ms`` (Unix ms).
 
@@ -108,7 +146,12 @@ class Detector:
         innovation = float(self._rng.normal(0.0, 1.0))
         self._noise = _NOISE_PHI * self._noise + math.sqrt(1 - _NOISE_PHI**2) * self.noise_sd * innovation
         self.signal_dbm = round(self._signal_mean_dbm + float(self._rng.normal(0.0, 1.5)))
-        physical = min(max(self.baseline + self._noise + excursion, self.kind.minimum), self.kind.maximum)
+        if self.cumulative:
+            self._total += self._water_used_m3(time_ms)
+            level = self._total
+        else:
+            level = self.baseline + self._noise
+        physical = min(max(level + excursion, self.kind.minimum), self.kind.maximum)
         raw = to_raw(physical, self.exponent)
         value = from_raw(raw, self.exponent)
         entered = cleared = False
@@ -119,6 +162,7 @@ class Detector:
             elif self.status == Status.ALARM and alarm.cleared(value):
                 self.status, cleared = Status.NORMAL, True
         self.counter += 1
+        self._last_time_ms = time_ms
         return DeviceSample(
             seq=self.counter,
             time_ms=time_ms,

@@ -6,7 +6,7 @@ word first), as on most RS-485 gas and water-level transmitters. The full map wi
 
 Header, addresses 0-15::
 
-    0   kind code            u16   1 gas, 2 smoke, 3 temperature, 4 water-depth
+    0   kind code            u16   KIND_CODES: 1 gas, 2 smoke, 3 temperature, 4 water-depth, 5 co, … 16
     1   status               u16   GB/T 45839: 1 normal, 2 alarm, 3 fault, 4 shielded
     2   battery              u16   percent
     3   signal strength      i16   dBm
@@ -55,9 +55,44 @@ RING_CAPACITY = 15
 ENTRY_WORDS = 8
 RING_COUNT = RING_CAPACITY * ENTRY_WORDS
 
-KIND_CODES: dict[str, int] = {"gas": 1, "smoke": 2, "temperature": 3, "water-depth": 4}
-KIND_EXPONENTS: dict[str, int] = {"gas": -1, "smoke": -3, "temperature": -1, "water-depth": -3}
-"""Resolution per kind: 0.1 %LEL, 0.001 dB/m, 0.1 °C, 1 mm."""
+KIND_CODES: dict[str, int] = {
+    "gas": 1,
+    "smoke": 2,
+    "temperature": 3,
+    "water-depth": 4,
+    "co": 5,
+    "residual-current": 6,
+    "cable-temperature": 7,
+    "pressure": 8,
+    "manhole-tilt": 9,
+    "manhole-open": 10,
+    "structural-tilt": 11,
+    "lift-entrapment": 12,
+    "lift-ebike": 13,
+    "water-meter": 14,
+    "help-button": 15,
+    "door-contact": 16,
+}
+KIND_EXPONENTS: dict[str, int] = {
+    "gas": -1,
+    "smoke": -3,
+    "temperature": -1,
+    "water-depth": -3,
+    "co": 0,
+    "residual-current": -3,
+    "cable-temperature": -1,
+    "pressure": 3,
+    "manhole-tilt": -1,
+    "manhole-open": 0,
+    "structural-tilt": -5,
+    "lift-entrapment": 0,
+    "lift-ebike": 0,
+    "water-meter": -3,
+    "help-button": 0,
+    "door-contact": 0,
+}
+"""Resolution per kind: 0.1 %LEL, 0.001 dB/m, 0.1 °C, 1 mm, 1 ppm, 1 mA, 0.1 °C, 1 kPa, 0.1°, state,
+0.00001 (Δ/H), state, state, 1 L, state, state. Two-state kinds read 0 or 1."""
 
 
 class Status:

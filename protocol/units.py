@@ -35,6 +35,7 @@ _ALL = (
     # Anju's own, each because the governing standard states its set points in it:
     Unit("%LEL", "percent of the lower explosive limit (GB/T 50493-2019 set points)", False),
     Unit("dB/m", "smoke obscuration, decibel per metre (GB 4715-2024 response thresholds)", False),
+    Unit("deg", "angle in degrees (manhole cover tilt; vendors state set points in degrees)", False),
 )
 
 UNITS: dict[str, Unit] = {u.symbol: u for u in _ALL}

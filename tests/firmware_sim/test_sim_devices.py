@@ -1,5 +1,6 @@
 """Device models: deterministic noise, physical range, quantisation equal to the register decode."""
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,3 +97,15 @@ def test_duration_override_bounds_sampling(scenarios: Path) -> None:
         sim.tick()
     with pytest.raises(IndexError):
         sim.tick()
+
+
+def test_water_meter_counts_up_with_the_daily_rhythm() -> None:
+    """An elder's meter only ever rises, more at 07:00-09:00 local time than at 02:00-04:00 (UTC+8)."""
+    meter = Detector(sensor_id="meter-1", kind=KINDS["water-meter"], scenario_seed=3)
+    midnight_local_ms = 1_764_345_600_000  # 2025-11-29 00:00 in Chengdu (16:00 UTC the day before)
+    values = [meter.sample(time_ms=midnight_local_ms + minute * 60_000).value for minute in range(24 * 60)]
+    assert all(b >= a for a, b in itertools.pairwise(values))
+    night = values[4 * 60] - values[2 * 60]
+    morning = values[9 * 60] - values[7 * 60]
+    assert morning > 5 * night
+    assert 0.03 < values[-1] - values[0] < 0.3, "about 100 L a day"
