@@ -38,7 +38,7 @@ _REASON_ZH = {
 }
 
 # Display symbols for SenML units people do not read easily (protocol.units keeps the wire symbols).
-_UNIT_DISPLAY = {"Cel": "°C", "m3": "m³", "/": ""}
+_UNIT_DISPLAY = {"Cel": "°C", "m3": "m³", "/": "", "deg": "°"}
 
 # Chinese names of the set points in protocol.kinds; unknown rule names are shown as they are.
 _RULE_ZH = {
@@ -51,6 +51,26 @@ _RULE_ZH = {
     "static alarm, all A1": "定温报警（A1全部响应）",
     "waterlogging": "积水",
     "deep water": "深积水",
+    "sustained low level": "持续低浓度",
+    "alarm level": "报警浓度",
+    "danger level": "危险浓度",
+    "above healthy leakage": "超出正常泄漏",
+    "alarm, upper": "报警上限",
+    "warm": "温度偏高",
+    "PVC limit": "超PVC耐温",
+    "XLPE limit": "超XLPE耐温",
+    "below normal supply": "低于正常供水压力",
+    "below fire supply": "低于火灾供水压力",
+    "dry main": "管网无压",
+    "jolt": "震动",
+    "displaced": "移位",
+    "open": "开启",
+    "half the limit": "达限值50%",
+    "near the limit": "达限值80%",
+    "limit": "达限值",
+    "entrapment": "困人",
+    "e-bike in car": "电动车入梯",
+    "pressed": "已按下",
 }
 
 

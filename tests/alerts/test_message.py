@@ -31,3 +31,11 @@ def test_cleared_message_says_the_alert_stays_open() -> None:
 def test_iso8601() -> None:
     assert iso8601(0) == "1970-01-01T00:00:00.000Z"
     assert iso8601(None) is None
+
+
+def test_every_standard_set_point_has_a_chinese_name() -> None:
+    from alerts.message import _RULE_ZH
+    from protocol.kinds import KINDS
+
+    names = {point.name for kind in KINDS.values() for point in kind.set_points}
+    assert names <= set(_RULE_ZH), sorted(names - set(_RULE_ZH))
