@@ -111,20 +111,27 @@ class Detector:
         self.status = Status.NORMAL
         self.counter = 0
         self._noise = float(self._rng.normal(0.0, self.noise_sd)) if self.noise_sd > 0 else 0.0
+        self.fault_flags = 0
+        self.low_battery_pct: int | None = None
+        self._stuck_raw: int | None = None
         self.cumulative = kind.name == "water-meter"
         self._total = self.baseline
         self._last_time_ms: int | None = None
 
     def header(self) -> Header:
-        """The device's header registers as they stand now."""
+        """The device's header registers as they stand now (a fault shows as status 3 unless in alarm)."""
+        status = self.status
+        if self.fault_flags and status == Status.NORMAL:
+            status = Status.FAULT
         return Header(
             kind_code=KIND_CODES[self.kind.name],
-            status=self.status,
-            battery_pct=self.battery_pct,
+            status=status,
+            battery_pct=self.low_battery_pct if self.low_battery_pct is not None else self.battery_pct,
             signal_dbm=self.signal_dbm,
             exponent=self.exponent,
             capacity=RING_CAPACITY,
             counter=self.counter,
+            faults=self.fault_flags,
         )
 
     def _water_used_m3(self, time_ms: int) -> float:
@@ -137,22 +144,31 @@ class Detector:
         burst = float(self._rng.lognormal(mean=-0.5, sigma=1.0))  # mean 1: taps run in bursts, not a trickle
         return rate_m3_per_s * (time_ms - self._last_time_ms) / 1000 * burst
 
-    def sample(self, *, time_ms: int, excursion: float = 0.0) -> DeviceSample:
+    def sample(
+        self, *, time_ms: int, excursion: float = 0.0, stuck: bool = False, usage_factor: float = 1.0
+    ) -> DeviceSample:
         """Produce the next sample at device clock ``time_ms`` (Unix ms).
 
-        ``excursion`` is what an incident adds to the baseline, in the kind's unit. The status follows the
-        kind's local alarm set point with its hysteresis (GB/T 45839 codes: 1 normal, 2 alarm).
+        ``excursion`` is what incidents and faults add to the baseline, in the kind's unit; ``stuck`` freezes
+        the register at its value when the fault began; ``usage_factor`` scales a cumulative meter's use
+        (0 = nothing drawn). The status follows the kind's local alarm set point with its hysteresis
+        (GB/T 45839 codes: 1 normal, 2 alarm).
         """
         innovation = float(self._rng.normal(0.0, 1.0))
         self._noise = _NOISE_PHI * self._noise + math.sqrt(1 - _NOISE_PHI**2) * self.noise_sd * innovation
         self.signal_dbm = round(self._signal_mean_dbm + float(self._rng.normal(0.0, 1.5)))
         if self.cumulative:
-            self._total += self._water_used_m3(time_ms)
+            self._total += self._water_used_m3(time_ms) * usage_factor
             level = self._total
         else:
             level = self.baseline + self._noise
         physical = min(max(level + excursion, self.kind.minimum), self.kind.maximum)
         raw = to_raw(physical, self.exponent)
+        if stuck:
+            raw = self._stuck_raw if self._stuck_raw is not None else raw
+            self._stuck_raw = raw
+        else:
+            self._stuck_raw = None
         value = from_raw(raw, self.exponent)
         entered = cleared = False
         alarm = self.kind.local_alarm

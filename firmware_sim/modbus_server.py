@@ -82,9 +82,31 @@ class GatewayServer:
         if len(set(self.unit_ids)) != len(self.unit_ids):
             raise ValueError(f"duplicate unit ids: {self.unit_ids}")
         self._server: ModbusTcpServer | None = None
+        self._muted: set[int] = set()
+
+    def mute(self, unit_ids: set[int]) -> None:
+        """Make these units silent on the bus (dropout fault); every other unit answers again."""
+        self._muted = set(unit_ids)
+
+    def _action_for(self, unit_id: int) -> SimAction:
+        async def act(
+            function_code: int,
+            start_address: int,
+            address: int,
+            count: int,
+            current_registers: list[int],
+            set_values: list[int] | list[bool] | None,
+        ) -> ExcCodes | None:
+            if unit_id in self._muted:
+                return ExcCodes.GATEWAY_NO_RESPONSE  # what a TCP gateway answers when the bus stays silent
+            return await _input_registers_only(
+                function_code, start_address, address, count, current_registers, set_values
+            )
+
+        return act
 
     async def __aenter__(self) -> Self:
-        devices = [_unit(u, _input_registers_only) for u in self.unit_ids]
+        devices = [_unit(u, self._action_for(u)) for u in self.unit_ids]
         devices.append(_unit(0, _no_such_unit))
         server = ModbusTcpServer(devices, address=(self.host, self.port))
         try:

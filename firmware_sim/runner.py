@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.devices import Detector, DeviceSample
+from firmware_sim.faults import FAULT_LOW_BATTERY, FAULT_TAMPER, Fault, FaultType, fault_rng
 from firmware_sim.modbus_server import GatewayServer
 from firmware_sim.scenario import MAX_DURATION_S, DeviceSpec, Incident, Scenario
-from firmware_sim.truth import TruthWriter, incident_record, reading_record
+from firmware_sim.truth import TruthWriter, fault_record, incident_record, reading_record
 from protocol.registers import Header, Sample
 
 __all__ = ["MAX_SPEED", "RunOptions", "RunSummary", "Simulation", "Tick", "TickSample", "run_simulation"]
@@ -53,6 +54,10 @@ class Tick:
     samples: tuple[TickSample, ...]
     started: tuple[Incident, ...]
     ended: tuple[Incident, ...]
+    faults_started: tuple[Fault, ...] = ()
+    faults_ended: tuple[Fault, ...] = ()
+    muted: frozenset[tuple[str, int]] = frozenset()
+    """(gateway, unit id) of detectors in dropout: silent on the bus, producing nothing."""
 
 
 class Simulation:
@@ -81,6 +86,12 @@ class Simulation:
         }
         self._started: set[str] = set()
         self._ended: set[str] = set()
+        self._faults_started: set[str] = set()
+        self._faults_ended: set[str] = set()
+        self._fault_rngs = {f.name: fault_rng(self.seed, f) for f in scenario.faults}
+        self._faults_of: dict[str, list[Fault]] = {}
+        for fault in scenario.faults:
+            self._faults_of.setdefault(fault.sensor, []).append(fault)
         self._next_index = 0
 
     def clock_ms(self, t_s: float) -> int:
@@ -99,17 +110,52 @@ class Simulation:
         ended = tuple(i for i in self.scenario.incidents if i.name not in self._ended and t_s > i.end_s)
         self._started.update(i.name for i in started)
         self._ended.update(i.name for i in ended)
+        faults = self.scenario.faults
+        faults_started = tuple(f for f in faults if f.name not in self._faults_started and f.active(t_s))
+        faults_ended = tuple(
+            f
+            for f in faults
+            if f.name in self._faults_started and f.name not in self._faults_ended and not f.active(t_s)
+        )
+        self._faults_started.update(f.name for f in faults_started)
+        self._faults_ended.update(f.name for f in faults_ended)
         samples = []
+        muted = set()
         for gateway_id, spec in self.scenario.devices():
             detector = self.detectors[spec.sensor_id]
+            active = [f for f in self._faults_of.get(spec.sensor_id, ()) if f.active(t_s)]
+            types = {f.type for f in active}
+            if FaultType.DROPOUT in types:
+                muted.add((gateway_id, spec.unit_id))
+                continue
             excursion = sum(
                 i.weight(t_s) * (i.ramp_to - detector.baseline)
                 for i in self.scenario.incidents
-                if spec.sensor_id in i.sensors
+                if spec.sensor_id in i.sensors and i.effect == "offset"
             )
-            sample = detector.sample(time_ms=time_ms, excursion=excursion)
+            usage = math.prod(
+                1.0 - i.weight(t_s)
+                for i in self.scenario.incidents
+                if spec.sensor_id in i.sensors and i.effect == "suppress"
+            )
+            skew_ms = 0
+            for fault in active:
+                if fault.type is FaultType.DRIFT:
+                    excursion += fault.drift(t_s)
+                elif fault.type is FaultType.SPIKES and self._fault_rngs[fault.name].random() < fault.probability:
+                    excursion += fault.size
+                elif fault.type is FaultType.CLOCK_SKEW:
+                    skew_ms += round(fault.skew_s * 1000)
+            low_battery = [f.battery_pct for f in active if f.type is FaultType.LOW_BATTERY]
+            detector.low_battery_pct = min(low_battery) if low_battery else None
+            detector.fault_flags = (FAULT_LOW_BATTERY if low_battery else 0) | (
+                FAULT_TAMPER if FaultType.TAMPER in types else 0
+            )
+            sample = detector.sample(
+                time_ms=time_ms + skew_ms, excursion=excursion, stuck=FaultType.STUCK in types, usage_factor=usage
+            )
             samples.append(TickSample(gateway_id, spec, sample, detector.header()))
-        return Tick(index, t_s, time_ms, tuple(samples), started, ended)
+        return Tick(index, t_s, time_ms, tuple(samples), started, ended, faults_started, faults_ended, frozenset(muted))
 
     def truth_records(self, tick: Tick) -> list[dict[str, Any]]:
         """The truth-file lines of ``tick``: incidents that start now, then every reading."""
@@ -123,6 +169,16 @@ class Simulation:
             )
             for i in tick.started
         ]
+        records.extend(
+            fault_record(
+                name=f.name,
+                sensor=f.sensor,
+                fault=f.type.value,
+                start_ms=self.clock_ms(f.start_s),
+                end_ms=None if f.end_s is None else self.clock_ms(f.end_s),
+            )
+            for f in tick.faults_started
+        )
         records.extend(
             reading_record(
                 gateway=s.gateway_id,
@@ -261,6 +317,12 @@ async def _sample(
             )
         for incident in tick.ended:
             log.warning("incident %s ended at t=%.1f s", incident.name, incident.end_s)
+        for fault in tick.faults_started:
+            log.warning("fault %s on %s from t=%.1f s", fault.type.value, fault.sensor, tick.t_s)
+        for fault in tick.faults_ended:
+            log.warning("fault %s on %s over at t=%.1f s", fault.type.value, fault.sensor, tick.t_s)
+        for gateway_id, server in servers.items():
+            server.mute({unit for gateway, unit in tick.muted if gateway == gateway_id})
         for s in tick.samples:
             sample = s.sample
             await servers[s.gateway_id].publish(

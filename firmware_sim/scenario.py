@@ -17,6 +17,11 @@ The format (YAML, read with ruamel.yaml so every error can name its line)::
         hold_s: 40                     # optional, default 0
         decay_s: 40                    # optional, default 0; linear fall back to the baseline
         grade: 2                       # ground truth: the grade (4..1) a competent operator gives
+        effect: offset                 # optional: offset (default, moves the value toward `to`) or
+                                       # suppress (a cumulative meter stops counting: no water used)
+    faults:                       # optional, see firmware_sim/faults.py
+      - {sensor: smoke-b1-f2, type: drift, start_s: 30, duration_s: 600, rate_per_h: 0.05}
+      - {sensor: gas-b2-101, type: dropout, start_s: 60, duration_s: 20}
 
 The incident window is ``[start_s, start_s + over_s + hold_s + decay_s]``. Strict like every Anju config:
 unknown keys are errors, and each :class:`ScenarioError` names the key path, the bad value and the line.
@@ -32,13 +37,14 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from firmware_sim.faults import Fault, FaultType
 from protocol.ids import is_valid_id
 from protocol.kinds import KINDS, SensorKind
 
 __all__ = ["DeviceSpec", "GatewaySpec", "Incident", "Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
 
-MAX_DURATION_S = 7 * 24 * 3600.0
-"""A week of simulated time bounds every run (and the sampling loop)."""
+MAX_DURATION_S = 31 * 24 * 3600.0
+"""A month of simulated time (the quiet-month scenario) bounds every run and the sampling loop."""
 MIN_SAMPLE_INTERVAL_S = 0.01
 
 
@@ -84,6 +90,9 @@ class Incident:
     hold_s: float
     decay_s: float
     grade: int
+    effect: str = "offset"
+    """``offset``: the sensors move toward ``ramp_to``; ``suppress``: a cumulative meter's use is scaled by
+    ``1 - weight`` (``ramp_to`` unused), as when an elder living alone stops drawing water."""
 
     @property
     def end_s(self) -> float:
@@ -113,6 +122,7 @@ class Scenario:
     gateways: tuple[GatewaySpec, ...]
     incidents: tuple[Incident, ...]
     source: str = "<string>"
+    faults: tuple[Fault, ...] = ()
 
     def devices(self) -> Iterator[tuple[str, DeviceSpec]]:
         """Every (gateway id, device) pair, in file order."""
@@ -199,7 +209,7 @@ def parse_scenario(text: str, *, source: str = "<string>") -> Scenario:
         "",
         1,
         required={"community", "seed", "duration_s", "gateways"},
-        optional={"sample_interval_s", "incidents"},
+        optional={"sample_interval_s", "incidents", "faults"},
     )
     community = r.identifier(top, "community", "community")
     seed = r.integer(top, "seed", "seed", low=0, high=2**63 - 1)
@@ -210,6 +220,7 @@ def parse_scenario(text: str, *, source: str = "<string>") -> Scenario:
     gateways = _gateways(r, top)
     kinds = {d.sensor_id: d.kind for g in gateways for d in g.devices}
     incidents = _incidents(r, top, kinds) if "incidents" in top else ()
+    faults = _faults(r, top, kinds) if "faults" in top else ()
     return Scenario(
         community=community,
         seed=seed,
@@ -218,6 +229,7 @@ def parse_scenario(text: str, *, source: str = "<string>") -> Scenario:
         gateways=gateways,
         incidents=incidents,
         source=source,
+        faults=faults,
     )
 
 
@@ -297,7 +309,7 @@ def _incidents(r: _Reader, top: CommentedMap, kinds: dict[str, SensorKind]) -> t
             path,
             r.key_line(node, index),
             required={"name", "sensors", "start_s", "ramp", "grade"},
-            optional={"hold_s", "decay_s"},
+            optional={"hold_s", "decay_s", "effect"},
         )
         name = r.identifier(i, "name", f"{path}.name")
         if name in names:
@@ -321,5 +333,71 @@ def _incidents(r: _Reader, top: CommentedMap, kinds: dict[str, SensorKind]) -> t
         hold_s = r.number(i, "hold_s", f"{path}.hold_s", low=0.0, high=MAX_DURATION_S) if "hold_s" in i else 0.0
         decay_s = r.number(i, "decay_s", f"{path}.decay_s", low=0.0, high=MAX_DURATION_S) if "decay_s" in i else 0.0
         grade = r.integer(i, "grade", f"{path}.grade", low=1, high=4)
-        result.append(Incident(name, tuple(sensors), start_s, ramp_to, over_s, hold_s, decay_s, grade))
+        effect = str(i.get("effect", "offset"))
+        if effect not in ("offset", "suppress"):
+            raise r.fail(f"{path}.effect", i["effect"], r.key_line(i, "effect"), "must be offset or suppress")
+        if effect == "suppress" and any(kinds[s].name != "water-meter" for s in sensors):
+            reason = "suppress applies to cumulative meters (water-meter) only"
+            raise r.fail(f"{path}.effect", effect, r.key_line(i, "effect"), reason)
+        result.append(Incident(name, tuple(sensors), start_s, ramp_to, over_s, hold_s, decay_s, grade, effect))
+    return tuple(result)
+
+
+_FAULT_PARAMETERS: dict[FaultType, set[str]] = {
+    FaultType.STUCK: set(),
+    FaultType.DRIFT: {"rate_per_h"},
+    FaultType.SPIKES: {"size", "probability"},
+    FaultType.DROPOUT: set(),
+    FaultType.LOW_BATTERY: {"battery_pct"},
+    FaultType.TAMPER: set(),
+    FaultType.CLOCK_SKEW: {"skew_s"},
+}
+
+
+def _faults(r: _Reader, top: CommentedMap, kinds: dict[str, SensorKind]) -> tuple[Fault, ...]:
+    node = top["faults"]
+    if node is None:
+        return ()
+    if not isinstance(node, CommentedSeq):
+        raise r.fail("faults", node, r.key_line(top, "faults"), "must be a list")
+    result = []
+    for index, item in enumerate(node):
+        path = f"faults[{index}]"
+        line = r.key_line(node, index)
+        if not isinstance(item, CommentedMap) or not isinstance(item.get("type"), str):
+            raise r.fail(f"{path}.type", item, line, f"each fault needs a type: {', '.join(FaultType)}")
+        try:
+            fault_type = FaultType(item["type"])
+        except ValueError:
+            raise r.fail(
+                f"{path}.type", item["type"], r.key_line(item, "type"), f"one of {', '.join(FaultType)}"
+            ) from None
+        f = r.mapping(
+            item,
+            path,
+            line,
+            required={"sensor", "type", "start_s", *_FAULT_PARAMETERS[fault_type]},
+            optional={"duration_s"},
+        )
+        sensor = f["sensor"]
+        if sensor not in kinds:
+            raise r.fail(f"{path}.sensor", sensor, r.key_line(f, "sensor"), "no such sensor in gateways")
+        kind = kinds[sensor]
+        span = kind.maximum - kind.minimum
+        params: dict[str, float | int] = {}
+        if "rate_per_h" in f:
+            params["rate_per_h"] = r.number(f, "rate_per_h", f"{path}.rate_per_h", low=-span, high=span)
+        if "size" in f:
+            params["size"] = r.number(f, "size", f"{path}.size", low=-span, high=span)
+        if "probability" in f:
+            params["probability"] = r.number(f, "probability", f"{path}.probability", low=0.0, high=1.0)
+        if "skew_s" in f:
+            params["skew_s"] = r.number(f, "skew_s", f"{path}.skew_s", low=-86_400.0, high=86_400.0)
+        if "battery_pct" in f:
+            params["battery_pct"] = r.integer(f, "battery_pct", f"{path}.battery_pct", low=0, high=100)
+        start_s = r.number(f, "start_s", f"{path}.start_s", low=0.0, high=MAX_DURATION_S)
+        duration_s = None
+        if "duration_s" in f:
+            duration_s = r.number(f, "duration_s", f"{path}.duration_s", low=0.0, high=MAX_DURATION_S)
+        result.append(Fault(str(sensor), fault_type, start_s, duration_s, **params))  # type: ignore[arg-type]
     return tuple(result)

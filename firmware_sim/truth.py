@@ -17,11 +17,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-__all__ = ["TruthWriter", "incident_record", "read_truth", "reading_record"]
+__all__ = ["TruthWriter", "fault_record", "incident_record", "read_truth", "reading_record"]
 
 
 def reading_record(*, gateway: str, sensor: str, time_ms: int, value: float, unit: str) -> dict[str, Any]:
     return {"type": "reading", "gateway": gateway, "sensor": sensor, "time_ms": time_ms, "value": value, "unit": unit}
+
+
+def fault_record(*, name: str, sensor: str, fault: str, start_ms: int, end_ms: int | None) -> dict[str, Any]:
+    """A fault window (``end_ms`` None: lasts to the end of the run); health detection is scored on these."""
+    return {"type": "fault", "name": name, "sensor": sensor, "fault": fault, "start_ms": start_ms, "end_ms": end_ms}
 
 
 def incident_record(*, name: str, sensors: Iterable[str], start_ms: int, end_ms: int, grade: int) -> dict[str, Any]:

@@ -13,7 +13,8 @@ Header, addresses 0-15::
     4   scale exponent       i16   value = raw * 10**exponent
     5   ring capacity        u16   number of history entries (15)
     6-7 sample counter       u32   samples produced since power-on; also the seq of the newest entry
-    8-15 reserved            0
+    8   fault flags          u16   bit 0 low battery, bit 1 tamper (enclosure opened / detector removed)
+    9-15 reserved            0
 
 History ring, addresses 16-135: ``RING_CAPACITY`` entries of 8 registers. The sample with counter ``s``
 (s >= 1) sits in entry ``(s - 1) % RING_CAPACITY``::
@@ -113,6 +114,8 @@ class Header:
     exponent: int
     capacity: int
     counter: int
+    faults: int = 0
+    """Fault flags (register 8): bit 0 low battery, bit 1 tamper."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,7 @@ def encode_header(header: Header) -> list[int]:
         _u16(header.exponent),
         header.capacity,
         *_words(header.counter, 2),
+        header.faults,
     ]
     return words + [0] * (HEADER_COUNT - len(words))
 
@@ -176,6 +180,7 @@ def decode_header(words: list[int]) -> Header:
         exponent=_signed16(words[4]),
         capacity=words[5],
         counter=_join(words[6:8]),
+        faults=words[8] if len(words) > 8 else 0,
     )
 
 
