@@ -9,10 +9,12 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
-from firmware_sim.runner import MAX_SPEED, RunOptions, run_simulation
+from firmware_sim.runner import MAX_SPEED, RunOptions, run_simulation, write_truth
 from firmware_sim.scenario import Scenario, ScenarioError, load_scenario
 from protocol import registers
 from protocol.ids import is_valid_id
@@ -44,6 +46,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _instant(text: str) -> int:
+    """An ISO 8601 instant with its UTC offset, as Unix milliseconds."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +08:00")
+    return int(moment.timestamp() * 1000)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anju-sim",
@@ -71,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
         help="exit S simulated seconds after start (default: run until signalled)",
     )
 
+    truth = sub.add_parser(
+        "truth",
+        help="write a scenario's truth file as fast as the CPU allows, with no servers (datasets for backtests)",
+    )
+    truth.add_argument("scenario", type=Path, help="scenario YAML file")
+    truth.add_argument("--out", type=Path, required=True, metavar="FILE", help="JSON-lines truth file to write")
+    truth.add_argument(
+        "--start", type=_instant, metavar="ISO8601", help="device clock at t=0, with offset (default: now)"
+    )
+    truth.add_argument("--seed", type=int, help="override the scenario seed")
+    truth.add_argument("--duration", type=_positive, metavar="S", help="override duration_s (simulated seconds)")
+
     check = sub.add_parser("check", help="validate a scenario file and print a summary")
     check.add_argument("scenario", type=Path, help="scenario YAML file")
 
@@ -96,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario = load_scenario(args.scenario)
         if args.command == "check":
             sys.stdout.write(_summary(scenario))
+            return 0
+        if args.command == "truth":
+            start_ms = args.start if args.start is not None else int(time.time() * 1000)
+            count = write_truth(scenario, args.out, start_ms=start_ms, seed=args.seed, duration_s=args.duration)
+            sys.stdout.write(f"{args.out}: {count} readings\n")
             return 0
         return _run(scenario, args)
     except ScenarioError as exc:
@@ -190,7 +220,8 @@ def _register_map() -> str:
         "  4    scale exponent    i16  value = raw * 10**exponent",
         f"  5    ring capacity     u16  {r.RING_CAPACITY}",
         "  6-7  sample counter    u32  samples since power-on = seq of the newest entry",
-        "  8-15 reserved               0",
+        "  8    fault flags       u16  bit 0 low battery, bit 1 tamper",
+        "  9-15 reserved               0",
         "",
         f"history ring (addresses {r.RING_ADDRESS}-{r.RING_ADDRESS + r.RING_COUNT - 1}): "
         f"{r.RING_CAPACITY} entries x 8 registers; sample s is in entry (s-1) % {r.RING_CAPACITY}",

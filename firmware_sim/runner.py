@@ -27,7 +27,16 @@ from firmware_sim.scenario import MAX_DURATION_S, DeviceSpec, Incident, Scenario
 from firmware_sim.truth import TruthWriter, fault_record, incident_record, reading_record
 from protocol.registers import Header, Sample
 
-__all__ = ["MAX_SPEED", "RunOptions", "RunSummary", "Simulation", "Tick", "TickSample", "run_simulation"]
+__all__ = [
+    "MAX_SPEED",
+    "RunOptions",
+    "RunSummary",
+    "Simulation",
+    "Tick",
+    "TickSample",
+    "run_simulation",
+    "write_truth",
+]
 
 log = logging.getLogger(__name__)
 
@@ -272,15 +281,7 @@ async def run_simulation(scenario: Scenario, options: RunOptions, *, stop: async
 
 
 def _run_record(sim: Simulation, options: RunOptions) -> dict[str, Any]:
-    return {
-        "type": "run",
-        "community": sim.scenario.community,
-        "seed": sim.seed,
-        "start_ms": sim.start_ms,
-        "sample_interval_s": sim.interval_s,
-        "duration_s": sim.duration_s,
-        "speed": options.speed,
-    }
+    return {**_run_record_fields(sim), "speed": options.speed}
 
 
 async def _lifetime(stop: asyncio.Event, deadline: float | None, sampler: asyncio.Task[None]) -> None:
@@ -356,3 +357,33 @@ async def _sample(
         summary.samples += len(tick.samples)
     summary.completed = True
     log.info("sampling finished at t=%.1f s; still serving", sim.duration_s)
+
+
+def write_truth(
+    scenario: Scenario, path: Path, *, start_ms: int, seed: int | None = None, duration_s: float | None = None
+) -> int:
+    """Step the whole scenario with no clock and no servers and write its truth file; returns readings written.
+
+    The same :class:`Simulation` as a served run, so the file equals what ``run`` would write for this
+    ``start_ms`` and seed — a month of a community in seconds, for backtesting detection.
+    """
+    sim = Simulation(scenario, start_ms=start_ms, seed=seed, duration_s=duration_s)
+    readings = 0
+    with TruthWriter(path) as truth:
+        truth.write([{**_run_record_fields(sim), "speed": None}])
+        for _ in range(sim.sample_count):
+            tick = sim.tick()
+            truth.write(sim.truth_records(tick))
+            readings += len(tick.samples)
+    return readings
+
+
+def _run_record_fields(sim: Simulation) -> dict[str, Any]:
+    return {
+        "type": "run",
+        "community": sim.scenario.community,
+        "seed": sim.seed,
+        "start_ms": sim.start_ms,
+        "sample_interval_s": sim.interval_s,
+        "duration_s": sim.duration_s,
+    }
