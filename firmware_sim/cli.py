@@ -46,6 +46,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _serial(text: str) -> tuple[str, str]:
+    gateway, sep, device = text.partition("=")
+    if not sep or not is_valid_id(gateway) or not device:
+        raise argparse.ArgumentTypeError(f"expected GATEWAY=DEVICE (e.g. gw-b1=/dev/ttyUSB0), got {text!r}")
+    return gateway, device
+
+
 def _instant(text: str) -> int:
     """An ISO 8601 instant with its UTC offset, as Unix milliseconds."""
     try:
@@ -70,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--port", type=_port, action="append", default=[], metavar="GATEWAY=PORT", help="one per gateway (required)"
     )
+    run.add_argument(
+        "--serial",
+        type=_serial,
+        action="append",
+        default=[],
+        metavar="GATEWAY=DEVICE",
+        help="serve this gateway's bus as Modbus RTU on a serial device instead of TCP",
+    )
+    run.add_argument("--baudrate", type=int, default=9600, help="serial speed, 8N1 (default 9600)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--truth", type=Path, metavar="FILE", help="write the JSON-lines truth file here")
     run.add_argument("--seed", type=int, help="override the scenario seed")
@@ -138,18 +154,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     ports = dict(args.port)
-    if len(ports) != len(args.port):
-        raise _UsageError("a gateway is given more than one --port")
+    serial = dict(args.serial)
+    if len(ports) != len(args.port) or len(serial) != len(args.serial) or set(ports) & set(serial):
+        raise _UsageError("each gateway gets one --port or one --serial")
     gateways = {g.gateway_id for g in scenario.gateways}
-    if set(ports) != gateways:
+    if set(ports) | set(serial) != gateways:
+        given = sorted(set(ports) | set(serial))
         raise _UsageError(
-            f"--port GATEWAY=PORT needed for exactly the scenario's gateways {sorted(gateways)}, got {sorted(ports)}"
+            f"--port GATEWAY=PORT (or --serial GATEWAY=DEVICE) needed for exactly the scenario's gateways "
+            f"{sorted(gateways)}, got {given}"
         )
     if len(set(ports.values())) != len(ports):
         raise _UsageError("two gateways cannot share a port")
     try:
         options = RunOptions(
             ports=ports,
+            serial=serial,
+            baudrate=args.baudrate,
             host=args.host,
             truth_path=args.truth,
             speed=args.speed,

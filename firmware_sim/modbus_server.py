@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from protocol.registers import (
@@ -68,20 +69,33 @@ def _unit(unit_id: int, action: SimAction) -> SimDevice:
 
 
 class GatewayServer:
-    """Modbus TCP server of one simulated gateway, serving its detectors' unit ids while in ``async with``."""
+    """The bus of one simulated gateway, serving its detectors' unit ids while in ``async with``: Modbus TCP on
+    ``host:port``, or Modbus RTU on the serial device ``serial_port`` (an RS-485 adapter, or one end of a
+    :class:`firmware_sim.serial_link.NullModem`) at ``baudrate`` 8N1, as RS-485 detectors are wired."""
 
-    def __init__(self, *, gateway_id: str, host: str, port: int, unit_ids: Iterable[int]) -> None:
+    def __init__(
+        self,
+        *,
+        gateway_id: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        unit_ids: Iterable[int],
+        serial_port: str | None = None,
+        baudrate: int = 9600,
+    ) -> None:
         self.gateway_id = gateway_id
         self.host = host
         self.port = port
+        self.serial_port = serial_port
+        self.baudrate = baudrate
         self.unit_ids = tuple(unit_ids)
-        if not 1 <= port <= 65535:
+        if serial_port is None and not 1 <= port <= 65535:
             raise ValueError(f"port must be 1..65535, got {port}")
         if not self.unit_ids or any(not 1 <= u <= 247 for u in self.unit_ids):
             raise ValueError(f"unit ids must be 1..247, got {self.unit_ids}")
         if len(set(self.unit_ids)) != len(self.unit_ids):
             raise ValueError(f"duplicate unit ids: {self.unit_ids}")
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._muted: set[int] = set()
 
     def mute(self, unit_ids: set[int]) -> None:
@@ -108,12 +122,19 @@ class GatewayServer:
     async def __aenter__(self) -> Self:
         devices = [_unit(u, self._action_for(u)) for u in self.unit_ids]
         devices.append(_unit(0, _no_such_unit))
-        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        server: ModbusTcpServer | ModbusSerialServer
+        if self.serial_port is not None:
+            server = ModbusSerialServer(
+                devices, framer=FramerType.RTU, port=self.serial_port, baudrate=self.baudrate, timeout=1
+            )
+        else:
+            server = ModbusTcpServer(devices, address=(self.host, self.port))
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
             await server.shutdown()  # type: ignore[no-untyped-call]
-            raise OSError(f"gateway {self.gateway_id}: cannot listen on {self.host}:{self.port}") from exc
+            where = self.serial_port or f"{self.host}:{self.port}"
+            raise OSError(f"gateway {self.gateway_id}: cannot listen on {where}") from exc
         self._server = server
         return self
 
@@ -124,7 +145,7 @@ class GatewayServer:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
-    def _running(self) -> ModbusTcpServer:
+    def _running(self) -> ModbusTcpServer | ModbusSerialServer:
         if self._server is None:
             raise RuntimeError(f"gateway {self.gateway_id} server is not running")
         return self._server

@@ -203,7 +203,8 @@ class Simulation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunOptions:
-    """How to run a scenario. ``ports`` maps every gateway id to its TCP port on ``host``.
+    """How to run a scenario. Every gateway id is in ``ports`` (its TCP port on ``host``) or in ``serial``
+    (the serial device it serves Modbus RTU on, at ``baudrate`` 8N1), not both.
 
     ``speed`` is simulated seconds per wall second; ``seed`` and ``duration_s`` override the scenario's;
     ``exit_after_s`` (simulated seconds since the start) ends the run, else it ends when ``stop`` is set;
@@ -212,6 +213,8 @@ class RunOptions:
 
     ports: Mapping[str, int]
     host: str = "127.0.0.1"
+    serial: Mapping[str, str] = field(default_factory=dict)
+    baudrate: int = 9600
     truth_path: Path | None = None
     speed: float = 1.0
     seed: int | None = None
@@ -239,10 +242,14 @@ class RunSummary:
 
 async def run_simulation(scenario: Scenario, options: RunOptions, *, stop: asyncio.Event | None = None) -> RunSummary:
     """Serve ``scenario`` on one Modbus TCP server per gateway until ``stop`` or ``exit_after_s``."""
-    missing = [g.gateway_id for g in scenario.gateways if g.gateway_id not in options.ports]
-    unknown = sorted(set(options.ports) - {g.gateway_id for g in scenario.gateways})
-    if missing or unknown:
-        raise ValueError(f"--port needed for every gateway: missing {missing}, unknown {unknown}")
+    given = [*options.ports, *options.serial]
+    missing = [g.gateway_id for g in scenario.gateways if g.gateway_id not in given]
+    unknown = sorted(set(given) - {g.gateway_id for g in scenario.gateways})
+    twice = sorted(set(options.ports) & set(options.serial))
+    if missing or unknown or twice:
+        raise ValueError(
+            f"--port or --serial needed once for every gateway: missing {missing}, unknown {unknown}, both {twice}"
+        )
     start_ms = options.start_ms if options.start_ms is not None else int(time.time() * 1000)
     sim = Simulation(scenario, start_ms=start_ms, seed=options.seed, duration_s=options.duration_s)
     summary = RunSummary(start_ms=start_ms)
@@ -253,17 +260,18 @@ async def run_simulation(scenario: Scenario, options: RunOptions, *, stop: async
             server = GatewayServer(
                 gateway_id=gateway.gateway_id,
                 host=options.host,
-                port=options.ports[gateway.gateway_id],
+                port=options.ports.get(gateway.gateway_id, 0),
                 unit_ids=[d.unit_id for d in gateway.devices],
+                serial_port=options.serial.get(gateway.gateway_id),
+                baudrate=options.baudrate,
             )
             servers[gateway.gateway_id] = await stack.enter_async_context(server)
-            log.info(
-                "gateway %s serving %d units on %s:%d",
-                gateway.gateway_id,
-                len(gateway.devices),
-                options.host,
-                server.port,
+            where = (
+                f"serial {server.serial_port} (RTU {server.baudrate} 8N1)"
+                if server.serial_port
+                else f"{options.host}:{server.port}"
             )
+            log.info("gateway %s serving %d units on %s", gateway.gateway_id, len(gateway.devices), where)
         for gateway_id, spec in scenario.devices():
             await servers[gateway_id].set_header(spec.unit_id, sim.detectors[spec.sensor_id].header())
         truth = stack.enter_context(TruthWriter(options.truth_path)) if options.truth_path else None
