@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from firmware_sim.runner import MAX_SPEED, RunOptions, run_simulation, write_truth
-from firmware_sim.scenario import Scenario, ScenarioError, load_scenario
+from firmware_sim.scenario import Scenario, ScenarioError, load_scenario, scenario_from_deployment
 from protocol import registers
 from protocol.ids import is_valid_id
 from protocol.kinds import KINDS
@@ -73,7 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve a scenario: one Modbus TCP server per gateway")
-    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    run.add_argument("scenario", type=Path, nargs="?", help="scenario YAML file (or --deployment)")
+    run.add_argument(
+        "--deployment",
+        type=Path,
+        metavar="FILE",
+        help="simulate every detector of a hub deployment file in normal life (no incidents; default 1 day)",
+    )
     run.add_argument(
         "--port", type=_port, action="append", default=[], metavar="GATEWAY=PORT", help="one per gateway (required)"
     )
@@ -134,7 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "registers":
             sys.stdout.write(_register_map())
             return 0
-        scenario = load_scenario(args.scenario)
+        if args.command == "run" and (args.scenario is None) == (args.deployment is None):
+            raise _UsageError("run needs a scenario file or --deployment FILE, not both")
+        if args.command == "run" and args.deployment is not None:
+            scenario = scenario_from_deployment(
+                args.deployment, seed=args.seed or 1, duration_s=args.duration or 86_400.0
+            )
+        else:
+            scenario = load_scenario(args.scenario)
         if args.command == "check":
             sys.stdout.write(_summary(scenario))
             return 0

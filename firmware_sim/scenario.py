@@ -27,6 +27,7 @@ The incident window is ``[start_s, start_s + over_s + hold_s + decay_s]``. Stric
 unknown keys are errors, and each :class:`ScenarioError` names the key path, the bad value and the line.
 """
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,16 @@ from firmware_sim.faults import Fault, FaultType
 from protocol.ids import is_valid_id
 from protocol.kinds import KINDS, SensorKind
 
-__all__ = ["DeviceSpec", "GatewaySpec", "Incident", "Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
+__all__ = [
+    "DeviceSpec",
+    "GatewaySpec",
+    "Incident",
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_from_deployment",
+]
 
 MAX_DURATION_S = 31 * 24 * 3600.0
 """A month of simulated time (the quiet-month scenario) bounds every run and the sampling loop."""
@@ -142,11 +152,14 @@ class _Reader:
 
     @staticmethod
     def key_line(node: object, key: object) -> int | None:
-        if isinstance(node, CommentedMap) and key in node:
-            return int(node.lc.key(key)[0]) + 1
-        if isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-            return int(node.lc.item(key)[0]) + 1
-        return None
+        """1-based line of ``key`` in ``node``; None for nodes built in code (no position recorded)."""
+        position = None
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            if isinstance(node, CommentedMap) and key in node:
+                position = node.lc.key(key)
+            elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
+                position = node.lc.item(key)
+        return int(position[0]) + 1 if position else None
 
     @staticmethod
     def node_line(node: object) -> int | None:
@@ -401,3 +414,53 @@ def _faults(r: _Reader, top: CommentedMap, kinds: dict[str, SensorKind]) -> tupl
             duration_s = r.number(f, "duration_s", f"{path}.duration_s", low=0.0, high=MAX_DURATION_S)
         result.append(Fault(str(sensor), fault_type, start_s, duration_s, **params))  # type: ignore[arg-type]
     return tuple(result)
+
+
+def scenario_from_deployment(
+    path: str | Path, *, seed: int = 1, duration_s: float = 86_400.0, sample_interval_s: float = 1.0
+) -> Scenario:
+    """Normal life for every detector of a hub deployment file (no incidents), so a whole community can be
+    simulated from the file that configures it. Only ``community.id`` and each gateway's ``id`` and sensors'
+    ``id``, ``kind`` and ``unit_id`` are read; the hub validates the rest (``anju-hub check-config``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(source=str(p), path="", value=str(p), line=None, reason=f"cannot read file: {exc}") from exc
+    r = _Reader(str(p))
+    try:
+        root = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise r.fail("", None, mark.line + 1 if mark else None, f"not valid YAML: {exc.problem}") from exc
+    if not isinstance(root, CommentedMap) or not isinstance(root.get("community"), CommentedMap):
+        raise r.fail("community", None, 1, "a deployment file has a community mapping")
+    community = r.identifier(root["community"], "id", "community.id")
+    gateways_node = root.get("gateways")
+    if not isinstance(gateways_node, CommentedSeq) or not gateways_node:
+        raise r.fail("gateways", gateways_node, r.key_line(root, "gateways"), "must be a non-empty list")
+    documents = CommentedMap()
+    for index, gateway in enumerate(gateways_node):
+        if not isinstance(gateway, CommentedMap) or not isinstance(gateway.get("sensors"), CommentedSeq):
+            raise r.fail(f"gateways[{index}]", gateway, r.key_line(gateways_node, index), "needs id and sensors")
+        gateway_id = r.identifier(gateway, "id", f"gateways[{index}].id")
+        devices = CommentedSeq()
+        for s_index, sensor in enumerate(gateway["sensors"]):
+            if not isinstance(sensor, CommentedMap):
+                raise r.fail(f"gateways[{index}].sensors[{s_index}]", sensor, None, "must be a mapping")
+            devices.append(
+                CommentedMap(sensor=sensor.get("id"), kind=sensor.get("kind"), unit_id=sensor.get("unit_id"))
+            )
+        documents[gateway_id] = devices
+    scenario_root = CommentedMap(community=community, seed=seed, duration_s=duration_s, gateways=documents)
+    scenario_root["sample_interval_s"] = sample_interval_s
+    gateways = _gateways(r, scenario_root)
+    return Scenario(
+        community=community,
+        seed=seed,
+        sample_interval_s=sample_interval_s,
+        duration_s=duration_s,
+        gateways=gateways,
+        incidents=(),
+        source=str(p),
+    )

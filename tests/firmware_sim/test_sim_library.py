@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.runner import Simulation, write_truth
-from firmware_sim.scenario import load_scenario
+from firmware_sim.scenario import ScenarioError, load_scenario, scenario_from_deployment
 from protocol.kinds import KINDS
 
 START_MS = 1_764_345_600_000  # 2025-11-29 00:00 in Chengdu
@@ -104,3 +104,13 @@ def test_every_shipped_scenario_is_valid(scenarios: Path) -> None:
     assert len(names) == 10
     for name in names:
         assert load_scenario(scenarios / name).gateways
+
+
+def test_a_whole_community_from_the_deployment_file(scenarios: Path) -> None:
+    deployment = scenarios.parents[1] / "deploy" / "demo" / "deployment.yaml"
+    scenario = scenario_from_deployment(deployment, duration_s=10)
+    assert scenario.community == "hongxing" and not scenario.incidents
+    assert [(g.gateway_id, len(g.devices)) for g in scenario.gateways] == [("gw-b1", 10), ("gw-b2", 10)]
+    assert scenario.gateways[0].devices[2].sensor_id == "gas-b1-301"
+    with pytest.raises(ScenarioError, match="community"):
+        scenario_from_deployment(scenarios / "quiet.yaml")
