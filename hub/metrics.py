@@ -78,6 +78,9 @@ class Metrics:
         self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
         self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")
         self.mqtt_connects = Counter("anju_mqtt_connects_total", "Successful connections of the hub to the broker.")
+        self.rebirths = Counter(
+            "anju_rebirths_requested_total", "cmd/rebirth sent to gateways whose session was unknown past seq 1."
+        )
         self._gauges: list[Gauge] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -94,6 +97,7 @@ class Metrics:
             self.commits,
             self.risk_events,
             self.mqtt_connects,
+            self.rebirths,
         ]
         metrics: list[Counter | Gauge] = [*counters, *self._gauges]
         lines = [line for metric in metrics for line in metric.render()]

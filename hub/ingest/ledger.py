@@ -33,6 +33,10 @@ class SessionLedger:
         state = self._sessions.get((gateway, session))
         return state is not None and (seq <= state.contiguous or seq in state.above)
 
+    def knows(self, gateway: str, session: int) -> bool:
+        """True when any message of this session was committed (now or before a restart)."""
+        return (gateway, session) in self._sessions
+
     def gap_before(self, gateway: str, session: int, seq: int) -> bool:
         """True when ``seq`` arrives while an earlier seq of its session is still missing."""
         state = self._sessions.get((gateway, session))

@@ -69,6 +69,8 @@ class Ingest:
         self.inbox = Inbox(capacity=inbox_capacity)
         self.ledger = SessionLedger(store.session_marks())
         self.connected = False
+        self._rebirths: set[str] = set()
+        self._rebirth_asked: set[tuple[str, int]] = set()
         metrics.gauge("anju_ingest_inbox_messages", "Messages received and not yet committed.", lambda: len(self.inbox))
         metrics.gauge("anju_gateways_online", "Gateways whose last state is online.", registry.online_count)
         metrics.gauge(
@@ -131,6 +133,10 @@ class Ingest:
             except asyncio.CancelledError:
                 await round_
                 raise
+            for gateway in sorted(self._rebirths):
+                await client.publish(topic(self.registry.community, gateway, Channel.CMD, "rebirth"), b"{}", qos=1)
+                self.metrics.rebirths.inc()
+            self._rebirths.clear()
             for (gateway, session), seq in acks.items():
                 await client.publish(
                     topic(self.registry.community, gateway, Channel.ACK), encode_ack(Ack(session, seq)), qos=1
@@ -155,6 +161,19 @@ class Ingest:
                 continue
             batch = accepted.batch
             touched.add((batch.gateway, batch.session))
+            first_seen = not self.ledger.knows(batch.gateway, batch.session)
+            if first_seen and batch.seq > 1 and (batch.gateway, batch.session) not in self._rebirth_asked:
+                # A session we never saw starts above 1: the hub lost its store, or the broker lost the
+                # start. Acks could never pass the hole, so ask the gateway to start a new session, which
+                # re-sends everything it still holds from seq 1 (the store's idempotent writes absorb repeats).
+                self._rebirth_asked.add((batch.gateway, batch.session))
+                self._rebirths.add(batch.gateway)
+                log.warning(
+                    "gateway %s session %d starts at seq %d, unknown here: asking for a rebirth",
+                    batch.gateway,
+                    batch.session,
+                    batch.seq,
+                )
             if self.ledger.is_duplicate(batch.gateway, batch.session, batch.seq):
                 self.metrics.duplicates.inc(len(batch.readings))
                 continue

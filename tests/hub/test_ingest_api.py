@@ -189,3 +189,22 @@ async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
             await loop
     store.close()
     assert [event.sensor for event in paged] == ["gas-b1-301"]
+
+
+async def test_an_unknown_session_past_seq_1_gets_one_rebirth_request(hub: Hub) -> None:
+    async with aiomqtt.Client("127.0.0.1", hub.mqtt_port, identifier="test-rebirth-listener") as listener:
+        await listener.subscribe("anju/v1/hongxing/gw-b1/cmd/+", qos=1)
+        async with gateway(hub.mqtt_port) as gw:
+            gw.session = 9  # the hub never saw session 9: as after losing its store
+            await gw.publish(5, gas(0))
+            assert (await gw.ack()).seq == 0, "seq 1-4 are unknown here: nothing can be acknowledged"
+            await gw.publish(6, gas(1))
+            await gw.ack()
+            async with asyncio.timeout(10):
+                message = await anext(aiter(listener.messages))
+            assert message.topic.value == "anju/v1/hongxing/gw-b1/cmd/rebirth"
+            gw.session = 10  # the gateway obeyed: a new session from seq 1
+            await gw.publish(1, gas(0), gas(1), gas(2))
+            assert (await gw.ack()).seq == 1
+    assert await hub.metric("anju_rebirths_requested_total") == 1
+    assert await hub.metric("anju_readings_stored_total") == 3
