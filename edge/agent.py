@@ -1,69 +1,50 @@
 """The gateway agent: poll -> outbox -> local alarm check -> publish, and hub-acks back into the outbox.
 
-Three named tasks under one TaskGroup, all on one event loop (the outbox is used from that loop only):
+Four named tasks under one TaskGroup, all on one event loop (the outbox is used from that loop only):
 
 - ``edge-poll`` every ``poll_interval_s``: read the detectors, store readings and cursors in one transaction,
   trip local alarms (log line and ``alarm_command``; independent of the broker), publish alarm readings at once;
 - ``edge-publish`` every ``publish_interval_s``: publish unsent readings in batches of <= ``max_batch`` on
   ``data``; republish every unacknowledged batch when no ack came for ``ack_timeout_s``;
 - ``edge-events``: broker connected (republish everything unacknowledged in seq order, then go on), broker lost
-  (buffer), hub-acks (delete from the outbox), commands.
+  (buffer), hub-acks (delete from the outbox), the hub's retained state, commands (``edge.commands``);
+- ``edge-health`` every ``health_interval_s``: one INFO ``health:`` line, the same numbers saved in the outbox.
+
+While the hub's retained state says offline, routine batches stay in the outbox (no publish, no republish timer);
+alarms still go out. When it says online again, everything unacknowledged is republished. No hub state at all
+(a broker without the hub yet, or an ACL that refuses it) counts as online: waiting for it could wait forever.
+
+``cmd/rebirth`` rolls the outbox over to a new session (every unacknowledged reading back to unsent, seq from
+1) and reconnects with the new session number in the Will and birth, so a hub that lost its store resyncs.
 
 Readings are handed out as batches only while the broker is connected, so that during an outage they stay
 unsent in the outbox (where the byte bound may thin them) rather than pile up in paho's queue.
 """
 
 import asyncio
-import contextlib
 import logging
-import os
+import math
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from edge.alarms import AlarmHook, AlarmLevel, alarm_level
+from edge.commands import CLOCK_SKEW_WARN_S, Command, CommandRejected, Ping, Rebirth, TimeCheck, parse_command
 from edge.config import EdgeConfig, SensorConfig
 from edge.drivers.modbus import ModbusDriver, Take
+from edge.health import Health, disk_free_bytes, health_line, oldest_age_s, process_usage
 from edge.outbox import Cursor, Entry, Outbox, OutboxBatch, Route
 from edge.session import Connected, Disconnected, Message, MqttSession, SessionError
-from protocol.kinds import KINDS
 from protocol.rejection import Rejection
 from protocol.senml import encode_batch
-from protocol.session import decode_ack
-from protocol.topics import Channel, parse_topic, topic
+from protocol.session import decode_ack, decode_state
+from protocol.topics import HUB_STATE_TOPIC, Channel, ParsedTopic, parse_topic, topic
 
 __all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
 
 _log = logging.getLogger("edge.agent")
 MAX_BATCHES_PER_TICK = 20
 """Publishing a backlog is spread over ticks so that paho's in-memory queue stays small."""
-ALARM_COMMAND_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmLevel:
-    """A sensor's local alarm: tripped at ``value`` (>= when ``above``), cleared back past ``clear``."""
-
-    value: float
-    clear: float
-    above: bool
-
-    def crossed(self, reading: float) -> bool:
-        return reading >= self.value if self.above else reading <= self.value
-
-    def cleared(self, reading: float) -> bool:
-        return reading < self.clear if self.above else reading > self.clear
-
-
-def alarm_level(sensor: SensorConfig) -> AlarmLevel | None:
-    """The sensor's override ``alarm_above`` or its kind's local alarm set point (same hysteresis gap)."""
-    point = KINDS[sensor.kind].local_alarm
-    if sensor.alarm_above is not None:
-        gap = abs(point.value - point.clear) if point is not None else 0.0
-        return AlarmLevel(sensor.alarm_above, sensor.alarm_above - gap, True)
-    if point is None:
-        return None
-    return AlarmLevel(point.value, point.clear, point.above)
 
 
 class Agent:
@@ -80,10 +61,17 @@ class Agent:
         self._online = False
         self._ack_clock = time.monotonic()
         self._ack_topic = topic(config.community, config.gateway, Channel.ACK)
-        self._alarm_processes: set[asyncio.Task[None]] = set()
+        self._alarm_hook = AlarmHook(config.alarm_command)
+        self._hub_online: bool | None = None  # None: no retained hub state seen (counts as online)
         self.bad_acks = 0
         self.foreign_messages = 0
         self.stale_acks = 0
+        self.bad_hub_states = 0
+        self.connects = 0
+        self.commands_done: dict[str, int] = {}
+        self.commands_rejected = 0
+        self.clock_skew_s = math.nan
+        self.last_ping_id = ""
 
     async def run(self, stop: asyncio.Event) -> None:
         self._session.start()
@@ -93,15 +81,15 @@ class Agent:
                     group.create_task(self._poll_loop(), name="edge-poll"),
                     group.create_task(self._publish_loop(), name="edge-publish"),
                     group.create_task(self._event_loop(), name="edge-events"),
+                    group.create_task(self._health_loop(), name="edge-health"),
                 ]
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
         finally:
             await asyncio.to_thread(self._session.stop)
-            for task in list(self._alarm_processes):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await self._alarm_hook.wait()
+            self._report_health()
             c = self._outbox.counters()
             _log.info(
                 "stopped: session=%d taken=%d published=%d acked=%d dropped=%d republished=%d unsent=%d "
@@ -160,42 +148,10 @@ class Agent:
                 self._tripped[sensor.id] = True
                 sign = ">=" if level.above else "<="
                 _log.warning("LOCAL ALARM %s %s %s %s %s", sensor.id, reading.value, reading.unit, sign, level.value)
-                self._run_alarm_command(sensor, reading.value, reading.unit, level.value)
+                self._alarm_hook.trip(sensor, reading.value, reading.unit, level.value)
             elif self._tripped.get(sensor.id, False) and level.cleared(reading.value):
                 self._tripped[sensor.id] = False
                 _log.info("local alarm cleared %s %s %s", sensor.id, reading.value, reading.unit)
-
-    def _run_alarm_command(self, sensor: SensorConfig, value: float, unit: str, set_point: float) -> None:
-        if not self._config.alarm_command:
-            return
-        env = {
-            **os.environ,
-            "ANJU_SENSOR": sensor.id,
-            "ANJU_KIND": sensor.kind,
-            "ANJU_VALUE": str(value),
-            "ANJU_UNIT": unit,
-            "ANJU_SET_POINT": str(set_point),
-        }
-        task = asyncio.create_task(self._alarm_process(env), name=f"edge-alarm-{sensor.id}")
-        self._alarm_processes.add(task)
-        task.add_done_callback(self._alarm_processes.discard)
-
-    async def _alarm_process(self, env: dict[str, str]) -> None:
-        argv = self._config.alarm_command
-        try:
-            process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, env=env)
-        except OSError as exc:
-            _log.error("alarm command %s could not start: %s", argv[0], exc)
-            return
-        try:
-            code = await asyncio.wait_for(process.wait(), ALARM_COMMAND_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            _log.error("alarm command %s killed after %.0f s", argv[0], ALARM_COMMAND_TIMEOUT_S)
-            return
-        if code != 0:
-            _log.error("alarm command %s exited with %d", argv[0], code)
 
     # -- publish ------------------------------------------------------------------------------------------
 
@@ -203,6 +159,10 @@ class Agent:
         while True:
             await asyncio.sleep(self._config.publish_interval_s)
             if not self._online:
+                continue
+            if self._hub_online is False:  # the hub says offline: routine readings wait, alarms still go
+                self._ack_clock = time.monotonic()
+                self._drain(Route.ALARM)
                 continue
             if self._outbox.unacked_count() and time.monotonic() - self._ack_clock >= self._config.ack_timeout_s:
                 _log.warning("no hub-ack for %.1f s: republishing", self._config.ack_timeout_s)
@@ -259,17 +219,19 @@ class Agent:
             event = await self._session.next_event(1.0)
             if isinstance(event, Connected):
                 _log.info("connected to broker %s:%d session=%d", event.host, event.port, self._outbox.session)
+                self.connects += 1
                 self._online = True
-                self._republish()
+                if self._hub_online is not False:
+                    self._republish()
                 if self._online:
                     self._drain(Route.ALARM)
             elif isinstance(event, Disconnected):
                 self._online = False
                 _log.warning("broker connection lost (%s): buffering in the outbox", event.reason)
             elif isinstance(event, Message):
-                self._on_message(event)
+                await self._on_message(event)
 
-    def _on_message(self, message: Message) -> None:
+    async def _on_message(self, message: Message) -> None:
         if message.topic == self._ack_topic:
             ack = decode_ack(message.payload)
             if isinstance(ack, Rejection):
@@ -284,21 +246,117 @@ class Agent:
             self._ack_clock = time.monotonic()
             _log.info("hub-ack seq=%d", ack.seq)
             return
-        parsed = parse_topic(message.topic)
-        if (
-            isinstance(parsed, Rejection)
-            or parsed.channel is not Channel.CMD
-            or (parsed.community, parsed.gateway) != (self._config.community, self._config.gateway)
-        ):
-            self.foreign_messages += 1
-            _log.warning("message on %s ignored: not this gateway's ack or cmd topic", message.topic)
+        if message.topic == HUB_STATE_TOPIC:
+            self._on_hub_state(message.payload)
             return
-        command = parsed.command
-        if command == "rebirth":
-            self._session.publish_birth()
-            _log.info("command rebirth: birth published")
-        else:
-            _log.info("command %s ignored: not supported by this edge", command)
+        parsed = parse_topic(message.topic)
+        if isinstance(parsed, ParsedTopic) and parsed.channel is Channel.CMD:
+            await self._on_command(message)
+            return
+        self.foreign_messages += 1
+        _log.warning("message on %s ignored: not this gateway's ack or cmd topic", message.topic)
+
+    def _on_hub_state(self, payload: bytes) -> None:
+        if not payload:  # the retained state was cleared: unknown again, which counts as online
+            self._hub_online = None
+            _log.info("hub state cleared: publishing as usual")
+            return
+        state = decode_state(payload)
+        if isinstance(state, Rejection):
+            self.bad_hub_states += 1
+            _log.warning("bad hub state ignored (%d so far): %s", self.bad_hub_states, state)
+            return
+        online = state.status == "online"
+        previous, self._hub_online = self._hub_online, online
+        if online == previous:
+            return
+        if not online:
+            _log.warning("hub is offline: routine readings wait in the outbox, alarms still go out")
+        elif previous is False:
+            _log.info("hub is online again: republishing everything unacknowledged")
+            if self._online:
+                self._republish()
+                self._drain(Route.ALARM)
+
+    async def _on_command(self, message: Message) -> None:
+        command = parse_command(
+            message.topic, message.payload, community=self._config.community, gateway=self._config.gateway
+        )
+        if isinstance(command, CommandRejected):
+            self.commands_rejected += 1
+            if command.reason == "unknown command":
+                _log.info("command %s ignored: not supported by this edge", command.command)
+            _log.warning("command %s rejected (%d so far): %s", command.command, self.commands_rejected, command)
+            return
+        await self._execute(command)
+        name = type(command).__name__.lower()
+        self.commands_done[name] = self.commands_done.get(name, 0) + 1
+
+    async def _execute(self, command: Command) -> None:
+        if isinstance(command, Rebirth):
+            old = self._outbox.session
+            self._online = False  # nothing goes out under the new session before its birth
+            returned = self._outbox.new_session()
+            self._ack_clock = time.monotonic()
+            await asyncio.to_thread(self._session.rebirth, self._outbox.session)
+            _log.info(
+                "command rebirth: birth published with new session=%d (was %d), %d unacked readings back to "
+                "unsent, re-batched from seq 1",
+                self._outbox.session,
+                old,
+                returned,
+            )
+        elif isinstance(command, Ping):
+            self.last_ping_id = command.id
+            _log.info("command ping id=%s: pong (answered in the log and the health snapshot)", command.id)
+        elif isinstance(command, TimeCheck):
+            self.clock_skew_s = command.skew_s(time.time())
+            if abs(self.clock_skew_s) > CLOCK_SKEW_WARN_S:
+                _log.warning(
+                    "command time: gateway clock is %+.3f s off the hub's (more than %.0f s): device times skewed",
+                    self.clock_skew_s,
+                    CLOCK_SKEW_WARN_S,
+                )
+            else:
+                _log.info("command time: clock skew %+.3f s", self.clock_skew_s)
+
+    # -- health -------------------------------------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.health_interval_s)
+            self._report_health()
+
+    def health(self) -> Health:
+        c = self._outbox.counters()
+        cpu_s, rss_bytes = process_usage()
+        return Health(
+            time_s=time.time(),
+            outbox_readings=c.stored_readings,
+            outbox_bytes=c.stored_bytes,
+            unsent_readings=c.unsent,
+            unacked_batches=c.unacked_batches,
+            oldest_unacked_s=oldest_age_s(self._outbox.oldest_time_ms()),
+            dropped_readings=c.dropped,
+            reconnects=max(0, self.connects - 1),
+            hub_online=self._hub_online is not False,
+            bad_acks=self.bad_acks,
+            garbage_samples=sum(self._driver.garbage.values()),
+            unanswered_polls=sum(self._driver.unanswered.values()),
+            commands_rejected=self.commands_rejected,
+            clock_skew_s=self.clock_skew_s,
+            cpu_s=cpu_s,
+            rss_bytes=rss_bytes,
+            disk_free_bytes=disk_free_bytes(self._config.outbox.parent),
+        )
+
+    def _report_health(self) -> None:
+        try:
+            health = self.health()
+            _log.info("%s", health_line(health))
+            self._outbox.save_health(health.values())
+        except sqlite3.Error as exc:  # a failing card must not stop the agent; the poll loop reports it too
+            _log.error("health snapshot not saved: %s", exc)
 
 
 async def serve(config: EdgeConfig, outbox: Outbox, stop: asyncio.Event) -> None:

@@ -1,4 +1,4 @@
-"""``anju-edge``: run the gateway agent, check a config file, or show the outbox counters.
+"""``anju-edge``: run the gateway agent, check a config file, or show the outbox counters and last health.
 
 Exit codes: 0 ok (also after SIGINT/SIGTERM), 2 bad configuration or usage, 1 the outbox cannot be opened.
 """
@@ -33,8 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's TOML config")
     check = commands.add_parser("check-config", help="validate a config file (exit 2 naming the bad key)")
     check.add_argument("file", type=Path, metavar="FILE")
-    outbox = commands.add_parser("outbox", help="print the outbox counters")
+    outbox = commands.add_parser("outbox", help="print the outbox counters (key=integer lines)")
     outbox.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's TOML config")
+    outbox.add_argument(
+        "--health", action="store_true", help="also print the agent's last health snapshot (health.key=number lines)"
+    )
     return parser
 
 
@@ -70,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "outbox":
             for key, value in asdict(outbox.counters()).items():
                 sys.stdout.write(f"{key}={value}\n")
+            for key, number in outbox.health().items() if args.health else ():  # the agent's last snapshot
+                text = str(int(number)) if number.is_integer() else f"{number:.3f}"
+                sys.stdout.write(f"health.{key}={text}\n")
             return 0
         return _run(config, outbox)
     finally:

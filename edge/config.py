@@ -21,6 +21,8 @@ from protocol.registers import KIND_EXPONENTS
 __all__ = ["ConfigError", "EdgeConfig", "ModbusConfig", "MqttConfig", "SensorConfig", "load_config", "parse_config"]
 
 _T = TypeVar("_T")
+DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
+"""Issue 3: a day of 500 sensors at 1 Hz is ~43 M readings of ~60 bytes; 256 MiB holds hours of outage."""
 
 
 class ConfigError(Exception):
@@ -81,8 +83,9 @@ class EdgeConfig:
     publish_interval_s: float = 1.0
     max_batch: int = 500
     ack_timeout_s: float = 10.0
-    outbox_max_bytes: int = 64 * 1024 * 1024
+    outbox_max_bytes: int = DEFAULT_OUTBOX_MAX_BYTES
     alarm_command: tuple[str, ...] = ()
+    health_interval_s: float = 60.0
 
     @property
     def client_id(self) -> str:
@@ -194,9 +197,12 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
     if max_batch > 5000:
         raise top.error("max_batch", max_batch, "must be <= 5000 (protocol.MAX_READINGS_PER_BATCH)")
     ack_timeout = top.positive("ack_timeout_s", float, 10.0)
-    max_bytes = int(top.positive("outbox_max_bytes", int, 64 * 1024 * 1024))
+    max_bytes = int(top.positive("outbox_max_bytes", int, DEFAULT_OUTBOX_MAX_BYTES))
     if max_bytes < 64 * 1024:
         raise top.error("outbox_max_bytes", max_bytes, "must be >= 65536")
+    health_interval = top.positive("health_interval_s", float, 60.0)
+    if not 0.1 <= health_interval <= 86_400:
+        raise top.error("health_interval_s", health_interval, "must be between 0.1 and 86400 seconds")
     command_text = top.get("alarm_command", str, "")
     try:
         command = tuple(shlex.split(command_text))
@@ -254,6 +260,7 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         ack_timeout_s=ack_timeout,
         outbox_max_bytes=max_bytes,
         alarm_command=command,
+        health_interval_s=health_interval,
     )
 
 

@@ -16,6 +16,10 @@ Three verbs, like Telegraf's output buffer:
 
 Every ``Outbox.open`` starts a new session (persisted counter, Sparkplug bdSeq-style); readings of batches of
 an earlier session that were never acknowledged go back to unsent and are re-batched under the new session.
+``new_session`` does the same at runtime (the hub's ``cmd/rebirth``: a hub that lost its store resynchronises).
+
+The latest health snapshot of the running agent (``edge.health``) is kept in a small ``health`` table so that
+``anju-edge outbox`` can show it from another process.
 
 Bound: ``max_bytes`` of reading data (an estimate per row: ``ROW_OVERHEAD_BYTES`` + the text fields). When it is
 exceeded, the oldest routine readings are dropped and counted; alarm readings are never dropped, and a batch
@@ -75,6 +79,7 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_unsent ON readings (alarm, id) WHERE batch IS NULL;
 CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch, id);
 CREATE TABLE IF NOT EXISTS cursors (sensor TEXT PRIMARY KEY, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS health (key TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 _COUNTERS = ("taken", "published", "acked", "dropped", "republished")
 
@@ -151,18 +156,20 @@ class Outbox:
             for key in ("session", "next_seq", "bytes", *_COUNTERS):
                 db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)", (key,))
             if new_session:
-                db.execute("UPDATE meta SET value = value + 1 WHERE key = 'session'")
-                db.execute("UPDATE meta SET value = 1 WHERE key = 'next_seq'")
-                session = db.execute("SELECT value FROM meta WHERE key = 'session'").fetchone()[0]
-                db.execute(
-                    "UPDATE readings SET batch = NULL WHERE batch IN (SELECT id FROM batches WHERE session < ?)",
-                    (session,),
-                )
-                db.execute("DELETE FROM batches WHERE session < ?", (session,))
+                _roll_session(db)
         return cls(db, community=community, gateway=gateway, max_bytes=max_bytes)
 
     def close(self) -> None:
         self._db.close()
+
+    def new_session(self) -> int:
+        """Roll over to a new session now (persisted counter + 1, seq from 1): every reading of a handed-out,
+        unacknowledged batch goes back to unsent and is re-batched under the new session. Returns how many
+        readings went back. Acks of the old session are ignored from here on."""
+        with _transaction(self._db):
+            returned = _roll_session(self._db)
+        self.session = self._meta("session")
+        return returned
 
     # -- taking -------------------------------------------------------------------------------------------
 
@@ -326,6 +333,24 @@ class Outbox:
             stored_bytes=self._meta("bytes"),
         )
 
+    def oldest_time_ms(self) -> int | None:
+        """Device time of the oldest reading still held (not yet acknowledged), or None when empty."""
+        row = self._db.execute("SELECT MIN(time_ms) FROM readings").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    # -- health snapshot ------------------------------------------------------------------------------------
+
+    def save_health(self, values: Mapping[str, float]) -> None:
+        """Replace the stored health snapshot (one small transaction); NaN (not known yet) is left out."""
+        with _transaction(self._db):
+            self._db.execute("DELETE FROM health")
+            rows = [(key, value) for key, value in values.items() if value == value]  # NaN != NaN
+            self._db.executemany("INSERT INTO health (key, value) VALUES (?, ?)", rows)
+
+    def health(self) -> dict[str, float]:
+        """The last health snapshot saved by a running agent (empty when none was saved yet)."""
+        return {key: float(value) for key, value in self._db.execute("SELECT key, value FROM health ORDER BY key")}
+
     # -- internals ------------------------------------------------------------------------------------------
 
     def _batch(self, seq: int, readings: tuple[Reading, ...]) -> Batch:
@@ -338,6 +363,18 @@ class Outbox:
     def _bump(self, key: str, delta: int) -> None:
         if delta:
             self._db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
+
+
+def _roll_session(db: sqlite3.Connection) -> int:
+    """Inside a transaction: session + 1, seq back to 1, batches of earlier sessions dissolved into unsent
+    readings; returns how many readings were dissolved."""
+    db.execute("UPDATE meta SET value = value + 1 WHERE key = 'session'")
+    db.execute("UPDATE meta SET value = 1 WHERE key = 'next_seq'")
+    session = db.execute("SELECT value FROM meta WHERE key = 'session'").fetchone()[0]
+    earlier = "SELECT id FROM batches WHERE session < ?"
+    returned = db.execute(f"UPDATE readings SET batch = NULL WHERE batch IN ({earlier})", (session,)).rowcount
+    db.execute("DELETE FROM batches WHERE session < ?", (session,))
+    return int(returned)
 
 
 class _transaction:

@@ -3,7 +3,9 @@
 - MQTT 3.1.1, ``clean_session=False`` with the stable client id ``anju-edge-{community}-{gateway}``, so the
   broker keeps the ``ack`` / ``cmd/+`` subscriptions (QoS 1) across short outages.
 - Will: retained ``state`` with status offline and this session's number. On every connect: retained birth
-  (status online), then the subscriptions.
+  (status online), then the subscriptions (``ack``, ``cmd/+`` and the hub's retained ``anju/v1/hub/state``).
+- ``rebirth(session)``: a new session number at runtime. The Will is part of CONNECT, so the only way to change
+  it is a clean disconnect (no Will fired) and a new connection, which then publishes the new birth.
 - paho's network thread (``loop_start``) reconnects by itself with capped exponential backoff
   (``reconnect_delay_set``); the base delay is jittered per gateway so a fleet does not reconnect in lockstep
   after a broker restart.
@@ -26,7 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocol.session import GatewayState, encode_state
-from protocol.topics import Channel, subscription, topic
+from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
 
 __all__ = [
     "Connected",
@@ -112,6 +114,7 @@ class MqttSession:
         self._subscriptions = [
             topic(community, gateway, Channel.ACK),
             subscription(Channel.CMD, community=community, gateway=gateway),
+            HUB_STATE_TOPIC,
         ]
         self._connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -133,6 +136,7 @@ class MqttSession:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     @property
     def connected(self) -> bool:
@@ -145,9 +149,14 @@ class MqttSession:
         self._client.loop_start()
 
     async def next_event(self, timeout_s: float) -> SessionEvent | None:
-        """The next connection event or message, or None after ``timeout_s``."""
+        """The next connection event or message, or None after ``timeout_s``.
+
+        ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow a cancellation that
+        arrives as the ``get`` completes, and the agent's stop (which cancels this loop) would then hang.
+        """
         try:
-            return await asyncio.wait_for(self._events.get(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await self._events.get()
         except TimeoutError:
             return None
 
@@ -163,6 +172,23 @@ class MqttSession:
 
     def publish_birth(self) -> None:
         self._client.publish(self._state_topic, self._state("online"), qos=1, retain=True)
+
+    def rebirth(self, session: int) -> None:
+        """Blocking (run it in a thread): take ``session`` as this gateway's session number, for the Will too.
+
+        When connected: a clean DISCONNECT (the broker drops the old Will without firing it), then a new
+        connection whose CONNECT carries the new Will and whose ``on_connect`` publishes the new birth; the owner
+        sees ``Disconnected`` then ``Connected``. When not connected, the next connection does the same.
+        """
+        self.session = session
+        self._client.will_set(self._state_topic, self._state("offline"), qos=1, retain=True)
+        if not self._connected:
+            return
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected = False
+        self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
+        self._client.loop_start()
 
     def stop(self) -> None:
         """Publish the offline state (when connected), disconnect, and stop paho's thread."""
@@ -213,6 +239,18 @@ class MqttSession:
         self._connected = False
         if was_connected:
             self._emit(Disconnected(str(reason)))
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        for name, reason in zip(self._subscriptions, reasons, strict=False):
+            if reason.is_failure:  # e.g. an ACL without read access to the hub's state: logged, never fatal
+                _log.warning("broker refused the subscription to %s: %s", name, reason)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         self._emit(Message(message.topic, bytes(message.payload)))

@@ -10,6 +10,10 @@ are still in a detector's ring.
 - A first new sample more than one past the cursor means samples fell out of the ring before they were read:
   they are counted (``missed``) and logged.
 - A detector that does not answer is counted and logged once per change of state; the others are still read.
+- A garbage sample (a value outside the kind's physical range ``KINDS[kind].minimum..maximum``, e.g. a raw
+  -2**31 from a broken ADC, or a device time outside 2000-2100) is not taken as a reading, so it never reaches
+  the local alarm check or the hub (which would dead-letter it): counted per sensor in ``garbage`` and logged
+  once per change of the sensor's state (plausible / bad time / bad value), not once per sample.
 
 pymodbus 3.16 API: ``AsyncModbusTcpClient(host, port=, timeout=, retries=)``, ``await connect() -> bool``,
 ``await read_input_registers(address, count=, device_id=)`` (the unit id keyword is ``device_id`` since 3.10;
@@ -25,6 +29,7 @@ from pymodbus.exceptions import ModbusException
 
 from edge.config import ModbusConfig, SensorConfig
 from edge.outbox import Cursor
+from protocol.kinds import KINDS
 from protocol.registers import RING_ADDRESS, RING_COUNT, Sample, decode_ring, from_raw
 from protocol.senml import Reading
 
@@ -95,6 +100,8 @@ class ModbusDriver:
         self.missed: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.invalid: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.restarts: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self.garbage: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self._garbage_state: dict[str, str] = {}
 
     async def __aenter__(self) -> "ModbusDriver":
         return self
@@ -169,14 +176,51 @@ class ModbusDriver:
             return None
         readings: list[Reading] = []
         for sample in selection.samples:
-            if not _EARLIEST_MS <= sample.time_ms <= _LATEST_MS:
-                self.invalid[sensor.id] += 1
+            reading = self._plausible(sensor, sample)
+            if reading is not None:
+                readings.append(reading)
+        return Take(sensor, tuple(readings), selection.cursor, selection.missed, selection.restarted)
+
+    def _plausible(self, sensor: SensorConfig, sample: Sample) -> Reading | None:
+        """The sample as a reading, or None (counted, logged on a change of state) when it is garbage."""
+        kind = KINDS[sensor.kind]
+        value = from_raw(sample.raw, sensor.exponent)
+        if not _EARLIEST_MS <= sample.time_ms <= _LATEST_MS:
+            self.invalid[sensor.id] += 1
+            state = "time"
+        elif not kind.minimum <= value <= kind.maximum:
+            state = "value"
+        else:
+            if self._garbage_state.get(sensor.id, "ok") != "ok":
+                _log.info(
+                    "sensor %s (unit %d) samples plausible again (%d garbage samples in total)",
+                    sensor.id,
+                    sensor.unit_id,
+                    self.garbage[sensor.id],
+                )
+            self._garbage_state[sensor.id] = "ok"
+            return Reading(sensor.id, sample.time_ms, value, sensor.unit)
+        self.garbage[sensor.id] += 1
+        if self._garbage_state.get(sensor.id, "ok") != state:
+            if state == "time":
                 _log.warning(
                     "sensor %s sample %d has device time %d ms: skipped", sensor.id, sample.seq, sample.time_ms
                 )
-                continue
-            readings.append(Reading(sensor.id, sample.time_ms, from_raw(sample.raw, sensor.exponent), sensor.unit))
-        return Take(sensor, tuple(readings), selection.cursor, selection.missed, selection.restarted)
+            else:
+                _log.warning(
+                    "sensor %s (unit %d) garbage sample %d: value %s %s outside the %s range %s..%s, not taken "
+                    "(logged again only when the sensor's state changes)",
+                    sensor.id,
+                    sensor.unit_id,
+                    sample.seq,
+                    value,
+                    sensor.unit,
+                    kind.name,
+                    kind.minimum,
+                    kind.maximum,
+                )
+        self._garbage_state[sensor.id] = state
+        return None
 
     def _not_answering(self, sensor: SensorConfig, reason: str) -> None:
         self.unanswered[sensor.id] += 1

@@ -37,7 +37,8 @@ from protocol.registers import (
 )
 from protocol.rejection import Rejection
 from protocol.senml import Batch, decode_batch
-from protocol.session import Ack, encode_ack
+from protocol.session import Ack, GatewayState, encode_ack, encode_state
+from protocol.topics import HUB_STATE_TOPIC
 
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 COMMUNITY = "hongxing"
@@ -113,6 +114,14 @@ class Detector:
         self.ring[start : start + ENTRY_WORDS] = encode_sample(sample)
         return sample
 
+    def add_raw(self, raw: int, time_ms: int) -> Sample:
+        """A sample with a raw register value as it is, e.g. -2**31 from a broken ADC."""
+        self.counter += 1
+        sample = Sample(self.counter, time_ms, raw)
+        start = (self.counter - 1) % RING_CAPACITY * ENTRY_WORDS
+        self.ring[start : start + ENTRY_WORDS] = encode_sample(sample)
+        return sample
+
     def power_cycle(self) -> None:
         self.counter = 0
         self.ring = [0] * (RING_CAPACITY * ENTRY_WORDS)
@@ -149,6 +158,12 @@ class Detectors:
             item = Produced(sensor, sample.time_ms, value_back)
             self.produced.append(item)
             return item
+
+    def produce_raw(self, unit_id: int, raw: int, time_ms: int | None = None) -> Sample:
+        """Add a garbage sample (not in ``produced``: the edge must not take it)."""
+        with self.lock:
+            self._clock_ms = max(self._clock_ms + 10, int(time.time() * 1000))
+            return self.units[unit_id][1].add_raw(raw, self._clock_ms if time_ms is None else time_ms)
 
     def power_cycle(self, unit_id: int) -> None:
         with self.lock:
@@ -276,6 +291,29 @@ class Hub:
 
     def send_raw_ack(self, payload: bytes) -> None:
         self._client.publish(f"{self._base}/ack", payload, qos=1)
+
+    def command(self, name: str, payload: bytes = b"", *, gateway: str = GATEWAY) -> None:
+        """Publish on ``anju/v1/{community}/{gateway}/cmd/{name}`` (QoS 1), as the hub would."""
+        self._client.publish(f"anju/v1/{COMMUNITY}/{gateway}/cmd/{name}", payload, qos=1).wait_for_publish(5)
+
+    def publish_hub_state(self, status: str) -> None:
+        """The hub's retained ``anju/v1/hub/state`` (session 0), as hub.ingest publishes it."""
+        payload = encode_state(GatewayState(status, 0, time.time()))  # type: ignore[arg-type]
+        self._client.publish(HUB_STATE_TOPIC, payload, qos=1, retain=True).wait_for_publish(5)
+
+    def sessions(self) -> dict[int, list[int]]:
+        """Seqs received per session, sorted."""
+        with self.lock:
+            out: dict[int, list[int]] = {}
+            for session, seq in sorted(self.batches):
+                out.setdefault(session, []).append(seq)
+            return out
+
+    def readings_of(self, session: int) -> set[tuple[str, int, float]]:
+        with self.lock:
+            return {
+                (r.sensor, r.time_ms, r.value) for (s, _), b in self.batches.items() if s == session for r in b.readings
+            }
 
     def close(self) -> None:
         self._client.disconnect()

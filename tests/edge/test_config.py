@@ -108,3 +108,36 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert info.value.code == 0
     assert "check-config" in capsys.readouterr().out
+
+
+def test_new_keys_defaults_and_errors(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD.replace("outbox_max_bytes = 67108864\n", "")))
+    assert config.outbox_max_bytes == 256 * 1024 * 1024  # issue 3
+    assert config.health_interval_s == 60.0
+    config = load_config(_write(tmp_path, GOOD.replace("max_batch = 500", "max_batch = 500\nhealth_interval_s = 5")))
+    assert config.health_interval_s == 5.0
+    for bad in ("0", "0.05", "100000", '"60"', "nan"):
+        with pytest.raises(ConfigError) as info:
+            load_config(
+                _write(tmp_path, GOOD.replace("max_batch = 500", f"max_batch = 500\nhealth_interval_s = {bad}"))
+            )
+        assert info.value.key == "health_interval_s"
+        assert "health_interval_s" in str(info.value)
+
+
+def test_cli_outbox_prints_integers_only_unless_health_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge.outbox import Outbox
+
+    config = load_config(_write(tmp_path, GOOD))
+    outbox = Outbox.open(config.outbox, community="hongxing", gateway="gw-b1", max_bytes=1 << 20)
+    outbox.save_health({"cpu_s": 1.25, "clock_skew_s": float("nan"), "reconnects": 3.0})
+    outbox.close()
+    assert main(["outbox", "--config", str(tmp_path / "edge.toml")]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert all(int(line.partition("=")[2]) >= 0 for line in plain)  # tests/e2e/system.py edge_counters parses so
+    assert main(["outbox", "--config", str(tmp_path / "edge.toml"), "--health"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[: len(plain)] == plain
+    assert lines[len(plain) :] == ["health.cpu_s=1.250", "health.reconnects=3"]  # NaN (unknown) is not stored

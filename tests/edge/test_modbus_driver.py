@@ -1,10 +1,14 @@
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from edge.config import ModbusConfig, SensorConfig
 from edge.drivers.modbus import ModbusDriver, Take, select_new
 from edge.outbox import Cursor, Entry, Outbox, Route
+from protocol.kinds import KINDS
 from protocol.registers import RING_ADDRESS, Sample
 from tests.edge.support import Detectors
 from tests.vectors import register_vectors
@@ -104,7 +108,9 @@ def test_no_server_counts_every_sensor(tmp_path: Path) -> None:
     assert counters["unanswered:gas-b1-101"] == counters["unanswered:temp-b1-102"] == 1
 
 
-def test_driver_reads_the_golden_ring_entries(detectors: Callable[[dict[int, tuple[str, str]]], Detectors]) -> None:
+def test_driver_reads_the_golden_ring_entries(
+    detectors: Callable[[dict[int, tuple[str, str]]], Detectors], caplog: pytest.LogCaptureFixture
+) -> None:
     """Each golden ring entry alone in one detector's ring, served word for word by a real pymodbus server."""
     entries = register_vectors()["entries"]
     units = {unit_id: (e["reading"][0], e["kind"]) for unit_id, e in enumerate(entries, start=1)}
@@ -123,10 +129,19 @@ def test_driver_reads_the_golden_ring_entries(detectors: Callable[[dict[int, tup
             again = await driver.poll({t.sensor.id: t.cursor for t in first})
             return first, again, driver
 
-    first, again, driver = asyncio.run(asyncio.wait_for(poll_twice(), 5))
-    assert [list(r) for t in first for r in t.readings] == [e["reading"] for e in entries]
+    with caplog.at_level(logging.WARNING, logger="edge.drivers.modbus"):
+        first, again, driver = asyncio.run(asyncio.wait_for(poll_twice(), 5))
+    # Every entry is decoded word for word; those outside the kind's physical range (the vectors also test the
+    # decoding of extreme raws) are garbage to the driver: counted and logged with the decoded value, not taken.
+    plausible = [e for e in entries if KINDS[e["kind"]].minimum <= e["reading"][2] <= KINDS[e["kind"]].maximum]
+    garbage = [e for e in entries if e not in plausible]
+    assert plausible and garbage
+    assert [list(r) for t in first for r in t.readings] == [e["reading"] for e in plausible]
     assert [t.cursor for t in first] == [Cursor(e["fields"]["seq"], e["fields"]["time_ms"]) for e in entries]
     assert again == []  # nothing new on the second poll
+    assert {s: n for s, n in driver.garbage.items() if n} == {e["reading"][0]: 1 for e in garbage}
+    for entry in garbage:
+        assert f"garbage sample {entry['fields']['seq']}: value {entry['reading'][2]} " in caplog.text
     assert not any((*driver.missed.values(), *driver.invalid.values(), *driver.unanswered.values()))
 
 
@@ -144,3 +159,31 @@ def test_select_new_rules() -> None:
     assert same_seq_other_time.restarted and len(same_seq_other_time.samples) == 15
     empty = select_new([], Cursor(4, 4_000))
     assert empty.restarted and empty.cursor == Cursor(0, 0)
+
+
+def test_garbage_registers_are_counted_not_taken(
+    detectors: Callable[[dict[int, tuple[str, str]]], Detectors], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Raw -2**31 / 2**31-1 (a broken ADC) and an unset device clock: outside the kind's physical range."""
+    server = detectors(UNITS)
+    server.produce_raw(1, -(2**31))
+    server.produce_raw(1, 2**31 - 1)
+    server.produce(1, 3.0)
+    server.produce_raw(1, 2**31 - 1)
+    server.produce_raw(2, 215, time_ms=5_000)  # 21.5 °C stamped 1970: the clock was never set
+    server.produce(2, 21.5)
+
+    async def poll() -> tuple[list[Take], ModbusDriver]:
+        async with ModbusDriver(config=ModbusConfig(port=server.port, timeout_s=0.5), sensors=SENSORS) as driver:
+            return await driver.poll({}), driver
+
+    with caplog.at_level(logging.INFO, logger="edge.drivers.modbus"):
+        takes, driver = asyncio.run(asyncio.wait_for(poll(), 5))
+    assert sorted((r.sensor, r.time_ms, r.value) for t in takes for r in t.readings) == sorted(_expected(server))
+    assert [t.cursor.seq for t in takes] == [4, 2]  # garbage samples are consumed, not read again
+    assert driver.garbage == {"gas-b1-101": 3, "temp-b1-102": 1}
+    assert driver.invalid == {"gas-b1-101": 0, "temp-b1-102": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("gas-b1-101 (unit 1) garbage sample" in m for m in messages) == 2  # bad, good, bad: two changes
+    assert sum("samples plausible again" in m for m in messages) == 2
+    assert any("temp-b1-102 sample 1 has device time 5000 ms: skipped" in m for m in messages)

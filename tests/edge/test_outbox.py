@@ -134,3 +134,35 @@ def test_golden_readings_leave_the_outbox_unchanged(tmp_path: Path, vector: dict
         assert encode_batch(republished.batch) == payload
     finally:
         outbox.close()
+
+
+def test_new_session_at_runtime_rebatches_every_unacked_reading(tmp_path: Path) -> None:
+    """``cmd/rebirth``: the live outbox rolls over; acked readings stay gone, the rest go out again from seq 1."""
+    path = tmp_path / "o.sqlite3"
+    outbox = _open(path)
+    outbox.add(_entries(6), {})
+    outbox.add(_entries(1, start=6, alarm=True), {})
+    for route in (Route.DATA, Route.DATA, Route.ALARM):
+        assert outbox.next_batch(route, limit=3) is not None  # seq 1, 2 (data), 3 (alarm)
+    outbox.accept(Ack(1, 1))
+    assert outbox.new_session() == 4  # readings 3..5 of seq 2 and the alarm of seq 3
+    assert (outbox.session, outbox.unacked_count(), outbox.unsent_count()) == (2, 0, 4)
+    assert outbox.accept(Ack(1, 3)) == 0  # the old session's acks no longer apply
+    alarm = outbox.next_batch(Route.ALARM, limit=10)
+    data = outbox.next_batch(Route.DATA, limit=10)
+    assert alarm is not None and data is not None
+    assert [(b.batch.session, b.batch.seq) for b in (alarm, data)] == [(2, 1), (2, 2)]
+    assert [r.value for r in data.batch.readings] == [3.0, 4.0, 5.0]
+    assert outbox.new_session() == 4 and outbox.session == 3
+    outbox.close()
+    assert _open(path).session == 4  # persisted
+
+
+def test_health_snapshot_and_oldest_reading(tmp_path: Path) -> None:
+    outbox = _open(tmp_path / "o.sqlite3")
+    assert outbox.health() == {} and outbox.oldest_time_ms() is None
+    outbox.add(_entries(3, start=5), {})
+    assert outbox.oldest_time_ms() == T0 + 5000
+    outbox.save_health({"cpu_s": 1.5, "reconnects": 2.0})
+    outbox.save_health({"cpu_s": 2.5})
+    assert outbox.health() == {"cpu_s": 2.5}

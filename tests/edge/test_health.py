@@ -1,0 +1,49 @@
+import math
+import os
+import time
+from pathlib import Path
+
+from edge.health import Health, disk_free_bytes, health_line, oldest_age_s, process_usage
+
+
+def test_process_usage_and_disk() -> None:
+    sum(range(200_000))  # some CPU
+    cpu_s, rss_bytes = process_usage()
+    assert cpu_s > 0 and 1 << 20 < rss_bytes < 4 << 30
+    assert disk_free_bytes(Path.cwd()) > 0
+    assert disk_free_bytes(Path("/nonexistent/deeper/dir")) > 0  # the nearest existing parent
+    assert os.path.exists("/proc/self/status")
+
+
+def test_oldest_age() -> None:
+    assert oldest_age_s(None) == 0.0
+    assert oldest_age_s(1_000_000, now_s=1_030.5) == 30.5
+    assert 9 < oldest_age_s(int((time.time() - 10) * 1000)) < 12
+
+
+def test_health_line_and_values() -> None:
+    health = Health(
+        time_s=1.0,
+        outbox_readings=3,
+        outbox_bytes=180,
+        unsent_readings=1,
+        unacked_batches=1,
+        oldest_unacked_s=2.25,
+        dropped_readings=0,
+        reconnects=1,
+        hub_online=False,
+        bad_acks=0,
+        garbage_samples=4,
+        unanswered_polls=0,
+        commands_rejected=0,
+        clock_skew_s=math.nan,
+        cpu_s=0.5,
+        rss_bytes=1024,
+        disk_free_bytes=2048,
+    )
+    line = health_line(health)
+    assert line.startswith("health: outbox_readings=3 outbox_bytes=180 ")
+    assert "hub_online=false" in line and "clock_skew_s=none" in line and "oldest_unacked_s=2.2" in line
+    assert "time_s" not in line
+    values = health.values()
+    assert values["hub_online"] == 0.0 and values["garbage_samples"] == 4.0 and math.isnan(values["clock_skew_s"])
