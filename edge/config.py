@@ -21,6 +21,8 @@ from protocol.registers import KIND_EXPONENTS
 __all__ = ["ConfigError", "EdgeConfig", "ModbusConfig", "MqttConfig", "SensorConfig", "load_config", "parse_config"]
 
 _T = TypeVar("_T")
+_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+"""The rates RS-485 detectors offer; 9600 8N1 is the common default."""
 DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
 """Issue 3: a day of 500 sensors at 1 Hz is ~43 M readings of ~60 bytes; 256 MiB holds hours of outage."""
 
@@ -48,9 +50,14 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True)
 class ModbusConfig:
+    """The detectors' bus: Modbus TCP at ``host:port``, or Modbus RTU on the RS-485 adapter ``serial`` (a
+    device path such as /dev/ttyUSB0) at ``baudrate`` 8N1 when ``serial`` is set."""
+
     host: str = "127.0.0.1"
     port: int = 502
     timeout_s: float = 1.0
+    serial: str = ""
+    baudrate: int = 9600
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +235,13 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         host=modbus_section.get("host", str, "127.0.0.1"),
         port=modbus_section.port("port", 502),
         timeout_s=modbus_section.positive("timeout_s", float, 1.0),
+        serial=modbus_section.get("serial", str, ""),
+        baudrate=modbus_section.get("baudrate", int, 9600),
     )
+    if modbus.baudrate not in _BAUDRATES:
+        raise modbus_section.error("baudrate", modbus.baudrate, f"one of {', '.join(map(str, _BAUDRATES))}")
+    if modbus.serial and not modbus.serial.startswith("/dev/"):
+        raise modbus_section.error("serial", modbus.serial, "a serial device path under /dev/ (e.g. /dev/ttyUSB0)")
     modbus_section.check_unknown()
 
     raw_sensors = top.get("sensors", list)

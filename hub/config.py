@@ -74,8 +74,12 @@ class SensorConfig(_Strict):
 
 
 class ModbusConfig(_Strict):
+    """The gateway's detector bus: Modbus TCP at host:port, or RTU on an RS-485 adapter when ``serial`` is set."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=502, ge=1, le=65535)
+    serial: Annotated[str, StringConstraints(pattern=r"^/dev/\S+$")] | None = None
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
 
 
 class GatewayConfig(_Strict):

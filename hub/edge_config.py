@@ -50,12 +50,14 @@ def render_edge_config(deployment: Deployment, gateway_id: str, target: EdgeTarg
         lines.append(f"username = {_q(target.mqtt_username)}")
     if target.mqtt_password_file is not None:
         lines.append(f"password_file = {_q(str(target.mqtt_password_file))}")
-    lines += [
-        "",
-        "[modbus]",
-        f"host = {_q(target.modbus_host or gateway.modbus.host)}",
-        f"port = {target.modbus_port or gateway.modbus.port}",
-    ]
+    lines += ["", "[modbus]"]
+    if gateway.modbus.serial is not None and target.modbus_port is None:
+        lines += [f"serial = {_q(gateway.modbus.serial)}", f"baudrate = {gateway.modbus.baudrate}"]
+    else:
+        lines += [
+            f"host = {_q(target.modbus_host or gateway.modbus.host)}",
+            f"port = {target.modbus_port or gateway.modbus.port}",
+        ]
     for sensor in gateway.sensors:
         lines += [
             "",

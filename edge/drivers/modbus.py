@@ -24,10 +24,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from edge.config import ModbusConfig, SensorConfig
+from edge.drivers.bus import open_bus
 from edge.outbox import Cursor
 from protocol.kinds import KINDS
 from protocol.registers import RING_ADDRESS, RING_COUNT, Sample, decode_ring, from_raw
@@ -94,7 +94,7 @@ class ModbusDriver:
     def __init__(self, *, config: ModbusConfig, sensors: Sequence[SensorConfig]) -> None:
         self._config = config
         self._sensors = tuple(sensors)
-        self._client = AsyncModbusTcpClient(config.host, port=config.port, timeout=config.timeout_s, retries=0)
+        self._client = open_bus(config)
         self._answering: dict[str, bool] = {}
         self.unanswered: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.missed: dict[str, int] = {s.id: 0 for s in self._sensors}

@@ -1,10 +1,13 @@
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from edge.config import parse_config
 from hub.cli import main
 from hub.config import ConfigError, build_directory, load_deployment
+from hub.edge_config import EdgeTarget, render_edge_config
 
 GOOD = """\
 community: {id: hongxing, name: 红星社区}
@@ -101,3 +104,15 @@ def test_edge_config_needs_no_webhook_secret(capsys: pytest.CaptureFixture[str])
     assert 'gateway = "gw-b2"' in text and text.count("[[sensors]]") == 10
     assert main(["edge-config", "--config", str(demo), "--gateway", "gw-b9", "--outbox", "o"]) == 2
     assert "gw-b9" in capsys.readouterr().err
+
+
+def test_an_rs485_gateway_renders_an_rtu_edge_config(tmp_path: Path) -> None:
+    text = GOOD.replace("  - id: gw-b1\n", "  - id: gw-b1\n    modbus: {serial: /dev/ttyUSB0, baudrate: 19200}\n")
+    deployment = load_deployment(write(tmp_path, text))
+    rendered = render_edge_config(
+        deployment, "gw-b1", EdgeTarget(mqtt_host="127.0.0.1", mqtt_port=1883, outbox=Path("o"))
+    )
+    modbus = parse_config(tomllib.loads(rendered), base_dir=tmp_path).modbus
+    assert (modbus.serial, modbus.baudrate) == ("/dev/ttyUSB0", 19200)
+    bad = text.replace("baudrate: 19200", "baudrate: 9601")
+    assert any(path == "gateways[0].modbus.baudrate" for _, path, _, _ in issues(write(tmp_path, bad)))
