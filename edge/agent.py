@@ -34,6 +34,7 @@ from edge.config import EdgeConfig, SensorConfig
 from edge.drivers.modbus import ModbusDriver, Take
 from edge.health import Health, disk_free_bytes, health_line, oldest_age_s, process_usage
 from edge.outbox import Cursor, Entry, Outbox, OutboxBatch, Route
+from edge.relay import AlarmRelay, open_relay
 from edge.session import Connected, Disconnected, Message, MqttSession, SessionError
 from protocol.rejection import Rejection
 from protocol.senml import encode_batch
@@ -50,7 +51,15 @@ MAX_BATCHES_PER_TICK = 20
 class Agent:
     """Runs one gateway until ``stop`` is set. The caller owns (opens and closes) outbox, driver and session."""
 
-    def __init__(self, *, config: EdgeConfig, outbox: Outbox, driver: ModbusDriver, session: MqttSession) -> None:
+    def __init__(
+        self,
+        *,
+        config: EdgeConfig,
+        outbox: Outbox,
+        driver: ModbusDriver,
+        session: MqttSession,
+        relay: AlarmRelay | None = None,
+    ) -> None:
         self._config = config
         self._outbox = outbox
         self._driver = driver
@@ -62,6 +71,7 @@ class Agent:
         self._ack_clock = time.monotonic()
         self._ack_topic = topic(config.community, config.gateway, Channel.ACK)
         self._alarm_hook = AlarmHook(config.alarm_command)
+        self._relay = relay
         self._hub_online: bool | None = None  # None: no retained hub state seen (counts as online)
         self.bad_acks = 0
         self.foreign_messages = 0
@@ -149,9 +159,13 @@ class Agent:
                 sign = ">=" if level.above else "<="
                 _log.warning("LOCAL ALARM %s %s %s %s %s", sensor.id, reading.value, reading.unit, sign, level.value)
                 self._alarm_hook.trip(sensor, reading.value, reading.unit, level.value)
+                if self._relay is not None:
+                    self._relay.set(sensor.id, True)
             elif self._tripped.get(sensor.id, False) and level.cleared(reading.value):
                 self._tripped[sensor.id] = False
                 _log.info("local alarm cleared %s %s %s", sensor.id, reading.value, reading.unit)
+                if self._relay is not None:
+                    self._relay.set(sensor.id, False)
 
     # -- publish ------------------------------------------------------------------------------------------
 
@@ -372,4 +386,9 @@ async def serve(config: EdgeConfig, outbox: Outbox, stop: asyncio.Event) -> None
         password_file=config.mqtt.password_file,
     )
     async with ModbusDriver(config=config.modbus, sensors=config.sensors) as driver:
-        await Agent(config=config, outbox=outbox, driver=driver, session=session).run(stop)
+        relay = open_relay(config.alarm_gpio_pin) if config.alarm_gpio_pin is not None else None
+        try:
+            await Agent(config=config, outbox=outbox, driver=driver, session=session, relay=relay).run(stop)
+        finally:
+            if relay is not None:
+                relay.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from edge.agent import serve
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.outbox import Outbox
+from edge.relay import RelayUnavailable
 
 __all__ = ["main"]
 
@@ -125,5 +126,9 @@ def _run(config: EdgeConfig, outbox: Outbox) -> int:
             loop.add_signal_handler(signum, request_stop)
         await serve(config, outbox, stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except RelayUnavailable as exc:
+        _log.error("cannot start: %s", exc)
+        return 2
     return 0

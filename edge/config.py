@@ -92,6 +92,8 @@ class EdgeConfig:
     ack_timeout_s: float = 10.0
     outbox_max_bytes: int = DEFAULT_OUTBOX_MAX_BYTES
     alarm_command: tuple[str, ...] = ()
+    alarm_gpio_pin: int | None = None
+    """BCM number of the GPIO pin driving the local alarm relay or buzzer (Raspberry Pi), if any."""
     health_interval_s: float = 60.0
 
     @property
@@ -215,6 +217,11 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         command = tuple(shlex.split(command_text))
     except ValueError as exc:
         raise top.error("alarm_command", command_text, f"cannot be split into arguments: {exc}") from None
+    gpio_pin: int | None = None
+    if "alarm_gpio_pin" in data:
+        gpio_pin = top.get("alarm_gpio_pin", int)
+        if not 2 <= gpio_pin <= 27:
+            raise top.error("alarm_gpio_pin", gpio_pin, "a BCM GPIO number of the 40-pin header, 2..27")
 
     mqtt_section = _Section(top.table("mqtt"), "mqtt.", source)
     mqtt = MqttConfig(
@@ -273,6 +280,7 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         ack_timeout_s=ack_timeout,
         outbox_max_bytes=max_bytes,
         alarm_command=command,
+        alarm_gpio_pin=gpio_pin,
         health_interval_s=health_interval,
     )
 

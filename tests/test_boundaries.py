@@ -15,7 +15,7 @@ STDLIB = set(sys.stdlib_module_names)
 ALLOWED: dict[str, set[str]] = {
     "protocol": {"protocol", "orjson"},
     "firmware_sim": {"firmware_sim", "protocol", "pymodbus", "numpy", "ruamel"},
-    "edge": {"edge", "protocol", "paho", "pymodbus", "orjson"},
+    "edge": {"edge", "protocol", "paho", "pymodbus", "orjson", "gpiozero"},  # gpiozero: only with alarm_gpio_pin
     "alerts": {"alerts", "protocol", "httpx", "pydantic"},
     "hub": {
         "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",
