@@ -74,6 +74,7 @@ class Agent:
         self._relay = relay
         self._hub_online: bool | None = None  # None: no retained hub state seen (counts as online)
         self.bad_acks = 0
+        self.storage_errors = 0
         self.foreign_messages = 0
         self.stale_acks = 0
         self.bad_hub_states = 0
@@ -188,7 +189,12 @@ class Agent:
         for _ in range(MAX_BATCHES_PER_TICK):
             if not self._outbox.unacked_count():
                 self._ack_clock = time.monotonic()  # the ack timeout runs from the first unacked batch
-            item = self._outbox.next_batch(route, limit=self._config.max_batch)
+            try:
+                item = self._outbox.next_batch(route, limit=self._config.max_batch)
+            except sqlite3.Error as exc:  # disk full or failing card: keep going, batch again next tick
+                self.storage_errors += 1
+                _log.error("outbox could not hand out a batch (%d storage errors so far): %s", self.storage_errors, exc)
+                return
             if item is None:
                 return
             if not self._send(item):
@@ -256,7 +262,14 @@ class Agent:
                 self.stale_acks += 1
                 _log.info("hub-ack for session %d ignored (this is session %d)", ack.session, self._outbox.session)
                 return
-            self._outbox.accept(ack)
+            try:
+                self._outbox.accept(ack)
+            except sqlite3.Error as exc:  # the rows stay; the next ack (cumulative) deletes them
+                self.storage_errors += 1
+                _log.error(
+                    "hub-ack seq=%d not applied (%d storage errors so far): %s", ack.seq, self.storage_errors, exc
+                )
+                return
             self._ack_clock = time.monotonic()
             _log.info("hub-ack seq=%d", ack.seq)
             return

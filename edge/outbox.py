@@ -390,5 +390,16 @@ class _transaction:
             self._outer = True
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._outer:
-            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if not self._outer:
+            return
+        if exc_type is not None:
+            self._db.execute("ROLLBACK")
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            # A COMMIT refused (disk full) leaves the transaction open: end it, or every later write would
+            # nest inside it and never be committed.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
