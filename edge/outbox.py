@@ -22,8 +22,9 @@ The latest health snapshot of the running agent (``edge.health``) is kept in a s
 ``anju-edge outbox`` can show it from another process.
 
 Bound: ``max_bytes`` of reading data (an estimate per row: ``ROW_OVERHEAD_BYTES`` + the text fields). When it is
-exceeded, the oldest routine readings are dropped and counted; alarm readings are never dropped, and a batch
-that was handed out keeps at least its newest reading so that its seq can still be republished (the hub's ack is
+exceeded, routine readings are dropped and counted — never-sent ones first, oldest first, then readings of
+published but unacknowledged batches; alarm readings are never dropped, and a batch that was handed out keeps
+at least its newest reading so that its seq can still be republished (the hub's ack is
 the highest *contiguous* seq, so a seq must never vanish).
 """
 
@@ -205,9 +206,11 @@ class Outbox:
         dropped = 0
         excess = self._meta("bytes") - self._max_bytes
         while excess > 0:
+            # Never-sent readings go first, oldest first: a reading of a batch already published may have
+            # reached the hub (its ack lost with the link), so dropping it would be a drop counted twice.
             rows = self._db.execute(
                 "SELECT id, size FROM readings AS r WHERE alarm = 0 AND (batch IS NULL OR id < "
-                "(SELECT MAX(id) FROM readings WHERE batch = r.batch)) ORDER BY id LIMIT ?",
+                "(SELECT MAX(id) FROM readings WHERE batch = r.batch)) ORDER BY batch IS NOT NULL, id LIMIT ?",
                 (_CHUNK,),
             ).fetchall()
             if not rows:
