@@ -262,15 +262,26 @@ class Agent:
                 self.stale_acks += 1
                 _log.info("hub-ack for session %d ignored (this is session %d)", ack.session, self._outbox.session)
                 return
+            if ack.seq > self._outbox.last_published_seq:
+                self.stale_acks += 1
+                _log.warning(
+                    "hub-ack seq=%d is ahead of the last seq published in this session (%d): ignored",
+                    ack.seq,
+                    self._outbox.last_published_seq,
+                )
+                return
             try:
-                self._outbox.accept(ack)
+                released = self._outbox.accept(ack)
             except sqlite3.Error as exc:  # the rows stay; the next ack (cumulative) deletes them
                 self.storage_errors += 1
                 _log.error(
                     "hub-ack seq=%d not applied (%d storage errors so far): %s", ack.seq, self.storage_errors, exc
                 )
                 return
-            self._ack_clock = time.monotonic()
+            if released:
+                # Only progress restarts the republish clock: a hub repeating the ack below a gap it never
+                # received must see the gap republished after ack_timeout_s.
+                self._ack_clock = time.monotonic()
             _log.info("hub-ack seq=%d", ack.seq)
             return
         if message.topic == HUB_STATE_TOPIC:

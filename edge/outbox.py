@@ -30,6 +30,7 @@ the highest *contiguous* seq, so a seq must never vanish).
 
 import enum
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +155,12 @@ class Outbox:
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
         with _transaction(db):
-            for key in ("session", "next_seq", "bytes", *_COUNTERS):
+            for key in ("next_seq", "bytes", *_COUNTERS):
                 db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)", (key,))
+            # A new outbox (a new or re-flashed gateway) numbers its sessions from the current Unix time, so
+            # they never repeat the sessions of the card it replaced: the hub would take its batches for
+            # duplicates of (gateway, session, seq) it already stored. Each start then adds one.
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('session', ?)", (_unix_seconds(),))
             if new_session:
                 _roll_session(db)
         return cls(db, community=community, gateway=gateway, max_bytes=max_bytes)
@@ -263,6 +268,11 @@ class Outbox:
         readings = tuple(Reading(sensor, time_ms, value, unit) for _, sensor, time_ms, value, unit in rows)
         return OutboxBatch(route, self._batch(seq, readings))
 
+    @property
+    def last_published_seq(self) -> int:
+        """The highest seq handed out in this session (0 before the first batch)."""
+        return self._meta("next_seq") - 1
+
     def accept(self, ack: Ack) -> int:
         """Apply a hub-ack: delete the readings of every batch <= ``ack.seq`` of this session; returns how many.
 
@@ -366,6 +376,11 @@ class Outbox:
     def _bump(self, key: str, delta: int) -> None:
         if delta:
             self._db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
+
+
+def _unix_seconds() -> int:
+    """Where a new outbox's session numbering starts (tests pin it to get small session numbers)."""
+    return int(time.time())
 
 
 def _roll_session(db: sqlite3.Connection) -> int:

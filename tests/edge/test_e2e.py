@@ -1,5 +1,6 @@
 """The delivery guarantee end to end: real Mosquitto, a real Modbus server, the edge as a process, a hub stand-in."""
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -166,13 +167,18 @@ def test_edge_killed_and_restarted_loses_nothing(
         time.sleep(0.5)
         second = edge_process(config)
         second.start()
-        wait_until(lambda: "session=2" in second.text() and "hub-ack seq=" in second.text(), 8, "second run acked")
+        first_session = int(re.search(r"starting: session=(\d+)", first.text()).group(1))  # type: ignore[union-attr]
+        wait_until(
+            lambda: f"session={first_session + 1}" in second.text() and "hub-ack seq=" in second.text(),
+            8,
+            "second run acked",
+        )
         time.sleep(0.3)
     finally:
         producer.stop()
     _assert_all_arrive(hub, server, second)
     with hub.lock:
-        assert {session for session, _ in hub.batches} == {1, 2}
+        assert {session for session, _ in hub.batches} == {first_session, first_session + 1}
     wait_until(lambda: _stored(config) == 0, 5, "outbox empty")
     assert second.terminate() == 0
 

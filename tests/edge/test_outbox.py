@@ -3,12 +3,34 @@ from typing import Any
 
 import pytest
 
+import edge.outbox
 from edge.outbox import ROW_OVERHEAD_BYTES, Cursor, Entry, Outbox, Route
 from protocol.senml import Batch, Reading, decode_batch, encode_batch
 from protocol.session import Ack
 from tests.vectors import senml_vectors
 
 T0 = 1_764_400_000_000
+
+
+@pytest.fixture(autouse=True)
+def _sessions_from_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new outbox numbers sessions from the Unix time; here from 0, so the first session is 1."""
+    monkeypatch.setattr(edge.outbox, "_unix_seconds", lambda: 0)
+
+
+def test_a_new_outbox_never_reuses_a_replaced_cards_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway restarted three times, then its SD card replaced ten minutes later: the new card's first
+    session is beyond every session of the old one, so the hub cannot take its batches for duplicates."""
+    monkeypatch.setattr(edge.outbox, "_unix_seconds", lambda: 1_764_400_000)
+    old_card = tmp_path / "card-1.sqlite3"
+    sessions = []
+    for _ in range(4):
+        outbox = _open(old_card)
+        sessions.append(outbox.session)
+        outbox.close()
+    assert sessions == [1_764_400_001, 1_764_400_002, 1_764_400_003, 1_764_400_004]
+    monkeypatch.setattr(edge.outbox, "_unix_seconds", lambda: 1_764_400_600)
+    assert _open(tmp_path / "card-2.sqlite3").session == 1_764_400_601
 
 
 def _open(path: Path, max_bytes: int = 1 << 20) -> Outbox:
