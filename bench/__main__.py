@@ -1,14 +1,24 @@
-"""``python -m bench``: run every benchmark and print each figure with its same-run reference."""
+"""``python -m bench [NAME ...]``: run benchmarks and print each figure with its same-run reference.
 
+Without names, every benchmark that can run here runs.
+
+Names: ``protocol_decode``, ``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it
+needs Mosquitto, and runs its ThingsBoard part only where that gateway's own venv exists).
+"""
+
+import argparse
 import datetime
 import sys
+from collections.abc import Sequence
 
-from bench import protocol_decode
+from bench import edge_vs_tbgw, protocol_decode
 from bench.common import machine
+from hub.demo.broker import find_mosquitto
+
+NAMES = ("protocol_decode", "edge")
 
 
-def main() -> int:
-    sys.stdout.write(f"# Anju benchmarks — {datetime.date.today().isoformat()} — {machine()}\n")
+def _decode() -> None:
     decode = protocol_decode.run()
     sys.stdout.write(
         "protocol decode (100-reading SenML batches, validating): "
@@ -16,6 +26,29 @@ def main() -> int:
         f"reference orjson.loads of the same bytes: {decode['orjson_loads_readings_per_s'] / 1e6:.2f} M readings/s; "
         f"ratio {decode['ratio']:.2f}\n"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(NAMES)} (default: all)")
+    edge_vs_tbgw.add_arguments(parser.add_argument_group("edge (edge agent against ThingsBoard IoT Gateway)"))
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(NAMES)})")
+    names = args.names or list(NAMES)
+    sys.stdout.write(f"# Anju benchmarks — {datetime.date.today().isoformat()} — {machine()}\n")
+    sys.stdout.flush()
+    if "protocol_decode" in names:
+        _decode()
+    if "edge" in names:
+        if find_mosquitto() is None:
+            if args.names:
+                sys.stderr.write("edge: mosquitto is not installed (apt-get install mosquitto)\n")
+                return 2
+            sys.stdout.write("edge: skipped, mosquitto is not installed\n")
+        else:
+            edge_vs_tbgw.report(edge_vs_tbgw.run_from_args(args))
     return 0
 
 
