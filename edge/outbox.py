@@ -22,10 +22,12 @@ The latest health snapshot of the running agent (``edge.health``) is kept in a s
 ``anju-edge outbox`` can show it from another process.
 
 Bound: ``max_bytes`` of reading data (an estimate per row: ``ROW_OVERHEAD_BYTES`` + the text fields). When it is
-exceeded, routine readings are dropped and counted — never-sent ones first, oldest first, then readings of
-published but unacknowledged batches; alarm readings are never dropped, and a batch that was handed out keeps
-at least its newest reading so that its seq can still be republished (the hub's ack is
-the highest *contiguous* seq, so a seq must never vanish).
+exceeded, never-sent routine readings are thinned: every second reading of each sensor, oldest first, so the
+buffered history stays at half (then a quarter …) of its resolution instead of losing one block. Only when
+nothing is left to thin are routine readings dropped outright (never-sent first, then those of published but
+unacknowledged batches). Every thinned or dropped reading is counted; alarm readings are never dropped, and a
+batch that was handed out keeps at least its newest reading so that its seq can still be republished (the hub's
+ack is the highest *contiguous* seq, so a seq must never vanish).
 """
 
 import enum
@@ -140,6 +142,8 @@ class Outbox:
         self._gateway = gateway
         self._max_bytes = max_bytes
         self.session = self._meta("session")
+        self._keep_next: dict[str, bool] = {}
+        """Per sensor, whether the thinning pass keeps its next unsent reading (alternates: one in two)."""
 
     @classmethod
     def open(cls, path: Path, *, community: str, gateway: str, max_bytes: int, new_session: bool = True) -> "Outbox":
@@ -155,7 +159,7 @@ class Outbox:
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
         with _transaction(db):
-            for key in ("next_seq", "bytes", *_COUNTERS):
+            for key in ("next_seq", "bytes", "thin_cursor", *_COUNTERS):
                 db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)", (key,))
             # A new outbox (a new or re-flashed gateway) numbers its sessions from the current Unix time, so
             # they never repeat the sessions of the card it replaced: the hub would take its batches for
@@ -208,6 +212,68 @@ class Outbox:
             return self._enforce_bound()
 
     def _enforce_bound(self) -> int:
+        """Bring the outbox back under ``max_bytes``: first thin never-sent routine readings, then, only if
+        that cannot free enough, drop routine readings outright (oldest first; alarms never)."""
+        if self._meta("bytes") <= self._max_bytes:
+            return 0
+        dropped = self._thin()
+        dropped += self._drop_oldest()
+        self._bump("dropped", dropped)
+        return dropped
+
+    def _thin(self) -> int:
+        """Halve the resolution of never-sent routine readings, oldest first, one sensor at a time.
+
+        A pass walks the older half of the unsent routine readings from the oldest and drops every second
+        reading of each sensor; its position is kept in ``thin_cursor`` so the next call continues where it
+        stopped. At the end of the older half it starts over from the oldest, halving again: resolution decays
+        with age (one in two, one in four …) while the newer half stays whole.
+        Readings of published batches are left alone: the hub may already hold them.
+        """
+        excess = self._meta("bytes") - self._max_bytes
+        dropped = 0
+        cursor = self._meta("thin_cursor")
+        wrapped = False
+        dropped_since_wrap = 0
+        while excess > 0:
+            oldest, newest = self._db.execute(
+                "SELECT MIN(id), MAX(id) FROM readings WHERE alarm = 0 AND batch IS NULL"
+            ).fetchone()
+            if oldest is None:
+                break
+            older_half_end = oldest + (newest - oldest) // 2  # the newer half keeps its full resolution
+            rows = self._db.execute(
+                "SELECT id, sensor, size FROM readings WHERE alarm = 0 AND batch IS NULL AND id > ? AND id <= ? "
+                "ORDER BY id LIMIT ?",
+                (cursor, older_half_end, _CHUNK),
+            ).fetchall()
+            if not rows:
+                if wrapped and not dropped_since_wrap:
+                    break  # at most one unsent routine reading per sensor: nothing left to thin
+                cursor, wrapped, dropped_since_wrap = 0, True, 0
+                self._keep_next.clear()
+                continue
+            victims: list[int] = []
+            freed = 0
+            for row_id, sensor, size in rows:
+                cursor = row_id
+                keep = self._keep_next.get(sensor, True)
+                self._keep_next[sensor] = not keep
+                if not keep:
+                    victims.append(row_id)
+                    freed += size
+                    if freed >= excess:
+                        break
+            self._db.executemany("DELETE FROM readings WHERE id = ?", [(v,) for v in victims])
+            dropped += len(victims)
+            dropped_since_wrap += len(victims)
+            excess -= freed
+            self._bump("bytes", -freed)
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'thin_cursor'", (cursor,))
+        return dropped
+
+    def _drop_oldest(self) -> int:
+        """The last resort when thinning is exhausted: drop routine readings outright, never-sent ones first."""
         dropped = 0
         excess = self._meta("bytes") - self._max_bytes
         while excess > 0:
@@ -231,7 +297,6 @@ class Outbox:
             dropped += len(victims)
             excess -= freed
             self._bump("bytes", -freed)
-        self._bump("dropped", dropped)
         return dropped
 
     # -- the three verbs --------------------------------------------------------------------------------

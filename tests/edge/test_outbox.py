@@ -103,6 +103,19 @@ def test_new_session_rebatches_unacked(tmp_path: Path) -> None:
     inspect.close()
 
 
+def test_thinning_keeps_recent_history_whole_and_older_history_sparser(tmp_path: Path) -> None:
+    """18 readings into room for 8: each pass thins the older half of what is unsent, one in two, so the
+    newest readings stay whole and resolution decays with age instead of one block of history vanishing."""
+    row = ROW_OVERHEAD_BYTES + len("gas-1") + len("%LEL")
+    outbox = _open(tmp_path / "o.sqlite3", max_bytes=row * 8)
+    assert [outbox.add(_entries(n, start=s), {}) for s, n in ((0, 8), (8, 4), (12, 4), (16, 2))] == [0, 4, 4, 2]
+    kept = outbox.next_batch(Route.DATA, limit=100)
+    assert kept is not None
+    values = [r.value for r in kept.batch.readings]
+    assert values == [9.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0]
+    assert outbox.counters().dropped == 10
+
+
 def test_byte_bound_drops_oldest_routine_never_alarms(tmp_path: Path) -> None:
     row = ROW_OVERHEAD_BYTES + len("gas-1") + len("%LEL")
     outbox = _open(tmp_path / "o.sqlite3", max_bytes=row * 10)
@@ -110,8 +123,9 @@ def test_byte_bound_drops_oldest_routine_never_alarms(tmp_path: Path) -> None:
     outbox.add(_entries(5, start=3), {})
     assert outbox.next_batch(Route.DATA, limit=2) is not None  # readings 3, 4 in batch seq 1
     dropped = outbox.add(_entries(6, start=8), {})
-    # 14 rows, room for 10: the 4 oldest never-sent routine ones go (5-8); the published batch may already
-    # be at the hub, so it is thinned only when nothing unsent is left
+    # 14 rows, room for 10: the older half of the never-sent routine readings (5-13) is thinned, one in two,
+    # pass after pass (6, 8, then 7, 9): 10-13 stay whole. The published batch may already be at the hub, so
+    # it is touched only when nothing unsent is left to thin.
     assert dropped == 4
     counters = outbox.counters()
     assert (counters.dropped, counters.stored_readings, counters.stored_bytes) == (4, 10, row * 10)
@@ -120,7 +134,7 @@ def test_byte_bound_drops_oldest_routine_never_alarms(tmp_path: Path) -> None:
     [sent] = [b for b in outbox.unacked() if b.route is Route.DATA]
     assert [r.value for r in sent.batch.readings] == [3.0, 4.0]
     rest = outbox.next_batch(Route.DATA, limit=100)
-    assert rest is not None and [r.value for r in rest.batch.readings] == [9.0, 10.0, 11.0, 12.0, 13.0]
+    assert rest is not None and [r.value for r in rest.batch.readings] == [5.0, 10.0, 11.0, 12.0, 13.0]
     # 20 alarms: routine readings thin down to the newest of each handed-out batch; alarms all stay
     assert outbox.add(_entries(20, start=100, alarm=True), {}) == 5
     assert outbox.counters().dropped == 9
