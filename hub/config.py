@@ -164,9 +164,11 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
     """References and uniqueness that a per-field schema cannot see."""
     people = {p.id for p in deployment.people}
     grids = {g.id for g in deployment.grids}
+    seen_people: set[str] = set()
     for index, person in enumerate(deployment.people):
-        if [p.id for p in deployment.people].index(person.id) != index:
+        if person.id in seen_people:
             yield ("people", index, "id"), person.id, "duplicate person id"
+        seen_people.add(person.id)
         for c_index, channel in enumerate(person.channels):
             given = [channel.secret is not None, channel.secret_file is not None, channel.secret_env is not None]
             if sum(given) != 1:
@@ -175,9 +177,11 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
                     "webhook",
                     "give exactly one of secret, secret_file, secret_env",
                 )
+    seen_grids: set[str] = set()
     for index, grid in enumerate(deployment.grids):
-        if [g.id for g in deployment.grids].index(grid.id) != index:
+        if grid.id in seen_grids:
             yield ("grids", index, "id"), grid.id, "duplicate grid id"
+        seen_grids.add(grid.id)
         for m_index, manager in enumerate(grid.managers):
             if manager not in people:
                 yield ("grids", index, "managers", m_index), manager, "no person with this id in people"

@@ -28,7 +28,7 @@ from hub.demo.broker import find_mosquitto, mosquitto_config, wait_broker
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.edge_config import EdgeTarget, render_edge_config
 
-__all__ = ["SCENARIO", "DemoPlan", "localise_deployment", "prepare", "run_demo"]
+__all__ = ["SCENARIO", "DemoPlan", "localise_deployment", "prepare", "run_demo", "write_edge_configs"]
 
 _REPO_DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "deployment.yaml"
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios" / "kitchen_gas_leak.yaml"
@@ -75,6 +75,21 @@ def localise_deployment(source: Path, target: Path, *, sink_port: int, modbus_po
     return target
 
 
+def write_edge_configs(plan: DemoPlan, *, mqtt_port: int, top_level: str = "") -> None:
+    """(Re)render every gateway's edge config from the plan's deployment copy, its broker at ``mqtt_port``;
+    ``top_level`` TOML lines (``outbox_max_bytes = …``) go before the first table."""
+    deployment = load_deployment(plan.deployment, check_secrets=False)
+    for gateway in plan.modbus_ports:
+        target = EdgeTarget(
+            mqtt_host="127.0.0.1", mqtt_port=mqtt_port, outbox=plan.run_dir / f"{gateway}.outbox.sqlite3"
+        )
+        text = render_edge_config(deployment, gateway, target)
+        if top_level:
+            head, table, rest = text.partition("\n[mqtt]\n")
+            text = f"{head}\n{top_level.strip()}\n{table}{rest}"
+        (plan.run_dir / f"{gateway}.toml").write_text(text, encoding="utf-8")
+
+
 def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None = None) -> DemoPlan:
     """Lay out a fresh run directory: ports, secrets, the deployment copy, and one edge config per gateway."""
     if run_dir.exists():
@@ -103,12 +118,8 @@ def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None =
         truth=run_dir / "truth.jsonl",
         notifications=run_dir / "notifications.jsonl",
     )
-    loaded = load_deployment(deployment)
-    for gateway_id in modbus_ports:
-        target = EdgeTarget(
-            mqtt_host="127.0.0.1", mqtt_port=plan.mqtt_port, outbox=run_dir / f"{gateway_id}.outbox.sqlite3"
-        )
-        (run_dir / f"{gateway_id}.toml").write_text(render_edge_config(loaded, gateway_id, target), encoding="utf-8")
+    load_deployment(deployment)  # the copy must be valid as the hub will read it, secrets included
+    write_edge_configs(plan, mqtt_port=plan.mqtt_port)
     return plan
 
 

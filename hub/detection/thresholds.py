@@ -13,7 +13,7 @@ restart) is stored but not judged again, so decisions at time t use only data up
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from alerts.model import Grade, RiskEvent
+from alerts.model import EventStatus, Grade, RiskEvent
 from hub.ingest.registry import SensorInfo
 from protocol import Reading
 from protocol.kinds import SetPoint
@@ -70,7 +70,7 @@ class ThresholdDetector:
             return self._event(reading, info, active, "cleared")
         return self._event(reading, info, lower, "firing")
 
-    def _event(self, reading: Reading, info: SensorInfo, point: SetPoint, status: str) -> RiskEvent:
+    def _event(self, reading: Reading, info: SensorInfo, point: SetPoint, status: EventStatus) -> RiskEvent:
         return RiskEvent(
             key=f"{self.community}/{info.id}/{info.kind.name}/level",
             community=self.community,
@@ -83,7 +83,7 @@ class ThresholdDetector:
             value=reading.value,
             unit=reading.unit,
             time_ms=reading.time_ms,
-            status="firing" if status == "firing" else "cleared",
+            status=status,
             source=point.source,
             threshold=point.value,
         )

@@ -19,11 +19,9 @@ from pathlib import Path
 import httpx
 from ruamel.yaml import YAML
 
-from hub.config import load_deployment
 from hub.demo.broker import mosquitto_config
-from hub.demo.orchestrator import SCENARIO, DemoPlan
+from hub.demo.orchestrator import SCENARIO, DemoPlan, write_edge_configs
 from hub.demo.processes import Child, Line, free_port, wait_port
-from hub.edge_config import EdgeTarget, render_edge_config
 from protocol.kinds import KINDS
 
 __all__ = [
@@ -200,20 +198,6 @@ def running(system: System) -> Iterator[System]:
 
 
 # -- files of a run ---------------------------------------------------------------------------------------------
-
-
-def write_edge_configs(plan: DemoPlan, *, mqtt_port: int, top_level: str = "") -> None:
-    """(Re)render every gateway's edge config from the plan's deployment, with its broker at ``mqtt_port`` and
-    ``top_level`` TOML lines (``outbox_max_bytes = …``) added before the first table."""
-    deployment = load_deployment(plan.deployment, check_secrets=False)
-    for gateway in plan.modbus_ports:
-        outbox = plan.run_dir / f"{gateway}.outbox.sqlite3"
-        target = EdgeTarget(mqtt_host="127.0.0.1", mqtt_port=mqtt_port, outbox=outbox)
-        text = render_edge_config(deployment, gateway, target)
-        if top_level:
-            head, table, rest = text.partition("\n[mqtt]\n")
-            text = f"{head}\n{top_level.strip()}\n{table}{rest}"
-        (plan.run_dir / f"{gateway}.toml").write_text(text, encoding="utf-8")
 
 
 def add_sensor(plan: DemoPlan, gateway: str, sensor: dict[str, object]) -> None:

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from edge.outbox import Outbox
 from protocol.registers import (
     ENTRY_WORDS,
     KIND_CODES,
@@ -395,3 +396,8 @@ class EdgeProcess:
 
 def have_mosquitto() -> bool:
     return shutil.which(MOSQUITTO) is not None
+
+
+def inspect_outbox(path: Path) -> Outbox:
+    """The outbox at ``path`` opened read-only in spirit (no new session); the caller closes it."""
+    return Outbox.open(path, community=COMMUNITY, gateway=GATEWAY, max_bytes=1 << 30, new_session=False)

@@ -9,19 +9,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from edge.outbox import Outbox
-from tests.edge.support import Broker, Detectors, EdgeProcess, Hub, wait_until, write_config
+from tests.edge.support import Broker, Detectors, EdgeProcess, Hub, inspect_outbox, wait_until, write_config
 
 UNITS = {1: ("gas-b1-101", "gas"), 2: ("temp-b1-102", "temperature")}
 Factory = Callable[..., Hub]
 
 
 def _stored(config: Path) -> int:
-    outbox = Outbox.open(
-        config.parent / "outbox.sqlite3", community="hongxing", gateway="gw-test", max_bytes=1 << 30, new_session=False
-    )
+    outbox = inspect_outbox(config.parent / "outbox.sqlite3")
     try:
-        return outbox.counters().stored_readings
+        return int(outbox.counters().stored_readings)
     finally:
         outbox.close()
 

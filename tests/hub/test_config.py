@@ -116,3 +116,12 @@ def test_an_rs485_gateway_renders_an_rtu_edge_config(tmp_path: Path) -> None:
     assert (modbus.serial, modbus.baudrate) == ("/dev/ttyUSB0", 19200)
     bad = text.replace("baudrate: 19200", "baudrate: 9601")
     assert any(path == "gateways[0].modbus.baudrate" for _, path, _, _ in issues(write(tmp_path, bad)))
+
+
+def test_duplicate_people_and_grids_are_named(tmp_path: Path) -> None:
+    grid = "  - {id: grid-1, name: 第一网格, managers: [wang-li]}\n"
+    person = "  - {id: wang-li, name: 王丽}\n"
+    text = GOOD.replace(grid, grid + grid.replace("第一网格", "又一网格")).replace("people:\n", "people:\n" + person)
+    found = {(path, message) for _, path, _, message in issues(write(tmp_path, text))}
+    assert ("grids[1].id", "duplicate grid id") in found
+    assert ("people[1].id", "duplicate person id") in found

@@ -1,5 +1,7 @@
 """``/api/v1/alerts``: list, read, acknowledge (接单) and resolve; every change is audited by the service."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -102,21 +104,24 @@ async def get_alert(runtime: RuntimeDep, alert_id: str) -> AlertPublic:
     return AlertPublic.of(alert)
 
 
-@router.post("/alerts/{alert_id}/acknowledge")
-async def acknowledge(runtime: RuntimeDep, alert_id: str, body: AcknowledgeIn) -> AlertPublic:
+@contextmanager
+def _lifecycle_errors(alert_id: str) -> Iterator[None]:
+    """A missing alert is 404; a step its state does not allow (resolving twice, …) is 409."""
     try:
-        return AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api"))
+        yield
     except AlertNotFoundError:
         raise HTTPException(404, f"no alert {alert_id!r}") from None
     except TransitionError as exc:
         raise HTTPException(409, f"alert {alert_id!r} cannot go from {exc.from_state} to {exc.to_state}") from None
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+async def acknowledge(runtime: RuntimeDep, alert_id: str, body: AcknowledgeIn) -> AlertPublic:
+    with _lifecycle_errors(alert_id):
+        return AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/resolve")
 async def resolve(runtime: RuntimeDep, alert_id: str, body: ResolveIn) -> AlertPublic:
-    try:
+    with _lifecycle_errors(alert_id):
         return AlertPublic.of(await runtime.alerts.resolve(alert_id, by=body.by, note=body.note, channel="api"))
-    except AlertNotFoundError:
-        raise HTTPException(404, f"no alert {alert_id!r}") from None
-    except TransitionError as exc:
-        raise HTTPException(409, f"alert {alert_id!r} cannot go from {exc.from_state} to {exc.to_state}") from None
