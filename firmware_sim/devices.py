@@ -1,13 +1,14 @@
 """Device models: one simulated detector of a known kind, producing quantised samples like the real one.
 
-A detector's reading is ``baseline + noise + excursion``, clamped to the kind's physical range
+A detector's reading is ``baseline + rhythm + noise + excursion``, clamped to the kind's physical range
 (:mod:`protocol.kinds`) and quantised to the kind's register resolution (:data:`protocol.registers.
 KIND_EXPONENTS`). The value a detector reports is always ``from_raw(raw, exponent)``, so the value written
 to the truth file is bit-for-bit what a gateway decodes from the registers.
 
 Noise is an AR(1) process (slow wander plus jitter, as real catalytic and photoelectric cells show) drawn
 from a numpy Generator seeded by the scenario seed and the sensor id, so a run is reproducible and two
-sensors never share a noise stream.
+sensors never share a noise stream. The rhythm is normal life over the local day and week
+(:mod:`firmware_sim.rhythms`), a function of the true simulation clock with random streams of its own.
 """
 
 import hashlib
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_sim.rhythms import LOCAL_OFFSET_MS, Rhythm, rhythm_for
 from protocol.kinds import SensorKind
 from protocol.registers import KIND_CODES, KIND_EXPONENTS, RING_CAPACITY, Header, Status, from_raw, to_raw
 
@@ -43,7 +45,8 @@ DEFAULT_BASELINES: dict[str, tuple[float, float]] = {
 ±0.2, clean corridor air ~0.01 dB/m, a flat ~22 °C, a dry basement 0 m with millimetre jitter, indoor CO a few
 ppm, a healthy circuit ~120 mA of leakage (GB 50116 says 100-200 mA), a loaded cable ~32 °C, a fire main
 ~0.28 MPa, a seated manhole cover under 1°, a sound building ~0.0004 tilt. Two-state detectors rest at 0. The
-water meter's baseline is its register at the start (m³); it then counts up with the household's daily rhythm."""
+water meter's baseline is its register at the start (m³); it then counts up with the household's daily rhythm.
+Smooth rhythms (firmware_sim/rhythms.py) move around these baselines; cooking bumps add to them."""
 
 WATER_USE_M3_PER_DAY = 0.1
 """An elder living alone uses ~100 L a day [D]; Shanghai and Shenzhen visit below 10 L in 12-24 h (SENSORS.md)."""
@@ -53,7 +56,6 @@ _WATER_USE_BY_HOUR = (
     2.0, 1.0, 0.6, 0.6, 0.8, 1.5, 2.5, 2.5, 1.5, 0.8, 0.3, 0.1,
 )  # fmt: skip
 """Relative use per local hour (UTC+8): washing in the morning, cooking at noon and in the evening [D]."""
-_LOCAL_OFFSET_MS = 8 * 3_600_000
 
 _NOISE_PHI = 0.8
 """AR(1) coefficient per sample: neighbouring samples are correlated, as in real cells [D]."""
@@ -93,7 +95,10 @@ class Detector:
         scenario_seed: int,
         baseline: float | None = None,
         noise_sd: float | None = None,
+        rhythm: bool = True,
     ) -> None:
+        """``rhythm=False`` keeps the reading flat around ``baseline`` (e.g. a roof-tank gauge: static head,
+        no demand rhythm); otherwise the kind's rhythm of normal life, if it has one, is added."""
         default_baseline, default_sd = DEFAULT_BASELINES[kind.name]
         self.sensor_id = sensor_id
         self.kind = kind
@@ -117,6 +122,9 @@ class Detector:
         self.cumulative = kind.name == "water-meter"
         self._total = self.baseline
         self._last_time_ms: int | None = None
+        self.rhythm: Rhythm | None = (
+            rhythm_for(kind.name, scenario_seed=scenario_seed, sensor_id=sensor_id) if rhythm else None
+        )
 
     def header(self) -> Header:
         """The device's header registers as they stand now (a fault shows as status 3 unless in alarm)."""
@@ -138,21 +146,31 @@ class Detector:
         """Water drawn since the previous sample: the daily profile at this local hour, in random bursts."""
         if self._last_time_ms is None or time_ms <= self._last_time_ms:
             return 0.0
-        hour = (time_ms + _LOCAL_OFFSET_MS) // 3_600_000 % 24
+        hour = (time_ms + LOCAL_OFFSET_MS) // 3_600_000 % 24
         mean_share = sum(_WATER_USE_BY_HOUR) / 24
         rate_m3_per_s = WATER_USE_M3_PER_DAY / 86_400 * _WATER_USE_BY_HOUR[hour] / mean_share
         burst = float(self._rng.lognormal(mean=-0.5, sigma=1.0))  # mean 1: taps run in bursts, not a trickle
         return rate_m3_per_s * (time_ms - self._last_time_ms) / 1000 * burst
 
     def sample(
-        self, *, time_ms: int, excursion: float = 0.0, stuck: bool = False, usage_factor: float = 1.0
+        self,
+        *,
+        time_ms: int,
+        excursion: float = 0.0,
+        stuck: bool = False,
+        usage_factor: float = 1.0,
+        rhythm_scale: float = 1.0,
+        skew_ms: int = 0,
     ) -> DeviceSample:
-        """Produce the next sample at device clock ``time_ms`` (Unix ms).
+        """Produce the next sample at simulation clock ``time_ms`` (Unix ms).
 
         ``excursion`` is what incidents and faults add to the baseline, in the kind's unit; ``stuck`` freezes
         the register at its value when the fault began; ``usage_factor`` scales a cumulative meter's use
-        (0 = nothing drawn). The status follows the kind's local alarm set point with its hysteresis
-        (GB/T 45839 codes: 1 normal, 2 alarm).
+        (0 = nothing drawn); ``rhythm_scale`` scales the rhythm of normal life (an incident that has taken
+        the sensor over sets it to 0: a dry main has no demand rhythm); ``skew_ms`` is how far the device's
+        own clock is off: the sample is stamped ``time_ms + skew_ms``, the physics follows ``time_ms``. The
+        status follows the kind's local alarm set point with its hysteresis (GB/T 45839 codes: 1 normal,
+        2 alarm).
         """
         innovation = float(self._rng.normal(0.0, 1.0))
         self._noise = _NOISE_PHI * self._noise + math.sqrt(1 - _NOISE_PHI**2) * self.noise_sd * innovation
@@ -162,6 +180,8 @@ class Detector:
             level = self._total
         else:
             level = self.baseline + self._noise
+            if self.rhythm is not None and rhythm_scale != 0.0:
+                level += rhythm_scale * self.rhythm.at(time_ms)
         physical = min(max(level + excursion, self.kind.minimum), self.kind.maximum)
         raw = to_raw(physical, self.exponent)
         if stuck:
@@ -181,7 +201,7 @@ class Detector:
         self._last_time_ms = time_ms
         return DeviceSample(
             seq=self.counter,
-            time_ms=time_ms,
+            time_ms=time_ms + skew_ms,
             raw=raw,
             value=value,
             unit=self.kind.unit,

@@ -90,6 +90,7 @@ class Simulation:
                 scenario_seed=self.seed,
                 baseline=spec.baseline,
                 noise_sd=spec.noise_sd,
+                rhythm=spec.rhythm,
             )
             for _, spec in scenario.devices()
         }
@@ -147,6 +148,12 @@ class Simulation:
                 for i in self.scenario.incidents
                 if spec.sensor_id in i.sensors and i.effect == "suppress"
             )
+            # An incident takes its sensors over: at full weight they read `ramp_to`, with no rhythm on top.
+            rhythm_scale = math.prod(
+                1.0 - i.weight(t_s)
+                for i in self.scenario.incidents
+                if spec.sensor_id in i.sensors and i.effect == "offset"
+            )
             skew_ms = 0
             for fault in active:
                 if fault.type is FaultType.DRIFT:
@@ -161,7 +168,12 @@ class Simulation:
                 FAULT_TAMPER if FaultType.TAMPER in types else 0
             )
             sample = detector.sample(
-                time_ms=time_ms + skew_ms, excursion=excursion, stuck=FaultType.STUCK in types, usage_factor=usage
+                time_ms=time_ms,
+                skew_ms=skew_ms,
+                excursion=excursion,
+                stuck=FaultType.STUCK in types,
+                usage_factor=usage,
+                rhythm_scale=rhythm_scale,
             )
             samples.append(TickSample(gateway_id, spec, sample, detector.header()))
         return Tick(index, t_s, time_ms, tuple(samples), started, ended, faults_started, faults_ended, frozenset(muted))

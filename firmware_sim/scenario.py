@@ -9,6 +9,8 @@ The format (YAML, read with ruamel.yaml so every error can name its line)::
     gateways:
       gw-b1:                      # gateway id -> its detectors (one Modbus unit id each, 1..247)
         - {sensor: gas-b1-101, kind: gas, unit_id: 1, baseline: 0.5, noise_sd: 0.1}
+        - {sensor: pressure-roof, kind: pressure, unit_id: 2, rhythm: false}  # optional, default true:
+                                  # false switches off the kind's daily rhythm (firmware_sim/rhythms.py)
     incidents:                    # optional
       - name: kitchen-gas-leak
         sensors: [gas-b1-301]
@@ -73,13 +75,15 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """One detector behind a gateway. ``baseline`` and ``noise_sd`` are in the kind's unit; None = default."""
+    """One detector behind a gateway. ``baseline`` and ``noise_sd`` are in the kind's unit; None = default.
+    ``rhythm`` False keeps the reading flat around the baseline (no daily rhythm of normal life)."""
 
     sensor_id: str
     kind: SensorKind
     unit_id: int
     baseline: float | None = None
     noise_sd: float | None = None
+    rhythm: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,12 @@ class _Reader:
             raise self.fail(path, value, self.key_line(node, key), f"must be an integer in {low}..{high}")
         return value
 
+    def boolean(self, node: CommentedMap, key: str, path: str) -> bool:
+        value = node[key]
+        if not isinstance(value, bool):
+            raise self.fail(path, value, self.key_line(node, key), "must be true or false")
+        return value
+
     def number(self, node: CommentedMap, key: str, path: str, *, low: float, high: float) -> float:
         value = node[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -280,7 +290,7 @@ def _gateways(r: _Reader, top: CommentedMap) -> tuple[GatewaySpec, ...]:
                 dpath,
                 r.key_line(devices_node, index),
                 required={"sensor", "kind", "unit_id"},
-                optional={"baseline", "noise_sd"},
+                optional={"baseline", "noise_sd", "rhythm"},
             )
             sensor_id = r.identifier(d, "sensor", f"{dpath}.sensor")
             if sensor_id in seen_sensors:
@@ -302,7 +312,8 @@ def _gateways(r: _Reader, top: CommentedMap) -> tuple[GatewaySpec, ...]:
             if "noise_sd" in d:
                 span = kind.maximum - kind.minimum
                 noise_sd = r.number(d, "noise_sd", f"{dpath}.noise_sd", low=0.0, high=span)
-            devices.append(DeviceSpec(sensor_id, kind, unit_id, baseline, noise_sd))
+            rhythm = r.boolean(d, "rhythm", f"{dpath}.rhythm") if "rhythm" in d else True
+            devices.append(DeviceSpec(sensor_id, kind, unit_id, baseline, noise_sd, rhythm))
         result.append(GatewaySpec(str(gateway_id), tuple(devices)))
     return tuple(result)
 

@@ -14,8 +14,16 @@ from protocol.kinds import KINDS
 START_MS = 1_764_345_600_000  # 2025-11-29 00:00 in Chengdu
 
 
-def series(scenarios: Path, name: str, duration_s: float | None = None) -> dict[str, list[tuple[float, float]]]:
-    sim = Simulation(load_scenario(scenarios / name), start_ms=START_MS, duration_s=duration_s)
+@pytest.fixture(params=[0.0, 2.5, 7.0, 18.5], ids=lambda hour: f"{hour:g}h")
+def start_ms(request: pytest.FixtureRequest) -> int:
+    """Runs starting at several local hours: the daily rhythms differ, the incidents' truth must not."""
+    return START_MS + round(request.param * 3_600_000)
+
+
+def series(
+    scenarios: Path, name: str, duration_s: float | None = None, start_ms: int = START_MS
+) -> dict[str, list[tuple[float, float]]]:
+    sim = Simulation(load_scenario(scenarios / name), start_ms=start_ms, duration_s=duration_s)
     out: dict[str, list[tuple[float, float]]] = {}
     for _ in range(sim.sample_count):
         tick = sim.tick()
@@ -34,10 +42,10 @@ def grade_reached(kind: str, points: list[tuple[float, float]]) -> int:
     return min(crossed, default=5)
 
 
-def test_ebike_fire_heat_then_smoke_then_co_to_grade_2(scenarios: Path) -> None:
+def test_ebike_fire_heat_then_smoke_then_co_to_grade_2(scenarios: Path, start_ms: int) -> None:
     """Onsets in sequence (heat, smoke, CO); smoke then passes its alarm level first, as photoelectric
     detectors usually do in a battery fire."""
-    s = series(scenarios, "ebike_fire.yaml")
+    s = series(scenarios, "ebike_fire.yaml", start_ms=start_ms)
     heat = first(s["temp-b1-f2c"], lambda v: v >= 22)
     smoke = first(s["smoke-b1-f2"], lambda v: v >= 0.05)
     co = first(s["co-b1-f2"], lambda v: v >= 30)
@@ -46,14 +54,14 @@ def test_ebike_fire_heat_then_smoke_then_co_to_grade_2(scenarios: Path) -> None:
     assert grade_reached("temperature", s["temp-b1-f2c"]) == 2 and grade_reached("co", s["co-b1-f2"]) == 2
 
 
-def test_basement_flooding_reaches_the_garage(scenarios: Path) -> None:
-    s = series(scenarios, "basement_flooding.yaml")
+def test_basement_flooding_reaches_the_garage(scenarios: Path, start_ms: int) -> None:
+    s = series(scenarios, "basement_flooding.yaml", start_ms=start_ms)
     assert first(s["water-b2-ramp"], lambda v: v >= 0.10) < first(s["water-b2-basement"], lambda v: v >= 0.10)
     assert grade_reached("water-depth", s["water-b2-basement"]) == 2
 
 
-def test_distribution_box_leaks_then_overheats(scenarios: Path) -> None:
-    s = series(scenarios, "distribution_box_overheat.yaml")
+def test_distribution_box_leaks_then_overheats(scenarios: Path, start_ms: int) -> None:
+    s = series(scenarios, "distribution_box_overheat.yaml", start_ms=start_ms)
     assert first(s["rcm-b1-box1"], lambda v: v >= 0.3) < first(s["cable-b1-box1"], lambda v: v >= 70)
     assert grade_reached("residual-current", s["rcm-b1-box1"]) == 2
     assert grade_reached("cable-temperature", s["cable-b1-box1"]) == 2
@@ -75,8 +83,8 @@ def test_manhole_jolts_then_displaced(scenarios: Path) -> None:
     assert first(s["manhole-r1-open"], lambda v: v == 1.0) == 601
 
 
-def test_fire_main_runs_dry(scenarios: Path) -> None:
-    s = series(scenarios, "hydrant_pressure_loss.yaml")
+def test_fire_main_runs_dry(scenarios: Path, start_ms: int) -> None:
+    s = series(scenarios, "hydrant_pressure_loss.yaml", start_ms=start_ms)
     assert grade_reached("pressure", s["pressure-b1-main"]) == 2
     assert grade_reached("pressure", s["pressure-b1-roof"]) == 4, "a roof tank at 0.12 MPa is only below normal"
 

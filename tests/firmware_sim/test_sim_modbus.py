@@ -155,7 +155,7 @@ def test_simulator_serves_the_golden_register_layout(free_port: Callable[[], int
     )
     devices = "\n".join(
         f"    - {{sensor: {e['reading'][0]}, kind: {e['kind']}, unit_id: {unit}, "
-        f"baseline: {e['reading'][2]}, noise_sd: 0}}"
+        f"baseline: {e['reading'][2]}, noise_sd: 0, rhythm: false}}"
         for unit, e in enumerate(window, start=1)
     )
     scenario = parse_scenario(f"community: hongxing\nseed: 7\nduration_s: {samples}\ngateways:\n  gw-v:\n{devices}\n")

@@ -86,11 +86,13 @@ def test_unreadable_file_is_a_scenario_error(tmp_path: Path) -> None:
         load_scenario(tmp_path / "absent.yaml")
 
 
-def test_gas_leak_crosses_level_1_between_15_and_25_s(scenarios: Path) -> None:
+# 08:00 on 1970-01-01 local; then breakfast, lunch and dinner on 2025-12-01 (UTC+8): the cooking bumps differ
+@pytest.mark.parametrize("start_ms", [0, 1_764_543_600_000, 1_764_561_600_000, 1_764_585_000_000])
+def test_gas_leak_crosses_level_1_between_15_and_25_s(scenarios: Path, start_ms: int) -> None:
     scenario = load_scenario(scenarios / "kitchen_gas_leak.yaml")
     assert scenario.community == "hongxing"
     assert [len(g.devices) for g in scenario.gateways] == [10, 10]
-    sim = Simulation(scenario, start_ms=0)
+    sim = Simulation(scenario, start_ms=start_ms)
     crossed_at = None
     alarm_at = None
     peak = 0.0
@@ -116,8 +118,8 @@ def test_gas_leak_crosses_level_1_between_15_and_25_s(scenarios: Path) -> None:
             "type": "incident",
             "name": "kitchen-gas-leak-b1-301",
             "sensors": ["gas-b1-301"],
-            "start_ms": 5000,
-            "end_ms": 120000,
+            "start_ms": start_ms + 5000,
+            "end_ms": start_ms + 120000,
             "grade": 2,
         }
     ]
