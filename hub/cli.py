@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(handler=_check_config)
 
-    edge = commands.add_parser("edge-config", help="print the TOML config of one gateway of the deployment")
+    edge = commands.add_parser("edge-config", help="print the edge.yaml of one gateway of the deployment")
     edge.add_argument("--config", required=True, help="deployment YAML file")
     edge.add_argument("--gateway", required=True)
     edge.add_argument("--mqtt-host", default="127.0.0.1")

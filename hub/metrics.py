@@ -4,12 +4,12 @@ A few dozen series do not justify a client library; this keeps label handling ex
 stable for tests.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from alerts.service import Counters as AlertCounters
 
-__all__ = ["Counter", "Gauge", "Metrics", "render_alert_counters"]
+__all__ = ["Counter", "Gauge", "GaugeFamily", "Metrics", "render_alert_counters"]
 
 
 def _escape(value: str) -> str:
@@ -58,6 +58,26 @@ class Gauge:
         yield f"{self.name} {self.read():g}"
 
 
+@dataclass(slots=True)
+class GaugeFamily:
+    """A gauge with labels (one series per gateway, …): ``read`` returns the current ``(labels, value)`` samples.
+
+    Values keep 15 significant digits, so byte counts of many gigabytes stay exact; with no samples only the
+    HELP and TYPE lines appear (a valid empty family).
+    """
+
+    name: str
+    help: str
+    read: Callable[[], Iterable[tuple[Mapping[str, str], float]]]
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} gauge"
+        samples = sorted((tuple(sorted(labels.items())), value) for labels, value in self.read())
+        for key, value in samples:
+            yield f"{self.name}{_labels(key)} {value:.15g}"
+
+
 class Metrics:
     """The hub's metrics; gauges are registered by the components that own the measured state."""
 
@@ -81,10 +101,16 @@ class Metrics:
         self.rebirths = Counter(
             "anju_rebirths_requested_total", "cmd/rebirth sent to gateways whose session was unknown past seq 1."
         )
-        self._gauges: list[Gauge] = []
+        self.command_replies = Counter(
+            "anju_command_replies_total", "Answers of gateways on reply/{command}, by command and ok (true/false)."
+        )
+        self._gauges: list[Gauge | GaugeFamily] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self._gauges.append(Gauge(name, help, read))
+
+    def gauge_family(self, name: str, help: str, read: Callable[[], Iterable[tuple[Mapping[str, str], float]]]) -> None:
+        self._gauges.append(GaugeFamily(name, help, read))
 
     def render(self) -> str:
         counters = [
@@ -98,8 +124,9 @@ class Metrics:
             self.risk_events,
             self.mqtt_connects,
             self.rebirths,
+            self.command_replies,
         ]
-        metrics: list[Counter | Gauge] = [*counters, *self._gauges]
+        metrics: list[Counter | Gauge | GaugeFamily] = [*counters, *self._gauges]
         lines = [line for metric in metrics for line in metric.render()]
         return "\n".join(lines) + "\n"
 

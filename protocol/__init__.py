@@ -1,8 +1,8 @@
 """The wire contract shared by every Anju component.
 
 Topic names, identifiers, sensor kinds and units, the SenML payload codec with the gateway session and
-sequence extension fields, hub-acks, gateway state, and the Modbus register map of Anju-compatible
-detectors. Depends only on the standard library and orjson, so it installs on a gateway.
+sequence extension fields, hub-acks, gateway state, the gateway's health and command replies, and the Modbus
+register map of Anju-compatible detectors. Depends only on the standard library and orjson, so it installs on a gateway.
 """
 
 from protocol.ids import ID_PATTERN, is_valid_id
@@ -17,6 +17,7 @@ from protocol.senml import (
     encode_batch,
 )
 from protocol.session import Ack, GatewayState, decode_ack, decode_state, encode_ack, encode_state
+from protocol.telemetry import HealthReport, Reply, decode_health, decode_reply, encode_health, encode_reply
 from protocol.topics import Channel, ParsedTopic, parse_topic, topic
 from protocol.units import UNITS, Unit
 
@@ -30,18 +31,24 @@ __all__ = [
     "Batch",
     "Channel",
     "GatewayState",
+    "HealthReport",
     "ParsedTopic",
     "Reading",
     "RejectReason",
     "Rejection",
+    "Reply",
     "SensorKind",
     "SetPoint",
     "Unit",
     "decode_ack",
     "decode_batch",
+    "decode_health",
+    "decode_reply",
     "decode_state",
     "encode_ack",
     "encode_batch",
+    "encode_health",
+    "encode_reply",
     "encode_state",
     "is_valid_id",
     "kind_for",

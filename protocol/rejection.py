@@ -28,6 +28,8 @@ class RejectReason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     BAD_STATE = "bad_state"
     BAD_ACK = "bad_ack"
+    BAD_HEALTH = "bad_health"
+    BAD_REPLY = "bad_reply"
 
 
 @dataclass(frozen=True, slots=True)

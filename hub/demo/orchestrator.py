@@ -28,7 +28,15 @@ from hub.demo.broker import find_mosquitto, mosquitto_config, wait_broker
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.edge_config import EdgeTarget, render_edge_config
 
-__all__ = ["SCENARIO", "DemoPlan", "localise_deployment", "prepare", "run_demo", "write_edge_configs"]
+__all__ = [
+    "SCENARIO",
+    "DemoPlan",
+    "edge_config_path",
+    "localise_deployment",
+    "prepare",
+    "run_demo",
+    "write_edge_configs",
+]
 
 _REPO_DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "deployment.yaml"
 SCENARIO = Path(__file__).resolve().parents[2] / "firmware_sim" / "scenarios" / "kitchen_gas_leak.yaml"
@@ -75,19 +83,21 @@ def localise_deployment(source: Path, target: Path, *, sink_port: int, modbus_po
     return target
 
 
-def write_edge_configs(plan: DemoPlan, *, mqtt_port: int, top_level: str = "") -> None:
-    """(Re)render every gateway's edge config from the plan's deployment copy, its broker at ``mqtt_port``;
-    ``top_level`` TOML lines (``outbox_max_bytes = …``) go before the first table."""
+def edge_config_path(plan: DemoPlan, gateway: str) -> Path:
+    """Where gateway ``gateway``'s edge.yaml of this run lives (one directory holds every gateway's)."""
+    return plan.run_dir / f"{gateway}.edge.yaml"
+
+
+def write_edge_configs(plan: DemoPlan, *, mqtt_port: int, outbox_max_bytes: int | None = None) -> None:
+    """(Re)render every gateway's edge config from the plan's deployment copy, its broker at ``mqtt_port`` and,
+    when given, its outbox bounded to ``outbox_max_bytes``."""
     deployment = load_deployment(plan.deployment, check_secrets=False)
     for gateway in plan.modbus_ports:
         target = EdgeTarget(
             mqtt_host="127.0.0.1", mqtt_port=mqtt_port, outbox=plan.run_dir / f"{gateway}.outbox.sqlite3"
         )
-        text = render_edge_config(deployment, gateway, target)
-        if top_level:
-            head, table, rest = text.partition("\n[mqtt]\n")
-            text = f"{head}\n{top_level.strip()}\n{table}{rest}"
-        (plan.run_dir / f"{gateway}.toml").write_text(text, encoding="utf-8")
+        text = render_edge_config(deployment, gateway, target, outbox_max_bytes=outbox_max_bytes)
+        edge_config_path(plan, gateway).write_text(text, encoding="utf-8")
 
 
 def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None = None) -> DemoPlan:
@@ -256,7 +266,7 @@ def run_demo(*, run_dir: Path, duration_s: float | None = None, broker: str = "a
         start("sim", _python("firmware_sim", "run", str(SCENARIO), *ports, "--truth", str(plan.truth)),
               next(iter(plan.modbus_ports.values())))  # fmt: skip
         for gateway in plan.modbus_ports:
-            start(f"edge-{gateway}", _python("edge", "run", "--config", str(plan.run_dir / f"{gateway}.toml")))
+            start(f"edge-{gateway}", _python("edge", "run", "--config", str(edge_config_path(plan, gateway))))
         console.write(
             "demo", f"API: {plan.api}/api/v1  (OpenAPI {plan.api}/docs, metrics {plan.api}/metrics)", bold=True
         )

@@ -5,6 +5,9 @@ Two named tasks per connection under one TaskGroup: the receiver puts messages i
 writes readings + dead letters + session marks in one store transaction, and only then runs detection and
 publishes each touched gateway session's highest contiguous seq on its ``ack`` topic. Messages still in
 the inbox when the broker connection drops are committed and acknowledged after the reconnect.
+
+The gateways' own ``health`` and their ``reply/{name}`` answers go the same way (routine lane, judged in the
+round, bad ones counted and dead-lettered, the latest health stored with the round): ``hub.ingest.telemetry``.
 """
 
 import asyncio
@@ -21,9 +24,10 @@ from hub.detection import ThresholdDetector
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.ledger import SessionLedger
 from hub.ingest.registry import Registry, SensorInfo
+from hub.ingest.telemetry import GatewayTelemetry, judge_health, judge_reply
 from hub.ingest.validate import check_origin, inspect_message
 from hub.metrics import Metrics
-from hub.store.base import DeadLetter, ReadingStore, StoredReading
+from hub.store.base import DeadLetter, HealthRecord, ReadingStore, StoredReading
 from protocol import Ack, GatewayState, Reading, Rejection, decode_state, encode_ack, encode_state, parse_topic
 from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
 
@@ -44,6 +48,15 @@ class MqttEndpoint:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+_CHANNELS = frozenset({"data", "alarm", "state", "health", "reply"})
+
+
+def _channel(name: str) -> str:
+    """The channel level of ``anju/v1/{community}/{gateway}/{channel}[/…]``, or ``other``."""
+    parts = name.split("/", 5)
+    return parts[4] if len(parts) > 4 and parts[4] in _CHANNELS else "other"
 
 
 class Ingest:
@@ -68,6 +81,7 @@ class Ingest:
         self.batch_messages = batch_messages
         self.inbox = Inbox(capacity=inbox_capacity)
         self.ledger = SessionLedger(store.session_marks())
+        self.telemetry = GatewayTelemetry(registry=registry, metrics=metrics, saved=store.latest_health())
         self.connected = False
         self._rebirths: set[str] = set()
         self._rebirth_asked: set[tuple[str, int]] = set()
@@ -103,7 +117,13 @@ class Ingest:
             will=aiomqtt.Will(HUB_STATE_TOPIC, offline, qos=1, retain=True),
         ) as client:
             await client.subscribe(
-                [(subscription(Channel.ALARM), 1), (subscription(Channel.DATA), 1), (subscription(Channel.STATE), 1)]
+                [
+                    (subscription(Channel.ALARM), 1),
+                    (subscription(Channel.DATA), 1),
+                    (subscription(Channel.STATE), 1),
+                    (subscription(Channel.HEALTH), 1),
+                    (subscription(Channel.REPLY), 1),
+                ]
             )
             online = encode_state(GatewayState("online", 0, time.time()))
             await client.publish(HUB_STATE_TOPIC, online, qos=1, retain=True)
@@ -118,9 +138,10 @@ class Ingest:
         async for message in client.messages:
             name = message.topic.value
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            channel = name.rsplit("/", 1)[-1]
-            self.metrics.messages_received.inc(channel=channel if channel in ("data", "alarm", "state") else "other")
-            await self.inbox.put(Received(name, payload, _now_ms()), urgent=channel != "data")
+            channel = _channel(name)
+            self.metrics.messages_received.inc(channel=channel)
+            # Alarms and births/deaths jump the queue; health and replies wait in the bounded routine lane.
+            await self.inbox.put(Received(name, payload, _now_ms()), urgent=channel in ("alarm", "state"))
 
     async def _commit_forever(self, client: aiomqtt.Client) -> None:
         while True:
@@ -149,9 +170,17 @@ class Ingest:
         dead: list[DeadLetter] = []
         judged: list[tuple[Reading, SensorInfo]] = []
         touched: set[tuple[str, int]] = set()
+        health: list[HealthRecord] = []
         for item in items:
-            if item.topic.endswith("/state"):
+            channel = _channel(item.topic)
+            if channel == "state":
                 self._state(item, dead)
+                continue
+            if channel == "health":
+                self._health(item, dead, health)
+                continue
+            if channel == "reply":
+                self._reply(item, dead)
                 continue
             inspection = inspect_message(item.topic, item.payload, self.registry)
             for rejection, raw in inspection.rejections:
@@ -192,7 +221,7 @@ class Ingest:
             rows.extend(StoredReading(r.sensor, r.time_ms, r.value, batch.gateway) for r, _ in accepted.readings)
             judged.extend(accepted.readings)
         marks = [self.ledger.mark(gateway, session) for gateway, session in touched]
-        stored = await asyncio.to_thread(self.store.commit, rows, dead, marks)
+        stored = await asyncio.to_thread(self.store.commit, rows, dead, marks, health)
         self.metrics.commits.inc()
         self.metrics.readings_stored.inc(stored)
         if len(rows) > stored:
@@ -230,3 +259,20 @@ class Ingest:
             return
         if self.registry.set_state(parsed.gateway, online=state.status == "online", session=state.session):
             log.info("gateway %s %s (session %d)", parsed.gateway, state.status, state.session)
+
+    def _health(self, item: Received, dead: list[DeadLetter], health: list[HealthRecord]) -> None:
+        judged = judge_health(item.topic, item.payload, self.registry)
+        if isinstance(judged, Rejection):
+            self._reject(item, judged, item.payload, dead)
+            return
+        gateway, report = judged
+        self.telemetry.record_health(gateway, report, item.received_ms)
+        health.append(HealthRecord(gateway, item.received_ms, item.payload))
+
+    def _reply(self, item: Received, dead: list[DeadLetter]) -> None:
+        judged = judge_reply(item.topic, item.payload, self.registry)
+        if isinstance(judged, Rejection):
+            self._reject(item, judged, item.payload, dead)
+            return
+        gateway, reply = judged
+        self.telemetry.record_reply(gateway, reply, item.received_ms)

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["DeadLetter", "ReadingStore", "SessionMark", "StoredReading"]
+__all__ = ["DeadLetter", "HealthRecord", "ReadingStore", "SessionMark", "StoredReading"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +37,34 @@ class SessionMark:
     acked_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """A gateway's latest health payload as received (``protocol.telemetry``), kept so a restarted hub shows it.
+
+    The raw bytes rather than columns: the payload is tolerant of fields the hub does not know yet, and the
+    table need not change whenever the gateway's health grows a field.
+    """
+
+    gateway: str
+    received_ms: int
+    payload: bytes
+
+
 class ReadingStore(Protocol):
     def commit(
-        self, readings: Sequence[StoredReading], dead: Sequence[DeadLetter], marks: Sequence[SessionMark]
+        self,
+        readings: Sequence[StoredReading],
+        dead: Sequence[DeadLetter],
+        marks: Sequence[SessionMark],
+        health: Sequence[HealthRecord] = (),
     ) -> int:
-        """Write everything in one transaction; return how many readings were new (idempotent writes)."""
+        """Write everything in one transaction; return how many readings were new (idempotent writes).
+
+        ``health`` replaces each gateway's stored latest health.
+        """
         ...
+
+    def latest_health(self) -> list[HealthRecord]: ...
 
     def readings(self, sensor: str, start_ms: int, end_ms: int, limit: int) -> list[StoredReading]: ...
 

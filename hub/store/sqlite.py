@@ -2,7 +2,8 @@
 
 Readings are keyed by (sensor, time_ms): the same point written twice is one row (``INSERT OR IGNORE``),
 which makes replays after a gateway restart idempotent (DESIGN.md delivery guarantee, step 3). Each ingest
-round is one transaction holding the readings, the dead letters and the session marks, so a hub-ack sent
+round is one transaction holding the readings, the dead letters, the session marks and each gateway's latest
+health payload, so a hub-ack sent
 after ``commit`` returns is never ahead of what is on disk. Throughput at district scale is the subject of
 the hub-ingest issue; this backend favours simplicity and durability (synchronous=FULL).
 """
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub.store.base import DeadLetter, SessionMark, StoredReading
+from hub.store.base import DeadLetter, HealthRecord, SessionMark, StoredReading
 
 __all__ = ["SqliteStore"]
 
@@ -38,6 +39,11 @@ CREATE TABLE IF NOT EXISTS gateway_sessions (
     acked_seq INTEGER NOT NULL,
     PRIMARY KEY (gateway, session)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gateway_health (
+    gateway TEXT PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
 """
 
 
@@ -61,7 +67,11 @@ class SqliteStore:
         return connection
 
     def commit(
-        self, readings: Sequence[StoredReading], dead: Sequence[DeadLetter], marks: Sequence[SessionMark]
+        self,
+        readings: Sequence[StoredReading],
+        dead: Sequence[DeadLetter],
+        marks: Sequence[SessionMark],
+        health: Sequence[HealthRecord] = (),
     ) -> int:
         with self._write_lock:
             connection = self._writer
@@ -81,6 +91,10 @@ class SqliteStore:
                     "INSERT INTO gateway_sessions (gateway, session, acked_seq) VALUES (?, ?, ?) "
                     "ON CONFLICT (gateway, session) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq)",
                     [(m.gateway, m.session, m.acked_seq) for m in marks],
+                )
+                connection.executemany(
+                    "INSERT OR REPLACE INTO gateway_health (gateway, received_ms, payload) VALUES (?, ?, ?)",
+                    [(h.gateway, h.received_ms, h.payload) for h in health],
                 )
                 connection.execute("COMMIT")
             except BaseException:
@@ -112,6 +126,11 @@ class SqliteStore:
         with self._read_lock:
             rows = self._reader.execute("SELECT gateway, session, acked_seq FROM gateway_sessions").fetchall()
         return [SessionMark(*row) for row in rows]
+
+    def latest_health(self) -> list[HealthRecord]:
+        with self._read_lock:
+            rows = self._reader.execute("SELECT gateway, received_ms, payload FROM gateway_health").fetchall()
+        return [HealthRecord(*row) for row in rows]
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         with self._read_lock:

@@ -7,7 +7,7 @@ from protocol.topics import Channel, ParsedTopic, parse_topic, subscription, top
 
 
 def test_topics_round_trip() -> None:
-    for channel in (Channel.DATA, Channel.ALARM, Channel.STATE, Channel.ACK):
+    for channel in (Channel.DATA, Channel.ALARM, Channel.STATE, Channel.ACK, Channel.HEALTH):
         name = topic("hongxing", "gw-b1", channel)
         assert name == f"anju/v1/hongxing/gw-b1/{channel.value}"
         assert parse_topic(name) == ParsedTopic("hongxing", "gw-b1", channel)
@@ -15,6 +15,20 @@ def test_topics_round_trip() -> None:
         "hongxing", "gw-b1", Channel.CMD, "rebirth"
     )
     assert subscription(Channel.DATA) == "anju/v1/+/+/data"
+
+
+def test_health_and_reply_topics() -> None:
+    assert topic("hongxing", "gw-b1", Channel.HEALTH) == "anju/v1/hongxing/gw-b1/health"
+    reply = topic("hongxing", "gw-b1", Channel.REPLY, "ping")
+    assert reply == "anju/v1/hongxing/gw-b1/reply/ping"
+    assert parse_topic(reply) == ParsedTopic("hongxing", "gw-b1", Channel.REPLY, "ping")
+    assert subscription(Channel.HEALTH) == "anju/v1/+/+/health"
+    assert subscription(Channel.REPLY) == "anju/v1/+/+/reply/+"
+    assert subscription(Channel.CMD, community="hongxing", gateway="gw-b1") == "anju/v1/hongxing/gw-b1/cmd/+"
+    with pytest.raises(ValueError, match="command name"):
+        topic("hongxing", "gw-b1", Channel.REPLY)
+    with pytest.raises(ValueError, match="command name"):
+        topic("hongxing", "gw-b1", Channel.HEALTH, "ping")
 
 
 @pytest.mark.parametrize(
@@ -27,6 +41,10 @@ def test_topics_round_trip() -> None:
         ("anju/v1/hongxing/gw-b1/metrics", RejectReason.BAD_TOPIC),
         ("anju/v1/hongxing/gw-b1/data/extra", RejectReason.BAD_TOPIC),
         ("anju/v1/hongxing/gw-b1/cmd", RejectReason.BAD_TOPIC),
+        ("anju/v1/hongxing/gw-b1/reply", RejectReason.BAD_TOPIC),
+        ("anju/v1/hongxing/gw-b1/reply/Ping", RejectReason.BAD_TOPIC),
+        ("anju/v1/hongxing/gw-b1/reply/ping/extra", RejectReason.BAD_TOPIC),
+        ("anju/v1/hongxing/gw-b1/health/extra", RejectReason.BAD_TOPIC),
         ("anju/v1/" + "a" * 65 + "/gw-b1/data", RejectReason.BAD_ID),
     ],
 )
