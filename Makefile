@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench mosquitto clean
+.PHONY: demo test lint typecheck unit bench services clean
 
 # A stamp per install profile: re-installs when pyproject.toml changes.
 $(VENV)/.stamp-demo: pyproject.toml scripts/venv
@@ -19,10 +19,10 @@ demo: $(VENV)/.stamp-demo
 	$(BIN)/anju-hub demo --run-dir run/demo
 
 ## make test: lint, types and the whole suite, with a real Mosquitto.
-test: mosquitto $(VENV)/.stamp-dev lint typecheck unit
+test: services $(VENV)/.stamp-dev lint typecheck unit
 
-mosquitto:
-	@scripts/ensure-mosquitto
+services:
+	@scripts/ensure-services
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
@@ -32,7 +32,7 @@ typecheck: $(VENV)/.stamp-dev
 	$(BIN)/mypy
 
 unit: $(VENV)/.stamp-dev
-	$(BIN)/pytest
+	scripts/run-tests $(BIN)
 
 ## make bench: the performance figures recorded in BENCHMARKS.md.
 bench: $(VENV)/.stamp-dev

@@ -507,11 +507,9 @@ class Bench:
             target = EdgeTarget(
                 mqtt_host="127.0.0.1", mqtt_port=self.broker_port, outbox=directory / gateway / "outbox"
             )
-            config = directory / gateway / "edge.toml"
+            config = directory / gateway / "edge.yaml"
             config.parent.mkdir(parents=True, exist_ok=True)
-            text = render_edge_config(deployment, gateway, target)
-            if poll_interval_s is not None:  # a top-level key: it goes before the first [table]
-                text = text.replace("\n\n[mqtt]\n", f"\npoll_interval_s = {poll_interval_s}\n\n[mqtt]\n", 1)
+            text = render_edge_config(deployment, gateway, target, poll_interval_s=poll_interval_s)
             config.write_text(text, encoding="utf-8")
             argv = [sys.executable, "-m", "edge", "run", "--config", str(config)]
             edges.append(start(self.logs, f"{label}-{gateway}", argv, cwd=REPO))

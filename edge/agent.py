@@ -1,14 +1,22 @@
 """The gateway agent: poll -> outbox -> local alarm check -> publish, and hub-acks back into the outbox.
 
-Four named tasks under one TaskGroup, all on one event loop (the outbox is used from that loop only):
+Five named tasks under one TaskGroup, all on one event loop (the outbox is used from that loop only):
 
-- ``edge-poll`` every ``poll_interval_s``: read the detectors, store readings and cursors in one transaction,
+- ``edge-poll`` on the per-detector schedule (``edge.schedule``; ``poll_interval_s`` per detector or for the
+  gateway): read the detectors that are due, store readings and cursors in one transaction,
   trip local alarms (log line and ``alarm_command``; independent of the broker), publish alarm readings at once;
 - ``edge-publish`` every ``publish_interval_s``: publish unsent readings in batches of <= ``max_batch`` on
   ``data``; republish every unacknowledged batch when no ack came for ``ack_timeout_s``;
 - ``edge-events``: broker connected (republish everything unacknowledged in seq order, then go on), broker lost
   (buffer), hub-acks (delete from the outbox), the hub's retained state, commands (``edge.commands``);
-- ``edge-health`` every ``health_interval_s``: one INFO ``health:`` line, the same numbers saved in the outbox.
+- ``edge-health`` every ``health_interval_s``: one INFO ``health:`` line, the same numbers saved in the outbox and,
+  while the broker is connected, published on ``health`` (retained) with the detectors not answering; skipped and
+  counted (``health_skipped``) while it is not;
+- ``edge-mqtt-supervisor`` (``MqttSession.supervise``): rebuilds the paho client when its network thread died or
+  stalled, counted in the health's ``client_rebuilds``.
+
+``cmd/ping`` and ``cmd/time`` are answered on ``reply/{name}`` (the ping's id, the measured clock skew); a command
+refused on this gateway's own topic is answered with ``ok: false`` and the reason.
 
 While the hub's retained state says offline, routine batches stay in the outbox (no publish, no republish timer);
 alarms still go out. When it says online again, everything unacknowledged is republished. No hub state at all
@@ -16,6 +24,10 @@ alarms still go out. When it says online again, everything unacknowledged is rep
 
 ``cmd/rebirth`` rolls the outbox over to a new session (every unacknowledged reading back to unsent, seq from
 1) and reconnects with the new session number in the Will and birth, so a hub that lost its store resyncs.
+
+``cmd/config`` is handed to the ``on_config_push`` hook (``edge.reconfigure``): a refusal is answered here at once;
+a push that is taken stops this agent, and the one started on the new config (or, rolled back, on the old one)
+answers it.
 
 Readings are handed out as batches only while the broker is connected, so that during an outage they stay
 unsent in the outbox (where the byte bound may thin them) rather than pile up in paho's queue.
@@ -26,19 +38,30 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from edge.alarms import AlarmHook, AlarmLevel, alarm_level
-from edge.commands import CLOCK_SKEW_WARN_S, Command, CommandRejected, Ping, Rebirth, TimeCheck, parse_command
+from edge.commands import (
+    CLOCK_SKEW_WARN_S,
+    Command,
+    CommandRejected,
+    ConfigPush,
+    Ping,
+    Rebirth,
+    TimeCheck,
+    parse_command,
+)
 from edge.config import EdgeConfig, SensorConfig
 from edge.drivers.modbus import ModbusDriver, Take
-from edge.health import Health, disk_free_bytes, health_line, oldest_age_s, process_usage
+from edge.health import Health, disk_free_bytes, health_line, health_report, oldest_age_s, process_usage
 from edge.outbox import Cursor, Entry, Outbox, OutboxBatch, Route
 from edge.relay import AlarmRelay, open_relay
+from edge.schedule import PollSchedule
 from edge.session import Connected, Disconnected, Message, MqttSession, SessionError
 from protocol.rejection import Rejection
 from protocol.senml import encode_batch
 from protocol.session import decode_ack, decode_state
+from protocol.telemetry import Reply, encode_health, encode_reply
 from protocol.topics import HUB_STATE_TOPIC, Channel, ParsedTopic, parse_topic, topic
 
 __all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
@@ -46,6 +69,9 @@ __all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
 _log = logging.getLogger("edge.agent")
 MAX_BATCHES_PER_TICK = 20
 """Publishing a backlog is spread over ticks so that paho's in-memory queue stays small."""
+ConfigPushHook = Callable[[ConfigPush], Awaitable[str | None]]
+"""Takes a ``cmd/config`` push (``edge.reconfigure``): returns the refusal's reason, or None when the push was
+taken, in which case this agent is about to be stopped and the one started on the new config answers it."""
 
 
 class Agent:
@@ -59,8 +85,10 @@ class Agent:
         driver: ModbusDriver,
         session: MqttSession,
         relay: AlarmRelay | None = None,
+        on_config_push: ConfigPushHook | None = None,
     ) -> None:
         self._config = config
+        self._on_config_push = on_config_push
         self._outbox = outbox
         self._driver = driver
         self._session = session
@@ -70,6 +98,7 @@ class Agent:
         self._online = False
         self._ack_clock = time.monotonic()
         self._ack_topic = topic(config.community, config.gateway, Channel.ACK)
+        self._health_topic = topic(config.community, config.gateway, Channel.HEALTH)
         self._alarm_hook = AlarmHook(config.alarm_command)
         self._relay = relay
         self._hub_online: bool | None = None  # None: no retained hub state seen (counts as online)
@@ -83,6 +112,9 @@ class Agent:
         self.commands_rejected = 0
         self.clock_skew_s = math.nan
         self.last_ping_id = ""
+        self.health_published = 0
+        self.health_skipped = 0
+        self.replies_unsent = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         self._session.start()
@@ -93,6 +125,7 @@ class Agent:
                     group.create_task(self._publish_loop(), name="edge-publish"),
                     group.create_task(self._event_loop(), name="edge-events"),
                     group.create_task(self._health_loop(), name="edge-health"),
+                    group.create_task(self._session.supervise(), name="edge-mqtt-supervisor"),
                 ]
                 await stop.wait()
                 for task in tasks:
@@ -118,13 +151,15 @@ class Agent:
     # -- poll -> outbox -> local alarm -> alarm publish ---------------------------------------------------
 
     async def _poll_loop(self) -> None:
-        interval = self._config.poll_interval_s
+        schedule = PollSchedule(self._config, now=time.monotonic())
         while True:
-            started = time.monotonic()
-            takes = await self._driver.poll(self._cursors)
-            if takes:
-                self._take(takes)
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            due = schedule.due(time.monotonic())
+            if due:
+                takes = await self._driver.poll(self._cursors, due)
+                schedule.done(due, time.monotonic())
+                if takes:
+                    self._take(takes)
+            await asyncio.sleep(max(0.0, schedule.next_due() - time.monotonic()))
 
     def _take(self, takes: Sequence[Take]) -> None:
         entries: list[Entry] = []
@@ -325,6 +360,16 @@ class Agent:
             if command.reason == "unknown command":
                 _log.info("command %s ignored: not supported by this edge", command.command)
             _log.warning("command %s rejected (%d so far): %s", command.command, self.commands_rejected, command)
+            parsed = parse_topic(message.topic)
+            if (
+                isinstance(parsed, ParsedTopic)
+                and (parsed.community, parsed.gateway) == (self._config.community, self._config.gateway)
+                and parsed.command is not None
+            ):  # only on this gateway's own topic: never answer in another gateway's name
+                self._reply(Reply(parsed.command, False, time.time(), command.reason))
+            return
+        if isinstance(command, ConfigPush):
+            await self._config_push(command)
             return
         await self._execute(command)
         name = type(command).__name__.lower()
@@ -346,9 +391,13 @@ class Agent:
             )
         elif isinstance(command, Ping):
             self.last_ping_id = command.id
-            _log.info("command ping id=%s: pong (answered in the log and the health snapshot)", command.id)
+            _log.info("command ping id=%s: pong (answered on reply/ping)", command.id)
+            self._reply(Reply("ping", True, time.time(), "pong", id=command.id))
         elif isinstance(command, TimeCheck):
-            self.clock_skew_s = command.skew_s(time.time())
+            now_s = time.time()
+            self.clock_skew_s = command.skew_s(now_s)
+            detail = f"clock skew {self.clock_skew_s:+.3f} s (gateway minus hub)"
+            self._reply(Reply("time", True, now_s, detail, skew_s=self.clock_skew_s))
             if abs(self.clock_skew_s) > CLOCK_SKEW_WARN_S:
                 _log.warning(
                     "command time: gateway clock is %+.3f s off the hub's (more than %.0f s): device times skewed",
@@ -358,12 +407,45 @@ class Agent:
             else:
                 _log.info("command time: clock skew %+.3f s", self.clock_skew_s)
 
+    async def _config_push(self, push: ConfigPush) -> None:
+        if self._on_config_push is None:
+            refusal: str | None = "config push needs the agent started by anju-edge run"
+        else:
+            refusal = await self._on_config_push(push)
+        if refusal is None:
+            self.commands_done["config"] = self.commands_done.get("config", 0) + 1
+            return
+        self.commands_rejected += 1
+        _log.warning("command config id=%s refused (%d so far): %s", push.id, self.commands_rejected, refusal)
+        self._reply(Reply("config", False, time.time(), refusal, id=push.id))
+
+    def answer(self, reply: Reply) -> None:
+        """Publish ``reply`` on ``reply/{command}`` for a command an earlier agent took (a config push's result)."""
+        self._reply(reply)
+
+    @property
+    def detectors_answering(self) -> bool:
+        """Some detector answered at its last poll (so the bus settings work)."""
+        return self._driver.answering()
+
+    def _reply(self, reply: Reply) -> None:
+        """Answer on ``reply/{name}`` (QoS 1, not retained). Best effort: an answer that cannot go out now is
+        counted and dropped, since the hub asks again if it still wants to know."""
+        name = topic(self._config.community, self._config.gateway, Channel.REPLY, reply.command)
+        try:
+            self._session.publish(name, encode_reply(reply))
+        except SessionError as exc:
+            self.replies_unsent += 1
+            _log.info("reply to %s not sent (%d so far): %s", reply.command, self.replies_unsent, exc)
+
     # -- health -------------------------------------------------------------------------------------------
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.health_interval_s)
-            self._report_health()
+            health = self._report_health()
+            if health is not None:
+                self._publish_health(health)
 
     def health(self) -> Health:
         c = self._outbox.counters()
@@ -386,33 +468,61 @@ class Agent:
             cpu_s=cpu_s,
             rss_bytes=rss_bytes,
             disk_free_bytes=disk_free_bytes(self._config.outbox.parent),
+            client_rebuilds=self._session.client_rebuilds,
         )
 
-    def _report_health(self) -> None:
+    def _report_health(self) -> Health | None:
+        """Log one snapshot and save it in the outbox; returns it (None when the outbox could not be read)."""
         try:
             health = self.health()
-            _log.info("%s", health_line(health))
-            self._outbox.save_health(health.values())
         except sqlite3.Error as exc:  # a failing card must not stop the agent; the poll loop reports it too
+            _log.error("health snapshot not taken: %s", exc)
+            return None
+        _log.info("%s", health_line(health))
+        try:
+            self._outbox.save_health(health.values())
+        except sqlite3.Error as exc:  # a full disk is when the hub most needs the snapshot: it is still published
             _log.error("health snapshot not saved: %s", exc)
+        return health
+
+    def _publish_health(self, health: Health) -> None:
+        """Publish the snapshot on ``health`` (QoS 1, retained) while connected; otherwise skip it, counted in
+        ``health_skipped`` (and reported in the next one that goes out). Never queued: a newer one supersedes it."""
+        if not self._online:
+            self.health_skipped += 1
+            return
+        report = health_report(health, silent=self._driver.silent(), skipped=self.health_skipped)
+        try:
+            self._session.publish(self._health_topic, encode_health(report), retain=True)
+        except SessionError as exc:
+            self.health_skipped += 1
+            _log.info("health snapshot not published (%d skipped so far): %s", self.health_skipped, exc)
+            return
+        self.health_published += 1
 
 
-async def serve(config: EdgeConfig, outbox: Outbox, stop: asyncio.Event) -> None:
-    """Assemble driver, session and agent for ``config`` and run until ``stop`` is set."""
-    session = MqttSession(
-        community=config.community,
-        gateway=config.gateway,
-        session=outbox.session,
-        host=config.mqtt.host,
-        port=config.mqtt.port,
-        keepalive_s=config.mqtt.keepalive_s,
-        username=config.mqtt.username,
-        password_file=config.mqtt.password_file,
-    )
+async def serve(
+    config: EdgeConfig,
+    outbox: Outbox,
+    stop: asyncio.Event,
+    *,
+    on_config_push: ConfigPushHook | None = None,
+    on_agent: Callable[[Agent], None] | None = None,
+) -> None:
+    """Assemble driver, session and agent for ``config`` and run until ``stop`` is set.
+
+    ``on_agent`` is called with the agent before it runs, so that ``edge.reconfigure`` can watch a pushed config's
+    start and answer the push through it."""
+    session = MqttSession.from_config(config, session=outbox.session)
     async with ModbusDriver(config=config.modbus, sensors=config.sensors) as driver:
         relay = open_relay(config.alarm_gpio_pin) if config.alarm_gpio_pin is not None else None
         try:
-            await Agent(config=config, outbox=outbox, driver=driver, session=session, relay=relay).run(stop)
+            agent = Agent(
+                config=config, outbox=outbox, driver=driver, session=session, relay=relay, on_config_push=on_config_push
+            )
+            if on_agent is not None:
+                on_agent(agent)
+            await agent.run(stop)
         finally:
             if relay is not None:
                 relay.close()

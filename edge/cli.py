@@ -1,5 +1,8 @@
 """``anju-edge``: run the gateway agent, check a config file, or show the outbox counters and last health.
 
+The config is one YAML file (``edge.yaml``, see ``edge.config``). ``run`` takes config pushes from the hub
+(``edge.reconfigure``) and, before reading the file, rolls back a pushed config whose trial never ended.
+
 Exit codes: 0 ok (also after SIGINT/SIGTERM), 2 bad configuration or usage, 1 the outbox cannot be opened.
 """
 
@@ -16,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from edge.agent import serve
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.outbox import Outbox
+from edge.reconfigure import ConfigFile, Supervisor
 from edge.relay import RelayUnavailable
 
 __all__ = ["main"]
@@ -31,11 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="poll the detectors and publish to the hub until SIGINT/SIGTERM")
-    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's TOML config")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's edge.yaml")
     check = commands.add_parser("check-config", help="validate a config file (exit 2 naming the bad key)")
     check.add_argument("file", type=Path, metavar="FILE")
     outbox = commands.add_parser("outbox", help="print the outbox counters (key=integer lines)")
-    outbox.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's TOML config")
+    outbox.add_argument("--config", type=Path, required=True, metavar="FILE", help="the gateway's edge.yaml")
     outbox.add_argument(
         "--health", action="store_true", help="also print the agent's last health snapshot (health.key=number lines)"
     )
@@ -51,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its errors are reported by the driver, once
     path: Path = args.config if args.command != "check-config" else args.file
+    if args.command == "run":
+        _recover(ConfigFile(path))
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -78,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 text = str(int(number)) if number.is_integer() else f"{number:.3f}"
                 sys.stdout.write(f"health.{key}={text}\n")
             return 0
-        return _run(config, outbox)
+        return _run(config, outbox, path)
     finally:
         outbox.close()
 
@@ -102,7 +107,21 @@ def _arm_stop_deadline() -> None:
 EXIT_STOP_TIMEOUT = 70  # EX_SOFTWARE: visible to systemd and tests, unlike a clean 0
 
 
-def _run(config: EdgeConfig, outbox: Outbox) -> int:
+def _recover(file: ConfigFile) -> None:
+    try:
+        push_id = file.recover()
+    except OSError as exc:  # the file as it is still gets validated and run
+        _log.error("could not roll back an unfinished config push trial (%s): %s", file.trial, exc)
+        return
+    if push_id is not None:
+        _log.warning(
+            "config push %s was on trial when the agent last stopped: back on %s (the config before it)",
+            push_id,
+            file.previous,
+        )
+
+
+def _run(config: EdgeConfig, outbox: Outbox, path: Path) -> int:
     _log.info(
         "anju-edge %s/%s starting: session=%d sensors=%d outbox=%s broker=%s:%d",
         config.community,
@@ -124,7 +143,7 @@ def _run(config: EdgeConfig, outbox: Outbox) -> int:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, request_stop)
-        await serve(config, outbox, stop)
+        await Supervisor(file=ConfigFile(path), config=config, outbox=outbox).run(stop)
 
     try:
         asyncio.run(run())

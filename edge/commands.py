@@ -4,10 +4,11 @@ Payloads (JSON objects, at most ``MAX_COMMAND_BYTES``; unknown keys are refused 
 ignored; these schemas are the edge's until the lead moves them to ``protocol/``):
 
 - ``rebirth``: empty, or ``{}``: roll over to a new session and resend every unacknowledged reading under it;
-- ``ping``: ``{"id": "<1-64 printable chars>"}``: answered in the log and in the health snapshot (no reply
-  topic exists in protocol/ yet);
+- ``ping``: ``{"id": "<1-64 printable chars>"}``: answered on ``reply/ping`` with the id (``protocol.telemetry``);
 - ``time``: ``{"hub_time": <unix seconds>}``: the gateway's clock skew against the hub, ``gateway - hub`` in
-  seconds (> 0: the gateway's clock is ahead), warned about above ``CLOCK_SKEW_WARN_S``.
+  seconds (> 0: the gateway's clock is ahead), warned about above ``CLOCK_SKEW_WARN_S``;
+- ``config``: ``{"id": "<1-64 printable chars>", "config": "<the whole edge.yaml as text>"}``, at most
+  ``MAX_CONFIG_PUSH_BYTES``: a new configuration, validated, applied and tried by ``edge.reconfigure``.
 
 ``parse_command`` returns a command or a ``CommandRejected`` with a reason (another gateway's topic, a bad
 payload, a command this edge does not support); it never raises on input.
@@ -24,8 +25,10 @@ from protocol.topics import Channel, parse_topic
 __all__ = [
     "CLOCK_SKEW_WARN_S",
     "MAX_COMMAND_BYTES",
+    "MAX_CONFIG_PUSH_BYTES",
     "Command",
     "CommandRejected",
+    "ConfigPush",
     "Ping",
     "Rebirth",
     "TimeCheck",
@@ -33,6 +36,11 @@ __all__ = [
 ]
 
 MAX_COMMAND_BYTES = 4096
+MAX_CONFIG_PUSH_BYTES = 256 * 1024
+"""``cmd/config`` only: it carries a whole edge.yaml. One bus holds at most 247 detectors; with a Chinese location
+comment each (JSON may escape every character as 6 bytes) that is ~70 KB, so 256 KiB leaves 3x room. The bound
+also caps the parse: ruamel (pure Python) took 1.6 s for 256 KiB of YAML on the development machine, several
+times that on a Pi, which is why the push is parsed in a worker thread."""
 CLOCK_SKEW_WARN_S = 2.0
 """Above this the gateway's device-time stamps (the detectors' clocks are set from it) are visibly off."""
 _EARLIEST_S = 946_684_800.0  # 2000-01-01, as protocol.senml
@@ -58,7 +66,15 @@ class TimeCheck:
         return gateway_time_s - self.hub_time_s
 
 
-Command = Rebirth | Ping | TimeCheck
+@dataclass(frozen=True, slots=True)
+class ConfigPush:
+    """A new configuration from the hub: ``id`` names the request in the answer, ``text`` is the whole YAML."""
+
+    id: str
+    text: str
+
+
+Command = Rebirth | Ping | TimeCheck | ConfigPush
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +98,9 @@ def parse_command(topic_name: str, payload: bytes, *, community: str, gateway: s
     name = parsed.command
     if (parsed.community, parsed.gateway) != (community, gateway):
         return CommandRejected(name, f"meant for gateway {parsed.community}/{parsed.gateway}, not this one")
-    if len(payload) > MAX_COMMAND_BYTES:
-        return CommandRejected(name, f"payload of {len(payload)} bytes > limit {MAX_COMMAND_BYTES}")
+    limit = MAX_CONFIG_PUSH_BYTES if name == "config" else MAX_COMMAND_BYTES
+    if len(payload) > limit:
+        return CommandRejected(name, f"payload of {len(payload)} bytes > limit {limit}")
     body = _body(payload, allow_empty=name == "rebirth")
     if isinstance(body, str):
         return CommandRejected(name, body)
@@ -94,7 +111,7 @@ def parse_command(topic_name: str, payload: bytes, *, community: str, gateway: s
     if name == "time":
         return _only(name, body, {"hub_time"}) or _time(body)
     if name == "config":
-        return CommandRejected(name, "config push is not supported by this edge yet")
+        return _only(name, body, {"id", "config"}) or _config(body)
     return CommandRejected(name, "unknown command")
 
 
@@ -122,6 +139,17 @@ def _ping(body: dict[str, object]) -> Ping | CommandRejected:
     if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable():
         return CommandRejected("ping", f"id {value!r} must be a string of 1-64 printable characters")
     return Ping(value)
+
+
+def _config(body: dict[str, object]) -> ConfigPush | CommandRejected:
+    push_id, text = body.get("id"), body.get("config")
+    if not isinstance(push_id, str) or not 1 <= len(push_id) <= 64 or not push_id.isprintable():
+        shown = repr(push_id)[:80]  # the payload may be 256 KiB: never put all of it in a log line
+        return CommandRejected("config", f"id {shown} must be a string of 1-64 printable characters")
+    if not isinstance(text, str) or not text.strip():
+        got = "empty text" if isinstance(text, str) else "null" if text is None else type(text).__name__
+        return CommandRejected("config", f"config must be the whole edge.yaml as a JSON string, got {got}")
+    return ConfigPush(push_id, text)
 
 
 def _time(body: dict[str, object]) -> TimeCheck | CommandRejected:

@@ -1,51 +1,90 @@
-"""The gateway's configuration: one TOML file, validated into frozen dataclasses.
+"""The gateway's configuration: one YAML file (``edge.yaml``), validated into frozen dataclasses.
 
-Unknown keys are errors, and every error names the key and the bad value (``ConfigError``), so a typo in a
-field installer's file fails at ``anju-edge check-config`` rather than silently falling back to a default.
-Relative paths (``outbox``, ``mqtt.password_file``) are relative to the config file. Secrets are never held
-here: only the path of the password file, which the MQTT session reads when it connects.
+Unknown keys are errors, and every error names the key, the bad value and the file:line (``ConfigError``), so a
+typo in a field installer's file fails at ``anju-edge check-config`` rather than silently falling back to a
+default. The file is read with ruamel.yaml (the hub's YAML library too) in round-trip mode, which builds only
+plain data (never arbitrary objects) and keeps each key's line. YAML's traps are refused by name: duplicate keys,
+a top level that is not a mapping, numbers written with a leading zero (``unit_id: 010`` is 8 to a YAML 1.1 tool
+and 10 to YAML 1.2), unquoted ids that YAML reads as numbers (``gateway: 1``), and ``on``/``yes`` where true or
+false is meant (text to YAML 1.2, so a type error).
+Relative paths (``outbox``, ``mqtt.password_file``, the ``mqtt`` TLS files) are relative to the config file.
+Secrets are never held here: only the paths of the password and key files, which the MQTT session reads when it
+connects.
 """
 
 import math
+import re
 import shlex
-import tomllib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarint import ScalarInt
+
 from protocol.ids import is_valid_id
 from protocol.kinds import KINDS
 from protocol.registers import KIND_EXPONENTS
 
-__all__ = ["ConfigError", "EdgeConfig", "ModbusConfig", "MqttConfig", "SensorConfig", "load_config", "parse_config"]
+__all__ = [
+    "ConfigError",
+    "EdgeConfig",
+    "ModbusConfig",
+    "MqttConfig",
+    "SensorConfig",
+    "load_config",
+    "parse_config",
+    "parse_config_text",
+]
 
 _T = TypeVar("_T")
 _BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 """The rates RS-485 detectors offer; 9600 8N1 is the common default."""
+DRIVERS = ("modbus-tcp", "modbus-rtu", "sim")
+"""The detector drivers (``edge.drivers``): Modbus TCP, Modbus RTU on RS-485, in-process simulation."""
+DEFAULT_POLL_INTERVAL_S = 0.5
+"""Half a second: a detector's alarm reaches the local relay and the hub well inside DESIGN.md's 1 s target."""
+MIN_POLL_INTERVAL_S = 0.05
+MAX_POLL_INTERVAL_S = 3600.0
 DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
 """Issue 3: a day of 500 sensors at 1 Hz is ~43 M readings of ~60 bytes; 256 MiB holds hours of outage."""
 
 
 class ConfigError(Exception):
-    """A configuration value was refused: ``key`` is its dotted path, ``value`` what was found, ``reason`` why."""
+    """A configuration value was refused: ``key`` is its dotted path, ``value`` what was found, ``reason`` why;
+    ``source`` the file (or the push) and ``line`` its 1-based line there, when known."""
 
-    def __init__(self, *, key: str, value: object, reason: str, source: str = "") -> None:
+    def __init__(self, *, key: str, value: object, reason: str, source: str = "", line: int | None = None) -> None:
         self.key = key
         self.value = value
         self.reason = reason
         self.source = source
-        where = f"{source}: " if source else ""
+        self.line = line
+        where = f"{source}:{line}: " if source and line is not None else f"{source}: " if source else ""
         super().__init__(f"{where}{key} = {value!r}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
+    """The broker connection. ``port`` defaults to 1883 (plain MQTT); a TLS listener is normally 8883.
+
+    With ``tls`` the broker's certificate must chain to ``ca_file`` and match ``host`` (there is deliberately no
+    option to skip the hostname check); ``cert_file`` + ``key_file`` (both or neither, the key unencrypted since
+    the gateway starts unattended) are the gateway's client certificate for brokers that require one.
+    """
+
     host: str = "127.0.0.1"
     port: int = 1883
     username: str = ""
     password_file: Path | None = None
     keepalive_s: int = 30
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +97,26 @@ class ModbusConfig:
     timeout_s: float = 1.0
     serial: str = ""
     baudrate: int = 9600
+    driver: str = "modbus-tcp"
+    """``modbus-tcp``, ``modbus-rtu`` (the default when ``serial`` is set) or ``sim``: in-process detectors
+    sampling at ``sim_sample_hz``, for load tests without a bus (``edge.drivers.sim``)."""
+    sim_sample_hz: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.serial and self.driver == "modbus-tcp":  # built in code with only a serial device: RS-485
+            object.__setattr__(self, "driver", "modbus-rtu")
 
 
 @dataclass(frozen=True, slots=True)
 class SensorConfig:
-    """One detector on the bus. ``alarm_above`` is the local alarm set point in the kind's unit."""
+    """One detector on the bus. ``alarm_above`` is the local alarm set point in the kind's unit;
+    ``poll_interval_s`` this detector's own poll period in seconds (None: the gateway's ``poll_interval_s``)."""
 
     id: str
     kind: str
     unit_id: int
     alarm_above: float | None = None
+    poll_interval_s: float | None = None
 
     @property
     def unit(self) -> str:
@@ -86,7 +135,7 @@ class EdgeConfig:
     mqtt: MqttConfig
     modbus: ModbusConfig
     sensors: tuple[SensorConfig, ...]
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     publish_interval_s: float = 1.0
     max_batch: int = 500
     ack_timeout_s: float = 10.0
@@ -96,13 +145,88 @@ class EdgeConfig:
     """BCM number of the GPIO pin driving the local alarm relay or buzzer (Raspberry Pi), if any."""
     health_interval_s: float = 60.0
 
+    def poll_interval(self, sensor: SensorConfig) -> float:
+        """Seconds between two reads of ``sensor``'s ring: its own period, else the gateway's."""
+        return self.poll_interval_s if sensor.poll_interval_s is None else sensor.poll_interval_s
+
     @property
     def client_id(self) -> str:
         return f"anju-edge-{self.community}-{self.gateway}"
 
 
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a mapping (indented key: value lines)",
+    list: "a list (indented - items)",
+}
+_YAML11_BOOLEANS = frozenset({"y", "n", "yes", "no", "on", "off"})
+"""Booleans to YAML 1.1 (and to many people), plain text to YAML 1.2, which ruamel reads."""
+
+
+def _line_of(node: object, key: str | int | None = None) -> int | None:
+    """1-based line of ``key`` (a mapping key or a list index) in a ruamel node, or of the node itself; None for
+    data without line information (a dict built in code)."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is None:
+            return int(lc.line) + 1
+        position = lc.item(key) if isinstance(key, int) else lc.key(key)
+        return int(position[0]) + 1
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def _leading_zero(value: object) -> str | None:
+    """The integer as written when it has a leading zero (``010``, ``-05``), else None.
+
+    ruamel (YAML 1.2) reads ``010`` as 10, a YAML 1.1 tool as octal 8: an installer who meant either cannot tell
+    which one the gateway took, so the value is refused. ruamel keeps the written width of such integers.
+    """
+    width = getattr(value, "_width", None)
+    if type(value) is not ScalarInt or not isinstance(width, int):
+        return None
+    digits = str(abs(int(value)))
+    return ("-" if value < 0 else "") + digits.zfill(width) if width > len(digits) else None
+
+
+def _plain(value: object) -> object:
+    """ruamel's scalar subclasses (``ScalarFloat``, ``ScalarInt`` …) as built-in values, so the config holds those."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _type_reason(kind: type, value: object) -> str:
+    reason = f"must be {_TYPE_NAMES.get(kind, kind.__name__)}"
+    if value is None:
+        return f"{reason}, and the value is empty (null in YAML)"
+    if kind is str and isinstance(value, int | float):
+        written = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        what = "true/false" if isinstance(value, bool) else "a number"
+        return f'{reason}: YAML reads {written} unquoted as {what}, quote it ("{written}")'
+    if kind is not str and isinstance(value, str) and value.lower() in _YAML11_BOOLEANS:
+        advice = ", write true or false" if kind is bool else ", not as a boolean"
+        return f"{reason}: YAML 1.2 reads {value} as text{advice}"
+    return reason
+
+
 class _Section:
-    """Typed access to one TOML table that remembers which keys were read, to refuse the others."""
+    """Typed access to one YAML mapping that remembers which keys were read, to refuse the others.
+
+    ``data`` is a ruamel ``CommentedMap`` when it was read from a file (errors then carry the key's line) or any
+    other mapping (a dict built in code; errors without a line).
+    """
 
     def __init__(self, data: Mapping[str, object], prefix: str, source: str) -> None:
         self._data = data
@@ -114,7 +238,8 @@ class _Section:
         return f"{self._prefix}{name}"
 
     def error(self, name: str, value: object, reason: str) -> ConfigError:
-        return ConfigError(key=self.key(name), value=value, reason=reason, source=self._source)
+        line = _line_of(self._data, name) if name in self._data else _line_of(self._data)
+        return ConfigError(key=self.key(name), value=value, reason=reason, source=self._source, line=line)
 
     def get(self, name: str, kind: type[_T], default: _T | None = None) -> _T:
         self._seen.add(name)
@@ -122,11 +247,15 @@ class _Section:
             if default is None:
                 raise self.error(name, None, "is required")
             return default
-        value = self._data[name]
+        written = _leading_zero(self._data[name])
+        if written is not None:
+            reason = "a leading zero is ambiguous (YAML 1.1 reads 010 as octal 8, YAML 1.2 as 10): write it without"
+            raise self.error(name, written, reason)
+        value = _plain(self._data[name])
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            raise self.error(name, value, f"must be of type {kind.__name__}")
+            raise self.error(name, value, _type_reason(kind, value))
         return value
 
     def positive(self, name: str, kind: type[int] | type[float], default: float | None) -> float:
@@ -173,10 +302,50 @@ def _required_path(section: _Section, name: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _sensor(data: object, index: int, source: str) -> SensorConfig:
+def _no_key_password() -> bytes:
+    """For ``load_cert_chain``: an encrypted key fails at once instead of OpenSSL prompting on a terminal."""
+    return b""
+
+
+def _check_tls(section: _Section, mqtt: MqttConfig) -> None:
+    """Read and parse the TLS files at load time, so a bad path or PEM fails ``check-config``, not every reconnect."""
+    files = {"ca_file": mqtt.ca_file, "cert_file": mqtt.cert_file, "key_file": mqtt.key_file}
+    if not mqtt.tls:
+        for name, path in files.items():
+            if path is not None:
+                raise section.error(name, str(path), "needs mqtt.tls = true")
+        return
+    if mqtt.ca_file is None:
+        raise section.error("ca_file", None, "is required with mqtt.tls = true: the CA that signed the broker's cert")
+    if (mqtt.cert_file is None) != (mqtt.key_file is None):
+        missing = "key_file" if mqtt.key_file is None else "cert_file"
+        raise section.error(missing, None, "is required: cert_file and key_file go together (client certificate)")
+    for name, path in files.items():
+        if path is None:
+            continue
+        try:
+            with path.open("rb") as file:
+                file.read(1)
+        except OSError as exc:
+            raise section.error(name, str(path), f"cannot be read: {exc.strerror}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=mqtt.ca_file)
+    except ssl.SSLError as exc:
+        raise section.error("ca_file", str(mqtt.ca_file), f"holds no PEM CA certificate: {exc.reason}") from None
+    if mqtt.cert_file is not None and mqtt.key_file is not None:
+        try:
+            context.load_cert_chain(certfile=mqtt.cert_file, keyfile=mqtt.key_file, password=_no_key_password)
+        except ssl.SSLError as exc:
+            reason = f"with mqtt.key_file is no usable PEM certificate and unencrypted matching key: {exc.reason}"
+            raise section.error("cert_file", str(mqtt.cert_file), reason) from None
+
+
+def _sensor(data: object, index: int, source: str, line: int | None = None) -> SensorConfig:
     prefix = f"sensors[{index}]."
     if not isinstance(data, dict):
-        raise ConfigError(key=f"sensors[{index}]", value=data, reason="must be a table", source=source)
+        reason = _type_reason(dict, data)
+        raise ConfigError(key=f"sensors[{index}]", value=data, reason=reason, source=source, line=line)
     section = _Section(data, prefix, source)
     sensor_id = section.identifier("id")
     kind = section.get("kind", str)
@@ -190,17 +359,34 @@ def _sensor(data: object, index: int, source: str) -> SensorConfig:
         alarm_above = section.get("alarm_above", float)
         if not math.isfinite(alarm_above):
             raise section.error("alarm_above", alarm_above, "must be a finite number")
+    poll_interval: float | None = None
+    if "poll_interval_s" in data:
+        poll_interval = _poll_interval(section)
     section.check_unknown()
-    return SensorConfig(id=sensor_id, kind=kind, unit_id=unit_id, alarm_above=alarm_above)
+    return SensorConfig(
+        id=sensor_id, kind=kind, unit_id=unit_id, alarm_above=alarm_above, poll_interval_s=poll_interval
+    )
+
+
+def _poll_interval(section: "_Section") -> float:
+    """A poll period in seconds: at least 50 ms (a bus round trip), at most an hour (a ring of 15 samples
+    then only suits detectors that sample every 4 minutes or slower)."""
+    value = section.positive("poll_interval_s", float, None)
+    if not MIN_POLL_INTERVAL_S <= value <= MAX_POLL_INTERVAL_S:
+        raise section.error(
+            "poll_interval_s", value, f"must be between {MIN_POLL_INTERVAL_S} and {MAX_POLL_INTERVAL_S} seconds"
+        )
+    return value
 
 
 def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = "") -> EdgeConfig:
-    """Validate parsed TOML into an ``EdgeConfig``; raises ``ConfigError`` naming the first bad key."""
+    """Validate parsed YAML (or any mapping) into an ``EdgeConfig``; raises ``ConfigError`` naming the first bad
+    key, with its line when ``data`` came from ruamel."""
     top = _Section(data, "", source)
     community = top.identifier("community")
     gateway = top.identifier("gateway")
     outbox = _required_path(top, "outbox", base_dir)
-    poll = top.positive("poll_interval_s", float, 0.5)
+    poll = _poll_interval(top) if "poll_interval_s" in data else DEFAULT_POLL_INTERVAL_S
     publish = top.positive("publish_interval_s", float, 1.0)
     max_batch = int(top.positive("max_batch", int, 500))
     if max_batch > 5000:
@@ -230,21 +416,38 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         username=mqtt_section.get("username", str, ""),
         password_file=_optional_path(mqtt_section, "password_file", base_dir),
         keepalive_s=int(mqtt_section.positive("keepalive_s", int, 30)),
+        tls=mqtt_section.get("tls", bool, False),
+        ca_file=_optional_path(mqtt_section, "ca_file", base_dir),
+        cert_file=_optional_path(mqtt_section, "cert_file", base_dir),
+        key_file=_optional_path(mqtt_section, "key_file", base_dir),
     )
     if not mqtt.host:
         raise mqtt_section.error("host", mqtt.host, "must not be empty")
     if mqtt.password_file is not None and not mqtt.username:
         raise mqtt_section.error("password_file", str(mqtt.password_file), "needs mqtt.username")
+    _check_tls(mqtt_section, mqtt)
     mqtt_section.check_unknown()
 
     modbus_section = _Section(top.table("modbus"), "modbus.", source)
+    serial = modbus_section.get("serial", str, "")
+    driver = modbus_section.get("driver", str, "modbus-rtu" if serial else "modbus-tcp")
+    if driver not in DRIVERS:
+        raise modbus_section.error("driver", driver, f"one of {', '.join(DRIVERS)}")
+    if (driver == "modbus-rtu") != bool(serial):
+        raise modbus_section.error(
+            "driver", driver, "modbus-rtu needs modbus.serial, and modbus.serial is only for modbus-rtu"
+        )
     modbus = ModbusConfig(
         host=modbus_section.get("host", str, "127.0.0.1"),
         port=modbus_section.port("port", 502),
         timeout_s=modbus_section.positive("timeout_s", float, 1.0),
-        serial=modbus_section.get("serial", str, ""),
+        serial=serial,
         baudrate=modbus_section.get("baudrate", int, 9600),
+        driver=driver,
+        sim_sample_hz=modbus_section.positive("sim_sample_hz", float, 1.0),
     )
+    if modbus.sim_sample_hz > 100:
+        raise modbus_section.error("sim_sample_hz", modbus.sim_sample_hz, "must be <= 100")
     if modbus.baudrate not in _BAUDRATES:
         raise modbus_section.error("baudrate", modbus.baudrate, f"one of {', '.join(map(str, _BAUDRATES))}")
     if modbus.serial and not modbus.serial.startswith("/dev/"):
@@ -252,18 +455,17 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
     modbus_section.check_unknown()
 
     raw_sensors = top.get("sensors", list)
-    sensors = tuple(_sensor(item, i, source) for i, item in enumerate(raw_sensors))
+    sensors = tuple(_sensor(item, i, source, _line_of(raw_sensors, i)) for i, item in enumerate(raw_sensors))
     if not sensors:
         raise top.error("sensors", raw_sensors, "at least one sensor is required")
     seen_ids: set[str] = set()
     seen_units: set[int] = set()
     for i, sensor in enumerate(sensors):
+        item = _Section(raw_sensors[i], f"sensors[{i}].", source)
         if sensor.id in seen_ids:
-            raise ConfigError(key=f"sensors[{i}].id", value=sensor.id, reason="duplicate sensor id", source=source)
+            raise item.error("id", sensor.id, "duplicate sensor id")
         if sensor.unit_id in seen_units:
-            raise ConfigError(
-                key=f"sensors[{i}].unit_id", value=sensor.unit_id, reason="duplicate unit id", source=source
-            )
+            raise item.error("unit_id", sensor.unit_id, "duplicate unit id")
         seen_ids.add(sensor.id)
         seen_units.add(sensor.unit_id)
     top.check_unknown()
@@ -285,14 +487,51 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
     )
 
 
+_DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value "(.*?)"')
+
+
+def _read_yaml(text: str, source: str) -> Mapping[str, object]:
+    """One YAML document whose top level is a mapping; every failure a ``ConfigError`` with the line."""
+    try:
+        # Round trip, not "safe": it keeps each key's line for the errors, and like "safe" it builds only plain
+        # data (mappings, lists, scalars; unknown tags stay inert values that fail the type checks).
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:  # duplicate keys (an error by default in ruamel), syntax, several documents
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else int(mark.line) + 1
+        duplicate = _DUPLICATE_KEY.search(str(exc.problem))
+        if duplicate is not None:
+            reason = "duplicate key: YAML would keep only one of the two values, remove the other"
+            key, value = duplicate.groups()
+            raise ConfigError(key=key, value=value, reason=reason, source=source, line=line) from None
+        reason = f"is not valid YAML: {exc.problem or exc.context}"
+        raise ConfigError(key="<file>", value=source, reason=reason, source=source, line=line) from None
+    except YAMLError as exc:
+        raise ConfigError(key="<file>", value=source, reason=f"is not valid YAML: {exc}", source=source) from None
+    except Exception as exc:  # the file (or a push) is input: a crash here would be a crash on input
+        # ruamel raises more than YAMLError: ValueError for "!!float abc" or "!!timestamp 2020-13-45",
+        # RecursionError for lists nested thousands deep.
+        reason = f"is not valid YAML: {type(exc).__name__}: {exc}"
+        raise ConfigError(key="<file>", value=source, reason=reason, source=source) from None
+    if not isinstance(document, Mapping):
+        found = "nothing (an empty file)" if document is None else "a list" if isinstance(document, list) else "text"
+        reason = f"must be a mapping of keys (community: …, gateway: …), found {found}"
+        raise ConfigError(key="<top level>", value=None, reason=reason, source=source, line=_line_of(document))
+    return document
+
+
+def parse_config_text(text: str, *, base_dir: Path, source: str) -> EdgeConfig:
+    """Validate YAML text (a file's or a pushed config's); relative paths are taken against ``base_dir``."""
+    return parse_config(_read_yaml(text, source), base_dir=base_dir, source=source)
+
+
 def load_config(path: Path) -> EdgeConfig:
-    """Read and validate a TOML config file; raises ``ConfigError`` (also for unreadable or invalid TOML)."""
+    """Read and validate a YAML config file; raises ``ConfigError`` (also for an unreadable or invalid file)."""
     source = str(path)
     try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(key="<file>", value=source, reason=f"cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(key="<file>", value=source, reason=f"is not valid TOML: {exc}") from None
-    return parse_config(data, base_dir=path.resolve().parent, source=source)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(key="<file>", value=source, reason=f"is not UTF-8 text: {exc.reason}") from None
+    return parse_config_text(text, base_dir=path.resolve().parent, source=source)

@@ -1,8 +1,10 @@
 """The agent's own health: what a field engineer needs to judge a gateway without logging in to it.
 
 Every ``health_interval_s`` the agent logs one INFO line (``health_line``) and stores the same numbers in the
-outbox (``Outbox.save_health``) so that ``anju-edge outbox`` shows them from another process. Sending them to
-the hub needs a protocol topic that does not exist yet.
+outbox (``Outbox.save_health``) so that ``anju-edge outbox`` shows them from another process. While the broker
+is connected the same numbers go to the hub on ``health`` (``health_report``, ``protocol.telemetry``), with the
+detectors that are not answering on the bus; while it is not, the snapshot is skipped and counted (the outbox
+holds readings, and a newer snapshot supersedes an older one anyway).
 
 Units are in the field names. ``oldest_unacked_s`` is measured against the device time of the oldest reading
 still held (the outbox keeps no separate arrival time); ``clock_skew_s`` is gateway minus hub from the last
@@ -13,10 +15,13 @@ import math
 import resource
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Health", "disk_free_bytes", "health_line", "oldest_age_s", "process_usage"]
+from protocol.telemetry import HealthReport
+
+__all__ = ["Health", "disk_free_bytes", "health_line", "health_report", "oldest_age_s", "process_usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +43,21 @@ class Health:
     cpu_s: float
     rss_bytes: int
     disk_free_bytes: int
+    client_rebuilds: int = 0
+    """Times the MQTT session replaced a paho client whose network thread had died or stalled."""
 
     def values(self) -> dict[str, float]:
         """Every field as a number (booleans as 0/1), the form ``Outbox.save_health`` stores."""
         return {key: float(value) for key, value in asdict(self).items()}
+
+
+def health_report(health: Health, *, silent: Sequence[str], skipped: int) -> HealthReport:
+    """The snapshot as the hub receives it: every field but ``time_s`` as a number, plus the silent detectors
+    (sensor ids) and ``health_skipped``, the snapshots not sent so far because the broker was unreachable."""
+    values = health.values()
+    time_s = values.pop("time_s")
+    values["health_skipped"] = float(skipped)
+    return HealthReport(time_s, values, tuple(silent))
 
 
 def process_usage() -> tuple[float, int]:

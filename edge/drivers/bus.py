@@ -1,33 +1,34 @@
-"""Open the detectors' bus: Modbus TCP, or Modbus RTU over an RS-485 serial adapter.
+"""Open the detectors' bus from the config: Modbus TCP, Modbus RTU over an RS-485 serial adapter, or the
+in-process ``sim`` detectors for load tests.
 
-One contract for the driver whichever the wiring: the returned pymodbus client connects, reads input
-registers by unit id and closes. Retries are 0 on both: the next poll (``poll_interval_s`` later) is the
-retry, so one dead detector never holds up the others.
+One contract whichever the wiring (``edge.drivers.transport.Transport``); each transport's library is
+imported only when that wiring is configured, so a TCP-only gateway never loads the serial stack.
 """
 
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from collections.abc import Sequence
 
-from edge.config import ModbusConfig
+from edge.config import ModbusConfig, SensorConfig
+from edge.drivers.transport import Transport
 
-__all__ = ["describe", "open_bus"]
+__all__ = ["describe", "open_transport"]
 
 
-def open_bus(config: ModbusConfig) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-    if config.serial:
-        return AsyncModbusSerialClient(
-            config.serial,
-            framer=FramerType.RTU,
-            baudrate=config.baudrate,
-            bytesize=8,
-            parity="N",
-            stopbits=1,
-            timeout=config.timeout_s,
-            retries=0,
-        )
-    return AsyncModbusTcpClient(config.host, port=config.port, timeout=config.timeout_s, retries=0)
+def open_transport(config: ModbusConfig, sensors: Sequence[SensorConfig]) -> Transport:
+    if config.driver == "sim":
+        from edge.drivers.sim import SimTransport
+
+        return SimTransport(sensors=sensors, sample_hz=config.sim_sample_hz)
+    if config.driver == "modbus-rtu":
+        from edge.drivers.modbus_rtu import RtuTransport
+
+        return RtuTransport(device=config.serial, baudrate=config.baudrate, timeout_s=config.timeout_s)
+    from edge.drivers.modbus_tcp import TcpTransport
+
+    return TcpTransport(host=config.host, port=config.port, timeout_s=config.timeout_s)
 
 
 def describe(config: ModbusConfig) -> str:
     """Where the bus is, for log lines."""
+    if config.driver == "sim":
+        return f"in-process simulated detectors at {config.sim_sample_hz:g} Hz"
     return f"RTU {config.serial} {config.baudrate} 8N1" if config.serial else f"TCP {config.host}:{config.port}"

@@ -1,36 +1,35 @@
-"""Modbus TCP driver for Anju-compatible detectors (register map: ``protocol.registers``).
+"""Ring reader for Anju-compatible detectors (register map: ``protocol.registers``) over any bus transport.
 
-Each poll reads the history ring of every configured sensor (FC 04, ``RING_ADDRESS``, ``RING_COUNT``: one
+Each poll reads the history ring of each detector it is given (FC 04, ``RING_ADDRESS``, ``RING_COUNT``: one
 request per detector) and takes the samples newer than the last one taken. The caller stores the readings and
 the new ``Cursor`` in one outbox transaction, so a restarted gateway neither loses nor duplicates samples that
-are still in a detector's ring.
+are still in a detector's ring. Which detectors are due when is the caller's poll schedule (``edge.schedule``).
 
 - A ring whose newest sample is older than the cursor (or whose sample at the cursor's seq has another device
   time) means the detector restarted: the cursor starts over from zero.
 - A first new sample more than one past the cursor means samples fell out of the ring before they were read:
   they are counted (``missed``) and logged.
 - A detector that does not answer is counted and logged once per change of state; the others are still read.
+  A bus that is down (``BusDown``) ends the round: the remaining detectors count as not answering.
 - A garbage sample (a value outside the kind's physical range ``KINDS[kind].minimum..maximum``, e.g. a raw
   -2**31 from a broken ADC, or a device time outside 2000-2100) is not taken as a reading, so it never reaches
   the local alarm check or the hub (which would dead-letter it): counted per sensor in ``garbage`` and logged
   once per change of the sensor's state (plausible / bad time / bad value), not once per sample.
-
-pymodbus 3.16 API: ``AsyncModbusTcpClient(host, port=, timeout=, retries=)``, ``await connect() -> bool``,
-``await read_input_registers(address, count=, device_id=)`` (the unit id keyword is ``device_id`` since 3.10;
-``slave`` before), responses with ``isError()`` and ``registers``; failures raise ``ModbusException``.
 """
 
+import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pymodbus.exceptions import ModbusException
-
 from edge.config import ModbusConfig, SensorConfig
-from edge.drivers.bus import open_bus
+from edge.drivers.bus import open_transport
+from edge.drivers.transport import BusDown, NoAnswer, Transport
 from edge.outbox import Cursor
 from protocol.kinds import KINDS
-from protocol.registers import RING_ADDRESS, RING_COUNT, Sample, decode_ring, from_raw
+from protocol.registers import RING_ADDRESS, RING_COUNT, Sample, decode_ring_bytes, from_raw
 from protocol.senml import Reading
 
 __all__ = ["ModbusDriver", "Selection", "Take", "select_new"]
@@ -89,18 +88,26 @@ class Take:
 
 
 class ModbusDriver:
-    """Reads every configured detector over one Modbus TCP connection. Use as ``async with``."""
+    """Reads the configured detectors over one bus (``edge.drivers.bus``). Use as ``async with``.
+
+    Each ``poll`` is one round in the driver's own worker thread (blocking reads, one bus, one thread), so the
+    event loop that publishes and answers the hub never waits on the bus. ``close`` makes a round in progress
+    stop after its current request, which bounds a shutdown to one request timeout.
+    """
 
     def __init__(self, *, config: ModbusConfig, sensors: Sequence[SensorConfig]) -> None:
         self._config = config
         self._sensors = tuple(sensors)
-        self._client = open_bus(config)
+        self._transport: Transport = open_transport(config, self._sensors)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-bus")
+        self._closing = threading.Event()
         self._answering: dict[str, bool] = {}
         self.unanswered: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.missed: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.invalid: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.restarts: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.garbage: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self.requests = 0
         self._garbage_state: dict[str, str] = {}
 
     async def __aenter__(self) -> "ModbusDriver":
@@ -110,48 +117,52 @@ class ModbusDriver:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._closing.set()
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._transport.close()
 
-    async def poll(self, cursors: Mapping[str, Cursor]) -> list[Take]:
-        """Read every sensor's ring once; returns the sensors that have new samples (or a restart to record)."""
-        if not self._client.connected:
-            try:
-                connected = await self._client.connect()
-            except (ModbusException, OSError) as exc:
-                connected = False
-                reason = f"connect failed: {exc}"
-            else:
-                reason = f"no connection to {self._config.host}:{self._config.port}"
-            if not connected:
-                for sensor in self._sensors:
-                    self._not_answering(sensor, reason)
-                return []
+    @property
+    def sensors(self) -> tuple[SensorConfig, ...]:
+        return self._sensors
+
+    def silent(self) -> list[str]:
+        """Ids of the detectors whose last poll got no answer."""
+        return [sensor_id for sensor_id, answering in self._answering.items() if not answering]
+
+    def answering(self) -> bool:
+        """Whether some detector answered at its last poll: the proof that the bus settings work, which a pushed
+        config's trial waits for (``edge.reconfigure``)."""
+        return any(self._answering.values())
+
+    async def poll(self, cursors: Mapping[str, Cursor], sensors: Sequence[SensorConfig] | None = None) -> list[Take]:
+        """Read the rings of ``sensors`` (default: all) once; returns those with new samples or a restart."""
+        chosen = self._sensors if sensors is None else tuple(sensors)
+        snapshot = dict(cursors)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._round, chosen, snapshot)
+
+    def _round(self, sensors: Sequence[SensorConfig], cursors: Mapping[str, Cursor]) -> list[Take]:
         takes: list[Take] = []
-        for sensor in self._sensors:
-            words = await self._read_ring(sensor)
-            if words is None:
+        for index, sensor in enumerate(sensors):
+            if self._closing.is_set():
+                break
+            self.requests += 1
+            try:
+                data = self._transport.read_input_registers(sensor.unit_id, RING_ADDRESS, RING_COUNT)
+            except NoAnswer as exc:
+                self._not_answering(sensor, exc.reason)
                 continue
-            take = self._take(sensor, decode_ring(words), cursors.get(sensor.id))
+            except BusDown as exc:
+                for rest in sensors[index:]:
+                    self._not_answering(rest, exc.reason)
+                break
+            if self._answering.get(sensor.id) is False:
+                _log.info("sensor %s (unit %d) answering again", sensor.id, sensor.unit_id)
+            self._answering[sensor.id] = True
+            take = self._take(sensor, decode_ring_bytes(data), cursors.get(sensor.id))
             if take is not None:
                 takes.append(take)
         return takes
-
-    async def _read_ring(self, sensor: SensorConfig) -> list[int] | None:
-        try:
-            response = await self._client.read_input_registers(RING_ADDRESS, count=RING_COUNT, device_id=sensor.unit_id)
-        except (ModbusException, OSError) as exc:
-            self._not_answering(sensor, f"{type(exc).__name__}: {exc}")
-            return None
-        if response.isError():
-            self._not_answering(sensor, f"exception response {response}")
-            return None
-        if len(response.registers) < RING_COUNT:
-            self._not_answering(sensor, f"short read of {len(response.registers)} registers")
-            return None
-        if self._answering.get(sensor.id) is False:
-            _log.info("sensor %s (unit %d) answering again", sensor.id, sensor.unit_id)
-        self._answering[sensor.id] = True
-        return list(response.registers)
 
     def _take(self, sensor: SensorConfig, samples: list[Sample], cursor: Cursor | None) -> Take | None:
         selection = select_new(samples, cursor)

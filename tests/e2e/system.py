@@ -20,7 +20,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from hub.demo.broker import mosquitto_config
-from hub.demo.orchestrator import SCENARIO, DemoPlan, write_edge_configs
+from hub.demo.orchestrator import SCENARIO, DemoPlan, edge_config_path, write_edge_configs
 from hub.demo.processes import Child, Line, free_port, wait_port
 from protocol.kinds import KINDS
 
@@ -148,7 +148,7 @@ class System:
         return self.start(f"edge-{gateway}", "edge", "run", "--config", str(self.edge_config(gateway)))
 
     def edge_config(self, gateway: str) -> Path:
-        return self.plan.run_dir / f"{gateway}.toml"
+        return edge_config_path(self.plan, gateway)
 
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):

@@ -1,8 +1,9 @@
 """``anju-edge`` works from a clean virtual environment with nothing but ``pip install .[edge]``.
 
 A Raspberry Pi gateway gets no hub dependencies (FastAPI, numpy, aiomqtt …). This installs the project the
-way an installer would, proves those libraries are absent, and then runs the agent for real against
-Mosquitto and the simulator until it has published readings.
+way an installer would, proves those libraries are absent (ruamel.yaml is the one library it shares with the
+hub: it reads edge.yaml), and then runs the agent for real against Mosquitto and the simulator until it has
+published readings.
 """
 
 import os
@@ -34,13 +35,16 @@ def test_anju_edge_runs_with_only_the_edge_extra(tmp_path: Path, mosquitto: int,
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     install = subprocess.run([*pip, f"{source}[edge]"], capture_output=True, text=True, timeout=600, check=False)
     assert install.returncode == 0, install.stderr[-3000:]
-    hub_only = "('aiomqtt', 'fastapi', 'numpy', 'pydantic', 'ruamel', 'uvicorn')"
+    hub_only = "('aiomqtt', 'fastapi', 'numpy', 'pydantic', 'uvicorn')"
     probe = f"import importlib.util as u; print([m for m in {hub_only} if u.find_spec(m)])"
     absent = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=True)
     assert absent.stdout.strip() == "[]", f"the edge extra pulled in hub libraries: {absent.stdout}"
+    probe = "import ruamel.yaml; print(ruamel.yaml.__version__)"
+    present = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False)
+    assert present.returncode == 0, f"the edge extra must bring ruamel.yaml for edge.yaml: {present.stderr}"
 
     modbus_ports = {"gw-b1": free_port(), "gw-b2": free_port()}
-    config = tmp_path / "gw-b1.toml"
+    config = tmp_path / "edge.yaml"
     target = EdgeTarget(mqtt_host="127.0.0.1", mqtt_port=mosquitto, outbox=tmp_path / "outbox.sqlite3",
                         modbus_port=modbus_ports["gw-b1"])  # fmt: skip
     config.write_text(render_edge_config(load_deployment(demo_deployment), "gw-b1", target), encoding="utf-8")

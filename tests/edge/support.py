@@ -6,6 +6,7 @@ The broker is the real ``/usr/sbin/mosquitto`` on a free loopback port (skipped 
 """
 
 import asyncio
+import io
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from ruamel.yaml import YAML
 
 from edge.outbox import Outbox
 from protocol.registers import (
@@ -65,15 +67,19 @@ def free_port() -> int:
 
 
 class Broker:
-    """A Mosquitto process on a fixed loopback port; ``stop`` and ``start`` again keep the port."""
+    """A Mosquitto process on a fixed loopback port; ``stop`` and ``start`` again keep the port.
 
-    def __init__(self, directory: Path) -> None:
+    ``extra_config`` is appended to the config file, e.g. a second (TLS) listener.
+    """
+
+    def __init__(self, directory: Path, *, extra_config: str = "") -> None:
         self.port = free_port()
         self.host = "127.0.0.1"
         self._conf = directory / "mosquitto.conf"
         self._log = directory / "mosquitto.log"
         self._conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n", encoding="utf-8"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_config}",
+            encoding="utf-8",
         )
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -331,31 +337,59 @@ def write_config(
     modbus_port: int,
     sensors: dict[int, tuple[str, str]],
     ack_timeout_s: float = 1.0,
-    extra: str = "",
+    extra: Mapping[str, object] | None = None,
+    mqtt: Mapping[str, object] | None = None,
+    gateway: str = GATEWAY,
+    modbus: Mapping[str, object] | None = None,
 ) -> Path:
-    lines = [
-        f'community = "{COMMUNITY}"',
-        f'gateway = "{GATEWAY}"',
-        'outbox = "outbox.sqlite3"',
-        "poll_interval_s = 0.1",
-        "publish_interval_s = 0.2",
-        "max_batch = 50",
-        f"ack_timeout_s = {ack_timeout_s}",
-        extra,
-        "[mqtt]",
-        'host = "127.0.0.1"',
-        f"port = {broker_port}",
-        "keepalive_s = 5",
-        "[modbus]",
-        'host = "127.0.0.1"',
-        f"port = {modbus_port}",
-        "timeout_s = 0.5",
-    ]
-    for unit_id, (sensor, kind) in sensors.items():
-        lines += ["[[sensors]]", f'id = "{sensor}"', f'kind = "{kind}"', f"unit_id = {unit_id}"]
-    path = directory / "edge.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """Write ``edge.yaml`` in ``directory`` (see ``config_text``) and return its path."""
+    path = directory / "edge.yaml"
+    text = config_text(
+        broker_port=broker_port,
+        modbus_port=modbus_port,
+        sensors=sensors,
+        ack_timeout_s=ack_timeout_s,
+        extra=extra,
+        mqtt=mqtt,
+        gateway=gateway,
+        modbus=modbus,
+    )
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+def config_text(
+    *,
+    broker_port: int,
+    modbus_port: int,
+    sensors: Mapping[int, tuple[str, str]],
+    ack_timeout_s: float = 1.0,
+    extra: Mapping[str, object] | None = None,
+    mqtt: Mapping[str, object] | None = None,
+    gateway: str = GATEWAY,
+    modbus: Mapping[str, object] | None = None,
+) -> str:
+    """The edge's YAML config for the test parts: ``extra`` holds further (or overriding) top-level keys, ``mqtt``
+    and ``modbus`` further keys of those sections. ruamel writes it, so every value is quoted as YAML needs."""
+    document: dict[str, object] = {
+        "community": COMMUNITY,
+        "gateway": gateway,
+        "outbox": "outbox.sqlite3",
+        "poll_interval_s": 0.1,
+        "publish_interval_s": 0.2,
+        "max_batch": 50,
+        "ack_timeout_s": ack_timeout_s,
+        **(extra or {}),
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "keepalive_s": 5, **(mqtt or {})},
+        "modbus": {"host": "127.0.0.1", "port": modbus_port, "timeout_s": 0.5, **(modbus or {})},
+        "sensors": [{"id": sensor, "kind": kind, "unit_id": unit_id} for unit_id, (sensor, kind) in sensors.items()],
+    }
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep the order written
+    text = io.StringIO()
+    yaml.dump(document, text)
+    return text.getvalue()
 
 
 class EdgeProcess:

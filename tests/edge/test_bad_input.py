@@ -33,7 +33,7 @@ def test_bad_commands_and_garbage_registers_are_counted_and_the_agent_goes_on(
     server = detectors(UNITS)
     hub = hub_factory(broker)
     marker = tmp_path / "relay.txt"
-    extra = f"health_interval_s = 0.3\nalarm_command = \"sh -c 'echo $ANJU_SENSOR >> {marker}'\""
+    extra = {"health_interval_s": 0.3, "alarm_command": f"sh -c 'echo $ANJU_SENSOR >> {marker}'"}
     config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS, extra=extra)
     edge = edge_process(config)
     edge.start()

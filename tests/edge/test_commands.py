@@ -1,8 +1,18 @@
 """Command decoding: every bad input is a ``CommandRejected`` with a reason, never an exception."""
 
+import orjson
 import pytest
 
-from edge.commands import MAX_COMMAND_BYTES, CommandRejected, Ping, Rebirth, TimeCheck, parse_command
+from edge.commands import (
+    MAX_COMMAND_BYTES,
+    MAX_CONFIG_PUSH_BYTES,
+    CommandRejected,
+    ConfigPush,
+    Ping,
+    Rebirth,
+    TimeCheck,
+    parse_command,
+)
 
 BASE = "anju/v1/hongxing/gw-b1/cmd"
 
@@ -17,6 +27,11 @@ def test_valid_commands() -> None:
     assert _parse("ping", b'{"id": "p-1"}') == Ping("p-1")
     assert _parse("time", b'{"hub_time": 1764400000.5}') == TimeCheck(1764400000.5)
     assert TimeCheck(1000.0).skew_s(1003.5) == 3.5
+    assert _parse("config", b'{"id": "c-1", "config": "community: hongxing\\n"}') == ConfigPush(
+        "c-1", "community: hongxing\n"
+    )
+    text = "x" * (MAX_CONFIG_PUSH_BYTES - 64)  # far above the other commands' limit, within the push's
+    assert _parse("config", orjson.dumps({"id": "c-2", "config": text})) == ConfigPush("c-2", text)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +52,14 @@ def test_valid_commands() -> None:
         ("time", b'{"hub_time": 12}', None, "between 2000 and 2100"),
         ("time", b'{"hub_time": 1e400}', None, "not JSON"),
         ("rebirth", b'{"now": true}', None, "unknown keys ['now']"),
-        ("config", b"{}", None, "not supported"),
+        ("config", b"{}", None, "id None must be a string"),
+        ("config", b'{"id": "c-1"}', None, "config must be the whole edge.yaml as a JSON string, got null"),
+        ("config", b'{"id": "c-1", "config": " "}', None, "got empty text"),
+        ("config", b'{"id": "c-1", "config": {"gateway": "gw-b1"}}', None, "got dict"),
+        ("config", b'{"id": "c-1", "config": "a: 1", "apply": true}', None, "unknown keys ['apply']"),
+        ("config", b"community: hongxing", None, "not JSON"),
+        ("config", b'{"id": "' + b"i" * 70_000 + b'", "config": "a: 1"}', None, "1-64 printable"),
+        ("config", b'{"id": "c", "config": "' + b"x" * MAX_CONFIG_PUSH_BYTES + b'"}', None, "limit 262144"),
         ("reboot", b"{}", None, "unknown command"),
         ("ping", b"{" + b" " * MAX_COMMAND_BYTES + b"}", None, "limit"),
         ("?", b"", "anju/v1/hongxing/gw-b1/data", "not a command topic"),
@@ -49,3 +71,4 @@ def test_bad_commands_are_rejected_with_a_reason(name: str, payload: bytes, topi
     assert isinstance(result, CommandRejected), result
     assert result.command == name
     assert reason in result.reason
+    assert len(result.reason) < 300, "a refusal's reason goes into a log line: never the whole payload"

@@ -192,7 +192,7 @@ def test_local_alarm_trips_without_broker(
 
     server = detectors(UNITS)
     marker = tmp_path / "relay.txt"
-    command = f"alarm_command = \"sh -c 'echo $ANJU_SENSOR $ANJU_VALUE >> {marker}'\""
+    command = {"alarm_command": f"sh -c 'echo $ANJU_SENSOR $ANJU_VALUE >> {marker}'"}
     config = write_config(tmp_path, broker_port=free_port(), modbus_port=server.port, sensors=UNITS, extra=command)
     edge = edge_process(config)
     edge.start()

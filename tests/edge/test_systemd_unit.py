@@ -9,12 +9,12 @@ import pytest
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "anju-edge.service"
 REQUIRED = {
     "User": "anju-edge",
-    "ExecStart": "/opt/anju-edge/venv/bin/anju-edge run --config /etc/anju-edge/edge.toml",
+    "ExecStart": "/opt/anju-edge/venv/bin/anju-edge run --config /etc/anju-edge/edge.yaml",
     "Restart": "always",
     "RestartSec": "2",
     "StateDirectory": "anju-edge",
     "ProtectSystem": "strict",
-    "ReadWritePaths": "/var/lib/anju-edge",
+    "ReadWritePaths": "/var/lib/anju-edge /etc/anju-edge",  # config push writes edge.yaml there
     "PrivateTmp": "yes",
     "NoNewPrivileges": "yes",
     "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
