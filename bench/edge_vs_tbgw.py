@@ -11,7 +11,9 @@ ThingsBoard IoT Gateway's own SQLite storage). Everything runs in this one bench
   the hub-ack (else the outbox never drains), counts ThingsBoard datapoints on ``v1/gateway/telemetry``, and
   answers ThingsBoard's one-time ``getSessionLimits`` RPC (the recipe's tb_shim.py, else TB never publishes);
 - Anju: one ``anju-edge`` per gateway (its config has one Modbus endpoint), configs rendered from a deployment
-  file by ``hub.edge_config``, defaults untouched (poll 0.5 s, whole-ring reads, publish 1 s, outbox on);
+  file by ``hub.edge_config``, defaults untouched (poll 0.5 s, whole-ring reads, publish 1 s, outbox on); one
+  more run polls every 1 s, the period the ThingsBoard connector is given here (``pollPeriod`` 1000 ms), for the
+  same freshness on both sides;
 - ThingsBoard IoT Gateway 3.8.5 in its own venv (never a dependency of this project): one process with one
   Modbus connector holding 500 slave entries (it shares one TCP connection per host:port), each reading one
   value per second (FC 04, 2 registers int32 at address 22: the raw value of ring entry 0 — TB reads a fixed
@@ -778,7 +780,7 @@ def run(
     with_tbgw: bool = True,
     with_replay: bool = True,
     with_idle: bool = True,
-    slow_poll_s: float | None = 5.0,
+    slow_poll_s: float | None = 1.0,
     tbgw_venv: Path = DEFAULT_TBGW_VENV,
     workdir: Path | None = None,
     py_spy: Path | None = None,
@@ -1035,7 +1037,10 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     parser.add_argument("--no-replay", action="store_true", help="skip the replay measurement")
     parser.add_argument("--no-idle", action="store_true", help="skip Anju's zero-new-readings run")
     parser.add_argument(
-        "--slow-poll", type=float, default=5.0, help="extra Anju run at this poll_interval_s, 0 to skip (5)"
+        "--slow-poll",
+        type=float,
+        default=1.0,
+        help="extra Anju run at this poll_interval_s, 0 to skip (1: the period TB's connector polls at here)",
     )
     parser.add_argument("--tbgw-venv", type=Path, default=DEFAULT_TBGW_VENV, help=f"default {DEFAULT_TBGW_VENV}")
     parser.add_argument("--workdir", type=Path, default=None, help="default run/bench/edge-vs-tbgw-TIMESTAMP")

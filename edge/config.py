@@ -2,30 +2,20 @@
 
 Unknown keys are errors, and every error names the key, the bad value and the file:line (``ConfigError``), so a
 typo in a field installer's file fails at ``anju-edge check-config`` rather than silently falling back to a
-default. The file is read with ruamel.yaml (the hub's YAML library too) in round-trip mode, which builds only
-plain data (never arbitrary objects) and keeps each key's line. YAML's traps are refused by name: duplicate keys,
-a top level that is not a mapping, numbers written with a leading zero (``unit_id: 010`` is 8 to a YAML 1.1 tool
-and 10 to YAML 1.2), unquoted ids that YAML reads as numbers (``gateway: 1``), and ``on``/``yes`` where true or
-false is meant (text to YAML 1.2, so a type error).
+default. How the YAML is read, and which of its traps are refused, is ``edge.config_yaml``.
 Relative paths (``outbox``, ``mqtt.password_file``, the ``mqtt`` TLS files) are relative to the config file.
 Secrets are never held here: only the paths of the password and key files, which the MQTT session reads when it
 connects.
 """
 
 import math
-import re
 import shlex
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarint import ScalarInt
-
-from protocol.ids import is_valid_id
+from edge.config_yaml import ConfigError, Section, line_of, optional_path, read_yaml, required_path, type_reason
 from protocol.kinds import KINDS
 from protocol.registers import KIND_EXPONENTS
 
@@ -40,7 +30,6 @@ __all__ = [
     "parse_config_text",
 ]
 
-_T = TypeVar("_T")
 _BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 """The rates RS-485 detectors offer; 9600 8N1 is the common default."""
 DRIVERS = ("modbus-tcp", "modbus-rtu", "sim")
@@ -51,20 +40,6 @@ MIN_POLL_INTERVAL_S = 0.05
 MAX_POLL_INTERVAL_S = 3600.0
 DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
 """Issue 3: a day of 500 sensors at 1 Hz is ~43 M readings of ~60 bytes; 256 MiB holds hours of outage."""
-
-
-class ConfigError(Exception):
-    """A configuration value was refused: ``key`` is its dotted path, ``value`` what was found, ``reason`` why;
-    ``source`` the file (or the push) and ``line`` its 1-based line there, when known."""
-
-    def __init__(self, *, key: str, value: object, reason: str, source: str = "", line: int | None = None) -> None:
-        self.key = key
-        self.value = value
-        self.reason = reason
-        self.source = source
-        self.line = line
-        where = f"{source}:{line}: " if source and line is not None else f"{source}: " if source else ""
-        super().__init__(f"{where}{key} = {value!r}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,160 +129,12 @@ class EdgeConfig:
         return f"anju-edge-{self.community}-{self.gateway}"
 
 
-_TYPE_NAMES: dict[type, str] = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "true or false",
-    dict: "a mapping (indented key: value lines)",
-    list: "a list (indented - items)",
-}
-_YAML11_BOOLEANS = frozenset({"y", "n", "yes", "no", "on", "off"})
-"""Booleans to YAML 1.1 (and to many people), plain text to YAML 1.2, which ruamel reads."""
-
-
-def _line_of(node: object, key: str | int | None = None) -> int | None:
-    """1-based line of ``key`` (a mapping key or a list index) in a ruamel node, or of the node itself; None for
-    data without line information (a dict built in code)."""
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return None
-    try:
-        if key is None:
-            return int(lc.line) + 1
-        position = lc.item(key) if isinstance(key, int) else lc.key(key)
-        return int(position[0]) + 1
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-
-
-def _leading_zero(value: object) -> str | None:
-    """The integer as written when it has a leading zero (``010``, ``-05``), else None.
-
-    ruamel (YAML 1.2) reads ``010`` as 10, a YAML 1.1 tool as octal 8: an installer who meant either cannot tell
-    which one the gateway took, so the value is refused. ruamel keeps the written width of such integers.
-    """
-    width = getattr(value, "_width", None)
-    if type(value) is not ScalarInt or not isinstance(width, int):
-        return None
-    digits = str(abs(int(value)))
-    return ("-" if value < 0 else "") + digits.zfill(width) if width > len(digits) else None
-
-
-def _plain(value: object) -> object:
-    """ruamel's scalar subclasses (``ScalarFloat``, ``ScalarInt`` …) as built-in values, so the config holds those."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-def _type_reason(kind: type, value: object) -> str:
-    reason = f"must be {_TYPE_NAMES.get(kind, kind.__name__)}"
-    if value is None:
-        return f"{reason}, and the value is empty (null in YAML)"
-    if kind is str and isinstance(value, int | float):
-        written = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        what = "true/false" if isinstance(value, bool) else "a number"
-        return f'{reason}: YAML reads {written} unquoted as {what}, quote it ("{written}")'
-    if kind is not str and isinstance(value, str) and value.lower() in _YAML11_BOOLEANS:
-        advice = ", write true or false" if kind is bool else ", not as a boolean"
-        return f"{reason}: YAML 1.2 reads {value} as text{advice}"
-    return reason
-
-
-class _Section:
-    """Typed access to one YAML mapping that remembers which keys were read, to refuse the others.
-
-    ``data`` is a ruamel ``CommentedMap`` when it was read from a file (errors then carry the key's line) or any
-    other mapping (a dict built in code; errors without a line).
-    """
-
-    def __init__(self, data: Mapping[str, object], prefix: str, source: str) -> None:
-        self._data = data
-        self._prefix = prefix
-        self._source = source
-        self._seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self._prefix}{name}"
-
-    def error(self, name: str, value: object, reason: str) -> ConfigError:
-        line = _line_of(self._data, name) if name in self._data else _line_of(self._data)
-        return ConfigError(key=self.key(name), value=value, reason=reason, source=self._source, line=line)
-
-    def get(self, name: str, kind: type[_T], default: _T | None = None) -> _T:
-        self._seen.add(name)
-        if name not in self._data:
-            if default is None:
-                raise self.error(name, None, "is required")
-            return default
-        written = _leading_zero(self._data[name])
-        if written is not None:
-            reason = "a leading zero is ambiguous (YAML 1.1 reads 010 as octal 8, YAML 1.2 as 10): write it without"
-            raise self.error(name, written, reason)
-        value = _plain(self._data[name])
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            raise self.error(name, value, _type_reason(kind, value))
-        return value
-
-    def positive(self, name: str, kind: type[int] | type[float], default: float | None) -> float:
-        value = self.get(name, kind, default)
-        if not math.isfinite(value) or value <= 0:
-            raise self.error(name, value, "must be a finite number > 0")
-        return value
-
-    def identifier(self, name: str) -> str:
-        value = self.get(name, str)
-        if not is_valid_id(value):
-            raise self.error(name, value, "must match [a-z0-9-]{1,64}")
-        return value
-
-    def port(self, name: str, default: int) -> int:
-        value = self.get(name, int, default)
-        if not 1 <= value <= 65535:
-            raise self.error(name, value, "must be a TCP port 1-65535")
-        return value
-
-    def table(self, name: str) -> Mapping[str, object]:
-        value = self.get(name, dict, {})
-        return value
-
-    def check_unknown(self) -> None:
-        for name in self._data:
-            if name not in self._seen:
-                raise self.error(name, self._data[name], "unknown key")
-
-
-def _optional_path(section: _Section, name: str, base: Path) -> Path | None:
-    value = section.get(name, str, "")
-    if not value:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else base / path
-
-
-def _required_path(section: _Section, name: str, base: Path) -> Path:
-    value = section.get(name, str)
-    if not value:
-        raise section.error(name, value, "must not be empty")
-    path = Path(value)
-    return path if path.is_absolute() else base / path
-
-
 def _no_key_password() -> bytes:
     """For ``load_cert_chain``: an encrypted key fails at once instead of OpenSSL prompting on a terminal."""
     return b""
 
 
-def _check_tls(section: _Section, mqtt: MqttConfig) -> None:
+def _check_tls(section: Section, mqtt: MqttConfig) -> None:
     """Read and parse the TLS files at load time, so a bad path or PEM fails ``check-config``, not every reconnect."""
     files = {"ca_file": mqtt.ca_file, "cert_file": mqtt.cert_file, "key_file": mqtt.key_file}
     if not mqtt.tls:
@@ -344,9 +171,9 @@ def _check_tls(section: _Section, mqtt: MqttConfig) -> None:
 def _sensor(data: object, index: int, source: str, line: int | None = None) -> SensorConfig:
     prefix = f"sensors[{index}]."
     if not isinstance(data, dict):
-        reason = _type_reason(dict, data)
+        reason = type_reason(dict, data)
         raise ConfigError(key=f"sensors[{index}]", value=data, reason=reason, source=source, line=line)
-    section = _Section(data, prefix, source)
+    section = Section(data, prefix, source)
     sensor_id = section.identifier("id")
     kind = section.get("kind", str)
     if kind not in KINDS or kind not in KIND_EXPONENTS:
@@ -368,7 +195,7 @@ def _sensor(data: object, index: int, source: str, line: int | None = None) -> S
     )
 
 
-def _poll_interval(section: "_Section") -> float:
+def _poll_interval(section: "Section") -> float:
     """A poll period in seconds: at least 50 ms (a bus round trip), at most an hour (a ring of 15 samples
     then only suits detectors that sample every 4 minutes or slower)."""
     value = section.positive("poll_interval_s", float, None)
@@ -382,10 +209,10 @@ def _poll_interval(section: "_Section") -> float:
 def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = "") -> EdgeConfig:
     """Validate parsed YAML (or any mapping) into an ``EdgeConfig``; raises ``ConfigError`` naming the first bad
     key, with its line when ``data`` came from ruamel."""
-    top = _Section(data, "", source)
+    top = Section(data, "", source)
     community = top.identifier("community")
     gateway = top.identifier("gateway")
-    outbox = _required_path(top, "outbox", base_dir)
+    outbox = required_path(top, "outbox", base_dir)
     poll = _poll_interval(top) if "poll_interval_s" in data else DEFAULT_POLL_INTERVAL_S
     publish = top.positive("publish_interval_s", float, 1.0)
     max_batch = int(top.positive("max_batch", int, 500))
@@ -409,17 +236,17 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         if not 2 <= gpio_pin <= 27:
             raise top.error("alarm_gpio_pin", gpio_pin, "a BCM GPIO number of the 40-pin header, 2..27")
 
-    mqtt_section = _Section(top.table("mqtt"), "mqtt.", source)
+    mqtt_section = Section(top.table("mqtt"), "mqtt.", source)
     mqtt = MqttConfig(
         host=mqtt_section.get("host", str, "127.0.0.1"),
         port=mqtt_section.port("port", 1883),
         username=mqtt_section.get("username", str, ""),
-        password_file=_optional_path(mqtt_section, "password_file", base_dir),
+        password_file=optional_path(mqtt_section, "password_file", base_dir),
         keepalive_s=int(mqtt_section.positive("keepalive_s", int, 30)),
         tls=mqtt_section.get("tls", bool, False),
-        ca_file=_optional_path(mqtt_section, "ca_file", base_dir),
-        cert_file=_optional_path(mqtt_section, "cert_file", base_dir),
-        key_file=_optional_path(mqtt_section, "key_file", base_dir),
+        ca_file=optional_path(mqtt_section, "ca_file", base_dir),
+        cert_file=optional_path(mqtt_section, "cert_file", base_dir),
+        key_file=optional_path(mqtt_section, "key_file", base_dir),
     )
     if not mqtt.host:
         raise mqtt_section.error("host", mqtt.host, "must not be empty")
@@ -428,7 +255,7 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
     _check_tls(mqtt_section, mqtt)
     mqtt_section.check_unknown()
 
-    modbus_section = _Section(top.table("modbus"), "modbus.", source)
+    modbus_section = Section(top.table("modbus"), "modbus.", source)
     serial = modbus_section.get("serial", str, "")
     driver = modbus_section.get("driver", str, "modbus-rtu" if serial else "modbus-tcp")
     if driver not in DRIVERS:
@@ -455,13 +282,13 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
     modbus_section.check_unknown()
 
     raw_sensors = top.get("sensors", list)
-    sensors = tuple(_sensor(item, i, source, _line_of(raw_sensors, i)) for i, item in enumerate(raw_sensors))
+    sensors = tuple(_sensor(item, i, source, line_of(raw_sensors, i)) for i, item in enumerate(raw_sensors))
     if not sensors:
         raise top.error("sensors", raw_sensors, "at least one sensor is required")
     seen_ids: set[str] = set()
     seen_units: set[int] = set()
     for i, sensor in enumerate(sensors):
-        item = _Section(raw_sensors[i], f"sensors[{i}].", source)
+        item = Section(raw_sensors[i], f"sensors[{i}].", source)
         if sensor.id in seen_ids:
             raise item.error("id", sensor.id, "duplicate sensor id")
         if sensor.unit_id in seen_units:
@@ -487,42 +314,9 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
     )
 
 
-_DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value "(.*?)"')
-
-
-def _read_yaml(text: str, source: str) -> Mapping[str, object]:
-    """One YAML document whose top level is a mapping; every failure a ``ConfigError`` with the line."""
-    try:
-        # Round trip, not "safe": it keeps each key's line for the errors, and like "safe" it builds only plain
-        # data (mappings, lists, scalars; unknown tags stay inert values that fail the type checks).
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:  # duplicate keys (an error by default in ruamel), syntax, several documents
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else int(mark.line) + 1
-        duplicate = _DUPLICATE_KEY.search(str(exc.problem))
-        if duplicate is not None:
-            reason = "duplicate key: YAML would keep only one of the two values, remove the other"
-            key, value = duplicate.groups()
-            raise ConfigError(key=key, value=value, reason=reason, source=source, line=line) from None
-        reason = f"is not valid YAML: {exc.problem or exc.context}"
-        raise ConfigError(key="<file>", value=source, reason=reason, source=source, line=line) from None
-    except YAMLError as exc:
-        raise ConfigError(key="<file>", value=source, reason=f"is not valid YAML: {exc}", source=source) from None
-    except Exception as exc:  # the file (or a push) is input: a crash here would be a crash on input
-        # ruamel raises more than YAMLError: ValueError for "!!float abc" or "!!timestamp 2020-13-45",
-        # RecursionError for lists nested thousands deep.
-        reason = f"is not valid YAML: {type(exc).__name__}: {exc}"
-        raise ConfigError(key="<file>", value=source, reason=reason, source=source) from None
-    if not isinstance(document, Mapping):
-        found = "nothing (an empty file)" if document is None else "a list" if isinstance(document, list) else "text"
-        reason = f"must be a mapping of keys (community: …, gateway: …), found {found}"
-        raise ConfigError(key="<top level>", value=None, reason=reason, source=source, line=_line_of(document))
-    return document
-
-
 def parse_config_text(text: str, *, base_dir: Path, source: str) -> EdgeConfig:
     """Validate YAML text (a file's or a pushed config's); relative paths are taken against ``base_dir``."""
-    return parse_config(_read_yaml(text, source), base_dir=base_dir, source=source)
+    return parse_config(read_yaml(text, source), base_dir=base_dir, source=source)
 
 
 def load_config(path: Path) -> EdgeConfig:
