@@ -2,7 +2,8 @@
 
 Without names, every benchmark that can run here runs.
 
-Names: ``protocol_decode``, ``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it
+Names: ``protocol_decode``, ``modbus_client`` (the edge's Modbus TCP transport against the pymodbus client),
+``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it
 needs Mosquitto, and runs its ThingsBoard part only where that gateway's own venv exists).
 """
 
@@ -11,11 +12,11 @@ import datetime
 import sys
 from collections.abc import Sequence
 
-from bench import edge_vs_tbgw, protocol_decode
+from bench import edge_vs_tbgw, modbus_client, protocol_decode
 from bench.common import machine
 from hub.demo.broker import find_mosquitto
 
-NAMES = ("protocol_decode", "edge")
+NAMES = ("protocol_decode", "modbus_client", "edge")
 
 
 def _decode() -> None:
@@ -25,6 +26,15 @@ def _decode() -> None:
         f"{decode['decode_readings_per_s'] / 1e6:.2f} M readings/s; "
         f"reference orjson.loads of the same bytes: {decode['orjson_loads_readings_per_s'] / 1e6:.2f} M readings/s; "
         f"ratio {decode['ratio']:.2f}\n"
+    )
+
+
+def _modbus_client() -> None:
+    client = modbus_client.run()
+    sys.stdout.write(
+        "Modbus TCP client, CPU per whole-ring read (FC 04, 120 registers): edge transport "
+        f"{client['transport_s'] * 1e6:.0f} µs; reference pymodbus AsyncModbusTcpClient "
+        f"{client['pymodbus_s'] * 1e6:.0f} µs; ratio {client['ratio']:.2f}\n"
     )
 
 
@@ -41,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     if "protocol_decode" in names:
         _decode()
+    if "modbus_client" in names:
+        _modbus_client()
     if "edge" in names:
         if find_mosquitto() is None:
             if args.names:
