@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edge.config import ConfigError, EdgeConfig, load_config
+from edge.drivers.bus import describe
 from edge.outbox import Outbox
 from edge.reconfigure import ConfigFile, Supervisor
 from edge.relay import RelayUnavailable
@@ -123,7 +124,7 @@ def _recover(file: ConfigFile) -> None:
 
 def _run(config: EdgeConfig, outbox: Outbox, path: Path) -> int:
     _log.info(
-        "anju-edge %s/%s starting: session=%d sensors=%d outbox=%s broker=%s:%d",
+        "anju-edge %s/%s starting: session=%d sensors=%d outbox=%s broker=%s:%d (%s) bus=%s",
         config.community,
         config.gateway,
         outbox.session,
@@ -131,6 +132,8 @@ def _run(config: EdgeConfig, outbox: Outbox, path: Path) -> int:
         config.outbox,
         config.mqtt.host,
         config.mqtt.port,
+        "TLS" if config.mqtt.tls else "plain TCP",
+        describe(config.modbus),
     )
 
     async def run() -> None:

@@ -74,11 +74,12 @@ _SERVE_OPTIONS = (
     "http_host",
     "http_port",
     "api_token_file",
+    "time_check_interval_s",
 )
 _SERVE_EPILOG = """Every option can also come from the environment: ANJU_DEPLOYMENT, ANJU_DATA_DIR, ANJU_MQTT_HOST,
 ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_HTTP_HOST,
-ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN). Flags win over the environment. Secrets are best given
-as files; they are never printed, not even when rejected."""
+ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S. Flags win over the
+environment. Secrets are best given as files; they are never printed, not even when rejected."""
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-host", dest="http_host")
     serve.add_argument("--http-port", dest="http_port", type=int)
     serve.add_argument("--api-token-file", dest="api_token_file", help="file holding the API bearer token")
+    serve.add_argument(
+        "--time-check-interval",
+        dest="time_check_interval_s",
+        type=float,
+        help="seconds between cmd/time clock checks of each online gateway (default 600; one also on each birth)",
+    )
     serve.set_defaults(handler=_serve)
 
     check = commands.add_parser("check-config", help="validate a deployment file; exit 2 naming every problem")

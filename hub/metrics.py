@@ -104,6 +104,9 @@ class Metrics:
         self.command_replies = Counter(
             "anju_command_replies_total", "Answers of gateways on reply/{command}, by command and ok (true/false)."
         )
+        self.commands_sent = Counter(
+            "anju_commands_sent_total", "Commands the hub published to gateways on cmd/{command}, by command."
+        )
         self._gauges: list[Gauge | GaugeFamily] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -125,6 +128,7 @@ class Metrics:
             self.mqtt_connects,
             self.rebirths,
             self.command_replies,
+            self.commands_sent,
         ]
         metrics: list[Counter | Gauge | GaugeFamily] = [*counters, *self._gauges]
         lines = [line for metric in metrics for line in metric.render()]

@@ -69,6 +69,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 metrics=metrics,
                 inbox_capacity=settings.inbox_capacity,
                 batch_messages=settings.batch_messages,
+                time_check_interval_s=settings.time_check_interval_s,
             )
             runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest)
             async with asyncio.TaskGroup() as group:

@@ -32,6 +32,8 @@ class HubSettings(BaseSettings):
     api_token_file: Path | None = None
     inbox_capacity: int = Field(default=10_000, ge=1)
     batch_messages: int = Field(default=500, ge=1)
+    time_check_interval_s: float = Field(default=600.0, gt=0)
+    """Seconds between two ``cmd/time`` clock checks of an online gateway (one also goes on each birth)."""
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Self:

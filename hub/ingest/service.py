@@ -8,6 +8,9 @@ the inbox when the broker connection drops are committed and acknowledged after 
 
 The gateways' own ``health`` and their ``reply/{name}`` answers go the same way (routine lane, judged in the
 round, bad ones counted and dead-lettered, the latest health stored with the round): ``hub.ingest.telemetry``.
+
+A third named task checks the gateways' clocks: ``cmd/time`` on each birth and every ``time_check_interval_s``
+after it, the skew taken from the matching ``reply/time`` (``hub.ingest.timecheck``).
 """
 
 import asyncio
@@ -25,6 +28,7 @@ from hub.ingest.inbox import Inbox, Received
 from hub.ingest.ledger import SessionLedger
 from hub.ingest.registry import Registry, SensorInfo
 from hub.ingest.telemetry import GatewayTelemetry, judge_health, judge_reply
+from hub.ingest.timecheck import TimeChecks
 from hub.ingest.validate import check_origin, inspect_message
 from hub.metrics import Metrics
 from hub.store.base import DeadLetter, HealthRecord, ReadingStore, StoredReading
@@ -71,6 +75,7 @@ class Ingest:
         metrics: Metrics,
         inbox_capacity: int = 10_000,
         batch_messages: int = 500,
+        time_check_interval_s: float = 600.0,
     ) -> None:
         self.endpoint = endpoint
         self.store = store
@@ -82,6 +87,7 @@ class Ingest:
         self.inbox = Inbox(capacity=inbox_capacity)
         self.ledger = SessionLedger(store.session_marks())
         self.telemetry = GatewayTelemetry(registry=registry, metrics=metrics, saved=store.latest_health())
+        self.time_checks = TimeChecks(registry=registry, metrics=metrics, interval_s=time_check_interval_s)
         self.connected = False
         self._rebirths: set[str] = set()
         self._rebirth_asked: set[tuple[str, int]] = set()
@@ -133,6 +139,7 @@ class Ingest:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._receive(client), name="hub-ingest-receive")
                 group.create_task(self._commit_forever(client), name="hub-ingest-commit")
+                group.create_task(self.time_checks.run(client), name="hub-ingest-time-check")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -157,6 +164,7 @@ class Ingest:
             for gateway in sorted(self._rebirths):
                 await client.publish(topic(self.registry.community, gateway, Channel.CMD, "rebirth"), b"{}", qos=1)
                 self.metrics.rebirths.inc()
+                self.metrics.commands_sent.inc(command="rebirth")
             self._rebirths.clear()
             for (gateway, session), seq in acks.items():
                 await client.publish(
@@ -257,8 +265,11 @@ class Ingest:
         if isinstance(state, Rejection):
             self._reject(item, state, item.payload, dead)
             return
-        if self.registry.set_state(parsed.gateway, online=state.status == "online", session=state.session):
+        online = state.status == "online"
+        if self.registry.set_state(parsed.gateway, online=online, session=state.session):
             log.info("gateway %s %s (session %d)", parsed.gateway, state.status, state.session)
+            if online:
+                self.time_checks.born(parsed.gateway)
 
     def _health(self, item: Received, dead: list[DeadLetter], health: list[HealthRecord]) -> None:
         judged = judge_health(item.topic, item.payload, self.registry)
@@ -276,3 +287,5 @@ class Ingest:
             return
         gateway, reply = judged
         self.telemetry.record_reply(gateway, reply, item.received_ms)
+        if reply.command == "time":
+            self.time_checks.record_reply(gateway, reply, item.received_ms)

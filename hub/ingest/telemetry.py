@@ -40,11 +40,13 @@ GAUGES: tuple[tuple[str, str, str], ...] = (
         "dropped_readings",
         "Readings the gateway thinned or dropped because its outbox was full (as it reports them).",
     ),
-    ("anju_gateway_clock_skew_seconds", "clock_skew_s", "Gateway clock minus hub clock at the last cmd/time."),
     ("anju_gateway_rss_bytes", "rss_bytes", "Resident memory of the gateway's agent process."),
     ("anju_gateway_disk_free_bytes", "disk_free_bytes", "Free space on the gateway's outbox file system."),
 )
-"""(metric name, health field, help): the per-gateway gauges taken from the health report as they are."""
+"""(metric name, health field, help): the per-gateway gauges taken from the health report as they are.
+
+``clock_skew_s`` is not among them: it repeats the skew the gateway sent on ``reply/time``, and the gauge
+``anju_gateway_clock_skew_seconds`` comes from that answer alone (``hub.ingest.timecheck``)."""
 KNOWN_COMMANDS = frozenset({"rebirth", "config", "ping", "time"})
 """DESIGN.md's commands: the reply counter's ``command`` label; any other name counts as ``other``."""
 MAX_REPLIES_PER_GATEWAY = 16

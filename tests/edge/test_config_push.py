@@ -135,7 +135,14 @@ def _assert_every_reading_once(hub: Hub, server: Detectors, edge: EdgeProcess, t
         missing = len(expected - hub.readings())
         raise AssertionError(f"{missing} readings missing; edge log:\n{edge.text()}") from None
     assert hub.readings() == expected and not hub.rejections
-    assert hub.reading_count() == len(server.produced), "a reading under two seqs: taken twice"
+    if hub.reading_count() != len(server.produced):
+        with hub.lock:
+            where: dict[tuple[str, int], list[tuple[int, int]]] = {}
+            for key, batch in hub.batches.items():
+                for r in batch.readings:
+                    where.setdefault((r.sensor, r.time_ms), []).append(key)
+        twice = {reading: keys for reading, keys in where.items() if len(keys) > 1}
+        raise AssertionError(f"readings under two (session, seq): {twice}; edge log:\n{edge.text()}")
 
 
 def _start(

@@ -52,12 +52,20 @@ def write_deployment(directory: Path, source: Path, sink_port: int) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(*, mosquitto: int, deployment: Path, data_dir: Path) -> AsyncIterator[Hub]:
+async def running_hub(
+    *, mosquitto: int, deployment: Path, data_dir: Path, **overrides: float | int | str
+) -> AsyncIterator[Hub]:
+    """``overrides``: more ``HubSettings`` fields (``time_check_interval_s=0.5``)."""
     async with start_sink(Sink(secret=SECRET), port=0) as sink:
         config = write_deployment(data_dir.parent, deployment, sink.port)
         http_port = free_port()
         settings = HubSettings(
-            deployment=config, data_dir=data_dir, mqtt_port=mosquitto, http_port=http_port, api_token=TOKEN
+            deployment=config,
+            data_dir=data_dir,
+            mqtt_port=mosquitto,
+            http_port=http_port,
+            api_token=TOKEN,
+            **overrides,  # type: ignore[arg-type]
         )
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host="127.0.0.1", port=http_port, log_level="warning")

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from hub.cli import main
+from hub.settings import HubSettings
 
 
 def test_a_rejected_token_is_named_but_not_printed(
@@ -38,3 +39,18 @@ def test_missing_deployment_and_unreadable_token_file(
     assert "deployment: Field required" in capsys.readouterr().err
     assert main(["serve", "--config", str(demo_deployment), "--api-token-file", str(tmp_path / "nope")]) == 2
     assert "api_token_file" in capsys.readouterr().err
+
+
+def test_the_time_check_interval_is_a_flag_and_a_variable_and_must_be_positive(
+    demo_deployment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANJU_API_TOKEN", "a-long-random-token-0123456789")
+    assert main(["serve", "--config", str(demo_deployment), "--time-check-interval", "0"]) == 2
+    assert "time_check_interval_s: Input should be greater than 0" in capsys.readouterr().err
+    monkeypatch.setenv("ANJU_TIME_CHECK_INTERVAL_S", "-5")
+    assert main(["serve", "--config", str(demo_deployment)]) == 2
+    assert "time_check_interval_s: Input should be greater than 0" in capsys.readouterr().err
+    monkeypatch.setenv("ANJU_TIME_CHECK_INTERVAL_S", "30")
+    assert HubSettings(deployment=demo_deployment).time_check_interval_s == 30
+    monkeypatch.delenv("ANJU_TIME_CHECK_INTERVAL_S")
+    assert HubSettings(deployment=demo_deployment).time_check_interval_s == 600, "ten minutes by default"
