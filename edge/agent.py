@@ -67,6 +67,9 @@ from protocol.topics import HUB_STATE_TOPIC, Channel, ParsedTopic, parse_topic, 
 __all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
 
 _log = logging.getLogger("edge.agent")
+HUB_STATE_WAIT_S = 10.0
+"""Seconds after a connect to wait for the hub's retained state before readings go out without it (a broker whose
+hub never published one). The retained state normally arrives with the SUBACK, well under a second."""
 MAX_BATCHES_PER_TICK = 20
 """Publishing a backlog is spread over ticks so that paho's in-memory queue stays small."""
 ConfigPushHook = Callable[[ConfigPush], Awaitable[str | None]]
@@ -102,6 +105,8 @@ class Agent:
         self._alarm_hook = AlarmHook(config.alarm_command)
         self._relay = relay
         self._hub_online: bool | None = None  # None: no retained hub state seen (counts as online)
+        self._state_seen = False  # a hub state (or the wait for one) since the last connect: readings may go
+        self._connected_at = time.monotonic()
         self.bad_acks = 0
         self.storage_errors = 0
         self.foreign_messages = 0
@@ -182,7 +187,7 @@ class Agent:
                 )
         for take in takes:
             self._check_local_alarm(take.sensor, take)
-        if any(entry.alarm for entry in entries) and self._online:
+        if any(entry.alarm for entry in entries) and self._online and self._state_seen:
             self._drain(Route.ALARM)
 
     def _check_local_alarm(self, sensor: SensorConfig, take: Take) -> None:
@@ -209,6 +214,13 @@ class Agent:
         while True:
             await asyncio.sleep(self._config.publish_interval_s)
             if not self._online:
+                continue
+            if not self._state_seen:
+                if time.monotonic() - self._connected_at < HUB_STATE_WAIT_S:
+                    continue
+                _log.warning("no hub state within %.0f s of connecting: publishing without it", HUB_STATE_WAIT_S)
+                self._state_seen = True
+                self._start_sending()
                 continue
             if self._hub_online is False:  # the hub says offline: routine readings wait, alarms still go
                 self._ack_clock = time.monotonic()
@@ -276,10 +288,8 @@ class Agent:
                 _log.info("connected to broker %s:%d session=%d", event.host, event.port, self._outbox.session)
                 self.connects += 1
                 self._online = True
-                if self._hub_online is not False:
-                    self._republish()
-                if self._online:
-                    self._drain(Route.ALARM)
+                self._state_seen = False  # readings wait for the hub's retained state, which comes with the SUBACK
+                self._connected_at = time.monotonic()
             elif isinstance(event, Disconnected):
                 self._online = False
                 _log.warning("broker connection lost (%s): buffering in the outbox", event.reason)
@@ -330,6 +340,13 @@ class Agent:
         _log.warning("message on %s ignored: not this gateway's ack or cmd topic", message.topic)
 
     def _on_hub_state(self, payload: bytes) -> None:
+        first = self._online and not self._state_seen
+        self._state_seen = True
+        self._update_hub_state(payload, first=first)
+        if first:
+            self._start_sending()
+
+    def _update_hub_state(self, payload: bytes, *, first: bool) -> None:
         if not payload:  # the retained state was cleared: unknown again, which counts as online
             self._hub_online = None
             _log.info("hub state cleared: publishing as usual")
@@ -347,9 +364,21 @@ class Agent:
             _log.warning("hub is offline: routine readings wait in the outbox, alarms still go out")
         elif previous is False:
             _log.info("hub is online again: republishing everything unacknowledged")
-            if self._online:
+            if self._online and not first:
                 self._republish()
                 self._drain(Route.ALARM)
+
+    def _start_sending(self) -> None:
+        """After a connect, once the hub's state is known: what waited goes out, alarms ahead of the backlog.
+
+        Waiting for the retained state matters after a broker lost its sessions (restarted with its persistence
+        wiped): until the hub has subscribed again, and it publishes its state only after subscribing, anything
+        published is dropped, and the alarms would reach the hub only with the ack-timeout republish, after
+        routine readings. A hub state, online or offline, means the hub's persistent session exists on this broker.
+        """
+        if self._hub_online is not False:
+            self._republish()
+        self._drain(Route.ALARM)
 
     async def _on_command(self, message: Message) -> None:
         command = parse_command(

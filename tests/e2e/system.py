@@ -8,6 +8,7 @@ generated configuration (``persistence false``: a restart loses every session an
 
 import json
 import queue
+import re
 import sqlite3
 import subprocess
 import sys
@@ -32,12 +33,16 @@ __all__ = [
     "System",
     "add_sensor",
     "alarm_readings",
+    "alarms_not_stored",
+    "alarms_produced",
     "alive_pid",
+    "assert_alarms_first_after",
     "assert_exactly_once",
     "edge_counters",
     "notifications",
     "rss_kib",
     "running",
+    "sampled_s",
     "stored_count",
     "stored_readings",
     "truth_count",
@@ -231,10 +236,25 @@ def truth_count(path: Path) -> int:
     return path.read_bytes().count(b'"type":"reading"') if path.exists() else 0
 
 
+def sampled_s(system: System) -> int:
+    """Simulated seconds sampled so far (the simulator writes its truth file as it samples)."""
+    return truth_count(system.plan.truth) // system.detectors
+
+
 def alarm_readings(truth: set[Reading]) -> set[Reading]:
     """The leak detector's readings at or past the gas local alarm set point (25 %LEL): the edge's alarm route."""
     assert _GAS_ALARM is not None
     return {r for r in truth if r[0] == LEAK_SENSOR and r[2] >= _GAS_ALARM.value}
+
+
+def alarms_produced(plan: DemoPlan) -> set[Reading]:
+    """The leak's alarm readings the simulator has produced so far (it writes its truth file as it samples)."""
+    return alarm_readings(truth_readings(plan.truth))
+
+
+def alarms_not_stored(plan: DemoPlan) -> int:
+    """How many of the alarm readings produced so far the hub's store does not hold: those an outage held back."""
+    return len(alarms_produced(plan) - set(stored_readings(plan)))
 
 
 def _hub_store(plan: DemoPlan) -> Path:
@@ -322,3 +342,52 @@ def alive_pid(system: System, name: str) -> int:
     process = system.children[name].process
     assert process is not None and process.poll() is None, f"{name} is not running"
     return process.pid
+
+
+_PUBLISHED = re.compile(r"\bpublished (alarm )?seq=(\d+) readings=(\d+)")  # not "republished N batches …"
+_GAP = re.compile(r"gateway (\S+) session (\d+): seq (\d+) arrived before an earlier one")
+
+
+def assert_alarms_first_after(
+    system: System,
+    gateway: str,
+    connects_before: int,
+    buffered: int,
+    *,
+    mark: str = "connected to broker",
+    hub_order: bool = True,
+) -> None:
+    """After an outage, the ``buffered`` alarm readings it held back went out ahead of the routine backlog.
+
+    From the edge's ``connects_before + 1``-th ``mark`` line on (its reconnection; for a hub outage, the hub going
+    offline), the batches it published up to its first routine one are alarm batches carrying at least
+    ``buffered`` readings. Batches it republished (handed out before the outage, unacknowledged) may come first.
+    With ``hub_order`` (the broker kept the hub's subscriptions throughout), the hub's ingest log must show no
+    routine batch of these committed while an earlier seq was missing (its "arrived before an earlier one (gap)"
+    line): the hub committed the alarm batches first. Call it once the backlog is stored.
+    """
+    assert buffered > 0, "the outage held back alarm readings: arrange it to span the leak's alarm readings"
+    edge = f"edge-{gateway}"
+    lines = system.lines_of(edge)
+    marks = [index for index, line in enumerate(lines) if mark in line]
+    assert len(marks) > connects_before, f"{edge} logged {mark!r} {len(marks)} times, not {connects_before + 1}"
+    after = lines[marks[connects_before] :]
+    publishes = [(m[1] is not None, int(m[2]), int(m[3])) for line in after if (m := _PUBLISHED.search(line))]
+    first_routine = next((i for i, (alarm, _, _) in enumerate(publishes) if not alarm), None)
+    assert first_routine is not None, f"{edge} published no routine batch after {mark!r}: the backlog is not out"
+    ahead = sum(readings for _, _, readings in publishes[:first_routine])
+    excerpt = [line for line in after if "published" in line or mark in line][: first_routine + 6]
+    assert ahead >= buffered, (
+        f"{edge} published {ahead} alarm readings before its first routine batch after {mark!r}, not the "
+        f"{buffered} the outage held back:\n" + "\n".join(excerpt)
+    )
+    if not hub_order:
+        return
+    session = int(system.lines_of(edge, "starting: session=")[-1].split("session=")[1].split()[0])
+    routine = {seq for alarm, seq, _ in publishes if not alarm}
+    late = [
+        line
+        for line in system.lines_of("hub", "arrived before an earlier one")
+        if (m := _GAP.search(line)) and (m[1], int(m[2])) == (gateway, session) and int(m[3]) in routine
+    ]
+    assert not late, f"the hub committed routine batches of {edge} ahead of earlier seqs:\n" + "\n".join(late[:10])

@@ -6,6 +6,8 @@ messages gone: the generated config has ``persistence false``), an edge SIGKILLe
 broker cut, a detector that stops answering, an outbox at its byte bound, a full disk — and ends by
 comparing the hub's store with the simulator's truth file: every reading produced stored exactly once,
 or, where the outbox had to thin, every missing reading a routine one counted in the edge's ``dropped``.
+Every outage spans the start of the leak's alarm readings on gw-b1 (25 %LEL and up from simulated ~21 s), and
+after it those go out ahead of the routine backlog (``assert_alarms_first_after``).
 
 Waits are bounded polls with generous deadlines (the machine may be shared); the only timed pauses are the
 faults' own durations.
@@ -32,11 +34,15 @@ from tests.e2e.system import (
     System,
     add_sensor,
     alarm_readings,
+    alarms_not_stored,
+    alarms_produced,
     alive_pid,
+    assert_alarms_first_after,
     assert_exactly_once,
     edge_counters,
     rss_kib,
     running,
+    sampled_s,
     stored_count,
     stored_readings,
     truth_count,
@@ -50,6 +56,10 @@ from tests.support.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.e2e
 
 GATEWAYS = ("gw-b1", "gw-b2")
+LEAK_GATEWAY = "gw-b1"
+"""The gateway of the leak detector, whose alarm readings an outage holds back."""
+FIRST_ALARM_S = 21
+"""Simulated second of the leak's first alarm reading (it passes 25 %LEL at ~20.7 s): outages begin before it."""
 RECONNECT_S = 60.0
 """Bound for a gateway to reconnect once its broker is back: paho's backoff is capped at 30 s, jitter aside."""
 
@@ -68,6 +78,10 @@ def wait_reconnected(system: System, connects: int) -> None:
         return metrics.get("anju_mqtt_connected") == 1 and metrics.get("anju_gateways_online") == len(GATEWAYS)
 
     wait_for(hub_sees_both, system, "anju_mqtt_connected 1 and anju_gateways_online 2", RECONNECT_S)
+
+
+def leak_connects(system: System) -> int:
+    return len(system.lines_of(f"edge-{LEAK_GATEWAY}", "connected to broker"))
 
 
 def assert_alarms_stored(system: System, truth: set[Reading]) -> None:
@@ -89,6 +103,11 @@ def test_broker_stopped_for_60_s_and_restarted_on_the_same_port(broker: Broker, 
     with running(system):
         wait_for(lambda: stored_count(plan) >= 40 and edges_logged(system, "hub-ack seq="), system,
                  "the first readings stored and acknowledged", 60)  # fmt: skip
+        # Down from simulated ~10 s to ~130 s: every alarm reading of the leak (~21 s to ~101 s) is taken meanwhile.
+        assert not alarms_produced(plan), (
+            f"the broker goes down before the leak's alarm readings ({sampled_s(system)} s)"
+        )
+        connects = leak_connects(system)
         assert broker.stop() == 0
         back_at = time.monotonic() + OUTAGE_S
         wait_for(lambda: edges_logged(system, "broker connection lost"), system, "the edges saw the broker go", 30)
@@ -96,23 +115,34 @@ def test_broker_stopped_for_60_s_and_restarted_on_the_same_port(broker: Broker, 
         stored_mid_outage = stored_count(plan)
         wait_for(lambda: time.monotonic() >= back_at, system, "the end of the outage", OUTAGE_S)
         assert stored_count(plan) == stored_mid_outage, "nothing can arrive while the broker is down"
+        buffered = alarms_not_stored(plan)
         broker.start()
         wait_reconnected(system, connects=2)
         truth = wait_until_everything_is_stored(system)
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         assert_alarms_stored(system, truth)
         assert_exactly_once(system, truth)
 
 
 def test_broker_killed_and_restarted_with_its_sessions_and_queues_wiped(broker: Broker, tmp_path: Path) -> None:
     plan = prepare(tmp_path / "run", mqtt_port=broker.port)
-    system = System(plan, hub_mqtt_port=broker.port, speed=4.0, duration_s=40.0, lines=broker.lines)
+    # Speed 2: killed at simulated 15 s, back once the leak's first alarm readings (from ~21 s) are taken.
+    system = System(plan, hub_mqtt_port=broker.port, speed=2.0, duration_s=40.0, lines=broker.lines)
     with running(system):
-        wait_for(lambda: stored_count(plan) >= 160, system, "readings flowing", 60)
+        wait_for(lambda: stored_count(plan) >= 160 and sampled_s(system) >= FIRST_ALARM_S - 6, system,
+                 "readings flowing", 60)  # fmt: skip
+        assert not alarms_produced(plan), f"the broker dies before the leak's alarm readings ({sampled_s(system)} s)"
+        connects = leak_connects(system)
         assert broker.kill() == -9
         wait_for(lambda: edges_logged(system, "broker connection lost"), system, "the edges saw the broker go", 30)
+        wait_for(lambda: len(alarms_produced(plan)) >= 4, system, "the leak's first alarm readings", 30)
+        buffered = alarms_not_stored(plan)
         broker.start()  # persistence false: the hub's and the edges' sessions, and every queued message, are gone
         wait_reconnected(system, connects=2)
         truth = wait_until_everything_is_stored(system)
+        # The edges publish only once a hub state is back on the wiped broker, which the hub sends after it has
+        # subscribed again: nothing they send can be lost to the hub, and the alarms reach it first.
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         assert_alarms_stored(system, truth)
         assert_exactly_once(system, truth)
 
@@ -121,15 +151,21 @@ def test_broker_killed_and_restarted_with_its_sessions_and_queues_wiped(broker: 
 
 
 def test_edge_killed_mid_batch_and_restarted_with_a_new_session(mosquitto: int, tmp_path: Path) -> None:
-    # Speed 2: a detector's ring holds 15 samples, 7.5 s here, far more than the restart takes.
+    # Speed 2: a detector's ring holds 15 samples, 7.5 s here, far more than the edge is down. It is killed right
+    # after publishing the leak's first alarm batch (its hub-ack may be in flight) and stays down while the next
+    # alarm readings are produced: after the restart, those and any unacknowledged ones go first.
     plan = prepare(tmp_path / "run", mqtt_port=mosquitto)
     system = System(plan, hub_mqtt_port=mosquitto, speed=2.0, duration_s=36.0)
     with running(system):
         edge = "edge-gw-b1"
         wait_for(lambda: len(system.lines_of(edge, "hub-ack seq=")) >= 3, system, "batches acknowledged", 60)
-        published = len(system.lines_of(edge, "published seq="))
-        wait_for(lambda: len(system.lines_of(edge, "published seq=")) > published, system, "a new batch", 30)
-        assert system.children[edge].kill() == -9  # right after a publish: its hub-ack is most likely in flight
+        wait_for(lambda: bool(system.lines_of(edge, "published alarm seq=")), system, "the first alarm batch", 60)
+        assert system.children.pop(edge).kill() == -9  # popped: wait_for fails on a child that is not alive
+        connects = leak_connects(system)
+        produced = len(alarms_produced(plan))
+        wait_for(lambda: len(alarms_produced(plan)) >= produced + 4, system, "alarm readings while the edge is down",
+                 30)  # fmt: skip
+        buffered = alarms_not_stored(plan)
         system.start_edge("gw-b1")
         wait_for(lambda: len(system.lines_of(edge, "connected to broker")) >= 2, system,
                  "the restarted edge connected", RECONNECT_S)  # fmt: skip
@@ -137,6 +173,7 @@ def test_edge_killed_mid_batch_and_restarted_with_a_new_session(mosquitto: int, 
         assert len(starts) == 2 and starts[1] == starts[0] + 1, starts
         assert system.lines_of(edge, "connected to broker")[-1].endswith(f" session={starts[1]}")
         truth = wait_until_everything_is_stored(system)
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         assert_exactly_once(system, truth)
     assert edge_counters(system.edge_config("gw-b1"))["session"] == starts[1]
 
@@ -157,8 +194,9 @@ def proxy(mosquitto: int) -> Iterator[TcpProxy]:
         yield relay
 
 
-def cut_link(system: System, proxy: TcpProxy, seconds: float) -> int:
-    """Cut the link for ``seconds`` while sampling the edges' RSS; returns the largest RSS seen, KiB."""
+def cut_link(system: System, proxy: TcpProxy, seconds: float) -> tuple[int, int]:
+    """Cut the link for ``seconds`` while sampling the edges' RSS; returns the largest RSS seen, KiB, and how many
+    alarm readings the cut held back."""
     pids = [alive_pid(system, f"edge-{gateway}") for gateway in GATEWAYS]
     connects = min(len(system.lines_of(f"edge-{g}", "connected to broker")) for g in GATEWAYS)
     proxy.cut()
@@ -172,9 +210,10 @@ def cut_link(system: System, proxy: TcpProxy, seconds: float) -> int:
 
     wait_for(cut_over, system, "the end of the cut", seconds + 10)
     assert edges_logged(system, "broker connection lost"), "the edges noticed the cut"
+    buffered = alarms_not_stored(system.plan)
     proxy.restore()
     wait_reconnected(system, connects=connects + 1)
-    return peak
+    return peak, buffered
 
 
 def test_link_cut_for_20_s_loses_nothing_and_the_edge_stays_small(
@@ -186,9 +225,13 @@ def test_link_cut_for_20_s_loses_nothing_and_the_edge_stays_small(
     with running(system):
         wait_for(lambda: stored_count(plan) >= 40 and edges_logged(system, "hub-ack seq="), system,
                  "the first readings acknowledged", 60)  # fmt: skip
-        peak_kib = cut_link(system, proxy, 20.0)
+        # Cut from simulated ~10 s to ~50 s: the leak's alarm readings from ~21 s on wait in the outbox.
+        assert not alarms_produced(plan), f"the link goes down before the leak's alarm readings ({sampled_s(system)} s)"
+        connects = leak_connects(system)
+        peak_kib, buffered = cut_link(system, proxy, 20.0)
         assert peak_kib < RSS_BOUND_KIB, f"edge RSS {peak_kib} KiB during the cut"
         truth = wait_until_everything_is_stored(system)
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         assert_alarms_stored(system, truth)
         assert_exactly_once(system, truth)
 
@@ -296,21 +339,20 @@ def test_outbox_bound_thins_oldest_routine_readings_keeps_alarms_and_counts_drop
     system = System(plan, hub_mqtt_port=mosquitto, speed=8.0, duration_s=150.0)
     with running(system):
         wait_for(lambda: edges_logged(system, "hub-ack seq="), system, "the first readings acknowledged", 60)
-        connects = len(system.lines_of("edge-gw-b1", "connected to broker"))
+        assert not alarms_produced(plan), f"the link goes down before the leak's alarm readings ({sampled_s(system)} s)"
+        connects = leak_connects(system)
         proxy.cut()
         leak_over_at = system.sim_started + 112 / system.speed
         wait_for(lambda: time.monotonic() >= leak_over_at and edges_logged(system, "outbox full: dropped"), system,
                  "the leak's alarms buffered and the bound engaged on both edges", 60)  # fmt: skip
+        buffered = alarms_not_stored(plan)
         proxy.restore()
         wait_reconnected(system, connects=connects + 1)
-        after_reconnect = system.lines_of("edge-gw-b1")
-        first_connect = [i for i, line in enumerate(after_reconnect) if "connected to broker" in line][connects]
-        first_publish = next(line for line in after_reconnect[first_connect:] if "published" in line)
-        assert "published alarm" in first_publish, "after the outage the alarms go first"
         truth_size = system.detectors * int(system.duration_s)
         wait_for(lambda: truth_count(plan.truth) >= truth_size, system, "the simulator's last sample", 60)
         wait_for(lambda: stored_count(plan) + sum(dropped_so_far(system, f"edge-{g}") for g in GATEWAYS) >= truth_size,
                  system, "every reading stored or counted dropped", 60)  # fmt: skip
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         system.stop()
     truth = truth_readings(plan.truth)
     stored = stored_readings(plan)

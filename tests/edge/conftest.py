@@ -44,8 +44,8 @@ def detectors() -> Iterator[Callable[[dict[int, tuple[str, str]]], Detectors]]:
 def hub_factory() -> Iterator[Callable[..., Hub]]:
     hubs: list[Hub] = []
 
-    def make(broker: Broker, *, acking: bool = True) -> Hub:
-        hub = Hub(broker, acking=acking)
+    def make(broker: Broker, *, acking: bool = True, publish_state: bool = True) -> Hub:
+        hub = Hub(broker, acking=acking, publish_state=publish_state)
         hubs.append(hub)
         return hub
 

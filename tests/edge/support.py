@@ -240,8 +240,9 @@ def _bind(action: Callable[..., object], unit_id: int) -> Callable[..., object]:
 class Hub:
     """Subscribes to one gateway's topics, decodes every batch, and acks the highest contiguous seq (if acking)."""
 
-    def __init__(self, broker: Broker, *, acking: bool = True) -> None:
+    def __init__(self, broker: Broker, *, acking: bool = True, publish_state: bool = True) -> None:
         self.acking = acking
+        self.publish_state = publish_state
         self.batches: dict[tuple[int, int], Batch] = {}
         self.deliveries: list[tuple[str, int, int]] = []
         self.rejections: list[Rejection] = []
@@ -263,6 +264,9 @@ class Hub:
 
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
         client.subscribe([(f"{self._base}/data", 1), (f"{self._base}/alarm", 1), (f"{self._base}/state", 1)])
+        if self.publish_state:  # as hub.ingest does: subscribed first, then the retained state edges wait for
+            online = encode_state(GatewayState("online", 0, time.time()))
+            client.publish(HUB_STATE_TOPIC, online, qos=1, retain=True)
         self.connected.set()
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from edge.agent import HUB_STATE_WAIT_S
 from tests.edge.support import Broker, Detectors, EdgeProcess, Hub, inspect_outbox, wait_until, write_config
 
 UNITS = {1: ("gas-b1-101", "gas"), 2: ("temp-b1-102", "temperature")}
@@ -209,3 +210,58 @@ def _fast_enough() -> object:
     started = time.monotonic()
     yield None
     assert time.monotonic() - started < 20
+
+
+def test_readings_wait_for_the_hub_state_after_a_connect_alarms_first(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+) -> None:
+    """A broker that lost its sessions has no hub state: publishing then would go to nobody. The edge holds its
+    readings until the hub's retained state appears (the hub publishes it after subscribing), then sends the
+    alarms ahead of the backlog; with no hub state at all it goes on without one after HUB_STATE_WAIT_S."""
+    server = detectors(UNITS)
+    hub = hub_factory(broker, publish_state=False)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
+    edge = edge_process(config)
+    edge.start()
+    wait_until(lambda: "connected to broker" in edge.text(), 10, "the edge connected")
+    for i in range(6):
+        server.produce(1, 30.0 if i == 3 else 2.0)  # one reading past the 25 %LEL local alarm
+        server.produce(2, 21.0)
+        time.sleep(0.1)
+    wait_until(lambda: "LOCAL ALARM" in edge.text(), 5, "the local alarm (it never waits for the hub)")
+    time.sleep(2.0)  # the readings and the alarm are taken: nothing may go out yet
+    with hub.lock:
+        assert not hub.deliveries, "published before any hub state"
+    hub.publish_hub_state("online")
+    _assert_all_arrive(hub, server, edge)
+    with hub.lock:
+        assert hub.deliveries[0][0] == "alarm", hub.deliveries
+    assert "no hub state within" not in edge.text()
+    assert edge.terminate() == 0
+
+
+def test_without_any_hub_state_the_edge_publishes_after_the_wait(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+) -> None:
+    server = detectors(UNITS)
+    hub = hub_factory(broker, publish_state=False)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
+    edge = edge_process(config)
+    edge.start()
+    server.produce(1, 2.0)
+    server.produce(2, 21.0)
+    wait_until(lambda: "connected to broker" in edge.text(), 10, "the edge connected")
+    connected_at = time.monotonic()
+    wait_until(lambda: bool(hub.deliveries), HUB_STATE_WAIT_S + 5, "readings published without a hub state")
+    assert time.monotonic() - connected_at >= HUB_STATE_WAIT_S - 1.0
+    assert f"no hub state within {HUB_STATE_WAIT_S:.0f} s of connecting: publishing without it" in edge.text()
+    _assert_all_arrive(hub, server, edge)
+    assert edge.terminate() == 0
