@@ -96,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.serve:
         _serve(args.serve)
         return
-    result = run()
-    print(result)
+    sys.stdout.write(f"{run()}\n")
 
 
 if __name__ == "__main__":

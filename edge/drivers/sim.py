@@ -83,7 +83,7 @@ class SimTransport:
         return struct.pack(f">{count}H", *words[address:end])
 
     def close(self) -> None:
-        pass
+        """Nothing to release: no connection, no port."""
 
     def _header(self, unit_id: int, counter: int) -> list[int]:
         kind = self._kinds[unit_id]
