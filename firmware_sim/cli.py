@@ -1,4 +1,5 @@
-"""``anju-sim``: run a scenario as Modbus TCP gateways, check a scenario file, or print the register map.
+"""``anju-sim``: run a scenario as Modbus TCP gateways, check a scenario file, print the register map, or
+publish a fleet's load straight to the broker (``load``, firmware_sim/load.py).
 
 Exit codes: 0 success (also after SIGINT/SIGTERM), 2 bad arguments or an invalid scenario, 1 a runtime
 failure such as a port that is already taken.
@@ -9,11 +10,14 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
+from firmware_sim import load
 from firmware_sim.runner import MAX_SPEED, RunOptions, run_simulation, write_truth
 from firmware_sim.scenario import Scenario, ScenarioError, load_scenario, scenario_from_deployment
 from protocol import registers
@@ -122,7 +126,61 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("scenario", type=Path, help="scenario YAML file")
 
     sub.add_parser("registers", help="print the Modbus register map of a detector")
+    _load_parser(sub)
     return parser
+
+
+def _load_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    defaults = load.LoadOptions()
+    cmd = sub.add_parser(
+        "load",
+        help="publish batched SenML straight to the broker as a fleet of gateways (hub benchmarks, soak tests)",
+        description="Each gateway: retained birth and Will, seq per session, holds batches until hub-acked, "
+        "replays after --ack-timeout, rebirths on cmd/rebirth. Exit 0 done, 2 bad options, 1 broker unreachable.",
+    )
+    cmd.add_argument("--host", default=defaults.host, help="broker address (default 127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=defaults.port, help="broker port (default 1883)")
+    cmd.add_argument("--community", default=defaults.community, help="community id (default load)")
+    cmd.add_argument("--gateways", type=int, default=defaults.gateways, metavar="G", help="gateways load-gw-0001…")
+    cmd.add_argument(
+        "--sensors-per-gateway", type=int, default=defaults.sensors_per_gateway, metavar="S", help="sensors each"
+    )
+    cmd.add_argument("--rate", type=float, default=defaults.rate_hz, metavar="HZ", help="readings/s per sensor")
+    cmd.add_argument(
+        "--batch", type=int, default=defaults.batch, metavar="N", help=f"readings per message (≤ {load.MAX_BATCH})"
+    )
+    cmd.add_argument("--duration", type=float, default=defaults.duration_s, metavar="S", help="seconds (default 60)")
+    cmd.add_argument(
+        "--kinds",
+        default=",".join(defaults.kinds),
+        metavar="K1,K2",
+        help="sensor kinds taken in turn (default gas,smoke,temperature,water-depth)",
+    )
+    cmd.add_argument("--qos", type=int, default=defaults.qos, choices=(0, 1), help="data QoS (default 1)")
+    cmd.add_argument(
+        "--ack-timeout", type=float, default=defaults.ack_timeout_s, metavar="S", help="replay after S without an ack"
+    )
+    cmd.add_argument(
+        "--max-unacked",
+        type=int,
+        default=defaults.max_unacked,
+        metavar="N",
+        help="readings a gateway may hold unacked before it stalls (default 100000)",
+    )
+    cmd.add_argument(
+        "--drain", type=float, default=defaults.drain_s, metavar="S", help="wait up to S for the last acks (10)"
+    )
+    cmd.add_argument("--username", help="broker user name")
+    cmd.add_argument("--password-file", type=Path, metavar="FILE", help="file holding the broker password")
+    cmd.add_argument("--seed", type=int, default=defaults.seed, help="random seed of the values")
+    cmd.add_argument("--report", type=Path, metavar="FILE", help="write the counters as JSON here")
+    cmd.add_argument(
+        "--deployment-out", type=Path, metavar="FILE", help="write a deployment file registering the fleet"
+    )
+    cmd.add_argument(
+        "--deployment-only", action="store_true", help="write --deployment-out and exit without publishing"
+    )
+    cmd.set_defaults(load_parser=cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("pymodbus").setLevel(logging.WARNING)
+    if args.command == "load":
+        return _load(args)
     try:
         if args.command == "registers":
             sys.stdout.write(_register_map())
@@ -211,6 +271,75 @@ async def _serve(scenario: Scenario, options: RunOptions) -> None:
         await run_simulation(scenario, options, stop=stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _load(args: argparse.Namespace) -> int:
+    def usage(message: str) -> NoReturn:
+        parser: argparse.ArgumentParser = args.load_parser
+        parser.error(message)  # argparse's own form: usage line, the message, exit status 2
+
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            return usage(f"--password-file: cannot read {args.password_file}: {exc.strerror}")
+    try:
+        options = load.LoadOptions(
+            host=args.host,
+            port=args.port,
+            community=args.community,
+            gateways=args.gateways,
+            sensors_per_gateway=args.sensors_per_gateway,
+            rate_hz=args.rate,
+            batch=args.batch,
+            duration_s=args.duration,
+            kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+            qos=args.qos,
+            ack_timeout_s=args.ack_timeout,
+            max_unacked=args.max_unacked,
+            drain_s=args.drain,
+            username=args.username,
+            password=password,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        return usage(str(exc))
+    if not is_valid_id(options.community):
+        return usage(f"--community: {options.community!r} does not match [a-z0-9-]{{1,64}}")
+    if not 1 <= options.port <= 65535:
+        return usage(f"--port: {options.port} is not 1..65535")
+    if args.deployment_only and args.deployment_out is None:
+        return usage("--deployment-only needs --deployment-out FILE")
+    if args.deployment_out is not None:
+        args.deployment_out.write_text(load.render_deployment(options), encoding="utf-8")
+        log.info("wrote %s", args.deployment_out)
+        if args.deployment_only:
+            return 0
+    try:
+        report = asyncio.run(_publish_load(options))
+    except load.LoadError as exc:
+        log.error("%s", exc.reason)
+        return 1
+    body = report.as_dict()
+    sys.stdout.write("".join(f"{name}: {value}\n" for name, value in body.items()))
+    if args.report is not None:
+        load.write_report(report, args.report)
+    return 0
+
+
+async def _publish_load(options: load.LoadOptions) -> load.LoadReport:
+    """SIGINT/SIGTERM end production early (then the drain); signals only where Python can take them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        return await load.run_load(options, stop=stop)
+    finally:
+        for signum in signals:
             loop.remove_signal_handler(signum)
 
 

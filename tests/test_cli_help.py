@@ -14,7 +14,7 @@ BIN = Path(sys.executable).parent
     [
         ("anju-hub", ["serve", "check-config", "edge-config", "demo"]),
         ("anju-edge", ["run", "check-config"]),
-        ("anju-sim", ["run", "check", "registers"]),
+        ("anju-sim", ["run", "check", "registers", "load"]),
     ],
 )
 def test_console_script_help_lists_its_subcommands(script: str, subcommands: list[str]) -> None:
