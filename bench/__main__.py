@@ -4,7 +4,8 @@ Without names, every benchmark that can run here runs.
 
 Names: ``protocol_decode``, ``modbus_client`` (the edge's Modbus TCP transport against the pymodbus client),
 ``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it
-needs Mosquitto, and runs its ThingsBoard part only where that gateway's own venv exists).
+needs Mosquitto, and runs its ThingsBoard part only where that gateway's own venv exists), ``hub_ingest`` (the
+hub's end-to-end ingest baseline at stepped loads, bench/hub_ingest.py; it needs Mosquitto).
 """
 
 import argparse
@@ -12,11 +13,11 @@ import datetime
 import sys
 from collections.abc import Sequence
 
-from bench import edge_vs_tbgw, modbus_client, protocol_decode
+from bench import edge_vs_tbgw, hub_ingest, modbus_client, protocol_decode
 from bench.common import machine
 from hub.demo.broker import find_mosquitto
 
-NAMES = ("protocol_decode", "modbus_client", "edge")
+NAMES = ("protocol_decode", "modbus_client", "edge", "hub_ingest")
 
 
 def _decode() -> None:
@@ -61,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write("edge: skipped, mosquitto is not installed\n")
         else:
             edge_vs_tbgw.report(edge_vs_tbgw.run_from_args(args))
+    if "hub_ingest" in names:
+        if find_mosquitto() is None:
+            if args.names:
+                sys.stderr.write("hub_ingest: mosquitto is not installed (apt-get install mosquitto)\n")
+                return 2
+            sys.stdout.write("hub_ingest: skipped, mosquitto is not installed\n")
+        else:
+            hub_ingest.report(hub_ingest.run())
     return 0
 
 
