@@ -234,6 +234,41 @@ def _bind(action: Callable[..., object], unit_id: int) -> Callable[..., object]:
     return bound
 
 
+class Producer:
+    """Adds a sample to each of ``units`` every ``interval_s`` in a thread, until stopped: a value stepping by
+    ``step`` and wrapping at ``wrap``, plus the unit's entry in ``offsets`` (keeps each kind inside its range)."""
+
+    def __init__(
+        self,
+        server: Detectors,
+        units: list[int],
+        *,
+        interval_s: float,
+        step: float,
+        wrap: float,
+        offsets: Mapping[int, float] | None = None,
+    ) -> None:
+        self._server = server
+        self.units = units
+        self._interval_s = interval_s
+        self._step, self._wrap = step, wrap
+        self._offsets = dict(offsets or {})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        value = 0.0
+        while not self._stop.wait(self._interval_s):
+            value = (value + self._step) % self._wrap
+            for unit in list(self.units):
+                self._server.produce(unit, self._offsets.get(unit, 0.0) + value)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 # -- the hub stand-in ------------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from tests.edge.support import (
     Detectors,
     EdgeProcess,
     Hub,
+    Producer,
     config_text,
     free_port,
     wait_until,
@@ -77,29 +78,6 @@ class Replies:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-
-
-class Producer:
-    """Adds a sample to each of ``units`` every ``interval_s`` in a thread, until stopped."""
-
-    def __init__(self, server: Detectors, units: list[int], interval_s: float) -> None:
-        self._server = server
-        self.units = units
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        value = 0.0
-        while not self._stop.wait(self._interval_s):
-            value = (value + 0.3) % 4  # inside every kind's range, water depth (0-5 m) the narrowest
-            for unit in list(self.units):
-                self._server.produce(unit, value)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 @pytest.fixture
@@ -170,7 +148,8 @@ def test_a_good_push_restarts_on_the_new_config_and_loses_or_repeats_nothing(
     hub = hub_factory(broker)
     config, original, edge = _start(tmp_path, broker, server, edge_process)
     _answering(hub, edge, replies)
-    producer = Producer(server, [1, 2], interval_s=0.25)  # a ring of 15 holds 3.75 s: longer than the restart
+    # A ring of 15 holds 3.75 s: longer than the restart. Values 0-4 fit every kind (water depth, 0-5 m).
+    producer = Producer(server, [1, 2], interval_s=0.25, step=0.3, wrap=4.0)
     try:
         wait_until(lambda: "hub-ack seq=" in edge.text(), 8, "the first hub-ack")
         pushed = config_text(
@@ -261,7 +240,8 @@ def test_a_push_that_cannot_start_is_rolled_back_and_the_edge_keeps_delivering(
     else:
         unused = free_port()  # nobody listens there
         change, reason = {"mqtt": {"port": unused}}, f"no connection to the broker 127.0.0.1:{unused}"
-    producer = Producer(server, [1, 2], interval_s=0.8)  # a ring of 15 holds 12 s: the trial and both restarts
+    # A ring of 15 holds 12 s: the trial and both restarts.
+    producer = Producer(server, [1, 2], interval_s=0.8, step=0.3, wrap=4.0)
     try:
         pushed = _text(broker, server, **change)
         _push(hub, "c-bad", pushed)

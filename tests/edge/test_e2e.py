@@ -1,7 +1,6 @@
 """The delivery guarantee end to end: real Mosquitto, a real Modbus server, the edge as a process, a hub stand-in."""
 
 import re
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,16 @@ import orjson
 import pytest
 
 from edge.agent import HUB_STATE_WAIT_S
-from tests.edge.support import Broker, Detectors, EdgeProcess, Hub, inspect_outbox, wait_until, write_config
+from tests.edge.support import (
+    Broker,
+    Detectors,
+    EdgeProcess,
+    Hub,
+    Producer,
+    inspect_outbox,
+    wait_until,
+    write_config,
+)
 
 UNITS = {1: ("gas-b1-101", "gas"), 2: ("temp-b1-102", "temperature")}
 Factory = Callable[..., Hub]
@@ -22,28 +30,6 @@ def _stored(config: Path) -> int:
         return int(outbox.counters().stored_readings)
     finally:
         outbox.close()
-
-
-class Producer:
-    """Adds a sample to every detector every ``interval_s`` in a thread, until stopped."""
-
-    def __init__(self, server: Detectors, interval_s: float = 0.1) -> None:
-        self._server = server
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        value = 0.0
-        while not self._stop.wait(self._interval_s):
-            value = (value + 0.7) % 20
-            self._server.produce(1, value)
-            self._server.produce(2, 20.0 + value)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def _expected(server: Detectors) -> set[tuple[str, int, float]]:
@@ -135,7 +121,7 @@ def test_broker_killed_and_restarted(
     config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
     edge = edge_process(config)
     edge.start()
-    producer = Producer(server)
+    producer = Producer(server, [1, 2], interval_s=0.1, step=0.7, wrap=20.0, offsets={2: 20.0})
     try:
         wait_until(lambda: "hub-ack seq=" in edge.text(), 8, "first ack")
         broker.stop()
@@ -162,7 +148,8 @@ def test_edge_killed_and_restarted_loses_nothing(
     config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
     first = edge_process(config)
     first.start()
-    producer = Producer(server, interval_s=0.15)  # the ring holds 15 samples: 2.25 s of downtime
+    # The ring holds 15 samples: 2.25 s of downtime.
+    producer = Producer(server, [1, 2], interval_s=0.15, step=0.7, wrap=20.0, offsets={2: 20.0})
     try:
         wait_until(lambda: "hub-ack seq=" in first.text(), 8, "first ack")
         time.sleep(0.3)
