@@ -96,6 +96,10 @@ class Metrics:
         )
         self.acks_published = Counter("anju_acks_published_total", "Hub-acks published to gateways.")
         self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
+        self.clock_skewed = Counter(
+            "anju_readings_clock_skewed_total",
+            "Readings stored with the CLOCK_SKEW flag, by gateway and reason (future, past, gateway_clock).",
+        )
         self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")
         self.mqtt_connects = Counter("anju_mqtt_connects_total", "Successful connections of the hub to the broker.")
         self.rebirths = Counter(

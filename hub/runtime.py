@@ -8,6 +8,7 @@ reads the same objects. Nothing here runs at import time.
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
 from hub.settings import HubSettings
-from hub.store import SqliteStore
+from hub.store import ChunkStore, ReadingStore
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -32,10 +33,24 @@ class Runtime:
     settings: HubSettings
     deployment: Deployment
     registry: Registry
-    store: SqliteStore
+    store: ReadingStore
     metrics: Metrics
     alerts: AlertService
     ingest: Ingest
+
+
+MAINTAIN_EVERY_S = 1.0
+"""How often the store's housekeeping runs (compaction when due, closing finished days, retention hourly)."""
+
+
+async def _maintain(store: ReadingStore) -> None:
+    """Run the store's housekeeping off the ingest path, forever; a failure is logged and retried, never fatal."""
+    while True:
+        await asyncio.sleep(MAINTAIN_EVERY_S)
+        try:
+            await asyncio.to_thread(store.maintain, time.time_ns() // 1_000_000)
+        except Exception:
+            log.exception("store maintenance failed; retrying in %.0f s", MAINTAIN_EVERY_S)
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +61,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     registry = Registry(deployment)
-    store = SqliteStore(path=settings.store_path)
+    store = ChunkStore(path=settings.store_path)
     alert_store = AlertStore(settings.alerts_path)
     try:
         async with (
@@ -73,11 +88,15 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             )
             runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest)
             async with asyncio.TaskGroup() as group:
-                task = group.create_task(ingest.run(), name="hub-ingest")
+                tasks = [
+                    group.create_task(ingest.run(), name="hub-ingest"),
+                    group.create_task(_maintain(store), name="hub-store-maintain"),
+                ]
                 try:
                     yield runtime
                 finally:
-                    task.cancel()
+                    for task in tasks:
+                        task.cancel()
     finally:
         store.close()
         alert_store.close()

@@ -54,7 +54,7 @@ class HubSettings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        return self.data_dir / "readings.sqlite3"
+        return self.data_dir / "readings.anju"
 
     @property
     def alerts_path(self) -> Path:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
+import numpy as np
 
 from alerts.model import RiskEvent
 from hub.detection import ThresholdDetector
@@ -28,10 +29,10 @@ from hub.ingest.inbox import Inbox, Received
 from hub.ingest.ledger import SessionLedger
 from hub.ingest.registry import Registry, SensorInfo
 from hub.ingest.telemetry import GatewayTelemetry, judge_health, judge_reply
-from hub.ingest.timecheck import TimeChecks
-from hub.ingest.validate import check_origin, inspect_message
+from hub.ingest.timecheck import CLOCK_SKEW_WARN_S, TimeChecks
+from hub.ingest.validate import Accepted, check_origin, inspect_message
 from hub.metrics import Metrics
-from hub.store.base import DeadLetter, HealthRecord, ReadingStore, StoredReading
+from hub.store.base import DeadLetter, HealthRecord, ReadingColumns, ReadingFlag, ReadingStore
 from protocol import Ack, GatewayState, Reading, Rejection, decode_state, encode_ack, encode_state, parse_topic
 from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
 
@@ -53,6 +54,12 @@ class MqttEndpoint:
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
+
+FUTURE_SKEW_MS = 5 * 60_000
+"""A device time this far ahead of the hub's clock is a wrong clock, not transit or jitter (ms)."""
+PAST_SKEW_MS = 30 * 86_400_000
+"""Older than the default raw retention (ms): a week-long outage replays a week (edge/outbox.py keeps what fits its
+byte bound), a month is far more likely a clock that jumped back; stored, flagged and reported, not judged."""
 
 _CHANNELS = frozenset({"data", "alarm", "state", "health", "reply"})
 
@@ -174,9 +181,8 @@ class Ingest:
 
     async def commit(self, items: Sequence[Received]) -> dict[tuple[str, int], int]:
         """Validate, dedup, store in one transaction, detect, and return the acks to publish."""
-        rows: list[StoredReading] = []
+        kept: list[tuple[Accepted, int]] = []
         dead: list[DeadLetter] = []
-        judged: list[tuple[Reading, SensorInfo]] = []
         touched: set[tuple[str, int]] = set()
         health: list[HealthRecord] = []
         for item in items:
@@ -226,8 +232,8 @@ class Ingest:
                 )
             self.ledger.record(batch.gateway, batch.session, batch.seq)
             self.registry.gateways[batch.gateway].last_message_s = time.time()
-            rows.extend(StoredReading(r.sensor, r.time_ms, r.value, batch.gateway) for r, _ in accepted.readings)
-            judged.extend(accepted.readings)
+            kept.append((accepted, item.received_ms))
+        rows, judged = self._columns(kept)
         marks = [self.ledger.mark(gateway, session) for gateway, session in touched]
         stored = await asyncio.to_thread(self.store.commit, rows, dead, marks, health)
         self.metrics.commits.inc()
@@ -249,6 +255,53 @@ class Ingest:
             )
             await self.on_risk(event)
         return {(gateway, session): self.ledger.acked(gateway, session) for gateway, session in touched}
+
+    def _columns(self, kept: Sequence[tuple[Accepted, int]]) -> tuple[ReadingColumns, list[tuple[Reading, SensorInfo]]]:
+        """The round's readings as store columns, flagged for clock skew, and the (reading, sensor) pairs to judge.
+
+        A device time more than ``FUTURE_SKEW_MS`` ahead of the hub's clock when received, or from a gateway whose
+        last clock check measured more than ``CLOCK_SKEW_WARN_S`` off, is stored as it came with the CLOCK_SKEW
+        flag and judged at its arrival time (a gas alarm from a gateway with a wrong clock still pages). One older
+        than ``PAST_SKEW_MS`` is stored flagged and not judged: it is history, whatever its value says.
+        """
+        pairs = [pair for accepted, _ in kept for pair in accepted.readings]
+        if not pairs:
+            return ReadingColumns.empty(), []
+        received = np.repeat(
+            np.array([ms for _, ms in kept], np.int64), [len(accepted.readings) for accepted, _ in kept]
+        )
+        gateways = [accepted.batch.gateway for accepted, _ in kept for _ in accepted.readings]
+        times = np.fromiter((r.time_ms for r, _ in pairs), np.int64, len(pairs))
+        values = np.fromiter((r.value for r, _ in pairs), np.float64, len(pairs))
+        off_clock = {
+            accepted.batch.gateway
+            for accepted, _ in kept
+            if (seen := self.time_checks.skew.get(accepted.batch.gateway)) and abs(seen.skew_s) > CLOCK_SKEW_WARN_S
+        }
+        future = times > received + FUTURE_SKEW_MS
+        past = times < received - PAST_SKEW_MS
+        gateway_clock = np.fromiter((g in off_clock for g in gateways), bool, len(pairs))
+        skewed = future | past | gateway_clock
+        flags = (skewed * int(ReadingFlag.CLOCK_SKEW)).astype(np.uint8)
+        columns = ReadingColumns([r.sensor for r, _ in pairs], gateways, times, values, flags)
+        if not skewed.any():
+            return columns, pairs
+        judged: list[tuple[Reading, SensorInfo]] = []
+        for index in range(len(pairs)):
+            reading, info = pairs[index]
+            if not skewed[index]:
+                judged.append((reading, info))
+                continue
+            reason = "past" if past[index] else "future" if future[index] else "gateway_clock"
+            self.metrics.clock_skewed.inc(gateway=gateways[index], reason=reason)
+            if reason != "past":
+                judged.append((reading._replace(time_ms=int(received[index])), info))
+        log.warning(
+            "%d readings stored with the clock-skew flag (device time off the hub's clock): %s",
+            int(skewed.sum()),
+            ", ".join(sorted({gateways[i] for i in np.flatnonzero(skewed).tolist()})),
+        )
+        return columns, judged
 
     def _reject(self, item: Received, rejection: Rejection, raw: bytes, dead: list[DeadLetter]) -> None:
         self.metrics.payloads_rejected.inc(reason=rejection.reason.value)

@@ -1,6 +1,25 @@
-"""Time-series storage backends behind one interface (SQLite embedded now; InfluxDB with the ingest issue)."""
+"""Time-series storage backends behind one interface: the embedded chunk store (default) and InfluxDB."""
 
-from hub.store.base import DeadLetter, HealthRecord, ReadingStore, SessionMark, StoredReading
-from hub.store.sqlite import SqliteStore
+from hub.store.base import (
+    Bucket,
+    DeadLetter,
+    HealthRecord,
+    ReadingColumns,
+    ReadingFlag,
+    ReadingStore,
+    SessionMark,
+    StoredReading,
+)
+from hub.store.chunks import ChunkStore
 
-__all__ = ["DeadLetter", "HealthRecord", "ReadingStore", "SessionMark", "SqliteStore", "StoredReading"]
+__all__ = [
+    "Bucket",
+    "ChunkStore",
+    "DeadLetter",
+    "HealthRecord",
+    "ReadingColumns",
+    "ReadingFlag",
+    "ReadingStore",
+    "SessionMark",
+    "StoredReading",
+]

@@ -1,10 +1,44 @@
-"""The storage interface the ingest path and the API use, whatever the engine."""
+"""The storage interface the ingest path and the API use, whatever the engine.
 
-from collections.abc import Sequence
+Readings travel to a store as columns (``ReadingColumns``): the ingest round decodes thousands of readings,
+and building one object per reading only to take it apart again in the store costs more than the write.
+Everything else (dead letters, session marks, health) is small and stays in records.
+
+Every backend passes the same contract suite (tests/hub/test_store_contract.py):
+- ``commit`` is idempotent on (sensor, device time): the same point written twice is one row, and the return
+  value counts only the new ones. Sensor ids are unique in a deployment (hub/config.py), so the key
+  (gateway, sensor, time) of DESIGN.md is (sensor, time) with the gateway kept alongside.
+- Once ``commit`` has returned, everything it was given survives a crash (kill -9) of the process: the hub
+  publishes hub-acks only after it returns.
+- Queries return what was committed, in time order.
+"""
+
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from enum import IntFlag
+from typing import Protocol, Self
 
-__all__ = ["DeadLetter", "HealthRecord", "ReadingStore", "SessionMark", "StoredReading"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Bucket",
+    "DeadLetter",
+    "HealthRecord",
+    "ReadingColumns",
+    "ReadingFlag",
+    "ReadingStore",
+    "SessionMark",
+    "StoredReading",
+]
+
+
+class ReadingFlag(IntFlag):
+    """Marks stored with a reading (a bit set in ``flags``)."""
+
+    NONE = 0
+    CLOCK_SKEW = 1
+    """The device time is far from the hub's clock when received (hub.ingest): stored, reported, not judged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +49,59 @@ class StoredReading:
     time_ms: int
     value: float
     gateway: str
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingColumns:
+    """Readings as parallel columns, row i = (sensor[i], gateway[i], time_ms[i], value[i], flags[i])."""
+
+    sensor: Sequence[str]
+    gateway: Sequence[str]
+    time_ms: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    flags: npt.NDArray[np.uint8]
+
+    def __post_init__(self) -> None:
+        n = len(self.sensor)
+        if not len(self.gateway) == len(self.time_ms) == len(self.value) == len(self.flags) == n:
+            raise ValueError("reading columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+    @classmethod
+    def of(cls, rows: Iterable[StoredReading]) -> Self:
+        """Columns from records (tests, small writes)."""
+        rows = list(rows)
+        return cls(
+            [r.sensor for r in rows],
+            [r.gateway for r in rows],
+            np.array([r.time_ms for r in rows], dtype=np.int64),
+            np.array([r.value for r in rows], dtype=np.float64),
+            np.array([r.flags for r in rows], dtype=np.uint8),
+        )
+
+    @classmethod
+    def empty(cls) -> Self:
+        return cls([], [], np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.uint8))
+
+    def rows(self) -> list[StoredReading]:
+        return [
+            StoredReading(s, int(t), float(v), g, int(f))
+            for s, g, t, v, f in zip(self.sensor, self.gateway, self.time_ms, self.value, self.flags, strict=True)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregate of one sensor's readings in [start_ms, start_ms + width): buckets are aligned to the Unix epoch."""
+
+    start_ms: int
+    count: int
+    min: float
+    max: float
+    mean: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,25 +140,43 @@ class HealthRecord:
 class ReadingStore(Protocol):
     def commit(
         self,
-        readings: Sequence[StoredReading],
+        readings: ReadingColumns,
         dead: Sequence[DeadLetter],
         marks: Sequence[SessionMark],
         health: Sequence[HealthRecord] = (),
     ) -> int:
-        """Write everything in one transaction; return how many readings were new (idempotent writes).
+        """Make everything durable before returning; return how many readings were new (idempotent writes).
 
-        ``health`` replaces each gateway's stored latest health.
+        ``health`` replaces each gateway's stored latest health; a mark never moves backwards.
         """
         ...
 
-    def latest_health(self) -> list[HealthRecord]: ...
+    def latest(self, sensors: Sequence[str]) -> dict[str, StoredReading]:
+        """The newest stored reading of each of ``sensors`` that has one (by device time)."""
+        ...
 
-    def readings(self, sensor: str, start_ms: int, end_ms: int, limit: int) -> list[StoredReading]: ...
+    def readings(self, sensor: str, start_ms: int, end_ms: int, limit: int) -> list[StoredReading]:
+        """One sensor's readings with start_ms <= time < end_ms, oldest first, at most ``limit``."""
+        ...
+
+    def window(self, sensors: Sequence[str], start_ms: int, end_ms: int, limit: int) -> list[StoredReading]:
+        """Readings of several sensors (a grid) with start_ms <= time < end_ms, by time then sensor."""
+        ...
+
+    def buckets(self, sensor: str, start_ms: int, end_ms: int, width_ms: int) -> list[Bucket]:
+        """min/max/mean/count per ``width_ms`` bucket (a multiple of 60,000, at most a day) that has readings."""
+        ...
 
     def count_readings(self) -> int: ...
+
+    def latest_health(self) -> list[HealthRecord]: ...
 
     def session_marks(self) -> list[SessionMark]: ...
 
     def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+
+    def maintain(self, now_ms: int) -> None:
+        """Housekeeping that is not on the ack path: retention, compaction. Safe to call at any time."""
+        ...
 
     def close(self) -> None: ...

@@ -9,7 +9,6 @@ generated configuration (``persistence false``: a restart loses every session an
 import json
 import queue
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from ruamel.yaml import YAML
 from hub.demo.broker import mosquitto_config
 from hub.demo.orchestrator import SCENARIO, DemoPlan, edge_config_path, write_edge_configs
 from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.store.chunks import ChunkStore
 from protocol.kinds import KINDS
 
 __all__ = [
@@ -258,12 +258,15 @@ def alarms_not_stored(plan: DemoPlan) -> int:
 
 
 def _hub_store(plan: DemoPlan) -> Path:
-    return plan.run_dir / "hub" / "readings.sqlite3"
+    return plan.run_dir / "hub" / "readings.anju"
 
 
 def stored_readings(plan: DemoPlan) -> list[Reading]:
-    with sqlite3.connect(_hub_store(plan)) as db:
-        return [(str(s), int(t), float(v)) for s, t, v in db.execute("SELECT sensor, time_ms, value FROM readings")]
+    store = ChunkStore(path=_hub_store(plan), read_only=True)
+    try:
+        return [(r.sensor, r.time_ms, r.value) for r in store.all_readings()]
+    finally:
+        store.close()
 
 
 def stored_count(plan: DemoPlan) -> int:
@@ -271,9 +274,11 @@ def stored_count(plan: DemoPlan) -> int:
     path = _hub_store(plan)
     if not path.exists():
         return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-        (count,) = db.execute("SELECT count(*) FROM readings").fetchone()
-    return int(count)
+    store = ChunkStore(path=path, read_only=True)
+    try:
+        return store.count_readings()
+    finally:
+        store.close()
 
 
 def notifications(plan: DemoPlan) -> list[dict[str, object]]:

@@ -21,7 +21,8 @@ from protocol.topics import Channel, topic
 
 TOKEN = "test-token-0123456789abcdef"
 SECRET = "test-webhook-secret-0123456789abcdef"
-T0 = 1_764_400_000_000
+T0 = (time.time_ns() // 3_600_000_000_000 - 1) * 3_600_000
+"""A whole hour before the tests start (ms): device times the hub takes as current, not clock skew."""
 
 
 @dataclass

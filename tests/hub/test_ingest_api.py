@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -15,7 +16,7 @@ from hub.ingest.inbox import Received
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
-from hub.store import SqliteStore
+from hub.store.chunks import ChunkStore
 from protocol import Batch, Reading, encode_batch
 from protocol.topics import Channel
 from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
@@ -27,6 +28,11 @@ pytestmark = pytest.mark.anyio
 async def hub(mosquitto: int, demo_deployment: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     async with running_hub(mosquitto=mosquitto, deployment=demo_deployment, data_dir=tmp_path / "data") as running:
         yield running
+
+
+def iso_utc(ms: int) -> str:
+    """``2026-11-29T07:00:01.500Z``: the ISO 8601 form the readings API takes, in UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def gas(i: int, value: float = 2.0, sensor: str = "gas-b1-101") -> Reading:
@@ -45,7 +51,7 @@ async def test_batch_is_stored_before_it_is_acked_and_readable(hub: Hub) -> None
     assert [(r["time_ms"], r["value"]) for r in body["readings"]] == [(T0, 2.0), (T0 + 1000, 2.5)]
     iso = await hub.api.get(
         "/api/v1/readings",
-        params={"sensor": "gas-b1-101", "start": "2025-11-29T07:06:40Z", "end": "2025-11-29T07:06:41.5Z"},
+        params={"sensor": "gas-b1-101", "start": iso_utc(T0), "end": iso_utc(T0 + 1500)},
     )
     assert iso.json()["count"] == 2
 
@@ -161,7 +167,7 @@ async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
     mosquitto: int, demo_deployment: Path, tmp_path: Path
 ) -> None:
     registry = Registry(load_deployment(demo_deployment))
-    store = SqliteStore(path=tmp_path / "r.sqlite3")
+    store = ChunkStore(path=tmp_path / "r.anju")
     paged: list[RiskEvent] = []
     release = asyncio.Event()
 

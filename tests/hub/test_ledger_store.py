@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from hub.ingest.ledger import SessionLedger
-from hub.store import DeadLetter, SessionMark, SqliteStore, StoredReading
+from hub.store.base import DeadLetter, ReadingColumns, SessionMark, StoredReading
+from hub.store.chunks import ChunkStore
 
 
 def test_ack_is_the_highest_contiguous_seq() -> None:
@@ -27,17 +28,18 @@ def test_marks_restore_the_ack_position() -> None:
 
 
 def test_store_writes_are_idempotent_and_atomic(tmp_path: Path) -> None:
-    store = SqliteStore(path=tmp_path / "r.sqlite3")
+    store = ChunkStore(path=tmp_path / "r.anju")
     rows = [StoredReading("gas-1", 1_000 + i, float(i), "gw") for i in range(5)]
     dead = [DeadLetter(1, "anju/v1/c/g/data", "malformed_json", "not JSON", b"\xff{")]
-    assert store.commit(rows, dead, [SessionMark("gw", 1, 2)]) == 5
-    assert store.commit([*rows[3:], StoredReading("gas-1", 2_000, 9.0, "gw")], [], [SessionMark("gw", 1, 1)]) == 1
+    assert store.commit(ReadingColumns.of(rows), dead, [SessionMark("gw", 1, 2)]) == 5
+    more = ReadingColumns.of([*rows[3:], StoredReading("gas-1", 2_000, 9.0, "gw")])
+    assert store.commit(more, [], [SessionMark("gw", 1, 1)]) == 1
     assert store.count_readings() == 6
     assert [r.value for r in store.readings("gas-1", 1_001, 1_004, 100)] == [1.0, 2.0, 3.0]
     assert store.readings("gas-1", 0, 10_000, 2) == rows[:2]
     assert store.session_marks() == [SessionMark("gw", 1, 2)], "a mark never moves backwards"
     assert store.dead_letters(10)[0].payload == b"\xff{"
     store.close()
-    reopened = SqliteStore(path=tmp_path / "r.sqlite3")
+    reopened = ChunkStore(path=tmp_path / "r.anju")
     assert reopened.count_readings() == 6
     reopened.close()
