@@ -120,20 +120,8 @@ class Metrics:
         self._gauges.append(GaugeFamily(name, help, read))
 
     def render(self) -> str:
-        counters = [
-            self.readings_stored,
-            self.duplicates,
-            self.payloads_rejected,
-            self.messages_received,
-            self.seq_gaps,
-            self.acks_published,
-            self.commits,
-            self.risk_events,
-            self.mqtt_connects,
-            self.rebirths,
-            self.command_replies,
-            self.commands_sent,
-        ]
+        # Every counter attribute, in the order they were created: a new counter cannot be forgotten here.
+        counters = [value for value in vars(self).values() if isinstance(value, Counter)]
         metrics: list[Counter | Gauge | GaugeFamily] = [*counters, *self._gauges]
         lines = [line for metric in metrics for line in metric.render()]
         return "\n".join(lines) + "\n"

@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS sensors (
     gateway TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS log (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     n INTEGER NOT NULL,
     sid BLOB NOT NULL,
     time BLOB NOT NULL,
@@ -425,7 +425,7 @@ class ChunkStore:
         # Each (sensor, day) segment's minutes are a contiguous run of per_minute.
         seg_minute_start = np.searchsorted(m_starts, starts)
         seg_minute_end = np.searchsorted(m_starts, ends)
-        part = self._tail.log_ids[-1]
+        part = self._tail.log_ids[-1]  # AUTOINCREMENT: never reused, so parts of one day never collide
         chunk_rows = []
         rollup_rows = []
         for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):

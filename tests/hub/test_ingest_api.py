@@ -214,3 +214,30 @@ async def test_an_unknown_session_past_seq_1_gets_one_rebirth_request(hub: Hub) 
             assert (await gw.ack()).seq == 1
     assert await hub.metric("anju_rebirths_requested_total") == 1
     assert await hub.metric("anju_readings_stored_total") == 3
+
+
+async def test_clock_skewed_readings_are_stored_flagged_counted_and_still_page(hub: Hub) -> None:
+    ahead = int(time.time() * 1000) + 3_600_000  # a gateway clock one hour fast
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, Reading("gas-b1-301", ahead, 27.4, "%LEL"), channel=Channel.ALARM)
+        assert (await gw.ack()).seq == 1
+        await gw.publish(2, gas(0), gas(1, 3.0))
+        assert (await gw.ack()).seq == 2
+    assert await hub.metric_line('anju_readings_clock_skewed_total{gateway="gw-b1",reason="future"}') == 1
+    assert await hub.metric("anju_readings_stored_total") == 3, "flagged, not dropped"
+    (notification,) = await eventually(lambda: _received(hub))
+    assert "27.4 %LEL" in notification["message_zh"], "a wrong clock must not hide a gas leak"
+    body = (
+        await hub.api.get("/api/v1/readings", params={"sensor": "gas-b1-301", "start": ahead, "end": ahead + 1})
+    ).json()
+    assert [(r["value"], r["clock_skew"]) for r in body["readings"]] == [(27.4, True)]
+    latest = (await hub.api.get("/api/v1/readings/latest")).json()
+    assert [(r["sensor"], r["value"]) for r in latest] == [("gas-b1-101", 3.0)], "a skewed reading is never latest"
+    buckets = await hub.api.get(
+        "/api/v1/readings/buckets", params={"sensor": "gas-b1-101", "width": "1h", "start": T0, "end": T0 + 3_600_000}
+    )
+    assert [(b["start_ms"], b["count"], b["min"], b["max"], b["mean"]) for b in buckets.json()["buckets"]] == [
+        (T0, 2, 2.0, 3.0, 2.5)
+    ]
+    bad = await hub.api.get("/api/v1/readings/buckets", params={"sensor": "gas-b1-101", "width": "7m"})
+    assert bad.status_code == 422 and "7m" in bad.json()["detail"]

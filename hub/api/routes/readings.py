@@ -1,6 +1,15 @@
-"""``GET /api/v1/readings``: raw readings of one sensor in a time range (aggregates come with issue 4)."""
+"""Readings: raw points of one sensor, aggregated buckets, and the latest value of every sensor (or a grid's).
+
+- ``GET /api/v1/readings``: one sensor's raw readings in [start, end).
+- ``GET /api/v1/readings/buckets``: one sensor's count/min/max/mean per 1 min … 1 day bucket (epoch-aligned UTC),
+  served from the store's 1-minute rollups, so months cost what days do.
+- ``GET /api/v1/readings/latest``: the newest reading of each sensor of the community, or of one grid.
+
+A reading whose device clock was off when it arrived carries ``clock_skew: true`` (hub.ingest).
+"""
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime
 from typing import Annotated
@@ -9,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from hub.api.deps import Authorized, RuntimeDep
+from hub.store.base import ReadingFlag
 
 router = APIRouter(tags=["readings"], dependencies=[Authorized])
 
@@ -16,6 +26,37 @@ _DEFAULT_SPAN_MS = 3_600_000
 
 
 class ReadingPublic(BaseModel):
+    time: datetime
+    time_ms: int
+    value: float
+    clock_skew: bool = False
+
+
+class BucketPublic(BaseModel):
+    start: datetime
+    start_ms: int
+    count: int
+    min: float
+    max: float
+    mean: float
+
+
+class BucketsPublic(BaseModel):
+    sensor: str
+    kind: str
+    unit: str
+    start_ms: int
+    end_ms: int
+    width_s: int
+    buckets: list[BucketPublic]
+
+
+class LatestPublic(BaseModel):
+    sensor: str
+    kind: str
+    unit: str
+    grid: str
+    location: str
     time: datetime
     time_ms: int
     value: float
@@ -70,7 +111,77 @@ async def readings(
         end_ms=end_ms,
         count=len(rows),
         readings=[
-            ReadingPublic(time=datetime.fromtimestamp(r.time_ms / 1000).astimezone(), time_ms=r.time_ms, value=r.value)
+            ReadingPublic(
+                time=_local(r.time_ms),
+                time_ms=r.time_ms,
+                value=r.value,
+                clock_skew=bool(r.flags & ReadingFlag.CLOCK_SKEW),
+            )
             for r in rows
         ],
     )
+
+
+def _local(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+_WIDTHS_S = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
+
+
+@router.get("/readings/buckets")
+async def buckets(
+    runtime: RuntimeDep,
+    sensor: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
+    width: str = "1m",
+    start: str | None = None,
+    end: str | None = None,
+) -> BucketsPublic:
+    """``width`` is one of 1m, 5m, 15m, 1h, 6h, 1d; at most 10,000 buckets per call."""
+    info = runtime.registry.by_id.get(sensor)
+    if info is None:
+        raise HTTPException(404, f"no sensor {sensor!r} in this deployment")
+    width_s = _WIDTHS_S.get(width)
+    if width_s is None:
+        raise HTTPException(422, f"width={width!r} is not one of {', '.join(_WIDTHS_S)}")
+    end_ms = parse_instant(end, "end", int(time.time() * 1000) + 1)
+    start_ms = parse_instant(start, "start", end_ms - 86_400_000)
+    if start_ms >= end_ms:
+        raise HTTPException(422, f"start ({start_ms}) must be before end ({end_ms})")
+    if (end_ms - start_ms) // (width_s * 1000) > 10_000:
+        raise HTTPException(422, f"{width} buckets from start to end would be more than 10,000; widen them")
+    rows = await asyncio.to_thread(runtime.store.buckets, sensor, start_ms, end_ms, width_s * 1000)
+    return BucketsPublic(
+        sensor=sensor,
+        kind=info.kind.name,
+        unit=info.kind.unit,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        width_s=width_s,
+        buckets=[BucketPublic(start=_local(b.start_ms), **dataclasses.asdict(b)) for b in rows],
+    )
+
+
+@router.get("/readings/latest")
+async def latest(
+    runtime: RuntimeDep, grid: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,64}$")] = None
+) -> list[LatestPublic]:
+    """Every sensor of the community (or of ``grid``) that has a reading, with its newest one."""
+    infos = [i for i in runtime.registry.by_id.values() if grid is None or i.grid == grid]
+    if grid is not None and not infos:
+        raise HTTPException(404, f"no grid {grid!r} with sensors in this deployment")
+    rows = await asyncio.to_thread(runtime.store.latest, [i.id for i in infos])
+    return [
+        LatestPublic(
+            sensor=i.id,
+            kind=i.kind.name,
+            unit=i.kind.unit,
+            grid=i.grid,
+            location=i.location,
+            time=_local(rows[i.id].time_ms),
+            time_ms=rows[i.id].time_ms,
+            value=rows[i.id].value,
+        )
+        for i in infos
+        if i.id in rows
+    ]
