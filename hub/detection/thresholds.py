@@ -8,10 +8,19 @@ level while still above a lower set point re-states the lower level; falling pas
 
 Streaming: a reading older than the newest already judged for its sensor (a replay after a gateway
 restart) is stored but not judged again, so decisions at time t use only data up to t.
+
+Vectorised across sensors (it must keep up with the hub's ingest rate): per sensor row (``SensorInfo.index``)
+the detector keeps the newest time seen, whether a condition is active, and the *quiet band* of its kind — the
+values that cross no set point. A round's readings are screened with numpy; only the readings of sensors with a
+value outside the band or an active condition go through the per-reading logic above, in time order. Every other
+reading only moves its sensor's newest time. Same decisions as judging every reading, at ~0.1 µs a reading.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from alerts.model import EventStatus, Grade, RiskEvent
 from hub.ingest.registry import SensorInfo
@@ -32,21 +41,65 @@ def _worst_crossed(set_points: Iterable[SetPoint], value: float) -> SetPoint | N
     return min(crossed, key=lambda point: point.grade) if crossed else None
 
 
+def _quiet_band(info: SensorInfo) -> tuple[float, float]:
+    """(low, high): a value strictly between them crosses none of the kind's set points."""
+    below = [point.value for point in info.kind.set_points if not point.above]
+    above = [point.value for point in info.kind.set_points if point.above]
+    return (max(below) if below else -np.inf, min(above) if above else np.inf)
+
+
 class ThresholdDetector:
     def __init__(self, *, community: str, community_name: str = "") -> None:
         self.community = community
         self.community_name = community_name
         self._states: dict[str, _SensorState] = {}
+        self._newest = np.full(0, np.iinfo(np.int64).min, np.int64)
+        self._low = np.full(0, np.nan)
+        self._high = np.full(0, np.nan)
+        self._active = np.zeros(0, bool)
 
-    def observe(self, readings: Iterable[tuple[Reading, SensorInfo]]) -> list[RiskEvent]:
+    def _rows(self, readings: Sequence[tuple[Reading, SensorInfo]], rows: npt.NDArray[np.int64]) -> None:
+        """Grow the per-sensor arrays to hold ``rows`` and fill the quiet band of sensors seen the first time."""
+        size = int(rows.max()) + 1
+        if size > len(self._newest):
+            grow = size - len(self._newest)
+            self._newest = np.concatenate((self._newest, np.full(grow, np.iinfo(np.int64).min, np.int64)))
+            self._low = np.concatenate((self._low, np.full(grow, np.nan)))
+            self._high = np.concatenate((self._high, np.full(grow, np.nan)))
+            self._active = np.concatenate((self._active, np.zeros(grow, bool)))
+        for at in np.flatnonzero(np.isnan(self._low[rows])).tolist():
+            info = readings[at][1]
+            self._low[info.index], self._high[info.index] = _quiet_band(info)
+
+    def observe(self, readings: Sequence[tuple[Reading, SensorInfo]]) -> list[RiskEvent]:
         """Judge readings (any order across sensors; sorted by time per sensor here) and return changes."""
+        n = len(readings)
+        if not n:
+            return []
+        rows = np.fromiter((info.index for _, info in readings), np.int64, n)
+        if rows.min() < 0:
+            raise ValueError("readings of a sensor without a registry row (SensorInfo.index) cannot be judged")
+        self._rows(readings, rows)
+        times = np.fromiter((reading.time_ms for reading, _ in readings), np.int64, n)
+        values = np.fromiter((reading.value for reading, _ in readings), np.float64, n)
+        loud = ~((values > self._low[rows]) & (values < self._high[rows])) | self._active[rows]
+        events: list[RiskEvent] = []
+        if loud.any():
+            judged = np.flatnonzero(np.isin(rows, rows[loud]))  # every reading of those sensors, for clears
+            events = self._judge([readings[i] for i in judged.tolist()])
+        np.maximum.at(self._newest, rows, times)
+        return events
+
+    def _judge(self, readings: Iterable[tuple[Reading, SensorInfo]]) -> list[RiskEvent]:
         events: list[RiskEvent] = []
         for reading, info in sorted(readings, key=lambda pair: pair[0].time_ms):
             state = self._states.setdefault(info.id, _SensorState())
-            if reading.time_ms <= state.last_time_ms:
+            newest = max(state.last_time_ms, int(self._newest[info.index]))
+            if reading.time_ms <= newest:
                 continue
             state.last_time_ms = reading.time_ms
             event = self._step(state, reading, info)
+            self._active[info.index] = state.active is not None
             if event is not None:
                 events.append(event)
         return events

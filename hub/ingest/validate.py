@@ -51,12 +51,18 @@ def inspect_message(topic: str, payload: bytes, registry: Registry) -> Inspectio
         return _reject(decoded, payload)
     kept: list[tuple[Reading, SensorInfo]] = []
     refused: list[tuple[Rejection, bytes]] = []
+    keep = kept.append
+    sensors = registry.on_gateway[parsed.gateway]
     for reading in decoded.readings:
-        info = registry.sensor(parsed.gateway, reading.sensor)
+        # The common case inline (this loop runs per reading); _check_reading says what is wrong otherwise.
+        info = sensors.get(reading.sensor)
+        if info is not None:
+            kind = info.kind
+            if reading.unit == kind.unit and kind.minimum <= reading.value <= kind.maximum:
+                keep((reading, info))
+                continue
         rejection = _check_reading(reading, info, parsed.gateway)
-        if rejection is None and info is not None:
-            kept.append((reading, info))
-        elif rejection is not None:
+        if rejection is not None:
             record = orjson.dumps(
                 {"n": reading.sensor, "u": reading.unit, "v": reading.value, "time_ms": reading.time_ms}
             )

@@ -1,5 +1,7 @@
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alerts.model import Grade
@@ -134,3 +136,28 @@ def test_hub_decodes_valid_golden_vectors_like_the_protocol(registry: Registry, 
     assert kept == registered
     assert refused <= {RejectReason.UNKNOWN_SENSOR}
     assert len(kept) + len(inspection.rejections) == len(expected)
+
+
+def test_screened_detection_decides_exactly_as_judging_every_reading(registry: Registry) -> None:
+    """The numpy screen (quiet band, active sensors) must not change a single event, whatever the order."""
+    rng = random.Random(5)
+    infos = [registry.by_id[s] for s in ("gas-b1-301", "gas-b1-101", "temp-b1-301", "smoke-b1-f3", "water-b1-basement")]
+    rounds = []
+    for round_ in range(60):
+        pairs = []
+        for info in infos:
+            top = max(point.value for point in info.kind.set_points) * 1.3
+            for _ in range(rng.randint(0, 4)):
+                time_ms = T0 + round_ * 10_000 + rng.randint(-15_000, 10_000)  # some replays of older times
+                value = rng.choice([rng.uniform(info.kind.minimum, top), rng.uniform(0, top / 10)])
+                pairs.append((Reading(info.id, time_ms, round(value, 2), info.kind.unit), info))
+        rng.shuffle(pairs)
+        rounds.append(pairs)
+    screened = ThresholdDetector(community="hongxing")
+    everything = ThresholdDetector(community="hongxing")
+    first = [(Reading(info.id, 0, 0.0, info.kind.unit), info) for info in infos]
+    everything._rows(first, np.array([info.index for info in infos]))  # sized; its _newest stays at "never"
+    got = [event for pairs in rounds for event in screened.observe(pairs)]
+    want = [event for pairs in rounds for event in everything._judge(pairs)]
+    assert len(want) > 20, "the input must fire and clear often, or the comparison proves nothing"
+    assert got == want
