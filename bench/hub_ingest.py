@@ -1,8 +1,9 @@
-"""Hub ingest baseline: `anju-sim load` → Mosquitto → `anju-hub serve` (SQLite store) → hub-ack, stepped loads.
+"""Hub ingest: `anju-sim load` → Mosquitto → `anju-hub serve` (embedded chunk store) → hub-ack, stepped loads.
 
-Where issue 4 starts: today's hub (aiomqtt receiver, bounded inbox, one store transaction per round of up to
-500 messages, synchronous=FULL, hub-ack after the commit) fed by a fleet of simulated gateways publishing
-100-reading SenML batches at QoS 1. Everything runs in this one run, on loopback only:
+The hub as it runs (MQTT receiver, bounded inbox, rounds of up to 500 messages decoded, validated, screened by
+detection and appended to the store's commit log in one transaction, synchronous=FULL, hub-ack after the commit;
+compaction in the background) fed by a fleet of simulated gateways publishing 100-reading SenML batches at QoS 1.
+Everything runs in this one run, on loopback only:
 
 - Mosquitto (anonymous, 127.0.0.1, free port) with ``max_queued_messages`` at ``MAX_QUEUED_MESSAGES``: the fleet
   holds at most ``GATEWAYS × HUB_MAX_UNACKED / BATCH`` = 4,000 unacked data messages (replays are off within a
@@ -10,19 +11,23 @@ Where issue 4 starts: today's hub (aiomqtt receiver, bounded inbox, one store tr
   would drop queued QoS 1 messages silently (issue 4 measured 63 % lost in a burst) and a step would measure
   the replays, not the hub.
 - per offered load: a fresh hub (``python -m hub serve`` on the deployment ``anju-sim load --deployment-only``
-  writes, SQLite store in a temporary data dir, API token file) and ``anju-sim load --report`` (G gateways × S
+  writes, store in a temporary data dir, API token file) and ``anju-sim load --report`` (G gateways × S
   sensors × R Hz, one 100-reading batch per gateway and round). Acked readings/s = acked readings / production
-  seconds (the load report, no drain after production), checked against the store's row count (>= acked);
+  seconds (the load report, no drain after production), checked against the store's count (>= acked);
   the hub's own ``anju_readings_stored_total`` over the measured window (after a warm-up) gives the stored
   rate there; publish→ack p50/p99 from the report; hub CPU (cores) from /proc over the window, peak RSS =
-  VmHWM. Stepping stops at the first load the hub does not sustain (acked < 90 % of offered); that step's
-  window rate is the hub's capacity, a py-spy profile of the hub (10 s) is taken in it.
+  VmHWM; disk bytes per reading from the stopped hub's store, compacted and checkpointed. Stepping stops at the
+  first load the hub does not sustain (acked < 90 % of offered); that step's window rate is the capacity with the
+  generator beside it, and a py-spy profile of the hub (10 s) is taken in it. On two cores the generator (one
+  Python process, ~230 k readings/s flat out) and the broker take a core between them, so:
+- the hub's capacity with the CPU to itself: a backlog of ``DRAIN_BACKLOG_S`` of the 200 k/s stream queued in the
+  broker for the stopped hub, then drained by it (``hub_drain``).
 - reference (a): the broker's own delivery of the same stream (the top offered load, no hub) to ``mosquitto_sub``
   (QoS 1; a paho subscriber in a child process when mosquitto-clients is missing), messages × 100;
-- reference (b): a bare append of the same rows to SQLite with the hub store's schema and pragmas (WAL,
-  synchronous=FULL), ``executemany`` in one transaction per 10,000 rows.
+- reference (b): a bare append of the same rows to an index-free SQLite table, the hub store's engine and
+  pragmas (WAL, synchronous=FULL), ``executemany`` in one transaction per 10,000 rows.
 
-``python -m bench hub_ingest`` runs it (about 3 minutes); logs, reports and the py-spy profile of the hub at
+``python -m bench hub_ingest`` runs it (about 6 minutes); logs, reports and the py-spy profile of the hub at
 the saturating step go to run/bench/hub-ingest-TIMESTAMP.
 """
 
@@ -51,7 +56,7 @@ from bench.edge_vs_tbgw import Logs, cpu_seconds, machine_busy_s, start, status_
 from firmware_sim.load_plan import LoadOptions
 from hub.demo.broker import find_mosquitto, mosquitto_config
 from hub.demo.processes import Child, Line, free_port, wait_port
-from hub.store import SqliteStore
+from hub.store import ChunkStore
 from protocol.topics import Channel, subscription
 
 __all__ = ["MAX_QUEUED_MESSAGES", "Step", "bare_sqlite_append", "report", "run"]
@@ -61,8 +66,8 @@ COMMUNITY = "load"
 GATEWAYS = 20
 SENSORS_PER_GATEWAY = 100
 BATCH = 100
-RATES_HZ = (5.0, 15.0, 30.0, 50.0)
-"""Per sensor: 20 × 100 × 5/15/30/50 Hz = 10k, 30k, 60k and 100k readings/s offered."""
+RATES_HZ = (5.0, 25.0, 50.0, 75.0, 100.0, 150.0)
+"""Per sensor: 20 × 100 × 5 … 150 Hz = 10k, 50k, 100k, 150k, 200k and 300k readings/s offered."""
 HUB_MAX_UNACKED = 20_000
 """Readings a gateway may hold unacked (200 batches) before it stalls and skips rounds (counted)."""
 ACK_TIMEOUT_S = 120.0
@@ -79,6 +84,8 @@ SUSTAINED = 0.9
 PROFILE_S = 10
 PROFILE_BELOW = 0.8
 """Profile the hub in a step whose first 4 s of the window store less than this share of the offered rate."""
+DRAIN_BACKLOG_S = 10.0
+"""Seconds of the 200k/s stream (20 × 100 sensors × 100 Hz) queued for the stopped hub: up to 2 M readings."""
 BARE_ROWS = 1_000_000
 BARE_CHUNK = 10_000
 
@@ -104,6 +111,7 @@ class Step:
     stalls: int
     store_rows: int
     production_s: float
+    disk_bytes_per_reading: float
 
     @property
     def sustained(self) -> bool:
@@ -313,7 +321,7 @@ def _hub_step(
         load.process.wait(timeout=LOAD_S + DRAIN_S + 60)
         body = _read_report(report_path)
         hub.stop(grace_s=15.0)
-        rows = _count_rows(data_dir / "readings.sqlite3")
+        rows, disk_per_reading = _store_figures(data_dir / "readings.anju")
     finally:
         if load is not None:
             load.stop(grace_s=5.0)
@@ -342,6 +350,7 @@ def _hub_step(
         stalls=int(body["stalls"]),  # type: ignore[call-overload]
         store_rows=rows,
         production_s=production_s,
+        disk_bytes_per_reading=disk_per_reading,
     )
     if rows < acked:
         say(f"WARNING {label}: the store holds {rows} rows but {acked} readings were acked")
@@ -355,9 +364,63 @@ def _read_report(path: Path) -> dict[str, object]:
     return body
 
 
-def _count_rows(path: Path) -> int:
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-        return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+def _store_figures(path: Path) -> tuple[int, float]:
+    """(readings stored, bytes on disk per reading) of a stopped hub's store, compacted as it would be in a minute,
+    the WAL checkpointed into the file (free pages of the compacted log count: they are reused, not returned)."""
+    store = ChunkStore(path=path)
+    try:
+        store.compact()
+        store.checkpoint()
+        count = store.count_readings()
+        return count, store.disk_bytes() / max(1, count)
+    finally:
+        store.close()
+
+
+def hub_drain(
+    workdir: Path, logs: Logs, broker_port: int, deployment: Path, rate_hz: float, seconds: float
+) -> tuple[float, int, float, float]:
+    """The hub's own capacity, with the CPU to itself: a backlog queued in the broker for a stopped hub, then drained.
+
+    The hub connects once (its persistent session and subscriptions stay in the broker), stops; the fleet publishes
+    ``seconds`` of the stream and exits; the hub starts again and the time from its first stored reading to the last
+    gives readings/s through decode, validation, detection, the durable commit and the hub-ack — with no generator
+    competing for the two cores. Returns (readings/s, readings, hub CPU cores, peak RSS MiB).
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="anju-bench-drain-"))
+    token_file = workdir / "api-token"
+    token_file.write_text(secrets.token_hex(24) + "\n", encoding="utf-8")
+    http_port = free_port()
+    hub_argv = [sys.executable, "-m", "hub", "--log-level", "warning", "serve", "--config", str(deployment)]
+    hub_argv += ["--data-dir", str(data_dir), "--mqtt-port", str(broker_port), "--http-port", str(http_port)]
+    hub_argv += ["--api-token-file", str(token_file)]
+    try:
+        hub = start(logs, "drain-hub-first", hub_argv, cwd=REPO)
+        try:
+            _wait(lambda: _metrics(http_port).get("anju_mqtt_connected") == 1.0, timeout_s=30, what="hub not connected")
+        finally:
+            hub.stop(grace_s=15.0)
+        report_path = workdir / "drain-load.json"
+        per_gateway = math.ceil(SENSORS_PER_GATEWAY * rate_hz * (seconds + 5))
+        argv = _load_argv(broker_port, rate_hz, report_path, max_unacked=per_gateway, drain_s=0)
+        argv[argv.index("--duration") + 1] = f"{seconds:g}"
+        load = start(logs, "drain-load", argv, cwd=REPO)
+        assert load.process is not None
+        load.process.wait(timeout=seconds + 120)
+        published = int(_read_report(report_path)["published_readings"])  # type: ignore[call-overload]
+        hub = start(logs, "drain-hub", hub_argv, cwd=REPO)
+        try:
+            assert hub.process is not None
+            _wait(lambda: _stored(http_port) > 0, timeout_s=60, what="the hub stored nothing of the backlog")
+            t0, cpu0, stored0 = time.monotonic(), cpu_seconds(hub.process.pid), _stored(http_port)
+            _wait(lambda: _stored(http_port) >= published, timeout_s=300, what="the hub did not drain the backlog")
+            t1, cpu1, stored1 = time.monotonic(), cpu_seconds(hub.process.pid), _stored(http_port)
+            peak_kib = status_kib(hub.process.pid, "VmHWM")
+        finally:
+            hub.stop(grace_s=15.0)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return (stored1 - stored0) / (t1 - t0), published, (cpu1 - cpu0) / (t1 - t0), peak_kib / 1024
 
 
 # -- references -----------------------------------------------------------------------------------------------
@@ -390,9 +453,14 @@ def broker_delivery(workdir: Path, logs: Logs, broker_port: int, rate_hz: float)
 
 
 def bare_sqlite_append(directory: Path, rate_hz: float, rows: int = BARE_ROWS) -> float:
-    """Rows/s appending the stream's rows (round by round, as they arrive) to the hub store's schema."""
+    """Rows/s appending the stream's rows, as they arrive, to an index-free SQLite table (same engine as the hub's
+    store, same pragmas: WAL, synchronous=FULL), ``executemany`` in one transaction per 10,000 rows."""
     path = directory / "bare.sqlite3"
-    SqliteStore(path=path).close()  # the store creates its own schema
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE readings "
+            "(sensor TEXT NOT NULL, time_ms INTEGER NOT NULL, value REAL NOT NULL, gateway TEXT NOT NULL)"
+        )
     options = LoadOptions(community=COMMUNITY, gateways=GATEWAYS, sensors_per_gateway=SENSORS_PER_GATEWAY)
     sensors = [(gateway, sensor) for gateway in options.gateway_ids() for sensor, _ in options.sensors(gateway)]
     rng = random.Random(20261129)
@@ -411,7 +479,7 @@ def bare_sqlite_append(directory: Path, rate_hz: float, rows: int = BARE_ROWS) -
         for first in range(0, len(data), BARE_CHUNK):
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(
-                "INSERT OR IGNORE INTO readings (sensor, time_ms, value, gateway) VALUES (?, ?, ?, ?)",
+                "INSERT INTO readings (sensor, time_ms, value, gateway) VALUES (?, ?, ?, ?)",
                 data[first : first + BARE_CHUNK],
             )
             connection.execute("COMMIT")
@@ -470,7 +538,20 @@ def run(
         with tempfile.TemporaryDirectory(prefix="anju-bench-bare-") as bare_dir:
             bare = bare_sqlite_append(Path(bare_dir), top)
         results["bare_sqlite_rows_per_s"] = bare
-        say(f"reference (b) bare SQLite append, hub schema, 10k rows per transaction: {bare:,.0f} rows/s")
+        say(f"reference (b) bare SQLite append, index-free table, 10k rows per transaction: {bare:,.0f} rows/s")
+        drained, backlog, drain_cpu, drain_rss = hub_drain(
+            workdir, logs, broker_port, deployment, 100.0, DRAIN_BACKLOG_S
+        )
+        results["drain"] = {
+            "per_s": drained,
+            "readings": backlog,
+            "hub_cpu_cores": drain_cpu,
+            "peak_rss_mib": drain_rss,
+        }
+        say(
+            f"hub draining a {backlog:,}-reading backlog queued in the broker (no generator running): "
+            f"{drained:,.0f} readings/s stored and acked, hub CPU {drain_cpu:.2f} cores, peak RSS {drain_rss:.0f} MiB"
+        )
         for index, rate in enumerate(sorted(RATES_HZ)):
             last = index == len(RATES_HZ) - 1
             profiled = "profile" in results
@@ -526,7 +607,7 @@ def report(results: dict[str, object], say: Callable[[str], None] = lambda text:
         f"hub ingest capacity ({what}, at {last.offered_per_s:,.0f}/s offered): {capacity:,.0f} readings/s stored "
         f"(window; acked {last.acked_per_s:,.0f}/s over production); reference (a) {broker['subscriber']} delivery "
         f"of the same stream {delivered:,.0f}/s, ratio {capacity / delivered:.2f}; reference (b) bare SQLite append "
-        f"{bare:,.0f} rows/s, ratio {capacity / bare:.2f}"
+        f"{bare:,.0f} rows/s (index-free table), ratio {capacity / bare:.2f}"
     )
     sustained = [s for s in steps if s.sustained]
     if sustained:
@@ -541,6 +622,15 @@ def report(results: dict[str, object], say: Callable[[str], None] = lambda text:
         f"at the top step: hub CPU {last.hub_cpu_cores:.2f} cores, peak RSS {last.hub_peak_rss_mib:.0f} MiB, "
         f"p99 {_ms(last.p99_ms)} (issue 4 targets: >= 300,000 readings/s; p99 <= 250 ms at half that)"
     )
+    drain = results.get("drain")
+    if isinstance(drain, dict):
+        per_s = float(drain["per_s"])
+        say(
+            f"hub capacity with the CPU to itself (backlog drain): {per_s:,.0f} readings/s, hub CPU "
+            f"{float(drain['hub_cpu_cores']):.2f} cores, peak RSS {float(drain['peak_rss_mib']):.0f} MiB; "
+            f"ratio to (a) {per_s / delivered:.2f}, to (b) {per_s / bare:.2f}"
+        )
+    say(f"disk: {last.disk_bytes_per_reading:.1f} bytes per stored reading (top step, compacted, WAL checkpointed)")
     say(f"load average before {results.get('loadavg_before')}, after {results.get('loadavg_after')}")
 
 

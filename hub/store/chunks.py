@@ -161,10 +161,12 @@ class _Tail:
         pick = sids == sid
         return times[pick], values[pick], flags[pick]
 
-    def clear(self) -> None:
-        self.log_ids.clear()
-        self.parts.clear()
-        self.count = 0
+    def drop(self, taken: int) -> None:
+        """Forget the first ``taken`` parts (compacted); later ones stay."""
+        self.count -= sum(len(part[0]) for part in self.parts[:taken])
+        del self.log_ids[:taken]
+        del self.parts[:taken]
+        self.since_s = time.monotonic()
         self._merged = None
 
 
@@ -199,6 +201,7 @@ class ChunkStore:
         self.compact_readings = compact_readings
         self.compact_interval_s = compact_interval_s
         self._lock = threading.RLock()
+        self._compacting = threading.Lock()
         self._writer = connect(path, read_only=read_only)
         if not read_only:
             self._writer.executescript(_SCHEMA + META_SCHEMA)
@@ -403,10 +406,53 @@ class ChunkStore:
             self._compact()
 
     def _compact(self) -> None:
-        if not self._tail.log_ids:
-            return
+        """Move the tail into chunks and rollups. Only the snapshot and the transaction hold the store's lock: the
+        sorting and packing (most of the time) run beside commits and queries, which see the tail meanwhile."""
+        if not self._compacting.acquire(blocking=False):
+            return  # another thread is compacting; what it did not take waits for the next round
+        try:
+            with self._lock:
+                if not self._tail.log_ids:
+                    return
+                taken = len(self._tail.parts)
+                last_id = self._tail.log_ids[-1]
+                parts = list(self._tail.parts)
+                touched, self._touched = self._touched, set()
+                state_rows = [
+                    (
+                        s,
+                        int(self._latest_time[s]),
+                        float(self._latest_value[s]),
+                        int(self._latest_flags[s]),
+                        int(self._watermark[s]),
+                        int(self._skew_low[s]),
+                        int(self._skew_high[s]),
+                    )
+                    for s in sorted(touched)
+                ]
+            try:
+                self._compact_parts(parts, last_id, taken, state_rows)
+            except BaseException:
+                with self._lock:
+                    self._touched |= touched
+                raise
+        finally:
+            self._compacting.release()
+
+    def _compact_parts(
+        self,
+        parts: list[
+            tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.uint8]]
+        ],
+        last_id: int,
+        taken: int,
+        state_rows: list[tuple[int, int, float, int, int, int, int]],
+    ) -> None:
         started = time.perf_counter()
-        sids, times, values, flags = self._tail.merged()
+        sids = np.concatenate([part[0] for part in parts])
+        times = np.concatenate([part[1] for part in parts])
+        values = np.concatenate([part[2] for part in parts])
+        flags = np.concatenate([part[3] for part in parts])
         order = np.lexsort((times, sids))
         sids, times, values, flags = sids[order], times[order], values[order], flags[order]
         days = times // DAY_MS
@@ -425,7 +471,7 @@ class ChunkStore:
         # Each (sensor, day) segment's minutes are a contiguous run of per_minute.
         seg_minute_start = np.searchsorted(m_starts, starts)
         seg_minute_end = np.searchsorted(m_starts, ends)
-        part = self._tail.log_ids[-1]  # AUTOINCREMENT: never reused, so parts of one day never collide
+        part = last_id  # AUTOINCREMENT: never reused, so parts of one day never collide
         chunk_rows = []
         rollup_rows = []
         for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
@@ -444,34 +490,22 @@ class ChunkStore:
                 )
             )
             rollup_rows.append((sid, t0 // DAY_MS, part, per_minute[seg_minute_start[i] : seg_minute_end[i]].tobytes()))
-        touched = sorted(self._touched)
-        state_rows = [
-            (
-                s,
-                int(self._latest_time[s]),
-                float(self._latest_value[s]),
-                int(self._latest_flags[s]),
-                int(self._watermark[s]),
-                int(self._skew_low[s]),
-                int(self._skew_high[s]),
-            )
-            for s in touched
-        ]
-        db = self._writer
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", chunk_rows)
-            db.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?)", rollup_rows)
-            db.executemany("INSERT OR IGNORE INTO open_days (day) VALUES (?)", [(d,) for d in np.unique(days).tolist()])
-            db.executemany("INSERT OR REPLACE INTO sensor_state VALUES (?, ?, ?, ?, ?, ?, ?)", state_rows)
-            db.execute("DELETE FROM log WHERE id <= ?", (self._tail.log_ids[-1],))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        readings = self._tail.count
-        self._tail.clear()
-        self._touched.clear()
+        open_days = [(d,) for d in np.unique(days).tolist()]
+        with self._lock:
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", chunk_rows)
+                db.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?)", rollup_rows)
+                db.executemany("INSERT OR IGNORE INTO open_days (day) VALUES (?)", open_days)
+                db.executemany("INSERT OR REPLACE INTO sensor_state VALUES (?, ?, ?, ?, ?, ?, ?)", state_rows)
+                db.execute("DELETE FROM log WHERE id <= ?", (last_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._tail.drop(taken)
+        readings = len(sids)
         log.debug(
             "compacted %d readings into %d chunks in %.3f s", readings, len(chunk_rows), time.perf_counter() - started
         )
@@ -664,6 +698,11 @@ class ChunkStore:
         for name in names:
             rows.extend(self.readings(name, 0, 2**62, 2**62))
         return rows
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database file and truncate it (backups, disk figures)."""
+        with self._lock:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def disk_bytes(self) -> int:
         """Bytes of the database file and its WAL."""
