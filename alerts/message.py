@@ -71,7 +71,13 @@ _RULE_ZH = {
     "entrapment": "困人",
     "e-bike in car": "电动车入梯",
     "pressed": "已按下",
+    "stale": "超时未上报",
+    "gateway-offline": "网关离线",
+    "heartbeat-lost": "网关心跳中断",
 }
+
+# Kinds of events that are not sensor kinds (protocol.kinds): the hub's liveness reports gateways too.
+_OTHER_KINDS = {"gateway": ("网关", "gateway")}
 
 
 def iso8601(time_ms: int | None) -> str | None:
@@ -103,8 +109,7 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
     """
     event: RiskEvent = alert.last_event
     kind = kind_for(event.kind)
-    kind_zh = kind.label_zh if kind else event.kind
-    kind_en = kind.label_en if kind else event.kind
+    kind_zh, kind_en = (kind.label_zh, kind.label_en) if kind else _OTHER_KINDS.get(event.kind, (event.kind,) * 2)
     rule_zh = _RULE_ZH.get(event.rule, event.rule)
     standard = _standard(event.source)
     grade = alert.grade
@@ -148,6 +153,7 @@ def notification_body(
     """The JSON body of one notification (documented field by field in the package README/report)."""
     event = alert.last_event
     kind = kind_for(event.kind)
+    kind_zh, kind_en = (kind.label_zh, kind.label_en) if kind else _OTHER_KINDS.get(event.kind, (event.kind,) * 2)
     zh, en = render_text(alert, reason)
     return {
         "version": 1,
@@ -170,8 +176,8 @@ def notification_body(
         "grid": alert.grid,
         "sensor": event.sensor,
         "kind": event.kind,
-        "kind_zh": kind.label_zh if kind else event.kind,
-        "kind_en": kind.label_en if kind else event.kind,
+        "kind_zh": kind_zh,
+        "kind_en": kind_en,
         "location_zh": event.location_zh,
         "value": event.value,
         "unit": event.unit,

@@ -352,6 +352,10 @@ class AlertService:
             raise ValueError(f"limit must be 1..1000, got {limit!r}")
         return await asyncio.to_thread(self._store.list_alerts, state=state, limit=limit)
 
+    async def every_alert_in(self, state: AlertState) -> list[Alert]:
+        """Every alert in ``state``, newest first, however many (restoring state after a restart; not for the API)."""
+        return await asyncio.to_thread(self._store.list_alerts, state=state, limit=-1)
+
     async def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""
         return await asyncio.to_thread(self._store.transitions, alert_id)

@@ -209,7 +209,7 @@ class AlertStore:
         return _alert_from(rows[0]) if rows else None
 
     def list_alerts(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]:
-        """Alerts newest first, optionally only those in ``state``."""
+        """Alerts newest first, optionally only those in ``state``; ``limit`` -1 for all of them (SQLite's LIMIT)."""
         if state is None:
             rows = self._query("SELECT * FROM alerts ORDER BY opened_at_ms DESC, id LIMIT ?", (limit,))
         else:

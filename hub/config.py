@@ -22,7 +22,17 @@ from ruamel.yaml.error import YAMLError
 from alerts.directory import Directory, Grid, Person, WebhookTarget
 from protocol.kinds import KINDS
 
-__all__ = ["ConfigError", "ConfigIssue", "Deployment", "build_directory", "load_deployment", "resolve_secret"]
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "Deployment",
+    "InfluxConfig",
+    "StorageConfig",
+    "build_directory",
+    "load_deployment",
+    "read_secret_file",
+    "resolve_secret",
+]
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
 
@@ -64,6 +74,9 @@ class SensorConfig(_Strict):
     unit_id: int = Field(ge=1, le=247)
     location: str = Field(min_length=1)
     grid: Id
+    report_interval_s: float | None = Field(default=None, ge=1, le=21_600)
+    """Seconds between the sensor's reports, for liveness (stale after 3 of them without a reading); unset, the
+    hub learns it. At most 6 h, so a silent sensor is reported within GB/T 45839-2025's 24 h."""
 
     @field_validator("kind")
     @classmethod
@@ -89,11 +102,48 @@ class GatewayConfig(_Strict):
     sensors: list[SensorConfig] = Field(min_length=1)
 
 
+InfluxName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+
+
+class InfluxConfig(_Strict):
+    """Where the InfluxDB backend keeps readings (hub/store/influx.py says what each API version needs).
+
+    1.x (``api_version: 1``): the hub creates ``database`` and both retention policies (durations from
+    ``storage``) and the 1-minute rollup continuous query; ``username`` + ``password_file`` when auth is on.
+    2.x/3.x (``api_version: 2``): writes go to ``org``/``bucket`` with the token in ``token_file``; the bucket must
+    exist with its own retention, and queries use InfluxQL through the v1 compatibility API, so the bucket needs
+    a DBRP mapping to ``database``/``retention_policy``. Secret files are relative to the deployment file.
+    """
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+/?$")]
+    api_version: Literal[1, 2] = 1
+    database: InfluxName = "anju"
+    retention_policy: InfluxName = "anju_raw"
+    rollup_retention_policy: InfluxName = "anju_rollup_1m"
+    org: str | None = Field(default=None, min_length=1)
+    bucket: str | None = Field(default=None, min_length=1)
+    username: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, min_length=1)
+    token_file: str | None = Field(default=None, min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Seconds for one HTTP request to InfluxDB (connect, write or read) before the commit fails and is retried."""
+
+
+class StorageConfig(_Strict):
+    """Where readings live: the embedded store (default, no server) or InfluxDB; retention in whole days."""
+
+    backend: Literal["embedded", "influxdb"] = "embedded"
+    raw_retention_days: int = Field(default=30, ge=1, le=36_500)
+    rollup_retention_days: int = Field(default=365, ge=1, le=36_500)
+    influxdb: InfluxConfig | None = None
+
+
 class Deployment(_Strict):
     community: CommunityConfig
     grids: list[GridConfig] = Field(min_length=1)
     people: list[PersonConfig] = Field(min_length=1)
     gateways: list[GatewayConfig] = Field(min_length=1)
+    storage: StorageConfig = StorageConfig()
 
     def sensors(self) -> Iterable[tuple[GatewayConfig, SensorConfig]]:
         for gateway in self.gateways:
@@ -202,6 +252,31 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             unit_ids.add(sensor.unit_id)
             if sensor.grid not in grids:
                 yield (*at, "grid"), sensor.grid, "no grid with this id in grids"
+    yield from _storage_checks(deployment.storage)
+
+
+def _storage_checks(storage: StorageConfig) -> Iterable[tuple[tuple[int | str, ...], object, str]]:
+    influx = storage.influxdb
+    if influx is None:
+        if storage.backend == "influxdb":
+            yield ("storage", "influxdb"), None, "required when storage.backend is influxdb"
+        return
+    at = ("storage", "influxdb")
+    if influx.api_version == 2:
+        for name in ("org", "bucket", "token_file"):
+            if getattr(influx, name) is None:
+                yield (*at, name), None, "required for api_version 2"
+        for name in ("username", "password_file"):
+            if getattr(influx, name) is not None:
+                yield (*at, name), getattr(influx, name), "only for api_version 1 (2.x takes token_file)"
+    else:
+        for name in ("org", "bucket", "token_file"):
+            if getattr(influx, name) is not None:
+                yield (*at, name), getattr(influx, name), "only for api_version 2"
+        if (influx.username is None) != (influx.password_file is None):
+            yield at, influx.username, "give both username and password_file, or neither"
+    if influx.retention_policy == influx.rollup_retention_policy:
+        yield (*at, "rollup_retention_policy"), influx.rollup_retention_policy, "must differ from retention_policy"
 
 
 def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True) -> Deployment:
@@ -253,6 +328,16 @@ def _plain(node: Any) -> Any:
 
 
 def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Iterable[ConfigIssue]:
+    influx = deployment.storage.influxdb
+    if deployment.storage.backend == "influxdb" and influx is not None:
+        for name in ("token_file", "password_file"):
+            file = getattr(influx, name)
+            if file is not None:
+                try:
+                    read_secret_file(file, base)
+                except ValueError as exc:
+                    at = ("storage", "influxdb", name)
+                    yield ConfigIssue(_path_text(at), _line_of(document, at), file, str(exc))
     for p_index, person in enumerate(deployment.people):
         for c_index, channel in enumerate(person.channels):
             try:
@@ -260,6 +345,18 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
             except ValueError as exc:
                 loc = ("people", p_index, "channels", c_index)
                 yield ConfigIssue(_path_text(loc), _line_of(document, loc), channel.url, str(exc))
+
+
+def read_secret_file(file: str, base: Path) -> str:
+    """A secret kept in ``file`` (relative to ``base``, the deployment file's folder), stripped; never empty."""
+    path = base / file
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"secret file {path}: {exc.strerror}") from exc
+    if not secret:
+        raise ValueError(f"secret file {path} is empty")
+    return secret
 
 
 def resolve_secret(channel: ChannelConfig, base: Path) -> str:

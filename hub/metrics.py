@@ -95,6 +95,11 @@ class Metrics:
             "Routine batches that arrived while an earlier seq was missing (alarms jump by design).",
         )
         self.acks_published = Counter("anju_acks_published_total", "Hub-acks published to gateways.")
+        self.backpressure_seconds = Counter(
+            "anju_ingest_backpressure_seconds_total",
+            "Seconds a receiver waited for room in its inbox lane (PUBACKs withheld, the broker holds the rest), "
+            "by lane.",
+        )
         self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
         self.clock_skewed = Counter(
             "anju_readings_clock_skewed_total",
@@ -110,6 +115,11 @@ class Metrics:
         )
         self.commands_sent = Counter(
             "anju_commands_sent_total", "Commands the hub published to gateways on cmd/{command}, by command."
+        )
+        self.liveness_transitions = Counter(
+            "anju_liveness_transitions_total",
+            "Sensors and gateways declared offline (reason stale, gateway-offline, heartbeat-lost) or back "
+            "(reason cleared), by subject (sensor, gateway).",
         )
         self._gauges: list[Gauge | GaugeFamily] = []
 

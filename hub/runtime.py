@@ -7,6 +7,7 @@ reads the same objects. Nothing here runs at import time.
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,8 @@ from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
 from hub.settings import HubSettings
-from hub.store import ChunkStore, ReadingStore
+from hub.store import ReadingStore
+from hub.store.open import open_store
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -37,6 +39,25 @@ class Runtime:
     metrics: Metrics
     alerts: AlertService
     ingest: Ingest
+
+
+GC_THRESHOLD_0 = 10_000
+"""Allocations between young-generation collections (CPython's default is 700)."""
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the ingest path.
+
+    An ingest round allocates a tuple or two per reading and keeps them until the round is committed, so with
+    CPython's defaults the collector runs every 700 allocations and walks the round's live objects again and
+    again, and the old generation holds everything built at start (deployment, registry, app). Measured on the
+    commit path (decode → validate → store → detect, 500 × 100-reading messages a round): 3.85 µs a reading with
+    the defaults, 3.13 after ``gc.freeze()`` of the start-up heap, 2.90 with the young threshold at 10,000 too.
+    Nothing in the hub relies on prompt collection of reference cycles.
+    """
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD_0, second, third)
 
 
 MAINTAIN_EVERY_S = 1.0
@@ -61,7 +82,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     registry = Registry(deployment)
-    store = ChunkStore(path=settings.store_path)
+    store = await asyncio.to_thread(open_store, deployment, settings.data_dir, config_dir=settings.deployment.parent)
     alert_store = AlertStore(settings.alerts_path)
     try:
         async with (
@@ -87,10 +108,16 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 time_check_interval_s=settings.time_check_interval_s,
             )
             runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest)
+            _tune_gc()
+            await ingest.liveness.restore_open(alerts)
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
                     group.create_task(_maintain(store), name="hub-store-maintain"),
+                    group.create_task(
+                        ingest.liveness.run(connected=lambda: ingest.connected, on_risk=ingest.on_risk),
+                        name="hub-ingest-liveness",
+                    ),
                 ]
                 try:
                     yield runtime

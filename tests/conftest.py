@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: a real Mosquitto on a free loopback port, the demo deployment."""
+"""Fixtures shared by every test package: a real Mosquitto and a real InfluxDB on free loopback ports, the demo
+deployment."""
 
 import os
 import queue
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.influxd import find_influxd, running_influxd
 from hub.demo.processes import Child, Line, free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +46,16 @@ def mosquitto(tmp_path: Path) -> Iterator[int]:
         yield port
     finally:
         child.stop(grace_s=5)
+
+
+@pytest.fixture
+def influxdb(tmp_path: Path) -> Iterator[str]:
+    """A real InfluxDB 1.x (Debian's package) on 127.0.0.1, data under tmp_path, for this test only; yields its URL."""
+    binary = find_influxd()
+    require_service("influxdb", binary)
+    assert binary is not None
+    with running_influxd(binary, tmp_path / "influxdb") as server:
+        yield server.url
 
 
 @pytest.fixture

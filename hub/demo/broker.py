@@ -23,8 +23,14 @@ def find_mosquitto() -> str | None:
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
 
 
-def mosquitto_config(*, port: int, directory: Path) -> Path:
-    """Write a loopback-only, anonymous demo config; production config with auth/ACL/TLS is in deploy/."""
+def mosquitto_config(
+    *, port: int, directory: Path, max_queued_messages: int = 100_000, max_inflight_messages: int = 100
+) -> Path:
+    """Write a loopback-only, anonymous demo config; production config with auth/ACL/TLS is in deploy/.
+
+    The queue and in-flight limits are per client (Mosquitto's); a test shrinks ``max_queued_messages`` to make
+    the broker drop QoS 1 messages in a burst, as the stock 1,000 does at district scale.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mosquitto.conf"
     path.write_text(
@@ -32,8 +38,8 @@ def mosquitto_config(*, port: int, directory: Path) -> Path:
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
         "persistence false\n"
-        "max_queued_messages 100000\n"
-        "max_inflight_messages 100\n"
+        f"max_queued_messages {max_queued_messages}\n"
+        f"max_inflight_messages {max_inflight_messages}\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
         "log_dest stderr\n",
         encoding="utf-8",

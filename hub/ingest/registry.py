@@ -21,6 +21,10 @@ class SensorInfo:
     kind: SensorKind
     location: str
     grid: str
+    report_interval_s: float | None = None
+    """The deployment file's fixed reporting interval (liveness); None: learned from arrivals."""
+    index: int = -1
+    """Position in the deployment (0 … sensors-1): the row of this sensor in per-sensor numpy state."""
 
 
 @dataclass(slots=True)
@@ -30,6 +34,7 @@ class GatewayStatus:
     session: int | None = None
     changed_at_s: float = field(default_factory=time.time)
     last_message_s: float | None = None
+    location: str = ""
 
 
 class Registry:
@@ -37,11 +42,25 @@ class Registry:
         self.community = deployment.community.id
         self.community_name = deployment.community.name
         self.sensors: dict[tuple[str, str], SensorInfo] = {
-            (gateway.id, sensor.id): SensorInfo(sensor.id, gateway.id, KINDS[sensor.kind], sensor.location, sensor.grid)
-            for gateway, sensor in deployment.sensors()
+            (gateway.id, sensor.id): SensorInfo(
+                sensor.id,
+                gateway.id,
+                KINDS[sensor.kind],
+                sensor.location,
+                sensor.grid,
+                sensor.report_interval_s,
+                index,
+            )
+            for index, (gateway, sensor) in enumerate(deployment.sensors())
         }
+        self.on_gateway: dict[str, dict[str, SensorInfo]] = {g.id: {} for g in deployment.gateways}
+        """Per gateway, its sensors by id: the ingest path's lookup (no tuple key built per reading)."""
+        for info in self.sensors.values():
+            self.on_gateway[info.gateway][info.id] = info
         self.by_id: dict[str, SensorInfo] = {info.id: info for info in self.sensors.values()}
-        self.gateways: dict[str, GatewayStatus] = {g.id: GatewayStatus(g.id) for g in deployment.gateways}
+        self.gateways: dict[str, GatewayStatus] = {
+            g.id: GatewayStatus(g.id, location=g.location) for g in deployment.gateways
+        }
 
     def sensor(self, gateway: str, sensor: str) -> SensorInfo | None:
         return self.sensors.get((gateway, sensor))

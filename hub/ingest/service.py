@@ -1,19 +1,23 @@
 """The hub's MQTT ingest: receive, commit in batches, detect, hand risks to alerts, hub-ack.
 
-Two named tasks per connection under one TaskGroup: the receiver puts messages into the bounded
-``Inbox`` (alarms first); the committer takes up to ``batch_messages`` at a time, validates and dedups them,
-writes readings + dead letters + session marks in one store transaction, and only then runs detection and
-publishes each touched gateway session's highest contiguous seq on its ``ack`` topic. Messages still in
-the inbox when the broker connection drops are committed and acknowledged after the reconnect.
+Two broker connections (``_session``): an urgent one for ``alarm`` and ``state``, a routine one for the rest.
+Named tasks under one TaskGroup: a receiver per connection puts messages into the bounded ``Inbox`` (urgent
+lane, or the routine lane taken round-robin per gateway) and PUBACKs each only once the inbox holds it, so a
+full inbox stops the broker rather than growing a queue in the client (``hub.ingest.intake``); the committer
+takes a round — urgent messages alone, or routine ones up to ``batch_messages`` and ``round_bytes`` — validates
+and dedups it, writes readings + dead letters + session marks in one store transaction, and only
+then runs detection and publishes each touched gateway session's highest contiguous seq on its ``ack`` topic.
+Messages still in the inbox when a broker connection drops are committed and acknowledged after the reconnect.
 
 The gateways' own ``health`` and their ``reply/{name}`` answers go the same way (routine lane, judged in the
 round, bad ones counted and dead-lettered, the latest health stored with the round): ``hub.ingest.telemetry``.
 
-A third named task checks the gateways' clocks: ``cmd/time`` on each birth and every ``time_check_interval_s``
+Another named task checks the gateways' clocks: ``cmd/time`` on each birth and every ``time_check_interval_s``
 after it, the skew taken from the matching ``reply/time`` (``hub.ingest.timecheck``).
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -26,7 +30,9 @@ import numpy as np
 from alerts.model import RiskEvent
 from hub.detection import ThresholdDetector
 from hub.ingest.inbox import Inbox, Received
+from hub.ingest.intake import Intake, publish_nowait
 from hub.ingest.ledger import SessionLedger
+from hub.ingest.liveness import Liveness
 from hub.ingest.registry import Registry, SensorInfo
 from hub.ingest.telemetry import GatewayTelemetry, judge_health, judge_reply
 from hub.ingest.timecheck import CLOCK_SKEW_WARN_S, TimeChecks
@@ -62,6 +68,7 @@ PAST_SKEW_MS = 30 * 86_400_000
 byte bound), a month is far more likely a clock that jumped back; stored, flagged and reported, not judged."""
 
 _CHANNELS = frozenset({"data", "alarm", "state", "health", "reply"})
+_LANES = ("urgent", "routine")
 
 
 def _channel(name: str) -> str:
@@ -81,9 +88,21 @@ class Ingest:
         on_risk: Callable[[RiskEvent], Awaitable[object]],
         metrics: Metrics,
         inbox_capacity: int = 10_000,
+        inbox_bytes: int = 64 * 1024 * 1024,
         batch_messages: int = 500,
+        round_bytes: int = 2 * 1024 * 1024,
         time_check_interval_s: float = 600.0,
     ) -> None:
+        """``inbox_capacity`` messages and ``inbox_bytes`` payload bytes per inbox lane bound the hub's memory.
+
+        A round takes at most ``batch_messages`` messages and ``round_bytes`` payload bytes (at least one
+        message). An alarm that arrives during a round waits for it, so the byte bound is the hub's share of the
+        alarm latency (DESIGN.md: threshold crossing to notification p99 <= 1 s): 2 MiB is ~45,000 readings in
+        100-reading batches, a round of ~0.3 s with the embedded store on the 2-core reference machine (measured:
+        50,000 readings 0.32-0.36 s, a one-message round 8-14 ms, so the fixed cost is a few percent).
+        """
+        if round_bytes < 1:
+            raise ValueError(f"round_bytes must be >= 1, got {round_bytes}")
         self.endpoint = endpoint
         self.store = store
         self.registry = registry
@@ -91,75 +110,138 @@ class Ingest:
         self.on_risk = on_risk
         self.metrics = metrics
         self.batch_messages = batch_messages
-        self.inbox = Inbox(capacity=inbox_capacity)
+        self.round_bytes = round_bytes
+        self.inbox = Inbox(capacity=inbox_capacity, capacity_bytes=inbox_bytes)
+        self._intakes: dict[str, Intake] = {}
         self.ledger = SessionLedger(store.session_marks())
         self.telemetry = GatewayTelemetry(registry=registry, metrics=metrics, saved=store.latest_health())
         self.time_checks = TimeChecks(registry=registry, metrics=metrics, interval_s=time_check_interval_s)
+        self.liveness = Liveness(registry=registry, metrics=metrics)
         self.connected = False
         self._rebirths: set[str] = set()
         self._rebirth_asked: set[tuple[str, int]] = set()
         metrics.gauge("anju_ingest_inbox_messages", "Messages received and not yet committed.", lambda: len(self.inbox))
         metrics.gauge("anju_gateways_online", "Gateways whose last state is online.", registry.online_count)
         metrics.gauge(
-            "anju_mqtt_connected", "1 while the hub is connected to the broker.", lambda: float(self.connected)
+            "anju_mqtt_connected",
+            "1 while both hub connections (routine and urgent) are up.",
+            lambda: float(self.connected),
+        )
+        metrics.gauge(
+            "anju_ingest_inbox_bytes", "Payload bytes received and not yet committed.", lambda: self.inbox.bytes
+        )
+        metrics.gauge(
+            "anju_ingest_inbox_gateways", "Gateways with routine messages in the inbox.", lambda: self.inbox.gateways
+        )
+        metrics.gauge_family(
+            "anju_ingest_inbox_full",
+            "1 while that inbox lane is full and its receiver withholds PUBACKs (back-pressure), by lane.",
+            lambda: [({"lane": lane}, float(self.inbox.waiting(urgent=lane == "urgent"))) for lane in _LANES],
+        )
+        metrics.gauge_family(
+            "anju_mqtt_client_queue_messages",
+            "Messages read from the broker and not yet in the inbox (not PUBACKed yet), by connection.",
+            lambda: [({"connection": name}, float(intake.waiting)) for name, intake in self._intakes.items()],
+        )
+        metrics.gauge_family(
+            "anju_mqtt_reading_paused",
+            "1 while the hub does not read that connection's socket (its client queue is full), by connection.",
+            lambda: [({"connection": name}, float(intake.paused)) for name, intake in self._intakes.items()],
         )
 
     async def run(self) -> None:
-        """Stay connected until cancelled: jittered, capped exponential backoff between attempts."""
+        """Stay connected until cancelled: jittered, capped exponential backoff between attempts.
+
+        The backoff starts over after a session that got connected: a new outage is not the old one going on.
+        """
         delay_s = 0.5
         while True:
+            connects = self.metrics.mqtt_connects.get()
             try:
                 await self._session()
             except* aiomqtt.MqttError as group:
                 self.connected = False
+                if self.metrics.mqtt_connects.get() > connects:
+                    delay_s = 0.5
                 log.warning("broker connection lost or refused (%s); retrying in %.1f s", group.exceptions[0], delay_s)
             await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
             delay_s = min(delay_s * 2, 15.0)
 
     async def _session(self) -> None:
+        """Two broker connections, each with a persistent session and the retained ``offline`` as its Will.
+
+        ``{client_id}-urgent`` carries ``alarm`` and ``state`` and feeds the urgent lane; ``{client_id}`` carries
+        ``data``, ``health`` and ``reply`` and feeds the routine lane, and sends hub-acks and commands. A routine
+        backlog, held back by back-pressure in the broker's queue for the routine session, is never in front of
+        an alarm. Either connection's death publishes ``offline`` (its Will, and the other one is closed with
+        it); ``online`` goes out once both are subscribed, so gateways see the hub online only while it can take
+        both alarms and readings. A clean stop fires no Will, so the hub then says ``offline`` itself.
+        """
         endpoint = self.endpoint
         offline = encode_state(GatewayState("offline", 0, time.time()))
-        async with aiomqtt.Client(
+        urgent = self._client(f"{endpoint.client_id}-urgent", offline)
+        routine = self._client(endpoint.client_id, offline)
+        intakes = {"urgent": Intake(urgent), "routine": Intake(routine)}
+        async with urgent, routine:
+            self._intakes = intakes
+            try:
+                async with asyncio.TaskGroup() as group:
+                    # Receivers and committer first: a persistent session's backlog arrives right after CONNACK,
+                    # and each SUBACK is read only after the messages in front of it on the same socket.
+                    for name, client in (("urgent", urgent), ("routine", routine)):
+                        intakes[name].attach()
+                        group.create_task(self._receive(client, intakes[name]), name=f"hub-ingest-receive-{name}")
+                    group.create_task(self._commit_forever(routine), name="hub-ingest-commit")
+                    await urgent.subscribe([(subscription(Channel.ALARM), 1), (subscription(Channel.STATE), 1)])
+                    routine_channels = (Channel.DATA, Channel.HEALTH, Channel.REPLY)
+                    await routine.subscribe([(subscription(channel), 1) for channel in routine_channels])
+                    online = encode_state(GatewayState("online", 0, time.time()))
+                    publish_nowait(urgent, HUB_STATE_TOPIC, online, retain=True)
+                    self.connected = True
+                    self.metrics.mqtt_connects.inc()
+                    log.info("connected to broker %s:%d (routine and urgent connections)", endpoint.host, endpoint.port)
+                    group.create_task(self.time_checks.run(urgent), name="hub-ingest-time-check")
+            finally:
+                self.connected = False
+                self._intakes = {}
+                goodbye = encode_state(GatewayState("offline", 0, time.time()))
+                with contextlib.suppress(aiomqtt.MqttError):  # the connection is gone: its Will says it
+                    publish_nowait(urgent, HUB_STATE_TOPIC, goodbye, retain=True)
+
+    def _client(self, identifier: str, will: bytes) -> aiomqtt.Client:
+        endpoint = self.endpoint
+        return aiomqtt.Client(
             endpoint.host,
             endpoint.port,
             username=endpoint.username,
             password=endpoint.password,
-            identifier=endpoint.client_id,
+            identifier=identifier,
             clean_session=False,
             keepalive=endpoint.keepalive_s,
-            will=aiomqtt.Will(HUB_STATE_TOPIC, offline, qos=1, retain=True),
-        ) as client:
-            await client.subscribe(
-                [
-                    (subscription(Channel.ALARM), 1),
-                    (subscription(Channel.DATA), 1),
-                    (subscription(Channel.STATE), 1),
-                    (subscription(Channel.HEALTH), 1),
-                    (subscription(Channel.REPLY), 1),
-                ]
-            )
-            online = encode_state(GatewayState("online", 0, time.time()))
-            await client.publish(HUB_STATE_TOPIC, online, qos=1, retain=True)
-            self.connected = True
-            self.metrics.mqtt_connects.inc()
-            log.info("connected to broker %s:%d", endpoint.host, endpoint.port)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._receive(client), name="hub-ingest-receive")
-                group.create_task(self._commit_forever(client), name="hub-ingest-commit")
-                group.create_task(self.time_checks.run(client), name="hub-ingest-time-check")
+            will=aiomqtt.Will(HUB_STATE_TOPIC, will, qos=1, retain=True),
+            max_inflight_messages=0,  # the hub's own publishes go out at once, never queued in paho (0: no limit)
+        )
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
+    async def _receive(self, client: aiomqtt.Client, intake: Intake) -> None:
+        """Move messages into the inbox, each PUBACKed only once the inbox holds it (``hub.ingest.intake``)."""
         async for message in client.messages:
             name = message.topic.value
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             channel = _channel(name)
             self.metrics.messages_received.inc(channel=channel)
             # Alarms and births/deaths jump the queue; health and replies wait in the bounded routine lane.
-            await self.inbox.put(Received(name, payload, _now_ms()), urgent=channel in ("alarm", "state"))
+            urgent = channel in ("alarm", "state")
+            item = Received(name, payload, _now_ms())
+            if not self.inbox.has_room(item, urgent=urgent):
+                intake.flush()  # what the inbox holds is PUBACKed before the wait: the broker sees where the hub is
+            waited_s = await self.inbox.put(item, urgent=urgent)
+            if waited_s:
+                self.metrics.backpressure_seconds.inc(waited_s, lane="urgent" if urgent else "routine")
+            intake.taken(message)
 
     async def _commit_forever(self, client: aiomqtt.Client) -> None:
         while True:
-            items = await self.inbox.take(limit=self.batch_messages)
+            items = await self.inbox.take(limit=self.batch_messages, limit_bytes=self.round_bytes)
             # A round that was taken from the inbox runs to its end even when the connection drops meanwhile:
             # cancelling it between the store commit and alerts would store a gas alarm and never page anyone.
             round_ = asyncio.ensure_future(self.commit(items))
@@ -169,14 +251,13 @@ class Ingest:
                 await round_
                 raise
             for gateway in sorted(self._rebirths):
-                await client.publish(topic(self.registry.community, gateway, Channel.CMD, "rebirth"), b"{}", qos=1)
+                publish_nowait(client, topic(self.registry.community, gateway, Channel.CMD, "rebirth"), b"{}")
                 self.metrics.rebirths.inc()
                 self.metrics.commands_sent.inc(command="rebirth")
             self._rebirths.clear()
             for (gateway, session), seq in acks.items():
-                await client.publish(
-                    topic(self.registry.community, gateway, Channel.ACK), encode_ack(Ack(session, seq)), qos=1
-                )
+                ack = encode_ack(Ack(session, seq))
+                publish_nowait(client, topic(self.registry.community, gateway, Channel.ACK), ack)
                 self.metrics.acks_published.inc()
 
     async def commit(self, items: Sequence[Received]) -> dict[tuple[str, int], int]:
@@ -236,6 +317,9 @@ class Ingest:
         rows, judged = self._columns(kept)
         marks = [self.ledger.mark(gateway, session) for gateway, session in touched]
         stored = await asyncio.to_thread(self.store.commit, rows, dead, marks, health)
+        # Liveness: these sensors reached the hub (registry rows, in the order of the columns).
+        sensor_rows = np.fromiter((i.index for a, _ in kept for _, i in a.readings), np.intp, len(rows))
+        self.liveness.observe_rows(sensor_rows, rows.time_ms, _now_ms())
         self.metrics.commits.inc()
         self.metrics.readings_stored.inc(stored)
         if len(rows) > stored:
@@ -331,6 +415,7 @@ class Ingest:
             return
         gateway, report = judged
         self.telemetry.record_health(gateway, report, item.received_ms)
+        self.liveness.heartbeat(gateway, report.time_s, item.received_ms)
         health.append(HealthRecord(gateway, item.received_ms, item.payload))
 
     def _reply(self, item: Received, dead: list[DeadLetter]) -> None:

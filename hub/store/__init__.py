@@ -11,15 +11,22 @@ from hub.store.base import (
     StoredReading,
 )
 from hub.store.chunks import ChunkStore
+from hub.store.influx import InfluxStore
+from hub.store.influx_http import InfluxError, InfluxTarget
+from hub.store.open import open_store
 
 __all__ = [
     "Bucket",
     "ChunkStore",
     "DeadLetter",
     "HealthRecord",
+    "InfluxError",
+    "InfluxStore",
+    "InfluxTarget",
     "ReadingColumns",
     "ReadingFlag",
     "ReadingStore",
     "SessionMark",
     "StoredReading",
+    "open_store",
 ]

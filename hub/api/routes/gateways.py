@@ -8,6 +8,7 @@ known one that has not reported yet is 200 with ``reported: false``.
 
 import time
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
@@ -43,6 +44,11 @@ class GatewayHealthPublic(BaseModel):
     values: dict[str, float] = Field(description="the report's numeric fields (protocol.telemetry.HEALTH_FIELDS)")
     silent_detectors: list[str] = Field(description="sensor ids whose detector did not answer at its last poll")
     replies: list[ReplyPublic] = Field(description="the latest answer to each command, newest last")
+    liveness: Literal["online", "offline", "heartbeat-lost", "unknown"] = Field(
+        description="as the hub judges it: the broker's state, and silence for 3 heartbeat intervals (issue 4)"
+    )
+    last_heard: datetime | None = Field(description="when anything last came from the gateway (hub clock)")
+    heartbeat_interval_s: float = Field(description="seconds expected between its health reports (learned)")
 
 
 @router.get("/gateways/{community}/{gateway}/health")
@@ -52,6 +58,9 @@ async def gateway_health(runtime: RuntimeDep, community: str, gateway: str) -> G
     if status is None:
         raise HTTPException(404, f"no gateway {community}/{gateway} in this deployment")
     telemetry = runtime.ingest.telemetry
+    alive = runtime.ingest.liveness.gateway_view(gateway)
+    if alive is None:  # the registry and liveness know the same gateways
+        raise HTTPException(404, f"no gateway {community}/{gateway} in this deployment")
     seen = telemetry.health.get(gateway)
     replies = [
         ReplyPublic(
@@ -77,4 +86,7 @@ async def gateway_health(runtime: RuntimeDep, community: str, gateway: str) -> G
         values=dict(seen.report.values) if seen else {},
         silent_detectors=list(seen.report.silent) if seen else [],
         replies=replies,
+        liveness=alive.status,
+        last_heard=_at(alive.last_heard_ms) if alive.last_heard_ms is not None else None,
+        heartbeat_interval_s=alive.heartbeat_interval_s,
     )

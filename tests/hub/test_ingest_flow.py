@@ -1,0 +1,333 @@
+"""Flow control of the hub's ingest against a real Mosquitto (issue 4, Ingest): back-pressure with bounded queues,
+an alarm that overtakes another gateway's backlog, and a burst larger than the broker's queue.
+
+The hub here is ``Ingest`` itself, on the embedded store, fed by ``anju-sim load`` fleets or by a flood publisher in
+its own process (tests/hub/flood.py); a store made slow is the same store behind a commit that sleeps first.
+"""
+
+import asyncio
+import contextlib
+import queue
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from alerts.model import RiskEvent
+from firmware_sim.load import LoadOptions, render_deployment, run_load
+from hub.config import load_deployment
+from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.detection import ThresholdDetector
+from hub.ingest.intake import WINDOW
+from hub.ingest.registry import Registry
+from hub.ingest.service import Ingest, MqttEndpoint
+from hub.metrics import Metrics
+from hub.store import ChunkStore
+from protocol import Batch, GatewayState, Reading, decode_state, encode_batch
+from protocol.topics import HUB_STATE_TOPIC
+from tests.conftest import require_service
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SlowStore:
+    """The embedded store behind commits that take ``delay_s`` longer: a hub whose storage falls behind."""
+
+    def __init__(self, inner: ChunkStore, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def commit(self, *args: Any, **kwargs: Any) -> int:
+        time.sleep(self.delay_s)
+        return self.inner.commit(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def fleet_registry(options: LoadOptions, directory: Path) -> Registry:
+    path = directory / "fleet.yaml"
+    path.write_text(render_deployment(options), encoding="utf-8")
+    return Registry(load_deployment(path, check_secrets=False))
+
+
+async def _ignore(event: RiskEvent) -> None:
+    return None
+
+
+@contextlib.asynccontextmanager
+async def running_ingest(
+    *,
+    port: int,
+    registry: Registry,
+    store: object,
+    on_risk: Callable[[RiskEvent], Awaitable[object]] = _ignore,
+    **settings: int,
+) -> AsyncIterator[Ingest]:
+    ingest = Ingest(
+        endpoint=MqttEndpoint(host="127.0.0.1", port=port, client_id=f"test-hub-{time.monotonic_ns()}"),
+        store=store,  # type: ignore[arg-type]
+        registry=registry,
+        detector=ThresholdDetector(community=registry.community),
+        on_risk=on_risk,
+        metrics=Metrics(),
+        **settings,  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(ingest.run(), name="test-hub-ingest")
+    try:
+        async with asyncio.timeout(10):
+            while not ingest.connected:
+                assert not task.done(), task
+                await asyncio.sleep(0.02)
+        yield ingest
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def metric(metrics: Metrics, line_start: str) -> float:
+    """The value of the exposition line starting with ``line_start`` (name and labels), 0 when absent."""
+    for line in metrics.render().splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture
+def small_queue_broker(tmp_path: Path) -> Iterator[int]:
+    """Mosquitto keeping at most 20 queued QoS 1 messages per client: a burst overflows it, as the stock 1,000
+    does at district scale (issue 4 measured 63 % lost)."""
+    binary = find_mosquitto()
+    require_service("mosquitto", binary)
+    assert binary is not None
+    port = free_port()
+    config = mosquitto_config(port=port, directory=tmp_path / "mosquitto", max_queued_messages=20)
+    child = Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()).start()
+    try:
+        if not wait_port(port, timeout_s=10):
+            pytest.fail(f"mosquitto did not listen on 127.0.0.1:{port}")
+        yield port
+    finally:
+        child.stop(grace_s=5)
+
+
+async def test_a_hub_behind_its_store_holds_a_bounded_backlog_and_stores_every_acked_reading(
+    mosquitto: int, tmp_path: Path
+) -> None:
+    # 200 messages/s offered for 5 s; the hub commits at most 20 messages per 0.2 s: the backlog must wait in
+    # the broker, not in the hub (before issue 4, aiomqtt's queue took it all: +98 MiB in 4 s in a flood).
+    options = LoadOptions(
+        port=mosquitto,
+        gateways=4,
+        sensors_per_gateway=100,
+        rate_hz=50,
+        batch=100,
+        duration_s=5.0,
+        ack_timeout_s=60.0,
+        drain_s=25.0,
+    )
+    registry = fleet_registry(options, tmp_path)
+    store = ChunkStore(path=tmp_path / "readings.anju")
+    peaks = {"client": 0.0, "inbox": 0.0, "inbox_bytes": 0.0, "paused": 0.0}
+    try:
+        async with running_ingest(
+            port=mosquitto, registry=registry, store=SlowStore(store, 0.2), inbox_capacity=50, batch_messages=20
+        ) as ingest:
+
+            async def watch() -> None:
+                while True:
+                    metrics = ingest.metrics
+                    samples = {
+                        "client": metric(metrics, 'anju_mqtt_client_queue_messages{connection="routine"}'),
+                        "inbox": metric(metrics, "anju_ingest_inbox_messages"),
+                        "inbox_bytes": metric(metrics, "anju_ingest_inbox_bytes"),
+                        "paused": metric(metrics, 'anju_mqtt_reading_paused{connection="routine"}'),
+                    }
+                    for name, value in samples.items():
+                        peaks[name] = max(peaks[name], value)
+                    await asyncio.sleep(0.02)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                report = await run_load(options)
+            finally:
+                watcher.cancel()
+            waited_s = ingest.metrics.backpressure_seconds.get(lane="routine")
+            stored_metric = ingest.metrics.readings_stored.get()
+        stored = await asyncio.to_thread(store.count_readings)
+    finally:
+        store.close()
+    assert report.published_readings == 4 * 100 * 50 * 5
+    assert waited_s > 1.0, "the store must have held the hub back, or this test shows nothing"
+    assert peaks["client"] <= 2 * WINDOW, peaks  # WINDOW, and what one read brings beyond it
+    assert peaks["paused"] == 1.0, "the hub stopped reading the socket while its client queue was full"
+    assert peaks["inbox"] <= 50 and peaks["inbox_bytes"] <= 50 * 10_000, peaks
+    assert report.acked_readings == report.published_readings and report.unacked_readings == 0, report
+    assert report.republished_batches == 0, "nothing was replayed: every reading went through the back-pressure"
+    assert stored == stored_metric == report.published_readings
+
+
+async def test_a_replaying_gateway_does_not_delay_another_gateways_alarm(mosquitto: int, tmp_path: Path) -> None:
+    options = LoadOptions(port=mosquitto, gateways=2, sensors_per_gateway=100, kinds=("gas",))
+    registry = fleet_registry(options, tmp_path)
+    replaying, alarming = options.gateway_ids()
+    backlog = 6_000
+    store = ChunkStore(path=tmp_path / "readings.anju")
+    risks: list[tuple[float, RiskEvent]] = []
+    paged = asyncio.Event()
+
+    async def on_risk(event: RiskEvent) -> None:
+        risks.append((time.monotonic(), event))
+        paged.set()
+
+    try:
+        async with running_ingest(port=mosquitto, registry=registry, store=store, on_risk=on_risk) as ingest:
+            flood = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "tests.hub.flood", str(mosquitto), replaying, str(backlog)],
+                cwd=REPO,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            try:
+                assert flood.stdout is not None
+                line = await asyncio.wait_for(flood.stdout.readline(), 30)
+                assert line.decode().strip() == f"published {backlog}", line
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    flood.kill()
+                await flood.wait()
+            received = ingest.metrics.messages_received
+            assert received.get(channel="data") < backlog * 0.75, "the backlog must still be ahead of the alarm"
+            alarm = Reading(f"{alarming}-s0001", time.time_ns() // 1_000_000, 30.0, "%LEL")
+            async with aiomqtt.Client("127.0.0.1", mosquitto, identifier=f"test-{alarming}") as gateway:
+                sent = time.monotonic()
+                body = encode_batch(Batch("load", alarming, 1, 1, (alarm,)))
+                await gateway.publish(f"anju/v1/load/{alarming}/alarm", body, qos=1)
+                await asyncio.wait_for(paged.wait(), 15)
+            data_when_paged = received.get(channel="data")
+    finally:
+        store.close()
+    paged_at, event = risks[0]
+    assert event.sensor == alarm.sensor and event.value == 30.0
+    assert paged_at - sent <= 1.0, f"alarm took {paged_at - sent:.2f} s from publish to the alert path"
+    assert data_when_paged < backlog, "the alarm overtook the backlog (else it only waited its turn)"
+
+
+async def test_a_burst_larger_than_the_brokers_queue_still_ends_with_every_reading_stored(
+    small_queue_broker: int, tmp_path: Path
+) -> None:
+    options = LoadOptions(
+        port=small_queue_broker,
+        gateways=4,
+        sensors_per_gateway=100,
+        rate_hz=50,
+        batch=100,
+        duration_s=3.0,
+        ack_timeout_s=1.0,
+        max_unacked=5_000,
+        drain_s=25.0,
+    )
+    registry = fleet_registry(options, tmp_path)
+    store = ChunkStore(path=tmp_path / "readings.anju")
+    try:
+        async with running_ingest(
+            port=small_queue_broker,
+            registry=registry,
+            store=SlowStore(store, 0.3),
+            inbox_capacity=50,
+            batch_messages=20,
+        ) as ingest:
+            report = await run_load(options)
+            gaps = ingest.metrics.seq_gaps.get()
+        stored = await asyncio.to_thread(store.count_readings)
+    finally:
+        store.close()
+    assert gaps > 0, "the broker must have dropped messages of the burst, or this test shows nothing"
+    assert report.republished_batches > 0, "the gateways replayed what the hub did not ack"
+    assert report.acked_readings == report.published_readings and report.unacked_readings == 0, report
+    assert stored == report.published_readings
+
+
+class Proxy:
+    """A TCP relay in front of the broker that can cut one connection the way a network fault does (RST)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self.port = 0
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator["Proxy"]:
+        server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        async with server:
+            yield self
+            for client, broker in self.links:
+                client.transport.abort()
+                broker.transport.abort()
+
+    def cut(self, index: int) -> None:
+        client, broker = self.links[index]
+        client.transport.abort()
+        broker.transport.abort()
+
+    async def _link(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        broker_in, broker_out = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self.links.append((client_out, broker_out))
+        await asyncio.gather(self._pipe(client_in, broker_out), self._pipe(broker_in, client_out))
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while chunk := await source.read(65536):
+                sink.write(chunk)
+                await sink.drain()
+        sink.transport.abort()
+
+
+async def test_the_hub_state_says_offline_when_either_connection_dies_and_when_the_hub_stops(
+    mosquitto: int, tmp_path: Path
+) -> None:
+    registry = fleet_registry(LoadOptions(port=mosquitto, gateways=1, sensors_per_gateway=1), tmp_path)
+    store = ChunkStore(path=tmp_path / "readings.anju")
+    seen: list[str] = []
+
+    async def changes_to(status: str) -> None:
+        """Read the hub's state until it changes (the Will and the hub's own word may repeat a status)."""
+        async with asyncio.timeout(15):
+            async for message in watcher.messages:
+                assert isinstance(message.payload, bytes)
+                state = decode_state(message.payload)
+                assert isinstance(state, GatewayState), state
+                if not seen or seen[-1] != state.status:
+                    seen.append(state.status)
+                    assert state.status == status, seen
+                    return
+
+    try:
+        async with (
+            aiomqtt.Client("127.0.0.1", mosquitto, identifier="test-hub-state-watcher") as watcher,
+            Proxy(mosquitto).serving() as proxy,
+        ):
+            await watcher.subscribe(HUB_STATE_TOPIC, qos=1)
+            async with running_ingest(port=proxy.port, registry=registry, store=store) as ingest:
+                await changes_to("online")
+                assert len(proxy.links) == 2, "the urgent connection, then the routine one"
+                proxy.cut(0)  # the urgent one dies: its Will says offline although the routine one is up
+                await changes_to("offline")
+                await changes_to("online")  # the hub reconnected both
+                assert ingest.connected and len(proxy.links) == 4
+                proxy.cut(3)  # now the routine one: the same
+                await changes_to("offline")
+                await changes_to("online")
+            await changes_to("offline")  # a clean stop fires no Will: the hub said it itself
+    finally:
+        store.close()
+    assert seen == ["online", "offline", "online", "offline", "online", "offline"]
