@@ -57,6 +57,7 @@ from firmware_sim.load_plan import LoadOptions
 from hub.demo.broker import find_mosquitto, mosquitto_config
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.store import ChunkStore
+from hub.store.open import embedded_path
 from protocol.topics import Channel, subscription
 
 __all__ = ["MAX_QUEUED_MESSAGES", "Step", "bare_sqlite_append", "report", "run"]
@@ -321,7 +322,7 @@ def _hub_step(
         load.process.wait(timeout=LOAD_S + DRAIN_S + 60)
         body = _read_report(report_path)
         hub.stop(grace_s=15.0)
-        rows, disk_per_reading = _store_figures(data_dir / "readings.anju")
+        rows, disk_per_reading = _store_figures(embedded_path(data_dir))
     finally:
         if load is not None:
             load.stop(grace_s=5.0)

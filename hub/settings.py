@@ -53,9 +53,5 @@ class HubSettings(BaseSettings):
         return self
 
     @property
-    def store_path(self) -> Path:
-        return self.data_dir / "readings.anju"
-
-    @property
     def alerts_path(self) -> Path:
         return self.data_dir / "alerts.sqlite3"

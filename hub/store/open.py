@@ -7,7 +7,7 @@ from hub.store.base import ReadingStore
 from hub.store.influx import InfluxStore
 from hub.store.influx_http import InfluxTarget
 
-__all__ = ["influx_target", "open_store"]
+__all__ = ["EMBEDDED_FILE", "embedded_path", "influx_target", "open_store"]
 
 
 def influx_target(config: InfluxConfig, *, config_dir: Path) -> InfluxTarget:
@@ -34,8 +34,17 @@ def influx_target(config: InfluxConfig, *, config_dir: Path) -> InfluxTarget:
     )
 
 
+EMBEDDED_FILE = "readings.anju"
+"""The embedded store's file in the hub's data directory (not ``.sqlite3``: the layout is ours, hub/store/chunks.py)."""
+
+
+def embedded_path(data_dir: Path) -> Path:
+    """Where the embedded store of a hub with this data directory lives (tools and tests open it read-only)."""
+    return data_dir / EMBEDDED_FILE
+
+
 def open_store(deployment: Deployment, data_dir: Path, *, config_dir: Path = Path(".")) -> ReadingStore:
-    """The deployment's store: embedded (``data_dir/readings.anju``) or InfluxDB (its small tables in
+    """The deployment's store: embedded (``data_dir/EMBEDDED_FILE``) or InfluxDB (its small tables in
     ``data_dir/influx-meta.sqlite3``). ``config_dir`` is the deployment file's folder, where secret files are
     looked up. Raises if InfluxDB cannot be reached or refuses to set up its database (1.x)."""
     storage = deployment.storage
@@ -43,7 +52,7 @@ def open_store(deployment: Deployment, data_dir: Path, *, config_dir: Path = Pat
         from hub.store.chunks import ChunkStore  # here: the embedded engine loads only when chosen
 
         return ChunkStore(
-            path=data_dir / "readings.anju",
+            path=data_dir / EMBEDDED_FILE,
             raw_retention_days=storage.raw_retention_days,
             rollup_retention_days=storage.rollup_retention_days,
         )

@@ -23,6 +23,7 @@ from hub.demo.broker import mosquitto_config
 from hub.demo.orchestrator import SCENARIO, DemoPlan, edge_config_path, write_edge_configs
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.store.chunks import ChunkStore
+from hub.store.open import embedded_path
 from protocol.kinds import KINDS
 
 __all__ = [
@@ -258,7 +259,7 @@ def alarms_not_stored(plan: DemoPlan) -> int:
 
 
 def _hub_store(plan: DemoPlan) -> Path:
-    return plan.run_dir / "hub" / "readings.anju"
+    return embedded_path(plan.run_dir / "hub")
 
 
 def stored_readings(plan: DemoPlan) -> list[Reading]:

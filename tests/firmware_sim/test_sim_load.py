@@ -12,6 +12,7 @@ from firmware_sim.cli import main
 from firmware_sim.load import MAX_BATCH, LoadOptions, LoadReport, render_deployment, run_load
 from hub.config import load_deployment
 from hub.store.chunks import ChunkStore
+from hub.store.open import embedded_path
 from protocol import Ack, Batch, Reading, Rejection, decode_batch, encode_ack, encode_batch
 from protocol.kinds import KINDS
 from protocol.senml import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH
@@ -39,7 +40,7 @@ async def test_every_reading_of_the_fleet_is_acked_and_stored_once(mosquitto: in
         assert await hub.metric("anju_payloads_rejected_total") == 0
         assert await hub.metric("anju_risk_events_total") == 0, "values must stay on the safe side"
         settings = hub.settings
-    store = ChunkStore(path=settings.store_path, read_only=True)
+    store = ChunkStore(path=embedded_path(settings.data_dir), read_only=True)
     try:
         assert store.count_readings() == report["published_readings"]
     finally:

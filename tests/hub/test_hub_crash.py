@@ -17,12 +17,13 @@ from pathlib import Path
 
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.store.chunks import ChunkStore
+from hub.store.open import embedded_path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _store_count(data_dir: Path) -> int:
-    store = ChunkStore(path=data_dir / "readings.anju", read_only=True)
+    store = ChunkStore(path=embedded_path(data_dir), read_only=True)
     try:
         return store.count_readings()
     finally:
