@@ -241,3 +241,27 @@ async def test_clock_skewed_readings_are_stored_flagged_counted_and_still_page(h
     ]
     bad = await hub.api.get("/api/v1/readings/buckets", params={"sensor": "gas-b1-101", "width": "7m"})
     assert bad.status_code == 422 and "7m" in bad.json()["detail"]
+
+
+async def test_a_grids_readings_in_a_window(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0), gas(1, 2.5), gas(2, 2.0, "gas-b1-301"), Reading("temp-b1-101", T0, 22.5, "Cel"))
+        assert (await gw.ack()).seq == 1
+    registry = Registry(load_deployment(hub.settings.deployment))
+    grids = {registry.by_id[s].grid for s in ("gas-b1-101", "gas-b1-301")}
+    for grid in sorted(grids):
+        body = (
+            await hub.api.get("/api/v1/readings/window", params={"grid": grid, "start": T0, "end": T0 + 2000})
+        ).json()
+        expected = sorted(
+            (t, s)
+            for s, t in (("gas-b1-101", T0), ("gas-b1-101", T0 + 1000), ("gas-b1-301", T0 + 2000), ("temp-b1-101", T0))
+            if registry.by_id[s].grid == grid and t < T0 + 2000
+        )
+        assert [(r["time_ms"], r["sensor"]) for r in body["readings"]] == expected
+    limited = await hub.api.get(
+        "/api/v1/readings/window", params={"grid": sorted(grids)[0], "start": T0, "end": T0 + 5000, "limit": 1}
+    )
+    assert limited.json()["count"] == 1 and limited.json()["truncated"] is True
+    missing = await hub.api.get("/api/v1/readings/window", params={"grid": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]

@@ -4,6 +4,7 @@
 - ``GET /api/v1/readings/buckets``: one sensor's count/min/max/mean per 1 min … 1 day bucket (epoch-aligned UTC),
   served from the store's 1-minute rollups, so months cost what days do.
 - ``GET /api/v1/readings/latest``: the newest reading of each sensor of the community, or of one grid.
+- ``GET /api/v1/readings/window``: every reading of one grid's sensors in a time window.
 
 A reading whose device clock was off when it arrived carries ``clock_skew: true`` (hub.ingest).
 """
@@ -159,6 +160,59 @@ async def buckets(
         end_ms=end_ms,
         width_s=width_s,
         buckets=[BucketPublic(start=_local(b.start_ms), **dataclasses.asdict(b)) for b in rows],
+    )
+
+
+class WindowReading(BaseModel):
+    sensor: str
+    time: datetime
+    time_ms: int
+    value: float
+    clock_skew: bool = False
+
+
+class WindowPublic(BaseModel):
+    grid: str
+    start_ms: int
+    end_ms: int
+    count: int
+    truncated: bool
+    readings: list[WindowReading]
+
+
+@router.get("/readings/window")
+async def window(
+    runtime: RuntimeDep,
+    grid: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
+    start: str | None = None,
+    end: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> WindowPublic:
+    """Every reading of a grid's sensors in [start, end) (default: the last 10 minutes), by time then sensor."""
+    sensors = [i.id for i in runtime.registry.by_id.values() if i.grid == grid]
+    if not sensors:
+        raise HTTPException(404, f"no grid {grid!r} with sensors in this deployment")
+    end_ms = parse_instant(end, "end", int(time.time() * 1000) + 1)
+    start_ms = parse_instant(start, "start", end_ms - 600_000)
+    if start_ms >= end_ms:
+        raise HTTPException(422, f"start ({start_ms}) must be before end ({end_ms})")
+    rows = await asyncio.to_thread(runtime.store.window, sensors, start_ms, end_ms, limit + 1)
+    return WindowPublic(
+        grid=grid,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        count=min(len(rows), limit),
+        truncated=len(rows) > limit,
+        readings=[
+            WindowReading(
+                sensor=r.sensor,
+                time=_local(r.time_ms),
+                time_ms=r.time_ms,
+                value=r.value,
+                clock_skew=bool(r.flags & ReadingFlag.CLOCK_SKEW),
+            )
+            for r in rows[:limit]
+        ],
     )
 
 
