@@ -101,6 +101,10 @@ class Metrics:
             "by lane.",
         )
         self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
+        self.store_failures = Counter(
+            "anju_store_commit_failures_total",
+            "Store commits that failed (the round is kept and retried; nothing is acked until it succeeds).",
+        )
         self.clock_skewed = Counter(
             "anju_readings_clock_skewed_total",
             "Readings stored with the CLOCK_SKEW flag, by gateway and reason (future, past, gateway_clock).",

@@ -7,6 +7,7 @@ persisted with the readings, so the ack position survives a hub restart; seqs ab
 replay is caught by the store's idempotent writes instead).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hub.store.base import SessionMark
@@ -51,6 +52,21 @@ class SessionLedger:
         while state.contiguous + 1 in state.above:
             state.contiguous += 1
             state.above.discard(state.contiguous)
+
+    def snapshot(self, sessions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, frozenset[int]] | None]:
+        """The state of ``sessions`` now, for ``restore`` if what is recorded next is not committed after all."""
+        saved: dict[tuple[str, int], tuple[int, frozenset[int]] | None] = {}
+        for key in sessions:
+            state = self._sessions.get(key)
+            saved[key] = None if state is None else (state.contiguous, frozenset(state.above))
+        return saved
+
+    def restore(self, saved: dict[tuple[str, int], tuple[int, frozenset[int]] | None]) -> None:
+        for key, value in saved.items():
+            if value is None:
+                self._sessions.pop(key, None)
+            else:
+                self._sessions[key] = _Session(contiguous=value[0], above=set(value[1]))
 
     def acked(self, gateway: str, session: int) -> int:
         state = self._sessions.get((gateway, session))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 import numpy as np
+import numpy.typing as npt
 
 from alerts.model import RiskEvent
 from hub.detection import ThresholdDetector
@@ -77,6 +78,33 @@ def _channel(name: str) -> str:
     return parts[4] if len(parts) > 4 and parts[4] in _CHANNELS else "other"
 
 
+ROUND_GRACE_S = 30.0
+"""How long a dropped connection or a stopping hub waits for the rounds already taken to be committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A round under way: set ``detected`` once its risks went to alerts; ``done`` once committed and acked."""
+
+    detected: asyncio.Event
+    done: asyncio.Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """One round taken from the inbox, decoded and validated, waiting for its commit."""
+
+    rows: ReadingColumns
+    sensor_rows: npt.NDArray[np.intp]
+    """Registry row of each reading in ``rows`` (liveness)."""
+    judged: list[tuple[Reading, SensorInfo]]
+    batches: list[tuple[str, int, int, Channel]]
+    """(gateway, session, seq, channel) of each new batch, in arrival order."""
+    dead: list[DeadLetter]
+    touched: set[tuple[str, int]]
+    health: list[HealthRecord]
+
+
 class Ingest:
     def __init__(
         self,
@@ -119,6 +147,8 @@ class Ingest:
         self.liveness = Liveness(registry=registry, metrics=metrics)
         self.connected = False
         self._rebirths: set[str] = set()
+        self._in_flight: set[tuple[str, int, int]] = set()
+        """(gateway, session, seq) of batches taken into a round that is not committed yet (not in the ledger)."""
         self._rebirth_asked: set[tuple[str, int]] = set()
         metrics.gauge("anju_ingest_inbox_messages", "Messages received and not yet committed.", lambda: len(self.inbox))
         metrics.gauge("anju_gateways_online", "Gateways whose last state is online.", registry.online_count)
@@ -240,16 +270,58 @@ class Ingest:
             intake.taken(message)
 
     async def _commit_forever(self, client: aiomqtt.Client) -> None:
-        while True:
-            items = await self.inbox.take(limit=self.batch_messages, limit_bytes=self.round_bytes)
-            # A round that was taken from the inbox runs to its end even when the connection drops meanwhile:
-            # cancelling it between the store commit and alerts would store a gas alarm and never page anyone.
-            round_ = asyncio.ensure_future(self.commit(items))
+        """Take rounds from the inbox and see each through, two at a time: while one is being committed (the store
+        works in a thread: SQLite's fsync, InfluxDB's HTTP round trip), the next is decoded, validated and judged.
+        Detection, commits, ledger updates and hub-acks each stay in round order."""
+        previous: _Flight | None = None
+        current: _Flight | None = None
+        try:
+            while True:
+                items = await self.inbox.take(limit=self.batch_messages, limit_bytes=self.round_bytes)
+                prepared = self._prepare(items)
+                detected = asyncio.Event()
+                current = _Flight(detected, asyncio.ensure_future(self._run(prepared, previous, detected, client)))
+                if previous is not None:
+                    await asyncio.shield(previous.done)
+                previous, current = current, None
+        except asyncio.CancelledError:
+            # A round taken from the inbox runs to its end even when the connection drops meanwhile: cancelling
+            # it between detection and alerts would drop a page. Past ROUND_GRACE_S (a store that stays down
+            # while the hub stops) it is abandoned, unacked and out of the ledger: the gateway sends it again.
+            flights = [flight.done for flight in (previous, current) if flight is not None]
+            if flights:
+                _, late = await asyncio.wait(flights, timeout=ROUND_GRACE_S)
+                for flight in late:
+                    flight.cancel()
+                await asyncio.gather(*flights, return_exceptions=True)
+            raise
+
+    async def commit(self, items: Sequence[Received]) -> dict[tuple[str, int], int]:
+        """One round start to end without the broker (tests, tools): validate, dedup, detect, store; the acks."""
+        prepared = self._prepare(items)
+        await self._detect(prepared.judged)
+        return await self._store_round(prepared)
+
+    async def _run(
+        self, prepared: "_Round", previous: "_Flight | None", detected: asyncio.Event, client: aiomqtt.Client
+    ) -> None:
+        """Detect after the round before has (paging never waits for any store commit), commit after it has
+        committed, then publish this round's rebirth requests and hub-acks."""
+        try:
             try:
-                acks = await asyncio.shield(round_)
-            except asyncio.CancelledError:
-                await round_
-                raise
+                if previous is not None:
+                    await previous.detected.wait()
+                await self._detect(prepared.judged)
+            finally:
+                detected.set()
+            if previous is not None:
+                await asyncio.gather(asyncio.shield(previous.done), return_exceptions=True)
+        except BaseException:
+            for gateway, session, seq, _ in prepared.batches:  # not taken after all: a replay is new again
+                self._in_flight.discard((gateway, session, seq))
+            raise
+        acks = await self._store_round(prepared)
+        try:
             for gateway in sorted(self._rebirths):
                 publish_nowait(client, topic(self.registry.community, gateway, Channel.CMD, "rebirth"), b"{}")
                 self.metrics.rebirths.inc()
@@ -259,10 +331,16 @@ class Ingest:
                 ack = encode_ack(Ack(session, seq))
                 publish_nowait(client, topic(self.registry.community, gateway, Channel.ACK), ack)
                 self.metrics.acks_published.inc()
+        except aiomqtt.MqttError as exc:
+            # The connection went while the round was committed: acks are cumulative, so the next round of each
+            # gateway carries them, or the hub answers the gateway's replay.
+            log.info("hub-acks of a committed round not sent (%s); they follow after the reconnect", exc)
 
-    async def commit(self, items: Sequence[Received]) -> dict[tuple[str, int], int]:
-        """Validate, dedup, store in one transaction, detect, and return the acks to publish."""
+    def _prepare(self, items: Sequence[Received]) -> "_Round":
+        """Everything of a round that needs no store: decode, validate, dedup against the ledger and the rounds
+        still being committed, telemetry, and the store's columns."""
         kept: list[tuple[Accepted, int]] = []
+        batches: list[tuple[str, int, int, Channel]] = []
         dead: list[DeadLetter] = []
         touched: set[tuple[str, int]] = set()
         health: list[HealthRecord] = []
@@ -284,46 +362,21 @@ class Ingest:
             if accepted is None:
                 continue
             batch = accepted.batch
+            key = (batch.gateway, batch.session, batch.seq)
             touched.add((batch.gateway, batch.session))
-            first_seen = not self.ledger.knows(batch.gateway, batch.session)
-            if first_seen and batch.seq > 1 and (batch.gateway, batch.session) not in self._rebirth_asked:
-                # A session we never saw starts above 1: the hub lost its store, or the broker lost the
-                # start. Acks could never pass the hole, so ask the gateway to start a new session, which
-                # re-sends everything it still holds from seq 1 (the store's idempotent writes absorb repeats).
-                self._rebirth_asked.add((batch.gateway, batch.session))
-                self._rebirths.add(batch.gateway)
-                log.warning(
-                    "gateway %s session %d starts at seq %d, unknown here: asking for a rebirth",
-                    batch.gateway,
-                    batch.session,
-                    batch.seq,
-                )
-            if self.ledger.is_duplicate(batch.gateway, batch.session, batch.seq):
+            if self.ledger.is_duplicate(*key) or key in self._in_flight:
                 self.metrics.duplicates.inc(len(batch.readings))
                 continue
-            # Alarm batches share the seq space and jump the queue on purpose, so only a routine batch that
-            # finds an earlier seq missing is a real gap (lost in the broker, or out of order).
-            if accepted.channel is Channel.DATA and self.ledger.gap_before(batch.gateway, batch.session, batch.seq):
-                self.metrics.seq_gaps.inc()
-                log.info(
-                    "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
-                    batch.gateway,
-                    batch.session,
-                    batch.seq,
-                )
-            self.ledger.record(batch.gateway, batch.session, batch.seq)
+            self._in_flight.add(key)
+            batches.append((*key, accepted.channel))
             self.registry.gateways[batch.gateway].last_message_s = time.time()
             kept.append((accepted, item.received_ms))
         rows, judged = self._columns(kept)
-        marks = [self.ledger.mark(gateway, session) for gateway, session in touched]
-        stored = await asyncio.to_thread(self.store.commit, rows, dead, marks, health)
-        # Liveness: these sensors reached the hub (registry rows, in the order of the columns).
         sensor_rows = np.fromiter((i.index for a, _ in kept for _, i in a.readings), np.intp, len(rows))
-        self.liveness.observe_rows(sensor_rows, rows.time_ms, _now_ms())
-        self.metrics.commits.inc()
-        self.metrics.readings_stored.inc(stored)
-        if len(rows) > stored:
-            self.metrics.duplicates.inc(len(rows) - stored)
+        return _Round(rows, sensor_rows, judged, batches, dead, touched, health)
+
+    async def _detect(self, judged: Sequence[tuple[Reading, SensorInfo]]) -> None:
+        """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
         for event in self.detector.observe(judged):
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(
@@ -338,7 +391,63 @@ class Ingest:
                 event.source,
             )
             await self.on_risk(event)
-        return {(gateway, session): self.ledger.acked(gateway, session) for gateway, session in touched}
+
+    async def _store_round(self, prepared: "_Round") -> dict[tuple[str, int], int]:
+        """Record the round in the ledger, commit it with its marks — retrying until the store takes it — and
+        return the hub-acks. A round is never dropped: while the store refuses, this round waits, the next ones
+        wait behind it, the inbox fills and back-pressure holds the gateways (readings wait in their outboxes)."""
+        saved = self.ledger.snapshot(prepared.touched)
+        for gateway, session, seq, channel in prepared.batches:
+            self._in_flight.discard((gateway, session, seq))
+            if not self.ledger.knows(gateway, session) and seq > 1 and (gateway, session) not in self._rebirth_asked:
+                # A session we never saw starts above 1: the hub lost its store, or the broker lost the
+                # start. Acks could never pass the hole, so ask the gateway to start a new session, which
+                # re-sends everything it still holds from seq 1 (the store's idempotent writes absorb repeats).
+                self._rebirth_asked.add((gateway, session))
+                self._rebirths.add(gateway)
+                log.warning(
+                    "gateway %s session %d starts at seq %d, unknown here: asking for a rebirth", gateway, session, seq
+                )
+            # Alarm batches share the seq space and jump the queue on purpose, so only a routine batch that
+            # finds an earlier seq missing is a real gap (lost in the broker, or out of order).
+            if channel is Channel.DATA and self.ledger.gap_before(gateway, session, seq):
+                self.metrics.seq_gaps.inc()
+                log.info(
+                    "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
+                    gateway,
+                    session,
+                    seq,
+                )
+            self.ledger.record(gateway, session, seq)
+        marks = [self.ledger.mark(gateway, session) for gateway, session in prepared.touched]
+        rows = prepared.rows
+        delay_s = 0.5
+        while True:
+            try:
+                stored = await asyncio.to_thread(self.store.commit, rows, prepared.dead, marks, prepared.health)
+                break
+            except asyncio.CancelledError:
+                # Abandoned (the hub stops while the store refuses): out of the ledger again, so the gateway's
+                # replay is taken as new, never acked unstored. A commit still running in its thread may yet
+                # land: the replay then finds its readings stored (idempotent) and its marks never move back.
+                self.ledger.restore(saved)
+                raise
+            except Exception as exc:  # any store failure: keep the round, say so, try again
+                self.metrics.store_failures.inc()
+                log.error(
+                    "store commit failed (%s: %s); the round is kept and retried in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+        self.liveness.observe_rows(prepared.sensor_rows, rows.time_ms, _now_ms())
+        self.metrics.commits.inc()
+        self.metrics.readings_stored.inc(stored)
+        if len(rows) > stored:
+            self.metrics.duplicates.inc(len(rows) - stored)
+        return {(gateway, session): self.ledger.acked(gateway, session) for gateway, session in prepared.touched}
 
     def _columns(self, kept: Sequence[tuple[Accepted, int]]) -> tuple[ReadingColumns, list[tuple[Reading, SensorInfo]]]:
         """The round's readings as store columns, flagged for clock skew, and the (reading, sensor) pairs to judge.

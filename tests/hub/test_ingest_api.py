@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,8 +171,10 @@ async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
     store = ChunkStore(path=tmp_path / "r.anju")
     paged: list[RiskEvent] = []
     release = asyncio.Event()
+    paging = asyncio.Event()
 
     async def slow_alerts(event: RiskEvent) -> None:
+        paging.set()
         await release.wait()
         paged.append(event)
 
@@ -187,14 +190,15 @@ async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
     await ingest.inbox.put(Received("anju/v1/hongxing/gw-b1/alarm", body, int(time.time() * 1000)), urgent=True)
     async with aiomqtt.Client("127.0.0.1", mosquitto) as client:
         loop = asyncio.create_task(ingest._commit_forever(client))
-        await eventually(lambda: asyncio.to_thread(store.count_readings))
+        await asyncio.wait_for(paging.wait(), timeout=10)
         loop.cancel()  # what the TaskGroup does when the broker connection drops
         await asyncio.sleep(0.2)
         release.set()
         with pytest.raises(asyncio.CancelledError):
             await loop
-    store.close()
     assert [event.sensor for event in paged] == ["gas-b1-301"]
+    assert store.count_readings() == 1, "and the round's readings are committed"
+    store.close()
 
 
 async def test_an_unknown_session_past_seq_1_gets_one_rebirth_request(hub: Hub) -> None:
@@ -265,3 +269,48 @@ async def test_a_grids_readings_in_a_window(hub: Hub) -> None:
     assert limited.json()["count"] == 1 and limited.json()["truncated"] is True
     missing = await hub.api.get("/api/v1/readings/window", params={"grid": "nope"})
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+class FailingStore:
+    """The embedded store, refusing its first ``failures`` commits the way SQLite does when another process holds
+    the write lock past the busy timeout; ``log`` records the order of pages and commit attempts."""
+
+    def __init__(self, inner: ChunkStore, failures: int, log: list[str]) -> None:
+        self.inner, self.failures, self.log = inner, failures, log
+
+    def commit(self, *args: object, **kwargs: object) -> int:
+        if self.failures:
+            self.failures -= 1
+            self.log.append("refused")
+            raise sqlite3.OperationalError("database is locked")
+        self.log.append("committed")
+        return self.inner.commit(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_refused_commit_keeps_the_round_and_pages_before_the_store(
+    demo_deployment: Path, tmp_path: Path
+) -> None:
+    order: list[str] = []
+    inner = ChunkStore(path=tmp_path / "r.anju")
+    metrics = Metrics()
+
+    async def page(event: RiskEvent) -> None:
+        order.append(f"paged {event.sensor}")
+
+    ingest = Ingest(
+        endpoint=MqttEndpoint(host="127.0.0.1", port=1),
+        store=FailingStore(inner, 2, order),  # type: ignore[arg-type]
+        registry=Registry(load_deployment(demo_deployment)),
+        detector=ThresholdDetector(community="hongxing"),
+        on_risk=page,
+        metrics=metrics,
+    )
+    body = encode_batch(Batch("hongxing", "gw-b1", 1, 1, (gas(0, 27.4, "gas-b1-301"), gas(0))))
+    acks = await ingest.commit([Received("anju/v1/hongxing/gw-b1/alarm", body, int(time.time() * 1000))])
+    assert order == ["paged gas-b1-301", "refused", "refused", "committed"], "a gas alarm never waits for the store"
+    assert acks == {("gw-b1", 1): 1}, "acked once, after the commit that took"
+    assert metrics.store_failures.get() == 2 and inner.count_readings() == 2
+    inner.close()
