@@ -5,19 +5,44 @@ Without names, every benchmark that can run here runs.
 Names: ``protocol_decode``, ``modbus_client`` (the edge's Modbus TCP transport against the pymodbus client),
 ``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it
 needs Mosquitto, and runs its ThingsBoard part only where that gateway's own venv exists), ``hub_ingest`` (the
-hub's end-to-end ingest baseline at stepped loads, bench/hub_ingest.py; it needs Mosquitto).
+hub's end-to-end ingest baseline at stepped loads, bench/hub_ingest.py; it needs Mosquitto), ``hub_influx`` (the
+hub end to end into InfluxDB against a bare line-protocol writer and Node-RED, bench/hub_influx.py; it needs
+influxd, and Mosquitto for the hub and Node-RED parts; Node-RED is npm-installed into run/peers on first use),
+``mqtt_receive`` (receive rate of the hub's MQTT client layouts against ``mosquitto_sub``, bench/mqtt_receive.py;
+it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded store against issue 4's
+targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's liveness bookkeeping per
+reading against a bare numpy scatter, bench/liveness.py).
 """
 
 import argparse
 import datetime
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from bench import edge_vs_tbgw, hub_ingest, modbus_client, protocol_decode
+from bench import (
+    edge_vs_tbgw,
+    hub_influx,
+    hub_ingest,
+    hub_queries,
+    liveness,
+    modbus_client,
+    mqtt_receive,
+    protocol_decode,
+)
 from bench.common import machine
 from hub.demo.broker import find_mosquitto
+from hub.demo.influxd import find_influxd
 
-NAMES = ("protocol_decode", "modbus_client", "edge", "hub_ingest")
+NAMES = (
+    "protocol_decode",
+    "modbus_client",
+    "edge",
+    "hub_ingest",
+    "hub_influx",
+    "mqtt_receive",
+    "hub_queries",
+    "liveness",
+)
 
 
 def _decode() -> None:
@@ -50,26 +75,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = args.names or list(NAMES)
     sys.stdout.write(f"# Anju benchmarks — {datetime.date.today().isoformat()} — {machine()}\n")
     sys.stdout.flush()
+    mosquitto = find_mosquitto() is not None
+    influxd = find_influxd() is not None
     if "protocol_decode" in names:
         _decode()
     if "modbus_client" in names:
         _modbus_client()
-    if "edge" in names:
-        if find_mosquitto() is None:
+    # Each benchmark that needs a service: (name, program, Debian package, found?, run and report).
+    needing: list[tuple[str, str, str, bool, Callable[[], None]]] = [
+        ("edge", "mosquitto", "mosquitto", mosquitto, lambda: edge_vs_tbgw.report(edge_vs_tbgw.run_from_args(args))),
+        ("hub_ingest", "mosquitto", "mosquitto", mosquitto, lambda: hub_ingest.report(hub_ingest.run())),
+        ("hub_influx", "influxd", "influxdb", influxd, lambda: hub_influx.report(hub_influx.run())),
+        ("mqtt_receive", "mosquitto", "mosquitto", mosquitto, lambda: mqtt_receive.report(mqtt_receive.run())),
+    ]
+    for name, program, package, found, work in needing:
+        if name not in names:
+            continue
+        if not found:
             if args.names:
-                sys.stderr.write("edge: mosquitto is not installed (apt-get install mosquitto)\n")
+                sys.stderr.write(f"{name}: {program} is not installed (apt-get install {package})\n")
                 return 2
-            sys.stdout.write("edge: skipped, mosquitto is not installed\n")
-        else:
-            edge_vs_tbgw.report(edge_vs_tbgw.run_from_args(args))
-    if "hub_ingest" in names:
-        if find_mosquitto() is None:
-            if args.names:
-                sys.stderr.write("hub_ingest: mosquitto is not installed (apt-get install mosquitto)\n")
-                return 2
-            sys.stdout.write("hub_ingest: skipped, mosquitto is not installed\n")
-        else:
-            hub_ingest.report(hub_ingest.run())
+            sys.stdout.write(f"{name}: skipped, {program} is not installed\n")
+            continue
+        work()
+    if "hub_queries" in names:
+        hub_queries.report(hub_queries.run())
+    if "liveness" in names:
+        liveness.main()
     return 0
 
 

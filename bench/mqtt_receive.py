@@ -121,7 +121,11 @@ async def _paho_thread(port: int, client_id: str) -> float:
         CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=MQTTProtocolVersion.MQTTv311
     )
     client.manual_ack_set(True)
-    client.on_message = lambda _c, _u, message: loop.call_soon_threadsafe(queue.put_nowait, message)
+
+    def on_message(_client: paho.Client, _userdata: object, message: paho.MQTTMessage) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, message)
+
+    client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
