@@ -27,11 +27,12 @@ Concurrency: one lock serialises commits, compaction and queries (queries are a 
 for its transaction). The API's queries and the ingest thread use separate SQLite connections.
 """
 
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,10 @@ _MINUTES_PER_DAY = 1_440
 _TIME_BITS = 42
 """Device times are < 2^42 ms (protocol/senml.py refuses anything after 2100), so (sensor << 42) | time is a key."""
 _NEVER = np.iinfo(np.int64).min
+CHECKPOINT_EVERY_COMMITS = 1_000
+"""A store whose ``maintain`` is not called (tools, bulk loads) checkpoints its WAL itself after this many commits."""
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes the WAL file is cut back to after a checkpoint (it is reused, not grown, between checkpoints)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sensors (
@@ -91,6 +96,10 @@ CREATE TABLE IF NOT EXISTS rollups (
     data BLOB NOT NULL,
     PRIMARY KEY (sid, day, part)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marks (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS open_days (
     day INTEGER PRIMARY KEY
 );
@@ -183,7 +192,7 @@ class ChunkStore:
         path: Path,
         raw_retention_days: int = 30,
         rollup_retention_days: int = 365,
-        compact_readings: int = 1_000_000,
+        compact_readings: int = 250_000,
         compact_interval_s: float = 60.0,
         read_only: bool = False,
     ) -> None:
@@ -206,6 +215,12 @@ class ChunkStore:
         if not read_only:
             self._writer.executescript(_SCHEMA + META_SCHEMA)
         self._reader = connect(path, read_only=read_only)
+        self._checkpointer = connect(path, read_only=read_only)
+        self._read_only = read_only
+        self._commits_since_checkpoint = 0
+        if not read_only:
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._sid: dict[str, int] = {}
         self._names: list[str] = []
         self._gateways: list[str] = []
@@ -255,7 +270,10 @@ class ChunkStore:
             self._watermark[sid], self._skew_low[sid], self._skew_high[sid] = wm, lo, hi
         (chunked,) = db.execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()
         self._count = int(chunked)
-        for log_id, _n, sid, times, values, flags in db.execute("SELECT * FROM log ORDER BY id"):
+        row = db.execute("SELECT value FROM marks WHERE name = 'compacted_through'").fetchone()
+        compacted_through = row[0] if row else 0
+        log_rows = db.execute("SELECT * FROM log WHERE id > ? ORDER BY id", (compacted_through,))
+        for log_id, _n, sid, times, values, flags in log_rows:
             columns = (
                 np.frombuffer(sid, np.int32),
                 np.frombuffer(times, np.int64),
@@ -383,22 +401,36 @@ class ChunkStore:
                 self._count += len(keep)
             if self._tail.count >= 2 * self.compact_readings:
                 self._compact()
+            self._commits_since_checkpoint += 1
+            if self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS:  # nobody calls maintain: bound the WAL
+                self._checkpoint_wal()
             return len(keep)
 
     # -- compaction, consolidation, retention ------------------------------------------------------------------
 
     def maintain(self, now_ms: int | None = None) -> None:
+        """Compact when due, close finished days, apply retention hourly, and checkpoint the WAL — each holding the
+        store's lock only for its own transaction, so commits (hub-acks) wait as little as possible."""
         now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         with self._lock:
             due = self._tail.count >= self.compact_readings or (
                 self._tail.count and time.monotonic() - self._tail.since_s >= self.compact_interval_s
             )
-            if due:
-                self._compact()
+        if due:
+            self._compact()
+        with self._lock:
             self._close_days(now_ms // DAY_MS)
             if time.monotonic() - self._last_retention_s >= 3600:
                 self._retain(now_ms)
                 self._last_retention_s = time.monotonic()
+        self._checkpoint_wal()
+
+    def _checkpoint_wal(self) -> None:
+        # PASSIVE: copies what no reader needs, never waits for and never blocks a writer. The writer's own
+        # automatic checkpoint is off: it ran inside a commit, and a commit is what a hub-ack waits for.
+        if not self._read_only:
+            self._commits_since_checkpoint = 0
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def compact(self) -> None:
         """Compact the whole tail now (tests, shutdown, bulk loads)."""
@@ -491,24 +523,42 @@ class ChunkStore:
             )
             rollup_rows.append((sid, t0 // DAY_MS, part, per_minute[seg_minute_start[i] : seg_minute_end[i]].tobytes()))
         open_days = [(d,) for d in np.unique(days).tolist()]
+        # Two short transactions rather than one long one (commits wait while either runs): the chunks with the
+        # mark ``compacted_through``, then the log rows it covers (freeing their pages is half the work). Neither
+        # waits for an fsync: a compaction lost to a power cut takes its mark with it, and the log still holds
+        # every reading; the next ingest commit (synchronous=FULL) makes both durable anyway.
         with self._lock:
-            db = self._writer
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", chunk_rows)
-                db.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?)", rollup_rows)
-                db.executemany("INSERT OR IGNORE INTO open_days (day) VALUES (?)", open_days)
-                db.executemany("INSERT OR REPLACE INTO sensor_state VALUES (?, ?, ?, ?, ?, ?, ?)", state_rows)
-                db.execute("DELETE FROM log WHERE id <= ?", (last_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            self._transaction(
+                lambda db: (
+                    db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", chunk_rows),
+                    db.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?)", rollup_rows),
+                    db.executemany("INSERT OR IGNORE INTO open_days (day) VALUES (?)", open_days),
+                    db.executemany("INSERT OR REPLACE INTO sensor_state VALUES (?, ?, ?, ?, ?, ?, ?)", state_rows),
+                    db.execute("INSERT OR REPLACE INTO marks VALUES ('compacted_through', ?)", (last_id,)),
+                )
+            )
             self._tail.drop(taken)
+        with self._lock:
+            self._transaction(lambda db: db.execute("DELETE FROM log WHERE id <= ?", (last_id,)))
         readings = len(sids)
         log.debug(
             "compacted %d readings into %d chunks in %.3f s", readings, len(chunk_rows), time.perf_counter() - started
         )
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``work`` in one write transaction without waiting for its fsync (housekeeping, never the ack path)."""
+        db = self._writer
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                work(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
 
     def _close_days(self, today: int) -> None:
         """Merge the rollup parts of each finished day into one row per sensor (part 0)."""
@@ -525,30 +575,20 @@ class ChunkStore:
                     parts.append(np.frombuffer(rows[at][1], _MINUTE))
                     at += 1
                 merged.append((sid, day, 0, _merge_minutes(np.concatenate(parts)).tobytes()))
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM rollups WHERE day = ?", (day,))
-                db.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?)", merged)
-                db.execute("DELETE FROM open_days WHERE day = ?", (day,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            self._transaction(functools.partial(_replace_day, day=day, merged=merged))
 
     def _retain(self, now_ms: int) -> None:
         raw_cutoff = now_ms - self.raw_retention_days * DAY_MS
         rollup_cutoff_day = (now_ms - self.rollup_retention_days * DAY_MS) // DAY_MS
-        db = self._writer
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            gone = db.execute("SELECT coalesce(sum(n), 0) FROM chunks WHERE t1 < ?", (raw_cutoff,)).fetchone()[0]
+        gone: list[int] = []
+
+        def drop(db: sqlite3.Connection) -> None:
+            gone.append(db.execute("SELECT coalesce(sum(n), 0) FROM chunks WHERE t1 < ?", (raw_cutoff,)).fetchone()[0])
             db.execute("DELETE FROM chunks WHERE t1 < ?", (raw_cutoff,))
             db.execute("DELETE FROM rollups WHERE day < ?", (rollup_cutoff_day,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        self._count -= int(gone)
+
+        self._transaction(drop)
+        self._count -= int(gone[0])
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -717,6 +757,14 @@ class ChunkStore:
         with self._lock:
             self._writer.close()
             self._reader.close()
+            self._checkpointer.close()
+
+
+def _replace_day(db: sqlite3.Connection, *, day: int, merged: list[tuple[int, int, int, bytes]]) -> None:
+    """A finished day's rollup parts replaced by one merged row per sensor, the day no longer open."""
+    db.execute("DELETE FROM rollups WHERE day = ?", (day,))
+    db.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?)", merged)
+    db.execute("DELETE FROM open_days WHERE day = ?", (day,))
 
 
 def _minutes_of(times: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.void]:
