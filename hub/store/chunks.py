@@ -48,7 +48,7 @@ from hub.store.base import (
     SessionMark,
     StoredReading,
 )
-from hub.store.meta import META_SCHEMA, connect, read_dead_letters, read_health, read_marks, write_meta
+from hub.store.meta import META_SCHEMA, MetaReads, connect, write_meta
 
 __all__ = ["ChunkStore"]
 
@@ -183,7 +183,7 @@ def _keys(sid: npt.NDArray[np.integer], times: npt.NDArray[np.int64]) -> npt.NDA
     return (sid.astype(np.int64) << _TIME_BITS) | times
 
 
-class ChunkStore:
+class ChunkStore(MetaReads):
     """A ReadingStore in one SQLite file (see the module docstring for the layout and why)."""
 
     def __init__(
@@ -215,6 +215,7 @@ class ChunkStore:
         if not read_only:
             self._writer.executescript(_SCHEMA + META_SCHEMA)
         self._reader = connect(path, read_only=read_only)
+        self._meta, self._meta_lock = self._reader, self._lock
         self._checkpointer = connect(path, read_only=read_only)
         self._read_only = read_only
         self._commits_since_checkpoint = 0
@@ -717,18 +718,6 @@ class ChunkStore:
     def count_readings(self) -> int:
         with self._lock:
             return self._count
-
-    def session_marks(self) -> list[SessionMark]:
-        with self._lock:
-            return read_marks(self._reader)
-
-    def latest_health(self) -> list[HealthRecord]:
-        with self._lock:
-            return read_health(self._reader)
-
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
-        with self._lock:
-            return read_dead_letters(self._reader, limit)
 
     def all_readings(self) -> list[StoredReading]:
         """Every stored reading, by sensor then time (tests and exports of small stores)."""

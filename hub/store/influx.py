@@ -54,7 +54,7 @@ from hub.store.base import (
 )
 from hub.store.influx_http import InfluxHttp, InfluxTarget, Series, quote_ident, quote_string
 from hub.store.line_protocol import MEASUREMENT, encode, require_finite
-from hub.store.meta import META_SCHEMA, connect, read_dead_letters, read_health, read_marks, write_meta
+from hub.store.meta import META_SCHEMA, MetaReads, connect, write_meta
 
 __all__ = ["ROLLUP_MEASUREMENT", "InfluxStore"]
 
@@ -105,7 +105,7 @@ class _Plan:
     """Readings older than the raw retention, not written."""
 
 
-class InfluxStore:
+class InfluxStore(MetaReads):
     """A ReadingStore on InfluxDB (see the module docstring). Thread-safe: commits are serialised, reads are not."""
 
     def __init__(
@@ -164,6 +164,7 @@ class InfluxStore:
         self._writer = connect(meta_path)
         self._writer.executescript(META_SCHEMA + _SCHEMA)
         self._reader = connect(meta_path)
+        self._meta, self._meta_lock = self._reader, self._read_lock
         try:
             if target.api_version == 1:
                 self._ensure_schema()
@@ -517,18 +518,6 @@ class InfluxStore:
     def count_readings(self) -> int:
         [result] = self._http.query([f"SELECT count(flags) FROM {self._raw} WHERE {self._where}"])
         return sum(int(row[1]) for s in result for row in s.values)
-
-    def latest_health(self) -> list[HealthRecord]:
-        with self._read_lock:
-            return read_health(self._reader)
-
-    def session_marks(self) -> list[SessionMark]:
-        with self._read_lock:
-            return read_marks(self._reader)
-
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
-        with self._read_lock:
-            return read_dead_letters(self._reader, limit)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -8,11 +8,12 @@ and never a mark ahead of its readings.
 
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from hub.store.base import DeadLetter, HealthRecord, SessionMark
 
-__all__ = ["META_SCHEMA", "connect", "read_dead_letters", "read_health", "read_marks", "write_meta"]
+__all__ = ["META_SCHEMA", "MetaReads", "connect", "read_dead_letters", "read_health", "read_marks", "write_meta"]
 
 META_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -88,3 +89,23 @@ def read_dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLe
         "SELECT received_ms, topic, reason, detail, payload FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
     ).fetchall()
     return [DeadLetter(*row) for row in rows]
+
+
+class MetaReads:
+    """The ReadingStore reads of these tables, for a store that sets ``_meta`` (a reader connection) and
+    ``_meta_lock`` (the lock that guards it)."""
+
+    _meta: sqlite3.Connection
+    _meta_lock: AbstractContextManager[object]
+
+    def session_marks(self) -> list[SessionMark]:
+        with self._meta_lock:
+            return read_marks(self._meta)
+
+    def latest_health(self) -> list[HealthRecord]:
+        with self._meta_lock:
+            return read_health(self._meta)
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        with self._meta_lock:
+            return read_dead_letters(self._meta, limit)
