@@ -101,6 +101,11 @@ class Metrics:
             "by lane.",
         )
         self.commits = Counter("anju_store_commits_total", "Store transactions committed.")
+        self.ingest_waits = Counter(
+            "anju_ingest_wait_seconds_total",
+            "Seconds the committer waited, by what for: messages (the inbox was empty: the hub keeps up) or commit "
+            "(the round before was still being committed: the store sets the pace).",
+        )
         self.store_failures = Counter(
             "anju_store_commit_failures_total",
             "Store commits that failed (the round is kept and retried; nothing is acked until it succeeds).",

@@ -280,14 +280,19 @@ class Ingest:
         preparing: asyncio.Future[_Round] | None = None
         try:
             while True:
+                began = time.perf_counter()
                 items = await self.inbox.take(limit=self.batch_messages, limit_bytes=self.round_bytes)
+                taken = time.perf_counter()
+                self.metrics.ingest_waits.inc(taken - began, waiting_for="messages")
                 preparing = asyncio.ensure_future(self._prepare(items))
                 prepared = await asyncio.shield(preparing)
                 preparing = None
                 detected = asyncio.Event()
                 current = _Flight(detected, asyncio.ensure_future(self._run(prepared, previous, detected, client)))
                 if previous is not None:
+                    began = time.perf_counter()
                     await asyncio.shield(previous.done)
+                    self.metrics.ingest_waits.inc(time.perf_counter() - began, waiting_for="commit")
                 previous, current = current, None
         except asyncio.CancelledError:
             # A round taken from the inbox runs to its end even when the connection drops meanwhile: cancelling
