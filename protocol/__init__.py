@@ -12,8 +12,10 @@ from protocol.senml import (
     MAX_PAYLOAD_BYTES,
     MAX_READINGS_PER_BATCH,
     Batch,
+    Columns,
     Reading,
     decode_batch,
+    decode_columns,
     encode_batch,
 )
 from protocol.session import Ack, GatewayState, decode_ack, decode_state, encode_ack, encode_state
@@ -30,6 +32,7 @@ __all__ = [
     "Ack",
     "Batch",
     "Channel",
+    "Columns",
     "GatewayState",
     "HealthReport",
     "ParsedTopic",
@@ -42,6 +45,7 @@ __all__ = [
     "Unit",
     "decode_ack",
     "decode_batch",
+    "decode_columns",
     "decode_health",
     "decode_reply",
     "decode_state",

@@ -30,9 +30,11 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_READINGS_PER_BATCH",
     "Batch",
+    "Columns",
     "Reading",
     "base_name",
     "decode_batch",
+    "decode_columns",
     "encode_batch",
 ]
 
@@ -125,12 +127,39 @@ def _counter(value: object) -> int | None:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """One decoded message as parallel lists, record i = (names[i], times_ms[i], values[i], units[i]): what the
+    hub's ingest takes a round of messages apart into, without a ``Reading`` per record."""
+
+    community: str
+    gateway: str
+    session: int
+    seq: int
+    names: list[str]
+    times_ms: list[int]
+    values: list[float]
+    units: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 def decode_batch(payload: bytes, *, community: str, gateway: str) -> Batch | Rejection:
     """Decode one SenML message published by ``gateway`` of ``community`` (both taken from the topic).
 
     Checks, in order: size, JSON, pack shape, base name against the topic, session and seq, base time,
     then every record (sensor id, unit, value, time). The first failure is returned as a Rejection.
     """
+    decoded = decode_columns(payload, community=community, gateway=gateway)
+    if isinstance(decoded, Rejection):
+        return decoded
+    readings = tuple(map(Reading, decoded.names, decoded.times_ms, decoded.values, decoded.units))
+    return Batch(community, gateway, decoded.session, decoded.seq, readings)
+
+
+def decode_columns(payload: bytes, *, community: str, gateway: str) -> Columns | Rejection:
+    """``decode_batch``'s checks, its result as ``Columns``."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejection(RejectReason.OVERSIZED, f"{len(payload)} bytes > limit {MAX_PAYLOAD_BYTES}")
     try:
@@ -163,8 +192,10 @@ def decode_batch(payload: bytes, *, community: str, gateway: str) -> Batch | Rej
     if bt is None or not _EARLIEST_S <= bt <= _LATEST_S:
         return Rejection(RejectReason.BAD_TIME, f"base time {first.get('bt')!r} is not Unix seconds in 2000-2100")
     base_ms = round(bt * 1000.0)
-    readings: list[Reading] = []
-    append = readings.append
+    names: list[str] = []
+    times: list[int] = []
+    values: list[float] = []
+    units: list[str] = []
     for index, record in enumerate(pack):
         # Fast paths first (exact types, a cache of ids already validated): this loop runs per reading.
         if index and not record.keys() <= _RECORD_KEYS:
@@ -197,5 +228,8 @@ def decode_batch(payload: bytes, *, community: str, gateway: str) -> Batch | Rej
                 detail = f"record {index}: time offset {record.get('t')!r} not within ±1 day"
                 return Rejection(RejectReason.BAD_TIME, detail)
             time_ms = round((bt + offset) * 1000.0)
-        append(Reading(sensor, time_ms, value, unit))
-    return Batch(community, gateway, session, seq, tuple(readings))
+        names.append(sensor)
+        times.append(time_ms)
+        values.append(value)
+        units.append(unit)
+    return Columns(community, gateway, session, seq, names, times, values, units)

@@ -41,6 +41,31 @@ def _worst_crossed(set_points: Iterable[SetPoint], value: float) -> SetPoint | N
     return min(crossed, key=lambda point: point.grade) if crossed else None
 
 
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """Readings to judge as columns: reading i of sensor ``infos[i]`` (registry row ``rows[i]``) is ``values[i]`` in
+    its kind's unit at ``times_ms[i]`` (Unix ms)."""
+
+    rows: npt.NDArray[np.intp]
+    times_ms: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    infos: list[SensorInfo]
+
+    @classmethod
+    def empty(cls) -> "Observations":
+        return cls(np.empty(0, np.intp), np.empty(0, np.int64), np.empty(0, np.float64), [])
+
+    @classmethod
+    def of(cls, readings: Sequence[tuple[Reading, SensorInfo]]) -> "Observations":
+        n = len(readings)
+        return cls(
+            np.fromiter((info.index for _, info in readings), np.intp, n),
+            np.fromiter((reading.time_ms for reading, _ in readings), np.int64, n),
+            np.fromiter((reading.value for reading, _ in readings), np.float64, n),
+            [info for _, info in readings],
+        )
+
+
 def _quiet_band(info: SensorInfo) -> tuple[float, float]:
     """(low, high): a value strictly between them crosses none of the kind's set points."""
     below = [point.value for point in info.kind.set_points if not point.above]
@@ -58,7 +83,7 @@ class ThresholdDetector:
         self._high = np.full(0, np.nan)
         self._active = np.zeros(0, bool)
 
-    def _rows(self, readings: Sequence[tuple[Reading, SensorInfo]], rows: npt.NDArray[np.int64]) -> None:
+    def _rows(self, infos: Sequence[SensorInfo], rows: npt.NDArray[np.intp]) -> None:
         """Grow the per-sensor arrays to hold ``rows`` and fill the quiet band of sensors seen the first time."""
         size = int(rows.max()) + 1
         if size > len(self._newest):
@@ -68,26 +93,35 @@ class ThresholdDetector:
             self._high = np.concatenate((self._high, np.full(grow, np.nan)))
             self._active = np.concatenate((self._active, np.zeros(grow, bool)))
         for at in np.flatnonzero(np.isnan(self._low[rows])).tolist():
-            info = readings[at][1]
+            info = infos[at]
             self._low[info.index], self._high[info.index] = _quiet_band(info)
 
     def observe(self, readings: Sequence[tuple[Reading, SensorInfo]]) -> list[RiskEvent]:
         """Judge readings (any order across sensors; sorted by time per sensor here) and return changes."""
-        n = len(readings)
-        if not n:
+        return self.observe_columns(Observations.of(readings))
+
+    def observe_columns(self, seen: Observations) -> list[RiskEvent]:
+        """``observe`` for readings as columns (the ingest path: no object per reading that is not judged)."""
+        rows = seen.rows
+        if not len(rows):
             return []
-        rows = np.fromiter((info.index for _, info in readings), np.int64, n)
         if rows.min() < 0:
             raise ValueError("readings of a sensor without a registry row (SensorInfo.index) cannot be judged")
-        self._rows(readings, rows)
-        times = np.fromiter((reading.time_ms for reading, _ in readings), np.int64, n)
-        values = np.fromiter((reading.value for reading, _ in readings), np.float64, n)
+        self._rows(seen.infos, rows)
+        values = seen.values
         loud = ~((values > self._low[rows]) & (values < self._high[rows])) | self._active[rows]
         events: list[RiskEvent] = []
         if loud.any():
-            judged = np.flatnonzero(np.isin(rows, rows[loud]))  # every reading of those sensors, for clears
-            events = self._judge([readings[i] for i in judged.tolist()])
-        np.maximum.at(self._newest, rows, times)
+            judged = np.flatnonzero(np.isin(rows, rows[loud])).tolist()  # every reading of those sensors, for clears
+            infos = [seen.infos[i] for i in judged]
+            pairs = [
+                (Reading(info.id, time_ms, value, info.kind.unit), info)
+                for info, time_ms, value in zip(
+                    infos, seen.times_ms[judged].tolist(), values[judged].tolist(), strict=True
+                )
+            ]
+            events = self._judge(pairs)
+        np.maximum.at(self._newest, rows, seen.times_ms)
         return events
 
     def _judge(self, readings: Iterable[tuple[Reading, SensorInfo]]) -> list[RiskEvent]:

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from alerts.model import RiskEvent
 from hub.detection import ThresholdDetector
+from hub.detection.thresholds import Observations
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
 from hub.ingest.ledger import SessionLedger
@@ -40,7 +41,7 @@ from hub.ingest.timecheck import CLOCK_SKEW_WARN_S, TimeChecks
 from hub.ingest.validate import Accepted, check_origin, inspect_message
 from hub.metrics import Metrics
 from hub.store.base import DeadLetter, HealthRecord, ReadingColumns, ReadingFlag, ReadingStore
-from protocol import Ack, GatewayState, Reading, Rejection, decode_state, encode_ack, encode_state, parse_topic
+from protocol import Ack, GatewayState, Rejection, decode_state, encode_ack, encode_state, parse_topic
 from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
 
 __all__ = ["Ingest", "MqttEndpoint"]
@@ -99,7 +100,7 @@ class _Round:
     rows: ReadingColumns
     sensor_rows: npt.NDArray[np.intp]
     """Registry row of each reading in ``rows`` (liveness)."""
-    judged: list[tuple[Reading, SensorInfo]]
+    judged: Observations
     batches: list[tuple[str, int, int, Channel]]
     """(gateway, session, seq, channel) of each new batch, in arrival order."""
     dead: list[DeadLetter]
@@ -385,19 +386,18 @@ class Ingest:
             key = (batch.gateway, batch.session, batch.seq)
             touched.add((batch.gateway, batch.session))
             if self.ledger.is_duplicate(*key) or key in self._in_flight:
-                self.metrics.duplicates.inc(len(batch.readings))
+                self.metrics.duplicates.inc(len(batch))
                 continue
             self._in_flight.add(key)
             batches.append((*key, accepted.channel))
             self.registry.gateways[batch.gateway].last_message_s = time.time()
             kept.append((accepted, item.received_ms))
-        rows, judged = self._columns(kept)
-        sensor_rows = np.fromiter((i.index for a, _ in kept for _, i in a.readings), np.intp, len(rows))
+        rows, sensor_rows, judged = self._columns(kept)
         return _Round(rows, sensor_rows, judged, batches, dead, touched, health)
 
-    async def _detect(self, judged: Sequence[tuple[Reading, SensorInfo]]) -> None:
+    async def _detect(self, judged: Observations) -> None:
         """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
-        for event in self.detector.observe(judged):
+        for event in self.detector.observe_columns(judged):
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(
                 "RISK %s %s %s %s %g %s (%s, %s)",
@@ -469,23 +469,36 @@ class Ingest:
             self.metrics.duplicates.inc(len(rows) - stored)
         return {(gateway, session): self.ledger.acked(gateway, session) for gateway, session in prepared.touched}
 
-    def _columns(self, kept: Sequence[tuple[Accepted, int]]) -> tuple[ReadingColumns, list[tuple[Reading, SensorInfo]]]:
-        """The round's readings as store columns, flagged for clock skew, and the (reading, sensor) pairs to judge.
+    def _columns(
+        self, kept: Sequence[tuple[Accepted, int]]
+    ) -> tuple[ReadingColumns, npt.NDArray[np.intp], Observations]:
+        """The round's readings as store columns, flagged for clock skew, each one's registry row, and the readings
+        to judge.
 
         A device time more than ``FUTURE_SKEW_MS`` ahead of the hub's clock when received, or from a gateway whose
         last clock check measured more than ``CLOCK_SKEW_WARN_S`` off, is stored as it came with the CLOCK_SKEW
         flag and judged at its arrival time (a gas alarm from a gateway with a wrong clock still pages). One older
         than ``PAST_SKEW_MS`` is stored flagged and not judged: it is history, whatever its value says.
         """
-        pairs = [pair for accepted, _ in kept for pair in accepted.readings]
-        if not pairs:
-            return ReadingColumns.empty(), []
-        received = np.repeat(
-            np.array([ms for _, ms in kept], np.int64), [len(accepted.readings) for accepted, _ in kept]
-        )
-        gateways = [accepted.batch.gateway for accepted, _ in kept for _ in accepted.readings]
-        times = np.fromiter((r.time_ms for r, _ in pairs), np.int64, len(pairs))
-        values = np.fromiter((r.value for r, _ in pairs), np.float64, len(pairs))
+        names: list[str] = []
+        gateways: list[str] = []
+        time_list: list[int] = []
+        value_list: list[float] = []
+        infos: list[SensorInfo] = []
+        counts: list[int] = []
+        for accepted, _ in kept:
+            names += accepted.names
+            gateways += [accepted.batch.gateway] * len(accepted.names)
+            time_list += accepted.times_ms
+            value_list += accepted.values
+            infos += accepted.infos
+            counts.append(len(accepted.names))
+        if not names:
+            return ReadingColumns.empty(), np.empty(0, np.intp), Observations.empty()
+        rows = np.fromiter((info.index for info in infos), np.intp, len(infos))
+        times = np.array(time_list, np.int64)
+        values = np.array(value_list, np.float64)
+        received = np.repeat(np.array([ms for _, ms in kept], np.int64), counts)
         off_clock = {
             accepted.batch.gateway
             for accepted, _ in kept
@@ -493,28 +506,25 @@ class Ingest:
         }
         future = times > received + FUTURE_SKEW_MS
         past = times < received - PAST_SKEW_MS
-        gateway_clock = np.fromiter((g in off_clock for g in gateways), bool, len(pairs))
-        skewed = future | past | gateway_clock
+        skewed = future | past
+        if off_clock:
+            skewed |= np.fromiter((g in off_clock for g in gateways), bool, len(gateways))
         flags = (skewed * int(ReadingFlag.CLOCK_SKEW)).astype(np.uint8)
-        columns = ReadingColumns([r.sensor for r, _ in pairs], gateways, times, values, flags)
+        columns = ReadingColumns(names, gateways, times, values, flags)
         if not skewed.any():
-            return columns, pairs
-        judged: list[tuple[Reading, SensorInfo]] = []
-        for index in range(len(pairs)):
-            reading, info = pairs[index]
-            if not skewed[index]:
-                judged.append((reading, info))
-                continue
+            return columns, rows, Observations(rows, times, values, infos)
+        for index in np.flatnonzero(skewed).tolist():
             reason = "past" if past[index] else "future" if future[index] else "gateway_clock"
             self.metrics.clock_skewed.inc(gateway=gateways[index], reason=reason)
-            if reason != "past":
-                judged.append((reading._replace(time_ms=int(received[index])), info))
         log.warning(
             "%d readings stored with the clock-skew flag (device time off the hub's clock): %s",
             int(skewed.sum()),
             ", ".join(sorted({gateways[i] for i in np.flatnonzero(skewed).tolist()})),
         )
-        return columns, judged
+        keep = np.flatnonzero(~past)
+        judged_times = np.where(skewed, received, times)
+        judged = Observations(rows[keep], judged_times[keep], values[keep], [infos[i] for i in keep.tolist()])
+        return columns, rows, judged
 
     def _reject(self, item: Received, rejection: Rejection, raw: bytes, dead: list[DeadLetter]) -> None:
         self.metrics.payloads_rejected.inc(reason=rejection.reason.value)

@@ -7,11 +7,12 @@ rejects only that reading, and the message's other readings are kept (DESIGN.md 
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 
 from hub.ingest.registry import Registry, SensorInfo
-from protocol import Batch, Reading, Rejection, RejectReason, decode_batch
+from protocol import Columns, Reading, Rejection, RejectReason, decode_columns
 from protocol.topics import Channel, ParsedTopic, parse_topic
 
 __all__ = ["Accepted", "Inspection", "inspect_message"]
@@ -19,11 +20,23 @@ __all__ = ["Accepted", "Inspection", "inspect_message"]
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A decoded batch with the readings that passed the registry checks."""
+    """A decoded message and, as parallel lists, the records that passed the registry checks (in the unit of
+    their sensor's kind): the ingest round concatenates these lists instead of building an object per reading."""
 
-    batch: Batch
+    batch: Columns
     channel: Channel
-    readings: tuple[tuple[Reading, SensorInfo], ...]
+    names: list[str]
+    times_ms: list[int]
+    values: list[float]
+    infos: list[SensorInfo]
+
+    @property
+    def readings(self) -> list[tuple[Reading, SensorInfo]]:
+        """The kept records as (reading, sensor) pairs (tests, tools)."""
+        return [
+            (Reading(n, t, v, i.kind.unit), i)
+            for n, t, v, i in zip(self.names, self.times_ms, self.values, self.infos, strict=True)
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,28 +59,37 @@ def inspect_message(topic: str, payload: bytes, registry: Registry) -> Inspectio
     problem = check_origin(parsed, registry)
     if problem is not None:
         return _reject(problem, payload)
-    decoded = decode_batch(payload, community=parsed.community, gateway=parsed.gateway)
+    decoded = decode_columns(payload, community=parsed.community, gateway=parsed.gateway)
     if isinstance(decoded, Rejection):
         return _reject(decoded, payload)
-    kept: list[tuple[Reading, SensorInfo]] = []
-    refused: list[tuple[Rejection, bytes]] = []
-    keep = kept.append
     sensors = registry.on_gateway[parsed.gateway]
-    for reading in decoded.readings:
-        # The common case inline (this loop runs per reading); _check_reading says what is wrong otherwise.
-        info = sensors.get(reading.sensor)
-        if info is not None:
-            kind = info.kind
-            if reading.unit == kind.unit and kind.minimum <= reading.value <= kind.maximum:
-                keep((reading, info))
-                continue
-        rejection = _check_reading(reading, info, parsed.gateway)
-        if rejection is not None:
-            record = orjson.dumps(
-                {"n": reading.sensor, "u": reading.unit, "v": reading.value, "time_ms": reading.time_ms}
-            )
+    infos = [sensors.get(name) for name in decoded.names]
+    # The common case in one pass without building anything (this runs per reading); only a message with a bad
+    # record is taken apart record by record, and _check_reading says what is wrong with each.
+    good = True
+    for info, unit, value in zip(infos, decoded.units, decoded.values, strict=True):
+        if info is None or unit != info.kind.unit or not info.kind.minimum <= value <= info.kind.maximum:
+            good = False
+            break
+    if good:
+        kept = cast(list[SensorInfo], infos)  # every one checked above
+        accepted = Accepted(decoded, parsed.channel, decoded.names, decoded.times_ms, decoded.values, kept)
+        return Inspection(accepted, ())
+    accepted = Accepted(decoded, parsed.channel, [], [], [], [])
+    refused: list[tuple[Rejection, bytes]] = []
+    for name, time_ms, value, unit, info in zip(
+        decoded.names, decoded.times_ms, decoded.values, decoded.units, infos, strict=True
+    ):
+        rejection = _check_reading(Reading(name, time_ms, value, unit), info, parsed.gateway)
+        if rejection is None and info is not None:
+            accepted.names.append(name)
+            accepted.times_ms.append(time_ms)
+            accepted.values.append(value)
+            accepted.infos.append(info)
+        elif rejection is not None:
+            record = orjson.dumps({"n": name, "u": unit, "v": value, "time_ms": time_ms})
             refused.append((rejection, record))
-    return Inspection(Accepted(decoded, parsed.channel, tuple(kept)), tuple(refused))
+    return Inspection(accepted, tuple(refused))
 
 
 def check_origin(parsed: ParsedTopic, registry: Registry) -> Rejection | None:

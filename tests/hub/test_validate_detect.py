@@ -155,8 +155,7 @@ def test_screened_detection_decides_exactly_as_judging_every_reading(registry: R
         rounds.append(pairs)
     screened = ThresholdDetector(community="hongxing")
     everything = ThresholdDetector(community="hongxing")
-    first = [(Reading(info.id, 0, 0.0, info.kind.unit), info) for info in infos]
-    everything._rows(first, np.array([info.index for info in infos]))  # sized; its _newest stays at "never"
+    everything._rows(infos, np.array([info.index for info in infos]))  # sized; its _newest stays at "never"
     got = [event for pairs in rounds for event in screened.observe(pairs)]
     want = [event for pairs in rounds for event in everything._judge(pairs)]
     assert len(want) > 20, "the input must fire and clear often, or the comparison proves nothing"
