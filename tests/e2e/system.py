@@ -351,7 +351,6 @@ def alive_pid(system: System, name: str) -> int:
 
 
 _PUBLISHED = re.compile(r"\bpublished (alarm )?seq=(\d+) readings=(\d+)")  # not "republished N batches …"
-_GAP = re.compile(r"gateway (\S+) session (\d+): seq (\d+) arrived before an earlier one")
 
 
 def assert_alarms_first_after(
@@ -361,16 +360,17 @@ def assert_alarms_first_after(
     buffered: int,
     *,
     mark: str = "connected to broker",
-    hub_order: bool = True,
 ) -> None:
     """After an outage, the ``buffered`` alarm readings it held back went out ahead of the routine backlog.
 
     From the edge's ``connects_before + 1``-th ``mark`` line on (its reconnection; for a hub outage, the hub going
     offline), the batches it published up to its first routine one are alarm batches carrying at least
     ``buffered`` readings. Batches it republished (handed out before the outage, unacknowledged) may come first.
-    With ``hub_order`` (the broker kept the hub's subscriptions throughout), the hub's ingest log must show no
-    routine batch of these committed while an earlier seq was missing (its "arrived before an earlier one (gap)"
-    line): the hub committed the alarm batches first. Call it once the backlog is stored.
+    The hub's commit order is not asserted: it holds two broker sessions (urgent: alarm/state; routine: data), the
+    broker delivers the edge's alarms and its backlog over two sockets, and the hub may read a routine batch before
+    alarms still on the other one (CI saw it after a link cut and after a broker restart). What matters there, that
+    an alarm never waits behind a backlog, is tests/hub/test_ingest_flow.py's fairness test. Call it once the
+    backlog is stored.
     """
     assert buffered > 0, "the outage held back alarm readings: arrange it to span the leak's alarm readings"
     edge = f"edge-{gateway}"
@@ -387,13 +387,3 @@ def assert_alarms_first_after(
         f"{edge} published {ahead} alarm readings before its first routine batch after {mark!r}, not the "
         f"{buffered} the outage held back:\n" + "\n".join(excerpt)
     )
-    if not hub_order:
-        return
-    session = int(system.lines_of(edge, "starting: session=")[-1].split("session=")[1].split()[0])
-    routine = {seq for alarm, seq, _ in publishes if not alarm}
-    late = [
-        line
-        for line in system.lines_of("hub", "arrived before an earlier one")
-        if (m := _GAP.search(line)) and (m[1], int(m[2])) == (gateway, session) and int(m[3]) in routine
-    ]
-    assert not late, f"the hub committed routine batches of {edge} ahead of earlier seqs:\n" + "\n".join(late[:10])

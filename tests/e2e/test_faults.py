@@ -119,10 +119,7 @@ def test_broker_stopped_for_60_s_and_restarted_on_the_same_port(broker: Broker, 
         broker.start()
         wait_reconnected(system, connects=2)
         truth = wait_until_everything_is_stored(system)
-        # The hub's two sessions (urgent: alarm/state; routine: data) come back to the restarted broker in no
-        # fixed order, so a routine batch may be committed before alarms still on their way on the urgent
-        # connection: the edge's order is checked here, the hub's alarm latency in test_ingest_flow.py.
-        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered, hub_order=False)
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         assert_alarms_stored(system, truth)
         assert_exactly_once(system, truth)
 
@@ -145,10 +142,7 @@ def test_broker_killed_and_restarted_with_its_sessions_and_queues_wiped(broker: 
         truth = wait_until_everything_is_stored(system)
         # The edges publish only once a hub state is back on the wiped broker, which the hub sends after it has
         # subscribed again: nothing they send can be lost to the hub, and the alarms reach it first.
-        # The hub's two sessions (urgent: alarm/state; routine: data) come back to the restarted broker in no
-        # fixed order, so a routine batch may be committed before alarms still on their way on the urgent
-        # connection: the edge's order is checked here, the hub's alarm latency in test_ingest_flow.py.
-        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered, hub_order=False)
+        assert_alarms_first_after(system, LEAK_GATEWAY, connects, buffered)
         assert_alarms_stored(system, truth)
         assert_exactly_once(system, truth)
 
