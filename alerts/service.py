@@ -141,6 +141,8 @@ class AlertService:
         self._mutex = asyncio.Lock()  # one alert change at a time: dedup reads then writes
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
+        self._lanes: set[tuple[str, str, int]] = set()
+        """(alert, person, target) with a delivery in flight."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
         self._random = random.Random()
@@ -381,6 +383,13 @@ class AlertService:
                     self._store.due, now_ms=now, limit=free, exclude=frozenset(self._in_flight)
                 )
                 for notification in due:
+                    # One delivery at a time per alert and target, so a person's phone gets an alert's changes in
+                    # the order they happened ("cleared" never before the "upgraded" that came first); the next
+                    # one follows when this one is done (_deliver wakes the loop).
+                    lane = (notification.alert_id, notification.person_id, notification.target_index)
+                    if lane in self._lanes:
+                        continue
+                    self._lanes.add(lane)
                     self._in_flight.add(notification.key)
                     self._spawn(self._deliver(notification), name=f"anju-alerts-deliver-{notification.key}")
             wait_s = 1.0  # poll at least this often: another clock, another writer
@@ -427,15 +436,16 @@ class AlertService:
             log.info("notification sent: %s (%d ms after commit)", key, now - notification.created_ms)
         finally:
             self._in_flight.discard(key)
+            self._lanes.discard((notification.alert_id, notification.person_id, notification.target_index))
             self._wake.set()
 
     async def _retry_later(self, notification: Notification, error: str) -> None:
         key = notification.key
         attempts = notification.attempts + 1
         if attempts >= self._max_attempts:
-            self._counters.notification_failures_total["exhausted"] += 1
             log.error("notification %s: giving up after %d attempts: %s", key, attempts, error)
             await asyncio.to_thread(self._store.mark_failed, key, error=error)
+            self._counters.notification_failures_total["exhausted"] += 1  # counted once it is on record
             return
         self._counters.notification_failures_total["retryable"] += 1
         delay_s = self.backoff_s(attempts)
