@@ -39,10 +39,8 @@ no hub), the store's own cost. ``python -m bench hub_influx`` runs it (about 4 m
 install on first use); configs and logs go to run/bench/hub-influx-TIMESTAMP.
 """
 
-import collections
 import contextlib
 import json
-import re
 import secrets
 import shutil
 import signal
@@ -52,7 +50,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -65,6 +62,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench import nodered
+from bench.common import hub_metrics
 from bench.edge_vs_tbgw import Logs, cpu_seconds, start, status_kib
 from firmware_sim.load_plan import LoadOptions
 from hub.demo.broker import find_mosquitto, mosquitto_config
@@ -545,16 +543,7 @@ def nodered_drain(
 # -- the hub ---------------------------------------------------------------------------------------------------
 
 
-def _metrics(http_port: int) -> dict[str, float]:
-    """The hub's /metrics, label sets summed per metric name."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values: dict[str, float] = collections.defaultdict(float)
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
-            values[name] += float(line.rsplit(" ", 1)[1])
-    return values
+_metrics = hub_metrics
 
 
 def hub_drain(

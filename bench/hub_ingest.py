@@ -47,11 +47,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import hub_metrics
 from bench.edge_vs_tbgw import Logs, cpu_seconds, machine_busy_s, start, status_kib
 from firmware_sim.load_plan import LoadOptions
 from hub.demo.broker import find_mosquitto, mosquitto_config
@@ -153,16 +153,7 @@ def _load_argv(port: int, rate_hz: float, report: Path, *, max_unacked: int, dra
     ]
 
 
-def _metrics(http_port: int) -> dict[str, float]:
-    """The hub's /metrics, label sets summed per metric name."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values: dict[str, float] = collections.defaultdict(float)
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
-            values[name] += float(line.rsplit(" ", 1)[1])
-    return values
+_metrics = hub_metrics
 
 
 def _stored(http_port: int) -> float:

@@ -29,7 +29,8 @@ def main(port: int, gateway: str, messages: int) -> None:
         info = client.publish(f"anju/v1/load/{gateway}/data", encode_batch(Batch("load", gateway, 1, seq, readings)), 1)
     assert info is not None
     info.wait_for_publish(60)
-    print(f"published {messages}", flush=True)
+    sys.stdout.write(f"published {messages}\n")  # the line the parent test waits for
+    sys.stdout.flush()
     client.disconnect()
     client.loop_stop()
 
