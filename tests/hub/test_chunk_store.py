@@ -134,7 +134,7 @@ _WRITER = textwrap.dedent(
         cols = ReadingColumns([sensors[i % 100] for i in range(n)], ["gw"] * n, times,
                               np.full(n, float(round_)), np.zeros(n, np.uint8))
         store.commit(cols, [], [])
-        sys.stdout.write(f"{round_}\n")  # committed: what the hub would now hub-ack; one line to the parent
+        sys.stdout.write(f"{round_}\\n")  # committed: what the hub would now hub-ack; one line to the parent
         sys.stdout.flush()
         store.maintain()
     """
