@@ -71,6 +71,10 @@ HUB_STATE_WAIT_S = 10.0
 """Seconds after a connect to wait for the hub's retained state before readings go out without it (a broker whose
 hub never published one). The retained state normally arrives with the SUBACK, well under a second."""
 MAX_BATCHES_PER_TICK = 20
+STOP_ACK_WAIT_S = 2.0
+"""Seconds a stopping agent waits, still connected, for the hub-acks of batches already published. A planned stop
+(a config push, a service restart) then leaves nothing for the next session to send again; the hub would store a
+resent reading once anyway, but it costs a second trip. Bounded so that a hub that is down never delays a stop."""
 """Publishing a backlog is spread over ticks so that paho's in-memory queue stays small."""
 ConfigPushHook = Callable[[ConfigPush], Awaitable[str | None]]
 """Takes a ``cmd/config`` push (``edge.reconfigure``): returns the refusal's reason, or None when the push was
@@ -133,7 +137,11 @@ class Agent:
                     group.create_task(self._session.supervise(), name="edge-mqtt-supervisor"),
                 ]
                 await stop.wait()
-                for task in tasks:
+                poll, publish, *rest = tasks
+                poll.cancel()
+                publish.cancel()  # nothing new goes out; acks for what is out still come in on the event loop
+                await self._await_acks(STOP_ACK_WAIT_S)
+                for task in rest:
                     task.cancel()
         finally:
             await asyncio.to_thread(self._session.stop)
@@ -152,6 +160,12 @@ class Agent:
                 c.unsent,
                 c.unacked_batches,
             )
+
+    async def _await_acks(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` seconds for the hub-acks of this session's published batches, while connected."""
+        deadline = time.monotonic() + timeout_s
+        while self._online and self._outbox.unacked_count() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     # -- poll -> outbox -> local alarm -> alarm publish ---------------------------------------------------
 

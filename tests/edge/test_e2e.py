@@ -1,6 +1,7 @@
 """The delivery guarantee end to end: real Mosquitto, a real Modbus server, the edge as a process, a hub stand-in."""
 
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from edge.agent import HUB_STATE_WAIT_S
+from edge.agent import HUB_STATE_WAIT_S, STOP_ACK_WAIT_S
 from tests.edge.support import (
     Broker,
     Detectors,
@@ -107,6 +108,38 @@ def test_no_ack_keeps_readings_and_republishes(
     hub.ack_now(session, top)
     wait_until(lambda: _stored(config) == 0, 5, "outbox empty after the late ack")
     assert edge.terminate() == 0
+
+
+@pytest.mark.parametrize("ack_late", [True, False])
+def test_a_stop_waits_briefly_for_the_acks_of_published_batches(
+    tmp_path: Path,
+    broker: Broker,
+    detectors: Callable[..., Detectors],
+    hub_factory: Factory,
+    edge_process: Callable[[Path], EdgeProcess],
+    ack_late: bool,
+) -> None:
+    """A planned stop with a batch in flight: an ack that comes within the wait empties the outbox; none, and the
+    batch stays for the next session (the stop is not held up past the wait)."""
+    server = detectors(UNITS)
+    hub = hub_factory(broker, acking=False)
+    config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS, ack_timeout_s=30)
+    edge = edge_process(config)
+    edge.start()
+    server.produce(1, 2.0)
+    server.produce(2, 19.5)
+    _assert_all_arrive(hub, server, edge)
+    with hub.lock:
+        session, top = max(hub.batches)
+    assert edge.process is not None
+    edge.process.send_signal(signal.SIGTERM)
+    if ack_late:
+        time.sleep(STOP_ACK_WAIT_S / 4)
+        hub.ack_now(session, top)
+    assert edge.terminate() == 0
+    stopped = re.findall(r"stopped: session=\d+ .* unacked_batches=(\d+)", edge.text())
+    assert stopped == (["0"] if ack_late else ["1"]), edge.text()
+    assert _stored(config) == (0 if ack_late else len(server.produced))
 
 
 def test_broker_killed_and_restarted(
