@@ -34,6 +34,7 @@ unsent in the outbox (where the byte bound may thin them) rather than pile up in
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import sqlite3
@@ -111,6 +112,7 @@ class Agent:
         self._hub_online: bool | None = None  # None: no retained hub state seen (counts as online)
         self._state_seen = False  # a hub state (or the wait for one) since the last connect: readings may go
         self._connected_at = time.monotonic()
+        self._acked_or_gone = asyncio.Event()  # set on each applied hub-ack and on a lost connection
         self.bad_acks = 0
         self.storage_errors = 0
         self.foreign_messages = 0
@@ -163,9 +165,11 @@ class Agent:
 
     async def _await_acks(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` seconds for the hub-acks of this session's published batches, while connected."""
-        deadline = time.monotonic() + timeout_s
-        while self._online and self._outbox.unacked_count() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._online and self._outbox.unacked_count():
+                    self._acked_or_gone.clear()
+                    await self._acked_or_gone.wait()
 
     # -- poll -> outbox -> local alarm -> alarm publish ---------------------------------------------------
 
@@ -306,6 +310,7 @@ class Agent:
                 self._connected_at = time.monotonic()
             elif isinstance(event, Disconnected):
                 self._online = False
+                self._acked_or_gone.set()
                 _log.warning("broker connection lost (%s): buffering in the outbox", event.reason)
             elif isinstance(event, Message):
                 await self._on_message(event)
@@ -342,6 +347,7 @@ class Agent:
                 # received must see the gap republished after ack_timeout_s.
                 self._ack_clock = time.monotonic()
             _log.info("hub-ack seq=%d", ack.seq)
+            self._acked_or_gone.set()
             return
         if message.topic == HUB_STATE_TOPIC:
             self._on_hub_state(message.payload)
