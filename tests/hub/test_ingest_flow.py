@@ -38,14 +38,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class SlowStore:
-    """The embedded store behind commits that take ``delay_s`` longer: a hub whose storage falls behind."""
+    """The embedded store behind commits that take ``delay_s`` longer: a hub whose storage falls behind. With
+    ``stall_s``, the first commit takes that much longer again: the hub takes nothing for a while, whatever the
+    pace at which a loaded machine lets the load generator publish."""
 
-    def __init__(self, inner: ChunkStore, delay_s: float) -> None:
+    def __init__(self, inner: ChunkStore, delay_s: float, stall_s: float = 0.0) -> None:
         self.inner = inner
         self.delay_s = delay_s
+        self._stall_s = stall_s
 
     def commit(self, *args: Any, **kwargs: Any) -> int:
-        time.sleep(self.delay_s)
+        stall, self._stall_s = self._stall_s, 0.0
+        time.sleep(self.delay_s + stall)
         return self.inner.commit(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -231,7 +235,7 @@ async def test_a_burst_larger_than_the_brokers_queue_still_ends_with_every_readi
         batch=100,
         duration_s=3.0,
         ack_timeout_s=1.0,
-        max_unacked=5_000,
+        max_unacked=50_000,  # the whole burst (150 batches a gateway) may be out unacked: publishing never waits
         drain_s=25.0,
     )
     registry = fleet_registry(options, tmp_path)
@@ -240,7 +244,7 @@ async def test_a_burst_larger_than_the_brokers_queue_still_ends_with_every_readi
         async with running_ingest(
             port=small_queue_broker,
             registry=registry,
-            store=SlowStore(store, 0.3),
+            store=SlowStore(store, 0.3, stall_s=2.0),
             inbox_capacity=50,
             batch_messages=20,
         ) as ingest:
