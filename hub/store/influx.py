@@ -53,7 +53,7 @@ from hub.store.base import (
     StoredReading,
 )
 from hub.store.influx_http import InfluxHttp, InfluxTarget, Series, quote_ident, quote_string
-from hub.store.line_protocol import MEASUREMENT, encode, require_finite
+from hub.store.line_protocol import MEASUREMENT, LineEncoder, require_finite
 from hub.store.meta import META_SCHEMA, MetaReads, connect, write_meta
 
 __all__ = ["ROLLUP_MEASUREMENT", "InfluxStore"]
@@ -148,6 +148,7 @@ class InfluxStore(MetaReads):
             else f"{quote_ident(target.database)}.{quote_ident(rollup)}.{quote_ident(ROLLUP_MEASUREMENT)}"
         )
         self._where = f"community = {quote_string(community)}"
+        self._lines = LineEncoder(community)
         self._http = InfluxHttp(target=target, timeout_s=timeout_s, max_connections=write_concurrency + 2)
         self._pool = ThreadPoolExecutor(max_workers=write_concurrency, thread_name_prefix="influx-write")
         self._commit_lock = threading.Lock()
@@ -229,7 +230,7 @@ class InfluxStore(MetaReads):
         with self._commit_lock:
             plan = self._plan(readings)
             rows, late = plan.rows, plan.late
-            bodies = encode(readings, community=self.community, rows=rows, chunk_lines=self.chunk_lines)
+            bodies = self._lines.encode(readings, rows=rows, chunk_lines=self.chunk_lines)
             # Every request must succeed before the marks are written; map re-raises the first failure.
             dropped = (
                 sum(self._pool.map(self._http.write, bodies)) if len(bodies) > 1 else sum(map(self._http.write, bodies))

@@ -9,7 +9,8 @@ A line is ``reading,community=C,gateway=G,sensor=S value=V,flags=Fi T``:
 - the timestamp in Unix milliseconds (the device time).
 
 This is on the ingest path at 100k+ readings/s, so it works on columns: the tag part of a line is built once per
-(sensor, gateway) pair and the lines by one comprehension and a join, never one object per point. NaN and inf
+(sensor, gateway) pair and kept, and the lines are put together by list slicing and one join per request body,
+never one object per point. NaN and inf
 have no line-protocol form (the server answers 400 "invalid number" for the whole request); the hub rejects them
 at decode, and this writer refuses them too (``ValueError`` naming the sensor) rather than send a bad line.
 """
@@ -22,7 +23,7 @@ import orjson
 
 from hub.store.base import ReadingColumns
 
-__all__ = ["MEASUREMENT", "encode", "escape_tag", "require_finite"]
+__all__ = ["MEASUREMENT", "LineEncoder", "encode", "escape_tag", "require_finite"]
 
 MEASUREMENT = "reading"
 
@@ -68,6 +69,74 @@ def _texts(column: npt.NDArray[np.generic], dtype: type[np.generic]) -> list[str
     return text[1:-1].decode("ascii").split(",")
 
 
+class LineEncoder:
+    """Line protocol for one community's readings, keeping the tag part of each (sensor, gateway) pair it met.
+
+    A line is assembled from four texts (tags, value, flags, time) put in place by list slice assignment and
+    joined once per request body: no Python-level work per line. Each tag part starts with the newline that ends
+    the line before it; a body drops its first character and ends with a newline. 0.63 → 0.42 µs a reading on
+    45,000-reading rounds (a one-off timing on this repo's 2-core VM), where the line encoding was half of the
+    InfluxDB store's CPU. ``max_heads`` bounds the kept tag parts (a district has a few hundred thousand sensors);
+    past it they are forgotten and rebuilt as met.
+    """
+
+    def __init__(self, community: str, *, max_heads: int = 500_000) -> None:
+        self._prefix = f"\n{MEASUREMENT},community={escape_tag(community)},gateway="
+        self._heads: dict[tuple[str, str], str] = {}
+        self._max_heads = max_heads
+
+    def encode(
+        self,
+        readings: ReadingColumns,
+        *,
+        rows: npt.NDArray[np.intp] | Sequence[int] | None = None,
+        chunk_lines: int = 5_000,
+    ) -> list[bytes]:
+        """Request bodies of at most ``chunk_lines`` lines each (newline-terminated UTF-8) for ``rows`` of
+        ``readings``. ``rows`` selects and orders the rows to write (all of them when None); none gives no bodies.
+        """
+        if chunk_lines < 1:
+            raise ValueError("chunk_lines must be at least 1")
+        if rows is None:
+            sensors: Sequence[str] = readings.sensor
+            gateways: Sequence[str] = readings.gateway
+            times = readings.time_ms
+            values = readings.value
+            flags = readings.flags
+        else:
+            index = np.asarray(rows, dtype=np.intp)
+            sensors = list(map(readings.sensor.__getitem__, index.tolist()))
+            gateways = list(map(readings.gateway.__getitem__, index.tolist()))
+            times, values, flags = readings.time_ms[index], readings.value[index], readings.flags[index]
+        n = len(sensors)
+        if n == 0:
+            return []
+        _require_finite(sensors, times, values)
+        pairs = list(zip(sensors, gateways, strict=True))
+        heads = self._heads_of(pairs)
+        middles = {flag: f",flags={flag}i " for flag in np.unique(flags).tolist()}
+        parts = [""] * (4 * n)
+        parts[0::4] = map(heads.__getitem__, pairs)
+        parts[1::4] = _texts(values, np.float64)
+        parts[2::4] = map(middles.__getitem__, flags.tolist())
+        parts[3::4] = _texts(times, np.int64)
+        step = 4 * chunk_lines
+        return [("".join(parts[start : start + step]) + "\n")[1:].encode() for start in range(0, 4 * n, step)]
+
+    def _heads_of(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The kept tag parts, with those of ``pairs`` added (all kept ones forgotten first when over the bound)."""
+        heads = self._heads
+        new = set(pairs).difference(heads)
+        if new:
+            if len(heads) + len(new) > self._max_heads:
+                heads.clear()
+                new = set(pairs)
+            prefix = self._prefix
+            for sensor, gateway in new:
+                heads[sensor, gateway] = f"{prefix}{escape_tag(gateway)},sensor={escape_tag(sensor)} value="
+        return heads
+
+
 def encode(
     readings: ReadingColumns,
     *,
@@ -75,39 +144,5 @@ def encode(
     rows: npt.NDArray[np.intp] | Sequence[int] | None = None,
     chunk_lines: int = 5_000,
 ) -> list[bytes]:
-    """Request bodies of at most ``chunk_lines`` lines each (newline-terminated UTF-8) for ``rows`` of ``readings``.
-
-    ``rows`` selects and orders the rows to write (all of them when None). An empty selection gives no bodies.
-    """
-    if chunk_lines < 1:
-        raise ValueError("chunk_lines must be at least 1")
-    if rows is None:
-        sensors: Sequence[str] = readings.sensor
-        gateways: Sequence[str] = readings.gateway
-        times = readings.time_ms
-        values = readings.value
-        flags = readings.flags
-    else:
-        index = np.asarray(rows, dtype=np.intp)
-        sensors = list(map(readings.sensor.__getitem__, index.tolist()))
-        gateways = list(map(readings.gateway.__getitem__, index.tolist()))
-        times, values, flags = readings.time_ms[index], readings.value[index], readings.flags[index]
-    if len(sensors) == 0:
-        return []
-    _require_finite(sensors, times, values)
-    pairs = list(zip(sensors, gateways, strict=True))
-    prefix = f"{MEASUREMENT},community={escape_tag(community)},gateway="
-    heads = {pair: f"{prefix}{escape_tag(pair[1])},sensor={escape_tag(pair[0])} value=" for pair in set(pairs)}
-    lines = [
-        f"{head}{value},flags={flag}i {time}"
-        for head, value, flag, time in zip(
-            map(heads.__getitem__, pairs),
-            _texts(values, np.float64),
-            flags.tolist(),
-            _texts(times, np.int64),
-            strict=True,
-        )
-    ]
-    return [
-        ("\n".join(lines[start : start + chunk_lines]) + "\n").encode() for start in range(0, len(lines), chunk_lines)
-    ]
+    """``LineEncoder(community).encode(…)``: one call's bodies, nothing kept (tests, one-off writes)."""
+    return LineEncoder(community).encode(readings, rows=rows, chunk_lines=chunk_lines)

@@ -6,7 +6,7 @@ import pytest
 
 from hub.store.base import ReadingColumns, ReadingFlag, StoredReading
 from hub.store.influx_http import InfluxHttp, InfluxTarget
-from hub.store.line_protocol import encode, escape_tag
+from hub.store.line_protocol import LineEncoder, encode, escape_tag
 
 
 def columns(*rows: StoredReading) -> ReadingColumns:
@@ -55,6 +55,25 @@ def test_tag_escaping() -> None:
     assert encode(readings, community="c=x") == [
         b"reading,community=c\\=x,gateway=g\\,1,sensor=s\\ 1 value=1.0,flags=0i 5\n"
     ]
+
+
+def test_an_encoder_kept_across_rounds_writes_what_a_fresh_one_does_within_its_bound() -> None:
+    """The kept tag parts are only a cache: rounds that bring new sensors, repeat old ones or overflow the bound
+    (everything forgotten, rebuilt as met) encode exactly as one-off encodes do."""
+    rng = np.random.default_rng(7)
+    kept = LineEncoder("c", max_heads=8)
+    for round_no in range(20):
+        count = int(rng.integers(1, 40))
+        readings = columns(
+            *(
+                StoredReading(f"s-{int(rng.integers(0, 12))}", 1_000 * round_no + i, float(i) / 3, f"gw-{i % 3}", i % 2)
+                for i in range(count)
+            )
+        )
+        chunk = int(rng.integers(1, 10))
+        assert kept.encode(readings, chunk_lines=chunk) == encode(readings, community="c", chunk_lines=chunk)
+        pairs = set(zip(readings.sensor, readings.gateway, strict=True))
+        assert len(kept._heads) <= max(8, len(pairs)), "a round's own pairs are the most kept past the bound"
 
 
 @pytest.mark.parametrize("bad", ["", "two\nlines", "cr\r", "ends\\"])
