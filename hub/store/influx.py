@@ -230,11 +230,13 @@ class InfluxStore(MetaReads):
         with self._commit_lock:
             plan = self._plan(readings)
             rows, late = plan.rows, plan.late
-            bodies = self._lines.encode(readings, rows=rows, chunk_lines=self.chunk_lines)
-            # Every request must succeed before the marks are written; map re-raises the first failure.
-            dropped = (
-                sum(self._pool.map(self._http.write, bodies)) if len(bodies) > 1 else sum(map(self._http.write, bodies))
-            )
+            # Each body goes out as soon as it is assembled, so the server parses one while the next is put together.
+            # Every request must succeed before the marks are written; result() re-raises the first failure.
+            writes = [
+                self._pool.submit(self._http.write, body)
+                for body in self._lines.bodies(readings, rows=rows, chunk_lines=self.chunk_lines)
+            ]
+            dropped = sum(write.result() for write in writes)
             self._advance(readings, plan)
             if plan.too_old or dropped:
                 self.beyond_retention += plan.too_old + dropped

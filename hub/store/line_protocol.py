@@ -15,7 +15,7 @@ have no line-protocol form (the server answers 400 "invalid number" for the whol
 at decode, and this writer refuses them too (``ValueError`` naming the sensor) rather than send a bad line.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -73,8 +73,9 @@ class LineEncoder:
     """Line protocol for one community's readings, keeping the tag part of each (sensor, gateway) pair it met.
 
     A line is assembled from four texts (tags, value, flags, time) put in place by list slice assignment and
-    joined once per request body: no Python-level work per line. Each tag part starts with the newline that ends
-    the line before it; a body drops its first character and ends with a newline. 0.63 → 0.42 µs a reading on
+    joined once per request body: no Python-level work per line; ``bodies`` hands the bodies out one at a time.
+    Each tag part starts with the newline that ends the line before it; a body drops its first character and ends
+    with a newline. 0.63 → 0.42 µs a reading on
     45,000-reading rounds (a one-off timing on this repo's 2-core VM), where the line encoding was half of the
     InfluxDB store's CPU. ``max_heads`` bounds the kept tag parts (a district has a few hundred thousand sensors);
     past it they are forgotten and rebuilt as met.
@@ -95,6 +96,17 @@ class LineEncoder:
         """Request bodies of at most ``chunk_lines`` lines each (newline-terminated UTF-8) for ``rows`` of
         ``readings``. ``rows`` selects and orders the rows to write (all of them when None); none gives no bodies.
         """
+        return list(self.bodies(readings, rows=rows, chunk_lines=chunk_lines))
+
+    def bodies(
+        self,
+        readings: ReadingColumns,
+        *,
+        rows: npt.NDArray[np.intp] | Sequence[int] | None = None,
+        chunk_lines: int = 5_000,
+    ) -> Iterator[bytes]:
+        """``encode``'s bodies one at a time, each assembled when asked for, so that the first can be on its way
+        to the server while the next is put together. Bad input raises before the first body."""
         if chunk_lines < 1:
             raise ValueError("chunk_lines must be at least 1")
         if rows is None:
@@ -109,19 +121,34 @@ class LineEncoder:
             gateways = list(map(readings.gateway.__getitem__, index.tolist()))
             times, values, flags = readings.time_ms[index], readings.value[index], readings.flags[index]
         n = len(sensors)
-        if n == 0:
-            return []
         _require_finite(sensors, times, values)
         pairs = list(zip(sensors, gateways, strict=True))
         heads = self._heads_of(pairs)
         middles = {flag: f",flags={flag}i " for flag in np.unique(flags).tolist()}
-        parts = [""] * (4 * n)
-        parts[0::4] = map(heads.__getitem__, pairs)
-        parts[1::4] = _texts(values, np.float64)
-        parts[2::4] = map(middles.__getitem__, flags.tolist())
-        parts[3::4] = _texts(times, np.int64)
-        step = 4 * chunk_lines
-        return [("".join(parts[start : start + step]) + "\n")[1:].encode() for start in range(0, 4 * n, step)]
+        value_texts, flag_list, time_texts = _texts(values, np.float64), flags.tolist(), _texts(times, np.int64)
+        return self._assemble(n, chunk_lines, pairs, heads, value_texts, middles, flag_list, time_texts)
+
+    @staticmethod
+    def _assemble(
+        n: int,
+        chunk_lines: int,
+        pairs: list[tuple[str, str]],
+        heads: dict[tuple[str, str], str],
+        value_texts: list[str],
+        middles: dict[int, str],
+        flag_list: list[int],
+        time_texts: list[str],
+    ) -> Iterator[bytes]:
+        parts = [""] * (4 * min(n, chunk_lines))
+        for start in range(0, n, chunk_lines):
+            end = min(n, start + chunk_lines)
+            if end - start < chunk_lines:
+                parts = parts[: 4 * (end - start)]
+            parts[0::4] = map(heads.__getitem__, pairs[start:end])
+            parts[1::4] = value_texts[start:end]
+            parts[2::4] = map(middles.__getitem__, flag_list[start:end])
+            parts[3::4] = time_texts[start:end]
+            yield ("".join(parts) + "\n")[1:].encode()
 
     def _heads_of(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The kept tag parts, with those of ``pairs`` added (all kept ones forgotten first when over the bound)."""

@@ -87,6 +87,8 @@ def test_nan_and_infinity_are_refused_naming_the_sensor(value: float) -> None:
     readings = columns(StoredReading("ok-1", 1, 1.0, "gw"), StoredReading("gas-7", 2_000, value, "gw"))
     with pytest.raises(ValueError, match=r"sensor 'gas-7' at 2000 ms .*no NaN or infinity"):
         encode(readings, community="c")
+    with pytest.raises(ValueError, match="sensor 'gas-7'"):
+        LineEncoder("c").bodies(readings)  # raised when asked, before any body could have been sent
     assert encode(readings, community="c", rows=[0]), "rows without the bad value still encode"
 
 
