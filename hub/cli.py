@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from hub.cli_rules import add_rules_command
+
 __all__ = ["main"]
 
 log = logging.getLogger("anju.hub")
@@ -124,6 +126,18 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(run_dir=Path(args.run_dir), duration_s=args.duration, broker=args.broker)
 
 
+def _score(args: argparse.Namespace) -> int:
+    from hub.detection.score_csv import ScoreInputError, score_file
+
+    try:
+        rows = score_file(Path(args.input), Path(args.output), explain_column=args.explain)
+    except (OSError, ScoreInputError) as exc:
+        sys.stderr.write(f"anju-hub score: {exc}\n")
+        return 2
+    log.info("scored %d readings into %s", rows, args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anju-hub", description="Anju 安居 hub: ingest, storage, detection, alerts, API."
@@ -176,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: Mosquitto when installed, else the embedded trial broker",
     )
     demo.set_defaults(handler=_demo)
+
+    score = commands.add_parser(
+        "score",
+        help="replay the live anomaly detector over a timestamp,value CSV; write timestamp,value,anomaly_score",
+    )
+    score.add_argument("--input", required=True, help="CSV with a header row timestamp,value (ISO 8601 times)")
+    score.add_argument("--output", required=True, help="CSV to write: timestamp,value,anomaly_score")
+    score.add_argument("--explain", action="store_true", help="add a column saying why (Chinese / English)")
+    score.set_defaults(handler=_score)
+    add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
     return parser
 
 

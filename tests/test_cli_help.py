@@ -12,7 +12,7 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     ("script", "subcommands"),
     [
-        ("anju-hub", ["serve", "check-config", "edge-config", "demo"]),
+        ("anju-hub", ["serve", "check-config", "edge-config", "demo", "score", "rules"]),
         ("anju-edge", ["run", "check-config"]),
         ("anju-sim", ["run", "check", "registers", "load"]),
     ],
