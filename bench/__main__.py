@@ -11,7 +11,8 @@ influxd, and Mosquitto for the hub and Node-RED parts; Node-RED is npm-installed
 ``mqtt_receive`` (receive rate of the hub's MQTT client layouts against ``mosquitto_sub``, bench/mqtt_receive.py;
 it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded store against issue 4's
 targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's liveness bookkeeping per
-reading against a bare numpy scatter, bench/liveness.py).
+reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming anomaly detector on 10,000
+sensors against a bare numpy scatter, bench/anomaly.py).
 """
 
 import argparse
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bench import (
+    anomaly,
     edge_vs_tbgw,
     hub_influx,
     hub_ingest,
@@ -42,6 +44,7 @@ NAMES = (
     "mqtt_receive",
     "hub_queries",
     "liveness",
+    "anomaly",
 )
 
 
@@ -102,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hub_queries.report(hub_queries.run())
     if "liveness" in names:
         liveness.main()
+    if "anomaly" in names:
+        anomaly.main()
     return 0
 
 
