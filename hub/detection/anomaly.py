@@ -66,17 +66,22 @@ class Reason(IntEnum):
     WARMUP = 5
     OUT_OF_ORDER = 6
     NOT_FINITE = 7
+    ACTIVITY = 8
 
 
 _REASON_TEXT = {
     Reason.NONE: ("正常", "normal"),
     Reason.SPIKE: ("突变", "spike"),
-    Reason.SHIFT: ("水平偏移或应有活动缺失", "level shift or missing usual activity"),
+    Reason.SHIFT: ("水平偏移", "level shift"),
     Reason.VARIANCE: ("波动异常", "change in variability"),
     Reason.DRIFT: ("缓慢漂移", "slow drift"),
     Reason.WARMUP: ("学习中", "still learning"),
     Reason.OUT_OF_ORDER: ("时间乱序或重复，未评估", "out of order or repeated, not judged"),
     Reason.NOT_FINITE: ("非有限数值，未评估", "not a finite number, not judged"),
+    Reason.ACTIVITY: (
+        "持续偏离日常规律（水平偏移或应有活动缺失）",
+        "sustained departure from the usual daily pattern (level shift, or usual activity missing)",
+    ),
 }
 
 
@@ -95,7 +100,9 @@ class AnomalyConfig:
     choice_rate: float = 0.005
     """Learning rate of the errors that choose the expectation (~200 readings: a quiet afternoon does not make
     "no change" the expectation of a sensor that is busy every evening)."""
-    level_rate: float = 0.05
+    level_window_ms: float = DAY_MS
+    """Time constant of the seasonal forecast's level: slower than the day it models, so a morning without
+    activity is not mistaken for a lower level by noon."""
     """Learning rate of the seasonal forecast's level."""
     hour_rate: float = 0.1
     """Learning rate of an hour-of-day term, per reading in that hour."""
@@ -113,6 +120,9 @@ class AnomalyConfig:
     """Time constant of the mean seasonal error that measures missing (or extra) usual activity."""
     activity_z: float = 3.0
     """That mean, in its long-run sizes, that counts as notable."""
+    hold_ms: float = 6 * HOUR_MS
+    """After a scored shift, how long shifts and missing activity are not scored again: the levels adapt
+    meanwhile, and one change gives one alarm."""
     short_rate: float = 0.2
     """Learning rate of the recent error size (variance) and of the short mean."""
     variance_ratio: float = 4.0
@@ -135,7 +145,7 @@ class AnomalyConfig:
     """Local time of the hour-of-day and day-of-week terms (the hub: China Standard Time, UTC+8)."""
 
     def __post_init__(self) -> None:
-        rates = ("fast", "slow", "error_rate", "choice_rate", "level_rate", "hour_rate", "weekday_rate", "short_rate",
+        rates = ("fast", "slow", "error_rate", "choice_rate", "hour_rate", "weekday_rate", "short_rate",
                  "mid_rate", "long_rate", "quantile_step")  # fmt: skip
         for name in rates:
             value = getattr(self, name)
@@ -165,11 +175,13 @@ class Scores:
 
 
 _FORECASTS = 4  # last value, fast mean, slow mean, seasonal
-_DEPARTURES = 4  # spike, shift, variance, drift
+_DEPARTURES = 5  # spike, shift, variance, drift, activity
+_REASONS = np.array([Reason.SPIKE, Reason.SHIFT, Reason.VARIANCE, Reason.DRIFT, Reason.ACTIVITY], np.int8)
 _SEASONAL = 3
 _FLOAT_STATE = (
     "first_ms", "last", "fast", "slow", "level", "error", "choice", "short_error", "cusum_up", "cusum_down", "short",
     "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "deficit", "deficit_size",
+    "hold_until_ms",
 )  # fmt: skip
 
 
@@ -200,6 +212,8 @@ class AnomalyDetector:
         self.deficit = np.zeros(0)
         """Time-weighted mean of the seasonal forecast's errors over the last ``activity_window_ms``."""
         self.deficit_size = np.zeros(0)
+        self.hold_until_ms = np.zeros(0)
+        """After a scored shift, shift and activity departures are not scored again before this time (Unix ms)."""
         """Its long-run mean absolute size."""
         self.hours = np.zeros((0, 24))
         self.hour_errors = np.zeros((0, 24))
@@ -349,11 +363,12 @@ class AnomalyDetector:
         # Usual activity that does not come: the seasonal errors' mean over the last hours (time-weighted, so any
         # reporting pace) against its long-run size. A CUSUM alone misses lumpy use (water: a few bursts a day).
         since = (time_ms - self.newest_ms[row]).astype(np.float64)
-        keep = np.exp(-since / c.activity_window_ms)
+        # A reading stands for at most an hour of activity: one reading after a gap of days is not a day's mean.
+        keep = np.exp(-np.minimum(since, HOUR_MS) / c.activity_window_ms)
         deficit = keep * self.deficit[row] + (1.0 - keep) * residuals[:, _SEASONAL]
         deficit_size = self.deficit_size[row]
         missing = np.where(counting, np.abs(deficit) / (deficit_size * c.activity_z + floor), 0.0)
-        shift = np.maximum(np.maximum(up, down) / c.cusum_h, missing)
+        shift = np.maximum(up, down) / c.cusum_h
 
         short_error = self.short_error[row] + c.short_rate * (np.abs(residuals[pick, best]) - self.short_error[row])
         ratio = (short_error + floor) / (typical + floor)
@@ -363,7 +378,10 @@ class AnomalyDetector:
         mid = self.mid[row] + c.mid_rate * (value - self.mid[row])
         drift = np.abs(mid - long) / (np.sqrt(long_var) + floor) / c.drift_z
 
-        departures = np.stack([spike / c.spike_z, shift, variance, drift], axis=1)
+        holding = time_ms < self.hold_until_ms[row]
+        departures = np.stack(
+            [spike / c.spike_z, np.where(holding, 0.0, shift), variance, drift, np.where(holding, 0.0, missing)], axis=1
+        )
         q = np.maximum(self.q[row], 1.0)
         relative = departures / q
         strongest = np.argmax(relative, axis=1)
@@ -372,7 +390,7 @@ class AnomalyDetector:
         out.score[at] = score
         out.expected[at] = np.where(judged, expected, np.nan)
         out.typical[at] = np.where(judged, typical, np.nan)
-        out.reason[at] = np.where(judged, np.where(score > 0, strongest + Reason.SPIKE, Reason.NONE), Reason.WARMUP)
+        out.reason[at] = np.where(judged, np.where(score > 0, _REASONS[strongest], Reason.NONE), Reason.WARMUP)
 
         # Learn. Early on the rates are at least 1/n, so the first readings are averaged rather than forgotten.
         count = (seen + 1).astype(np.float64)
@@ -384,7 +402,8 @@ class AnomalyDetector:
         self.fast[row] += c.fast * (value - self.fast[row])
         self.slow[row] += np.maximum(c.slow, 1.0 / count) * (value - self.slow[row])
         deseasoned = value - hours - weekdays
-        level = level + np.maximum(c.level_rate, 1.0 / count) * (deseasoned - level)
+        level_rate = np.maximum(-np.expm1(-since / c.level_window_ms), 1.0 / count)
+        level = level + level_rate * (deseasoned - level)
         self.level[row] = level
         self.hour_visits[row, hour] += 1.0 - weight
         self.hour_visits[row, after] += weight
@@ -408,18 +427,25 @@ class AnomalyDetector:
         self.deficit_size[row] = deficit_size + np.maximum(c.long_rate * 5, 1.0 / count) * (
             np.abs(deficit) - deficit_size
         )
-        notable_shift = judged & (relative[:, 1] > 1.0)  # scored: from now on the new level is the usual one
+        # A shift scored past one half: from now on the new level is the usual one (one change, one burst).
+        notable_shift = judged & (np.maximum(relative[:, 1], relative[:, 4]) > 1.0 + np.log(2.0) / c.steepness)
         up[notable_shift] = 0.0
         down[notable_shift] = 0.0
         self.cusum_up[row] = up
         self.cusum_down[row] = down
-        if notable_shift.any():  # the new level is the normal one from now on
+        if notable_shift.any():
             moved = row[notable_shift]
             recent = self.short[moved]
-            self.level[moved] = recent - hours[notable_shift] - weekdays[notable_shift]
+            # The seasonal shape stays and its level moves: by the recent mean error after a level shift (CUSUM), by
+            # the hours' mean error after missing activity (the recent readings are the quiet part of the day).
+            by_cusum = relative[notable_shift, 1] >= relative[notable_shift, 4]
+            recent_error = recent - (level + hours + weekdays)[notable_shift]
+            self.level[moved] += np.where(by_cusum, recent_error, deficit[notable_shift])
             self.slow[moved] = recent
             self.mid[moved] = recent
             self.long[moved] = recent
+            self.deficit[moved] = 0.0
+            self.hold_until_ms[moved] = time_ms[notable_shift] + c.hold_ms
         step = c.quantile_step
         tracked = np.where(relative > 1.0, q * (1.0 + step * c.quantile), q * (1.0 - step * (1.0 - c.quantile)))
         self.q[row] = np.where(judged[:, None], tracked, q)
@@ -439,6 +465,7 @@ class AnomalyDetector:
         self.hour_visits[row] = 0.0
         self.deficit[row] = 0.0
         self.deficit_size[row] = 0.0
+        self.hold_until_ms[row] = 0.0
         self.weekdays[row] = 0.0
         self.q[row] = 1.0
         self.first_ms[row] = time_ms

@@ -137,7 +137,7 @@ def test_usual_activity_that_stops_is_noticed_within_hours() -> None:
     noticed = np.flatnonzero(scores.score[stop:] > 0.5)
     assert len(noticed), "the missing activity was never scored"
     assert times[stop + noticed[0]] - times[next_activity] <= 12 * HOUR_MS, explain(scores, stop + int(noticed[0]))
-    assert scores.reason[stop + noticed[0]] == Reason.SHIFT
+    assert scores.reason[stop + noticed[0]] == Reason.ACTIVITY
 
 
 def test_bad_and_odd_input_has_a_defined_result() -> None:
