@@ -118,7 +118,7 @@ class AnomalyConfig:
     """CUSUM decision level, in typical deviations."""
     activity_window_ms: float = 12 * HOUR_MS
     """Time constant of the mean seasonal error that measures missing (or extra) usual activity."""
-    activity_z: float = 3.0
+    activity_z: float = 4.0
     """That mean, in its long-run sizes, that counts as notable."""
     hold_ms: float = 6 * HOUR_MS
     """After a scored shift, how long shifts and missing activity are not scored again: the levels adapt
@@ -181,7 +181,7 @@ _SEASONAL = 3
 _FLOAT_STATE = (
     "first_ms", "last", "fast", "slow", "level", "error", "choice", "short_error", "cusum_up", "cusum_down", "short",
     "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "deficit", "deficit_size",
-    "hold_until_ms",
+    "hold_until_ms", "exceeding",
 )  # fmt: skip
 
 
@@ -209,6 +209,8 @@ class AnomalyDetector:
         self.long = np.zeros(0)
         self.long_var = np.zeros(0)
         self.q = np.zeros((0, _DEPARTURES))
+        self.exceeding = np.zeros((0, _DEPARTURES))
+        """1 where the last reading's departure was past ``q``: a streak moves ``q`` once, at its start."""
         self.deficit = np.zeros(0)
         """Time-weighted mean of the seasonal forecast's errors over the last ``activity_window_ms``."""
         self.deficit_size = np.zeros(0)
@@ -424,9 +426,9 @@ class AnomalyDetector:
         self.long_var[row] = (1.0 - long_rate) * (long_var + long_rate * deviation * deviation)
         self.mid[row] = mid
         self.deficit[row] = deficit
-        self.deficit_size[row] = deficit_size + np.maximum(c.long_rate * 5, 1.0 / count) * (
-            np.abs(deficit) - deficit_size
-        )
+        # The deficit's usual size is learnt from usual hours only: a departure does not raise its own bar.
+        size_rate = np.where(relative[:, 4] > 1.0, 0.0, np.maximum(c.long_rate * 5, 1.0 / count))
+        self.deficit_size[row] = deficit_size + size_rate * (np.abs(deficit) - deficit_size)
         # A shift scored past one half: from now on the new level is the usual one (one change, one burst).
         notable_shift = judged & (np.maximum(relative[:, 1], relative[:, 4]) > 1.0 + np.log(2.0) / c.steepness)
         up[notable_shift] = 0.0
@@ -447,7 +449,12 @@ class AnomalyDetector:
             self.deficit[moved] = 0.0
             self.hold_until_ms[moved] = time_ms[notable_shift] + c.hold_ms
         step = c.quantile_step
-        tracked = np.where(relative > 1.0, q * (1.0 + step * c.quantile), q * (1.0 - step * (1.0 - c.quantile)))
+        over = relative > 1.0
+        starts = over & (self.exceeding[row] == 0.0)
+        tracked = np.where(
+            starts, q * (1.0 + step * c.quantile), np.where(over, q, q * (1.0 - step * (1.0 - c.quantile)))
+        )
+        self.exceeding[row] = np.where(judged[:, None], over, 0.0)
         self.q[row] = np.where(judged[:, None], tracked, q)
         self.seen[row] = seen + 1
         self.newest_ms[row] = time_ms
@@ -468,6 +475,7 @@ class AnomalyDetector:
         self.hold_until_ms[row] = 0.0
         self.weekdays[row] = 0.0
         self.q[row] = 1.0
+        self.exceeding[row] = 0.0
         self.first_ms[row] = time_ms
         self.seen[row] = 1
         self.newest_ms[row] = time_ms
