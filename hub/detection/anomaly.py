@@ -137,6 +137,8 @@ class AnomalyConfig:
     """Long-term standard deviations between the medium- and long-term means that count as notable."""
     steepness: float = 2.0
     """How fast the score rises past the sensor's own percentile: ``1 - exp(-steepness (R / q - 1))``."""
+    episode_growth: float = 1.3
+    """While a departure stays past its percentile, it scores again only on growing this many times its peak."""
     quantile: float = 0.99
     """The percentile of departures the calibration tracks."""
     quantile_step: float = 0.05
@@ -151,7 +153,8 @@ class AnomalyConfig:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"AnomalyConfig.{name} must be within (0, 1], got {value!r}")
-        for name in ("spike_z", "cusum_h", "variance_ratio", "flat_ratio", "drift_z", "steepness", "activity_z"):
+        above_one = ("spike_z", "cusum_h", "variance_ratio", "flat_ratio", "drift_z", "steepness", "activity_z")
+        for name in (*above_one, "episode_growth"):
             if not getattr(self, name) > 1.0:
                 raise ValueError(f"AnomalyConfig.{name} must be above 1, got {getattr(self, name)!r}")
         if not 0.5 < self.quantile < 1.0:
@@ -181,7 +184,7 @@ _SEASONAL = 3
 _FLOAT_STATE = (
     "first_ms", "last", "fast", "slow", "level", "error", "choice", "short_error", "cusum_up", "cusum_down", "short",
     "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "deficit", "deficit_size",
-    "hold_until_ms", "exceeding",
+    "hold_until_ms", "peak",
 )  # fmt: skip
 
 
@@ -209,8 +212,8 @@ class AnomalyDetector:
         self.long = np.zeros(0)
         self.long_var = np.zeros(0)
         self.q = np.zeros((0, _DEPARTURES))
-        self.exceeding = np.zeros((0, _DEPARTURES))
-        """1 where the last reading's departure was past ``q``: a streak moves ``q`` once, at its start."""
+        self.peak = np.zeros((0, _DEPARTURES))
+        """While a departure stays past ``q`` (an episode), the largest it reached; 0 outside an episode."""
         self.deficit = np.zeros(0)
         """Time-weighted mean of the seasonal forecast's errors over the last ``activity_window_ms``."""
         self.deficit_size = np.zeros(0)
@@ -386,8 +389,12 @@ class AnomalyDetector:
         )
         q = np.maximum(self.q[row], 1.0)
         relative = departures / q
-        strongest = np.argmax(relative, axis=1)
-        worst = relative[pick, strongest]
+        # An episode (a departure staying past q) scores when it begins, and again only when it has grown by
+        # ``episode_growth`` past its peak: a few alarms per episode, not one per reading of a flat stretch.
+        peak = self.peak[row]
+        news = np.where((relative > 1.0) & (relative > c.episode_growth * peak), relative, 0.0)
+        strongest = np.argmax(news, axis=1)
+        worst = news[pick, strongest]
         score = np.where(judged & (worst > 1.0), 1.0 - np.exp(-c.steepness * (worst - 1.0)), 0.0)
         out.score[at] = score
         out.expected[at] = np.where(judged, expected, np.nan)
@@ -450,11 +457,12 @@ class AnomalyDetector:
             self.hold_until_ms[moved] = time_ms[notable_shift] + c.hold_ms
         step = c.quantile_step
         over = relative > 1.0
-        starts = over & (self.exceeding[row] == 0.0)
         tracked = np.where(
-            starts, q * (1.0 + step * c.quantile), np.where(over, q, q * (1.0 - step * (1.0 - c.quantile)))
+            over & (peak == 0.0),
+            q * (1.0 + step * c.quantile),
+            np.where(over, q, q * (1.0 - step * (1.0 - c.quantile))),
         )
-        self.exceeding[row] = np.where(judged[:, None], over, 0.0)
+        self.peak[row] = np.where(judged[:, None] & over, np.maximum(peak, relative), 0.0)
         self.q[row] = np.where(judged[:, None], tracked, q)
         self.seen[row] = seen + 1
         self.newest_ms[row] = time_ms
@@ -475,7 +483,7 @@ class AnomalyDetector:
         self.hold_until_ms[row] = 0.0
         self.weekdays[row] = 0.0
         self.q[row] = 1.0
-        self.exceeding[row] = 0.0
+        self.peak[row] = 0.0
         self.first_ms[row] = time_ms
         self.seen[row] = 1
         self.newest_ms[row] = time_ms

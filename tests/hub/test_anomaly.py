@@ -204,3 +204,13 @@ def test_config_refuses_nonsense_naming_the_field() -> None:
         AnomalyConfig(fast=0.0)
     with pytest.raises(ValueError, match=r"AnomalyConfig\.warmup"):
         AnomalyConfig(warmup=1)
+
+
+def test_a_long_departure_alarms_at_its_start_not_at_every_reading() -> None:
+    """A series that goes flat (a stuck meter, a machine stopped) for a day: an episode, not 288 alarms."""
+    times, values = daily_series(4_000, seed=12)
+    values[3_000:3_288] = 0.0
+    scores = one(times, values)
+    scored = np.flatnonzero(scores.score[3_000:3_288] > 0.5)
+    assert len(scored) and scored[0] <= 3, "the departure is seen when it begins"
+    assert len(scored) <= 3, f"{len(scored)} alarms in one episode"
