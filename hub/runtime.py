@@ -18,6 +18,7 @@ from alerts.service import AlertService
 from alerts.store import AlertStore
 from hub.config import Deployment, build_directory, load_deployment
 from hub.detection import ThresholdDetector
+from hub.detection.anomaly_watch import AnomalyWatch
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
@@ -64,6 +65,21 @@ MAINTAIN_EVERY_S = 1.0
 """How often the store's housekeeping runs (compaction when due, closing finished days, retention hourly)."""
 
 
+ANOMALY_SAVE_EVERY_S = 60.0
+"""How often the anomaly detector's state is saved (a crash loses at most this much learning, never alarms)."""
+ANOMALY_STATE_FILE = "anomaly-state.npz"
+
+
+async def _save_anomaly(watch: AnomalyWatch) -> None:
+    """Save the anomaly state every minute, forever; a failure is logged and retried, never fatal."""
+    while True:
+        await asyncio.sleep(ANOMALY_SAVE_EVERY_S)
+        try:
+            await asyncio.to_thread(watch.write, watch.snapshot())
+        except OSError:
+            log.exception("saving the anomaly state failed; retrying in %.0f s", ANOMALY_SAVE_EVERY_S)
+
+
 async def _maintain(store: ReadingStore) -> None:
     """Run the store's housekeeping off the ingest path, forever; a failure is logged and retried, never fatal."""
     while True:
@@ -90,6 +106,12 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             AlertService(store=alert_store, directory=directory, receiver=receiver) as alerts,
         ):
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            anomaly = await asyncio.to_thread(
+                AnomalyWatch,
+                community=registry.community,
+                community_name=registry.community_name,
+                state_path=settings.data_dir / ANOMALY_STATE_FILE,
+            )
             ingest = Ingest(
                 endpoint=MqttEndpoint(
                     host=settings.mqtt_host,
@@ -101,6 +123,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 store=store,
                 registry=registry,
                 detector=ThresholdDetector(community=registry.community, community_name=registry.community_name),
+                anomaly=anomaly,
                 on_risk=alerts.submit,
                 metrics=metrics,
                 inbox_capacity=settings.inbox_capacity,
@@ -114,6 +137,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
                     group.create_task(_maintain(store), name="hub-store-maintain"),
+                    group.create_task(_save_anomaly(anomaly), name="hub-anomaly-save"),
                     group.create_task(
                         ingest.liveness.run(connected=lambda: ingest.connected, on_risk=ingest.on_risk),
                         name="hub-ingest-liveness",
@@ -124,6 +148,10 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 finally:
                     for task in tasks:
                         task.cancel()
+                    try:
+                        await asyncio.to_thread(anomaly.write, anomaly.snapshot())
+                    except OSError:
+                        log.exception("saving the anomaly state at stop failed")
     finally:
         store.close()
         alert_store.close()

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from alerts.model import RiskEvent
 from hub.detection import ThresholdDetector
+from hub.detection.anomaly_watch import AnomalyWatch
 from hub.detection.thresholds import Observations
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
@@ -117,6 +118,7 @@ class Ingest:
         registry: Registry,
         detector: ThresholdDetector,
         on_risk: Callable[[RiskEvent], Awaitable[object]],
+        anomaly: AnomalyWatch | None = None,
         metrics: Metrics,
         inbox_capacity: int = 10_000,
         inbox_bytes: int = 64 * 1024 * 1024,
@@ -138,6 +140,7 @@ class Ingest:
         self.store = store
         self.registry = registry
         self.detector = detector
+        self.anomaly = anomaly
         self.on_risk = on_risk
         self.metrics = metrics
         self.batch_messages = batch_messages
@@ -397,7 +400,10 @@ class Ingest:
 
     async def _detect(self, judged: Observations) -> None:
         """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
-        for event in self.detector.observe_columns(judged):
+        events = self.detector.observe_columns(judged)
+        if self.anomaly is not None:
+            events += self.anomaly.observe_columns(judged)
+        for event in events:
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(
                 "RISK %s %s %s %s %g %s (%s, %s)",

@@ -1,0 +1,166 @@
+"""The anomaly detector on the hub's ingest path: each round scored, high scores turned into grade IV risk events.
+
+``AnomalyDetector.score`` is called on the round's columns exactly as ``anju-hub score`` calls it on a CSV; this
+module only decides what a grid manager or property company hears about:
+
+- a reading scoring ``fire_at`` or more opens an ``anomaly`` condition for its sensor (one ``firing`` event, grade IV
+  — SENSORS.md: "pre-warning, slow trend" — the alerts pipeline routes and escalates it);
+- a later reading scoring ``fire_at`` again on an open condition says nothing new (the alert is open);
+- the condition clears once its sensor has gone ``clear_after_ms`` of device time without a reading scoring
+  ``clear_at`` or more (one ``cleared`` event).
+
+Its state (the detector's and the open conditions) is saved to one ``.npz`` file (``save``; the runtime does it
+every minute and at stop) and loaded at start, so a hub restart neither forgets what each sensor's normal is nor
+re-learns it with a burst of false alarms. A file that cannot be read is set aside (renamed ``.bad``) and the
+detector starts fresh, with a warning: learning again costs minutes of warm-up, refusing to start would cost the
+whole hub.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from alerts.model import Grade, RiskEvent
+from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, Reason, Scores
+from hub.detection.thresholds import Observations
+from hub.ingest.registry import SensorInfo
+
+__all__ = ["AnomalyWatch"]
+
+log = logging.getLogger("anju.hub.detection")
+
+SOURCE = "Anju 异常检测 anomaly detector [D]"
+_NEVER = np.iinfo(np.int64).min
+
+
+class AnomalyWatch:
+    """Scores rounds with one ``AnomalyDetector`` and keeps, per sensor row, whether an anomaly condition is open."""
+
+    def __init__(
+        self,
+        *,
+        community: str,
+        community_name: str = "",
+        state_path: Path | None = None,
+        config: AnomalyConfig | None = None,
+        fire_at: float = 0.8,
+        clear_at: float = 0.3,
+        clear_after_ms: int = 3_600_000,
+    ) -> None:
+        """``fire_at`` / ``clear_at``: scores in [0, 1]; ``clear_after_ms``: device-time ms without a score of
+        ``clear_at`` before an open condition clears. ``state_path``: where ``save`` writes and the start reads."""
+        if not 0.0 < clear_at < fire_at <= 1.0:
+            raise ValueError(f"need 0 < clear_at < fire_at <= 1, got clear_at={clear_at}, fire_at={fire_at}")
+        if clear_after_ms <= 0:
+            raise ValueError(f"clear_after_ms must be > 0, got {clear_after_ms}")
+        self.community = community
+        self.community_name = community_name
+        self.state_path = state_path
+        self.fire_at = fire_at
+        self.clear_at = clear_at
+        self.clear_after_ms = clear_after_ms
+        self.detector = AnomalyDetector(config)
+        self.open = np.zeros(0, bool)
+        self.last_high_ms = np.zeros(0, np.int64)
+        if state_path is not None and state_path.exists():
+            self._load(state_path, config)
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    def _load(self, path: Path, config: AnomalyConfig | None) -> None:
+        try:
+            with np.load(path) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            self.open = arrays.pop("watch_open").astype(bool)
+            self.last_high_ms = arrays.pop("watch_last_high_ms").astype(np.int64)
+            self.detector = AnomalyDetector.restore(arrays, config)
+        except (OSError, ValueError, KeyError) as exc:
+            aside = path.with_name(path.name + ".bad")
+            os.replace(path, aside)
+            log.warning("anomaly state %s unreadable (%s): set aside as %s, learning afresh", path, exc, aside)
+            self.detector = AnomalyDetector(config)
+            self.open = np.zeros(0, bool)
+            self.last_high_ms = np.zeros(0, np.int64)
+            return
+        log.info("anomaly state loaded from %s: %d sensors, %d open", path, len(self.open), int(self.open.sum()))
+
+    def snapshot(self) -> dict[str, npt.NDArray[np.generic]]:
+        """A copy of the whole state (cheap; take it on the event loop, write it in a thread with ``write``)."""
+        state = self.detector.state()
+        state["watch_open"] = self.open.copy()
+        state["watch_last_high_ms"] = self.last_high_ms.copy()
+        return state
+
+    def write(self, state: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Write ``state`` to ``state_path`` atomically (temporary file, fsync, rename)."""
+        if self.state_path is None:
+            return
+        partial = self.state_path.with_name(self.state_path.name + ".partial")
+        with partial.open("wb") as f:
+            np.savez(f, **state)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self.state_path)
+
+    def save(self) -> None:
+        self.write(self.snapshot())
+
+    # -- the ingest path --------------------------------------------------------------------------------------
+
+    def _grow(self, size: int) -> None:
+        if size > len(self.open):
+            extra = size - len(self.open)
+            self.open = np.concatenate([self.open, np.zeros(extra, bool)])
+            self.last_high_ms = np.concatenate([self.last_high_ms, np.full(extra, _NEVER, np.int64)])
+
+    def observe_columns(self, seen: Observations) -> list[RiskEvent]:
+        """Score a round (any order; per sensor in time order) and return the conditions opened and cleared."""
+        rows = seen.rows
+        if not len(rows):
+            return []
+        scores = self.detector.score(rows, seen.times_ms, seen.values)
+        self._grow(int(rows.max()) + 1)
+        high = scores.score >= self.clear_at
+        if high.any():
+            np.maximum.at(self.last_high_ms, rows[high], seen.times_ms[high])
+        events: list[RiskEvent] = []
+        for i in np.flatnonzero(scores.score >= self.fire_at).tolist():
+            row = int(rows[i])
+            if not self.open[row]:
+                self.open[row] = True
+                events.append(self._event(seen.infos[i], scores, i, float(seen.values[i]), int(seen.times_ms[i])))
+        candidates = np.unique(rows[self.open[rows]])
+        if len(candidates):
+            newest = np.full(int(rows.max()) + 1, _NEVER, np.int64)
+            np.maximum.at(newest, rows, seen.times_ms)
+            quiet = candidates[newest[candidates] - self.last_high_ms[candidates] >= self.clear_after_ms]
+            for row in quiet.tolist():
+                self.open[row] = False
+                last = int(np.flatnonzero(rows == row)[np.argmax(seen.times_ms[rows == row])])
+                events.append(
+                    self._event(seen.infos[last], scores, last, float(seen.values[last]), int(seen.times_ms[last]))
+                )
+        return events
+
+    def _event(self, info: SensorInfo, scores: Scores, i: int, value: float, time_ms: int) -> RiskEvent:
+        firing = bool(self.open[info.index])
+        reason = Reason(int(scores.reason[i])) if firing else Reason.NONE
+        return RiskEvent(
+            key=f"{self.community}/{info.id}/{info.kind.name}/anomaly",
+            community=self.community,
+            grid=info.grid,
+            sensor=info.id,
+            kind=info.kind.name,
+            location_zh=f"{self.community_name} {info.location}".strip(),
+            rule=f"anomaly-{reason.name.lower().replace('_', '-')}" if firing else "anomaly",
+            grade=Grade.IV,
+            value=value,
+            unit=info.kind.unit,
+            time_ms=time_ms,
+            status="firing" if firing else "cleared",
+            source=SOURCE,
+            threshold=None,
+        )
