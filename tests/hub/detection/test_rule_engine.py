@@ -1,0 +1,208 @@
+"""The engine across sensors: grouped conditions, screening equals judging everything, causality, restart
+state, bad input (NaN, out of order), corroboration and context grades."""
+
+import json
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from alerts.model import Grade, RiskEvent
+from hub.detection.rules import RuleEngine, default_rules
+from hub.ingest.registry import SensorInfo
+from tests.hub.detection.support import T0, contexts, every, feed, sensor
+
+KINDS_CYCLE = ("gas", "co", "temperature", "smoke", "pressure", "manhole-tilt", "water-depth", "residual-current")
+SCALE = {
+    "gas": 60.0,
+    "co": 400.0,
+    "temperature": 80.0,
+    "smoke": 0.3,
+    "pressure": 200_000.0,
+    "manhole-tilt": 20.0,
+    "water-depth": 0.2,
+    "residual-current": 0.6,
+}
+SENSORS = [sensor(i, KINDS_CYCLE[i % len(KINDS_CYCLE)]) for i in range(24)]
+Rounds = list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+
+
+def _rounds(seed: int, count: int = 60, size: int = 40) -> Rounds:
+    """Random walks near each kind's set points, readings every few seconds, some late and repeated."""
+    rng = np.random.default_rng(seed)
+    level = rng.random(len(SENSORS))
+    out: Rounds = []
+    clock = np.zeros(len(SENSORS), np.int64)
+    for _ in range(count):
+        rows = rng.integers(0, len(SENSORS), size).astype(np.intp)
+        clock[rows] += rng.integers(1_000, 60_000, size)
+        times = T0 + clock[rows] - rng.integers(0, 2, size) * 90_000  # some readings arrive late
+        level[rows] = np.clip(level[rows] + rng.normal(0, 0.15, size), 0, 1)
+        scale = np.array([SCALE[SENSORS[r].kind.name] for r in rows])
+        out.append((rows, times.astype(np.int64), level[rows] * scale))
+    return out
+
+
+def _engine(*, screen: bool = True, sensors: list[SensorInfo] = SENSORS) -> RuleEngine:
+    return RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, screen=screen)
+
+
+def _run(engine: RuleEngine, rounds: Rounds) -> list[RiskEvent]:
+    events: list[RiskEvent] = []
+    for rows, times, values in rounds:
+        events += engine.observe_columns(rows, times, values)
+    return events
+
+
+def test_grouped_rules_report_the_worst_on_one_key() -> None:
+    engine = _engine(sensors=[sensor(0, "gas", "gas-1")])
+    events = feed(engine, every(10, [5, 12, 27, 55, 45, 30, 15, 5]))
+    assert {e.key for e in events} == {"c/gas-1/gas/level"}
+    assert [(e.status, e.grade, e.rule) for e in events] == [
+        ("firing", Grade.IV, "pre-warning"),
+        ("firing", Grade.III, "level-1 alarm"),
+        ("firing", Grade.II, "level-2 alarm"),
+        ("firing", Grade.III, "level-1 alarm"),  # level 2 cleared under 40: level 1 still holds, re-stated
+        ("firing", Grade.IV, "pre-warning"),  # under 20: level 1 cleared
+        ("cleared", Grade.IV, "pre-warning"),
+    ]
+    assert events[0].threshold == 10.0 and events[0].unit == "%LEL" and events[0].source.startswith("household")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_screening_decides_exactly_like_judging_every_reading(seed: int) -> None:
+    rounds = _rounds(seed)
+    screened, everything = _engine(), _engine(screen=False)
+    assert _run(screened, rounds) == _run(everything, rounds)
+    assert _memory(screened) == _memory(everything)  # not only the same events: the same memory
+
+
+def _memory(engine: RuleEngine) -> dict[str, object]:
+    """The engine's state without its counters (screened rounds count late readings only across rounds)."""
+    return {k: v for k, v in engine.to_state().items() if not k.startswith("skipped")}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_screening_keeps_the_co_dose_of_low_concentrations(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sensors = [sensor(i, "co") for i in range(4)]
+    rounds: Rounds = []
+    for k in range(200):
+        rows = np.arange(4, dtype=np.intp)
+        ceiling = np.array([45.0, 45.0, 70.0, 70.0])  # 30-45 ppm: a slow dose that never alarms, easy to lose
+        rounds.append((rows, np.full(4, T0 + k * 60_000, np.int64), rng.uniform(0, 1, 4) * ceiling))
+    only = {s.id: default_rules().for_kind("co")[1:2] for s in sensors}  # co-exposure alone: its own quiet band
+    assert [rule.id for rule in only["co-0"]] == ["co-exposure"]
+    screened, everything = (
+        RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, rules=only, screen=screen)
+        for screen in (True, False)
+    )
+    assert _run(screened, rounds) == _run(everything, rounds)
+    assert _memory(screened) == _memory(everything)
+
+
+def test_the_random_streams_do_fire_and_clear() -> None:
+    events = _run(_engine(), _rounds(7, count=200))
+    assert {e.status for e in events} == {"firing", "cleared"}  # the tests above are not vacuous
+    assert len({e.kind for e in events}) >= 5
+
+
+@pytest.mark.parametrize("cut", [1, 17, 42, 99])
+def test_events_for_a_prefix_are_the_first_events_for_the_whole(cut: int) -> None:
+    rounds = _rounds(11, count=120)
+    whole = _run(_engine(), rounds)
+    prefix = _run(_engine(), rounds[:cut])
+    assert whole[: len(prefix)] == prefix
+    last = max((int(times.max()) for _, times, _ in rounds[:cut]), default=0)
+    assert all(e.time_ms <= last for e in prefix)  # a decision uses only data up to its time
+
+
+@pytest.mark.parametrize("cut", [5, 60, 150])
+def test_state_round_trip_mid_stream_continues_without_a_burst(cut: int) -> None:
+    rounds = _rounds(23, count=200)
+    uninterrupted = _run(_engine(), rounds)
+    before = _engine()
+    first = _run(before, rounds[:cut])
+    state = json.loads(json.dumps(before.to_state()))  # plain JSON, as a hub would keep it on disk
+    after = RuleEngine.from_state(state, community="c", ruleset=default_rules(), sensors=SENSORS)
+    assert after.observe_columns(*rounds[cut - 1]) == []  # the gateway replays its last batch: nothing again
+    rest = _run(after, rounds[cut:])
+    assert first + rest == uninterrupted
+
+
+def test_state_of_another_community_is_refused() -> None:
+    state = _engine().to_state()
+    with pytest.raises(ValueError, match="community"):
+        RuleEngine.from_state(state, community="other", ruleset=default_rules(), sensors=SENSORS)
+
+
+def test_nan_and_late_readings_are_skipped_and_counted() -> None:
+    engine = _engine(sensors=[sensor(0, "gas", "gas-1")])
+    rows = np.zeros(4, np.intp)
+    events = engine.observe_columns(
+        rows, np.array([T0, T0 + 1000, T0 + 2000, T0 + 3000], np.int64), np.array([30.0, np.nan, np.inf, 5.0])
+    )
+    assert [e.status for e in events] == ["firing", "cleared"]  # NaN and inf ignored, not taken as values
+    assert engine.skipped_invalid == 2
+    late = engine.observe_columns(rows[:2], np.array([T0 + 500, T0 + 3000], np.int64), np.array([60.0, 60.0]))
+    assert late == [] and engine.skipped_late == 2  # older than, or as old as, the newest judged reading
+
+
+def test_a_sensor_reporting_once_a_day_never_holds_a_duration() -> None:
+    engine = _engine(sensors=[sensor(0, "lift-entrapment", "lift-1")])
+    events = feed(engine, [(i * 86_400, 1.0) for i in range(4)])
+    assert [(e.rule, e.status) for e in events] == [("entrapment", "firing")]  # never "over 15 min"
+
+
+def test_two_smoke_detectors_in_one_space_corroborate_at_grade_ii() -> None:
+    sensors = [sensor(0, "smoke", "smoke-a"), sensor(1, "smoke", "smoke-b"), sensor(2, "smoke", "smoke-c")]
+    ctx = contexts(
+        {
+            "smoke-a": ("smoke", "b1-301", frozenset()),
+            "smoke-b": ("smoke", "b1-301", frozenset()),
+            "smoke-c": ("smoke", "b1-302", frozenset()),
+        }
+    )
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
+    events = feed(engine, [(0, 0.2)], row=0) + feed(engine, [(1, 0.2)], row=2)
+    assert [e.key for e in events] == ["c/smoke-a/smoke/level", "c/smoke-c/smoke/level"]  # other rooms: no
+    events = feed(engine, [(2, 0.2)], row=1)
+    corroborated = [e for e in events if e.kind == "corroboration"]
+    assert [(e.key, e.grade, e.status) for e in corroborated] == [
+        ("c/b1-301/corroboration/smoke-pair", Grade.II, "firing")
+    ]
+    assert "smoke-a, smoke-b" in corroborated[0].source
+    events = feed(engine, [(3, 0.0)], row=0)
+    assert [(e.key, e.status) for e in events] == [
+        ("c/smoke-a/smoke/level", "cleared"),
+        ("c/b1-301/corroboration/smoke-pair", "cleared"),
+    ]
+
+
+def test_smoke_heat_and_co_rising_together_is_fire() -> None:
+    sensors = [sensor(0, "smoke", "smoke-1"), sensor(1, "temperature", "heat-1"), sensor(2, "co", "co-1")]
+    space = {s.id: (s.kind.name, "b1-kitchen", frozenset[str]()) for s in sensors}
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=contexts(space))
+    feed(engine, [(0, 0.2)], row=0)
+    events = feed(engine, [(10, 56.0)], row=1)
+    assert "c/b1-kitchen/corroboration/smoke-heat" in {e.key for e in events}
+    events = feed(engine, [(i * 60, 40.0) for i in range(40)], row=2)  # sustained CO: IV after 30 min
+    fire = [e for e in events if e.key == "c/b1-kitchen/corroboration/fire"]
+    assert [(e.status, e.grade) for e in fire] == [("firing", Grade.II)]  # never I without a person
+
+
+@pytest.mark.parametrize(
+    ("tags", "value", "grade"),
+    [
+        (frozenset(), 27.0, Grade.III),
+        (frozenset({"elder-living-alone"}), 27.0, Grade.II),
+        (frozenset({"basement"}), 12.0, Grade.III),
+        (frozenset({"school"}), 55.0, Grade.II),  # already II: capped, never I
+        (frozenset({"shop"}), 27.0, Grade.III),  # not a grade-raising tag
+    ],
+)
+def test_context_raises_the_grade_one_step_capped_at_ii(tags: frozenset[str], value: float, grade: Grade) -> None:
+    ctx = contexts({"gas-1": ("gas", "", tags)})
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=[sensor(0, "gas", "gas-1")], contexts=ctx)
+    (event,) = feed(engine, [(0, value)])
+    assert event.grade is grade
