@@ -10,10 +10,11 @@ inline, from a file (``secret_file``, relative to the deployment file) or from t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
 from ruamel.yaml import YAML
@@ -21,6 +22,9 @@ from ruamel.yaml.error import YAMLError
 
 from alerts.directory import Directory, Grid, Person, WebhookTarget
 from protocol.kinds import KINDS
+
+if TYPE_CHECKING:
+    from hub.detection.rules import SensorContext
 
 __all__ = [
     "ConfigError",
@@ -32,6 +36,7 @@ __all__ = [
     "load_deployment",
     "read_secret_file",
     "resolve_secret",
+    "rule_contexts",
 ]
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
@@ -77,6 +82,13 @@ class SensorConfig(_Strict):
     report_interval_s: float | None = Field(default=None, ge=1, le=21_600)
     """Seconds between the sensor's reports, for liveness (stale after 3 of them without a reading); unset, the
     hub learns it. At most 6 h, so a silent sensor is reported within GB/T 45839-2025's 24 h."""
+    building: Id | None = None
+    """Building, for per-building rule overrides (``rules.buildings``)."""
+    space: Id | None = None
+    """Room or area: detectors in one space corroborate each other (two smoke detectors; smoke + heat + CO)."""
+    tags: list[Id] = Field(default_factory=list)
+    """Context such as ``elder-living-alone``, ``school``, ``basement``: raises the sensor's grades one step (never
+    past II)."""
 
     @field_validator("kind")
     @classmethod
@@ -144,6 +156,9 @@ class Deployment(_Strict):
     people: list[PersonConfig] = Field(min_length=1)
     gateways: list[GatewayConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
+    rules: dict[str, Any] | None = None
+    """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
+    ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
 
     def sensors(self) -> Iterable[tuple[GatewayConfig, SensorConfig]]:
         for gateway in self.gateways:
@@ -314,9 +329,42 @@ def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True)
     ]
     if check_secrets:
         problems.extend(_secret_problems(deployment, document, file.parent))
+    problems.extend(_rule_problems(deployment, document))
     if problems:
         raise ConfigError(name, problems)
     return deployment
+
+
+def rule_contexts(deployment: Deployment) -> list[SensorContext]:
+    """Each sensor's place for the detection rules (space, building, tags)."""
+    from hub.detection.rules import SensorContext  # here: at the top it would be an import cycle
+
+    return [
+        SensorContext(s.id, s.kind, s.building or "", s.space or "", frozenset(s.tags)) for _, s in deployment.sensors()
+    ]
+
+
+def _rule_problems(deployment: Deployment, document: Mapping[str, Any]) -> list[ConfigIssue]:
+    from hub.detection.rules import RuleError, resolve_rules  # here: at the top it would be an import cycle
+
+    try:
+        resolve_rules(deployment.rules, rule_contexts(deployment))
+    except RuleError as exc:
+        problems = []
+        for issue in exc.issues:
+            if issue.rule == "(overrides)":  # about the section itself: the field is the place
+                place, value, message = issue.field, None, issue.message
+            else:
+                place, value, message = (
+                    issue.where or "rules",
+                    issue.rule,
+                    f"{issue.field or '(rule)'}: {issue.message}",
+                )
+            loc = tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", place))
+            line = _line_of(document, loc) or _line_of(document, ("rules",))
+            problems.append(ConfigIssue(place, line, value if value is not None else loc[-1], message))
+        return problems
+    return []
 
 
 def _plain(node: Any) -> Any:

@@ -8,17 +8,21 @@ reads the same objects. Nothing here runs at import time.
 import asyncio
 import contextlib
 import gc
+import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
 from alerts.store import AlertStore
-from hub.config import Deployment, build_directory, load_deployment
-from hub.detection import ThresholdDetector
+from hub.config import Deployment, build_directory, load_deployment, rule_contexts
 from hub.detection.anomaly_watch import AnomalyWatch
+from hub.detection.rules import RuleEngine, resolve_rules
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
@@ -66,18 +70,66 @@ MAINTAIN_EVERY_S = 1.0
 
 
 ANOMALY_SAVE_EVERY_S = 60.0
-"""How often the anomaly detector's state is saved (a crash loses at most this much learning, never alarms)."""
+"""How often the detectors' state is saved (anomaly learning, rule timers and doses): a crash loses at most this
+much, and never an alarm already raised."""
 ANOMALY_STATE_FILE = "anomaly-state.npz"
 
 
-async def _save_anomaly(watch: AnomalyWatch) -> None:
-    """Save the anomaly state every minute, forever; a failure is logged and retried, never fatal."""
+RULES_STATE_FILE = "rules-state.json"
+
+
+def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) -> RuleEngine:
+    """The detection rules in force for ``deployment`` (shipped defaults + its ``rules:`` overrides), continuing
+    from the state saved in ``state_path`` when there is one. A state that cannot be used (another version or
+    community, unreadable) is set aside as ``.bad`` with a warning: conditions in progress restart, nothing else."""
+    contexts = rule_contexts(deployment)
+    resolved = resolve_rules(deployment.rules, contexts)
+    build: dict[str, Any] = {
+        "community": registry.community,
+        "community_name": registry.community_name,
+        "ruleset": resolved.ruleset,
+        "sensors": list(registry.sensors.values()),
+        "rules": resolved.per_sensor,
+        "contexts": {context.sensor: context for context in contexts},
+    }
+    if state_path.exists():
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            engine = RuleEngine.from_state(state, **build)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            aside = state_path.with_name(state_path.name + ".bad")
+            os.replace(state_path, aside)
+            log.warning("rule state %s unusable (%s): set aside as %s, starting afresh", state_path, exc, aside)
+        else:
+            log.info("rule state loaded from %s", state_path)
+            return engine
+    return RuleEngine(**build)
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Write ``data`` as JSON atomically (temporary file, fsync, rename)."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+async def _save_detection(watch: AnomalyWatch, engine: RuleEngine, rules_path: Path) -> None:
+    """Save the detectors' state (taken on the event loop, written in a thread); a failure is logged, not fatal."""
+    anomaly, rules = watch.snapshot(), engine.to_state()
+    try:
+        await asyncio.to_thread(watch.write, anomaly)
+        await asyncio.to_thread(_write_json, rules_path, rules)
+    except OSError:
+        log.exception("saving the detection state failed; retrying in %.0f s", ANOMALY_SAVE_EVERY_S)
+
+
+async def _save_detection_forever(watch: AnomalyWatch, engine: RuleEngine, rules_path: Path) -> None:
     while True:
         await asyncio.sleep(ANOMALY_SAVE_EVERY_S)
-        try:
-            await asyncio.to_thread(watch.write, watch.snapshot())
-        except OSError:
-            log.exception("saving the anomaly state failed; retrying in %.0f s", ANOMALY_SAVE_EVERY_S)
+        await _save_detection(watch, engine, rules_path)
 
 
 async def _maintain(store: ReadingStore) -> None:
@@ -106,6 +158,8 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             AlertService(store=alert_store, directory=directory, receiver=receiver) as alerts,
         ):
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            rules_path = settings.data_dir / RULES_STATE_FILE
+            rules = await asyncio.to_thread(rule_engine, deployment, registry, rules_path)
             anomaly = await asyncio.to_thread(
                 AnomalyWatch,
                 community=registry.community,
@@ -122,7 +176,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 ),
                 store=store,
                 registry=registry,
-                detector=ThresholdDetector(community=registry.community, community_name=registry.community_name),
+                detector=rules,
                 anomaly=anomaly,
                 on_risk=alerts.submit,
                 metrics=metrics,
@@ -137,7 +191,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
                     group.create_task(_maintain(store), name="hub-store-maintain"),
-                    group.create_task(_save_anomaly(anomaly), name="hub-anomaly-save"),
+                    group.create_task(_save_detection_forever(anomaly, rules, rules_path), name="hub-detection-save"),
                     group.create_task(
                         ingest.liveness.run(connected=lambda: ingest.connected, on_risk=ingest.on_risk),
                         name="hub-ingest-liveness",
@@ -148,10 +202,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 finally:
                     for task in tasks:
                         task.cancel()
-                    try:
-                        await asyncio.to_thread(anomaly.write, anomaly.snapshot())
-                    except OSError:
-                        log.exception("saving the anomaly state at stop failed")
+                    await _save_detection(anomaly, rules, rules_path)
     finally:
         store.close()
         alert_store.close()

@@ -116,6 +116,10 @@ class AnomalyWatch:
             self.open = np.concatenate([self.open, np.zeros(extra, bool)])
             self.last_high_ms = np.concatenate([self.last_high_ms, np.full(extra, _NEVER, np.int64)])
 
+    def observe_round(self, seen: Observations) -> list[RiskEvent]:
+        """``observe_columns``, under the name the hub's ``Ingest`` calls."""
+        return self.observe_columns(seen)
+
     def observe_columns(self, seen: Observations) -> list[RiskEvent]:
         """Score a round (any order; per sensor in time order) and return the conditions opened and cleared."""
         rows = seen.rows

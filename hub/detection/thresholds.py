@@ -100,6 +100,10 @@ class ThresholdDetector:
         """Judge readings (any order across sensors; sorted by time per sensor here) and return changes."""
         return self.observe_columns(Observations.of(readings))
 
+    def observe_round(self, seen: Observations) -> list[RiskEvent]:
+        """``observe_columns``, under the name the hub's ``Ingest`` calls."""
+        return self.observe_columns(seen)
+
     def observe_columns(self, seen: Observations) -> list[RiskEvent]:
         """``observe`` for readings as columns (the ingest path: no object per reading that is not judged)."""
         rows = seen.rows

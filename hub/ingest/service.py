@@ -23,14 +23,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiomqtt
 import numpy as np
 import numpy.typing as npt
 
 from alerts.model import RiskEvent
-from hub.detection import ThresholdDetector
-from hub.detection.anomaly_watch import AnomalyWatch
 from hub.detection.thresholds import Observations
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
@@ -94,6 +93,12 @@ class _Flight:
     done: asyncio.Future[None]
 
 
+class RoundDetector(Protocol):
+    """What judges an ingest round's readings (the rules engine, the anomaly watch)."""
+
+    def observe_round(self, seen: Observations) -> list[RiskEvent]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Round:
     """One round taken from the inbox, decoded and validated, waiting for its commit."""
@@ -116,9 +121,9 @@ class Ingest:
         endpoint: MqttEndpoint,
         store: ReadingStore,
         registry: Registry,
-        detector: ThresholdDetector,
+        detector: RoundDetector,
         on_risk: Callable[[RiskEvent], Awaitable[object]],
-        anomaly: AnomalyWatch | None = None,
+        anomaly: RoundDetector | None = None,
         metrics: Metrics,
         inbox_capacity: int = 10_000,
         inbox_bytes: int = 64 * 1024 * 1024,
@@ -400,9 +405,9 @@ class Ingest:
 
     async def _detect(self, judged: Observations) -> None:
         """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
-        events = self.detector.observe_columns(judged)
+        events = self.detector.observe_round(judged)
         if self.anomaly is not None:
-            events += self.anomaly.observe_columns(judged)
+            events += self.anomaly.observe_round(judged)
         for event in events:
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(

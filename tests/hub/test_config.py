@@ -140,3 +140,31 @@ def test_duplicate_people_and_grids_are_named(tmp_path: Path) -> None:
     found = {(path, message) for _, path, _, message in issues(write(tmp_path, text))}
     assert ("grids[1].id", "duplicate grid id") in found
     assert ("people[1].id", "duplicate person id") in found
+
+
+def test_rules_overrides_and_sensor_context_are_checked_at_load(tmp_path: Path) -> None:
+    good = GOOD.replace(
+        "{id: gas-1, kind: gas, unit_id: 1, location: 厨房, grid: grid-1}",
+        "{id: gas-1, kind: gas, unit_id: 1, location: 厨房, grid: grid-1, building: b1, space: b1-101-kitchen, "
+        "tags: [elder-living-alone]}",
+    )
+    rules = """\
+rules:
+  community:
+    - {id: gas-level-1, level: {above: 20.0}, hysteresis: {clear: 16.0}}
+"""
+    deployment = load_deployment(write(tmp_path, good + rules), check_secrets=False)
+    [(_, sensor)] = list(deployment.sensors())
+    assert (sensor.building, sensor.space, sensor.tags) == ("b1", "b1-101-kitchen", ["elder-living-alone"])
+    bad = """\
+rules:
+  community:
+    - {id: gas-level-1, hysteresis: {clear: 30.0}}
+  sensors:
+    nobody: []
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_deployment(write(tmp_path, good + bad), check_secrets=False)
+    text = str(caught.value)
+    assert "deployment.yaml:15: rules.community[0] = 'gas-level-1': hysteresis.clear: must be below" in text, text
+    assert "deployment.yaml:17: rules.sensors.nobody = 'nobody': no sensor with this id" in text, text

@@ -38,6 +38,7 @@ from hub.detection.rules.context import SensorContext, raised_grade
 from hub.detection.rules.corroboration import SpaceWatch, Verdict
 from hub.detection.rules.model import GRADE_NUMBERS, Rule, RuleSet
 from hub.detection.rules.schedule import LocalClock
+from hub.detection.thresholds import Observations
 from hub.ingest.registry import SensorInfo
 from protocol import Reading
 
@@ -143,6 +144,10 @@ class RuleEngine:
             np.fromiter((reading.time_ms for reading, _ in readings), np.int64, n),
             np.fromiter((reading.value for reading, _ in readings), np.float64, n),
         )
+
+    def observe_round(self, seen: Observations) -> list[RiskEvent]:
+        """An ingest round's judged readings (the hub's ``Ingest`` calls this)."""
+        return self.observe_columns(seen.rows, seen.times_ms, seen.values)
 
     def observe_columns(
         self, rows: npt.NDArray[np.intp], times_ms: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
