@@ -77,7 +77,7 @@ _RULE_ZH = {
 }
 
 # Kinds of events that are not sensor kinds (protocol.kinds): the hub's liveness reports gateways too.
-_OTHER_KINDS = {"gateway": ("网关", "gateway")}
+_OTHER_KINDS = {"gateway": ("网关", "gateway"), "corroboration": ("多传感器印证", "corroborated")}
 
 
 def iso8601(time_ms: int | None) -> str | None:
@@ -110,7 +110,7 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
     event: RiskEvent = alert.last_event
     kind = kind_for(event.kind)
     kind_zh, kind_en = (kind.label_zh, kind.label_en) if kind else _OTHER_KINDS.get(event.kind, (event.kind,) * 2)
-    rule_zh = _RULE_ZH.get(event.rule, event.rule)
+    rule_zh = event.rule_zh or _RULE_ZH.get(event.rule, event.rule)
     standard = _standard(event.source)
     grade = alert.grade
     reading = _quantity(event.value, event.unit)
@@ -183,7 +183,7 @@ def notification_body(
         "unit": event.unit,
         "threshold": event.threshold,
         "rule": event.rule,
-        "rule_zh": _RULE_ZH.get(event.rule, event.rule),
+        "rule_zh": event.rule_zh or _RULE_ZH.get(event.rule, event.rule),
         "source": event.source,
         "event_time": iso8601(event.time_ms),
         "event_time_ms": event.time_ms,

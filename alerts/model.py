@@ -104,6 +104,8 @@ class RiskEvent:
     source: str
     confirmed_by_person: bool = False
     threshold: float | None = None
+    rule_zh: str = ""
+    """The rule's Chinese name when the producer has one (the hub's rules do); else messages look ``rule`` up."""
 
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > 256:

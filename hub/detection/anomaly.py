@@ -47,7 +47,7 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AnomalyConfig", "AnomalyDetector", "Reason", "Scores", "explain"]
+__all__ = ["AnomalyConfig", "AnomalyDetector", "Reason", "Scores", "explain", "reason_text"]
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -487,6 +487,11 @@ class AnomalyDetector:
         self.first_ms[row] = time_ms
         self.seen[row] = 1
         self.newest_ms[row] = time_ms
+
+
+def reason_text(reason: Reason) -> tuple[str, str]:
+    """(Chinese, English) words for ``reason``."""
+    return _REASON_TEXT[reason]
 
 
 def explain(scores: Scores, i: int, unit: str = "") -> str:

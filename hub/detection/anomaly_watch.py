@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts.model import Grade, RiskEvent
-from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, Reason, Scores
+from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, Reason, Scores, reason_text
 from hub.detection.thresholds import Observations
 from hub.ingest.registry import SensorInfo
 
@@ -167,4 +167,5 @@ class AnomalyWatch:
             status="firing" if firing else "cleared",
             source=SOURCE,
             threshold=None,
+            rule_zh=f"异常检测：{reason_text(reason)[0]}" if firing else "异常检测",
         )

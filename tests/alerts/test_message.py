@@ -39,3 +39,12 @@ def test_every_standard_set_point_has_a_chinese_name() -> None:
 
     names = {point.name for kind in KINDS.values() for point in kind.set_points}
     assert names <= set(_RULE_ZH), sorted(names - set(_RULE_ZH))
+
+
+def test_a_producers_chinese_rule_name_is_shown_and_corroboration_has_a_kind_name() -> None:
+    held = event(rule="level-1 alarm held 5 min", rule_zh="一级报警持续5分钟", grade=Grade.II)
+    zh, _ = render_text(_alert(first_event=held, last_event=held, grade=Grade.II), Reason.OPENED)
+    assert "一级报警持续5分钟" in zh and "held 5 min" not in zh
+    both = event(kind="corroboration", rule="gas and CO", rule_zh="燃气与一氧化碳同时报警", grade=Grade.II)
+    zh, en = render_text(_alert(first_event=both, last_event=both, grade=Grade.II), Reason.OPENED)
+    assert "多传感器印证" in zh and "燃气与一氧化碳同时报警" in zh and "corroborated" in en

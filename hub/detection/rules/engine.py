@@ -263,6 +263,7 @@ class RuleEngine:
             status=status,
             source=rule.source,
             threshold=threshold,
+            rule_zh=rule.name_zh,
         )
 
     def _corroboration_event(self, sensor: _Sensor, verdict: Verdict, value: float, time_ms: int) -> RiskEvent:
@@ -285,6 +286,7 @@ class RuleEngine:
             time_ms=time_ms,
             status="firing" if verdict.holds else "cleared",
             source=source,
+            rule_zh=pattern.name_zh,
         )
 
     # -- state ---------------------------------------------------------------------------------------------------
