@@ -21,7 +21,7 @@ from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
 from alerts.store import AlertStore
 from hub.config import Deployment, build_directory, load_deployment, rule_contexts
-from hub.detection.anomaly_watch import AnomalyWatch
+from hub.detection.anomaly_watch import AnomalyWatch, rows_of_kinds
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
@@ -165,6 +165,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 community=registry.community,
                 community_name=registry.community_name,
                 state_path=settings.data_dir / ANOMALY_STATE_FILE,
+                scored_rows=rows_of_kinds(registry.sensors.values()),
             )
             ingest = Ingest(
                 endpoint=MqttEndpoint(

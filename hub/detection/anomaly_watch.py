@@ -18,6 +18,7 @@ whole hub.
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,26 @@ from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, Reason, Scores
 from hub.detection.thresholds import Observations
 from hub.ingest.registry import SensorInfo
 
-__all__ = ["AnomalyWatch"]
+__all__ = ["ANOMALY_KINDS", "AnomalyWatch", "rows_of_kinds"]
 
 log = logging.getLogger("anju.hub.detection")
 
 SOURCE = "Anju 异常检测 anomaly detector [D]"
+ANOMALY_KINDS = frozenset(
+    {
+        "temperature",
+        "cable-temperature",
+        "residual-current",
+        "pressure",
+        "water-meter",
+        "water-depth",
+        "structural-tilt",
+    }
+)
+"""Kinds scored by default: continuous measurements whose usual pattern carries information (a pump's pressure, a
+circuit's leakage, an elder's water use, a slowly tilting wall). Not scored: on/off kinds (doors, buttons, lift
+events, a manhole's open contact), nor gas, smoke and CO, whose usual value is nothing and whose departures the
+standards' set points already judge. [D]"""
 _NEVER = np.iinfo(np.int64).min
 
 
@@ -49,9 +65,11 @@ class AnomalyWatch:
         fire_at: float = 0.8,
         clear_at: float = 0.3,
         clear_after_ms: int = 3_600_000,
+        scored_rows: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         """``fire_at`` / ``clear_at``: scores in [0, 1]; ``clear_after_ms``: device-time ms without a score of
-        ``clear_at`` before an open condition clears. ``state_path``: where ``save`` writes and the start reads."""
+        ``clear_at`` before an open condition clears. ``state_path``: where ``save`` writes and the start reads.
+        ``scored_rows``: which registry rows are scored (``rows_of_kinds``); None: every sensor."""
         if not 0.0 < clear_at < fire_at <= 1.0:
             raise ValueError(f"need 0 < clear_at < fire_at <= 1, got clear_at={clear_at}, fire_at={fire_at}")
         if clear_after_ms <= 0:
@@ -62,6 +80,7 @@ class AnomalyWatch:
         self.fire_at = fire_at
         self.clear_at = clear_at
         self.clear_after_ms = clear_after_ms
+        self.scored_rows = scored_rows
         self.detector = AnomalyDetector(config)
         self.open = np.zeros(0, bool)
         self.last_high_ms = np.zeros(0, np.int64)
@@ -122,6 +141,12 @@ class AnomalyWatch:
 
     def observe_columns(self, seen: Observations) -> list[RiskEvent]:
         """Score a round (any order; per sensor in time order) and return the conditions opened and cleared."""
+        if self.scored_rows is not None and len(seen.rows):
+            wanted = self.scored_rows[seen.rows]
+            if not wanted.all():
+                at = np.flatnonzero(wanted)
+                infos = [seen.infos[i] for i in at.tolist()]
+                seen = Observations(seen.rows[at], seen.times_ms[at], seen.values[at], infos)
         rows = seen.rows
         if not len(rows):
             return []
@@ -169,3 +194,13 @@ class AnomalyWatch:
             threshold=None,
             rule_zh=f"异常检测：{reason_text(reason)[0]}" if firing else "异常检测",
         )
+
+
+def rows_of_kinds(sensors: Iterable[SensorInfo], kinds: Iterable[str] = ANOMALY_KINDS) -> npt.NDArray[np.bool_]:
+    """A mask over registry rows: True where the sensor's kind is one of ``kinds``."""
+    chosen = frozenset(kinds)
+    infos = list(sensors)
+    mask = np.zeros(max((info.index for info in infos), default=-1) + 1, bool)
+    for info in infos:
+        mask[info.index] = info.kind.name in chosen
+    return mask

@@ -7,7 +7,7 @@ import pytest
 
 from alerts.model import Grade, RiskEvent
 from hub.config import load_deployment
-from hub.detection.anomaly_watch import AnomalyWatch
+from hub.detection.anomaly_watch import ANOMALY_KINDS, AnomalyWatch, rows_of_kinds
 from hub.detection.thresholds import Observations
 from hub.ingest.registry import Registry, SensorInfo
 from protocol import Reading
@@ -112,3 +112,19 @@ async def test_the_hub_keeps_what_it_learnt_across_a_restart(
             await gw.publish(2, *_batch([(T0 + (B + 141) * MINUTE_MS, 35.0)]))
             assert (await gw.ack()).seq == 2
         assert await eventually(lambda: _firing(hub), 10) == 1.0
+
+
+def test_only_the_chosen_kinds_are_scored(demo_deployment: Path) -> None:
+    registry = Registry(load_deployment(demo_deployment))
+    infos = list(registry.sensors.values())
+    mask = rows_of_kinds(infos)
+    assert {i.kind.name for i in infos if mask[i.index]} == {i.kind.name for i in infos} & ANOMALY_KINDS
+    gas = next(i for i in infos if i.kind.name == "gas")
+    temperature = next(i for i in infos if i.id == "temp-b1-101")
+    watch = AnomalyWatch(community="hongxing", scored_rows=mask)
+    normal = temperatures(0, 40, seed=10)
+    for sensor in (gas, temperature):
+        watch_round(watch, sensor, normal)
+    assert watch_round(watch, gas, [(T0 + 40 * MINUTE_MS, 35.0)]) == [], "gas is judged by its set points only"
+    [event] = watch_round(watch, temperature, [(T0 + 40 * MINUTE_MS, 35.0)])
+    assert event.sensor == "temp-b1-101" and watch.detector.seen[gas.index] == 0
