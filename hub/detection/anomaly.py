@@ -67,6 +67,7 @@ class Reason(IntEnum):
     OUT_OF_ORDER = 6
     NOT_FINITE = 7
     ACTIVITY = 8
+    TOO_SOON = 9
 
 
 _REASON_TEXT = {
@@ -78,6 +79,10 @@ _REASON_TEXT = {
     Reason.WARMUP: ("学习中", "still learning"),
     Reason.OUT_OF_ORDER: ("时间乱序或重复，未评估", "out of order or repeated, not judged"),
     Reason.NOT_FINITE: ("非有限数值，未评估", "not a finite number, not judged"),
+    Reason.TOO_SOON: (
+        "距上次评估不足最小间隔，未评估",
+        "within the minimum interval of the last judged reading, not judged",
+    ),
     Reason.ACTIVITY: (
         "持续偏离日常规律（水平偏移或应有活动缺失）",
         "sustained departure from the usual daily pattern (level shift, or usual activity missing)",
@@ -91,6 +96,10 @@ class AnomalyConfig:
 
     warmup: int = 30
     """Readings learnt before any is judged."""
+    min_interval_ms: int = 1_000
+    """At most one reading of a sensor is judged per interval of this many ms (the first finite one): a rhythm of
+    hours and days gains nothing from ten readings a second, and a fast detector costs the hub no more than a slow
+    one. Its every reading still meets the set points (rules)."""
     fast: float = 0.5
     """Weight of the newest reading in the fast mean."""
     slow: float = 0.1
@@ -161,6 +170,8 @@ class AnomalyConfig:
             raise ValueError(f"AnomalyConfig.quantile must be within (0.5, 1), got {self.quantile!r}")
         if self.warmup < 2:
             raise ValueError(f"AnomalyConfig.warmup must be at least 2, got {self.warmup!r}")
+        if self.min_interval_ms < 1:
+            raise ValueError(f"AnomalyConfig.min_interval_ms must be at least 1, got {self.min_interval_ms!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,12 +295,16 @@ class AnomalyDetector:
             raise ValueError("sensor rows must be >= 0")
         self._grow(int(row.max()) + 1)
         order = np.lexsort((time_ms, row))
+        order = self._thin(order, row, time_ms, value, out)
+        n = len(order)
+        if n == 0:
+            return out
         sorted_rows = row[order]
         starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
         lengths = np.diff(np.r_[starts, n])
         rank = np.arange(n) - np.repeat(starts, lengths)
         if int(lengths.max()) == 1:
-            self._wave(row, time_ms, value, np.arange(n), out)
+            self._wave(row[order], time_ms[order], value[order], order, out)
             return out
         by_rank = np.argsort(rank, kind="stable")
         bounds = np.searchsorted(rank[by_rank], np.arange(int(lengths.max()) + 1))
@@ -297,6 +312,36 @@ class AnomalyDetector:
             at = order[by_rank[bounds[k] : bounds[k + 1]]]
             self._wave(row[at], time_ms[at], value[at], at, out)
         return out
+
+    def _thin(
+        self,
+        order: npt.NDArray[np.intp],
+        row: npt.NDArray[np.intp],
+        time_ms: npt.NDArray[np.int64],
+        value: npt.NDArray[np.float64],
+        out: Scores,
+    ) -> npt.NDArray[np.intp]:
+        """Of readings in (sensor, time) ``order``, those to judge: finite ones newer than their sensor's newest and
+        first in their ``min_interval_ms`` (the rest get OUT_OF_ORDER or TOO_SOON here), and every non-finite one
+        (the wave says NOT_FINITE or OUT_OF_ORDER). Returns them, still in (sensor, time) order."""
+        interval = self.config.min_interval_ms
+        rows, times = row[order], time_ms[order]
+        finite = np.isfinite(value[order])
+        newest = self.newest_ms[rows]
+        repeated = np.r_[False, (rows[1:] == rows[:-1]) & (times[1:] == times[:-1])]
+        late = finite & ((times <= newest) | repeated)
+        at = np.flatnonzero(finite & ~late)
+        if len(at) == 0:
+            out.reason[order[late]] = Reason.OUT_OF_ORDER
+            return order[~finite]
+        fr, fb = rows[at], times[at] // interval
+        first = np.r_[True, (fr[1:] != fr[:-1]) | (fb[1:] != fb[:-1])]
+        chosen = first & (fb > newest[at] // interval)
+        keep = ~finite
+        keep[at[chosen]] = True
+        out.reason[order[late]] = Reason.OUT_OF_ORDER
+        out.reason[order[at[~chosen]]] = Reason.TOO_SOON
+        return order[keep]
 
     def _wave(
         self,

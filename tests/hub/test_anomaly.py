@@ -214,3 +214,17 @@ def test_a_long_departure_alarms_at_its_start_not_at_every_reading() -> None:
     scored = np.flatnonzero(scores.score[3_000:3_288] > 0.5)
     assert len(scored) and scored[0] <= 3, "the departure is seen when it begins"
     assert len(scored) <= 3, f"{len(scored)} alarms in one episode"
+
+
+def test_a_fast_sensor_is_judged_once_per_interval_as_its_one_hertz_self() -> None:
+    """Ten readings a second: the first of each second is judged, the others say TOO_SOON, and the scores are those
+    of the first-of-each-second series alone (min_interval_ms = 1,000)."""
+    rng = np.random.default_rng(8)
+    times = START_MS + np.arange(6_000, dtype=np.int64) * 100
+    values = 20.0 + rng.normal(0.0, 0.3, 6_000)
+    values[4_000] = 30.0  # the first of its second
+    fast = one(times, values)
+    firsts = np.arange(0, 6_000, 10)
+    assert set(np.flatnonzero(fast.reason == Reason.TOO_SOON)) == set(range(6_000)) - set(firsts.tolist())
+    same(part(fast, firsts), one(times[firsts], values[firsts]))
+    assert fast.score[4_000] > 0.5
