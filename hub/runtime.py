@@ -10,12 +10,10 @@ import contextlib
 import gc
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
@@ -23,6 +21,7 @@ from alerts.store import AlertStore
 from hub.config import Deployment, build_directory, load_deployment, rule_contexts
 from hub.detection.anomaly_watch import AnomalyWatch, rows_of_kinds
 from hub.detection.rules import RuleEngine, resolve_rules
+from hub.files import replacing, set_aside
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
@@ -84,36 +83,33 @@ def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) ->
     community, unreadable) is set aside as ``.bad`` with a warning: conditions in progress restart, nothing else."""
     contexts = rule_contexts(deployment)
     resolved = resolve_rules(deployment.rules, contexts)
-    build: dict[str, Any] = {
-        "community": registry.community,
-        "community_name": registry.community_name,
-        "ruleset": resolved.ruleset,
-        "sensors": list(registry.sensors.values()),
-        "rules": resolved.per_sensor,
-        "contexts": {context.sensor: context for context in contexts},
-    }
+
+    def fresh() -> RuleEngine:
+        return RuleEngine(
+            community=registry.community,
+            community_name=registry.community_name,
+            ruleset=resolved.ruleset,
+            sensors=list(registry.sensors.values()),
+            rules=resolved.per_sensor,
+            contexts={context.sensor: context for context in contexts},
+        )
+
+    engine = fresh()
     if state_path.exists():
         try:
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-            engine = RuleEngine.from_state(state, **build)
+            engine.restore(json.loads(state_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            aside = state_path.with_name(state_path.name + ".bad")
-            os.replace(state_path, aside)
-            log.warning("rule state %s unusable (%s): set aside as %s, starting afresh", state_path, exc, aside)
+            set_aside(state_path, exc, "rule state", log)
+            engine = fresh()
         else:
             log.info("rule state loaded from %s", state_path)
-            return engine
-    return RuleEngine(**build)
+    return engine
 
 
 def _write_json(path: Path, data: object) -> None:
-    """Write ``data`` as JSON atomically (temporary file, fsync, rename)."""
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    """Write ``data`` as JSON, atomically and durably."""
+    with replacing(path) as f:
+        f.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
 async def _save_detection(watch: AnomalyWatch, engine: RuleEngine, rules_path: Path) -> None:

@@ -17,7 +17,6 @@ whole hub.
 """
 
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy.typing as npt
 from alerts.model import Grade, RiskEvent
 from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, Reason, Scores, reason_text
 from hub.detection.thresholds import Observations
+from hub.files import replacing, set_aside
 from hub.ingest.registry import SensorInfo
 
 __all__ = ["ANOMALY_KINDS", "AnomalyWatch", "rows_of_kinds"]
@@ -97,9 +97,7 @@ class AnomalyWatch:
             self.last_high_ms = arrays.pop("watch_last_high_ms").astype(np.int64)
             self.detector = AnomalyDetector.restore(arrays, config)
         except (OSError, ValueError, KeyError) as exc:
-            aside = path.with_name(path.name + ".bad")
-            os.replace(path, aside)
-            log.warning("anomaly state %s unreadable (%s): set aside as %s, learning afresh", path, exc, aside)
+            set_aside(path, exc, "anomaly state", log)
             self.detector = AnomalyDetector(config)
             self.open = np.zeros(0, bool)
             self.last_high_ms = np.zeros(0, np.int64)
@@ -117,12 +115,8 @@ class AnomalyWatch:
         """Write ``state`` to ``state_path`` atomically (temporary file, fsync, rename)."""
         if self.state_path is None:
             return
-        partial = self.state_path.with_name(self.state_path.name + ".partial")
-        with partial.open("wb") as f:
+        with replacing(self.state_path, "wb") as f:
             np.savez(f, **state)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, self.state_path)
 
     def save(self) -> None:
         self.write(self.snapshot())

@@ -18,11 +18,12 @@ import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 import numpy as np
 
 from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, explain
+from hub.files import replacing
 
 __all__ = ["ScoreInputError", "score_csv"]
 
@@ -34,7 +35,7 @@ class ScoreInputError(ValueError):
     """The input file is not a ``timestamp,value`` CSV; the message names the line and what is wrong."""
 
 
-def _rows(source: TextIO, name: str) -> Iterator[tuple[int, list[str]]]:
+def _rows(source: IO[str], name: str) -> Iterator[tuple[int, list[str]]]:
     reader = csv.reader(source)
     header = next(reader, None)
     if header is None:
@@ -64,8 +65,8 @@ def _parse_value(text: str, name: str, line: int) -> float:
 
 
 def score_csv(
-    source: TextIO,
-    sink: TextIO,
+    source: IO[str],
+    sink: IO[str],
     *,
     config: AnomalyConfig | None = None,
     explain_column: bool = False,
@@ -115,12 +116,9 @@ def score_csv(
 
 def score_file(input_path: Path, output_path: Path, *, explain_column: bool = False) -> int:
     """``score_csv`` from one file into another (the output is written next to it and renamed when complete)."""
-    partial = output_path.with_name(output_path.name + ".partial")
-    try:
-        with input_path.open(encoding="utf-8-sig", newline="") as source, partial.open("w", encoding="utf-8") as sink:
-            rows = score_csv(source, sink, explain_column=explain_column, name=str(input_path))
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(output_path)
+    with (
+        input_path.open(encoding="utf-8-sig", newline="") as source,
+        replacing(output_path, durable=False) as sink,
+    ):
+        rows = score_csv(source, sink, explain_column=explain_column, name=str(input_path))
     return rows

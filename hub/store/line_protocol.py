@@ -75,10 +75,9 @@ class LineEncoder:
     A line is assembled from four texts (tags, value, flags, time) put in place by list slice assignment and
     joined once per request body: no Python-level work per line; ``bodies`` hands the bodies out one at a time.
     Each tag part starts with the newline that ends the line before it; a body drops its first character and ends
-    with a newline. 0.63 → 0.42 µs a reading on
-    45,000-reading rounds (a one-off timing on this repo's 2-core VM), where the line encoding was half of the
-    InfluxDB store's CPU. ``max_heads`` bounds the kept tag parts (a district has a few hundred thousand sensors);
-    past it they are forgotten and rebuilt as met.
+    with a newline. With it, ``InfluxStore.commit`` costs 0.94 µs of client CPU a reading, 1.19 before
+    (``bench hub_influx``, BENCHMARKS.md). ``max_heads`` bounds the kept tag parts (a district has a few hundred
+    thousand sensors); past it they are forgotten and rebuilt as met.
     """
 
     def __init__(self, community: str, *, max_heads: int = 500_000) -> None:

@@ -5,7 +5,7 @@ the newest time judged, the *quiet band* (values at which every rule of the sens
 below the lowest set point of an 'above' rule, under a rate rule's ``min_value``, under the CO dose's
 ``start_ppm``) and whether any rule is busy (alarmed, latched, timing, counting, holding a rate window or a
 dose). A reading inside its band of a sensor that is not busy cannot change anything, so screening costs a few
-vector operations (~0.1 µs a reading); only the readings of the other sensors go through ``condition.step``,
+vector operations over the round; only the readings of the other sensors go through ``condition.step``,
 in time order. ``screen=False`` judges every reading (the reference the tests compare screening against).
 
 Streaming: a decision at time t uses only readings up to t. A reading not newer than the newest one already
@@ -18,7 +18,7 @@ Events: rules of one sensor with the same ``group`` share the condition key ``{c
 while a milder one still fires re-states the milder one, the last clearing clears the key. Context tags raise
 grades one step (never past II); corroboration patterns fire on keys of their own (corroboration.py).
 
-``to_state()`` is plain JSON data; ``RuleEngine.from_state(state, ...)`` rebuilds an engine that continues
+``to_state()`` is plain JSON data; ``RuleEngine(...).restore(state)`` makes a new engine continue
 exactly where the old one stopped, so a hub restart re-sends nothing and does not re-judge replayed readings.
 """
 
@@ -316,33 +316,13 @@ class RuleEngine:
             "skipped_invalid": self.skipped_invalid,
         }
 
-    @classmethod
-    def from_state(
-        cls,
-        state: Mapping[str, Any],
-        *,
-        community: str,
-        ruleset: RuleSet,
-        sensors: Sequence[SensorInfo],
-        community_name: str = "",
-        rules: Mapping[str, Sequence[Rule]] | None = None,
-        contexts: Mapping[str, SensorContext] | None = None,
-        screen: bool = True,
-    ) -> RuleEngine:
-        """An engine built like ``RuleEngine(...)`` that continues from ``state`` (``to_state()`` of an earlier one).
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (``to_state()`` of an earlier engine), on a freshly built engine.
 
         Sensors or rules that are gone from the configuration are dropped from the state; new ones start idle. A
         state of another version or community is refused (ValueError) rather than half-applied.
         """
-        engine = cls(
-            community=community,
-            ruleset=ruleset,
-            sensors=sensors,
-            community_name=community_name,
-            rules=rules,
-            contexts=contexts,
-            screen=screen,
-        )
+        engine, community = self, self.community
         if state.get("version") != STATE_VERSION or state.get("community") != community:
             raise ValueError(
                 f"rule engine state of version {state.get('version')!r} for community {state.get('community')!r} "
@@ -362,4 +342,3 @@ class RuleEngine:
         engine._watch.load_json(dict(state.get("spaces", {})))
         engine.skipped_late = int(state.get("skipped_late", 0))
         engine.skipped_invalid = int(state.get("skipped_invalid", 0))
-        return engine

@@ -117,8 +117,8 @@ def resolve_rules(
 
     ``base`` is the rule set overrides start from (default: the shipped ``defaults.yaml``). Raises RuleError
     listing every problem, each with the override's place, the rule and the field. Merged rule sets are computed
-    once per (kind, building) and once more only for sensors with their own overrides, so a 10,000-sensor
-    community resolves in milliseconds.
+    once per (kind, building) and once more only for sensors with their own overrides: the work grows with the
+    overrides, not with the number of sensors.
     """
     ruleset = base if base is not None else default_rules()
     section = section or {}

@@ -194,3 +194,20 @@ def test_override_errors_name_the_place_the_rule_and_the_field(section: dict[str
     with pytest.raises(RuleError) as caught:
         resolve_rules(section, SENSORS)
     assert expected in str(caught.value), str(caught.value)
+
+
+def test_every_set_point_of_the_kinds_is_a_default_rule_with_its_value_and_grade() -> None:
+    """protocol/kinds.py (the edge's local alarms, the messages' citations) and defaults.yaml (the hub's rules) hold
+    the same standard set points; this keeps the two in step. A CO level may be judged as a dose (EN 50291)."""
+    rules = default_rules()
+    for kind in KINDS.values():
+        kind_rules = rules.for_kind(kind.name)
+        levels = {
+            (r.level.above if r.level.above is not None else r.level.below, r.grade)
+            for r in kind_rules
+            if r.level is not None
+        }
+        doses = {r.grade for r in kind_rules if r.exposure is not None}
+        for point in kind.set_points:
+            grade = ("I", "II", "III", "IV")[point.grade - 1]
+            assert (point.value, grade) in levels or grade in doses, (kind.name, point.name)

@@ -124,7 +124,8 @@ def test_state_round_trip_mid_stream_continues_without_a_burst(cut: int) -> None
     before = _engine()
     first = _run(before, rounds[:cut])
     state = json.loads(json.dumps(before.to_state()))  # plain JSON, as a hub would keep it on disk
-    after = RuleEngine.from_state(state, community="c", ruleset=default_rules(), sensors=SENSORS)
+    after = RuleEngine(community="c", ruleset=default_rules(), sensors=SENSORS)
+    after.restore(state)
     assert after.observe_columns(*rounds[cut - 1]) == []  # the gateway replays its last batch: nothing again
     rest = _run(after, rounds[cut:])
     assert first + rest == uninterrupted
@@ -133,7 +134,7 @@ def test_state_round_trip_mid_stream_continues_without_a_burst(cut: int) -> None
 def test_state_of_another_community_is_refused() -> None:
     state = _engine().to_state()
     with pytest.raises(ValueError, match="community"):
-        RuleEngine.from_state(state, community="other", ruleset=default_rules(), sensors=SENSORS)
+        RuleEngine(community="other", ruleset=default_rules(), sensors=SENSORS).restore(state)
 
 
 def test_nan_and_late_readings_are_skipped_and_counted() -> None:
