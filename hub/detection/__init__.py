@@ -1,5 +1,5 @@
-"""Risk detection: standard set points now; health checks and anomaly scoring come with the detection issue."""
+"""Detection on the hub: the standards' rules (``rules``), the anomaly detector, and the columns they take."""
 
-from hub.detection.thresholds import ThresholdDetector
+from hub.detection.observations import Observations
 
-__all__ = ["ThresholdDetector"]
+__all__ = ["Observations"]

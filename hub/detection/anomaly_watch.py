@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from alerts.model import Grade, RiskEvent
 from hub.detection.anomaly import AnomalyConfig, AnomalyDetector, Reason, Scores, reason_text
-from hub.detection.thresholds import Observations
+from hub.detection.observations import Observations
 from hub.files import replacing, set_aside
 from hub.ingest.registry import SensorInfo
 

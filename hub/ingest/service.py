@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts.model import RiskEvent
-from hub.detection.thresholds import Observations
+from hub.detection.observations import Observations
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
 from hub.ingest.ledger import SessionLedger

@@ -8,7 +8,7 @@ import pytest
 from alerts.model import Grade, RiskEvent
 from hub.config import load_deployment
 from hub.detection.anomaly_watch import ANOMALY_KINDS, AnomalyWatch, rows_of_kinds
-from hub.detection.thresholds import Observations
+from hub.detection.observations import Observations
 from hub.ingest.registry import Registry, SensorInfo
 from protocol import Reading
 from tests.hub.harness import T0, Hub, eventually, gateway, running_hub

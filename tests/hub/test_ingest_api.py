@@ -12,7 +12,7 @@ import pytest
 
 from alerts.model import RiskEvent
 from hub.config import load_deployment
-from hub.detection import ThresholdDetector
+from hub.detection.rules import RuleEngine, default_rules
 from hub.ingest.inbox import Received
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
@@ -182,7 +182,7 @@ async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
         endpoint=MqttEndpoint(host="127.0.0.1", port=mosquitto),
         store=store,
         registry=registry,
-        detector=ThresholdDetector(community="hongxing"),
+        detector=RuleEngine(community="hongxing", ruleset=default_rules(), sensors=list(registry.sensors.values())),
         on_risk=slow_alerts,
         metrics=Metrics(),
     )
@@ -300,11 +300,12 @@ async def test_a_refused_commit_keeps_the_round_and_pages_before_the_store(
     async def page(event: RiskEvent) -> None:
         order.append(f"paged {event.sensor}")
 
+    registry = Registry(load_deployment(demo_deployment))
     ingest = Ingest(
         endpoint=MqttEndpoint(host="127.0.0.1", port=1),
         store=FailingStore(inner, 2, order),  # type: ignore[arg-type]
-        registry=Registry(load_deployment(demo_deployment)),
-        detector=ThresholdDetector(community="hongxing"),
+        registry=registry,
+        detector=RuleEngine(community="hongxing", ruleset=default_rules(), sensors=list(registry.sensors.values())),
         on_risk=page,
         metrics=metrics,
     )

@@ -22,7 +22,7 @@ from firmware_sim.load import LoadOptions, render_deployment, run_load
 from hub.config import load_deployment
 from hub.demo.broker import find_mosquitto, mosquitto_config
 from hub.demo.processes import Child, Line, free_port, wait_port
-from hub.detection import ThresholdDetector
+from hub.detection.rules import RuleEngine, default_rules
 from hub.ingest.intake import WINDOW
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
@@ -79,7 +79,9 @@ async def running_ingest(
         endpoint=MqttEndpoint(host="127.0.0.1", port=port, client_id=f"test-hub-{time.monotonic_ns()}"),
         store=store,  # type: ignore[arg-type]
         registry=registry,
-        detector=ThresholdDetector(community=registry.community),
+        detector=RuleEngine(
+            community=registry.community, ruleset=default_rules(), sensors=list(registry.sensors.values())
+        ),
         on_risk=on_risk,
         metrics=Metrics(),
         **settings,  # type: ignore[arg-type]

@@ -13,10 +13,10 @@ seen for its sensor (a replay after a gateway restart, a late duplicate) is not 
 refused upstream but skipped here too. Both are counted (``skipped_late``, ``skipped_invalid``).
 
 Events: rules of one sensor with the same ``group`` share the condition key ``{community}/{sensor}/{kind}/
-{group}`` (ungrouped rules use their id) and report the most severe rule firing, like the set-point detector
-(hub/detection/thresholds.py): a worse rule firing re-fires the key at the worse grade, the worst clearing
-while a milder one still fires re-states the milder one, the last clearing clears the key. Context tags raise
-grades one step (never past II); corroboration patterns fire on keys of their own (corroboration.py).
+{group}`` (ungrouped rules use their id) and report the most severe rule firing: a worse rule firing re-fires
+the key at the worse grade, the worst clearing while a milder one still fires re-states the milder one, the
+last clearing clears the key. Context tags raise grades one step (never past II); corroboration patterns fire
+on keys of their own (corroboration.py).
 
 ``to_state()`` is plain JSON data; ``RuleEngine(...).restore(state)`` makes a new engine continue
 exactly where the old one stopped, so a hub restart re-sends nothing and does not re-judge replayed readings.
@@ -33,12 +33,12 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts.model import Grade, RiskEvent
+from hub.detection.observations import Observations
 from hub.detection.rules.condition import Change, Plan, RuleState, step
 from hub.detection.rules.context import SensorContext, raised_grade
 from hub.detection.rules.corroboration import SpaceWatch, Verdict
 from hub.detection.rules.model import GRADE_NUMBERS, Rule, RuleSet
 from hub.detection.rules.schedule import LocalClock
-from hub.detection.thresholds import Observations
 from hub.ingest.registry import SensorInfo
 from protocol import Reading
 
