@@ -10,8 +10,10 @@ Five named tasks under one TaskGroup, all on one event loop (the outbox is used 
 - ``edge-events``: broker connected (republish everything unacknowledged in seq order, then go on), broker lost
   (buffer), hub-acks (delete from the outbox), the hub's retained state, commands (``edge.commands``);
 - ``edge-health`` every ``health_interval_s``: one INFO ``health:`` line, the same numbers saved in the outbox and,
-  while the broker is connected, published on ``health`` (retained) with the detectors not answering; skipped and
-  counted (``health_skipped``) while it is not;
+  while the broker is connected, published on ``health`` (retained) with the detectors not answering and those
+  whose own status (fault, tamper, low battery) or garbage samples are worth a look; skipped and counted
+  (``health_skipped``) while it is not. A change in which detectors are worth a look (or how) is reported at once,
+  at most every ``DEVICE_REPORT_SPACING_S``: GB/T 45839-2025 wants a device fault shown within 100 s;
 - ``edge-mqtt-supervisor`` (``MqttSession.supervise``): rebuilds the paho client when its network thread died or
   stalled, counted in the health's ``client_rebuilds``.
 
@@ -62,12 +64,23 @@ from edge.session import Connected, Disconnected, Message, MqttSession, SessionE
 from protocol.rejection import Rejection
 from protocol.senml import encode_batch
 from protocol.session import decode_ack, decode_state
-from protocol.telemetry import Reply, encode_health, encode_reply
+from protocol.telemetry import DeviceStatus, Reply, encode_health, encode_reply
 from protocol.topics import HUB_STATE_TOPIC, Channel, ParsedTopic, parse_topic, topic
 
 __all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
 
 _log = logging.getLogger("edge.agent")
+DEVICE_REPORT_SPACING_S = 5.0
+"""Least time between health reports sent early for a change in the detectors' own status: a flapping detector
+cannot flood the broker, and a fault still reaches the hub well within GB/T 45839-2025's 100 s."""
+_DeviceKey = tuple[tuple[str, int, int, int, bool], ...]
+
+
+def _device_key(devices: Sequence[DeviceStatus]) -> _DeviceKey:
+    """What the hub judges of the detectors worth a look (not the garbage count itself, which only grows)."""
+    return tuple((d.sensor, d.status, d.faults, d.battery_pct, d.garbage > 0) for d in devices)
+
+
 HUB_STATE_WAIT_S = 10.0
 """Seconds after a connect to wait for the hub's retained state before readings go out without it (a broker whose
 hub never published one). The retained state normally arrives with the SUBACK, well under a second."""
@@ -126,6 +139,8 @@ class Agent:
         self.health_published = 0
         self.health_skipped = 0
         self.replies_unsent = 0
+        self._devices_changed = asyncio.Event()
+        self._devices_reported: _DeviceKey = ()
 
     async def run(self, stop: asyncio.Event) -> None:
         self._session.start()
@@ -180,6 +195,8 @@ class Agent:
             if due:
                 takes = await self._driver.poll(self._cursors, due)
                 schedule.done(due, time.monotonic())
+                if _device_key(self._driver.device_statuses()) != self._devices_reported:
+                    self._devices_changed.set()
                 if takes:
                     self._take(takes)
             await asyncio.sleep(max(0.0, schedule.next_due() - time.monotonic()))
@@ -491,10 +508,13 @@ class Agent:
 
     async def _health_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._config.health_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._devices_changed.wait(), self._config.health_interval_s)
+            self._devices_changed.clear()
             health = self._report_health()
             if health is not None:
                 self._publish_health(health)
+            await asyncio.sleep(min(DEVICE_REPORT_SPACING_S, self._config.health_interval_s))
 
     def health(self) -> Health:
         c = self._outbox.counters()
@@ -540,7 +560,8 @@ class Agent:
         if not self._online:
             self.health_skipped += 1
             return
-        report = health_report(health, silent=self._driver.silent(), skipped=self.health_skipped)
+        devices = self._driver.device_statuses()
+        report = health_report(health, silent=self._driver.silent(), skipped=self.health_skipped, devices=devices)
         try:
             self._session.publish(self._health_topic, encode_health(report), retain=True)
         except SessionError as exc:
@@ -548,6 +569,7 @@ class Agent:
             _log.info("health snapshot not published (%d skipped so far): %s", self.health_skipped, exc)
             return
         self.health_published += 1
+        self._devices_reported = _device_key(devices)
 
 
 async def serve(

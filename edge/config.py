@@ -38,6 +38,10 @@ DEFAULT_POLL_INTERVAL_S = 0.5
 """Half a second: a detector's alarm reaches the local relay and the hub well inside DESIGN.md's 1 s target."""
 MIN_POLL_INTERVAL_S = 0.05
 MAX_POLL_INTERVAL_S = 3600.0
+DEFAULT_STATUS_INTERVAL_S = 60.0
+"""A minute: a detector's low battery or tamper reaches the hub within a health interval or two."""
+MIN_STATUS_INTERVAL_S = 5.0
+MAX_STATUS_INTERVAL_S = 86_400.0
 DEFAULT_OUTBOX_MAX_BYTES = 256 * 1024 * 1024
 """Issue 3: a day of 500 sensors at 1 Hz is ~43 M readings of ~60 bytes; 256 MiB holds hours of outage."""
 
@@ -76,6 +80,10 @@ class ModbusConfig:
     """``modbus-tcp``, ``modbus-rtu`` (the default when ``serial`` is set) or ``sim``: in-process detectors
     sampling at ``sim_sample_hz``, for load tests without a bus (``edge.drivers.sim``)."""
     sim_sample_hz: float = 1.0
+    status_interval_s: float = DEFAULT_STATUS_INTERVAL_S
+    """Seconds between two reads of a detector's header registers (its own status, battery and fault flags, sent
+    to the hub in the health report): 5 s to a day. Header reads are spread over the polls (``edge.drivers.modbus``),
+    so a long bus never gets them all in one round."""
 
     def __post_init__(self) -> None:
         if self.serial and self.driver == "modbus-tcp":  # built in code with only a serial device: RS-485
@@ -272,7 +280,11 @@ def parse_config(data: Mapping[str, object], *, base_dir: Path, source: str = ""
         baudrate=modbus_section.get("baudrate", int, 9600),
         driver=driver,
         sim_sample_hz=modbus_section.positive("sim_sample_hz", float, 1.0),
+        status_interval_s=modbus_section.positive("status_interval_s", float, DEFAULT_STATUS_INTERVAL_S),
     )
+    if not MIN_STATUS_INTERVAL_S <= modbus.status_interval_s <= MAX_STATUS_INTERVAL_S:
+        reason = f"must be between {MIN_STATUS_INTERVAL_S:g} and {MAX_STATUS_INTERVAL_S:g} seconds"
+        raise modbus_section.error("status_interval_s", modbus.status_interval_s, reason)
     if modbus.sim_sample_hz > 100:
         raise modbus_section.error("sim_sample_hz", modbus.sim_sample_hz, "must be <= 100")
     if modbus.baudrate not in _BAUDRATES:

@@ -3,7 +3,8 @@
 Every ``health_interval_s`` the agent logs one INFO line (``health_line``) and stores the same numbers in the
 outbox (``Outbox.save_health``) so that ``anju-edge outbox`` shows them from another process. While the broker
 is connected the same numbers go to the hub on ``health`` (``health_report``, ``protocol.telemetry``), with the
-detectors that are not answering on the bus; while it is not, the snapshot is skipped and counted (the outbox
+detectors that are not answering on the bus and those whose own report (header registers: fault, tamper, low
+battery) or garbage samples are worth a look; while it is not, the snapshot is skipped and counted (the outbox
 holds readings, and a newer snapshot supersedes an older one anyway).
 
 Units are in the field names. ``oldest_unacked_s`` is measured against the device time of the oldest reading
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from protocol.telemetry import HealthReport
+from protocol.telemetry import DeviceStatus, HealthReport
 
 __all__ = ["Health", "disk_free_bytes", "health_line", "health_report", "oldest_age_s", "process_usage"]
 
@@ -51,13 +52,16 @@ class Health:
         return {key: float(value) for key, value in asdict(self).items()}
 
 
-def health_report(health: Health, *, silent: Sequence[str], skipped: int) -> HealthReport:
+def health_report(
+    health: Health, *, silent: Sequence[str], skipped: int, devices: Sequence[DeviceStatus] = ()
+) -> HealthReport:
     """The snapshot as the hub receives it: every field but ``time_s`` as a number, plus the silent detectors
-    (sensor ids) and ``health_skipped``, the snapshots not sent so far because the broker was unreachable."""
+    (sensor ids), the detectors worth a look (``ModbusDriver.device_statuses``) and ``health_skipped``, the
+    snapshots not sent so far because the broker was unreachable."""
     values = health.values()
     time_s = values.pop("time_s")
     values["health_skipped"] = float(skipped)
-    return HealthReport(time_s, values, tuple(silent))
+    return HealthReport(time_s, values, tuple(silent), tuple(sorted(devices, key=lambda device: device.sensor)))
 
 
 def process_usage() -> tuple[float, int]:

@@ -115,6 +115,10 @@ class Metrics:
             "Readings stored with the CLOCK_SKEW flag, by gateway and reason (future, past, gateway_clock).",
         )
         self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")
+        self.unknown_devices = Counter(
+            "anju_health_unknown_devices_total",
+            "Detectors in a gateway's health report that are not registered on that gateway, by gateway.",
+        )
         self.mqtt_connects = Counter("anju_mqtt_connects_total", "Successful connections of the hub to the broker.")
         self.rebirths = Counter(
             "anju_rebirths_requested_total", "cmd/rebirth sent to gateways whose session was unknown past seq 1."

@@ -20,6 +20,7 @@ from alerts.service import AlertService
 from alerts.store import AlertStore
 from hub.config import Deployment, build_directory, load_deployment, rule_contexts
 from hub.detection.anomaly_watch import AnomalyWatch, rows_of_kinds
+from hub.detection.health import SensorHealth
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
 from hub.ingest.registry import Registry
@@ -75,6 +76,7 @@ ANOMALY_STATE_FILE = "anomaly-state.npz"
 
 
 RULES_STATE_FILE = "rules-state.json"
+HEALTH_STATE_FILE = "health-state.json"
 
 
 def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) -> RuleEngine:
@@ -106,26 +108,61 @@ def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) ->
     return engine
 
 
+def sensor_health(deployment: Deployment, registry: Registry, state_path: Path) -> SensorHealth:
+    """The sensor-health layer for ``deployment``, continuing from ``state_path`` when it can (like ``rule_engine``)."""
+    spaces = {sensor.id: sensor.space for _, sensor in deployment.sensors() if sensor.space is not None}
+
+    def fresh() -> SensorHealth:
+        return SensorHealth(
+            community=registry.community,
+            community_name=registry.community_name,
+            sensors=list(registry.sensors.values()),
+            spaces=spaces,
+        )
+
+    health = fresh()
+    if state_path.exists():
+        try:
+            health.restore(json.loads(state_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            set_aside(state_path, exc, "sensor-health state", log)
+            health = fresh()
+        else:
+            log.info("sensor-health state loaded from %s", state_path)
+    return health
+
+
 def _write_json(path: Path, data: object) -> None:
     """Write ``data`` as JSON, atomically and durably."""
     with replacing(path) as f:
         f.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
-async def _save_detection(watch: AnomalyWatch, engine: RuleEngine, rules_path: Path) -> None:
+@dataclass(frozen=True, slots=True)
+class _Detection:
+    """The hub's three detection layers and where their states are saved."""
+
+    rules: RuleEngine
+    health: SensorHealth
+    anomaly: AnomalyWatch
+    data_dir: Path
+
+
+async def _save_detection(detection: _Detection) -> None:
     """Save the detectors' state (taken on the event loop, written in a thread); a failure is logged, not fatal."""
-    anomaly, rules = watch.snapshot(), engine.to_state()
+    anomaly, rules, health = detection.anomaly.snapshot(), detection.rules.to_state(), detection.health.to_state()
     try:
-        await asyncio.to_thread(watch.write, anomaly)
-        await asyncio.to_thread(_write_json, rules_path, rules)
+        await asyncio.to_thread(detection.anomaly.write, anomaly)
+        await asyncio.to_thread(_write_json, detection.data_dir / RULES_STATE_FILE, rules)
+        await asyncio.to_thread(_write_json, detection.data_dir / HEALTH_STATE_FILE, health)
     except OSError:
         log.exception("saving the detection state failed; retrying in %.0f s", ANOMALY_SAVE_EVERY_S)
 
 
-async def _save_detection_forever(watch: AnomalyWatch, engine: RuleEngine, rules_path: Path) -> None:
+async def _save_detection_forever(detection: _Detection) -> None:
     while True:
         await asyncio.sleep(ANOMALY_SAVE_EVERY_S)
-        await _save_detection(watch, engine, rules_path)
+        await _save_detection(detection)
 
 
 async def _maintain(store: ReadingStore) -> None:
@@ -154,8 +191,8 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             AlertService(store=alert_store, directory=directory, receiver=receiver) as alerts,
         ):
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-            rules_path = settings.data_dir / RULES_STATE_FILE
-            rules = await asyncio.to_thread(rule_engine, deployment, registry, rules_path)
+            rules = await asyncio.to_thread(rule_engine, deployment, registry, settings.data_dir / RULES_STATE_FILE)
+            health = await asyncio.to_thread(sensor_health, deployment, registry, settings.data_dir / HEALTH_STATE_FILE)
             anomaly = await asyncio.to_thread(
                 AnomalyWatch,
                 community=registry.community,
@@ -163,6 +200,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 state_path=settings.data_dir / ANOMALY_STATE_FILE,
                 scored_rows=rows_of_kinds(registry.sensors.values()),
             )
+            detection = _Detection(rules, health, anomaly, settings.data_dir)
             ingest = Ingest(
                 endpoint=MqttEndpoint(
                     host=settings.mqtt_host,
@@ -175,6 +213,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 registry=registry,
                 detector=rules,
                 anomaly=anomaly,
+                health=health,
                 on_risk=alerts.submit,
                 metrics=metrics,
                 inbox_capacity=settings.inbox_capacity,
@@ -188,7 +227,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
                     group.create_task(_maintain(store), name="hub-store-maintain"),
-                    group.create_task(_save_detection_forever(anomaly, rules, rules_path), name="hub-detection-save"),
+                    group.create_task(_save_detection_forever(detection), name="hub-detection-save"),
                     group.create_task(
                         ingest.liveness.run(connected=lambda: ingest.connected, on_risk=ingest.on_risk),
                         name="hub-ingest-liveness",
@@ -199,7 +238,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 finally:
                     for task in tasks:
                         task.cancel()
-                    await _save_detection(anomaly, rules, rules_path)
+                    await _save_detection(detection)
     finally:
         store.close()
         alert_store.close()

@@ -3,7 +3,8 @@
 Health payload, a JSON object of at most ``MAX_HEALTH_BYTES``::
 
     {"time": 1764400000.25, "outbox_readings": 3, "outbox_bytes": 180, "oldest_unacked_s": 2.25,
-     "clock_skew_s": null, ..., "silent": ["gas-b1-301"]}
+     "clock_skew_s": null, ..., "silent": ["gas-b1-301"],
+     "devices": [{"sensor": "smoke-b1-f3", "status": 3, "battery_pct": 7, "faults": 1, "garbage": 0}]}
 
 - ``time``: the gateway's clock when the snapshot was taken, Unix seconds (required; the hub keeps its own
   receive time too, so a gateway with a wrong clock still shows how old its report is).
@@ -11,6 +12,11 @@ Health payload, a JSON object of at most ``MAX_HEALTH_BYTES``::
   (``clock_skew_s`` before any ``cmd/time``), and so does a missing field.
 - ``silent``: ids of the detectors that did not answer on the bus at their last poll. The hub cannot tell
   otherwise: a detector that stopped answering and one with nothing new to report both send no readings.
+- ``devices``: detectors worth a look (``DeviceStatus``): each one's own report from its header registers
+  (GB/T 45839 status, battery, fault flags: low battery, tamper) and the samples the gateway refused from it as
+  physically impossible. Like ``silent`` it is a full snapshot: a detector not listed is healthy. A missing
+  ``devices`` is an edge that predates it, taken as empty; a present one is checked entry by entry (exact
+  integers in range, valid and unique ids; unknown keys inside an entry are ignored, as at the top level).
 
 Health is decoded tolerantly: unknown keys are ignored and known numeric fields may be missing. Gateways in
 the field and the hub are upgraded at different times, and health is a report nothing acts on for delivery,
@@ -33,7 +39,7 @@ Both decoders are total: any bytes give a value or a ``Rejection`` with a reason
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import orjson
 
@@ -45,6 +51,7 @@ __all__ = [
     "MAX_HEALTH_BYTES",
     "MAX_REPLY_BYTES",
     "MAX_SILENT_DETECTORS",
+    "DeviceStatus",
     "HealthReport",
     "Reply",
     "decode_health",
@@ -75,14 +82,44 @@ HEALTH_FIELDS: Mapping[str, str] = {
 }
 """Every health field the hub knows, with its meaning and unit. A gateway may send more (ignored) or fewer."""
 
-MAX_HEALTH_BYTES = 96 * 1024
-"""Room for ``MAX_SILENT_DETECTORS`` ids of 64 characters and the numbers; larger payloads are refused unparsed."""
+MAX_HEALTH_BYTES = 240 * 1024
+"""Larger payloads are refused unparsed. The largest report the codec allows is ~226,100 bytes: a full ``silent``
+list (``MAX_SILENT_DETECTORS`` ids of 64 characters: 68,609 bytes), a full ``devices`` list (as many entries of
+152 bytes each, 64-character id and every number at its widest: 156,673 bytes) and every numeric field at its
+widest (~760 bytes). 240 KiB leaves ~19 KB for fields a newer edge adds and stays 16 KiB under the broker's
+``message_size_limit`` (262,144 bytes, ``deploy/mosquitto/anju.conf``), which would drop a larger one unseen."""
 MAX_SILENT_DETECTORS = 1024
-"""A Modbus bus holds 247 units; a gateway with a few buses stays well below."""
+"""A Modbus bus holds 247 units; a gateway with a few buses stays well below. Also the limit of ``devices``."""
+_MAX_COUNT = 2**64 - 1
+"""The largest integer JSON carries exactly here (orjson); a ``garbage`` count above it cannot be sent."""
 MAX_REPLY_BYTES = 4096
 MAX_DETAIL_CHARS = 512
 _LATEST_S = 4_102_444_800.0  # 2100-01-01
-_RESERVED = frozenset({"time", "silent"})
+_RESERVED = frozenset({"time", "silent", "devices"})
+_DEVICE_RANGES: Mapping[str, tuple[int, int, str]] = {
+    "status": (1, 4, "a GB/T 45839 status code 1..4"),
+    "battery_pct": (0, 100, "an integer 0..100"),
+    "faults": (0, 0xFFFF, "an integer 0..65535"),
+    "garbage": (0, _MAX_COUNT, "an integer >= 0"),
+}
+"""The integer fields of a ``devices`` entry: (lowest, highest, what a refusal says the value must be). Status codes
+are ``protocol.registers.Status``: 1 normal, 2 alarm, 3 fault, 4 shielded."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """One detector's own report (its header registers) plus what the gateway saw of its samples."""
+
+    sensor: str
+    """Detector (sensor) id, ``protocol.ids`` valid."""
+    status: int
+    """GB/T 45839 code from header word 1: 1 normal, 2 alarm, 3 fault, 4 shielded."""
+    battery_pct: int
+    """Header word 2, 0..100."""
+    faults: int
+    """Header word 8 fault flag bits (bit 0 low battery, bit 1 tamper), 0..65535."""
+    garbage: int
+    """Samples refused as physically impossible since the agent started (count, >= 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +130,8 @@ class HealthReport:
     values: Mapping[str, float] = field(default_factory=dict)
     silent: tuple[str, ...] = ()
     """Sorted, unique detector (sensor) ids not answering on the bus."""
+    devices: tuple[DeviceStatus, ...] = ()
+    """Detectors worth a look, sorted by sensor, one entry each; a detector not listed is healthy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +157,23 @@ def encode_health(report: HealthReport) -> bytes:
     if bad or len(report.silent) > MAX_SILENT_DETECTORS:
         raise ValueError(f"silent detectors must be at most {MAX_SILENT_DETECTORS} valid ids, bad: {bad!r}")
     body["silent"] = sorted(set(report.silent))
+    body["devices"] = _encode_devices(report.devices)
     return orjson.dumps(body)
+
+
+def _encode_devices(devices: tuple[DeviceStatus, ...]) -> list[dict[str, object]]:
+    """The ``devices`` list sorted by sensor; raises ValueError naming the first bad entry."""
+    if len(devices) > MAX_SILENT_DETECTORS:
+        raise ValueError(f"devices must be at most {MAX_SILENT_DETECTORS} entries, got {len(devices)}")
+    seen: set[str] = set()
+    entries: list[dict[str, object]] = []
+    for device in devices:
+        entry = asdict(device)
+        problem = _device_problem(entry, seen)
+        if problem is not None:
+            raise ValueError(f"device status {device!r}: {problem}")
+        entries.append(entry)
+    return sorted(entries, key=lambda entry: str(entry["sensor"]))
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -156,7 +211,44 @@ def decode_health(payload: bytes) -> HealthReport | Rejection:
     for sensor in silent:
         if not is_valid_id(sensor):
             return Rejection(RejectReason.BAD_HEALTH, f"silent detector {_short(sensor)} is not a valid id")
-    return HealthReport(time_s, values, tuple(sorted(set(silent))))
+    devices = _decode_devices(body.get("devices", []))
+    if isinstance(devices, Rejection):
+        return devices
+    return HealthReport(time_s, values, tuple(sorted(set(silent))), devices)
+
+
+def _decode_devices(entries: object) -> tuple[DeviceStatus, ...] | Rejection:
+    """A present ``devices`` is checked entry by entry (a missing one is an older edge: empty)."""
+    if not isinstance(entries, list) or len(entries) > MAX_SILENT_DETECTORS:
+        return Rejection(RejectReason.BAD_HEALTH, f"devices must be a list of at most {MAX_SILENT_DETECTORS} entries")
+    seen: set[str] = set()
+    devices: list[DeviceStatus] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return Rejection(RejectReason.BAD_HEALTH, f"devices[{index}] {_short(entry)} is not an object")
+        problem = _device_problem(entry, seen)
+        if problem is not None:
+            return Rejection(RejectReason.BAD_HEALTH, f"devices[{index}].{problem}")
+        devices.append(
+            DeviceStatus(entry["sensor"], entry["status"], entry["battery_pct"], entry["faults"], entry["garbage"])
+        )
+    return tuple(sorted(devices, key=lambda device: device.sensor))
+
+
+def _device_problem(entry: Mapping[str, object], seen: set[str]) -> str | None:
+    """What is wrong with one ``devices`` entry, as ``field value is not …`` (None: nothing); adds its sensor
+    to ``seen``. Unknown keys are not looked at."""
+    sensor = entry.get("sensor")
+    if not is_valid_id(sensor):
+        return f"sensor {_short(sensor)} is not a valid id"
+    if sensor in seen:
+        return f"sensor {_short(sensor)} is listed twice"
+    for name, (lowest, highest, what) in _DEVICE_RANGES.items():
+        value = entry.get(name)
+        if type(value) is not int or not lowest <= value <= highest:
+            return f"{name} {_short(value)} is not {what}"
+    seen.add(str(sensor))
+    return None
 
 
 def decode_reply(payload: bytes) -> Reply | Rejection:

@@ -15,11 +15,26 @@ are still in a detector's ring. Which detectors are due when is the caller's pol
   -2**31 from a broken ADC, or a device time outside 2000-2100) is not taken as a reading, so it never reaches
   the local alarm check or the hub (which would dead-letter it): counted per sensor in ``garbage`` and logged
   once per change of the sensor's state (plausible / bad time / bad value), not once per sample.
+
+Each detector's header (FC 04, ``HEADER_ADDRESS``, ``HEADER_COUNT``: its GB/T 45839 status, battery and fault
+flags) is read about once every ``status_interval_s``, after the rings of a round, and the latest one is kept:
+``device_statuses`` hands the detectors worth a look to the health report. The header reads are spread over
+time, not bunched into one round: a round may read as many headers as a budget allows that refills at
+``detectors / status_interval_s`` per second and holds at most ``HEADER_READS_PER_ROUND``. Each round reads the
+headers that are due (of detectors that answered at their last poll, whether or not this round reads their ring),
+never-read ones first, then the longest overdue. So a few detectors all get their first header in their first
+answered round; 247 detectors with the default 60 s get theirs at ~4 a second, every one within a minute, and
+then ~4 a second steadily instead of 247 at once. A header read that gets no answer, or finds the bus down, counts
+like a ring read that did (``unanswered``, silent); a header that is not plausible (status outside 1..4,
+battery above 100 %) is counted in ``bad_headers``, logged on a change, and not reported.
 """
 
 import asyncio
 import logging
+import math
+import struct
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,12 +44,30 @@ from edge.drivers.bus import open_transport
 from edge.drivers.transport import BusDown, NoAnswer, Transport
 from edge.outbox import Cursor
 from protocol.kinds import KINDS
-from protocol.registers import RING_ADDRESS, RING_COUNT, Sample, decode_ring_bytes, from_raw
+from protocol.registers import (
+    HEADER_ADDRESS,
+    HEADER_COUNT,
+    RING_ADDRESS,
+    RING_COUNT,
+    Header,
+    Sample,
+    Status,
+    decode_header,
+    decode_ring_bytes,
+    from_raw,
+)
 from protocol.senml import Reading
+from protocol.telemetry import DeviceStatus
 
-__all__ = ["ModbusDriver", "Selection", "Take", "select_new"]
+__all__ = ["HEADER_READS_PER_ROUND", "LOW_BATTERY_REPORT_PCT", "ModbusDriver", "Selection", "Take", "select_new"]
 
 _log = logging.getLogger(__name__)
+HEADER_READS_PER_ROUND = 8
+"""At most this many header reads in one round, after its ring reads: bounds how much longer a round gets (eight
+reads of 16 registers, ~0.4 s on a 9600-baud RS-485 line) while a small bus still gets every first header at once."""
+LOW_BATTERY_REPORT_PCT = 30
+"""Detectors at or below this battery percentage are reported. The hub decides its own threshold; the edge only
+trims the report to detectors worth a look."""
 _EARLIEST_MS = 946_684_800_000  # 2000-01-01: the SenML decoder refuses earlier times (clock never set)
 _LATEST_MS = 4_102_444_800_000  # 2100-01-01
 
@@ -93,6 +126,9 @@ class ModbusDriver:
     Each ``poll`` is one round in the driver's own worker thread (blocking reads, one bus, one thread), so the
     event loop that publishes and answers the hub never waits on the bus. ``close`` makes a round in progress
     stop after its current request, which bounds a shutdown to one request timeout.
+
+    Counters since start: ``requests`` ring reads and ``header_requests`` header reads (bus requests, answered or
+    not), per sensor ``unanswered``, ``missed``, ``invalid``, ``restarts``, ``garbage`` and ``bad_headers``.
     """
 
     def __init__(self, *, config: ModbusConfig, sensors: Sequence[SensorConfig]) -> None:
@@ -107,8 +143,17 @@ class ModbusDriver:
         self.invalid: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.restarts: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.garbage: dict[str, int] = {s.id: 0 for s in self._sensors}
+        self.bad_headers: dict[str, int] = {s.id: 0 for s in self._sensors}
         self.requests = 0
+        self.header_requests = 0
         self._garbage_state: dict[str, str] = {}
+        self._status_interval_s = config.status_interval_s
+        self._header_rate = len(self._sensors) / config.status_interval_s  # header reads per second, on average
+        self._header_budget = float(HEADER_READS_PER_ROUND)
+        self._header_clock: float | None = None  # time.monotonic() of the last refill
+        self._header_due: dict[str, float] = {}  # monotonic time the next header read is due; absent: never read
+        self._headers: dict[str, Header] = {}
+        self._header_state: dict[str, str] = {}
 
     async def __aenter__(self) -> "ModbusDriver":
         return self
@@ -128,6 +173,25 @@ class ModbusDriver:
     def silent(self) -> list[str]:
         """Ids of the detectors whose last poll got no answer."""
         return [sensor_id for sensor_id, answering in self._answering.items() if not answering]
+
+    def device_statuses(self) -> list[DeviceStatus]:
+        """The detectors worth a look, sorted by sensor id: those whose last header shows status fault or shielded,
+        fault flags set, or a battery at or below ``LOW_BATTERY_REPORT_PCT``, or that sent garbage samples. The
+        list is a full snapshot, like ``silent``: a detector left out is healthy (or its header was never read)."""
+        statuses: list[DeviceStatus] = []
+        for sensor in self._sensors:  # not iterating the dicts the bus thread writes to
+            header = self._headers.get(sensor.id)
+            garbage = self.garbage[sensor.id]
+            if header is None:
+                continue
+            if (
+                header.status in (Status.FAULT, Status.SHIELDED)
+                or header.faults
+                or header.battery_pct <= LOW_BATTERY_REPORT_PCT
+                or garbage > 0
+            ):
+                statuses.append(DeviceStatus(sensor.id, header.status, header.battery_pct, header.faults, garbage))
+        return sorted(statuses, key=lambda status: status.sensor)
 
     def answering(self) -> bool:
         """Whether some detector answered at its last poll: the proof that the bus settings work, which a pushed
@@ -155,14 +219,76 @@ class ModbusDriver:
             except BusDown as exc:
                 for rest in sensors[index:]:
                     self._not_answering(rest, exc.reason)
-                break
+                return takes
             if self._answering.get(sensor.id) is False:
                 _log.info("sensor %s (unit %d) answering again", sensor.id, sensor.unit_id)
             self._answering[sensor.id] = True
             take = self._take(sensor, decode_ring_bytes(data), cursors.get(sensor.id))
             if take is not None:
                 takes.append(take)
+        self._read_headers()
         return takes
+
+    def _read_headers(self) -> None:
+        """Read the due headers of the detectors answering, never-read first, then the longest overdue, as many as
+        the budget holds (see the module docstring)."""
+        now = time.monotonic()
+        if self._header_clock is not None:
+            refill = self._header_rate * (now - self._header_clock)
+            self._header_budget = min(float(HEADER_READS_PER_ROUND), self._header_budget + refill)
+        self._header_clock = now
+        due = [s for s in self._sensors if self._answering.get(s.id) and self._header_due.get(s.id, -math.inf) <= now]
+        due.sort(key=lambda s: self._header_due.get(s.id, -math.inf))  # stable: configuration order among equals
+        chosen = due[: int(self._header_budget)]
+        for index, sensor in enumerate(chosen):
+            if self._closing.is_set():
+                return
+            self._header_budget -= 1
+            self.header_requests += 1
+            try:
+                data = self._transport.read_input_registers(sensor.unit_id, HEADER_ADDRESS, HEADER_COUNT)
+            except NoAnswer as exc:
+                self._not_answering(sensor, exc.reason)  # still due: read when it answers again
+                continue
+            except BusDown as exc:
+                for rest in chosen[index:]:
+                    self._not_answering(rest, exc.reason)
+                return
+            self._header_due[sensor.id] = now + self._status_interval_s
+            self._keep_header(sensor, data)
+
+    def _keep_header(self, sensor: SensorConfig, data: bytes) -> None:
+        """Keep a plausible header as the detector's latest; log when what it says is worth a look changes."""
+        words = list(struct.unpack_from(f">{len(data) // 2}H", data))
+        header = decode_header(words) if len(words) >= HEADER_COUNT else None
+        if header is None or not Status.NORMAL <= header.status <= Status.SHIELDED or header.battery_pct > 100:
+            self.bad_headers[sensor.id] += 1
+            self._headers.pop(sensor.id, None)
+            if self._header_state.get(sensor.id) != "bad":
+                _log.warning(
+                    "sensor %s (unit %d) header not plausible (%s): not reported (logged again only on a change)",
+                    sensor.id,
+                    sensor.unit_id,
+                    f"{len(words)} registers" if header is None else f"status {header.status}, {header.battery_pct} %",
+                )
+            self._header_state[sensor.id] = "bad"
+            return
+        self._headers[sensor.id] = header
+        state = _header_concern(header)
+        previous = self._header_state.get(sensor.id, "")
+        if state and state != previous:
+            _log.warning(
+                "sensor %s (unit %d) reports %s: status %d, battery %d %%, fault flags %#06x",
+                sensor.id,
+                sensor.unit_id,
+                state,
+                header.status,
+                header.battery_pct,
+                header.faults,
+            )
+        elif previous and not state:
+            _log.info("sensor %s (unit %d) reports healthy again", sensor.id, sensor.unit_id)
+        self._header_state[sensor.id] = state
 
     def _take(self, sensor: SensorConfig, samples: list[Sample], cursor: Cursor | None) -> Take | None:
         selection = select_new(samples, cursor)
@@ -238,3 +364,19 @@ class ModbusDriver:
         if self._answering.get(sensor.id) is not False:
             _log.warning("sensor %s (unit %d) not answering: %s", sensor.id, sensor.unit_id, reason)
         self._answering[sensor.id] = False
+
+
+def _header_concern(header: Header) -> str:
+    """What in a header is worth a look, in words ("" for nothing): the state a log line is written on a change of."""
+    concerns = []
+    if header.status == Status.FAULT:
+        concerns.append("fault")
+    elif header.status == Status.SHIELDED:
+        concerns.append("shielded")
+    if header.faults & 0x0001 or header.battery_pct <= LOW_BATTERY_REPORT_PCT:
+        concerns.append("low battery")
+    if header.faults & 0x0002:
+        concerns.append("tamper")
+    if header.faults & ~0x0003:
+        concerns.append("other fault flags")
+    return ", ".join(concerns)

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts.model import RiskEvent
+from hub.detection.health import SensorHealth
 from hub.detection.observations import Observations
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
@@ -112,6 +113,9 @@ class _Round:
     dead: list[DeadLetter]
     touched: set[tuple[str, int]]
     health: list[HealthRecord]
+    risks: list[RiskEvent]
+    """Sensor-health events found while preparing (detectors' own reports, out-of-range values): they go to
+    alerts with the round's detection, in round order."""
 
 
 class Ingest:
@@ -124,6 +128,7 @@ class Ingest:
         detector: RoundDetector,
         on_risk: Callable[[RiskEvent], Awaitable[object]],
         anomaly: RoundDetector | None = None,
+        health: SensorHealth | None = None,
         metrics: Metrics,
         inbox_capacity: int = 10_000,
         inbox_bytes: int = 64 * 1024 * 1024,
@@ -146,6 +151,7 @@ class Ingest:
         self.registry = registry
         self.detector = detector
         self.anomaly = anomaly
+        self.health = health
         self.on_risk = on_risk
         self.metrics = metrics
         self.batch_messages = batch_messages
@@ -322,7 +328,7 @@ class Ingest:
     async def commit(self, items: Sequence[Received]) -> dict[tuple[str, int], int]:
         """One round start to end without the broker (tests, tools): validate, dedup, detect, store; the acks."""
         prepared = await self._prepare(items)
-        await self._detect(prepared.judged)
+        await self._detect(prepared)
         return await self._store_round(prepared)
 
     async def _run(
@@ -334,7 +340,7 @@ class Ingest:
             try:
                 if previous is not None:
                     await previous.detected.wait()
-                await self._detect(prepared.judged)
+                await self._detect(prepared)
             finally:
                 detected.set()
             if previous is not None:
@@ -371,6 +377,7 @@ class Ingest:
         dead: list[DeadLetter] = []
         touched: set[tuple[str, int]] = set()
         health: list[HealthRecord] = []
+        risks: list[RiskEvent] = []
         for index, item in enumerate(items):
             if index % PREPARE_SLICE == PREPARE_SLICE - 1:
                 await asyncio.sleep(0)
@@ -379,7 +386,7 @@ class Ingest:
                 self._state(item, dead)
                 continue
             if channel == "health":
-                self._health(item, dead, health)
+                self._health(item, dead, health, risks)
                 continue
             if channel == "reply":
                 self._reply(item, dead)
@@ -387,6 +394,8 @@ class Ingest:
             inspection = inspect_message(item.topic, item.payload, self.registry)
             for rejection, raw in inspection.rejections:
                 self._reject(item, rejection, raw, dead)
+            if inspection.implausible and self.health is not None:
+                risks += self.health.observe_out_of_range(inspection.implausible)
             accepted = inspection.accepted
             if accepted is None:
                 continue
@@ -401,13 +410,17 @@ class Ingest:
             self.registry.gateways[batch.gateway].last_message_s = time.time()
             kept.append((accepted, item.received_ms))
         rows, sensor_rows, judged = self._columns(kept)
-        return _Round(rows, sensor_rows, judged, batches, dead, touched, health)
+        return _Round(rows, sensor_rows, judged, batches, dead, touched, health, risks)
 
-    async def _detect(self, judged: Observations) -> None:
+    async def _detect(self, prepared: "_Round") -> None:
         """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
+        judged = prepared.judged
         events = self.detector.observe_round(judged)
         if self.anomaly is not None:
             events += self.anomaly.observe_round(judged)
+        if self.health is not None:
+            events += prepared.risks
+            events += self.health.observe_round(judged)
         for event in events:
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(
@@ -558,12 +571,20 @@ class Ingest:
             if online:
                 self.time_checks.born(parsed.gateway)
 
-    def _health(self, item: Received, dead: list[DeadLetter], health: list[HealthRecord]) -> None:
+    def _health(
+        self, item: Received, dead: list[DeadLetter], health: list[HealthRecord], risks: list[RiskEvent]
+    ) -> None:
         judged = judge_health(item.topic, item.payload, self.registry)
         if isinstance(judged, Rejection):
             self._reject(item, judged, item.payload, dead)
             return
         gateway, report = judged
+        if self.health is not None:
+            unknown = self.health.unknown(gateway, report.devices)
+            if unknown:
+                self.metrics.unknown_devices.inc(len(unknown), gateway=gateway)
+                log.warning("health of %s lists detectors not registered on it: %s", gateway, ", ".join(unknown[:5]))
+            risks += self.health.observe_devices(gateway, item.received_ms, report.devices)
         self.telemetry.record_health(gateway, report, item.received_ms)
         self.liveness.heartbeat(gateway, report.time_s, item.received_ms)
         health.append(HealthRecord(gateway, item.received_ms, item.payload))

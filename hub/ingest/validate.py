@@ -44,6 +44,9 @@ class Inspection:
     accepted: Accepted | None
     rejections: tuple[tuple[Rejection, bytes], ...]
     """Each refusal with the raw bytes to keep: the whole payload, or the one record that was refused."""
+    implausible: tuple[tuple[SensorInfo, int, float], ...] = ()
+    """(sensor, time ms, value) of the refused records that were a registered sensor's value in its unit but
+    outside its kind's physical range: also a sign of a broken detector (``hub.detection.health``)."""
 
 
 def _reject(rejection: Rejection, payload: bytes) -> Inspection:
@@ -77,6 +80,7 @@ def inspect_message(topic: str, payload: bytes, registry: Registry) -> Inspectio
         return Inspection(accepted, ())
     accepted = Accepted(decoded, parsed.channel, [], [], [], [])
     refused: list[tuple[Rejection, bytes]] = []
+    implausible: list[tuple[SensorInfo, int, float]] = []
     for name, time_ms, value, unit, info in zip(
         decoded.names, decoded.times_ms, decoded.values, decoded.units, infos, strict=True
     ):
@@ -89,7 +93,9 @@ def inspect_message(topic: str, payload: bytes, registry: Registry) -> Inspectio
         elif rejection is not None:
             record = orjson.dumps({"n": name, "u": unit, "v": value, "time_ms": time_ms})
             refused.append((rejection, record))
-    return Inspection(accepted, tuple(refused))
+            if rejection.reason is RejectReason.OUT_OF_RANGE and info is not None:
+                implausible.append((info, time_ms, value))
+    return Inspection(accepted, tuple(refused), tuple(implausible))
 
 
 def check_origin(parsed: ParsedTopic, registry: Registry) -> Rejection | None:
