@@ -12,7 +12,10 @@ influxd, and Mosquitto for the hub and Node-RED parts; Node-RED is npm-installed
 it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded store against issue 4's
 targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's liveness bookkeeping per
 reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming anomaly detector on 10,000
-sensors against a bare numpy scatter, bench/anomaly.py).
+sensors against a bare numpy scatter, bench/anomaly.py), ``detection`` (rules + health + anomaly on the firmware_sim
+incidents against SENSORS.md's norms, false events in a quiet month of >= 2,000 sensors against issue 5's target,
+and their CPU cost on 10,000 sensors against a bare numpy scatter, bench/detection.py; the month's samples are
+simulated once into run/bench-cache, ~10 min on 2 cores).
 """
 
 import argparse
@@ -22,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from bench import (
     anomaly,
+    detection,
     edge_vs_tbgw,
     hub_influx,
     hub_ingest,
@@ -45,6 +49,7 @@ NAMES = (
     "hub_queries",
     "liveness",
     "anomaly",
+    "detection",
 )
 
 
@@ -71,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(NAMES)} (default: all)")
     edge_vs_tbgw.add_arguments(parser.add_argument_group("edge (edge agent against ThingsBoard IoT Gateway)"))
+    detection.add_arguments(parser.add_argument_group("detection (incidents, quiet month, cost)"))
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in NAMES]
     if unknown:
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         liveness.main()
     if "anomaly" in names:
         anomaly.main()
+    if "detection" in names:
+        detection.main_from_args(args)
     return 0
 
 

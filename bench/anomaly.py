@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from hub.detection.anomaly import AnomalyConfig, AnomalyDetector
 
-__all__ = ["main", "run"]
+__all__ = ["EwScatter", "main", "run"]
 
 SENSORS = 10_000
 STEP_MS = 300_000
@@ -69,7 +69,7 @@ class _Score:
         self.detector.score(*one)
 
 
-class _Scatter:
+class EwScatter:
     """The reference: one exponentially weighted mean per sensor, updated wave by wave like the detector."""
 
     def __init__(self) -> None:
@@ -90,7 +90,7 @@ def run() -> dict[str, float]:
         rounds = _rounds(rng, detector, per_sensor)
         n = SENSORS * per_sensor
         results[f"detector_{per_sensor}"] = n / _median_cpu(_Score(detector), rounds)
-        results[f"scatter_{per_sensor}"] = n / _median_cpu(_Scatter(), rounds)
+        results[f"scatter_{per_sensor}"] = n / _median_cpu(EwScatter(), rounds)
     return results
 
 
