@@ -58,12 +58,11 @@ from bench.recording import (
 from edge.drivers.modbus import LOW_BATTERY_REPORT_PCT
 from firmware_sim.scenario import Incident, Scenario, load_scenario
 from hub.config import Deployment
-from hub.detection.anomaly_watch import AnomalyWatch, rows_of_kinds
 from hub.detection.health import SensorHealth
 from hub.detection.observations import Observations
 from hub.detection.rules import RuleEngine
 from hub.ingest.registry import Registry, SensorInfo
-from hub.runtime import HEALTH_STATE_FILE, RULES_STATE_FILE, rule_engine
+from hub.runtime import HEALTH_STATE_FILE, RULES_STATE_FILE, anomaly_watch, rule_engine
 from hub.runtime import sensor_health as hub_sensor_health
 from protocol.kinds import KINDS, SetPoint
 from protocol.registers import Status
@@ -178,11 +177,7 @@ class Layers:
         with tempfile.TemporaryDirectory() as empty:
             self.rules: RuleEngine = rule_engine(deployment, self.registry, Path(empty) / RULES_STATE_FILE)
         self.health = sensor_health(deployment, self.registry)
-        self.anomaly = AnomalyWatch(
-            community=self.registry.community,
-            community_name=self.registry.community_name,
-            scored_rows=rows_of_kinds(self.registry.sensors.values()),
-        )
+        self.anomaly = anomaly_watch(self.registry, None)
         self.infos: list[SensorInfo] = sorted(self.registry.sensors.values(), key=lambda info: info.index)
 
     def observe(self, one: "Round") -> list[RiskEvent]:

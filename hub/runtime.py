@@ -19,7 +19,7 @@ from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
 from alerts.store import AlertStore
 from hub.config import Deployment, build_directory, load_deployment, rule_contexts
-from hub.detection.anomaly_watch import AnomalyWatch, rows_of_kinds
+from hub.detection.anomaly_watch import CUMULATIVE_KINDS, AnomalyWatch, rows_of_kinds
 from hub.detection.health import SensorHealth
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
@@ -132,6 +132,18 @@ def sensor_health(deployment: Deployment, registry: Registry, state_path: Path) 
     return health
 
 
+def anomaly_watch(registry: Registry, state_path: Path | None) -> AnomalyWatch:
+    """The anomaly watch over the registry's continuous kinds (meters on their use), continuing from
+    ``state_path`` when it holds a usable state (None: fresh and never saved)."""
+    return AnomalyWatch(
+        community=registry.community,
+        community_name=registry.community_name,
+        state_path=state_path,
+        scored_rows=rows_of_kinds(registry.sensors.values()),
+        cumulative_rows=rows_of_kinds(registry.sensors.values(), CUMULATIVE_KINDS),
+    )
+
+
 def _write_json(path: Path, data: object) -> None:
     """Write ``data`` as JSON, atomically and durably."""
     with replacing(path) as f:
@@ -193,13 +205,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             rules = await asyncio.to_thread(rule_engine, deployment, registry, settings.data_dir / RULES_STATE_FILE)
             health = await asyncio.to_thread(sensor_health, deployment, registry, settings.data_dir / HEALTH_STATE_FILE)
-            anomaly = await asyncio.to_thread(
-                AnomalyWatch,
-                community=registry.community,
-                community_name=registry.community_name,
-                state_path=settings.data_dir / ANOMALY_STATE_FILE,
-                scored_rows=rows_of_kinds(registry.sensors.values()),
-            )
+            anomaly = await asyncio.to_thread(anomaly_watch, registry, settings.data_dir / ANOMALY_STATE_FILE)
             detection = _Detection(rules, health, anomaly, settings.data_dir)
             ingest = Ingest(
                 endpoint=MqttEndpoint(
