@@ -18,8 +18,9 @@ Rules:
   the same kind in the same space (deployment ``space``) by more than the kind's ``DRIFT_TOLERANCE``, after
   subtracting the offset it normally has from them (learned over ``DRIFT_LEARN_MS``, then very slowly). With
   three or more detectors the reference is their median, so the drifting one is named; with two, each is
-  compared with the other and both are named (one of them drifted; a person has to look). Judged once every
-  ``DRIFT_EVERY_MS`` of reading time.
+  compared with the other and both are named (one of them drifted; a person has to look). A gas, CO or smoke
+  detector without such neighbours is compared with its own clean-air level of its first days (``ZERO_KINDS``).
+  Judged once every ``DRIFT_EVERY_MS`` of reading time.
 - ``out-of-range``: a value outside the kind's physical range, refused by the hub's validation or (counted
   per detector) by the gateway; cleared after ``OUT_OF_RANGE_CLEAR_MS`` without another.
 - ``low-battery``, ``tamper``, ``device-fault``, ``shielded``: the detector's own header (GB/T 45839 status 3
@@ -70,6 +71,10 @@ DRIFT_OFFSET_TAU_MS = 90 * DAY_MS
 DRIFT_EVERY_MS = 60_000
 DRIFT_FRESH_MS = HOUR_MS
 """Only detectors heard from within the last hour take part in a space's comparison."""
+ZERO_KINDS = frozenset({"gas", "co", "smoke"})
+"""Kinds whose clean-air reading is steady (near zero): a detector of these without neighbours is compared with its
+own level over its first ``DRIFT_LEARN_MS`` (an ageing CO cell creeping up 2 ppm a day is seen long before it reaches
+an alarm level; a real leak rises in minutes and the rules judge it)."""
 DRIFT_TOLERANCE: Mapping[str, float] = {
     "gas": 5.0,
     "co": 15.0,
@@ -165,7 +170,15 @@ class SensorHealth:
         for info in sensors:
             if self._group_of[info.index] >= 0:
                 self._tolerance[info.index] = DRIFT_TOLERANCE[info.kind.name]
+        self._alone = np.array(
+            [i.index for i in sensors if i.kind.name in ZERO_KINDS and self._group_of[i.index] < 0], np.intp
+        )
+        for row in self._alone.tolist():
+            info = self._infos[row]
+            assert info is not None
+            self._tolerance[row] = DRIFT_TOLERANCE[info.kind.name]
         self._grouped = self._group_of >= 0
+        self._grouped[self._alone] = True
         self._level = np.full(n, np.nan)
         self._level_ms = np.full(n, _NO_TIME, np.int64)
         self._offset = np.zeros(n)
@@ -287,27 +300,18 @@ class SensorHealth:
         self._level_ms[unique] = np.maximum(then, newest)
 
     def _drift(self, now: int) -> list[RiskEvent]:
-        """Compare every space's detectors heard from within ``DRIFT_FRESH_MS`` (all spaces at once)."""
-        members = self._members[now - self._level_ms[self._members] <= DRIFT_FRESH_MS]
-        if len(members) < 2:
+        """Compare every space's detectors heard from within ``DRIFT_FRESH_MS`` (all spaces at once), and every
+        detector of a clean-air kind without such neighbours with its own first days."""
+        rows, deviation = self._neighbour_deviation(now)
+        alone = self._alone[now - self._level_ms[self._alone] <= DRIFT_FRESH_MS]
+        rows = np.concatenate([rows, alone])
+        deviation = np.concatenate([deviation, self._level[alone]])
+        if not len(rows):
             return []
-        group = self._group_of[members]
-        level = self._level[members]
-        order = np.lexsort((level, group))
-        members, group, level = members[order], group[order], level[order]
-        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-        counts = np.diff(np.r_[starts, len(group)])
-        size = np.repeat(counts, counts)
-        start = np.repeat(starts, counts)
-        median = (level[start + (size - 1) // 2] + level[start + size // 2]) / 2
-        compared = size >= 2
-        # with two, the reference is the other one: x - other = 2 (x - their mean)
-        deviation = np.where(size == 2, 2.0, 1.0) * (level - median)
-        rows, deviation, level = members[compared], deviation[compared], level[compared]
         new = self._learn_from[rows] == _NO_TIME
         self._learn_from[rows[new]] = now
         self._offset[rows[new]] = deviation[new]
-        rows, deviation, level = rows[~new], deviation[~new], level[~new]
+        rows, deviation = rows[~new], deviation[~new]
         residual = deviation - self._offset[rows]
         since = now - self._learn_from[rows]
         learning = since < DRIFT_LEARN_MS
@@ -323,19 +327,42 @@ class SensorHealth:
         self._drifting[rows[fire]] = True
         self._drifting[rows[clear]] = False
         events: list[RiskEvent] = []
-        for i in np.flatnonzero(fire | clear):
+        for i in np.flatnonzero(fire | clear).tolist():
             row = int(rows[i])
             info = self._infos[row]
             assert info is not None
             source = ""
             if fire[i]:
-                source = (
-                    f"Anju sensor health: {residual[i]:+.4g} {info.kind.unit} from the other {info.kind.label_en} "
-                    f"detectors of its space over {DRIFT_TAU_MS / HOUR_MS:g} h, normal offset "
-                    f"{self._offset[row]:+.4g}, tolerance {tolerance[i]:g}"
+                against = (
+                    f"the other {info.kind.label_en} detectors of its space, normal offset {self._offset[row]:+.4g}"
+                    if self._group_of[row] >= 0
+                    else f"its own level over its first {DRIFT_LEARN_MS / DAY_MS:g} days ({self._offset[row]:.4g})"
                 )
-            events.append(self._event(row, _Condition("drift", float(level[i]), None, source), now, bool(fire[i])))
+                source = (
+                    f"Anju sensor health: {residual[i]:+.4g} {info.kind.unit} over {DRIFT_TAU_MS / HOUR_MS:g} h "
+                    f"from {against}, tolerance {tolerance[i]:g}"
+                )
+            level = float(self._level[row])
+            events.append(self._event(row, _Condition("drift", level, None, source), now, bool(fire[i])))
         return events
+
+    def _neighbour_deviation(self, now: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """Rows of grouped detectors heard from lately and how far each is from its space's median (from the
+        other one, in a pair)."""
+        members = self._members[now - self._level_ms[self._members] <= DRIFT_FRESH_MS]
+        group = self._group_of[members]
+        level = self._level[members]
+        order = np.lexsort((level, group))
+        members, group, level = members[order], group[order], level[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.empty(0, np.intp)
+        counts = np.diff(np.r_[starts, len(group)])
+        size = np.repeat(counts, counts)
+        start = np.repeat(starts, counts)
+        median = (level[start + (size - 1) // 2] + level[start + size // 2]) / 2
+        compared = size >= 2
+        # with two, the reference is the other one: x - other = 2 (x - their mean)
+        deviation = np.where(size == 2, 2.0, 1.0) * (level - median)
+        return members[compared], deviation[compared]
 
     # ---- out-of-range ---------------------------------------------------------------------------------------
 

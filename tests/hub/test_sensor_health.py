@@ -245,3 +245,30 @@ def test_nan_and_out_of_order_readings_are_ignored() -> None:
     before = h.to_state()
     assert feed(h, [(probe, T0 + DAY_MS, 30.0), (probe, T0 + 2 * DAY_MS, float("nan"))]) == []
     assert h.to_state()["sensors"] == before["sensors"]
+
+
+def test_a_lone_co_cell_creeping_up_is_drift_long_before_an_alarm_level() -> None:
+    """The quiet month's ageing CO cell, 2 ppm a day from a clean 2 ppm, alone in its kitchen: no neighbour to
+    compare with, so its own first days are the reference; 15 ppm above them is a maintenance call (day ~9), while
+    the rules' 30 ppm sustained-low level is only reached on day ~14."""
+    co = sensor(0, "co")
+    h = health(co)
+    rng = np.random.default_rng(14)
+    minutes = np.arange(16 * 24 * 60)
+    values = np.maximum(0.0, np.round(2.0 + minutes / 1440 * 2.0 + rng.normal(0, 0.6, len(minutes))))
+    events = feed(h, [(co, T0 + int(m) * MINUTE_MS, float(v)) for m, v in zip(minutes, values, strict=True)])
+    [fired] = firing(events, "drift")
+    assert 8 * DAY_MS < fired.time_ms - T0 < 11 * DAY_MS
+    assert "its own level over its first 2 days" in fired.source
+
+
+def test_a_lone_kitchen_gas_detector_with_daily_cooking_is_not_drift() -> None:
+    gas = sensor(0, "gas")
+    h = health(gas)
+    rng = np.random.default_rng(15)
+    readings = []
+    for minute in range(20 * 24 * 60):
+        local_hour = (minute // 60 + 8) % 24
+        cooking = 3.0 if local_hour in (11, 12, 18, 19) else 0.0  # %LEL of fumes near the hob
+        readings.append((gas, T0 + minute * MINUTE_MS, round(max(0.0, 0.5 + cooking + rng.normal(0, 0.1)), 1)))
+    assert firing(feed(h, readings), "drift") == []
