@@ -93,7 +93,8 @@ def _number(value: float) -> str:
 
 
 def _quantity(value: float, unit: str) -> str:
-    shown = _UNIT_DISPLAY.get(unit, unit)
+    head, _, rest = unit.partition(" ")  # "m3 in 12 h": the unit, then what it is over
+    shown = f"{_UNIT_DISPLAY.get(head, head)} {rest}".strip()
     return f"{_number(value)} {shown}".rstrip()
 
 
@@ -115,7 +116,9 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
     grade = alert.grade
     reading = _quantity(event.value, event.unit)
     above = True
-    if kind is not None:
+    if event.below is not None:
+        above = not event.below
+    elif kind is not None:
         point = next((p for p in kind.set_points if p.name == event.rule), None)
         above = point.above if point else True
     if event.threshold is not None:

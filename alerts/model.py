@@ -106,6 +106,9 @@ class RiskEvent:
     threshold: float | None = None
     rule_zh: str = ""
     """The rule's Chinese name when the producer has one (the hub's rules do); else messages look ``rule`` up."""
+    below: bool | None = None
+    """True when the condition is the value under ``threshold`` (low pressure, no water use), False over it; None:
+    the producer does not say, and messages look the set point up in ``protocol.kinds`` (over when not found)."""
 
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > 256:

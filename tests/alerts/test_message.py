@@ -48,3 +48,13 @@ def test_a_producers_chinese_rule_name_is_shown_and_corroboration_has_a_kind_nam
     both = event(kind="corroboration", rule="gas and CO", rule_zh="燃气与一氧化碳同时报警", grade=Grade.II)
     zh, en = render_text(_alert(first_event=both, last_event=both, grade=Grade.II), Reason.OPENED)
     assert "多传感器印证" in zh and "燃气与一氧化碳同时报警" in zh and "corroborated" in en
+
+
+def test_a_rule_under_its_limit_reads_as_under_and_a_unit_over_a_window_is_shown() -> None:
+    none = event(
+        kind="water-meter", rule="no water use in 12 h", rule_zh="独居老人12小时无用水", value=0.0,
+        unit="m3 in 12 h", threshold=0.01, below=True,
+    )  # fmt: skip
+    zh, en = render_text(_alert(first_event=none, last_event=none), Reason.OPENED)
+    assert "0 m³ in 12 h ≤ 0.01 m³ in 12 h" in zh and "独居老人12小时无用水" in zh
+    assert "≥" not in en

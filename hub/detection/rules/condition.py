@@ -1,4 +1,4 @@
-"""One rule on one sensor, reading by reading: the trigger (level, rate, exposure) and the delays around it.
+"""One rule on one sensor, reading by reading: the trigger (level, rate, exposure, change) and the delays around it.
 
 ``step`` is the per-reading logic the engine runs only for sensors that are "interesting" (a value outside
 their quiet band, or a rule not idle); ``Plan.quiet_band`` is the set of values at which an *idle* rule stays
@@ -8,6 +8,27 @@ equivalence against an engine that judges every reading.
 Time: decisions happen at readings (Unix ms), never on a timer: "above X for T s" fires at the first reading at
 least T s after the run began. A silence longer than ``Rule.max_gap_s`` restarts every timer (duration, delays,
 rate window; the dose integrates at most that long), because what happened in between is unknown.
+
+The ``change`` window (the increase of a cumulative register, value(now) − value(now − within_s)):
+
+* Comparison: as the sources phrase it ("< 0.01 m³ in 12 h", "> 2 m³ in 24 h"), the trigger holds while the
+  increase is strictly less than ``below`` (more than ``above``) and clears once it is at or past
+  ``hysteresis.clear`` (≥ 0.02 m³ of use; ≤ 1.5 m³ left of a leak). The increase is rounded to ``CHANGE_DIGITS``.
+* Coverage: it is judged only once the window is covered, i.e. the first reading since the window last
+  (re)started is at least ``within_s`` old. A meter installed an hour ago has not had "no use for 12 h". Until
+  then the trigger keeps its last verdict: a restart neither raises nor clears an alarm by itself.
+* Memory: O(1) per sensor. The history is cut into ``CHANGE_BUCKETS`` (48) buckets per window, counted from the
+  window's start, and keeps the first reading of each bucket (at most 50 points) plus the newest value.
+* Reference: value(now − within_s) is the newest kept point at or before now − within_s, so the judged span is
+  never shorter than ``within_s`` and at most one bucket (``within_s``/48: 15 min for 12 h, 30 min for 24 h) plus
+  one reading interval longer. Hence "no use for 12 h" never fires before 12 h without use, and fires at the
+  first reading at least 12 h after the first kept point that shows the last use: exactly 12 h after it when
+  that reading opens a bucket, at most 15 min + one reading interval late otherwise. A leak is judged over 24 h
+  to 24 h 30 min (+ one interval). The first reading after a restart opens the first bucket.
+* Restarts: a decrease of the register (meter replaced or reset) and a silence longer than ``max_gap_s`` start
+  the window again from the current reading.
+* Out-of-order and NaN readings never reach ``step`` (the engine skips and counts them), so a late, lower
+  reading does not look like a reset.
 """
 
 from __future__ import annotations
@@ -21,6 +42,12 @@ from hub.detection.rules.model import Rule
 from hub.detection.rules.schedule import LocalClock, active_window
 
 __all__ = ["Change", "Plan", "RuleState", "step"]
+
+CHANGE_BUCKETS = 48
+"""Buckets per ``change`` window: the time resolution of the window's start is ``within_s`` / 48."""
+CHANGE_DIGITS = 9
+"""A change rule's increase is rounded to 1e-9 of the unit: 842.327 − 842.317 is 0.01 m³, not 0.00999999999999
+(a register of up to 10⁶ m³ has float steps of ~1e-10)."""
 
 HISTORY_LIMIT = 512
 """Most points a rate window keeps (a sensor reporting 10×/s over a 60 s window keeps the newest 512 s/… —
@@ -39,6 +66,10 @@ class Plan:
     delay_on_ms: int
     delay_off_ms: int
     max_gap_ms: int
+    within_ms: int
+    """A change rule's window (0 for other triggers)."""
+    bucket_ms: int
+    """A change rule's bucket: ``within_ms`` / CHANGE_BUCKETS (the resolution of the window's start)."""
     curve: DoseCurve | None
     quiet_low: float
     quiet_high: float
@@ -47,6 +78,7 @@ class Plan:
     def of(cls, rule: Rule) -> Plan:
         above, value, clear = True, math.nan, math.nan
         low, high = -math.inf, math.inf
+        within_ms = 0
         if rule.level is not None:
             above, value, clear = rule.level.is_above, rule.level.value, rule.clear_level
             limits = [value, *(window.value for window in rule.schedule)]
@@ -56,6 +88,11 @@ class Plan:
             low, high = (-math.inf, rule.rate.min_value) if rule.rate.min_value is not None else (math.inf, -math.inf)
         elif rule.exposure is not None:
             low, high = -math.inf, rule.exposure.start_ppm
+        elif rule.change is not None:
+            # every reading of a register moves the window: no value is quiet
+            above, value, clear = rule.change.is_above, rule.change.value, rule.clear_level
+            low, high = math.inf, -math.inf
+            within_ms = round(rule.change.within_s * 1000)
         return cls(
             rule=rule,
             above=above,
@@ -65,6 +102,8 @@ class Plan:
             delay_on_ms=round(rule.delay.on_s * 1000),
             delay_off_ms=round(rule.delay.off_s * 1000),
             max_gap_ms=round(rule.max_gap_s * 1000),
+            within_ms=within_ms,
+            bucket_ms=max(1, within_ms // CHANGE_BUCKETS),
             curve=DoseCurve.of(rule.exposure) if rule.exposure is not None else None,
             quiet_low=low,
             quiet_high=high,
@@ -95,6 +134,9 @@ class RuleState:
     history: list[tuple[int, float]] = field(default_factory=list)
     dose: float = 0.0
     rate_before: float = 0.0
+    last_value: float | None = None
+    """A change rule's newest reading (a lower one is a reset register); ``history`` holds its bucket starts and
+    ``run_start_ms`` the window's start."""
 
     def idle(self) -> bool:
         """True when a reading inside the rule's quiet band would change nothing."""
@@ -109,6 +151,7 @@ class RuleState:
             or self.history
             or self.dose
             or self.rate_before
+            or self.last_value is not None
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -128,6 +171,8 @@ class RuleState:
             data["dose"] = self.dose
         if self.rate_before:
             data["rate_before"] = self.rate_before
+        if self.last_value is not None:
+            data["last_value"] = self.last_value
         return data
 
     @classmethod
@@ -147,6 +192,7 @@ class RuleState:
             history=[(int(t), float(v)) for t, v in data.get("history", [])],
             dose=float(data.get("dose", 0.0)),
             rate_before=float(data.get("rate_before", 0.0)),
+            last_value=None if data.get("last_value") is None else float(data["last_value"]),
         )
 
 
@@ -154,14 +200,16 @@ class RuleState:
 class Change:
     """What a reading did to a rule: ``status`` when the alarm fired or cleared, and what to show.
 
-    ``shown`` is the measured quantity (the reading; the slope per minute for a rate rule), ``threshold`` the
-    limit it was compared with (None for a dose), ``per_minute`` True when both are per minute.
+    ``shown`` is the measured quantity (the reading; the slope per minute for a rate rule; the increase over the
+    window for a change rule), ``threshold`` the limit it was compared with (None for a dose), ``per_minute``
+    True when both are per minute, ``within_s`` the window when both are an increase over it.
     """
 
     status: Literal["firing", "cleared"] | None
     shown: float
     threshold: float | None
     per_minute: bool = False
+    within_s: float | None = None
 
 
 def _level(plan: Plan, state: RuleState, time_ms: int, value: float, gap: bool, clock: LocalClock) -> Change:
@@ -224,6 +272,37 @@ def _rate(plan: Plan, state: RuleState, time_ms: int, value: float, gap: bool) -
     return Change(None, slope, rate.rise_per_min, per_minute=True)
 
 
+def _change(plan: Plan, state: RuleState, time_ms: int, value: float, gap: bool) -> Change:
+    """The increase of the register over the trailing window against the limit (module docstring)."""
+    change = plan.rule.change
+    if change is None:
+        raise ValueError(f"rule {plan.rule.id} has no change")
+    history = state.history
+    reset = state.last_value is not None and value < state.last_value
+    if state.run_start_ms is None or gap or reset:
+        history.clear()
+        state.run_start_ms = time_ms
+    state.last_value = value
+    start, bucket_ms = state.run_start_ms, plan.bucket_ms
+    if not history or (history[-1][0] - start) // bucket_ms != (time_ms - start) // bucket_ms:
+        history.append((time_ms, value))
+    boundary = time_ms - plan.within_ms
+    while len(history) >= 2 and history[1][0] <= boundary:
+        del history[0]
+    if history[0][0] > boundary:  # not covered yet: keep the verdict
+        return Change(None, math.nan, plan.value, within_s=change.within_s)
+    increase = round(value - history[0][1], CHANGE_DIGITS)
+    if plan.above:
+        crossed, past_clear = increase > plan.value, increase <= plan.clear
+    else:
+        crossed, past_clear = increase < plan.value, increase >= plan.clear
+    if not state.latched:
+        state.latched = crossed
+    elif past_clear:
+        state.latched = False
+    return Change(None, increase, plan.value, within_s=change.within_s)
+
+
 def _exposure(plan: Plan, state: RuleState, time_ms: int, value: float, prev_ms: int | None) -> Change:
     curve, exposure = plan.curve, plan.rule.exposure
     if curve is None or exposure is None:
@@ -252,6 +331,9 @@ def step(plan: Plan, state: RuleState, time_ms: int, value: float, prev_ms: int 
     elif rule.rate is not None:
         change = _rate(plan, state, time_ms, value, gap)
         trigger = state.latched
+    elif rule.change is not None:
+        change = _change(plan, state, time_ms, value, gap)
+        trigger = state.latched
     else:
         change = _exposure(plan, state, time_ms, value, prev_ms)
         trigger = state.latched
@@ -276,4 +358,4 @@ def step(plan: Plan, state: RuleState, time_ms: int, value: float, prev_ms: int 
                 state.alarmed, state.off_since_ms, status = False, None, "cleared"
     if status is None:
         return change
-    return Change(status, change.shown, change.threshold, change.per_minute)
+    return Change(status, change.shown, change.threshold, change.per_minute, change.within_s)

@@ -18,7 +18,9 @@ SENSOR_CEILING = 2
 class SensorContext:
     """One sensor's place: ``space`` (one room or area: detectors in the same space corroborate each other),
     ``building`` (for per-building rule overrides) and ``tags`` such as ``elder-living-alone``, ``school``,
-    ``basement`` (a tag listed in ``RuleSet.raise_grade_tags`` raises the sensor's grades one step)."""
+    ``basement`` (a tag listed in ``RuleSet.raise_grade_tags`` raises the sensor's grades one step, except for a
+    rule that lists it in ``only_tags``: there it is the rule's premise; a rule with ``only_tags`` applies only to
+    sensors carrying one of them)."""
 
     sensor: str
     kind: str

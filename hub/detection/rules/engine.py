@@ -3,10 +3,11 @@
 A round of readings arrives as columns (sensor row, Unix ms, value). Per sensor row the engine keeps in numpy
 the newest time judged, the *quiet band* (values at which every rule of the sensor, when idle, stays idle —
 below the lowest set point of an 'above' rule, under a rate rule's ``min_value``, under the CO dose's
-``start_ppm``) and whether any rule is busy (alarmed, latched, timing, counting, holding a rate window or a
-dose). A reading inside its band of a sensor that is not busy cannot change anything, so screening costs a few
-vector operations over the round; only the readings of the other sensors go through ``condition.step``,
-in time order. ``screen=False`` judges every reading (the reference the tests compare screening against).
+``start_ppm``; a ``change`` rule has none: every reading of a register moves its window) and whether any rule
+is busy (alarmed, latched, timing, counting, holding a rate or change window or a dose). A reading inside its
+band of a sensor that is not busy cannot change anything, so screening costs a few vector operations over the
+round; only the readings of the other sensors go through ``condition.step``, in time order. ``screen=False``
+judges every reading (the reference the tests compare screening against).
 
 Streaming: a decision at time t uses only readings up to t. A reading not newer than the newest one already
 seen for its sensor (a replay after a gateway restart, a late duplicate) is not judged; NaN and ±inf are
@@ -15,8 +16,8 @@ refused upstream but skipped here too. Both are counted (``skipped_late``, ``ski
 Events: rules of one sensor with the same ``group`` share the condition key ``{community}/{sensor}/{kind}/
 {group}`` (ungrouped rules use their id) and report the most severe rule firing: a worse rule firing re-fires
 the key at the worse grade, the worst clearing while a milder one still fires re-states the milder one, the
-last clearing clears the key. Context tags raise grades one step (never past II); corroboration patterns fire
-on keys of their own (corroboration.py).
+last clearing clears the key. Context tags raise grades one step (never past II), except a rule's own
+``only_tags`` (its premise, model.py); corroboration patterns fire on keys of their own (corroboration.py).
 
 ``to_state()`` is plain JSON data; ``RuleEngine(...).restore(state)`` makes a new engine continue
 exactly where the old one stopped, so a hub restart re-sends nothing and does not re-judge replayed readings.
@@ -68,6 +69,15 @@ class _Sensor:
         return best
 
 
+def _duration(seconds: float) -> str:
+    """``43200`` → ``12 h``, ``600`` → ``10 min``, ``45`` → ``45 s`` (a change rule's window, shown with its unit)."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
 class RuleEngine:
     """Judges readings against each sensor's rules and returns risk events (module docstring)."""
 
@@ -83,7 +93,9 @@ class RuleEngine:
         screen: bool = True,
     ) -> None:
         """``sensors`` with their registry rows (``SensorInfo.index``, 0 … n-1); ``rules`` per sensor id (default:
-        ``ruleset``'s enabled rules of the sensor's kind; overrides.resolve_rules builds it from a deployment);
+        ``ruleset``'s enabled rules of the sensor's kind that apply to its tags, ``Rule.only_tags``);
+        overrides.resolve_rules builds it from a deployment, ``only_tags`` already applied: rules given here are
+        in force as given, so ``anju-hub rules test`` replays a tagged rule on untagged recorded data);
         ``contexts`` per sensor id (space, building, tags)."""
         self.community = community
         self.community_name = community_name
@@ -107,21 +119,23 @@ class RuleEngine:
         self._busy = np.zeros(size, bool)
         space_kinds: dict[str, str] = {}
         for info in sensors:
-            chosen = (
-                tuple(rules[info.id]) if rules is not None and info.id in rules else ruleset.for_kind(info.kind.name)
-            )
+            context = contexts.get(info.id)
+            tags = context.tags if context is not None else frozenset[str]()
+            if rules is not None and info.id in rules:
+                chosen = tuple(rules[info.id])
+            else:
+                chosen = tuple(rule for rule in ruleset.for_kind(info.kind.name) if rule.applies_to(tags))
             plans = tuple(Plan.of(rule) for rule in chosen)
             groups: dict[str, list[int]] = {}
             for index, plan in enumerate(plans):
                 groups.setdefault(plan.rule.condition, []).append(index)
-            context = contexts.get(info.id)
             sensor = _Sensor(
                 info=info,
                 plans=plans,
                 states=[RuleState() for _ in plans],
                 groups={name: tuple(indices) for name, indices in groups.items()},
                 space=context.space if context is not None else "",
-                tags=context.tags if context is not None else frozenset(),
+                tags=tags,
             )
             if self._sensors[info.index] is not None:
                 raise ValueError(f"two sensors on registry row {info.index}")
@@ -246,6 +260,8 @@ class RuleEngine:
         shown, unit, threshold = change.shown, kind.unit, change.threshold
         if change.per_minute:
             unit = f"{kind.unit}/min"
+        elif change.within_s is not None:
+            unit = f"{kind.unit} in {_duration(change.within_s)}"
         if not math.isfinite(shown):
             shown, unit, threshold = value, kind.unit, None
         return RiskEvent(
@@ -256,7 +272,7 @@ class RuleEngine:
             kind=kind.name,
             location_zh=f"{self.community_name} {sensor.info.location}".strip(),
             rule=rule.name,
-            grade=Grade(raised_grade(rule.grade_number, sensor.tags, self._raising)),
+            grade=Grade(raised_grade(rule.grade_number, sensor.tags.difference(rule.only_tags), self._raising)),
             value=shown,
             unit=unit,
             time_ms=time_ms,
@@ -264,6 +280,7 @@ class RuleEngine:
             source=rule.source,
             threshold=threshold,
             rule_zh=rule.name_zh,
+            below=rule.below,
         )
 
     def _corroboration_event(self, sensor: _Sensor, verdict: Verdict, value: float, time_ms: int) -> RiskEvent:

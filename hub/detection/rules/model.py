@@ -9,6 +9,15 @@ A rule watches one sensor kind and has exactly one *trigger*:
 * ``rate`` — the value rises at least ``rise_per_min`` (unit per minute) over ``window_s`` (heat detectors'
   rate-of-rise, EN 54-5 classes A1R…; SENSORS.md "heat").
 * ``exposure`` — a time-weighted dose on a concentration-time curve (CO, EN 50291; see ``exposure.py``).
+* ``change`` — the increase of a cumulative register over the trailing ``within_s`` seconds, value(now) −
+  value(now − within_s), less than ``below`` (an elder's water meter that has not moved for 12 h) or more than
+  ``above`` (a leak), strictly, as the sources phrase it, with a ``hysteresis.clear`` reached inclusively; only
+  for kinds in ``CUMULATIVE_KINDS`` (condition.py documents the window: coverage, time resolution, restarts).
+
+A rule may apply to tagged sensors only (``only_tags``: the sensor carries at least one of the tags, from its
+context: deployment ``tags``). Such a tag is the rule's premise, not an aggravation, so it does not raise the
+rule's grade even when it is in ``raise_grade_tags`` (an elder's water meter that stops is grade III because the
+meter is an elder's, not III raised to II for it); other grade-raising tags of the sensor still apply.
 
 Every rule may delay its alarm (``delay.on_s``: the trigger must hold that long) and its clear
 (``delay.off_s``: the trigger must stay off that long), and cites where its numbers come from (``source`` as
@@ -37,6 +46,7 @@ from ruamel.yaml.error import YAMLError
 from protocol.kinds import KINDS
 
 __all__ = [
+    "CUMULATIVE_KINDS",
     "Corroboration",
     "Count",
     "Delay",
@@ -50,6 +60,7 @@ __all__ = [
     "RuleIssue",
     "RuleSet",
     "ScheduleWindow",
+    "WindowChange",
     "default_rules",
     "load_rules",
     "parse_rules",
@@ -63,6 +74,9 @@ GradeName = Literal["IV", "III", "II"]
 GRADE_NUMBERS: dict[str, int] = {"IV": 4, "III": 3, "II": 2}
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+CUMULATIVE_KINDS = frozenset({"water-meter"})
+"""Kinds whose value is a register counting up (a water meter's m³): the only ones a ``change`` rule may watch,
+because a decrease of such a value means a new or reset register, not less of the quantity."""
 
 
 class _Strict(BaseModel):
@@ -85,6 +99,13 @@ class Level(_Strict):
         if value is None:
             raise ValueError("a level needs above or below (validate_rule checks this at load)")
         return value
+
+
+class WindowChange(Level):
+    """The increase of a cumulative register over the trailing ``within_s`` seconds, in the kind's unit (m³ for a
+    water meter): exactly one of ``above`` (more than: a leak) or ``below`` (less than: no use)."""
+
+    within_s: float = Field(gt=0, le=7 * 86_400)
 
 
 class Hysteresis(_Strict):
@@ -172,6 +193,10 @@ class Rule(_Strict):
     schedule: tuple[ScheduleWindow, ...] = ()
     rate: Rate | None = None
     exposure: Exposure | None = None
+    change: WindowChange | None = None
+    only_tags: tuple[Id, ...] = ()
+    """Applies only to sensors carrying one of these tags (empty: every sensor of the kind); these tags do not
+    raise the rule's grade (module docstring)."""
     delay: Delay = Delay()
     max_gap_s: float = Field(default=900.0, gt=0, le=7 * 86_400)
     """A longer silence between two readings restarts duration, delay, rate and dose timing: what happened in
@@ -189,10 +214,21 @@ class Rule(_Strict):
 
     @property
     def clear_level(self) -> float:
-        """The hysteresis clear level of a level rule (the level itself when no hysteresis is given)."""
-        if self.level is None:
-            raise ValueError(f"rule {self.id} has no level")
-        return self.hysteresis.clear if self.hysteresis is not None else self.level.value
+        """The hysteresis clear level of a level or change rule (the limit itself when no hysteresis is given)."""
+        limit = self.level if self.level is not None else self.change
+        if limit is None:
+            raise ValueError(f"rule {self.id} has no level and no change")
+        return self.hysteresis.clear if self.hysteresis is not None else limit.value
+
+    @property
+    def below(self) -> bool:
+        """True when the rule's condition is the value under its limit (low pressure, no water use)."""
+        limit = self.level if self.level is not None else self.change
+        return limit is not None and not limit.is_above
+
+    def applies_to(self, tags: frozenset[str]) -> bool:
+        """True when the rule is for a sensor with ``tags``: no ``only_tags``, or one of them among ``tags``."""
+        return not self.only_tags or not tags.isdisjoint(self.only_tags)
 
 
 class Corroboration(_Strict):
@@ -297,6 +333,33 @@ def _level_problems(rule: Rule) -> Iterable[tuple[str, str]]:
         yield "count", "cannot be combined with duration_s (a count of short crossings, or one long one)"
 
 
+def _change_problems(rule: Rule) -> Iterable[tuple[str, str]]:
+    change = rule.change
+    if change is None:
+        return
+    if rule.kind not in CUMULATIVE_KINDS:
+        kinds = ", ".join(sorted(CUMULATIVE_KINDS))
+        yield "change", f"only for a cumulative kind ({kinds}), not {rule.kind}: a decrease restarts the window"
+        return
+    if (change.above is None) == (change.below is None):
+        yield "change", "give exactly one of above, below"
+        return
+    side = "above" if change.is_above else "below"
+    spec = KINDS[rule.kind]
+    span = spec.maximum - spec.minimum
+    if not math.isfinite(change.value) or not 0 <= change.value <= span:
+        yield f"change.{side}", f"{change.value!r} is not an increase a {rule.kind} can show (0..{span:g} {spec.unit})"
+    elif not change.is_above and change.value == 0:
+        yield "change.below", "must be over 0 (an increase is never less than 0: it would never fire)"
+    if rule.hysteresis is None:
+        return
+    clear = rule.hysteresis.clear
+    if change.is_above and not 0 <= clear < change.value:
+        yield "hysteresis.clear", f"must be below the limit ({change.value:g}) and not below 0 for an 'above' rule"
+    elif not change.is_above and not clear > change.value:
+        yield "hysteresis.clear", f"must be over the limit ({change.value:g}) for a 'below' rule"
+
+
 def _exposure_problems(exposure: Exposure) -> Iterable[tuple[str, str]]:
     previous_ppm, previous_min = exposure.start_ppm, math.inf
     for index, point in enumerate(exposure.points):
@@ -314,16 +377,20 @@ def _rule_problems(rule: Rule) -> Iterable[tuple[str, str]]:
         return
     if ":" not in rule.source:
         yield "source", "cite as '<standard or source>: <detail>' (the part before the colon is shown to people)"
-    triggers = [name for name in ("level", "rate", "exposure") if getattr(rule, name) is not None]
+    triggers = [name for name in ("level", "rate", "exposure", "change") if getattr(rule, name) is not None]
     if len(triggers) != 1:
-        yield "level", f"give exactly one trigger of level, rate, exposure (got {', '.join(triggers) or 'none'})"
+        names = ", ".join(triggers) or "none"
+        yield "level", f"give exactly one trigger of level, rate, exposure, change (got {names})"
         return
     if rule.level is not None:
         yield from _level_problems(rule)
     else:
         for name in ("hysteresis", "count", "schedule"):
+            if name == "hysteresis" and rule.change is not None:
+                continue
             if getattr(rule, name):
-                yield name, f"only for a level rule, not a {triggers[0]} rule"
+                also = " or a change rule" if name == "hysteresis" else ""
+                yield name, f"only for a level rule{also}, not a {triggers[0]} rule"
         if rule.duration_s:
             yield "duration_s", f"only for a level rule (use delay.on_s for a {triggers[0]} rule)"
     if rule.rate is not None:
@@ -334,6 +401,7 @@ def _rule_problems(rule: Rule) -> Iterable[tuple[str, str]]:
             yield "rate.min_value", problem
     if rule.exposure is not None:
         yield from _exposure_problems(rule.exposure)
+    yield from _change_problems(rule)
 
 
 def validate_rule(raw: object, *, index: int = 0, where: str = "") -> Rule:

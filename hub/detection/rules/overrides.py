@@ -20,6 +20,8 @@ new rule and must be complete (a sensor-level entry may leave out ``kind``: the 
 building entry applies to the sensors of the rule's kind only. Later levels win: defaults < community <
 building < sensor. Every merged rule is validated again, and an error names the override's place, the rule
 and the field: ``rules.sensors.gas-b1-301[0]: rule "gas-pre-warning": hysteresis.clear: must be below …``.
+A rule with ``only_tags`` is in force only for sensors whose context carries one of them (an override may
+change ``only_tags`` too, e.g. ``[]`` for every meter of a community of elders' flats).
 """
 
 from __future__ import annotations
@@ -170,11 +172,12 @@ def resolve_rules(
             validated[group] = _validated(raw, origin, issues)
         own = per_sensor_entries.get(sensor.sensor)
         if not own:
-            per_sensor[sensor.sensor] = validated[group]
-            continue
-        raw = {rule_id: dict(data) for rule_id, data in cache[group][0].items()}
-        _apply(raw, own, sensor.kind, True, issues)
-        per_sensor[sensor.sensor] = _validated(raw, {**cache[group][1], **_origins(own)}, issues)
+            rules = validated[group]
+        else:
+            raw = {rule_id: dict(data) for rule_id, data in cache[group][0].items()}
+            _apply(raw, own, sensor.kind, True, issues)
+            rules = _validated(raw, {**cache[group][1], **_origins(own)}, issues)
+        per_sensor[sensor.sensor] = tuple(rule for rule in rules if rule.applies_to(sensor.tags))
     for entry in community + [e for entries in buildings.values() for e in entries]:
         rule_id = entry.raw["id"]
         if ruleset.rule(rule_id) is None and "kind" not in entry.raw:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hub.detection.rules import RuleError, SensorContext, default_rules, load_rules, resolve_rules
-from hub.detection.rules.model import parse_rules, validate_rule
+from hub.detection.rules.model import CUMULATIVE_KINDS, parse_rules, validate_rule
 from protocol.kinds import KINDS
 
 GOOD: dict[str, Any] = {
@@ -26,7 +26,7 @@ GOOD: dict[str, Any] = {
 def test_defaults_cover_every_kind_with_set_points_and_cite_a_source() -> None:
     rules = default_rules()
     for kind in KINDS.values():
-        if kind.set_points:
+        if kind.set_points or kind.name in CUMULATIVE_KINDS:
             assert rules.for_kind(kind.name), f"no default rule for {kind.name}"
     for rule in rules.rules:
         assert ":" in rule.source and rule.tag in "SVUD"
@@ -198,10 +198,14 @@ def test_override_errors_name_the_place_the_rule_and_the_field(section: dict[str
 
 def test_every_set_point_of_the_kinds_is_a_default_rule_with_its_value_and_grade() -> None:
     """protocol/kinds.py (the edge's local alarms, the messages' citations) and defaults.yaml (the hub's rules) hold
-    the same standard set points; this keeps the two in step. A CO level may be judged as a dose (EN 50291)."""
+    the same standard set points; this keeps the two in step. A CO level may be judged as a dose (EN 50291). A
+    cumulative register (water meter) has no set point in kinds.py: its limits are increases over a window, which
+    only the hub's ``change`` rules judge, so its default rules are all change rules."""
     rules = default_rules()
     for kind in KINDS.values():
         kind_rules = rules.for_kind(kind.name)
+        if kind.name in CUMULATIVE_KINDS:
+            assert not kind.set_points and all(r.change is not None for r in kind_rules), kind.name
         levels = {
             (r.level.above if r.level.above is not None else r.level.below, r.grade)
             for r in kind_rules
