@@ -217,3 +217,13 @@ def test_a_puff_of_cooking_fumes_in_one_reading_is_not_a_smoke_alarm_but_smoke_t
     assert feed(engine, [(0, 0.01), (60, 0.21), (120, 0.01), (180, 0.02)]) == []
     [alarm] = feed(engine, [(240, 0.2), (300, 0.22)])
     assert (alarm.status, alarm.grade, alarm.time_ms) == ("firing", Grade.III, T0 + 300_000)
+
+
+def test_a_tilted_cover_that_is_also_open_is_a_displaced_cover_at_grade_ii() -> None:
+    sensors = [sensor(0, "manhole-tilt", "tilt-1"), sensor(1, "manhole-open", "open-1")]
+    space = {s.id: (s.kind.name, "road-r1", frozenset[str]()) for s in sensors}
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=contexts(space))
+    feed(engine, [(0, 1.0)], row=1)
+    events = feed(engine, every(1.0, [28.0] * 40), row=0)  # > 15° held 30 s: grade III on its own
+    displaced = [e for e in events if e.key == "c/road-r1/corroboration/manhole-displaced"]
+    assert [(e.status, e.grade) for e in displaced] == [("firing", Grade.II)]
