@@ -422,3 +422,29 @@ def test_rules_test_replays_the_no_use_rule_on_a_meter_history(tmp_path: Path) -
     assert first.startswith("2025-06-01T12:30:00.000+08:00  触发 firing ") and "III" in first, first
     assert "0 m3 in 12 h (limit 0.01)" in first, first
     assert "fired 1, cleared 1" in result.stdout
+
+
+def test_a_meter_read_every_minute_in_rounds_of_its_own_is_judged_every_5_min_and_still_called_on_time() -> None:
+    """On the ingest path each minute's reading comes in a round of its own; a meter whose rules are all change
+    rules is judged at most every third of a bucket (5 min for 12 h): the call comes at most that much later."""
+    start_s = _local_midnight_s()
+    series = _elder_series(random.Random(4), start_s)
+    ctx = contexts({"meter-b2-502": ("water-meter", "b2-502", ELDER)})
+    engines = {
+        screen: RuleEngine(
+            community="c",
+            ruleset=default_rules(),
+            sensors=[sensor(0, "water-meter", "meter-b2-502")],
+            contexts=ctx,
+            screen=screen,
+        )
+        for screen in (True, False)
+    }
+    firing: dict[bool, int] = {}
+    for seconds, value in series:
+        for screen, engine in engines.items():
+            for event in one_round(engine, [(seconds, value)]):
+                if event.status == "firing":
+                    firing.setdefault(screen, event.time_ms)
+    assert firing[False] <= firing[True] <= firing[False] + 5 * 60_000
+    assert engines[True]._judged_at[0] > 0 and engines[True]._spacing[0] == 5 * 60_000
