@@ -130,6 +130,8 @@ PLACES: dict[str, Place] = {
     "smoke-b1-elec": Place("b1-box1"),
     **{f"{k}-b2-502": Place("b2-502", ("elder-living-alone",)) for k in ("meter", "door", "help")},
     "meter-b2-601": Place("b2-601"),
+    # the estate road's manhole: the cover's tilt and open contacts are one place
+    **{f"manhole-r1-{k}": Place("road-r1") for k in ("tilt", "open")},
 }
 """Where the scenarios' detectors are (the deployment file's ``space`` and ``tags``), read from the scenario files'
 comments: detectors sharing a room corroborate each other; a basement and an elder living alone raise grades."""
