@@ -11,9 +11,10 @@ import gc
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
@@ -96,16 +97,7 @@ def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) ->
             contexts={context.sensor: context for context in contexts},
         )
 
-    engine = fresh()
-    if state_path.exists():
-        try:
-            engine.restore(json.loads(state_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            set_aside(state_path, exc, "rule state", log)
-            engine = fresh()
-        else:
-            log.info("rule state loaded from %s", state_path)
-    return engine
+    return _continued(fresh, state_path, "rule state")
 
 
 def sensor_health(deployment: Deployment, registry: Registry, state_path: Path) -> SensorHealth:
@@ -120,16 +112,29 @@ def sensor_health(deployment: Deployment, registry: Registry, state_path: Path) 
             spaces=spaces,
         )
 
-    health = fresh()
+    return _continued(fresh, state_path, "sensor-health state")
+
+
+class _Restorable(Protocol):
+    def restore(self, state: Mapping[str, Any]) -> None: ...
+
+
+_Layer = TypeVar("_Layer", bound=_Restorable)
+
+
+def _continued(fresh: Callable[[], _Layer], state_path: Path, what: str) -> _Layer:
+    """A detection layer from ``fresh()``, continuing from the JSON state in ``state_path`` when there is one; a
+    state it cannot use is set aside as ``.bad`` with a warning and the layer starts fresh."""
+    layer = fresh()
     if state_path.exists():
         try:
-            health.restore(json.loads(state_path.read_text(encoding="utf-8")))
+            layer.restore(json.loads(state_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            set_aside(state_path, exc, "sensor-health state", log)
-            health = fresh()
+            set_aside(state_path, exc, what, log)
+            layer = fresh()
         else:
-            log.info("sensor-health state loaded from %s", state_path)
-    return health
+            log.info("%s loaded from %s", what, state_path)
+    return layer
 
 
 def anomaly_watch(registry: Registry, state_path: Path | None) -> AnomalyWatch:

@@ -44,15 +44,18 @@ async def test_a_level_held_across_a_restart_still_counts_its_whole_duration(
         assert await _firing(hub, "III") == 0.0, "level 1 was already open: not raised again after the restart"
 
 
-async def test_an_unusable_rule_state_is_set_aside_and_the_hub_starts(
+async def test_unusable_rule_and_health_states_are_set_aside_and_the_hub_starts(
     mosquitto: int, demo_deployment: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "rules-state.json").write_text('{"version": 999}', encoding="utf-8")
+    (data / "health-state.json").write_text("not json", encoding="utf-8")
     async with running_hub(mosquitto=mosquitto, deployment=demo_deployment, data_dir=data) as hub:
         async with gateway(hub.mqtt_port) as gw:
             await gw.publish(1, gas(0))
             assert (await gw.ack()).seq == 1
         assert await eventually(lambda: _firing(hub, "III"), 10) == 1.0
     assert (data / "rules-state.json.bad").read_text(encoding="utf-8") == '{"version": 999}'
+    assert (data / "health-state.json.bad").read_text(encoding="utf-8") == "not json"
+    assert json.loads((data / "health-state.json").read_text(encoding="utf-8"))["community"] == "hongxing"
