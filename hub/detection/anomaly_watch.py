@@ -55,6 +55,18 @@ ANOMALY_KINDS = frozenset(
 circuit's leakage, an elder's water use, a slowly tilting wall). Not scored: on/off kinds (doors, buttons, lift
 events, a manhole's open contact), nor gas, smoke and CO, whose usual value is nothing and whose departures the
 standards' set points already judge. [D]"""
+MEANINGFUL: dict[str, float] = {
+    "water-depth": 0.02,
+    "temperature": 1.0,
+    "cable-temperature": 3.0,
+    "residual-current": 0.02,
+    "pressure": 10_000.0,
+    "structural-tilt": 0.0002,
+}
+"""Per kind, in its unit, the least spike or level shift worth a person's attention however unusual it is for its
+sensor [D]: well under the kind's first set point (2 cm of water against the 5 cm grade IV; 20 mA against the 100 mA
+between a healthy leakage and its alarm; 10 kPa of a fire main). A dry basement reading 7 mm after weeks of 0-2 mm is
+rare for that sensor, and nobody should be sent to look (bench detection: 206 of the quiet month's grade IV)."""
 CUMULATIVE_KINDS = frozenset({"water-meter"})
 USE_STEP_MS = 15 * 60_000
 """A meter's use is scored per quarter hour at the finest: per-minute use of one flat is bursts and zeros."""
@@ -185,7 +197,7 @@ class AnomalyWatch:
         events: list[RiskEvent] = []
         for i in np.flatnonzero(scores.score >= self.fire_at).tolist():
             row = int(rows[i])
-            if not self.open[row]:
+            if not self.open[row] and self._meaningful(seen.infos[i], scores, i, float(scored[i])):
                 self.open[row] = True
                 events.append(self._event(seen.infos[i], scores, i, float(seen.values[i]), int(seen.times_ms[i])))
         candidates = np.unique(rows[self.open[rows]])
@@ -200,6 +212,13 @@ class AnomalyWatch:
                     self._event(seen.infos[last], scores, last, float(seen.values[last]), int(seen.times_ms[last]))
                 )
         return events
+
+    @staticmethod
+    def _meaningful(info: SensorInfo, scores: Scores, i: int, value: float) -> bool:
+        """False for a spike or shift smaller than its kind's ``MEANINGFUL`` departure."""
+        if scores.reason[i] not in (Reason.SPIKE, Reason.SHIFT):
+            return True
+        return abs(value - float(scores.expected[i])) >= MEANINGFUL.get(info.kind.name, 0.0)
 
     def _use_of_meters(self, seen: Observations) -> tuple[Observations, npt.NDArray[np.float64]]:
         """The round without the meter readings inside a use step, and the values to score: for each meter reading

@@ -176,3 +176,16 @@ def test_a_water_meter_replaced_with_a_lower_register_starts_again_without_an_ev
     replaced = [(t, round(v - 800.0, 3)) for t, v in series[3 * 1440 :]]
     assert watch_round(watch, water, replaced) == []
     assert watch.total[water.index] < 100.0
+
+
+def test_a_spike_too_small_to_matter_opens_nothing_however_rare_it_is(demo_deployment: Path) -> None:
+    """A dry basement reads 0-2 mm; 7 mm once is rare for it, and not worth a visit (MEANINGFUL: 2 cm)."""
+    registry = Registry(load_deployment(demo_deployment))
+    basement = next(i for i in registry.sensors.values() if i.kind.name == "water-depth")
+    rng = np.random.default_rng(16)
+    dry = [(T0 + i * MINUTE_MS, float(max(0.0, round(rng.normal(0.0, 0.001), 3)))) for i in range(600)]
+    watch = AnomalyWatch(community="hongxing")
+    assert watch_round(watch, basement, dry) == []
+    assert watch_round(watch, basement, [(T0 + 600 * MINUTE_MS, 0.007)]) == []
+    [flooded] = watch_round(watch, basement, [(T0 + 601 * MINUTE_MS, 0.06)])
+    assert flooded.status == "firing" and flooded.rule == "anomaly-spike"
