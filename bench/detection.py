@@ -1,8 +1,8 @@
 """Detection against ground truth and at a district's scale (issue 5's evaluation): incidents, a quiet month, cost.
 
-The detection layers are the objects ``anju-hub serve`` builds (hub/runtime.py): the rules engine (``rule_engine``:
-shipped rules plus the deployment's overrides), the sensor-health layer (``sensor_health``: hub/runtime.py's, over
-hub/detection/health.py) and the anomaly watch on the kinds the hub scores (``rows_of_kinds``). Simulated samples
+The detection layers are the ``DetectionLayers`` ``anju-hub serve`` builds (hub/runtime.py ``detection_layers``: the
+rules engine with the deployment's overrides, the anomaly watch on the kinds the hub scores, the sensor-health
+layer), judged through the same ``observe_round``. Simulated samples
 (firmware_sim's ``Simulation``, recorded by bench/recording.py) are fed in time order, one ingest round per
 sampling instant, as the ``Observations`` the hub's ingest passes (registry rows, device times, values, sensor
 infos; each round sorted by time). The health layer also gets every gateway's health report once a minute (the
@@ -33,7 +33,6 @@ import collections
 import concurrent.futures
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -58,12 +57,9 @@ from bench.recording import (
 from edge.drivers.modbus import LOW_BATTERY_REPORT_PCT
 from firmware_sim.scenario import Incident, Scenario, load_scenario
 from hub.config import Deployment
-from hub.detection.health import SensorHealth
 from hub.detection.observations import Observations
-from hub.detection.rules import RuleEngine
 from hub.ingest.registry import Registry, SensorInfo
-from hub.runtime import HEALTH_STATE_FILE, RULES_STATE_FILE, anomaly_watch, rule_engine
-from hub.runtime import sensor_health as hub_sensor_health
+from hub.runtime import detection_layers
 from protocol.kinds import KINDS, SetPoint
 from protocol.registers import Status
 from protocol.telemetry import DeviceStatus
@@ -83,7 +79,6 @@ __all__ = [
     "report_month",
     "report_throughput",
     "rounds",
-    "sensor_health",
     "throughput",
 ]
 
@@ -164,22 +159,12 @@ def deployment_of(scenario: Scenario, places: Mapping[str, Place] = PLACES) -> D
     )
 
 
-def sensor_health(deployment: Deployment, registry: Registry) -> SensorHealth:
-    """The sensor-health layer (issue 5 layer 2) as ``anju-hub serve`` builds it, fresh: the one place this bench
-    builds it."""
-    with tempfile.TemporaryDirectory() as empty:
-        return hub_sensor_health(deployment, registry, Path(empty) / HEALTH_STATE_FILE)
-
-
 class Layers:
     """Rules, health and anomaly watch over one deployment, built as ``anju-hub serve`` builds them, fresh."""
 
     def __init__(self, deployment: Deployment) -> None:
         self.registry = Registry(deployment)
-        with tempfile.TemporaryDirectory() as empty:
-            self.rules: RuleEngine = rule_engine(deployment, self.registry, Path(empty) / RULES_STATE_FILE)
-        self.health = sensor_health(deployment, self.registry)
-        self.anomaly = anomaly_watch(self.registry, None)
+        self.detection = detection_layers(deployment, self.registry, None)
         self.infos: list[SensorInfo] = sorted(self.registry.sensors.values(), key=lambda info: info.index)
 
     def observe(self, one: "Round") -> list[RiskEvent]:
@@ -192,15 +177,11 @@ class Layers:
     def observe_devices(self, one: "Round") -> list[RiskEvent]:
         events: list[RiskEvent] = []
         for gateway, time_ms, devices in one.devices:
-            events += self.health.observe_devices(gateway, time_ms, devices)
+            events += self.detection.health.observe_devices(gateway, time_ms, devices)
         return events
 
     def observe_readings(self, seen: Observations) -> list[RiskEvent]:
-        """Rules, anomaly watch, health: ``Ingest._detect``'s order."""
-        events = self.rules.observe_round(seen)
-        events += self.anomaly.observe_round(seen)
-        events += self.health.observe_round(seen)
-        return events
+        return self.detection.observe_round(seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +366,7 @@ def incident_results(paths: Sequence[Path] | None = None) -> list[IncidentResult
         for _, sensor in deployment.sensors():
             if sensor.space:
                 kinds[sensor.space][sensor.id] = sensor.kind
-        spaces = _Spaces(kinds, {p.id: frozenset(p.kinds) for p in layers.rules.ruleset.corroboration})
+        spaces = _Spaces(kinds, {p.id: frozenset(p.kinds) for p in layers.detection.rules.ruleset.corroboration})
         recording = record(scenario, start_ms=START_MS)
         events = replay(layers, [recording])
         results += [_judge(path.stem, scenario, i, recording, events, spaces) for i in scenario.incidents]

@@ -18,11 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FAULT_LOW_BATTERY", "FAULT_TAMPER", "Fault", "FaultType", "fault_rng"]
-
-FAULT_LOW_BATTERY = 0x0001
-FAULT_TAMPER = 0x0002
-"""Bits of header register 8 (fault flags), see protocol/registers.py."""
+__all__ = ["Fault", "FaultType", "fault_rng"]
 
 
 class FaultType(enum.StrEnum):

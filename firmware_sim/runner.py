@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.devices import Detector, DeviceSample
-from firmware_sim.faults import FAULT_LOW_BATTERY, FAULT_TAMPER, Fault, FaultType, fault_rng
+from firmware_sim.faults import Fault, FaultType, fault_rng
 from firmware_sim.modbus_server import GatewayServer
 from firmware_sim.scenario import MAX_DURATION_S, DeviceSpec, Incident, Scenario
 from firmware_sim.truth import TruthWriter, fault_record, incident_record, reading_record
-from protocol.registers import Header, Sample
+from protocol.registers import FAULT_LOW_BATTERY, FAULT_TAMPER, Header, Sample
 
 __all__ = [
     "MAX_SPEED",

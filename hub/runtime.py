@@ -22,6 +22,7 @@ from alerts.store import AlertStore
 from hub.config import Deployment, build_directory, load_deployment, rule_contexts
 from hub.detection.anomaly_watch import CUMULATIVE_KINDS, AnomalyWatch, rows_of_kinds
 from hub.detection.health import SensorHealth
+from hub.detection.layers import DetectionLayers
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
 from hub.ingest.registry import Registry
@@ -80,10 +81,10 @@ RULES_STATE_FILE = "rules-state.json"
 HEALTH_STATE_FILE = "health-state.json"
 
 
-def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) -> RuleEngine:
+def rule_engine(deployment: Deployment, registry: Registry, state_path: Path | None) -> RuleEngine:
     """The detection rules in force for ``deployment`` (shipped defaults + its ``rules:`` overrides), continuing
-    from the state saved in ``state_path`` when there is one. A state that cannot be used (another version or
-    community, unreadable) is set aside as ``.bad`` with a warning: conditions in progress restart, nothing else."""
+    from the state saved in ``state_path`` when there is one (None: fresh). A state that cannot be used (another
+    version or community, unreadable) is set aside as ``.bad`` with a warning: conditions in progress restart."""
     contexts = rule_contexts(deployment)
     resolved = resolve_rules(deployment.rules, contexts)
 
@@ -100,7 +101,7 @@ def rule_engine(deployment: Deployment, registry: Registry, state_path: Path) ->
     return _continued(fresh, state_path, "rule state")
 
 
-def sensor_health(deployment: Deployment, registry: Registry, state_path: Path) -> SensorHealth:
+def sensor_health(deployment: Deployment, registry: Registry, state_path: Path | None) -> SensorHealth:
     """The sensor-health layer for ``deployment``, continuing from ``state_path`` when it can (like ``rule_engine``)."""
     spaces = {sensor.id: sensor.space for _, sensor in deployment.sensors() if sensor.space is not None}
 
@@ -122,11 +123,11 @@ class _Restorable(Protocol):
 _Layer = TypeVar("_Layer", bound=_Restorable)
 
 
-def _continued(fresh: Callable[[], _Layer], state_path: Path, what: str) -> _Layer:
+def _continued(fresh: Callable[[], _Layer], state_path: Path | None, what: str) -> _Layer:
     """A detection layer from ``fresh()``, continuing from the JSON state in ``state_path`` when there is one; a
     state it cannot use is set aside as ``.bad`` with a warning and the layer starts fresh."""
     layer = fresh()
-    if state_path.exists():
+    if state_path is not None and state_path.exists():
         try:
             layer.restore(json.loads(state_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -155,31 +156,34 @@ def _write_json(path: Path, data: object) -> None:
         f.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
-@dataclass(frozen=True, slots=True)
-class _Detection:
-    """The hub's three detection layers and where their states are saved."""
+def detection_layers(deployment: Deployment, registry: Registry, data_dir: Path | None) -> DetectionLayers:
+    """The three detection layers of ``deployment``, continuing from their states in ``data_dir`` (None: fresh)."""
 
-    rules: RuleEngine
-    health: SensorHealth
-    anomaly: AnomalyWatch
-    data_dir: Path
+    def saved(name: str) -> Path | None:
+        return data_dir / name if data_dir is not None else None
+
+    return DetectionLayers(
+        rules=rule_engine(deployment, registry, saved(RULES_STATE_FILE)),
+        anomaly=anomaly_watch(registry, saved(ANOMALY_STATE_FILE)),
+        health=sensor_health(deployment, registry, saved(HEALTH_STATE_FILE)),
+    )
 
 
-async def _save_detection(detection: _Detection) -> None:
+async def _save_detection(detection: DetectionLayers, data_dir: Path) -> None:
     """Save the detectors' state (taken on the event loop, written in a thread); a failure is logged, not fatal."""
     anomaly, rules, health = detection.anomaly.snapshot(), detection.rules.to_state(), detection.health.to_state()
     try:
         await asyncio.to_thread(detection.anomaly.write, anomaly)
-        await asyncio.to_thread(_write_json, detection.data_dir / RULES_STATE_FILE, rules)
-        await asyncio.to_thread(_write_json, detection.data_dir / HEALTH_STATE_FILE, health)
+        await asyncio.to_thread(_write_json, data_dir / RULES_STATE_FILE, rules)
+        await asyncio.to_thread(_write_json, data_dir / HEALTH_STATE_FILE, health)
     except OSError:
         log.exception("saving the detection state failed; retrying in %.0f s", ANOMALY_SAVE_EVERY_S)
 
 
-async def _save_detection_forever(detection: _Detection) -> None:
+async def _save_detection_forever(detection: DetectionLayers, data_dir: Path) -> None:
     while True:
         await asyncio.sleep(ANOMALY_SAVE_EVERY_S)
-        await _save_detection(detection)
+        await _save_detection(detection, data_dir)
 
 
 async def _maintain(store: ReadingStore) -> None:
@@ -208,10 +212,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             AlertService(store=alert_store, directory=directory, receiver=receiver) as alerts,
         ):
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-            rules = await asyncio.to_thread(rule_engine, deployment, registry, settings.data_dir / RULES_STATE_FILE)
-            health = await asyncio.to_thread(sensor_health, deployment, registry, settings.data_dir / HEALTH_STATE_FILE)
-            anomaly = await asyncio.to_thread(anomaly_watch, registry, settings.data_dir / ANOMALY_STATE_FILE)
-            detection = _Detection(rules, health, anomaly, settings.data_dir)
+            detection = await asyncio.to_thread(detection_layers, deployment, registry, settings.data_dir)
             ingest = Ingest(
                 endpoint=MqttEndpoint(
                     host=settings.mqtt_host,
@@ -222,9 +223,8 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 ),
                 store=store,
                 registry=registry,
-                detector=rules,
-                anomaly=anomaly,
-                health=health,
+                detector=detection,
+                health=detection.health,
                 on_risk=alerts.submit,
                 metrics=metrics,
                 inbox_capacity=settings.inbox_capacity,
@@ -238,7 +238,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
                     group.create_task(_maintain(store), name="hub-store-maintain"),
-                    group.create_task(_save_detection_forever(detection), name="hub-detection-save"),
+                    group.create_task(_save_detection_forever(detection, settings.data_dir), name="hub-detection-save"),
                     group.create_task(
                         ingest.liveness.run(connected=lambda: ingest.connected, on_risk=ingest.on_risk),
                         name="hub-ingest-liveness",
@@ -249,7 +249,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 finally:
                     for task in tasks:
                         task.cancel()
-                    await _save_detection(detection)
+                    await _save_detection(detection, settings.data_dir)
     finally:
         store.close()
         alert_store.close()

@@ -31,6 +31,8 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
+    "FAULT_LOW_BATTERY",
+    "FAULT_TAMPER",
     "HEADER_ADDRESS",
     "HEADER_COUNT",
     "KIND_CODES",
@@ -105,6 +107,11 @@ class Status:
     ALARM = 2
     FAULT = 3
     SHIELDED = 4
+
+
+FAULT_LOW_BATTERY = 0x0001
+FAULT_TAMPER = 0x0002
+"""Bits of header register 8 (fault flags)."""
 
 
 @dataclass(frozen=True, slots=True)

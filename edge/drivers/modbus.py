@@ -45,6 +45,8 @@ from edge.drivers.transport import BusDown, NoAnswer, Transport
 from edge.outbox import Cursor
 from protocol.kinds import KINDS
 from protocol.registers import (
+    FAULT_LOW_BATTERY,
+    FAULT_TAMPER,
     HEADER_ADDRESS,
     HEADER_COUNT,
     RING_ADDRESS,
@@ -182,14 +184,7 @@ class ModbusDriver:
         for sensor in self._sensors:  # not iterating the dicts the bus thread writes to
             header = self._headers.get(sensor.id)
             garbage = self.garbage[sensor.id]
-            if header is None:
-                continue
-            if (
-                header.status in (Status.FAULT, Status.SHIELDED)
-                or header.faults
-                or header.battery_pct <= LOW_BATTERY_REPORT_PCT
-                or garbage > 0
-            ):
+            if header is not None and (_header_concern(header) or garbage > 0):
                 statuses.append(DeviceStatus(sensor.id, header.status, header.battery_pct, header.faults, garbage))
         return sorted(statuses, key=lambda status: status.sensor)
 
@@ -373,10 +368,10 @@ def _header_concern(header: Header) -> str:
         concerns.append("fault")
     elif header.status == Status.SHIELDED:
         concerns.append("shielded")
-    if header.faults & 0x0001 or header.battery_pct <= LOW_BATTERY_REPORT_PCT:
+    if header.faults & FAULT_LOW_BATTERY or header.battery_pct <= LOW_BATTERY_REPORT_PCT:
         concerns.append("low battery")
-    if header.faults & 0x0002:
+    if header.faults & FAULT_TAMPER:
         concerns.append("tamper")
-    if header.faults & ~0x0003:
+    if header.faults & ~(FAULT_LOW_BATTERY | FAULT_TAMPER):
         concerns.append("other fault flags")
     return ", ".join(concerns)

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from alerts.model import Grade, RiskEvent
 from hub.detection.observations import Observations
 from hub.ingest.registry import SensorInfo
-from protocol.registers import Status
+from protocol.registers import FAULT_LOW_BATTERY, FAULT_TAMPER, Status
 from protocol.telemetry import DeviceStatus
 
 __all__ = ["DRIFT_TOLERANCE", "HEALTH_RULES", "SensorHealth"]
@@ -510,8 +510,8 @@ class SensorHealth:
 
 def _device_conditions(device: DeviceStatus) -> dict[str, _Condition]:
     wanted: dict[str, _Condition] = {}
-    low_flag = bool(device.faults & 0x0001)
-    tamper = bool(device.faults & 0x0002)
+    low_flag = bool(device.faults & FAULT_LOW_BATTERY)
+    tamper = bool(device.faults & FAULT_TAMPER)
     if low_flag or device.battery_pct <= LOW_BATTERY_PCT:
         why = "its low-battery flag" if low_flag else f"battery at most {LOW_BATTERY_PCT} %"
         wanted["low-battery"] = _Condition("low-battery", float(device.battery_pct), "%", f"detector header: {why}")

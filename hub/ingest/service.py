@@ -95,7 +95,7 @@ class _Flight:
 
 
 class RoundDetector(Protocol):
-    """What judges an ingest round's readings (the rules engine, the anomaly watch)."""
+    """What judges an ingest round's readings (``hub.detection.layers.DetectionLayers``; a rules engine alone)."""
 
     def observe_round(self, seen: Observations) -> list[RiskEvent]: ...
 
@@ -127,7 +127,6 @@ class Ingest:
         registry: Registry,
         detector: RoundDetector,
         on_risk: Callable[[RiskEvent], Awaitable[object]],
-        anomaly: RoundDetector | None = None,
         health: SensorHealth | None = None,
         metrics: Metrics,
         inbox_capacity: int = 10_000,
@@ -150,8 +149,9 @@ class Ingest:
         self.store = store
         self.registry = registry
         self.detector = detector
-        self.anomaly = anomaly
         self.health = health
+        """Takes the gateways' device reports and refused out-of-range values as rounds are prepared (its readings'
+        part is in ``detector``)."""
         self.on_risk = on_risk
         self.metrics = metrics
         self.batch_messages = batch_messages
@@ -414,13 +414,7 @@ class Ingest:
 
     async def _detect(self, prepared: "_Round") -> None:
         """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
-        judged = prepared.judged
-        events = self.detector.observe_round(judged)
-        if self.anomaly is not None:
-            events += self.anomaly.observe_round(judged)
-        if self.health is not None:
-            events += prepared.risks
-            events += self.health.observe_round(judged)
+        events = prepared.risks + self.detector.observe_round(prepared.judged)
         for event in events:
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.edge.support import MOSQUITTO, Broker, Detector, Detectors, EdgeProcess, Hub
+from tests.edge.test_modbus_tcp import Gateway
 
 
 @pytest.fixture
@@ -66,3 +67,19 @@ def edge_process() -> Iterator[Callable[[Path], EdgeProcess]]:
     yield make
     for process in processes:
         process.kill()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Callable[[tuple[int, ...]], Gateway]]:
+    """Real firmware-sim Modbus TCP servers on loopback, one per call with the given unit ids; closed after."""
+    made: list[Gateway] = []
+
+    def make(unit_ids: tuple[int, ...]) -> Gateway:
+        instance = Gateway(unit_ids)
+        made.append(instance)
+        instance.start()
+        return instance
+
+    yield make
+    for instance in made:
+        instance.close()

@@ -12,7 +12,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,19 @@ from edge.drivers.modbus import HEADER_READS_PER_ROUND, LOW_BATTERY_REPORT_PCT, 
 from edge.drivers.transport import Transport
 from edge.outbox import Cursor
 from firmware_sim.devices import Detector as SimulatedDetector
-from firmware_sim.faults import FAULT_LOW_BATTERY, FAULT_TAMPER
 from firmware_sim.runner import RunOptions, run_simulation
 from firmware_sim.scenario import parse_scenario
 from protocol.kinds import KINDS
-from protocol.registers import HEADER_ADDRESS, KIND_CODES, KIND_EXPONENTS, RING_CAPACITY, Header, Status
+from protocol.registers import (
+    FAULT_LOW_BATTERY,
+    FAULT_TAMPER,
+    HEADER_ADDRESS,
+    KIND_CODES,
+    KIND_EXPONENTS,
+    RING_CAPACITY,
+    Header,
+    Status,
+)
 from protocol.rejection import Rejection
 from protocol.telemetry import DeviceStatus, HealthReport, decode_health
 from tests.edge.support import COMMUNITY, GATEWAY, Broker, Detectors, EdgeProcess, free_port, write_config
@@ -178,21 +186,6 @@ def test_header_reads_of_a_full_bus_are_spread_over_rounds(monkeypatch: pytest.M
 
 def _header(status: int = Status.NORMAL, battery_pct: int = 90, faults: int = 0) -> Header:
     return Header(KIND_CODES["gas"], status, battery_pct, -61, KIND_EXPONENTS["gas"], RING_CAPACITY, 0, faults)
-
-
-@pytest.fixture
-def gateway() -> Iterator[Callable[[tuple[int, ...]], Gateway]]:
-    made: list[Gateway] = []
-
-    def make(unit_ids: tuple[int, ...]) -> Gateway:
-        instance = Gateway(unit_ids)
-        made.append(instance)
-        instance.start()
-        return instance
-
-    yield make
-    for instance in made:
-        instance.close()
 
 
 def test_a_header_read_that_gets_no_answer_or_a_dead_bus_counts_like_a_ring_read(

@@ -99,21 +99,6 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway() -> Iterator[Callable[[tuple[int, ...]], Gateway]]:
-    made: list[Gateway] = []
-
-    def make(unit_ids: tuple[int, ...]) -> Gateway:
-        instance = Gateway(unit_ids)
-        made.append(instance)
-        instance.start()
-        return instance
-
-    yield make
-    for instance in made:
-        instance.close()
-
-
-@pytest.fixture
 def transports() -> Iterator[Callable[..., TcpTransport]]:
     made: list[TcpTransport] = []
 

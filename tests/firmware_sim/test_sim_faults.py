@@ -8,10 +8,9 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ExceptionResponse
 
-from firmware_sim.faults import FAULT_LOW_BATTERY, FAULT_TAMPER
 from firmware_sim.runner import RunOptions, Simulation, run_simulation
 from firmware_sim.scenario import ScenarioError, parse_scenario
-from protocol.registers import RING_ADDRESS, RING_COUNT, Status
+from protocol.registers import FAULT_LOW_BATTERY, FAULT_TAMPER, RING_ADDRESS, RING_COUNT, Status
 
 START_MS = 1_764_400_000_000
 
