@@ -66,7 +66,8 @@ __all__ = ["HEADER_READS_PER_ROUND", "LOW_BATTERY_REPORT_PCT", "ModbusDriver", "
 _log = logging.getLogger(__name__)
 HEADER_READS_PER_ROUND = 8
 """At most this many header reads in one round, after its ring reads: bounds how much longer a round gets (eight
-reads of 16 registers, ~0.4 s on a 9600-baud RS-485 line) while a small bus still gets every first header at once."""
+reads of 16 registers: 8 × (8 + 37 bytes) × 10 bits / 9600 baud ≈ 0.38 s on the wire, computed, plus each unit's
+turnaround) while a small bus still gets every first header at once."""
 LOW_BATTERY_REPORT_PCT = 30
 """Detectors at or below this battery percentage are reported. The hub decides its own threshold; the edge only
 trims the report to detectors worth a look."""
