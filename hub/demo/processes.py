@@ -8,6 +8,7 @@ whole group. Nothing is left running.
 import contextlib
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -27,12 +28,58 @@ class Line:
     time_s: float
 
 
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000  # below lie well-known and commonly configured service ports
+_handed_out: set[int] = set()
+_chance = random.SystemRandom()  # not the seedable module state: parallel test runs must not pick alike
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux default 32768–60999)."""
+    with contextlib.suppress(OSError, ValueError):
+        low, high = (int(part) for part in _EPHEMERAL.read_text().split())
+        return low, high
+    return 32_768, 60_999
+
+
+def _nth_port(spans: list[tuple[int, int]], n: int) -> int:
+    """The ``n``-th port counting through the inclusive ``spans`` in order."""
+    for low, high in spans:
+        if n <= high - low:
+            return low + n
+        n -= high - low + 1
+    raise ValueError(f"port index {n} beyond the spans {spans}")
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (bind to 0, read, release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral range.
+
+    Binding to port 0 hands out an ephemeral port, and between releasing it and the child process
+    binding it, any outgoing connection on the machine (a client of the broker, an HTTP request)
+    may take it as its local port: CI saw a simulator fail with "address already in use" that way.
+    Ports outside the ephemeral range are never chosen for outgoing connections, so only another
+    test picking the same random port could collide, and each process never hands out one twice.
+    """
+    low, high = _ephemeral_range()
+    candidates = [(_LOWEST_PORT, low - 1), (high + 1, 65_535)]
+    spans = [(a, b) for a, b in candidates if b >= a]
+    total = sum(b - a + 1 for a, b in spans)
+    if total == 0:  # the ephemeral range covers every port: fall back to the kernel's choice
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+    for _ in range(200):
+        port = _nth_port(spans, _chance.randrange(total))
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise OSError(f"no free TCP port on 127.0.0.1 outside the ephemeral range {low}-{high} after 200 tries")
 
 
 def wait_port(port: int, *, timeout_s: float, host: str = "127.0.0.1") -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from alerts import (
     WebhookReceiver,
 )
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
+from hub.demo.processes import free_port
 from tests.alerts.support import SECRET, directory_for, event, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -176,15 +176,9 @@ async def test_unknown_grid_is_unrouted_but_recorded(sink: RunningSink, tmp_path
             assert store.notifications() == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_restart_delivers_pending_exactly_once(tmp_path: Path) -> None:
     db = tmp_path / "alerts.db"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/notify"
     sink = Sink(secret=SECRET, log_path=tmp_path / "sink.jsonl")
     # 1. The receiver is down: the alert and its notification are committed, delivery fails.

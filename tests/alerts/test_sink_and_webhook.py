@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from alerts import PermanentDeliveryError, RetryableDeliveryError, WebhookReceiver, WebhookTarget
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
+from hub.demo.processes import free_port
 from tests.alerts.support import SECRET
 
 pytestmark = pytest.mark.anyio
@@ -91,16 +91,10 @@ async def test_status_classification(status: int, error: type[Exception]) -> Non
     assert getattr(caught.value, "status", None) == status
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_connection_refused_is_retryable() -> None:
     async with WebhookReceiver(timeout_s=1.0) as receiver:
         with pytest.raises(RetryableDeliveryError) as caught:
-            url = f"http://127.0.0.1:{_free_port()}/notify"
+            url = f"http://127.0.0.1:{free_port()}/notify"
             await receiver.deliver(target=WebhookTarget(url=url, secret=SECRET), idempotency_key="k", body=BODY)
     assert caught.value.status is None
 
@@ -114,7 +108,7 @@ def test_sink_cli_logs_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET + "\n", encoding="utf-8")
     log_file = tmp_path / "out.jsonl"
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "alerts.sink", "--port", str(port), "--secret-file", str(secret_file)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([*cmd, "--log", str(log_file)], stderr=subprocess.PIPE, text=True, env=env)

@@ -26,6 +26,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from ruamel.yaml import YAML
 
 from edge.outbox import Outbox
+from hub.demo.processes import free_port
 from protocol.registers import (
     ENTRY_WORDS,
     KIND_CODES,
@@ -55,12 +56,6 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- Mosquitto -----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from edge.drivers.modbus_tcp import MAX_REGISTERS, MAX_SILENT_TIMEOUTS, TcpTrans
 from edge.drivers.transport import BusDown, NoAnswer, Transport
 from edge.outbox import Cursor
 from firmware_sim.modbus_server import GatewayServer
+from hub.demo.processes import free_port
 from protocol.registers import (
     HEADER_ADDRESS,
     HEADER_COUNT,
@@ -47,14 +48,6 @@ WAIT_S = 3.0
 SHORT_S = 0.25
 """The transport's timeout where a test makes it time out."""
 T0_MS = 1_750_000_000_000
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (as ``tests.edge.support.free_port``, kept here so that
-    ``mypy --strict`` on this file does not pull in the fixtures module)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bytes(words: list[int]) -> bytes:
