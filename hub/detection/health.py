@@ -21,6 +21,11 @@ Rules:
   compared with the other and both are named (one of them drifted; a person has to look). A gas, CO or smoke
   detector without such neighbours is compared with its own clean-air level of its first days (``ZERO_KINDS``).
   Judged once every ``DRIFT_EVERY_MS`` of reading time.
+  While a detector's drift condition is open, the rules judge its readings net of its upward drift (zero
+  tracking, as gas detectors do themselves): the correction follows the drift, but grows by at most the kind's
+  tolerance every ``DRIFT_CORRECTION_GROWTH_MS``, so an ageing cell (CO: 2 ppm a day) is tracked while a real
+  leak or fire, which rises in minutes, is not absorbed. Only upward drift is removed: a reading is never raised,
+  so a low-pressure or no-use rule only becomes more sensitive. The rules' events say by how much (``correction_note``).
 - ``out-of-range``: a value outside the kind's physical range, refused by the hub's validation or (counted
   per detector) by the gateway; cleared after ``OUT_OF_RANGE_CLEAR_MS`` without another.
 - ``low-battery``, ``tamper``, ``device-fault``, ``shielded``: the detector's own header (GB/T 45839 status 3
@@ -33,7 +38,7 @@ sensors (numpy); state per sensor is a few numbers, saved as JSON by sensor id (
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -92,6 +97,12 @@ lowest set point's distance from clean conditions (gas: half the 10 %LEL pre-war
 30 ppm; smoke: GB 4715's most sensitive 0.05 dB/m; water: half of the 5 cm grade IV; residual current: half the
 200→300 mA gap; fire main: half the 0.14→0.10 MPa gap; structural tilt: a fifth of GB 50007's 0.003), and for
 room and cable temperature twice a class-B probe's accuracy. Kinds not listed are not compared."""
+
+DRIFT_CORRECTION_GROWTH_MS = 7 * DAY_MS
+"""The drift correction grows by at most the kind's ``DRIFT_TOLERANCE`` in this long (CO: 15 ppm a week, 2.1 ppm a
+day) [D]: electrochemical cells age by a few ppm a month to a few a day at worst; a concentration that rises faster
+than that is treated as real. A real leak of constant level that outlasts the rules' alarm by days would be worn
+down at this rate; by then it has been graded and answered, and the open drift condition names the detector."""
 
 OUT_OF_RANGE_CLEAR_MS = HOUR_MS
 LOW_BATTERY_PCT = 20
@@ -184,6 +195,11 @@ class SensorHealth:
         self._offset = np.zeros(n)
         self._learn_from = np.full(n, _NO_TIME, np.int64)
         self._drifting = np.zeros(n, bool)
+        self._correction = np.zeros(n)
+        """Per row, the upward drift subtracted from readings before the rules judge them (kind's unit)."""
+        self._correction_ms = np.full(n, _NO_TIME, np.int64)
+        """Per row, when its correction last moved (the growth allowed is by elapsed reading time)."""
+        self._correcting = False
         self._next_drift_ms = _NO_TIME
         self._out_of_range_ms: dict[int, int] = {}
         """Row → time of its latest out-of-range value, while its ``out-of-range`` event is firing."""
@@ -326,6 +342,7 @@ class SensorHealth:
         clear = self._drifting[rows] & (np.abs(residual) < tolerance / 2)
         self._drifting[rows[fire]] = True
         self._drifting[rows[clear]] = False
+        self._follow_drift(rows, residual, tolerance, now)
         events: list[RiskEvent] = []
         for i in np.flatnonzero(fire | clear).tolist():
             row = int(rows[i])
@@ -345,6 +362,39 @@ class SensorHealth:
             level = float(self._level[row])
             events.append(self._event(row, _Condition("drift", level, None, source), now, bool(fire[i])))
         return events
+
+    def _follow_drift(
+        self,
+        rows: npt.NDArray[np.intp],
+        residual: npt.NDArray[np.float64],
+        tolerance: npt.NDArray[np.float64],
+        now: int,
+    ) -> None:
+        """Move the drifting rows' corrections toward their upward drift, growing at most at the allowed rate over
+        the reading time since they last moved, and falling at once; rows not drifting have none."""
+        then = self._correction_ms[rows]
+        elapsed = np.where(then == _NO_TIME, 0, np.maximum(now - then, 0))
+        step = tolerance * (elapsed / DRIFT_CORRECTION_GROWTH_MS)
+        wanted = np.minimum(np.maximum(residual, 0.0), self._correction[rows] + step)
+        drifting = self._drifting[rows]
+        self._correction[rows] = np.where(drifting, wanted, 0.0)
+        self._correction_ms[rows] = np.where(drifting, now, _NO_TIME)
+        self._correcting = bool(self._correction.any())
+
+    def correction_note(self, sensor: str) -> str:
+        """What the rules' events on ``sensor`` add to their source: the drift subtracted from its readings ("" if
+        none)."""
+        info = self._by_id.get(sensor)
+        if info is None or self._correction[info.index] == 0.0:
+            return ""
+        amount = float(self._correction[info.index])
+        return f"; judged net of the detector's upward drift of {amount:.4g} {info.kind.unit} (sensor health)"
+
+    def corrected(self, obs: Observations) -> Observations:
+        """``obs`` with each drifting detector's readings net of its correction (``obs`` itself when none is)."""
+        if not self._correcting or len(obs.rows) == 0:
+            return obs
+        return replace(obs, values=obs.values - self._correction[obs.rows])
 
     def _neighbour_deviation(self, now: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
         """Rows of grouped detectors heard from lately and how far each is from its space's median (from the
@@ -470,6 +520,8 @@ class SensorHealth:
                 float(self._offset[r]),
                 int(self._learn_from[r]),
                 bool(self._drifting[r]),
+                float(self._correction[r]),
+                int(self._correction_ms[r]),
             ]
         infos = self._infos
         return {
@@ -491,8 +543,8 @@ class SensorHealth:
             info = self._by_id.get(sensor)
             if info is None:
                 continue
-            if len(fields) != 12:
-                raise ValueError(f"health state of {sensor!r} has {len(fields)} fields, not 12")
+            if len(fields) not in (12, 14):  # 12: saved before the drift correction
+                raise ValueError(f"health state of {sensor!r} has {len(fields)} fields, not 14")
             r = info.index
             self._last_value[r] = _float(fields[0])
             self._last_ms[r], self._run_start[r], self._first_ms[r] = int(fields[1]), int(fields[2]), int(fields[3])
@@ -500,6 +552,9 @@ class SensorHealth:
             self._level[r], self._level_ms[r] = _float(fields[7]), int(fields[8])
             self._offset[r], self._learn_from[r] = float(fields[9]), int(fields[10])
             self._drifting[r] = bool(fields[11])
+            if len(fields) == 14:
+                self._correction[r], self._correction_ms[r] = float(fields[12]), int(fields[13])
+        self._correcting = bool(self._correction.any())
         self._next_drift_ms = int(state["next_drift_ms"])
         self._out_of_range_ms = {
             self._by_id[s].index: int(t) for s, t in state["out_of_range"].items() if s in self._by_id

@@ -1,5 +1,6 @@
 """Sensor health (layer 2 of detection): stuck, drift against neighbours, out of range, the detectors' own reports."""
 
+import itertools
 import json
 
 import numpy as np
@@ -272,3 +273,70 @@ def test_a_lone_kitchen_gas_detector_with_daily_cooking_is_not_drift() -> None:
         cooking = 3.0 if local_hour in (11, 12, 18, 19) else 0.0  # %LEL of fumes near the hob
         readings.append((gas, T0 + minute * MINUTE_MS, round(max(0.0, 0.5 + cooking + rng.normal(0, 0.1)), 1)))
     assert firing(feed(h, readings), "drift") == []
+
+
+def ageing_co(co: SensorInfo, days: int, seed: int) -> list[Reading]:
+    """A clean CO cell (2 ppm) creeping up 2 ppm a day, one reading a minute, whole ppm."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(days * 24 * 60)
+    values = np.maximum(0.0, np.round(2.0 + minutes / 1440 * 2.0 + rng.normal(0, 0.6, len(minutes))))
+    return [(co, T0 + int(m) * MINUTE_MS, float(v)) for m, v in zip(minutes, values, strict=True)]
+
+
+def correction(h: SensorHealth, info: SensorInfo, at_ms: int) -> float:
+    """How much ``h`` would take off a reading of ``info`` now."""
+    seen = Observations(np.array([info.index], np.intp), np.array([at_ms], np.int64), np.array([100.0]), [info])
+    return 100.0 - float(h.corrected(seen).values[0])
+
+
+def daily_corrections(h: SensorHealth, co: SensorInfo, readings: list[Reading]) -> list[float]:
+    """The CO cell's correction at the end of each day of ``readings`` (fed a day at a time)."""
+    per_day = 24 * 60
+    out = []
+    for start in range(0, len(readings), per_day):
+        feed(h, readings[start : start + per_day])
+        out.append(correction(h, co, readings[start + per_day - 1][1]))
+    return out
+
+
+def test_a_drifting_cell_is_judged_net_of_its_drift_and_the_correction_grows_no_faster_than_allowed() -> None:
+    co = sensor(0, "co")
+    h = health(co)
+    daily = daily_corrections(h, co, ageing_co(co, 20, seed=16))
+    opened = next(day for day, c in enumerate(daily) if c > 0)
+    assert 7 <= opened <= 11, f"no correction before the drift condition opens (day ~9): {daily}"
+    per_day = 15.0 / 7  # DRIFT_TOLERANCE["co"] a week
+    assert all(b - a <= per_day + 1e-9 for a, b in itertools.pairwise(daily)), daily
+    raw = 2.0 + 20 * 2.0
+    assert raw - daily[-1] < 30.0, "the corrected reading must stay under EN 50291's 30 ppm start"
+    assert "upward drift of" in h.correction_note("co-0") and h.correction_note("gas-9") == ""
+
+
+def test_a_real_leak_on_a_drifting_cell_is_not_absorbed() -> None:
+    co = sensor(0, "co")
+    h = health(co)
+    readings = ageing_co(co, 14, seed=17)
+    feed(h, readings)
+    start = T0 + 14 * DAY_MS
+    before = correction(h, co, start)
+    assert before > 0
+    feed(h, [(co, start + m * MINUTE_MS, 150.0) for m in range(120)])  # two hours of a real 150 ppm leak
+    grown = correction(h, co, start + 120 * MINUTE_MS) - before
+    assert grown <= 15.0 / 7 * (2 / 24) + 1e-9, f"the leak grew the correction by {grown} ppm in 2 h"
+
+
+def test_the_correction_survives_a_restart_and_older_states_load_without_it() -> None:
+    co = sensor(0, "co")
+    h = health(co)
+    readings = ageing_co(co, 14, seed=18)
+    feed(h, readings)
+    now = readings[-1][1]
+    assert correction(h, co, now) > 0
+    state = json.loads(json.dumps(h.to_state()))
+    again = health(co)
+    again.restore(state)
+    assert correction(again, co, now) == correction(h, co, now)
+    state["sensors"]["co-0"] = state["sensors"]["co-0"][:12]  # saved before the correction existed
+    older = health(co)
+    older.restore(state)
+    assert correction(older, co, now) == 0.0
