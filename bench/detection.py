@@ -31,6 +31,7 @@ A decision at time t uses only data up to t.
 import argparse
 import collections
 import concurrent.futures
+import re
 import statistics
 import sys
 import time
@@ -109,6 +110,12 @@ class Place(NamedTuple):
     space: str
     tags: tuple[str, ...] = ()
 
+    @property
+    def building(self) -> str:
+        """The building a space is in: its ``b<n>`` prefix (after a month copy's ``c<k>-``); "" for the road."""
+        found = re.match(r"(?:c\d{3}-)?b\d+(?=-)", self.space)
+        return found.group(0) if found else ""
+
 
 PLACES: dict[str, Place] = {
     # kitchens: gas (+ heat, + CO) in one space
@@ -143,6 +150,8 @@ def deployment_of(scenario: Scenario, places: Mapping[str, Place] = PLACES) -> D
         entry: dict[str, Any] = {"id": spec_id, "kind": kind, "unit_id": unit_id, "location": spec_id, "grid": "grid"}
         if spec_id in places:
             entry["space"] = places[spec_id].space
+            if places[spec_id].building:
+                entry["building"] = places[spec_id].building
             entry["tags"] = list(places[spec_id].tags)
         return entry
 
@@ -286,10 +295,10 @@ class IncidentResult:
 
 @dataclass(frozen=True, slots=True)
 class _Spaces:
-    """Who a corroboration event is about: the sensors of its space whose kind its pattern takes."""
+    """Who a corroboration event is about: the sensors of its space (or building) whose kind its pattern takes."""
 
     kinds: Mapping[str, Mapping[str, str]]
-    """space → sensor → kind."""
+    """space or building → sensor → kind."""
     patterns: Mapping[str, frozenset[str]]
     """pattern id → the kinds it takes."""
 
@@ -364,8 +373,9 @@ def incident_results(paths: Sequence[Path] | None = None) -> list[IncidentResult
         layers = Layers(deployment)
         kinds: dict[str, dict[str, str]] = collections.defaultdict(dict)
         for _, sensor in deployment.sensors():
-            if sensor.space:
-                kinds[sensor.space][sensor.id] = sensor.kind
+            for place in (sensor.space, sensor.building):  # corroboration keys name a space or a building
+                if place:
+                    kinds[place][sensor.id] = sensor.kind
         spaces = _Spaces(kinds, {p.id: frozenset(p.kinds) for p in layers.detection.rules.ruleset.corroboration})
         recording = record(scenario, start_ms=START_MS)
         events = replay(layers, [recording])

@@ -37,7 +37,7 @@ from alerts.model import Grade, RiskEvent
 from hub.detection.observations import Observations
 from hub.detection.rules.condition import Change, Plan, RuleState, step
 from hub.detection.rules.context import SensorContext, raised_grade
-from hub.detection.rules.corroboration import SpaceWatch, Verdict
+from hub.detection.rules.corroboration import PlaceWatch, Verdict
 from hub.detection.rules.model import GRADE_NUMBERS, Rule, RuleSet
 from hub.detection.rules.schedule import LocalClock
 from hub.ingest.registry import SensorInfo
@@ -56,6 +56,7 @@ class _Sensor:
     states: list[RuleState]
     groups: dict[str, tuple[int, ...]]
     space: str
+    building: str
     tags: frozenset[str]
 
     def worst(self, indices: Iterable[int]) -> int | None:
@@ -122,6 +123,7 @@ class RuleEngine:
         third of their bucket: 5 min for 12 h): a meter read every minute needs no more to place its window."""
         self._judged_at = np.zeros(size, np.int64)
         space_kinds: dict[str, str] = {}
+        building_kinds: dict[str, str] = {}
         for info in sensors:
             context = contexts.get(info.id)
             tags = context.tags if context is not None else frozenset[str]()
@@ -139,6 +141,7 @@ class RuleEngine:
                 states=[RuleState() for _ in plans],
                 groups={name: tuple(indices) for name, indices in groups.items()},
                 space=context.space if context is not None else "",
+                building=context.building if context is not None else "",
                 tags=tags,
             )
             if self._sensors[info.index] is not None:
@@ -152,7 +155,12 @@ class RuleEngine:
                     self._spacing[info.index] = min(plan.bucket_ms for plan in plans) // 3
             if sensor.space:
                 space_kinds[info.id] = info.kind.name
-        self._watch = SpaceWatch(ruleset.corroboration, space_kinds)
+            if sensor.building:
+                building_kinds[info.id] = info.kind.name
+        by_scope = {scope: [p for p in ruleset.corroboration if p.scope == scope] for scope in ("space", "building")}
+        self._watch = PlaceWatch(by_scope["space"], space_kinds)
+        spaces = {sensor_id: sensor.space for sensor_id, sensor in self._by_id.items() if sensor.space}
+        self._building_watch = PlaceWatch(by_scope["building"], building_kinds, spaces)
 
     # -- judging -------------------------------------------------------------------------------------------------
 
@@ -246,10 +254,12 @@ class RuleEngine:
             else:
                 events.append(self._event(sensor, after, changes[after], value, time_ms, "firing"))
         worst_after = sensor.worst(range(len(sensor.plans)))
-        if sensor.space and worst_after != worst_before:
+        if worst_after != worst_before:
             grade = None if worst_after is None else sensor.plans[worst_after].rule.grade_number
-            for verdict in self._watch.update(sensor.space, sensor.info.id, grade):
-                events.append(self._corroboration_event(sensor, verdict, value, time_ms))
+            for watch, place in ((self._watch, sensor.space), (self._building_watch, sensor.building)):
+                if place:
+                    for verdict in watch.update(place, sensor.info.id, grade):
+                        events.append(self._corroboration_event(sensor, verdict, value, time_ms))
         return events
 
     # -- events --------------------------------------------------------------------------------------------------
@@ -298,12 +308,12 @@ class RuleEngine:
             source = f"{source}; sensors {', '.join(verdict.sensors)}; confidence {pattern.confidence:.2f}"
         grade = raised_grade(GRADE_NUMBERS[pattern.grade], sensor.tags, self._raising)
         return RiskEvent(
-            key=f"{self.community}/{verdict.space}/corroboration/{pattern.id}",
+            key=f"{self.community}/{verdict.place}/corroboration/{pattern.id}",
             community=self.community,
             grid=sensor.info.grid,
             sensor=sensor.info.id,
             kind="corroboration",
-            location_zh=f"{self.community_name} {verdict.space}".strip(),
+            location_zh=f"{self.community_name} {verdict.place}".strip(),
             rule=pattern.name,
             grade=Grade(grade),
             value=value,
@@ -337,6 +347,7 @@ class RuleEngine:
             "community": self.community,
             "sensors": sensors,
             "spaces": self._watch.to_json(),
+            "buildings": self._building_watch.to_json(),
             "skipped_late": self.skipped_late,
             "skipped_invalid": self.skipped_invalid,
         }
@@ -365,5 +376,6 @@ class RuleEngine:
                     sensor.states[index] = RuleState.from_json(saved[plan.rule.id])
             engine._busy[row] = not all(rule_state.idle() for rule_state in sensor.states)
         engine._watch.load_json(dict(state.get("spaces", {})))
+        engine._building_watch.load_json(dict(state.get("buildings", {})))
         engine.skipped_late = int(state.get("skipped_late", 0))
         engine.skipped_invalid = int(state.get("skipped_invalid", 0))

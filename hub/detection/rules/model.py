@@ -232,8 +232,9 @@ class Rule(_Strict):
 
 
 class Corroboration(_Strict):
-    """Evidence from several sensors in one space: fires while, in a space, at least ``kinds[k]`` distinct
-    sensors of each kind ``k`` have a firing condition of grade ``min_grade`` or worse."""
+    """Evidence from several sensors in one place: fires while, in a space (``scope: space``) or a building
+    (``scope: building``, the sensors in at least two different spaces), at least ``kinds[k]`` distinct sensors of
+    each kind ``k`` have a firing condition of grade ``min_grade`` or worse."""
 
     id: Id
     name: str = Field(min_length=1)
@@ -244,6 +245,7 @@ class Corroboration(_Strict):
     confidence: float = Field(ge=0, le=1)
     source: str = Field(min_length=3)
     tag: Literal["S", "V", "U", "D"]
+    scope: Literal["space", "building"] = "space"
 
 
 class RuleSet(_Strict):

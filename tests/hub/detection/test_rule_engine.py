@@ -2,13 +2,14 @@
 state, bad input (NaN, out of order), corroboration and context grades."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from alerts.model import Grade, RiskEvent
-from hub.detection.rules import RuleEngine, default_rules
+from hub.detection.rules import RuleEngine, SensorContext, default_rules
 from hub.ingest.registry import SensorInfo
 from tests.hub.detection.support import T0, contexts, every, feed, sensor
 
@@ -161,12 +162,13 @@ def test_two_smoke_detectors_in_one_space_corroborate_at_grade_ii() -> None:
         {
             "smoke-a": ("smoke", "b1-301", frozenset()),
             "smoke-b": ("smoke", "b1-301", frozenset()),
-            "smoke-c": ("smoke", "b1-302", frozenset()),
+            "smoke-c": ("smoke", "b2-302", frozenset()),
         }
     )
+    ctx["smoke-c"] = replace(ctx["smoke-c"], building="b2")
     engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
     events = feed(engine, [(0, 0.2), (20, 0.2)], row=0) + feed(engine, [(1, 0.2), (21, 0.2)], row=2)
-    assert [e.key for e in events] == ["c/smoke-a/smoke/level", "c/smoke-c/smoke/level"]  # other rooms: no
+    assert [e.key for e in events] == ["c/smoke-a/smoke/level", "c/smoke-c/smoke/level"]  # another building: no
     assert feed(engine, [(2, 0.2)], row=1) == [], "one reading of smoke is not yet an alarm (20 s verification)"
     events = feed(engine, [(22, 0.2)], row=1)
     corroborated = [e for e in events if e.kind == "corroboration"]
@@ -179,6 +181,38 @@ def test_two_smoke_detectors_in_one_space_corroborate_at_grade_ii() -> None:
         ("c/smoke-a/smoke/level", "cleared"),
         ("c/b1-301/corroboration/smoke-pair", "cleared"),
     ]
+
+
+def test_smoke_alarms_in_two_spaces_of_one_building_are_smoke_spreading_at_grade_ii() -> None:
+    """The e-bike fire's smoke reaches the floor above: each corridor is its own space, so the per-space patterns
+    cannot see it; two detectors of one building in alarm are GB 50116's two independent signals."""
+    sensors = [sensor(i, "smoke", f"smoke-f{i + 1}") for i in range(3)] + [sensor(3, "smoke", "smoke-x")]
+    ctx = contexts({f"smoke-f{i + 1}": ("smoke", f"b1-f{i + 1}", frozenset()) for i in range(3)})
+    ctx["smoke-x"] = SensorContext("smoke-x", "smoke", "b2", "b2-f1", frozenset())
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
+    feed(engine, [(0, 0.3), (20, 0.3)], row=0)
+    events = feed(engine, [(1, 0.3), (21, 0.3)], row=3)
+    assert [e.kind for e in events] == ["smoke"], "a detector in another building is not the same smoke"
+    events = feed(engine, [(30, 0.4), (50, 0.4)], row=1)
+    spread = [e for e in events if e.kind == "corroboration"]
+    assert [(e.key, e.grade, e.status) for e in spread] == [("c/b1/corroboration/smoke-spread", Grade.II, "firing")]
+    assert "smoke-f1, smoke-f2" in spread[0].source and spread[0].location_zh.endswith("b1")
+    assert [e.kind for e in feed(engine, [(60, 0.4), (80, 0.4)], row=2)] == ["smoke"], "already holding"
+    state = engine.to_state()
+    again = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
+    again.restore(state)
+    cleared = [(e.key, e.status) for e in feed(again, [(90, 0.0)], row=0) if e.kind == "corroboration"]
+    assert cleared == [], "smoke-f2 and smoke-f3 still hold it"
+    cleared = [(e.key, e.status) for e in feed(again, [(91, 0.0)], row=1) if e.kind == "corroboration"]
+    assert cleared == [("c/b1/corroboration/smoke-spread", "cleared")]
+
+
+def test_two_smoke_detectors_of_one_space_are_a_pair_not_a_spread() -> None:
+    sensors = [sensor(0, "smoke", "smoke-a"), sensor(1, "smoke", "smoke-b")]
+    ctx = contexts({"smoke-a": ("smoke", "b1-301", frozenset()), "smoke-b": ("smoke", "b1-301", frozenset())})
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
+    events = feed(engine, [(0, 0.2), (20, 0.2)], row=0) + feed(engine, [(1, 0.2), (21, 0.2)], row=1)
+    assert [e.key for e in events if e.kind == "corroboration"] == ["c/b1-301/corroboration/smoke-pair"]
 
 
 def test_smoke_heat_and_co_rising_together_is_fire() -> None:
