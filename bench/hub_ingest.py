@@ -42,6 +42,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,10 @@ SUSTAINED = 0.9
 PROFILE_S = 10
 PROFILE_BELOW = 0.8
 """Profile the hub in a step whose first 4 s of the window store less than this share of the offered rate."""
+HALF_RATE_HZ = 75.0
+"""The step at half the 300,000 readings/s target, where issue 4 sets p99 publish→ack <= 250 ms."""
+HALF_RATE_RUNS = 3
+"""Runs of that step whose p99s give the median quoted: one run's p99 moved 214–354 ms on this shared machine."""
 DRAIN_BACKLOG_S = 10.0
 """Seconds of the 200k/s stream (20 × 100 sensors × 100 Hz) queued for the stopped hub: up to 2 M readings."""
 BARE_ROWS = 1_000_000
@@ -555,6 +560,13 @@ def run(
                 say(f"py-spy of the hub at {step.offered_per_s:,.0f}/s offered ({PROFILE_S} s): {profile}")
             if not step.sustained or last:
                 break
+        repeats: list[Step] = []
+        results["half_rate_again"] = repeats
+        if any(s.rate_hz == HALF_RATE_HZ for s in steps):
+            for _ in range(HALF_RATE_RUNS - 1):
+                again, _ = _hub_step(workdir, logs, broker_port, deployment, HALF_RATE_HZ, profile=False, say=say)
+                say("again: " + _step_line(again))
+                repeats.append(again)
     finally:
         broker.stop(grace_s=10.0)
         logs.close()
@@ -621,6 +633,17 @@ def report(results: dict[str, object], say: Callable[[str], None] = lambda text:
             f"hub capacity with the CPU to itself (backlog drain): {per_s:,.0f} readings/s, hub CPU "
             f"{float(drain['hub_cpu_cores']):.2f} cores, peak RSS {float(drain['peak_rss_mib']):.0f} MiB; "
             f"ratio to (a) {per_s / delivered:.2f}, to (b) {per_s / bare:.2f}"
+        )
+    repeats = results.get("half_rate_again")
+    half = [s for s in steps if s.rate_hz == HALF_RATE_HZ] + (repeats if isinstance(repeats, list) else [])
+    p99s = sorted(s.p99_ms for s in half if s.p99_ms is not None)
+    if p99s:
+        offered = half[0].offered_per_s
+        median = statistics.median(p99s)
+        say(
+            f"p99 publish→ack at {offered:,.0f}/s offered, median of {len(p99s)} runs: {median:,.0f} ms (runs "
+            f"{' / '.join(f'{v:,.0f}' for v in p99s)} ms; p50 {' / '.join(_ms(s.p50_ms) for s in half)}); "
+            f"reference: issue 4's target 250 ms, ratio {median / 250:.2f}"
         )
     say(f"disk: {last.disk_bytes_per_reading:.1f} bytes per stored reading (top step, compacted, WAL checkpointed)")
     say(f"load average before {results.get('loadavg_before')}, after {results.get('loadavg_after')}")
