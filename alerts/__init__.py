@@ -5,6 +5,7 @@ can hand it risk events. The public face is this module; see ``alerts.service.Al
 """
 
 from alerts.directory import Directory, Grid, Person, WebhookTarget
+from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.grading import SENSOR_CEILING, grade
 from alerts.message import Reason, render_text
 from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
@@ -29,6 +30,8 @@ __all__ = [
     "Counters",
     "DeliveryError",
     "Directory",
+    "EscalationLevel",
+    "EscalationPolicy",
     "Grade",
     "Grid",
     "Notification",

@@ -96,6 +96,10 @@ class Directory:
             return ()
         return tuple(self._person_index[m] for m in grid.managers)
 
+    def grid(self, grid_id: str) -> Grid | None:
+        """The grid with ``grid_id``, or None."""
+        return self._grid_index.get(grid_id)
+
     def person(self, person_id: str) -> Person | None:
         """The person with ``person_id``, or None when the directory no longer lists them."""
         return self._person_index.get(person_id)

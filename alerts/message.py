@@ -24,6 +24,10 @@ class Reason(enum.StrEnum):
     UPGRADED = "upgraded"
     REFIRED = "refired"
     CLEARED = "cleared"
+    ESCALATED = "escalated"
+    """Nobody acknowledged within the grade's deadline: the next level of the chain is paged, with everyone before."""
+    REMINDER = "reminder"
+    """Still unacknowledged at the top of the chain: everyone is paged again."""
 
     @property
     def label_zh(self) -> str:
@@ -35,6 +39,8 @@ _REASON_ZH = {
     Reason.UPGRADED: "升级",
     Reason.REFIRED: "再次触发",
     Reason.CLEARED: "已恢复",
+    Reason.ESCALATED: "超时未接单，已升级上报",
+    Reason.REMINDER: "仍未接单，再次提醒",
 }
 
 # Display symbols for SenML units people do not read easily (protocol.units keeps the wire symbols).
@@ -138,8 +144,18 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
             f"the alert stays open until a person resolves it"
         )
         return zh, en
-    prefix_zh = {Reason.UPGRADED: "升级 ", Reason.REFIRED: "再次触发 "}.get(reason, "")
-    prefix_en = {Reason.UPGRADED: "upgraded to ", Reason.REFIRED: "fired again, "}.get(reason, "")
+    prefix_zh = {
+        Reason.UPGRADED: "升级 ",
+        Reason.REFIRED: "再次触发 ",
+        Reason.ESCALATED: "超时未接单 ",
+        Reason.REMINDER: "仍未接单 ",
+    }.get(reason, "")
+    prefix_en = {
+        Reason.UPGRADED: "upgraded to ",
+        Reason.REFIRED: "fired again, ",
+        Reason.ESCALATED: "not acknowledged, escalated, ",
+        Reason.REMINDER: "still not acknowledged, ",
+    }.get(reason, "")
     zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh} {kind_zh} {comparison}{cite_zh}"
     en = f"[{prefix_en}{grade.title_en}] {event.location_zh} {kind_en} {comparison}{cite_en}"
     return zh, en
@@ -194,6 +210,7 @@ def notification_body(
         "opened_at_ms": alert.opened_at_ms,
         "cleared_at": iso8601(alert.cleared_at_ms),
         "cleared_at_ms": alert.cleared_at_ms,
+        "escalation_level": alert.level,
         "recipient": {"id": recipient_id, "name": recipient_name},
         "message_zh": zh,
         "message_en": en,

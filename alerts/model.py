@@ -141,7 +141,8 @@ class Alert:
     ``revision`` counts the changes people were notified of (1 = opened; then each upgrade, clear and
     re-fire); it is part of every notification's idempotency key. ``cleared_at_ms`` is set when the
     condition cleared: the alert stays open until a person resolves it (the hazard may still need a visit).
-    ``notified_at_ms`` is the first successful delivery of any notification of this alert.
+    ``notified_at_ms`` is the first successful delivery of any notification of this alert. ``revision`` also counts
+    each escalation and reminder.
     """
 
     id: str
@@ -162,6 +163,11 @@ class Alert:
     resolved_at_ms: int | None = None
     resolved_note: str | None = None
     cleared_at_ms: int | None = None
+    level: int = 0
+    """How far up the escalation chain the alert has been paged (0: the grid's managers; ``alerts.escalation``)."""
+    escalate_at_ms: int | None = None
+    """When the alert climbs a level (or pages everyone again at the top) unless someone acknowledges it first;
+    None once acknowledged or resolved."""
 
     @property
     def is_open(self) -> bool:

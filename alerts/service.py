@@ -8,8 +8,9 @@
         alert = await service.submit(event)
 
 The event path: stages (mute) → dedup by key → grade (:mod:`alerts.grading`) → route to the grid's managers
-(:class:`alerts.directory.Directory`) → commit alert, audit and outbox in one transaction → wake the delivery
-task. The delivery task (named ``anju-alerts-delivery``, under the service's one TaskGroup) sends due
+(:class:`alerts.directory.Directory`), and up the escalation chain when nobody acknowledges in time
+(:mod:`alerts.escalation`, task ``anju-alerts-escalation``) → commit alert, audit and outbox in one transaction →
+wake the delivery task. The delivery task (named ``anju-alerts-delivery``, under the service's one TaskGroup) sends due
 notifications at once — threshold crossing → notification sent is the latency-critical path, DESIGN.md
 targets p99 ≤ 1 s against GB/T 45839-2025's 15 s — and retries retryable failures with capped,
 jittered exponential backoff.
@@ -30,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from alerts.directory import Directory, WebhookTarget
+from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
 from alerts.message import Reason, notification_body
 from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
@@ -94,15 +96,17 @@ class Counters:
     )
     unrouted_total: int = 0
     muted_total: int = 0
+    escalations_total: int = 0
+    """Alerts paged one level further up for want of an acknowledgement."""
+    reminders_total: int = 0
+    """Alerts paged again at the top of the chain for want of an acknowledgement."""
 
     def snapshot(self) -> Counters:
         """A copy that later counting does not change."""
-        return Counters(
+        return dataclasses.replace(
+            self,
             alerts_opened_total=dict(self.alerts_opened_total),
-            notifications_sent_total=self.notifications_sent_total,
             notification_failures_total=dict(self.notification_failures_total),
-            unrouted_total=self.unrouted_total,
-            muted_total=self.muted_total,
         )
 
 
@@ -117,6 +121,7 @@ class AlertService:
         receiver: Receiver,
         clock: Clock = wall_clock_ms,
         stages: Sequence[Stage] = (),
+        escalation: EscalationPolicy | None = None,
         max_attempts: int = 10,
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
@@ -133,6 +138,8 @@ class AlertService:
         self._receiver = receiver
         self._clock = clock
         self._stages = tuple(stages)
+        self._escalation = escalation if escalation is not None else EscalationPolicy()
+        self._escalation.check(directory)
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
@@ -155,6 +162,7 @@ class AlertService:
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._spawn(self._deliver_forever(), name="anju-alerts-delivery")
+        self._spawn(self._escalate_forever(), name="anju-alerts-escalation")
         return self
 
     async def __aexit__(
@@ -219,6 +227,7 @@ class AlertService:
 
     def _open(self, event: RiskEvent, now: int) -> tuple[Alert, Reason, list[Transition]]:
         grade = final_grade(event)
+        level = self._escalation.start_level(grade)
         alert = Alert(
             id=f"al-{secrets.token_hex(8)}",
             key=event.key,
@@ -231,8 +240,12 @@ class AlertService:
             last_event=event,
             opened_at_ms=now,
             updated_at_ms=now,
+            level=level,
+            escalate_at_ms=now + self._escalation.deadline_ms(grade),
         )
         note = f"opened at grade {grade.name} ({event.rule}, {event.source})"
+        if level:
+            note += f"; every level of the chain paged at once (up to {self._level_name(alert, level)})"
         transition = Transition(
             alert_id=alert.id,
             from_state=None,
@@ -257,6 +270,10 @@ class AlertService:
             if grade.more_severe_than(current.grade):
                 alert = dataclasses.replace(alert, grade=grade, revision=current.revision + 1, cleared_at_ms=None)
                 reason, note = Reason.UPGRADED, f"grade {current.grade.name} → {grade.name}"
+                if alert.escalate_at_ms is not None:  # still unacknowledged: the new grade's deadline and start
+                    deadline = now + self._escalation.deadline_ms(grade)
+                    level = max(alert.level, self._escalation.start_level(grade))
+                    alert = dataclasses.replace(alert, level=level, escalate_at_ms=min(alert.escalate_at_ms, deadline))
             elif current.cleared_at_ms is not None:
                 alert = dataclasses.replace(alert, revision=current.revision + 1, cleared_at_ms=None)
                 reason, note = Reason.REFIRED, "fired again after clearing 再次触发"
@@ -275,9 +292,14 @@ class AlertService:
             )
         return alert, reason, transitions
 
+    def _level_name(self, alert: Alert, level: int) -> str:
+        grid = self._directory.grid(alert.grid)
+        return self._escalation.level_name(level, grid.name if grid is not None else alert.grid)
+
     def _outbox(self, alert: Alert, reason: Reason, now: int) -> list[Notification]:
+        """Notifications of ``alert``'s latest revision for everyone its escalation has reached."""
         rows: list[Notification] = []
-        for person in self._directory.managers_for(alert.grid):
+        for person in self._escalation.reached(self._directory, alert.grid, alert.level):
             for index, _target in enumerate(person.targets):
                 key = Notification.idempotency_key(alert.id, alert.revision, person.id, index)
                 body = notification_body(
@@ -299,7 +321,11 @@ class AlertService:
         if not rows:
             self._counters.unrouted_total += 1
             log.warning(
-                "alert %s (%s) is unrouted: grid %r has no manager with a target", alert.id, alert.key, alert.grid
+                "alert %s (%s) is unrouted: grid %r and its escalation up to level %d have nobody with a target",
+                alert.id,
+                alert.key,
+                alert.grid,
+                alert.level,
             )
         return rows
 
@@ -325,11 +351,22 @@ class AlertService:
             now = self._clock()
             if to is AlertState.ACKNOWLEDGED:
                 alert = dataclasses.replace(
-                    current, state=to, acknowledged_by=by, acknowledged_at_ms=now, updated_at_ms=now
+                    current,
+                    state=to,
+                    acknowledged_by=by,
+                    acknowledged_at_ms=now,
+                    updated_at_ms=now,
+                    escalate_at_ms=None,
                 )
             else:
                 alert = dataclasses.replace(
-                    current, state=to, resolved_by=by, resolved_at_ms=now, resolved_note=note, updated_at_ms=now
+                    current,
+                    state=to,
+                    resolved_by=by,
+                    resolved_at_ms=now,
+                    resolved_note=note,
+                    updated_at_ms=now,
+                    escalate_at_ms=None,
                 )
             transition = Transition(
                 alert_id=alert_id,
@@ -361,6 +398,70 @@ class AlertService:
     async def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""
         return await asyncio.to_thread(self._store.transitions, alert_id)
+
+    # --- escalation ---------------------------------------------------------------------------------------
+
+    async def escalate_due(self, *, limit: int = 100) -> list[Alert]:
+        """Page the next level for every alert past its acknowledgement deadline (everyone again at the top);
+        return the alerts changed. The background task calls this; after a restart it catches up at once, and an
+        alert is escalated once per deadline however often it is called (the deadline moves in the same commit)."""
+        changed: list[Alert] = []
+        async with self._mutex:
+            now = self._clock()
+            due = await asyncio.to_thread(self._store.due_escalations, now_ms=now, limit=limit)
+            for current in due:
+                alert, transition, reason = self._escalated(current, now)
+                notifications = self._outbox(alert, reason, now)
+                await asyncio.to_thread(
+                    self._store.commit, alert, transitions=[transition], notifications=notifications
+                )
+                changed.append(alert)
+                if reason is Reason.ESCALATED:
+                    self._counters.escalations_total += 1
+                else:
+                    self._counters.reminders_total += 1
+                log.warning("alert %s %s: %s", alert.id, reason.value, transition.note)
+        if changed:
+            self._wake.set()
+        return changed
+
+    def _escalated(self, current: Alert, now: int) -> tuple[Alert, Transition, Reason]:
+        deadline_ms = self._escalation.deadline_ms(current.grade)
+        waited = f"not acknowledged within {deadline_ms / 1000:g} s at grade {current.grade.name}"
+        if current.level < self._escalation.top:
+            level = current.level + 1
+            reason = Reason.ESCALATED
+            note = f"escalated to level {level} ({self._level_name(current, level)}): {waited}"
+        else:
+            level = current.level
+            reason = Reason.REMINDER
+            note = f"everyone up to level {level} ({self._level_name(current, level)}) paged again: {waited}"
+        alert = dataclasses.replace(
+            current,
+            level=level,
+            revision=current.revision + 1,
+            updated_at_ms=now,
+            escalate_at_ms=now + deadline_ms,
+        )
+        transition = Transition(
+            alert_id=alert.id,
+            from_state=alert.state,
+            to_state=alert.state,
+            by=SYSTEM,
+            channel="timer",
+            time_ms=now,
+            note=note,
+        )
+        return alert, transition, reason
+
+    async def _escalate_forever(self) -> None:
+        while True:
+            await self.escalate_due()
+            wait_s = 1.0  # poll at least this often: alerts opened meanwhile, another clock
+            next_ms = await asyncio.to_thread(self._store.next_escalation_ms)
+            if next_ms is not None:
+                wait_s = min(wait_s, max(0.0, (next_ms - self._clock()) / 1000))
+            await asyncio.sleep(wait_s)
 
     # --- delivery -----------------------------------------------------------------------------------------
 

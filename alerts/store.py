@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     resolved_by TEXT,
     resolved_at_ms INTEGER,
     resolved_note TEXT,
-    cleared_at_ms INTEGER
+    cleared_at_ms INTEGER,
+    level INTEGER NOT NULL DEFAULT 0,
+    escalate_at_ms INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key ON alerts(key) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, opened_at_ms);
@@ -85,6 +87,13 @@ CREATE TABLE IF NOT EXISTS notifications (
     sent_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications(status, next_attempt_ms);
+"""
+
+_ADDED_COLUMNS = (("level", "INTEGER NOT NULL DEFAULT 0"), ("escalate_at_ms", "INTEGER"))
+"""Columns of ``alerts`` added after the first release: a database made before them gains them at open."""
+
+_LATER_INDEXES = """
+CREATE INDEX IF NOT EXISTS alerts_escalation ON alerts(escalate_at_ms) WHERE escalate_at_ms IS NOT NULL;
 """
 
 
@@ -145,6 +154,8 @@ def _alert_from(row: sqlite3.Row) -> Alert:
         resolved_at_ms=row["resolved_at_ms"],
         resolved_note=row["resolved_note"],
         cleared_at_ms=row["cleared_at_ms"],
+        level=row["level"],
+        escalate_at_ms=row["escalate_at_ms"],
     )
 
 
@@ -167,6 +178,11 @@ class AlertStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            present = {row["name"] for row in self._db.execute("PRAGMA table_info(alerts)")}
+            for name, declaration in _ADDED_COLUMNS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {declaration}")
+            self._db.executescript(_LATER_INDEXES)
 
     def close(self) -> None:
         """Close the database; further calls fail."""
@@ -229,12 +245,16 @@ class AlertStore:
         """Write ``alert`` (insert or replace), its ``transitions`` and pending ``notifications`` atomically."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO alerts (id, key, community, grid, grade, state, revision, first_event, last_event, "
+                "opened_at_ms, updated_at_ms, notified_at_ms, acknowledged_by, acknowledged_at_ms, resolved_by, "
+                "resolved_at_ms, resolved_note, cleared_at_ms, level, escalate_at_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                 "grade=excluded.grade, state=excluded.state, revision=excluded.revision, "
                 "last_event=excluded.last_event, updated_at_ms=excluded.updated_at_ms, "
                 "acknowledged_by=excluded.acknowledged_by, acknowledged_at_ms=excluded.acknowledged_at_ms, "
                 "resolved_by=excluded.resolved_by, resolved_at_ms=excluded.resolved_at_ms, "
-                "resolved_note=excluded.resolved_note, cleared_at_ms=excluded.cleared_at_ms",
+                "resolved_note=excluded.resolved_note, cleared_at_ms=excluded.cleared_at_ms, "
+                "level=excluded.level, escalate_at_ms=excluded.escalate_at_ms",
                 (
                     alert.id,
                     alert.key,
@@ -254,6 +274,8 @@ class AlertStore:
                     alert.resolved_at_ms,
                     alert.resolved_note,
                     alert.cleared_at_ms,
+                    alert.level,
+                    alert.escalate_at_ms,
                 ),
             )
             db.executemany(
@@ -295,6 +317,21 @@ class AlertStore:
                     for n in notifications
                 ],
             )
+
+    def due_escalations(self, *, now_ms: int, limit: int) -> list[Alert]:
+        """Alerts whose acknowledgement deadline has passed, most overdue first."""
+        rows = self._query(
+            "SELECT * FROM alerts WHERE escalate_at_ms IS NOT NULL AND escalate_at_ms <= ? "
+            "ORDER BY escalate_at_ms, id LIMIT ?",
+            (now_ms, limit),
+        )
+        return [_alert_from(r) for r in rows]
+
+    def next_escalation_ms(self) -> int | None:
+        """The earliest acknowledgement deadline of any alert, or None when no alert waits for one."""
+        rows = self._query("SELECT MIN(escalate_at_ms) AS t FROM alerts WHERE escalate_at_ms IS NOT NULL")
+        value = rows[0]["t"]
+        return int(value) if value is not None else None
 
     def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""

@@ -21,6 +21,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from alerts.directory import Directory, Grid, Person, WebhookTarget
+from alerts.escalation import EscalationLevel, EscalationPolicy
+from alerts.model import Grade
 from protocol.kinds import KINDS
 
 if TYPE_CHECKING:
@@ -71,6 +73,25 @@ class GridConfig(_Strict):
     id: Id
     name: str = Field(min_length=1)
     managers: list[Id] = Field(min_length=1)
+
+
+class EscalationLevelConfig(_Strict):
+    """One step of the escalation chain after the grid's managers, paged together."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    people: list[Id] = Field(min_length=1)
+
+
+class EscalationConfig(_Strict):
+    """Who is paged when nobody acknowledges (alerts/escalation.py): ``levels`` after the grid's managers, lowest
+    first (property company / community committee, sub-district, district emergency office), and each grade's
+    answer deadline in seconds (defaults from SENSORS.md: IV 86,400, III 300, II and I 60)."""
+
+    levels: list[EscalationLevelConfig] = Field(default_factory=list)
+    answer_within_s: dict[Literal["I", "II", "III", "IV"], Annotated[float, Field(ge=1, le=7 * 86_400)]] = Field(
+        default_factory=dict
+    )
 
 
 class SensorConfig(_Strict):
@@ -156,6 +177,7 @@ class Deployment(_Strict):
     people: list[PersonConfig] = Field(min_length=1)
     gateways: list[GatewayConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
+    escalation: EscalationConfig = EscalationConfig()
     rules: dict[str, Any] | None = None
     """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
     ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
@@ -250,6 +272,15 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
         for m_index, manager in enumerate(grid.managers):
             if manager not in people:
                 yield ("grids", index, "managers", m_index), manager, "no person with this id in people"
+    level_ids: set[str] = set()
+    for l_index, level in enumerate(deployment.escalation.levels):
+        if level.id in level_ids:
+            yield ("escalation", "levels", l_index, "id"), level.id, "duplicate escalation level id"
+        level_ids.add(level.id)
+        for p_index, person_id in enumerate(level.people):
+            if person_id not in people:
+                at_person = ("escalation", "levels", l_index, "people", p_index)
+                yield at_person, person_id, "no person with this id in people"
     sensor_ids: set[str] = set()
     gateway_ids: set[str] = set()
     for g_index, gateway in enumerate(deployment.gateways):
@@ -442,3 +473,13 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
     ]
     grids = [Grid(id=grid.id, name=grid.name, managers=tuple(grid.managers)) for grid in deployment.grids]
     return Directory(grids=grids, people=people)
+
+
+def build_escalation(deployment: Deployment) -> EscalationPolicy:
+    """The escalation chain and answer deadlines of ``deployment`` (checked against its people at load)."""
+    levels = [
+        EscalationLevel(id=level.id, name=level.name, people=tuple(level.people))
+        for level in deployment.escalation.levels
+    ]
+    within = {Grade[name]: round(seconds * 1000) for name, seconds in deployment.escalation.answer_within_s.items()}
+    return EscalationPolicy(levels, within)

@@ -171,5 +171,11 @@ def render_alert_counters(counters: AlertCounters) -> str:
         "# HELP anju_alerts_unrouted_total Alerts for a grid with nobody to notify.",
         "# TYPE anju_alerts_unrouted_total counter",
         f"anju_alerts_unrouted_total {counters.unrouted_total}",
+        "# HELP anju_alerts_escalations_total Alerts paged one level up the chain for want of an acknowledgement.",
+        "# TYPE anju_alerts_escalations_total counter",
+        f"anju_alerts_escalations_total {counters.escalations_total}",
+        "# HELP anju_alerts_reminders_total Alerts paged again at the top of the chain for want of an acknowledgement.",
+        "# TYPE anju_alerts_reminders_total counter",
+        f"anju_alerts_reminders_total {counters.reminders_total}",
     ]
     return "\n".join(lines) + "\n"

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from alerts.model import Grade
 from edge.config import parse_config_text
 from hub.cli import main
-from hub.config import ConfigError, build_directory, load_deployment
+from hub.config import ConfigError, build_directory, build_escalation, load_deployment
 from hub.edge_config import EdgeTarget, render_edge_config
 
 GOOD = """\
@@ -70,6 +71,28 @@ def test_dangling_references_and_duplicates(tmp_path: Path) -> None:
     assert ("gateways[0].sensors[1].id", "duplicate sensor id (ids are unique in a deployment)") in messages
     assert ("gateways[0].sensors[1].unit_id", "duplicate Modbus unit id on gateway gw-b1") in messages
     assert ("gateways[0].sensors[1].grid", "no grid with this id in grids") in messages
+
+
+def test_escalation_chain_is_checked_and_built(tmp_path: Path, demo_deployment: Path) -> None:
+    levels = (
+        "escalation:\n"
+        "  levels:\n"
+        "    - {id: property, name: 物业, people: [wang-li, nobody]}\n"
+        "    - {id: property, name: 街道, people: [wang-li]}\n"
+    )
+    (tmp_path / "bad").mkdir()
+    messages = {(path, message) for _, path, _, message in issues(write(tmp_path / "bad", GOOD + levels))}
+    assert ("escalation.levels[0].people[1]", "no person with this id in people") in messages
+    assert ("escalation.levels[1].id", "duplicate escalation level id") in messages
+    deadlines = "escalation:\n  answer_within_s: {V: 10, II: 0.5}\n"
+    messages = {(path, message) for _, path, _, message in issues(write(tmp_path / "bad", GOOD + deadlines))}
+    assert messages == {
+        ("escalation.answer_within_s.V.[key]", "Input should be 'I', 'II', 'III' or 'IV'"),
+        ("escalation.answer_within_s.II", "Input should be greater than or equal to 1"),
+    }
+    policy = build_escalation(load_deployment(demo_deployment))
+    assert [level.id for level in policy.levels] == ["property", "subdistrict"]
+    assert policy.deadline_ms(Grade.III) == 300_000 and policy.deadline_ms(Grade.IV) == 86_400_000
 
 
 def test_secret_problems(tmp_path: Path) -> None:
