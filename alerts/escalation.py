@@ -5,7 +5,9 @@ it come from the deployment, in order — typically the property company's duty 
 then the sub-district, then the district emergency office (SENSORS.md "Grades": who acts first at each grade).
 An alert nobody acknowledges within its grade's answer deadline climbs one level, and everyone reached so far is
 paged again; past the top, the whole chain is paged again at every deadline until someone answers. Grade I pages
-every level at once (SENSORS.md: grade I needs everyone, at once).
+every level at once (SENSORS.md: grade I needs everyone, at once). An acknowledged alert nobody reports on site
+for within the grade's on-site deadline pages everyone reached again, at every such deadline; a resolved alert
+whose condition is still in alarm ``reopen_after_ms`` later reopens.
 
 Plain values, checked against the :class:`alerts.directory.Directory` when the service starts (a level naming an
 unknown person must fail at start, not at the first escalation at night).
@@ -19,7 +21,13 @@ from dataclasses import dataclass
 from alerts.directory import Directory, Person
 from alerts.model import Grade
 
-__all__ = ["DEFAULT_ANSWER_WITHIN_MS", "EscalationLevel", "EscalationPolicy"]
+__all__ = [
+    "DEFAULT_ANSWER_WITHIN_MS",
+    "DEFAULT_ON_SITE_WITHIN_MS",
+    "DEFAULT_REOPEN_AFTER_MS",
+    "EscalationLevel",
+    "EscalationPolicy",
+]
 
 MINUTE_MS = 60_000
 
@@ -31,6 +39,20 @@ DEFAULT_ANSWER_WITHIN_MS: Mapping[Grade, int] = {
 }
 """SENSORS.md "Grades", answer target: IV acknowledged within 24 h (GB/T 45839 allows 24 h for a communication
 fault), III within 5 min, II within 1 min [D]; grade I is paged to every level at once and reminded as often as II."""
+
+DEFAULT_ON_SITE_WITHIN_MS: Mapping[Grade, int] = {
+    Grade.IV: 24 * 60 * MINUTE_MS,
+    Grade.III: 15 * MINUTE_MS,
+    Grade.II: 3 * MINUTE_MS,
+    Grade.I: 3 * MINUTE_MS,
+}
+"""SENSORS.md "Grades": III on site within 15 min [D]; II the micro fire station on scene within 3 min
+[S: 社区微型消防站建设标准], I the same; IV a maintenance visit within the 24 h answer target. An acknowledged
+alert nobody reported on site for by then pages everyone reached again: an acknowledgement is not forever."""
+
+DEFAULT_REOPEN_AFTER_MS = 10 * MINUTE_MS
+"""A resolved alert whose condition is still in alarm this long after it was resolved reopens [D]: the rules clear
+within their hold and delay-off times (seconds to minutes), so a condition still firing 10 min later was not fixed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,21 +76,29 @@ class EscalationPolicy:
 
     levels: tuple[EscalationLevel, ...]
     answer_within_ms: Mapping[Grade, int]
+    on_site_within_ms: Mapping[Grade, int]
+    reopen_after_ms: int
 
     def __init__(
-        self, levels: Iterable[EscalationLevel] = (), answer_within_ms: Mapping[Grade, int] | None = None
+        self,
+        levels: Iterable[EscalationLevel] = (),
+        answer_within_ms: Mapping[Grade, int] | None = None,
+        *,
+        on_site_within_ms: Mapping[Grade, int] | None = None,
+        reopen_after_ms: int = DEFAULT_REOPEN_AFTER_MS,
     ) -> None:
-        chosen = dict(DEFAULT_ANSWER_WITHIN_MS)
-        chosen.update(answer_within_ms or {})
-        for grade, ms in chosen.items():
-            if not isinstance(grade, Grade) or ms < 1:
-                raise ValueError(f"answer deadline of grade {grade!r} must be at least 1 ms, got {ms!r}")
+        answer = _per_grade("answer", DEFAULT_ANSWER_WITHIN_MS, answer_within_ms)
+        on_site = _per_grade("on-site", DEFAULT_ON_SITE_WITHIN_MS, on_site_within_ms)
+        if reopen_after_ms < 1:
+            raise ValueError(f"reopen_after_ms must be at least 1 ms, got {reopen_after_ms!r}")
         levels = tuple(levels)
         ids = [level.id for level in levels]
         if len(set(ids)) != len(ids):
             raise ValueError(f"escalation level ids repeat: {ids}")
         object.__setattr__(self, "levels", levels)
-        object.__setattr__(self, "answer_within_ms", chosen)
+        object.__setattr__(self, "answer_within_ms", answer)
+        object.__setattr__(self, "on_site_within_ms", on_site)
+        object.__setattr__(self, "reopen_after_ms", reopen_after_ms)
 
     @property
     def top(self) -> int:
@@ -87,7 +117,12 @@ class EscalationPolicy:
         return self.top if grade is Grade.I else 0
 
     def deadline_ms(self, grade: Grade) -> int:
+        """How long an alert of ``grade`` may wait for an acknowledgement (ms)."""
         return self.answer_within_ms[grade]
+
+    def on_site_ms(self, grade: Grade) -> int:
+        """How long after the acknowledgement someone must report on site (ms)."""
+        return self.on_site_within_ms[grade]
 
     def level_name(self, level: int, grid_name: str) -> str:
         """What level ``level`` is called: the grid's name for 0."""
@@ -103,3 +138,12 @@ class EscalationPolicy:
                 if person is not None:
                     people.setdefault(person_id, person)
         return tuple(people.values())
+
+
+def _per_grade(what: str, defaults: Mapping[Grade, int], given: Mapping[Grade, int] | None) -> dict[Grade, int]:
+    chosen = dict(defaults)
+    chosen.update(given or {})
+    for grade, ms in chosen.items():
+        if not isinstance(grade, Grade) or ms < 1:
+            raise ValueError(f"{what} deadline of grade {grade!r} must be at least 1 ms, got {ms!r}")
+    return chosen

@@ -28,6 +28,10 @@ class Reason(enum.StrEnum):
     """Nobody acknowledged within the grade's deadline: the next level of the chain is paged, with everyone before."""
     REMINDER = "reminder"
     """Still unacknowledged at the top of the chain: everyone is paged again."""
+    OVERDUE = "overdue"
+    """Acknowledged, but nobody reported on site within the grade's deadline: everyone reached is paged again."""
+    REOPENED = "reopened"
+    """Resolved, but the condition stayed in alarm (or a person reopened it): handled again from the start."""
 
     @property
     def label_zh(self) -> str:
@@ -41,6 +45,8 @@ _REASON_ZH = {
     Reason.CLEARED: "已恢复",
     Reason.ESCALATED: "超时未接单，已升级上报",
     Reason.REMINDER: "仍未接单，再次提醒",
+    Reason.OVERDUE: "已接单但未按时到场",
+    Reason.REOPENED: "已重新打开",
 }
 
 # Display symbols for SenML units people do not read easily (protocol.units keeps the wire symbols).
@@ -149,12 +155,16 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.REFIRED: "再次触发 ",
         Reason.ESCALATED: "超时未接单 ",
         Reason.REMINDER: "仍未接单 ",
+        Reason.OVERDUE: "已接单未到场 ",
+        Reason.REOPENED: "重新打开 ",
     }.get(reason, "")
     prefix_en = {
         Reason.UPGRADED: "upgraded to ",
         Reason.REFIRED: "fired again, ",
         Reason.ESCALATED: "not acknowledged, escalated, ",
         Reason.REMINDER: "still not acknowledged, ",
+        Reason.OVERDUE: "acknowledged but nobody on site, ",
+        Reason.REOPENED: "reopened, ",
     }.get(reason, "")
     zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh} {kind_zh} {comparison}{cite_zh}"
     en = f"[{prefix_en}{grade.title_en}] {event.location_zh} {kind_en} {comparison}{cite_en}"

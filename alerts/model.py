@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Alert", "AlertState", "EventStatus", "Grade", "RiskEvent", "Transition"]
+__all__ = ["OPEN_STATES", "Alert", "AlertState", "EventStatus", "Grade", "RiskEvent", "Transition"]
 
 EventStatus = Literal["firing", "cleared"]
 
@@ -127,11 +127,27 @@ class RiskEvent:
 
 
 class AlertState(enum.StrEnum):
-    """Lifecycle of an alert: open → acknowledged → resolved (a person does both steps)."""
+    """Lifecycle of an alert (call response, 呼叫响应): open (triggered; ``notified_at_ms`` once a page was
+    delivered) → acknowledged (接单) → en route → on site → resolved (with a note) → verified (by the community
+    committee or property company) → closed; a resolved or verified alert can be reopened. People take every step
+    after open; the service reopens a resolved alert whose condition stays in alarm."""
 
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
+    EN_ROUTE = "en_route"
+    ON_SITE = "on_site"
     RESOLVED = "resolved"
+    VERIFIED = "verified"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        """Still someone's to handle: not yet resolved."""
+        return self in OPEN_STATES
+
+
+OPEN_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.EN_ROUTE, AlertState.ON_SITE)
+"""States before a person resolved the alert: events of its key go to it (one such alert per key)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,13 +182,15 @@ class Alert:
     level: int = 0
     """How far up the escalation chain the alert has been paged (0: the grid's managers; ``alerts.escalation``)."""
     escalate_at_ms: int | None = None
-    """When the alert climbs a level (or pages everyone again at the top) unless someone acknowledges it first;
-    None once acknowledged or resolved."""
+    """When the alert's timer fires (``alerts.escalation``), None when none runs: while open, the acknowledgement
+    deadline (then it climbs a level, or pages everyone again at the top); acknowledged or en route, the on-site
+    deadline (then everyone reached is paged again); resolved while its condition is still in alarm, the time it
+    reopens unless the condition clears first."""
 
     @property
     def is_open(self) -> bool:
-        """True until a person resolves the alert (open or acknowledged)."""
-        return self.state is not AlertState.RESOLVED
+        """True until a person resolves the alert (open, acknowledged, en route or on site)."""
+        return self.state.is_open
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -49,12 +49,18 @@ Clock = Callable[[], int]
 SYSTEM = "anju"
 """``by`` of transitions the service makes itself (opening, upgrades, clears)."""
 
+_S = AlertState
 _ALLOWED: dict[AlertState, frozenset[AlertState]] = {
-    AlertState.OPEN: frozenset({AlertState.ACKNOWLEDGED}),
-    AlertState.ACKNOWLEDGED: frozenset({AlertState.RESOLVED}),
-    AlertState.RESOLVED: frozenset(),
+    _S.OPEN: frozenset({_S.ACKNOWLEDGED}),
+    _S.ACKNOWLEDGED: frozenset({_S.EN_ROUTE, _S.ON_SITE, _S.RESOLVED}),
+    _S.EN_ROUTE: frozenset({_S.ON_SITE, _S.RESOLVED}),
+    _S.ON_SITE: frozenset({_S.RESOLVED}),
+    _S.RESOLVED: frozenset({_S.VERIFIED, _S.OPEN}),
+    _S.VERIFIED: frozenset({_S.CLOSED, _S.OPEN}),
+    _S.CLOSED: frozenset(),
 }
-"""Lifecycle edges people may take. Resolving needs an acknowledgement first, so answer times are measured."""
+"""Lifecycle edges people may take (to OPEN: reopening). Resolving needs an acknowledgement first, so answer times
+are measured; en route and on site may be skipped (a manager who was already there)."""
 
 
 def wall_clock_ms() -> int:
@@ -100,6 +106,10 @@ class Counters:
     """Alerts paged one level further up for want of an acknowledgement."""
     reminders_total: int = 0
     """Alerts paged again at the top of the chain for want of an acknowledgement."""
+    overdue_total: int = 0
+    """Acknowledged alerts paged again because nobody reported on site in time."""
+    reopened_total: int = 0
+    """Resolved alerts reopened by the service because their condition stayed in alarm."""
 
     def snapshot(self) -> Counters:
         """A copy that later counting does not change."""
@@ -212,7 +222,7 @@ class AlertService:
             reason: Reason | None
             if current is None:
                 if event.status == "cleared":
-                    return None
+                    return await self._cleared_after_resolve(event, now)
                 alert, reason, transitions = self._open(event, now)
             else:
                 alert, reason, transitions = self._update(current, event, now)
@@ -223,6 +233,27 @@ class AlertService:
             log.info("alert opened: %s %s grade %s", alert.id, alert.key, alert.grade.name)
         if notifications:
             self._wake.set()
+        return alert
+
+    async def _cleared_after_resolve(self, event: RiskEvent, now: int) -> Alert | None:
+        """A resolved alert whose condition was still in alarm sees it clear: it will not reopen (audited, nobody
+        paged: it is resolved). None when no such alert waits."""
+        waiting = await asyncio.to_thread(self._store.awaiting_clear, event.key)
+        if waiting is None:
+            return None
+        alert = dataclasses.replace(
+            waiting, last_event=event, cleared_at_ms=event.time_ms, updated_at_ms=now, escalate_at_ms=None
+        )
+        transition = Transition(
+            alert_id=alert.id,
+            from_state=alert.state,
+            to_state=alert.state,
+            by=SYSTEM,
+            channel="event",
+            time_ms=now,
+            note="condition cleared after it was resolved 处置后已恢复",
+        )
+        await asyncio.to_thread(self._store.commit, alert, transitions=[transition])
         return alert
 
     def _open(self, event: RiskEvent, now: int) -> tuple[Alert, Reason, list[Transition]]:
@@ -270,7 +301,7 @@ class AlertService:
             if grade.more_severe_than(current.grade):
                 alert = dataclasses.replace(alert, grade=grade, revision=current.revision + 1, cleared_at_ms=None)
                 reason, note = Reason.UPGRADED, f"grade {current.grade.name} → {grade.name}"
-                if alert.escalate_at_ms is not None:  # still unacknowledged: the new grade's deadline and start
+                if alert.state is AlertState.OPEN and alert.escalate_at_ms is not None:  # unacknowledged: sooner
                     deadline = now + self._escalation.deadline_ms(grade)
                     level = max(alert.level, self._escalation.start_level(grade))
                     alert = dataclasses.replace(alert, level=level, escalate_at_ms=min(alert.escalate_at_ms, deadline))
@@ -332,12 +363,38 @@ class AlertService:
     # --- people -------------------------------------------------------------------------------------------
 
     async def acknowledge(self, alert_id: str, *, by: str, channel: str) -> Alert:
-        """A person takes the alert (open → acknowledged); raises :class:`TransitionError` otherwise."""
+        """A person takes the alert (接单, open → acknowledged); the on-site deadline starts. Raises
+        :class:`TransitionError` from any other state, :class:`AlertNotFoundError` for an unknown id."""
         return await self._move(alert_id, AlertState.ACKNOWLEDGED, by=by, channel=channel, note="")
 
+    async def en_route(self, alert_id: str, *, by: str, channel: str, note: str = "") -> Alert:
+        """The person who took it is on the way (acknowledged → en route)."""
+        return await self._move(alert_id, AlertState.EN_ROUTE, by=by, channel=channel, note=note)
+
+    async def on_site(self, alert_id: str, *, by: str, channel: str, note: str = "") -> Alert:
+        """Someone is on site (acknowledged or en route → on site): the on-site deadline is met."""
+        return await self._move(alert_id, AlertState.ON_SITE, by=by, channel=channel, note=note)
+
     async def resolve(self, alert_id: str, *, by: str, note: str = "", channel: str) -> Alert:
-        """A person closes the alert after handling it (acknowledged → resolved), with a note of what was done."""
+        """A person reports the hazard handled (acknowledged, en route or on site → resolved), with a note of what
+        was found and done (and evidence links in it). If the condition is still in alarm, the alert reopens
+        unless it clears within the policy's ``reopen_after_ms``."""
         return await self._move(alert_id, AlertState.RESOLVED, by=by, channel=channel, note=note)
+
+    async def verify(self, alert_id: str, *, by: str, channel: str, note: str = "") -> Alert:
+        """The community committee or property company confirms the fix (resolved → verified)."""
+        return await self._move(alert_id, AlertState.VERIFIED, by=by, channel=channel, note=note)
+
+    async def close(self, alert_id: str, *, by: str, channel: str, note: str = "") -> Alert:
+        """The record is complete (verified → closed)."""
+        return await self._move(alert_id, AlertState.CLOSED, by=by, channel=channel, note=note)
+
+    async def reopen(self, alert_id: str, *, by: str, channel: str, note: str) -> Alert:
+        """The fix did not hold (resolved or verified → open): everyone reached is paged again and the
+        acknowledgement deadline runs again. ``note`` says why."""
+        if not note:
+            raise ValueError("reopening needs a note saying why")
+        return await self._move(alert_id, AlertState.OPEN, by=by, channel=channel, note=note)
 
     async def _move(self, alert_id: str, to: AlertState, *, by: str, channel: str, note: str) -> Alert:
         if not by or not channel:
@@ -348,26 +405,12 @@ class AlertService:
                 raise AlertNotFoundError(alert_id)
             if to not in _ALLOWED[current.state]:
                 raise TransitionError(alert_id, current.state, to)
+            if to is AlertState.OPEN:
+                existing = await asyncio.to_thread(self._store.open_alert, current.key)
+                if existing is not None:  # the condition came back meanwhile and has its own alert
+                    raise TransitionError(alert_id, current.state, to)
             now = self._clock()
-            if to is AlertState.ACKNOWLEDGED:
-                alert = dataclasses.replace(
-                    current,
-                    state=to,
-                    acknowledged_by=by,
-                    acknowledged_at_ms=now,
-                    updated_at_ms=now,
-                    escalate_at_ms=None,
-                )
-            else:
-                alert = dataclasses.replace(
-                    current,
-                    state=to,
-                    resolved_by=by,
-                    resolved_at_ms=now,
-                    resolved_note=note,
-                    updated_at_ms=now,
-                    escalate_at_ms=None,
-                )
+            alert = self._moved(current, to, by=by, note=note, now=now)
             transition = Transition(
                 alert_id=alert_id,
                 from_state=current.state,
@@ -377,9 +420,52 @@ class AlertService:
                 time_ms=now,
                 note=note,
             )
-            await asyncio.to_thread(self._store.commit, alert, transitions=[transition])
+            notifications = self._outbox(alert, Reason.REOPENED, now) if to is AlertState.OPEN else []
+            await asyncio.to_thread(self._store.commit, alert, transitions=[transition], notifications=notifications)
+        if notifications:
+            self._wake.set()
         log.info("alert %s %s by %s via %s", alert_id, to.value, by, channel)
         return alert
+
+    def _moved(self, current: Alert, to: AlertState, *, by: str, note: str, now: int) -> Alert:
+        """``current`` after a person's step to ``to``, with the timer that state runs (or none)."""
+        policy = self._escalation
+        alert = dataclasses.replace(current, state=to, updated_at_ms=now, escalate_at_ms=None)
+        if to is AlertState.ACKNOWLEDGED:
+            return dataclasses.replace(
+                alert,
+                acknowledged_by=by,
+                acknowledged_at_ms=now,
+                escalate_at_ms=now + policy.on_site_ms(current.grade),
+            )
+        if to is AlertState.EN_ROUTE:
+            return dataclasses.replace(alert, escalate_at_ms=current.escalate_at_ms)
+        if to is AlertState.RESOLVED:
+            still_alarming = current.cleared_at_ms is None
+            return dataclasses.replace(
+                alert,
+                resolved_by=by,
+                resolved_at_ms=now,
+                resolved_note=note,
+                escalate_at_ms=now + policy.reopen_after_ms if still_alarming else None,
+            )
+        if to is AlertState.OPEN:
+            return self._reopened(current, now)
+        return alert
+
+    def _reopened(self, current: Alert, now: int) -> Alert:
+        return dataclasses.replace(
+            current,
+            state=AlertState.OPEN,
+            revision=current.revision + 1,
+            updated_at_ms=now,
+            acknowledged_by=None,
+            acknowledged_at_ms=None,
+            resolved_by=None,
+            resolved_at_ms=None,
+            resolved_note=None,
+            escalate_at_ms=now + self._escalation.deadline_ms(current.grade),
+        )
 
     async def get(self, alert_id: str) -> Alert | None:
         """The alert with ``alert_id``, or None."""
@@ -402,30 +488,79 @@ class AlertService:
     # --- escalation ---------------------------------------------------------------------------------------
 
     async def escalate_due(self, *, limit: int = 100) -> list[Alert]:
-        """Page the next level for every alert past its acknowledgement deadline (everyone again at the top);
-        return the alerts changed. The background task calls this; after a restart it catches up at once, and an
-        alert is escalated once per deadline however often it is called (the deadline moves in the same commit)."""
+        """Fire every alert timer that is due (``Alert.escalate_at_ms``) and return the alerts changed: an
+        unacknowledged alert climbs a level (everyone reached is paged again at the top), an acknowledged one nobody
+        reported on site for pages everyone reached again, a resolved one still in alarm reopens. The background
+        task calls this; after a restart it catches up at once, and each timer fires once however often it is
+        called (the next deadline is written in the same commit as the pages)."""
         changed: list[Alert] = []
         async with self._mutex:
             now = self._clock()
             due = await asyncio.to_thread(self._store.due_escalations, now_ms=now, limit=limit)
             for current in due:
-                alert, transition, reason = self._escalated(current, now)
-                notifications = self._outbox(alert, reason, now)
+                fired = await self._timer_fired(current, now)
+                if fired is None:
+                    continue
+                alert, transition, reason = fired
+                notifications = self._outbox(alert, reason, now) if reason is not None else []
                 await asyncio.to_thread(
                     self._store.commit, alert, transitions=[transition], notifications=notifications
                 )
                 changed.append(alert)
                 if reason is Reason.ESCALATED:
                     self._counters.escalations_total += 1
-                else:
+                elif reason is Reason.REMINDER:
                     self._counters.reminders_total += 1
-                log.warning("alert %s %s: %s", alert.id, reason.value, transition.note)
+                elif reason is Reason.OVERDUE:
+                    self._counters.overdue_total += 1
+                elif reason is Reason.REOPENED:
+                    self._counters.reopened_total += 1
+                log.warning("alert %s %s: %s", alert.id, reason.value if reason else "timer", transition.note)
         if changed:
             self._wake.set()
         return changed
 
-    def _escalated(self, current: Alert, now: int) -> tuple[Alert, Transition, Reason]:
+    async def _timer_fired(self, current: Alert, now: int) -> tuple[Alert, Transition, Reason | None] | None:
+        """What the alert's timer does in its state (None: nothing, the timer is dropped)."""
+        state = current.state
+        if state is AlertState.OPEN:
+            alert, note, reason = self._escalated(current, now)
+        elif state in (AlertState.ACKNOWLEDGED, AlertState.EN_ROUTE):
+            on_site_ms = self._escalation.on_site_ms(current.grade)
+            alert = dataclasses.replace(
+                current, revision=current.revision + 1, updated_at_ms=now, escalate_at_ms=now + on_site_ms
+            )
+            reason = Reason.OVERDUE
+            note = (
+                f"acknowledged by {current.acknowledged_by} but nobody on site within {on_site_ms / 1000:g} s at "
+                f"grade {current.grade.name}: everyone up to level {current.level} paged again"
+            )
+        elif state is AlertState.RESOLVED and current.cleared_at_ms is None:
+            if await asyncio.to_thread(self._store.open_alert, current.key) is not None:
+                await asyncio.to_thread(
+                    self._store.commit, dataclasses.replace(current, escalate_at_ms=None, updated_at_ms=now)
+                )
+                return None  # the condition has a newer alert of its own
+            alert, reason = self._reopened(current, now), Reason.REOPENED
+            waited = self._escalation.reopen_after_ms / 1000
+            note = f"reopened: still in alarm {waited:g} s after it was resolved 处置后仍在报警"
+        else:
+            await asyncio.to_thread(
+                self._store.commit, dataclasses.replace(current, escalate_at_ms=None, updated_at_ms=now)
+            )
+            return None
+        transition = Transition(
+            alert_id=alert.id,
+            from_state=current.state,
+            to_state=alert.state,
+            by=SYSTEM,
+            channel="timer",
+            time_ms=now,
+            note=note,
+        )
+        return alert, transition, reason
+
+    def _escalated(self, current: Alert, now: int) -> tuple[Alert, str, Reason]:
         deadline_ms = self._escalation.deadline_ms(current.grade)
         waited = f"not acknowledged within {deadline_ms / 1000:g} s at grade {current.grade.name}"
         if current.level < self._escalation.top:
@@ -443,16 +578,7 @@ class AlertService:
             updated_at_ms=now,
             escalate_at_ms=now + deadline_ms,
         )
-        transition = Transition(
-            alert_id=alert.id,
-            from_state=alert.state,
-            to_state=alert.state,
-            by=SYSTEM,
-            channel="timer",
-            time_ms=now,
-            note=note,
-        )
-        return alert, transition, reason
+        return alert, note, reason
 
     async def _escalate_forever(self) -> None:
         while True:

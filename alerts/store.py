@@ -2,8 +2,8 @@
 
 One database file per hub. Three tables:
 
-* ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key, so the
-  dedup rule holds in the data even if a bug slipped past the service.
+* ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
+  acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
 * ``transitions`` — the audit log: every state change, upgrade and clear, with who, when and the channel.
 * ``notifications`` — the outbox. Its primary key is the idempotency key
   ``f"{alert_id}:{revision}:{person}:{target index}"``. :meth:`AlertStore.commit` writes an alert change and
@@ -29,11 +29,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
+from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 
 __all__ = ["AlertStore", "Notification", "NotificationStatus"]
 
 NotificationStatus = Literal["pending", "sent", "failed"]
+
+_OPEN_SQL = ", ".join(f"'{state.value}'" for state in OPEN_STATES)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -58,7 +60,6 @@ CREATE TABLE IF NOT EXISTS alerts (
     level INTEGER NOT NULL DEFAULT 0,
     escalate_at_ms INTEGER
 );
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key ON alerts(key) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, opened_at_ms);
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -90,9 +91,13 @@ CREATE INDEX IF NOT EXISTS notifications_due ON notifications(status, next_attem
 """
 
 _ADDED_COLUMNS = (("level", "INTEGER NOT NULL DEFAULT 0"), ("escalate_at_ms", "INTEGER"))
-"""Columns of ``alerts`` added after the first release: a database made before them gains them at open."""
+"""Columns of ``alerts`` added after the first release: a database made before them gains them at open. The
+one-open-alert-per-key index was remade when the lifecycle gained states after ``resolved`` (verified, closed)."""
 
 _LATER_INDEXES = """
+DROP INDEX IF EXISTS alerts_one_open_per_key;
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key_v2 ON alerts(key)
+    WHERE state IN ('open', 'acknowledged', 'en_route', 'on_site');
 CREATE INDEX IF NOT EXISTS alerts_escalation ON alerts(escalate_at_ms) WHERE escalate_at_ms IS NOT NULL;
 """
 
@@ -216,7 +221,17 @@ class AlertStore:
 
     def open_alert(self, key: str) -> Alert | None:
         """The alert for ``key`` that is not resolved yet, if any."""
-        rows = self._query("SELECT * FROM alerts WHERE key = ? AND state != 'resolved'", (key,))
+        rows = self._query(f"SELECT * FROM alerts WHERE key = ? AND state IN ({_OPEN_SQL})", (key,))
+        return _alert_from(rows[0]) if rows else None
+
+    def awaiting_clear(self, key: str) -> Alert | None:
+        """The resolved alert for ``key`` whose condition was still in alarm when it was resolved and has not
+        cleared since (it reopens unless the condition clears), if any."""
+        rows = self._query(
+            "SELECT * FROM alerts WHERE key = ? AND state = 'resolved' AND cleared_at_ms IS NULL "
+            "AND escalate_at_ms IS NOT NULL ORDER BY opened_at_ms DESC LIMIT 1",
+            (key,),
+        )
         return _alert_from(rows[0]) if rows else None
 
     def get(self, alert_id: str) -> Alert | None:

@@ -75,6 +75,10 @@ class GridConfig(_Strict):
     managers: list[Id] = Field(min_length=1)
 
 
+GradeName = Literal["I", "II", "III", "IV"]
+Seconds = Annotated[float, Field(ge=1, le=7 * 86_400)]
+
+
 class EscalationLevelConfig(_Strict):
     """One step of the escalation chain after the grid's managers, paged together."""
 
@@ -89,9 +93,12 @@ class EscalationConfig(_Strict):
     answer deadline in seconds (defaults from SENSORS.md: IV 86,400, III 300, II and I 60)."""
 
     levels: list[EscalationLevelConfig] = Field(default_factory=list)
-    answer_within_s: dict[Literal["I", "II", "III", "IV"], Annotated[float, Field(ge=1, le=7 * 86_400)]] = Field(
-        default_factory=dict
-    )
+    answer_within_s: dict[GradeName, Seconds] = Field(default_factory=dict)
+    on_site_within_s: dict[GradeName, Seconds] = Field(default_factory=dict)
+    """After the acknowledgement, how long until someone reports on site before everyone reached is paged again
+    (defaults from SENSORS.md: IV 86,400, III 900, II and I 180)."""
+    reopen_after_s: Seconds = 600
+    """A resolved alert whose condition is still in alarm this long after it was resolved reopens."""
 
 
 class SensorConfig(_Strict):
@@ -481,5 +488,14 @@ def build_escalation(deployment: Deployment) -> EscalationPolicy:
         EscalationLevel(id=level.id, name=level.name, people=tuple(level.people))
         for level in deployment.escalation.levels
     ]
-    within = {Grade[name]: round(seconds * 1000) for name, seconds in deployment.escalation.answer_within_s.items()}
-    return EscalationPolicy(levels, within)
+    config = deployment.escalation
+
+    def per_grade(seconds: Mapping[GradeName, float]) -> dict[Grade, int]:
+        return {Grade[name]: round(value * 1000) for name, value in seconds.items()}
+
+    return EscalationPolicy(
+        levels,
+        per_grade(config.answer_within_s),
+        on_site_within_ms=per_grade(config.on_site_within_s),
+        reopen_after_ms=round(config.reopen_after_s * 1000),
+    )

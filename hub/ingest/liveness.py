@@ -39,7 +39,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from alerts.model import Alert, AlertState, RiskEvent
+from alerts.model import OPEN_STATES, Alert, AlertState, RiskEvent
 from hub.ingest.intervals import IntervalPolicy, ReportIntervals
 from hub.ingest.offline import (
     GatewayLiveness,
@@ -249,10 +249,10 @@ class Liveness:
         return taken
 
     async def restore_open(self, alerts: OpenAlerts, now_ms: int | None = None) -> int:
-        """``restore`` from the alert service's unresolved alerts (open or acknowledged)."""
+        """``restore`` from the alert service's unresolved alerts (open, acknowledged, en route or on site)."""
         now = _now_ms() if now_ms is None else now_ms
         taken = 0
-        for state in (AlertState.OPEN, AlertState.ACKNOWLEDGED):
+        for state in OPEN_STATES:
             taken += self.restore((alert.last_event for alert in await alerts.every_alert_in(state)), now)
         if taken:
             log.info("liveness: %d offline conditions still open from before the restart", taken)

@@ -9,6 +9,8 @@ from typing import Any
 import anyio
 
 from alerts import Directory, Grade, Grid, Person, RiskEvent, WebhookTarget
+from alerts.escalation import EscalationLevel
+from alerts.sink import RunningSink
 
 SECRET = "test-secret-0123456789abcdef"
 
@@ -47,3 +49,42 @@ async def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 5.0) -
     with anyio.fail_after(timeout_s):
         while not predicate():  # noqa: ASYNC110 - plain predicates (counters, files), bounded by fail_after
             await anyio.sleep(0.01)
+
+
+MINUTE_MS = 60_000
+T0 = 1_790_000_000_000
+
+CHAIN = (
+    EscalationLevel(id="property", name="物业服务中心", people=("li-property", "zhao-committee")),
+    EscalationLevel(id="subdistrict", name="街道应急办", people=("chen-subdistrict",)),
+    EscalationLevel(id="district", name="区应急管理局", people=("wu-district",)),
+)
+
+
+def chain_directory(url: str) -> Directory:
+    names = {
+        "zhang-wei": "张伟",
+        "li-property": "李物业",
+        "zhao-committee": "赵居委",
+        "chen-subdistrict": "陈街道",
+        "wu-district": "吴区应急",
+    }
+    target = (WebhookTarget(url=url, secret=SECRET),)
+    return Directory(
+        grids=[Grid(id="hongxing-01", name="红星一网格", managers=("zhang-wei",))],
+        people=[Person(id=pid, name=name, targets=target) for pid, name in names.items()],
+    )
+
+
+class Clock:
+    """Unix ms that a test moves by hand (the service reads time only through it)."""
+
+    def __init__(self, now_ms: int = T0) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+def pages(sink: RunningSink, reason: str) -> list[str]:
+    return sorted(b["recipient"]["id"] for b in sink.sink.received if b["reason"] == reason)

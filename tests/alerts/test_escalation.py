@@ -7,47 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
+from alerts import AlertService, AlertStore, Grade, WebhookReceiver
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import AlertState
 from alerts.sink import RunningSink
-from tests.alerts.support import SECRET, event, wait_until
+from tests.alerts.support import CHAIN, MINUTE_MS, T0, Clock, chain_directory, event, pages, wait_until
 
 pytestmark = pytest.mark.anyio
-
-MINUTE_MS = 60_000
-T0 = 1_790_000_000_000
-
-CHAIN = (
-    EscalationLevel(id="property", name="物业服务中心", people=("li-property", "zhao-committee")),
-    EscalationLevel(id="subdistrict", name="街道应急办", people=("chen-subdistrict",)),
-    EscalationLevel(id="district", name="区应急管理局", people=("wu-district",)),
-)
-
-
-def chain_directory(url: str) -> Directory:
-    names = {
-        "zhang-wei": "张伟",
-        "li-property": "李物业",
-        "zhao-committee": "赵居委",
-        "chen-subdistrict": "陈街道",
-        "wu-district": "吴区应急",
-    }
-    target = (WebhookTarget(url=url, secret=SECRET),)
-    return Directory(
-        grids=[Grid(id="hongxing-01", name="红星一网格", managers=("zhang-wei",))],
-        people=[Person(id=pid, name=name, targets=target) for pid, name in names.items()],
-    )
-
-
-class Clock:
-    """Unix ms that a test moves by hand (the service reads time only through it)."""
-
-    def __init__(self, now_ms: int = T0) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
 
 
 def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock, **policy: object) -> AlertService:
@@ -60,10 +26,6 @@ def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock
         retry_base_s=0.05,
         retry_max_s=0.2,
     )
-
-
-def pages(sink: RunningSink, reason: str) -> list[str]:
-    return sorted(b["recipient"]["id"] for b in sink.sink.received if b["reason"] == reason)
 
 
 async def test_an_unanswered_alert_climbs_the_chain_then_reminds_everyone_until_acknowledged(
@@ -97,7 +59,8 @@ async def test_an_unanswered_alert_climbs_the_chain_then_reminds_everyone_until_
                 reminder["message_zh"].startswith("【仍未接单 III级 黄色 较大】") and reminder["escalation_level"] == 3
             )
             acked = await alerts.acknowledge(alert.id, by="chen-subdistrict", channel="app")
-            assert acked.escalate_at_ms is None and acked.level == 3
+            assert acked.level == 3 and acked.escalate_at_ms == clock.now_ms + 15 * MINUTE_MS, "now: on site"
+            await alerts.on_site(alert.id, by="chen-subdistrict", channel="app")
             clock.now_ms += 60 * MINUTE_MS
             assert await alerts.escalate_due() == []
             counters = alerts.counters
@@ -162,7 +125,8 @@ async def test_the_background_task_escalates_on_its_own_at_the_deadline(sink: Ru
             await alerts.acknowledge(alert.id, by="li-property", channel="app")
             escalations = alerts.counters.escalations_total
             stored = store.get(alert.id)
-            assert stored is not None and stored.state is AlertState.ACKNOWLEDGED and stored.escalate_at_ms is None
+            assert stored is not None and stored.state is AlertState.ACKNOWLEDGED and stored.level == escalations
+            assert stored.escalate_at_ms is not None and stored.escalate_at_ms > stored.acknowledged_at_ms
         assert escalations <= 3 and alerts.counters.escalations_total == escalations
 
 

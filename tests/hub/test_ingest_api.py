@@ -112,12 +112,33 @@ async def test_gas_alarm_becomes_a_graded_alert_that_people_handle(hub: Hub) -> 
     assert "27.4 %LEL" in notification["message_zh"] and "红星社区 1栋301室厨房" in notification["message_zh"]
     (alert,) = (await hub.api.get("/api/v1/alerts", params={"state": "open"})).json()
     assert (alert["grade"], alert["sensor"], alert["threshold"]) == ("III", "gas-b1-301", 25.0)
+    assert alert["escalation_level"] == 0 and alert["next_deadline"] is not None  # the III answer deadline
     path = f"/api/v1/alerts/{alert['id']}"
     assert (await hub.api.post(f"{path}/acknowledge", json={"by": "wang-li"})).json()["state"] == "acknowledged"
     conflict = await hub.api.post(f"{path}/acknowledge", json={"by": "wang-li"})
     assert conflict.status_code == 409 and conflict.headers["content-type"] == "application/problem+json"
+    assert (await hub.api.post(f"{path}/en-route", json={"by": "wang-li"})).json()["state"] == "en_route"
+    on_site = (await hub.api.post(f"{path}/on-site", json={"by": "wang-li", "note": "到场"})).json()
+    assert on_site["state"] == "on_site" and on_site["next_deadline"] is None
+    early = await hub.api.post(f"{path}/close", json={"by": "li-property"})
+    assert early.status_code == 409, "closing needs resolving and verifying first"
     resolved = await hub.api.post(f"{path}/resolve", json={"by": "wang-li", "note": "关阀通风，燃气公司已检修"})
     assert resolved.json()["state"] == "resolved" and resolved.json()["resolved_note"].startswith("关阀")
+    assert (await hub.api.post(f"{path}/reopen", json={"by": "li-property"})).status_code == 422, "reopen needs why"
+    assert (await hub.api.post(f"{path}/verify", json={"by": "li-property"})).json()["state"] == "verified"
+    assert (await hub.api.post(f"{path}/close", json={"by": "li-property"})).json()["state"] == "closed"
+    trail = (await hub.api.get(f"{path}/transitions")).json()
+    steps = [(t["to_state"], t["by"], t["channel"]) for t in trail if t["from_state"] != t["to_state"]]
+    assert steps == [
+        ("open", "anju", "event"),
+        ("acknowledged", "wang-li", "api"),
+        ("en_route", "wang-li", "api"),
+        ("on_site", "wang-li", "api"),
+        ("resolved", "wang-li", "api"),
+        ("verified", "li-property", "api"),
+        ("closed", "li-property", "api"),
+    ]
+    assert (await hub.api.get("/api/v1/alerts/nope/transitions")).status_code == 404
     assert (await hub.api.post("/api/v1/alerts/nope/acknowledge", json={"by": "x"})).status_code == 404
     assert await hub.metric_line('anju_alerts_opened_total{grade="III"}') == 1
 

@@ -1,4 +1,5 @@
-"""``/api/v1/alerts``: list, read, acknowledge (接单) and resolve; every change is audited by the service."""
+"""``/api/v1/alerts``: list, read, and the call-response steps — acknowledge (接单), en route, on site, resolve,
+verify, close, reopen — and the audit trail; every change is audited by the service."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,11 @@ class AlertPublic(BaseModel):
     resolved_at: datetime | None
     resolved_note: str | None
     cleared_at: datetime | None
+    escalation_level: int = Field(description="0: the grid's managers; n: the n-th level of the escalation chain")
+    next_deadline: datetime | None = Field(
+        description="when the alert's timer fires: escalation while open, a re-page while nobody is on site, "
+        "reopening while resolved but still in alarm"
+    )
 
     @classmethod
     def of(cls, alert: Alert) -> "AlertPublic":
@@ -75,6 +81,8 @@ class AlertPublic(BaseModel):
             resolved_at=_iso(alert.resolved_at_ms),
             resolved_note=alert.resolved_note,
             cleared_at=_iso(alert.cleared_at_ms),
+            escalation_level=alert.level,
+            next_deadline=_iso(alert.escalate_at_ms),
         )
 
 
@@ -85,6 +93,25 @@ class AcknowledgeIn(BaseModel):
 class ResolveIn(BaseModel):
     by: str = Field(min_length=1, max_length=64)
     note: str = Field(min_length=1, max_length=2000, description="what was found and done on site")
+
+
+class StepIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="person id of who takes the step")
+    note: str = Field(default="", max_length=2000)
+
+
+class ReopenIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    note: str = Field(min_length=1, max_length=2000, description="why the fix did not hold")
+
+
+class TransitionPublic(BaseModel):
+    from_state: AlertState | None
+    to_state: AlertState
+    by: str
+    channel: str
+    time: datetime | None
+    note: str
 
 
 @router.get("/alerts")
@@ -125,3 +152,46 @@ async def acknowledge(runtime: RuntimeDep, alert_id: str, body: AcknowledgeIn) -
 async def resolve(runtime: RuntimeDep, alert_id: str, body: ResolveIn) -> AlertPublic:
     with _lifecycle_errors(alert_id):
         return AlertPublic.of(await runtime.alerts.resolve(alert_id, by=body.by, note=body.note, channel="api"))
+
+
+@router.post("/alerts/{alert_id}/en-route")
+async def en_route(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+    with _lifecycle_errors(alert_id):
+        return AlertPublic.of(await runtime.alerts.en_route(alert_id, by=body.by, note=body.note, channel="api"))
+
+
+@router.post("/alerts/{alert_id}/on-site")
+async def on_site(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+    with _lifecycle_errors(alert_id):
+        return AlertPublic.of(await runtime.alerts.on_site(alert_id, by=body.by, note=body.note, channel="api"))
+
+
+@router.post("/alerts/{alert_id}/verify")
+async def verify(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+    with _lifecycle_errors(alert_id):
+        return AlertPublic.of(await runtime.alerts.verify(alert_id, by=body.by, note=body.note, channel="api"))
+
+
+@router.post("/alerts/{alert_id}/close")
+async def close(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+    with _lifecycle_errors(alert_id):
+        return AlertPublic.of(await runtime.alerts.close(alert_id, by=body.by, note=body.note, channel="api"))
+
+
+@router.post("/alerts/{alert_id}/reopen")
+async def reopen(runtime: RuntimeDep, alert_id: str, body: ReopenIn) -> AlertPublic:
+    with _lifecycle_errors(alert_id):
+        return AlertPublic.of(await runtime.alerts.reopen(alert_id, by=body.by, note=body.note, channel="api"))
+
+
+@router.get("/alerts/{alert_id}/transitions")
+async def transitions(runtime: RuntimeDep, alert_id: str) -> list[TransitionPublic]:
+    """The alert's audit trail, oldest first: every step, escalation and page with who, when and how."""
+    if await runtime.alerts.get(alert_id) is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    return [
+        TransitionPublic(
+            from_state=t.from_state, to_state=t.to_state, by=t.by, channel=t.channel, time=_iso(t.time_ms), note=t.note
+        )
+        for t in await runtime.alerts.transitions(alert_id)
+    ]
