@@ -641,14 +641,16 @@ class AlertService:
             if target is None:
                 self._counters.notification_failures_total["no_target"] += 1
                 log.error("notification %s: recipient or target no longer in the directory", key)
-                await asyncio.to_thread(self._store.mark_failed, key, error="recipient not in directory")
+                await asyncio.to_thread(
+                    self._store.mark_failed, key, error="recipient not in directory", now_ms=self._clock()
+                )
                 return
             try:
                 await self._receiver.deliver(target=target, idempotency_key=key, body=notification.body.encode())
             except PermanentDeliveryError as exc:
                 self._counters.notification_failures_total["permanent"] += 1
                 log.error("notification %s refused, giving up: %s", key, exc)
-                await asyncio.to_thread(self._store.mark_failed, key, error=str(exc))
+                await asyncio.to_thread(self._store.mark_failed, key, error=str(exc), now_ms=self._clock())
                 return
             except RetryableDeliveryError as exc:
                 await self._retry_later(notification, str(exc))
@@ -671,7 +673,7 @@ class AlertService:
         attempts = notification.attempts + 1
         if attempts >= self._max_attempts:
             log.error("notification %s: giving up after %d attempts: %s", key, attempts, error)
-            await asyncio.to_thread(self._store.mark_failed, key, error=error)
+            await asyncio.to_thread(self._store.mark_failed, key, error=error, now_ms=self._clock())
             self._counters.notification_failures_total["exhausted"] += 1  # counted once it is on record
             return
         self._counters.notification_failures_total["retryable"] += 1

@@ -4,7 +4,11 @@ One database file per hub. Three tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
-* ``transitions`` — the audit log: every state change, upgrade and clear, with who, when and the channel.
+* ``transitions`` — the audit log: every state change, upgrade, clear, escalation and delivery, with who, when and
+  the channel. Append-only (triggers refuse UPDATE and DELETE) and hash-chained: each row's ``hash`` is SHA-256 of the
+  previous row's hash and the row's own fields, so a row changed, removed or inserted in the file breaks the chain
+  at that row (:meth:`AlertStore.verify_audit`, ``anju-hub audit verify``). Someone who can write the file could
+  rebuild the whole chain after a change; the head hash, which ``verify`` prints, is what to record elsewhere.
 * ``notifications`` — the outbox. Its primary key is the idempotency key
   ``f"{alert_id}:{revision}:{person}:{target index}"``. :meth:`AlertStore.commit` writes an alert change and
   its pending notifications in ONE transaction before any delivery is tried: a crash after the commit
@@ -19,6 +23,7 @@ loop; one connection guarded by a lock serves those threads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -31,7 +36,7 @@ from typing import Any, Literal
 
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 
-__all__ = ["AlertStore", "Notification", "NotificationStatus"]
+__all__ = ["AlertStore", "AuditReport", "Notification", "NotificationStatus", "audit_hash"]
 
 NotificationStatus = Literal["pending", "sent", "failed"]
 
@@ -69,7 +74,9 @@ CREATE TABLE IF NOT EXISTS transitions (
     by TEXT NOT NULL,
     channel TEXT NOT NULL,
     time_ms INTEGER NOT NULL,
-    note TEXT NOT NULL
+    note TEXT NOT NULL,
+    prev_hash TEXT,
+    hash TEXT
 );
 CREATE INDEX IF NOT EXISTS transitions_by_alert ON transitions(alert_id, seq);
 CREATE TABLE IF NOT EXISTS notifications (
@@ -90,16 +97,60 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications(status, next_attempt_ms);
 """
 
-_ADDED_COLUMNS = (("level", "INTEGER NOT NULL DEFAULT 0"), ("escalate_at_ms", "INTEGER"))
-"""Columns of ``alerts`` added after the first release: a database made before them gains them at open. The
-one-open-alert-per-key index was remade when the lifecycle gained states after ``resolved`` (verified, closed)."""
+_ADDED_COLUMNS = (
+    ("alerts", "level", "INTEGER NOT NULL DEFAULT 0"),
+    ("alerts", "escalate_at_ms", "INTEGER"),
+    ("transitions", "prev_hash", "TEXT"),
+    ("transitions", "hash", "TEXT"),
+)
+"""Columns added after the first release: a database made before them gains them at open (its older audit rows stay
+unchained: ``verify_audit`` counts them apart). The one-open-alert-per-key index was remade when the lifecycle gained
+states after ``resolved`` (verified, closed)."""
 
 _LATER_INDEXES = """
 DROP INDEX IF EXISTS alerts_one_open_per_key;
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key_v2 ON alerts(key)
     WHERE state IN ('open', 'acknowledged', 'en_route', 'on_site');
 CREATE INDEX IF NOT EXISTS alerts_escalation ON alerts(escalate_at_ms) WHERE escalate_at_ms IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS transitions_no_update BEFORE UPDATE ON transitions
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS transitions_no_delete BEFORE DELETE ON transitions
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+GENESIS = "0" * 64
+"""The ``prev_hash`` of the first chained audit row."""
+
+
+def audit_hash(prev_hash: str, t: Transition) -> str:
+    """SHA-256 (hex) chaining one audit row to the one before it: the previous hash and the row's fields as JSON."""
+    fields = [
+        t.alert_id,
+        t.from_state.value if t.from_state else None,
+        t.to_state.value,
+        t.by,
+        t.channel,
+        t.time_ms,
+        t.note,
+    ]
+    text = prev_hash + "\n" + json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What ``verify_audit`` found: ``chained`` rows checked, ``unchained`` rows from before the chain existed,
+    ``broken_at`` the seq of the first row that does not match (None: intact), and the ``head`` hash."""
+
+    chained: int
+    unchained: int
+    broken_at: int | None
+    reason: str
+    head: str
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +182,72 @@ class Notification:
 
 def _event_json(event: RiskEvent) -> str:
     return json.dumps(asdict(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition]) -> None:
+    """Append ``transitions`` to the audit log, each chained to the one before (inside the caller's transaction,
+    which BEGIN IMMEDIATE makes the only writer)."""
+    if not transitions:
+        return
+    row = db.execute("SELECT hash FROM transitions WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1").fetchone()
+    prev = row[0] if row else GENESIS
+    rows = []
+    for t in transitions:
+        digest = audit_hash(prev, t)
+        rows.append(
+            (
+                t.alert_id,
+                t.from_state.value if t.from_state else None,
+                t.to_state.value,
+                t.by,
+                t.channel,
+                t.time_ms,
+                t.note,
+                prev,
+                digest,
+            )
+        )
+        prev = digest
+    db.executemany(
+        "INSERT INTO transitions (alert_id, from_state, to_state, by, channel, time_ms, note, prev_hash, hash) "
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
+
+
+def _audit_delivery(db: sqlite3.Connection, key: str, now_ms: int, outcome: str) -> None:
+    """An audit row for the end of one notification's delivery (the alert's state unchanged)."""
+    found = db.execute(
+        "SELECT n.alert_id, n.reason, n.person_id, n.target_index, a.state FROM notifications n "
+        "JOIN alerts a ON a.id = n.alert_id WHERE n.key = ?",
+        (key,),
+    ).fetchone()
+    if found is None:
+        return
+    state = AlertState(found["state"])
+    note = f"{found['reason']} notification to {found['person_id']} (target {found['target_index']}): {outcome}"
+    audit = Transition(
+        alert_id=found["alert_id"],
+        from_state=state,
+        to_state=state,
+        by="anju",
+        channel="webhook",
+        time_ms=now_ms,
+        note=note,
+    )
+    _append_audit(db, [audit])
+
+
+def _transition_from(r: sqlite3.Row) -> Transition:
+    return Transition(
+        alert_id=r["alert_id"],
+        from_state=AlertState(r["from_state"]) if r["from_state"] else None,
+        to_state=AlertState(r["to_state"]),
+        by=r["by"],
+        channel=r["channel"],
+        time_ms=r["time_ms"],
+        note=r["note"],
+    )
 
 
 def _event_from(text: str) -> RiskEvent:
@@ -183,10 +300,10 @@ class AlertStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
-            present = {row["name"] for row in self._db.execute("PRAGMA table_info(alerts)")}
-            for name, declaration in _ADDED_COLUMNS:
+            for table, name, declaration in _ADDED_COLUMNS:
+                present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if name not in present:
-                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {declaration}")
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
             self._db.executescript(_LATER_INDEXES)
 
     def close(self) -> None:
@@ -293,22 +410,7 @@ class AlertStore:
                     alert.escalate_at_ms,
                 ),
             )
-            db.executemany(
-                "INSERT INTO transitions (alert_id, from_state, to_state, by, channel, time_ms, note) "
-                "VALUES (?,?,?,?,?,?,?)",
-                [
-                    (
-                        t.alert_id,
-                        t.from_state.value if t.from_state else None,
-                        t.to_state.value,
-                        t.by,
-                        t.channel,
-                        t.time_ms,
-                        t.note,
-                    )
-                    for t in transitions
-                ],
-            )
+            _append_audit(db, transitions)
             db.executemany(
                 "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
                 "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms) "
@@ -351,18 +453,29 @@ class AlertStore:
     def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""
         rows = self._query("SELECT * FROM transitions WHERE alert_id = ? ORDER BY seq", (alert_id,))
-        return [
-            Transition(
-                alert_id=r["alert_id"],
-                from_state=AlertState(r["from_state"]) if r["from_state"] else None,
-                to_state=AlertState(r["to_state"]),
-                by=r["by"],
-                channel=r["channel"],
-                time_ms=r["time_ms"],
-                note=r["note"],
-            )
-            for r in rows
-        ]
+        return [_transition_from(r) for r in rows]
+
+    def verify_audit(self) -> AuditReport:
+        """Walk the whole audit log in order and check every link of the hash chain."""
+        chained = unchained = 0
+        prev: str | None = None
+        with self._lock:
+            cursor = self._db.execute("SELECT * FROM transitions ORDER BY seq")
+            for r in cursor:
+                if r["hash"] is None:
+                    if prev is not None:
+                        return AuditReport(chained, unchained, r["seq"], "an unchained row after the chain began", prev)
+                    unchained += 1
+                    continue
+                expected_prev = GENESIS if prev is None else prev
+                if r["prev_hash"] != expected_prev:
+                    why = "its link to the row before does not match (a row was removed, inserted or reordered)"
+                    return AuditReport(chained, unchained, r["seq"], why, expected_prev)
+                if audit_hash(expected_prev, _transition_from(r)) != r["hash"]:
+                    return AuditReport(chained, unchained, r["seq"], "its fields do not match its hash", expected_prev)
+                prev = r["hash"]
+                chained += 1
+        return AuditReport(chained, unchained, None, "", prev or GENESIS)
 
     # --- outbox -------------------------------------------------------------------------------------------
 
@@ -396,8 +509,9 @@ class AlertStore:
         return int(value) if value is not None else None
 
     def mark_sent(self, key: str, *, now_ms: int) -> None:
-        """Record that the receiver confirmed ``key`` (and the alert's first notification time)."""
+        """Record that the receiver confirmed ``key`` (and the alert's first notification time), audited."""
         with self._transaction() as db:
+            _audit_delivery(db, key, now_ms, "delivered")
             db.execute(
                 "UPDATE notifications SET status='sent', attempts=attempts+1, sent_ms=?, last_error=NULL WHERE key=?",
                 (now_ms, key),
@@ -416,9 +530,10 @@ class AlertStore:
                 (next_attempt_ms, error, key),
             )
 
-    def mark_failed(self, key: str, *, error: str) -> None:
-        """Give up on ``key`` for good (permanent error or attempts exhausted)."""
+    def mark_failed(self, key: str, *, error: str, now_ms: int) -> None:
+        """Give up on ``key`` for good (permanent error or attempts exhausted), audited."""
         with self._transaction() as db:
+            _audit_delivery(db, key, now_ms, f"not delivered, gave up: {error}")
             db.execute(
                 "UPDATE notifications SET status='failed', attempts=attempts+1, last_error=? WHERE key=?",
                 (error, key),

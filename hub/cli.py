@@ -138,6 +138,28 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from alerts.store import AlertStore
+
+    path = Path(args.alerts) if args.alerts else Path(args.data_dir) / "alerts.sqlite3"
+    if not path.is_file():
+        sys.stderr.write(f"anju-hub audit verify: no alert database at {path}\n")
+        return 2
+    with AlertStore(path) as store:
+        report = store.verify_audit()
+    if report.intact:
+        sys.stdout.write(
+            f"audit log intact: {report.chained} chained rows ({report.unchained} from before the chain), "
+            f"head {report.head}\n"
+        )
+        return 0
+    sys.stderr.write(
+        f"audit log BROKEN at row seq {report.broken_at}: {report.reason}; {report.chained} rows before it verified, "
+        f"last good hash {report.head}\n"
+    )
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anju-hub", description="Anju 安居 hub: ingest, storage, detection, alerts, API."
@@ -199,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--output", required=True, help="CSV to write: timestamp,value,anomaly_score")
     score.add_argument("--explain", action="store_true", help="add a column saying why (Chinese / English)")
     score.set_defaults(handler=_score)
+    audit = commands.add_parser("audit", help="the alerts' hash-chained audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check every link of the audit log's hash chain; print the head hash (exit 1 naming the first bad row)",
+    )
+    verify.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
+    verify.add_argument("--alerts", help="the alert database file itself (default DATA_DIR/alerts.sqlite3)")
+    verify.set_defaults(handler=_audit_verify)
     add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
     return parser
 

@@ -91,8 +91,10 @@ async def test_dedup_upgrade_and_cleared(sink: RunningSink, tmp_path: Path) -> N
             assert sink.sink.received[2]["message_zh"].startswith("【已恢复 II级 橙色】")
             assert await service.submit(event(key="other/key", status="cleared")) is None
             assert len(await service.list_alerts()) == 1
-            notes = [t.note for t in await service.transitions(first.id)]
+            notes = [t.note for t in await service.transitions(first.id) if t.channel == "event"]
             assert notes[1] == "grade III → II" and "已恢复" in notes[2]
+            delivered = [t.note for t in await service.transitions(first.id) if t.channel == "webhook"]
+            assert delivered[0] == "opened notification to zhang-wei (target 0): delivered"
 
 
 async def test_lifecycle_and_illegal_transitions(sink: RunningSink, tmp_path: Path) -> None:
@@ -110,7 +112,7 @@ async def test_lifecycle_and_illegal_transitions(sink: RunningSink, tmp_path: Pa
             done = await service.resolve(alert.id, by="zhang-wei", note="阀门已关闭 valve closed", channel="app")
             assert done.state is AlertState.RESOLVED and done.resolved_note == "阀门已关闭 valve closed"
             assert [a.id for a in await service.list_alerts(AlertState.RESOLVED)] == [alert.id]
-            trail = await service.transitions(alert.id)
+            trail = [t for t in await service.transitions(alert.id) if t.channel != "webhook"]  # deliveries apart
             assert [(t.from_state, t.to_state, t.by, t.channel) for t in trail] == [
                 (None, AlertState.OPEN, "anju", "event"),
                 (AlertState.OPEN, AlertState.ACKNOWLEDGED, "zhang-wei", "app"),
