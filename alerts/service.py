@@ -36,6 +36,7 @@ from alerts.grading import grade as final_grade
 from alerts.message import Reason, notification_body
 from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
+from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
 from alerts.store import AlertStore, Notification
 
@@ -131,6 +132,7 @@ class AlertService:
         receiver: Receiver,
         clock: Clock = wall_clock_ms,
         stages: Sequence[Stage] = (),
+        mutes: Sequence[Mute] = (),
         escalation: EscalationPolicy | None = None,
         max_attempts: int = 10,
         retry_base_s: float = 1.0,
@@ -148,6 +150,12 @@ class AlertService:
         self._receiver = receiver
         self._clock = clock
         self._stages = tuple(stages)
+        self._mutes = tuple(mutes)
+        """Mutes besides the silences (inhibitions, …), asked in order after the silences."""
+        self._silences: list[Silence] = []
+        """Silences not yet ended or lifted (loaded at start, kept up to date by ``silence``/``lift_silence``)."""
+        self._muted_counts: dict[str, int] = {}
+        """Events muted per silence since the counts were last written (written once a second)."""
         self._escalation = escalation if escalation is not None else EscalationPolicy()
         self._escalation.check(directory)
         self._max_attempts = max_attempts
@@ -169,6 +177,7 @@ class AlertService:
     async def __aenter__(self) -> AlertService:
         if self._group is not None:
             raise RuntimeError("AlertService is already running")
+        self._silences = await asyncio.to_thread(self._store.silences, running_at_ms=self._clock())
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._spawn(self._deliver_forever(), name="anju-alerts-delivery")
@@ -183,6 +192,7 @@ class AlertService:
             return
         for task in list(self._tasks):
             task.cancel()  # deliveries in flight stay pending in the outbox and go out after a restart
+        await self._write_muted_counts()
         # The body's own exception (if any) propagates unchanged; a crashed delivery task raises its group.
         await group.__aexit__(None, None, None)
 
@@ -216,6 +226,8 @@ class AlertService:
                 log.info("event muted by %s: %s", type(stage).__name__, event.key)
                 return None
             event = passed
+        if event.status == "firing" and self._is_muted(event):
+            return None
         async with self._mutex:
             now = self._clock()
             current = await asyncio.to_thread(self._store.open_alert, event.key)
@@ -234,6 +246,62 @@ class AlertService:
         if notifications:
             self._wake.set()
         return alert
+
+    def _is_muted(self, event: RiskEvent) -> bool:
+        """A firing event a silence or another mute holds back (counted); cleared events always pass, so an alert
+        opened before a silence still gets its "cleared" notice."""
+        now = self._clock()
+        for silence in self._silences:
+            if silence.muted_by(event, now) is not None:
+                self._muted_counts[silence.id] = self._muted_counts.get(silence.id, 0) + 1
+                self._counters.muted_total += 1
+                log.info("event muted by silence %s: %s", silence.id, event.key)
+                return True
+        why = first_mute(self._mutes, event, now)
+        if why is not None:
+            self._counters.muted_total += 1
+            log.info("event muted (%s): %s", why, event.key)
+            return True
+        return False
+
+    # --- silences -----------------------------------------------------------------------------------------
+
+    async def silence(
+        self, match: SilenceMatch, *, by: str, reason: str, ends_at_ms: int, starts_at_ms: int | None = None
+    ) -> Silence:
+        """Mute firing events that ``match`` from ``starts_at_ms`` (default now) until ``ends_at_ms``; audited.
+        Raises ValueError for a window that ends before it starts, is longer than allowed or is already over."""
+        now = self._clock()
+        start = now if starts_at_ms is None else starts_at_ms
+        if ends_at_ms <= now:
+            raise ValueError("the silence would already be over")
+        silence = Silence(
+            match=match, starts_at_ms=start, ends_at_ms=ends_at_ms, created_by=by, created_ms=now, reason=reason
+        )
+        await asyncio.to_thread(self._store.add_silence, silence)
+        self._silences = [s for s in self._silences if s.ends_at_ms > now] + [silence]
+        log.info("silence %s set by %s: %s (%s)", silence.id, by, match.describe(), reason)
+        return silence
+
+    async def lift_silence(self, silence_id: str, *, by: str) -> Silence | None:
+        """End a silence now (audited); None when no such silence is running."""
+        await self._write_muted_counts()
+        lifted = await asyncio.to_thread(self._store.cancel_silence, silence_id, by=by, now_ms=self._clock())
+        if lifted is not None:
+            self._silences = [s for s in self._silences if s.id != silence_id]
+            log.info("silence %s lifted by %s", silence_id, by)
+        return lifted
+
+    async def list_silences(self, *, running: bool = False) -> list[Silence]:
+        """Every silence newest first, or (``running``) those not yet ended or lifted, with their muted counts."""
+        await self._write_muted_counts()
+        at = self._clock() if running else None
+        return await asyncio.to_thread(self._store.silences, running_at_ms=at)
+
+    async def _write_muted_counts(self) -> None:
+        counts, self._muted_counts = self._muted_counts, {}
+        if counts:
+            await asyncio.to_thread(self._store.count_muted, counts)
 
     async def _cleared_after_resolve(self, event: RiskEvent, now: int) -> Alert | None:
         """A resolved alert whose condition was still in alarm sees it clear: it will not reopen (audited, nobody
@@ -583,6 +651,7 @@ class AlertService:
     async def _escalate_forever(self) -> None:
         while True:
             await self.escalate_due()
+            await self._write_muted_counts()
             wait_s = 1.0  # poll at least this often: alerts opened meanwhile, another clock
             next_ms = await asyncio.to_thread(self._store.next_escalation_ms)
             if next_ms is not None:

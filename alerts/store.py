@@ -1,14 +1,17 @@
 """The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
 
-One database file per hub. Three tables:
+One database file per hub. Four tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
-* ``transitions`` — the audit log: every state change, upgrade, clear, escalation and delivery, with who, when and
-  the channel. Append-only (triggers refuse UPDATE and DELETE) and hash-chained: each row's ``hash`` is SHA-256 of the
+* ``transitions`` — the audit log: every state change, upgrade, clear, escalation and delivery of an alert, and
+  every silence set or lifted (its subject, ``alert_id``, is then the silence's id), with who, when and the
+  channel. Append-only (triggers refuse UPDATE and DELETE) and hash-chained: each row's ``hash`` is SHA-256 of the
   previous row's hash and the row's own fields, so a row changed, removed or inserted in the file breaks the chain
   at that row (:meth:`AlertStore.verify_audit`, ``anju-hub audit verify``). Someone who can write the file could
   rebuild the whole chain after a change; the head hash, which ``verify`` prints, is what to record elsewhere.
+* ``silences`` — maintenance windows (``alerts.silence``): which events they mute, from when to when, who set them
+  and why, and how many events they muted.
 * ``notifications`` — the outbox. Its primary key is the idempotency key
   ``f"{alert_id}:{revision}:{person}:{target index}"``. :meth:`AlertStore.commit` writes an alert change and
   its pending notifications in ONE transaction before any delivery is tried: a crash after the commit
@@ -27,7 +30,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
+from alerts.silence import Silence, SilenceMatch
 
 __all__ = ["AlertStore", "AuditReport", "Notification", "NotificationStatus", "audit_hash"]
 
@@ -68,7 +72,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, opened_at_ms);
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    alert_id TEXT NOT NULL,
     from_state TEXT,
     to_state TEXT NOT NULL,
     by TEXT NOT NULL,
@@ -95,7 +99,42 @@ CREATE TABLE IF NOT EXISTS notifications (
     sent_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications(status, next_attempt_ms);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    matchers TEXT NOT NULL,
+    starts_at_ms INTEGER NOT NULL,
+    ends_at_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    cancelled_by TEXT,
+    cancelled_ms INTEGER,
+    muted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS silences_by_end ON silences(ends_at_ms);
 """
+
+_UNCHAINED_SUBJECTS = """
+CREATE TABLE transitions_rebuilt (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    by TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    prev_hash TEXT,
+    hash TEXT
+);
+INSERT INTO transitions_rebuilt SELECT seq, alert_id, from_state, to_state, by, channel, time_ms, note, prev_hash, hash
+    FROM transitions ORDER BY seq;
+DROP TABLE transitions;
+ALTER TABLE transitions_rebuilt RENAME TO transitions;
+CREATE INDEX IF NOT EXISTS transitions_by_alert ON transitions(alert_id, seq);
+"""
+"""The audit log's subject was an alert only (a foreign key to ``alerts``); silences are audited in the same chain
+since, so a database from before is rebuilt once without that key (rows, order and hashes kept)."""
 
 _ADDED_COLUMNS = (
     ("alerts", "level", "INTEGER NOT NULL DEFAULT 0"),
@@ -122,9 +161,18 @@ GENESIS = "0" * 64
 """The ``prev_hash`` of the first chained audit row."""
 
 
-def audit_hash(prev_hash: str, t: Transition) -> str:
+AuditFields = tuple[str, str | None, str, str, str, int, str]
+"""One audit row as stored: subject (alert or silence id), from, to, by, channel, time ms, note."""
+
+
+def audit_hash(prev_hash: str, fields: AuditFields) -> str:
     """SHA-256 (hex) chaining one audit row to the one before it: the previous hash and the row's fields as JSON."""
-    fields = [
+    text = prev_hash + "\n" + json.dumps(list(fields), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fields(t: Transition) -> AuditFields:
+    return (
         t.alert_id,
         t.from_state.value if t.from_state else None,
         t.to_state.value,
@@ -132,9 +180,7 @@ def audit_hash(prev_hash: str, t: Transition) -> str:
         t.channel,
         t.time_ms,
         t.note,
-    ]
-    text = prev_hash + "\n" + json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +230,7 @@ def _event_json(event: RiskEvent) -> str:
     return json.dumps(asdict(event), ensure_ascii=False, separators=(",", ":"))
 
 
-def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition]) -> None:
+def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition | AuditFields]) -> None:
     """Append ``transitions`` to the audit log, each chained to the one before (inside the caller's transaction,
     which BEGIN IMMEDIATE makes the only writer)."""
     if not transitions:
@@ -193,20 +239,9 @@ def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition]) -> 
     prev = row[0] if row else GENESIS
     rows = []
     for t in transitions:
-        digest = audit_hash(prev, t)
-        rows.append(
-            (
-                t.alert_id,
-                t.from_state.value if t.from_state else None,
-                t.to_state.value,
-                t.by,
-                t.channel,
-                t.time_ms,
-                t.note,
-                prev,
-                digest,
-            )
-        )
+        fields = _fields(t) if isinstance(t, Transition) else t
+        digest = audit_hash(prev, fields)
+        rows.append((*fields, prev, digest))
         prev = digest
     db.executemany(
         "INSERT INTO transitions (alert_id, from_state, to_state, by, channel, time_ms, note, prev_hash, hash) "
@@ -236,6 +271,21 @@ def _audit_delivery(db: sqlite3.Connection, key: str, now_ms: int, outcome: str)
         note=note,
     )
     _append_audit(db, [audit])
+
+
+def _silence_from(r: sqlite3.Row) -> Silence:
+    return Silence(
+        id=r["id"],
+        match=SilenceMatch.from_json(r["matchers"]),
+        starts_at_ms=r["starts_at_ms"],
+        ends_at_ms=r["ends_at_ms"],
+        created_by=r["created_by"],
+        created_ms=r["created_ms"],
+        reason=r["reason"],
+        cancelled_by=r["cancelled_by"],
+        cancelled_ms=r["cancelled_ms"],
+        muted=r["muted"],
+    )
 
 
 def _transition_from(r: sqlite3.Row) -> Transition:
@@ -304,6 +354,8 @@ class AlertStore:
                 present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if name not in present:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+            if self._db.execute("PRAGMA foreign_key_list(transitions)").fetchall():
+                self._db.executescript(f"BEGIN IMMEDIATE;{_UNCHAINED_SUBJECTS}COMMIT;")
             self._db.executescript(_LATER_INDEXES)
 
     def close(self) -> None:
@@ -471,7 +523,10 @@ class AlertStore:
                 if r["prev_hash"] != expected_prev:
                     why = "its link to the row before does not match (a row was removed, inserted or reordered)"
                     return AuditReport(chained, unchained, r["seq"], why, expected_prev)
-                if audit_hash(expected_prev, _transition_from(r)) != r["hash"]:
+                stored: AuditFields = (
+                    r["alert_id"], r["from_state"], r["to_state"], r["by"], r["channel"], r["time_ms"], r["note"]
+                )  # fmt: skip
+                if audit_hash(expected_prev, stored) != r["hash"]:
                     return AuditReport(chained, unchained, r["seq"], "its fields do not match its hash", expected_prev)
                 prev = r["hash"]
                 chained += 1
@@ -521,6 +576,61 @@ class AlertStore:
                 "WHERE id = (SELECT alert_id FROM notifications WHERE key = ?)",
                 (now_ms, key),
             )
+
+    # --- silences -----------------------------------------------------------------------------------------
+
+    def add_silence(self, silence: Silence) -> None:
+        """Store a new silence and audit who set it, for what and until when."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO silences (id, matchers, starts_at_ms, ends_at_ms, created_by, created_ms, reason) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (
+                    silence.id,
+                    silence.match.to_json(),
+                    silence.starts_at_ms,
+                    silence.ends_at_ms,
+                    silence.created_by,
+                    silence.created_ms,
+                    silence.reason,
+                ),
+            )
+            note = (
+                f"silence set: {silence.match.describe()}; from {silence.starts_at_ms} to {silence.ends_at_ms} ms; "
+                f"{silence.reason}"
+            )
+            _append_audit(db, [(silence.id, None, "silence", silence.created_by, "api", silence.created_ms, note)])
+
+    def cancel_silence(self, silence_id: str, *, by: str, now_ms: int) -> Silence | None:
+        """Lift a silence before its end (audited); None when there is no such silence still running."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE silences SET cancelled_by = ?, cancelled_ms = ? "
+                "WHERE id = ? AND cancelled_ms IS NULL AND ends_at_ms > ?",
+                (by, now_ms, silence_id, now_ms),
+            ).rowcount
+            if not changed:
+                return None
+            row = db.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            note = f"silence lifted before its end; it had muted {row['muted']} events"
+            _append_audit(db, [(silence_id, "silence", "lifted", by, "api", now_ms, note)])
+        return _silence_from(row)
+
+    def silences(self, *, running_at_ms: int | None = None) -> list[Silence]:
+        """Every silence, newest first, or only those not yet ended or lifted at ``running_at_ms``."""
+        if running_at_ms is None:
+            rows = self._query("SELECT * FROM silences ORDER BY created_ms DESC, id")
+        else:
+            rows = self._query(
+                "SELECT * FROM silences WHERE cancelled_ms IS NULL AND ends_at_ms > ? ORDER BY starts_at_ms, id",
+                (running_at_ms,),
+            )
+        return [_silence_from(r) for r in rows]
+
+    def count_muted(self, counts: Mapping[str, int]) -> None:
+        """Add to each silence's count of muted events."""
+        with self._transaction() as db:
+            db.executemany("UPDATE silences SET muted = muted + ? WHERE id = ?", [(n, i) for i, n in counts.items()])
 
     def mark_retry(self, key: str, *, next_attempt_ms: int, error: str) -> None:
         """Count a failed attempt of ``key`` and schedule the next one."""

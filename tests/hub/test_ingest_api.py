@@ -143,6 +143,34 @@ async def test_gas_alarm_becomes_a_graded_alert_that_people_handle(hub: Hub) -> 
     assert await hub.metric_line('anju_alerts_opened_total{grade="III"}') == 1
 
 
+async def test_a_silence_set_over_the_api_mutes_a_detector_test(hub: Hub) -> None:
+    ends = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+    bad = await hub.api.post("/api/v1/silences", json={"by": "li-property", "reason": "测试", "ends_at": ends})
+    assert bad.status_code == 422 and "at least one" in bad.text
+    naive = await hub.api.post(
+        "/api/v1/silences", json={"by": "li", "reason": "x", "ends_at": "2030-01-01T00:00:00", "sensors": ["gas-1"]}
+    )
+    assert naive.status_code == 422 and "offset" in naive.text
+    body = {"by": "li-property", "reason": "1栋301燃气探测器检测", "ends_at": ends, "sensors": ["gas-b1-301"]}
+    made = await hub.api.post("/api/v1/silences", json=body)
+    assert made.status_code == 201
+    silence = made.json()
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.ack()
+    await eventually(lambda: _muted(hub, silence["id"]))
+    assert hub.sink.sink.received == [], "nobody paged for a detector under test"
+    lifted = await hub.api.post(f"/api/v1/silences/{silence['id']}/lift", json={"by": "li-property"})
+    assert lifted.json()["lifted_by"] == "li-property"
+    assert (await hub.api.post(f"/api/v1/silences/{silence['id']}/lift", json={"by": "x"})).status_code == 404
+    assert (await hub.api.get("/api/v1/silences", params={"running": "true"})).json() == []
+
+
+async def _muted(hub: Hub, silence_id: str) -> bool:
+    silences = (await hub.api.get("/api/v1/silences")).json()
+    return any(s["id"] == silence_id and s["muted"] == 1 for s in silences)
+
+
 async def _received(hub: Hub) -> list[dict[str, object]]:
     return list(hub.sink.sink.received)
 

@@ -1,0 +1,117 @@
+"""``/api/v1/silences``: maintenance windows (a property company testing its detectors); set, list, lift; audited."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, model_validator
+
+from alerts.silence import Silence, SilenceMatch
+from hub.api.deps import Authorized, RuntimeDep
+
+router = APIRouter(tags=["silences"], dependencies=[Authorized])
+
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=500)]
+
+
+class SilenceIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="person id of who sets it")
+    reason: str = Field(min_length=1, max_length=500, description="why, e.g. 2栋烟感年度测试")
+    ends_at: datetime = Field(description="when the window ends (ISO 8601 with offset); at most 7 days after start")
+    starts_at: datetime | None = Field(default=None, description="when it begins (default now)")
+    sensors: Names = Field(default_factory=list)
+    kinds: Names = Field(default_factory=list)
+    grids: Names = Field(default_factory=list)
+    key_prefixes: Names = Field(default_factory=list)
+    include_grade_ii: bool = False
+
+    @model_validator(mode="after")
+    def _aware(self) -> "SilenceIn":
+        for moment in (self.ends_at, self.starts_at):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("times need an offset (…+08:00 or …Z)")
+        return self
+
+
+class SilencePublic(BaseModel):
+    id: str
+    sensors: list[str]
+    kinds: list[str]
+    grids: list[str]
+    key_prefixes: list[str]
+    include_grade_ii: bool
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    created_at: datetime
+    reason: str
+    lifted_by: str | None
+    lifted_at: datetime | None
+    muted: int = Field(description="events muted so far")
+
+    @classmethod
+    def of(cls, silence: Silence) -> "SilencePublic":
+        match = silence.match
+        return cls(
+            id=silence.id,
+            sensors=list(match.sensors),
+            kinds=list(match.kinds),
+            grids=list(match.grids),
+            key_prefixes=list(match.key_prefixes),
+            include_grade_ii=match.include_grade_ii,
+            starts_at=_time(silence.starts_at_ms),
+            ends_at=_time(silence.ends_at_ms),
+            created_by=silence.created_by,
+            created_at=_time(silence.created_ms),
+            reason=silence.reason,
+            lifted_by=silence.cancelled_by,
+            lifted_at=None if silence.cancelled_ms is None else _time(silence.cancelled_ms),
+            muted=silence.muted,
+        )
+
+
+class LiftIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+@router.post("/silences", status_code=201)
+async def set_silence(runtime: RuntimeDep, body: SilenceIn) -> SilencePublic:
+    try:
+        match = SilenceMatch(
+            sensors=tuple(body.sensors),
+            kinds=tuple(body.kinds),
+            grids=tuple(body.grids),
+            key_prefixes=tuple(body.key_prefixes),
+            include_grade_ii=body.include_grade_ii,
+        )
+        silence = await runtime.alerts.silence(
+            match,
+            by=body.by,
+            reason=body.reason,
+            ends_at_ms=_ms(body.ends_at),
+            starts_at_ms=None if body.starts_at is None else _ms(body.starts_at),
+        )
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return SilencePublic.of(silence)
+
+
+@router.get("/silences")
+async def list_silences(runtime: RuntimeDep, running: Annotated[bool, Query()] = False) -> list[SilencePublic]:
+    return [SilencePublic.of(s) for s in await runtime.alerts.list_silences(running=running)]
+
+
+@router.post("/silences/{silence_id}/lift")
+async def lift_silence(runtime: RuntimeDep, silence_id: str, body: LiftIn) -> SilencePublic:
+    lifted = await runtime.alerts.lift_silence(silence_id, by=body.by)
+    if lifted is None:
+        raise HTTPException(404, f"no running silence {silence_id!r}")
+    return SilencePublic.of(lifted)
