@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["Directory", "Grid", "Person", "WebhookTarget"]
+__all__ = ["DingTalkTarget", "Directory", "Grid", "Person", "Target", "WeComTarget", "WebhookTarget"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,12 +33,50 @@ class WebhookTarget:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WeComTarget:
+    """A WeCom (企业微信) group robot: ``url`` is the robot endpoint, ``key`` the robot's key (a secret)."""
+
+    url: str
+    key: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _http_url(self.url, "WeComTarget")
+        if not self.key:
+            raise ValueError(f"WeComTarget for {self.url!r} needs the robot's key")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DingTalkTarget:
+    """A DingTalk (钉钉) custom robot with signing on: ``access_token`` names the robot, ``secret`` (``SEC…``) signs
+    each request; both are secrets."""
+
+    url: str
+    access_token: str = field(repr=False)
+    secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _http_url(self.url, "DingTalkTarget")
+        if not self.access_token or not self.secret:
+            raise ValueError(f"DingTalkTarget for {self.url!r} needs the access token and the signing secret")
+
+
+Target = WebhookTarget | WeComTarget | DingTalkTarget
+"""Where one notification of a person goes: Anju's signed webhook, a WeCom group robot or a DingTalk robot."""
+
+
+def _http_url(url: str, what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what}.url must be an http(s) URL with a host, got {url!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Person:
     """Someone who can be notified: a grid manager, a property company duty desk, an officer."""
 
     id: str
     name: str
-    targets: tuple[WebhookTarget, ...] = ()
+    targets: tuple[Target, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.id:

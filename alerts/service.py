@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
-from alerts.directory import Directory, WebhookTarget
+from alerts.directory import Directory, Target
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
 from alerts.message import Reason, notification_body
@@ -697,7 +697,7 @@ class AlertService:
                     async with asyncio.timeout(wait_s):
                         await self._wake.wait()
 
-    def _target(self, notification: Notification) -> WebhookTarget | None:
+    def _target(self, notification: Notification) -> Target | None:
         person = self._directory.person(notification.person_id)
         if person is None or notification.target_index >= len(person.targets):
             return None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from alerts.directory import Directory, Grid, Person, WebhookTarget
+from alerts.directory import DingTalkTarget, Directory, Grid, Person, Target, WebhookTarget, WeComTarget
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import Grade
 from protocol.kinds import KINDS
@@ -55,11 +55,17 @@ class CommunityConfig(_Strict):
 
 
 class ChannelConfig(_Strict):
-    type: Literal["webhook"]
+    """Where a person's notifications go. ``webhook``: Anju's signed JSON (``secret*`` keys the signature);
+    ``wecom``: a WeCom group robot (``url`` the robot endpoint, ``secret*`` its key); ``dingtalk``: a DingTalk robot
+    with signing (``secret*`` its ``SEC…`` signing secret, ``token_file``/``token_env`` its access token)."""
+
+    type: Literal["webhook", "wecom", "dingtalk"]
     url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
     secret: SecretStr | None = None
     secret_file: str | None = None
     secret_env: str | None = None
+    token_file: str | None = None
+    token_env: str | None = None
 
 
 class PersonConfig(_Strict):
@@ -268,9 +274,14 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             if sum(given) != 1:
                 yield (
                     ("people", index, "channels", c_index),
-                    "webhook",
+                    channel.type,
                     "give exactly one of secret, secret_file, secret_env",
                 )
+            tokens = (channel.token_file is not None) + (channel.token_env is not None)
+            if channel.type == "dingtalk" and tokens != 1:
+                yield ("people", index, "channels", c_index), channel.type, "give one of token_file, token_env"
+            if channel.type != "dingtalk" and tokens:
+                yield ("people", index, "channels", c_index), channel.type, "only a dingtalk channel takes a token"
     seen_grids: set[str] = set()
     for index, grid in enumerate(deployment.grids):
         if grid.id in seen_grids:
@@ -426,8 +437,10 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
                     yield ConfigIssue(_path_text(at), _line_of(document, at), file, str(exc))
     for p_index, person in enumerate(deployment.people):
         for c_index, channel in enumerate(person.channels):
+            if channel.type == "dingtalk" and channel.token_file is None and channel.token_env is None:
+                continue  # reported with the channel's shape
             try:
-                resolve_secret(channel, base)
+                channel_target(channel, base)
             except ValueError as exc:
                 loc = ("people", p_index, "channels", c_index)
                 yield ConfigIssue(_path_text(loc), _line_of(document, loc), channel.url, str(exc))
@@ -466,15 +479,38 @@ def resolve_secret(channel: ChannelConfig, base: Path) -> str:
     return secret
 
 
+def resolve_token(channel: ChannelConfig, base: Path) -> str:
+    """A DingTalk channel's access token, from its file (relative to ``base``) or environment variable."""
+    if channel.token_file is not None:
+        token = read_secret_file(channel.token_file, base)
+    elif channel.token_env is not None:
+        token = os.environ.get(channel.token_env, "").strip()
+        if not token:
+            raise ValueError(f"environment variable {channel.token_env} is not set")
+    else:
+        raise ValueError("no access token given")
+    if len(token) < 16:
+        raise ValueError("access token shorter than 16 characters")
+    return token
+
+
+def channel_target(channel: ChannelConfig, base: Path) -> Target:
+    """The alerts package's target for one channel, secrets resolved (ValueError naming what is missing)."""
+    secret = resolve_secret(channel, base)
+    if channel.type == "wecom":
+        return WeComTarget(url=channel.url, key=secret)
+    if channel.type == "dingtalk":
+        return DingTalkTarget(url=channel.url, access_token=resolve_token(channel, base), secret=secret)
+    return WebhookTarget(url=channel.url, secret=secret)
+
+
 def build_directory(deployment: Deployment, base: Path) -> Directory:
     """The alerts package's view of who is responsible for which grid, with resolved secrets."""
     people = [
         Person(
             id=person.id,
             name=person.name,
-            targets=tuple(
-                WebhookTarget(url=channel.url, secret=resolve_secret(channel, base)) for channel in person.channels
-            ),
+            targets=tuple(channel_target(channel, base) for channel in person.channels),
         )
         for person in deployment.people
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from alerts.directory import WebhookTarget
+from alerts.directory import Target
 
 __all__ = ["DeliveryError", "PermanentDeliveryError", "Receiver", "RetryableDeliveryError"]
 
@@ -34,6 +34,6 @@ class PermanentDeliveryError(DeliveryError):
 class Receiver(Protocol):
     """Delivers one prepared notification body to one target."""
 
-    async def deliver(self, *, target: WebhookTarget, idempotency_key: str, body: bytes) -> None:
+    async def deliver(self, *, target: Target, idempotency_key: str, body: bytes) -> None:
         """Deliver ``body`` or raise :class:`RetryableDeliveryError` / :class:`PermanentDeliveryError`."""
         ...

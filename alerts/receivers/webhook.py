@@ -19,8 +19,9 @@ from types import TracebackType
 
 import httpx
 
-from alerts.directory import WebhookTarget
+from alerts.directory import DingTalkTarget, Target, WeComTarget
 from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
+from alerts.receivers.robots import post_robot
 
 __all__ = ["DEFAULT_TIMEOUT_S", "WebhookReceiver", "sign"]
 
@@ -38,7 +39,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookReceiver:
-    """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``."""
+    """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``. Every HTTP channel
+    goes through it: Anju's signed webhook here, WeCom and DingTalk robots in :mod:`alerts.receivers.robots`."""
 
     def __init__(
         self,
@@ -67,8 +69,12 @@ class WebhookReceiver:
         if self._own_client:
             await self._client.aclose()
 
-    async def deliver(self, *, target: WebhookTarget, idempotency_key: str, body: bytes) -> None:
-        """POST ``body`` to ``target.url``, signed; raise a retryable or permanent delivery error on failure."""
+    async def deliver(self, *, target: Target, idempotency_key: str, body: bytes) -> None:
+        """POST ``body`` to ``target.url``, signed (or as a robot message for a robot target); raise a retryable or
+        permanent delivery error on failure."""
+        if isinstance(target, WeComTarget | DingTalkTarget):
+            await post_robot(self._client, target, body, clock_s=self._clock_s)
+            return
         timestamp = int(self._clock_s())
         headers = {
             "Content-Type": "application/json; charset=utf-8",

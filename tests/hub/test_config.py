@@ -95,6 +95,27 @@ def test_escalation_chain_is_checked_and_built(tmp_path: Path, demo_deployment: 
     assert policy.deadline_ms(Grade.III) == 300_000 and policy.deadline_ms(Grade.IV) == 86_400_000
 
 
+def test_wecom_and_dingtalk_channels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    robots = GOOD.replace(
+        '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}\n',
+        '      - {type: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send", secret_env: WECOM_KEY}\n'
+        '      - {type: dingtalk, url: "https://oapi.dingtalk.com/robot/send", secret_env: DING_SECRET,\n'
+        "         token_env: DING_TOKEN}\n",
+    )
+    monkeypatch.setenv("WECOM_KEY", "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa")
+    monkeypatch.setenv("DING_SECRET", "SEC" + "a" * 64)
+    path = write(tmp_path, robots)
+    messages = {message for _, _, _, message in issues(path)}
+    assert messages == {"environment variable DING_TOKEN is not set"}
+    monkeypatch.setenv("DING_TOKEN", "b" * 64)
+    (person,) = build_directory(load_deployment(path), tmp_path).people
+    assert [type(t).__name__ for t in person.targets] == ["WeComTarget", "DingTalkTarget"]
+    no_token = robots.replace("\n         token_env: DING_TOKEN}", "}")
+    assert {m for _, _, _, m in issues(write(tmp_path, no_token))} == {"give one of token_file, token_env"}
+    stray = GOOD.replace('secret: "0123456789abcdef0123"}', 'secret: "0123456789abcdef0123", token_env: X}')
+    assert {m for _, _, _, m in issues(write(tmp_path, stray))} == {"only a dingtalk channel takes a token"}
+
+
 def test_secret_problems(tmp_path: Path) -> None:
     short = GOOD.replace('secret: "0123456789abcdef0123"', 'secret: "short"')
     assert issues(write(tmp_path, short))[0][3] == "secret shorter than 16 characters"
