@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from alerts.roster import Roster
+
 __all__ = ["DingTalkTarget", "Directory", "Grid", "Person", "Target", "WeComTarget", "WebhookTarget"]
 
 
@@ -102,12 +104,17 @@ class Directory:
 
     grids: tuple[Grid, ...]
     people: tuple[Person, ...]
+    rosters: tuple[Roster, ...]
     _grid_index: dict[str, Grid] = field(init=False, repr=False, compare=False)
     _person_index: dict[str, Person] = field(init=False, repr=False, compare=False)
+    _roster_of: dict[str, Roster] = field(init=False, repr=False, compare=False)
 
-    def __init__(self, *, grids: Iterable[Grid] = (), people: Iterable[Person] = ()) -> None:
+    def __init__(
+        self, *, grids: Iterable[Grid] = (), people: Iterable[Person] = (), rosters: Iterable[Roster] = ()
+    ) -> None:
         object.__setattr__(self, "grids", tuple(grids))
         object.__setattr__(self, "people", tuple(people))
+        object.__setattr__(self, "rosters", tuple(rosters))
         persons: dict[str, Person] = {}
         for person in self.people:
             if person.id in persons:
@@ -121,8 +128,22 @@ class Directory:
                 if manager not in persons:
                     raise ValueError(f"Directory: grid {grid.id!r} names unknown manager {manager!r}")
             grid_index[grid.id] = grid
+        roster_of: dict[str, Roster] = {}
+        for roster in self.rosters:
+            for person_id in roster.people():
+                if person_id not in persons:
+                    raise ValueError(f"Directory: roster {roster.id!r} names unknown person {person_id!r}")
+            for grid_id in roster.grids:
+                if grid_id not in grid_index:
+                    raise ValueError(f"Directory: roster {roster.id!r} covers unknown grid {grid_id!r}")
+                if grid_id in roster_of:
+                    raise ValueError(
+                        f"Directory: grid {grid_id!r} is in rosters {roster_of[grid_id].id!r} and {roster.id!r}"
+                    )
+                roster_of[grid_id] = roster
         object.__setattr__(self, "_grid_index", grid_index)
         object.__setattr__(self, "_person_index", persons)
+        object.__setattr__(self, "_roster_of", roster_of)
 
     def managers_for(self, grid_id: str) -> tuple[Person, ...]:
         """The people managing ``grid_id``, in configured order; empty for an unknown grid.
@@ -133,6 +154,15 @@ class Directory:
         if grid is None:
             return ()
         return tuple(self._person_index[m] for m in grid.managers)
+
+    def on_duty(self, grid_id: str, now_ms: int) -> tuple[Person, ...]:
+        """Who answers first for ``grid_id`` at ``now_ms``: its roster's person on duty (or the roster's fallback)
+        when a roster covers the grid, else all its managers."""
+        roster = self._roster_of.get(grid_id)
+        if roster is None:
+            return self.managers_for(grid_id)
+        people, _ = roster.on_duty(now_ms)
+        return tuple(self._person_index[p] for p in people)
 
     def grid(self, grid_id: str) -> Grid | None:
         """The grid with ``grid_id``, or None."""

@@ -128,10 +128,10 @@ class EscalationPolicy:
         """What level ``level`` is called: the grid's name for 0."""
         return grid_name if level == 0 else self.levels[level - 1].name
 
-    def reached(self, directory: Directory, grid: str, level: int) -> tuple[Person, ...]:
-        """Everyone paged once an alert of ``grid`` has reached ``level``: the grid's managers, then each level's
-        people up to ``level``, each person once, in that order."""
-        people: dict[str, Person] = {p.id: p for p in directory.managers_for(grid)}
+    def reached(self, directory: Directory, grid: str, level: int, now_ms: int) -> tuple[Person, ...]:
+        """Everyone paged once an alert of ``grid`` has reached ``level`` at ``now_ms``: the grid's person on duty
+        (its managers without a roster), then each level's people up to ``level``, each person once, in order."""
+        people: dict[str, Person] = {p.id: p for p in directory.on_duty(grid, now_ms)}
         for step in self.levels[: max(0, level)]:
             for person_id in step.people:
                 person = directory.person(person_id)

@@ -398,7 +398,7 @@ class AlertService:
     def _outbox(self, alert: Alert, reason: Reason, now: int) -> list[Notification]:
         """Notifications of ``alert``'s latest revision for everyone its escalation has reached."""
         rows: list[Notification] = []
-        for person in self._escalation.reached(self._directory, alert.grid, alert.level):
+        for person in self._escalation.reached(self._directory, alert.grid, alert.level, now):
             for index, _target in enumerate(person.targets):
                 key = Notification.idempotency_key(alert.id, alert.revision, person.id, index)
                 body = notification_body(

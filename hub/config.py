@@ -9,9 +9,10 @@ inline, from a file (``secret_file``, relative to the deployment file) or from t
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -23,6 +24,7 @@ from ruamel.yaml.error import YAMLError
 from alerts.directory import DingTalkTarget, Directory, Grid, Person, Target, WebhookTarget, WeComTarget
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import Grade
+from alerts.roster import Roster, Shift
 from protocol.kinds import KINDS
 
 if TYPE_CHECKING:
@@ -105,6 +107,42 @@ class EscalationConfig(_Strict):
     (defaults from SENSORS.md: IV 86,400, III 900, II and I 180)."""
     reopen_after_s: Seconds = 600
     """A resolved alert whose condition is still in alarm this long after it was resolved reopens."""
+
+
+LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class ShiftConfig(_Strict):
+    name: Id
+    start: LocalTime
+    end: LocalTime
+    """Local time (``HH:MM``); an end not after the start runs past midnight."""
+
+
+class HolidayConfig(_Strict):
+    date: datetime.date
+    people: list[Id] = Field(min_length=1)
+
+
+class OverrideConfig(_Strict):
+    date: datetime.date
+    shift: Id
+    person: Id
+
+
+class RosterConfig(_Strict):
+    """A duty roster (alerts/roster.py): the team rotating round-robin through the shifts of the grids it covers."""
+
+    id: Id
+    grids: list[Id] = Field(min_length=1)
+    team: list[Id] = Field(min_length=1)
+    shifts: list[ShiftConfig] = Field(min_length=1)
+    timezone: str = "Asia/Shanghai"
+    epoch: datetime.date = datetime.date(2026, 1, 5)
+    """The date the rotation counts from (its first shift goes to the first of the team)."""
+    holidays: list[HolidayConfig] = Field(default_factory=list)
+    overrides: list[OverrideConfig] = Field(default_factory=list)
+    fallback: list[Id] = Field(default_factory=list)
 
 
 class SensorConfig(_Strict):
@@ -191,6 +229,7 @@ class Deployment(_Strict):
     gateways: list[GatewayConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
     escalation: EscalationConfig = EscalationConfig()
+    rosters: list[RosterConfig] = Field(default_factory=list)
     rules: dict[str, Any] | None = None
     """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
     ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
@@ -290,6 +329,7 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
         for m_index, manager in enumerate(grid.managers):
             if manager not in people:
                 yield ("grids", index, "managers", m_index), manager, "no person with this id in people"
+    yield from _roster_checks(deployment, people, grids)
     level_ids: set[str] = set()
     for l_index, level in enumerate(deployment.escalation.levels):
         if level.id in level_ids:
@@ -317,6 +357,58 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             if sensor.grid not in grids:
                 yield (*at, "grid"), sensor.grid, "no grid with this id in grids"
     yield from _storage_checks(deployment.storage)
+
+
+def _roster_checks(
+    deployment: Deployment, people: Collection[str], grids: Collection[str]
+) -> Iterable[tuple[tuple[int | str, ...], object, str]]:
+    covered: dict[str, str] = {}
+    for r_index, roster in enumerate(deployment.rosters):
+        at: tuple[int | str, ...] = ("rosters", r_index)
+        for name, ids in (("team", roster.team), ("fallback", roster.fallback)):
+            for i, person_id in enumerate(ids):
+                if person_id not in people:
+                    yield (*at, name, i), person_id, "no person with this id in people"
+        for h_index, holiday in enumerate(roster.holidays):
+            for i, person_id in enumerate(holiday.people):
+                if person_id not in people:
+                    yield (*at, "holidays", h_index, "people", i), person_id, "no person with this id in people"
+        shift_names = {shift.name for shift in roster.shifts}
+        for o_index, override in enumerate(roster.overrides):
+            if override.person not in people:
+                yield (*at, "overrides", o_index, "person"), override.person, "no person with this id in people"
+            if override.shift not in shift_names:
+                yield (*at, "overrides", o_index, "shift"), override.shift, "no shift with this name in the roster"
+        for g_index, grid_id in enumerate(roster.grids):
+            if grid_id not in grids:
+                yield (*at, "grids", g_index), grid_id, "no grid with this id in grids"
+            elif grid_id in covered:
+                yield (*at, "grids", g_index), grid_id, f"already covered by roster {covered[grid_id]}"
+            covered.setdefault(grid_id, roster.id)
+        try:
+            build_roster(roster)
+        except (ValueError, KeyError) as exc:
+            yield (*at, "shifts"), roster.id, str(exc)
+
+
+def build_roster(config: RosterConfig) -> Roster:
+    """The alerts package's roster for one ``rosters`` entry (ValueError for overlapping shifts, a bad zone)."""
+
+    def local(text: str) -> datetime.time:
+        hours, minutes = text.split(":")
+        return datetime.time(int(hours), int(minutes))
+
+    return Roster(
+        id=config.id,
+        grids=tuple(config.grids),
+        team=tuple(config.team),
+        shifts=tuple(Shift(name=s.name, start=local(s.start), end=local(s.end)) for s in config.shifts),
+        timezone=config.timezone,
+        epoch=config.epoch,
+        holidays={h.date: tuple(h.people) for h in config.holidays},
+        overrides={(o.date, o.shift): o.person for o in config.overrides},
+        fallback=tuple(config.fallback),
+    )
 
 
 def _storage_checks(storage: StorageConfig) -> Iterable[tuple[tuple[int | str, ...], object, str]]:
@@ -515,7 +607,8 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
         for person in deployment.people
     ]
     grids = [Grid(id=grid.id, name=grid.name, managers=tuple(grid.managers)) for grid in deployment.grids]
-    return Directory(grids=grids, people=people)
+    rosters = [build_roster(roster) for roster in deployment.rosters]
+    return Directory(grids=grids, people=people, rosters=rosters)
 
 
 def build_escalation(deployment: Deployment) -> EscalationPolicy:

@@ -116,6 +116,35 @@ def test_wecom_and_dingtalk_channels(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert {m for _, _, _, m in issues(write(tmp_path, stray))} == {"only a dingtalk channel takes a token"}
 
 
+def test_rosters_are_checked_and_built(tmp_path: Path) -> None:
+    roster = (
+        "rosters:\n"
+        "  - id: duty\n"
+        "    grids: [grid-1, grid-9]\n"
+        "    team: [wang-li, nobody]\n"
+        "    shifts: [{name: day, start: '08:00', end: '20:00'}, {name: night, start: '19:00', end: '08:00'}]\n"
+        "    overrides: [{date: 2026-02-01, shift: evening, person: wang-li}]\n"
+    )
+    messages = {(path, message) for _, path, _, message in issues(write(tmp_path, GOOD + roster))}
+    assert {
+        ("rosters[0].team[1]", "no person with this id in people"),
+        ("rosters[0].grids[1]", "no grid with this id in grids"),
+        ("rosters[0].overrides[0].shift", "no shift with this name in the roster"),
+    } <= messages
+    assert any(path == "rosters[0].shifts" and "overlap" in message for path, message in messages), messages
+    bad_time = (
+        GOOD
+        + "rosters: [{id: d, grids: [grid-1], team: [wang-li], shifts: [{name: x, start: '8:00', end: '20:00'}]}]\n"
+    )
+    assert issues(write(tmp_path, bad_time))[0][1] == "rosters[0].shifts[0].start"
+    good = (
+        GOOD
+        + "rosters: [{id: d, grids: [grid-1], team: [wang-li], shifts: [{name: x, start: '08:00', end: '08:00'}]}]\n"
+    )
+    directory = build_directory(load_deployment(write(tmp_path, good)), tmp_path)
+    assert [p.id for p in directory.on_duty("grid-1", 0)] == ["wang-li"]
+
+
 def test_secret_problems(tmp_path: Path) -> None:
     short = GOOD.replace('secret: "0123456789abcdef0123"', 'secret: "short"')
     assert issues(write(tmp_path, short))[0][3] == "secret shorter than 16 characters"
