@@ -109,6 +109,11 @@ class RiskEvent:
     below: bool | None = None
     """True when the condition is the value under ``threshold`` (low pressure, no water use), False over it; None:
     the producer does not say, and messages look the set point up in ``protocol.kinds`` (over when not found)."""
+    cause: str | None = None
+    """The key of the condition this one follows from (a sensor silent because its gateway is offline): while that
+    condition's alert is open, this event is inhibited."""
+    members: tuple[str, ...] = ()
+    """For corroboration: the sensors whose conditions make it hold (a fire's smoke, heat and CO detectors)."""
 
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > 256:

@@ -33,8 +33,9 @@ from typing import Any
 from alerts.directory import Directory, Target
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
+from alerts.inhibit import Inhibitions
 from alerts.message import Reason, notification_body
-from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
+from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
@@ -154,6 +155,7 @@ class AlertService:
         """Mutes besides the silences (inhibitions, …), asked in order after the silences."""
         self._silences: list[Silence] = []
         """Silences not yet ended or lifted (loaded at start, kept up to date by ``silence``/``lift_silence``)."""
+        self._inhibitions = Inhibitions()
         self._muted_counts: dict[str, int] = {}
         """Events muted per silence since the counts were last written (written once a second)."""
         self._escalation = escalation if escalation is not None else EscalationPolicy()
@@ -178,6 +180,9 @@ class AlertService:
         if self._group is not None:
             raise RuntimeError("AlertService is already running")
         self._silences = await asyncio.to_thread(self._store.silences, running_at_ms=self._clock())
+        for state in OPEN_STATES:
+            for alert in await self.every_alert_in(state):
+                self._inhibitions.follow(alert)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._spawn(self._deliver_forever(), name="anju-alerts-delivery")
@@ -240,6 +245,7 @@ class AlertService:
                 alert, reason, transitions = self._update(current, event, now)
             notifications = self._outbox(alert, reason, now) if reason else []
             await asyncio.to_thread(self._store.commit, alert, transitions=transitions, notifications=notifications)
+            self._inhibitions.follow(alert)
         if current is None:
             self._counters.alerts_opened_total[alert.grade] += 1
             log.info("alert opened: %s %s grade %s", alert.id, alert.key, alert.grade.name)
@@ -257,7 +263,7 @@ class AlertService:
                 self._counters.muted_total += 1
                 log.info("event muted by silence %s: %s", silence.id, event.key)
                 return True
-        why = first_mute(self._mutes, event, now)
+        why = first_mute((self._inhibitions, *self._mutes), event, now)
         if why is not None:
             self._counters.muted_total += 1
             log.info("event muted (%s): %s", why, event.key)
@@ -322,6 +328,7 @@ class AlertService:
             note="condition cleared after it was resolved 处置后已恢复",
         )
         await asyncio.to_thread(self._store.commit, alert, transitions=[transition])
+        self._inhibitions.follow(alert)
         return alert
 
     def _open(self, event: RiskEvent, now: int) -> tuple[Alert, Reason, list[Transition]]:
@@ -490,6 +497,7 @@ class AlertService:
             )
             notifications = self._outbox(alert, Reason.REOPENED, now) if to is AlertState.OPEN else []
             await asyncio.to_thread(self._store.commit, alert, transitions=[transition], notifications=notifications)
+            self._inhibitions.follow(alert)
         if notifications:
             self._wake.set()
         log.info("alert %s %s by %s via %s", alert_id, to.value, by, channel)
@@ -574,6 +582,7 @@ class AlertService:
                 await asyncio.to_thread(
                     self._store.commit, alert, transitions=[transition], notifications=notifications
                 )
+                self._inhibitions.follow(alert)
                 changed.append(alert)
                 if reason is Reason.ESCALATED:
                     self._counters.escalations_total += 1

@@ -303,6 +303,7 @@ def _transition_from(r: sqlite3.Row) -> Transition:
 def _event_from(text: str) -> RiskEvent:
     data: dict[str, Any] = json.loads(text)
     data["grade"] = Grade(data["grade"])
+    data["members"] = tuple(data.get("members", ()))
     return RiskEvent(**data)
 
 

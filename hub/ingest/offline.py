@@ -64,7 +64,13 @@ def offline_event(
         status="firing" if firing else "cleared",
         source=source,
         threshold=limit_ms / 1000 if rule == "stale" else None,
+        cause=gateway_offline_key(community, info.gateway) if rule == "gateway-offline" else None,
     )
+
+
+def gateway_offline_key(community: str, gateway: str) -> str:
+    """The key of a gateway's offline condition (its sensors' "gateway-offline" conditions follow from it)."""
+    return f"{community}/gateway/{gateway}/offline"
 
 
 def gateway_offline_event(
@@ -89,7 +95,7 @@ def gateway_offline_event(
     else:
         source = "Anju liveness: the broker reports the gateway offline (death/Will, or no birth)"
     return RiskEvent(
-        key=f"{community}/gateway/{gateway}/offline",
+        key=gateway_offline_key(community, gateway),
         community=community,
         grid=grid,
         sensor=gateway,

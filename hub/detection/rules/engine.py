@@ -322,6 +322,7 @@ class RuleEngine:
             status="firing" if verdict.holds else "cleared",
             source=source,
             rule_zh=pattern.name_zh,
+            members=verdict.sensors,
         )
 
     # -- state ---------------------------------------------------------------------------------------------------
