@@ -7,13 +7,24 @@ these and answer the same question ("who gets this alert now?") with time and es
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from alerts.roster import Roster
 
-__all__ = ["DingTalkTarget", "Directory", "Grid", "Person", "Target", "WeComTarget", "WebhookTarget"]
+__all__ = [
+    "DingTalkTarget",
+    "Directory",
+    "Grid",
+    "Person",
+    "QuietHours",
+    "Target",
+    "WeComTarget",
+    "WebhookTarget",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,12 +84,44 @@ def _http_url(url: str, what: str) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuietHours:
+    """A person's quiet hours (local times; an end not after the start runs past midnight): grade IV pages wait
+    until they end, and grade III ones too when ``include_grade_iii`` — never grades I–II."""
+
+    start: dt.time
+    end: dt.time
+    timezone: str = "Asia/Shanghai"
+    include_grade_iii: bool = False
+
+    def __post_init__(self) -> None:
+        if self.start == self.end:
+            raise ValueError("quiet hours must not start and end at the same time")
+        ZoneInfo(self.timezone)
+
+    def until_ms(self, now_ms: int) -> int | None:
+        """When the quiet hours around ``now_ms`` end (Unix ms), or None outside them."""
+        zone = ZoneInfo(self.timezone)
+        now = dt.datetime.fromtimestamp(now_ms / 1000, zone)
+        for day in (now.date() - dt.timedelta(days=1), now.date()):
+            begins = dt.datetime.combine(day, self.start, zone)
+            ends = dt.datetime.combine(day if self.end > self.start else day + dt.timedelta(days=1), self.end, zone)
+            if begins <= now < ends:
+                return round(ends.timestamp() * 1000)
+        return None
+
+    def holds(self, grade_number: int) -> bool:
+        """Whether these quiet hours hold back a page of this grade (4 = IV … 1 = I)."""
+        return grade_number == 4 or (grade_number == 3 and self.include_grade_iii)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Person:
     """Someone who can be notified: a grid manager, a property company duty desk, an officer."""
 
     id: str
     name: str
     targets: tuple[Target, ...] = ()
+    quiet: QuietHours | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

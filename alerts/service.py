@@ -406,6 +406,9 @@ class AlertService:
         """Notifications of ``alert``'s latest revision for everyone its escalation has reached."""
         rows: list[Notification] = []
         for person in self._escalation.reached(self._directory, alert.grid, alert.level, now):
+            send_at = now
+            if person.quiet is not None and person.quiet.holds(int(alert.grade)):
+                send_at = person.quiet.until_ms(now) or now
             for index, _target in enumerate(person.targets):
                 key = Notification.idempotency_key(alert.id, alert.revision, person.id, index)
                 body = notification_body(
@@ -420,7 +423,7 @@ class AlertService:
                         person_id=person.id,
                         target_index=index,
                         body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                        next_attempt_ms=now,
+                        next_attempt_ms=send_at,
                         created_ms=now,
                     )
                 )

@@ -21,7 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from alerts.directory import DingTalkTarget, Directory, Grid, Person, Target, WebhookTarget, WeComTarget
+from alerts.directory import (
+    DingTalkTarget,
+    Directory,
+    Grid,
+    Person,
+    QuietHours,
+    Target,
+    WebhookTarget,
+    WeComTarget,
+)
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import Grade
 from alerts.roster import Roster, Shift
@@ -50,6 +59,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
 class CommunityConfig(_Strict):
     id: Id
     name: str = Field(min_length=1)
@@ -70,11 +82,21 @@ class ChannelConfig(_Strict):
     token_env: str | None = None
 
 
+class QuietHoursConfig(_Strict):
+    """Grade IV pages (and III with ``include_grade_iii``) wait until the quiet hours end; I–II never wait."""
+
+    start: LocalTime
+    end: LocalTime
+    timezone: str = "Asia/Shanghai"
+    include_grade_iii: bool = False
+
+
 class PersonConfig(_Strict):
     id: Id
     name: str = Field(min_length=1)
     phone: str | None = None
     channels: list[ChannelConfig] = Field(default_factory=list)
+    quiet_hours: QuietHoursConfig | None = None
 
 
 class GridConfig(_Strict):
@@ -107,9 +129,6 @@ class EscalationConfig(_Strict):
     (defaults from SENSORS.md: IV 86,400, III 900, II and I 180)."""
     reopen_after_s: Seconds = 600
     """A resolved alert whose condition is still in alarm this long after it was resolved reopens."""
-
-
-LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 
 class ShiftConfig(_Strict):
@@ -308,6 +327,11 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
         if person.id in seen_people:
             yield ("people", index, "id"), person.id, "duplicate person id"
         seen_people.add(person.id)
+        if person.quiet_hours is not None:
+            try:
+                _quiet(person.quiet_hours)
+            except (ValueError, KeyError) as exc:
+                yield ("people", index, "quiet_hours"), person.quiet_hours.start, str(exc)
         for c_index, channel in enumerate(person.channels):
             given = [channel.secret is not None, channel.secret_file is not None, channel.secret_env is not None]
             if sum(given) != 1:
@@ -391,12 +415,25 @@ def _roster_checks(
             yield (*at, "shifts"), roster.id, str(exc)
 
 
+def _local(text: str) -> datetime.time:
+    hours, minutes = text.split(":")
+    return datetime.time(int(hours), int(minutes))
+
+
+def _quiet(config: QuietHoursConfig | None) -> QuietHours | None:
+    if config is None:
+        return None
+    return QuietHours(
+        start=_local(config.start),
+        end=_local(config.end),
+        timezone=config.timezone,
+        include_grade_iii=config.include_grade_iii,
+    )
+
+
 def build_roster(config: RosterConfig) -> Roster:
     """The alerts package's roster for one ``rosters`` entry (ValueError for overlapping shifts, a bad zone)."""
-
-    def local(text: str) -> datetime.time:
-        hours, minutes = text.split(":")
-        return datetime.time(int(hours), int(minutes))
+    local = _local
 
     return Roster(
         id=config.id,
@@ -603,6 +640,7 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
             id=person.id,
             name=person.name,
             targets=tuple(channel_target(channel, base) for channel in person.channels),
+            quiet=_quiet(person.quiet_hours),
         )
         for person in deployment.people
     ]

@@ -145,6 +145,18 @@ def test_rosters_are_checked_and_built(tmp_path: Path) -> None:
     assert [p.id for p in directory.on_duty("grid-1", 0)] == ["wang-li"]
 
 
+def test_quiet_hours_are_checked_and_built(tmp_path: Path) -> None:
+    quiet = GOOD.replace("    name: 王丽\n", "    name: 王丽\n    quiet_hours: {start: '22:00', end: '22:00'}\n")
+    assert issues(write(tmp_path, quiet))[0][1:] == (
+        "people[0].quiet_hours",
+        "22:00",
+        "quiet hours must not start and end at the same time",
+    )
+    good = quiet.replace("end: '22:00'", "end: '07:00', include_grade_iii: true")
+    (person,) = build_directory(load_deployment(write(tmp_path, good)), tmp_path).people
+    assert person.quiet is not None and person.quiet.include_grade_iii and person.quiet.holds(3)
+
+
 def test_secret_problems(tmp_path: Path) -> None:
     short = GOOD.replace('secret: "0123456789abcdef0123"', 'secret: "short"')
     assert issues(write(tmp_path, short))[0][3] == "secret shorter than 16 characters"

@@ -1,0 +1,62 @@
+"""Quiet hours (issue 6): a person's grade IV pages (III if they ask) wait until morning; I–II never wait."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
+from alerts.directory import QuietHours
+from alerts.sink import RunningSink
+from tests.alerts.support import SECRET, Clock, event
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NIGHT = QuietHours(start=dt.time(22), end=dt.time(7))
+
+
+def at(text: str) -> int:
+    return round(dt.datetime.fromisoformat(text).replace(tzinfo=SHANGHAI).timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("moment", "until"),
+    [("2026-03-02 23:30", "2026-03-03 07:00"), ("2026-03-03 06:59", "2026-03-03 07:00"), ("2026-03-03 07:00", None),
+     ("2026-03-02 21:59", None), ("2026-03-02 22:00", "2026-03-03 07:00")],
+)  # fmt: skip
+def test_quiet_hours_run_past_midnight(moment: str, until: str | None) -> None:
+    assert NIGHT.until_ms(at(moment)) == (None if until is None else at(until))
+
+
+def test_quiet_hours_must_have_a_length() -> None:
+    with pytest.raises(ValueError, match="same time"):
+        QuietHours(start=dt.time(7), end=dt.time(7))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("grade", "include_iii", "waits"),
+    [(Grade.IV, False, True), (Grade.III, False, False), (Grade.III, True, True), (Grade.II, True, False)],
+)
+async def test_pages_wait_for_the_morning_by_grade(
+    sink: RunningSink, tmp_path: Path, grade: Grade, include_iii: bool, waits: bool
+) -> None:
+    quiet = QuietHours(start=dt.time(22), end=dt.time(7), include_grade_iii=include_iii)
+    directory = Directory(
+        grids=[Grid(id="hongxing-01", name="红星一网格", managers=("zhang-wei",))],
+        people=[
+            Person(id="zhang-wei", name="张伟", targets=(WebhookTarget(url=sink.url, secret=SECRET),), quiet=quiet)
+        ],
+    )
+    clock = Clock(at("2026-03-02 23:30"))
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            WebhookReceiver() as receiver,
+            AlertService(store=store, directory=directory, receiver=receiver, clock=clock) as alerts,
+        ):
+            alert = await alerts.submit(event(grade=grade))
+            assert alert is not None
+        [row] = store.notifications(alert.id)
+    assert row.next_attempt_ms == (at("2026-03-03 07:00") if waits else clock.now_ms)
