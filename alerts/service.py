@@ -39,6 +39,7 @@ from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Trans
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
+from alerts.stats import GroupBy, ResponseStats, response_stats
 from alerts.store import AlertStore, Notification
 
 __all__ = ["AlertNotFoundError", "AlertService", "Clock", "Counters", "TransitionError", "wall_clock_ms"]
@@ -559,6 +560,11 @@ class AlertService:
     async def every_alert_in(self, state: AlertState) -> list[Alert]:
         """Every alert in ``state``, newest first, however many (restoring state after a restart; not for the API)."""
         return await asyncio.to_thread(self._store.list_alerts, state=state, limit=-1)
+
+    async def response_stats(self, *, since_ms: int, until_ms: int, by: GroupBy) -> list[ResponseStats]:
+        """Response times of the alerts opened in the window, grouped ``by`` person, grid or community."""
+        times = await asyncio.to_thread(self._store.alert_times, since_ms=since_ms, until_ms=until_ms)
+        return response_stats(times, by)
 
     async def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""

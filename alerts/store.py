@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.silence import Silence, SilenceMatch
+from alerts.stats import AlertTimes
 
 __all__ = ["AlertStore", "AuditReport", "Notification", "NotificationStatus", "audit_hash"]
 
@@ -507,6 +508,37 @@ class AlertStore:
         """The audit trail of ``alert_id``, oldest first."""
         rows = self._query("SELECT * FROM transitions WHERE alert_id = ? ORDER BY seq", (alert_id,))
         return [_transition_from(r) for r in rows]
+
+    def alert_times(self, *, since_ms: int, until_ms: int) -> list[AlertTimes]:
+        """The milestones of every alert opened in [``since_ms``, ``until_ms``) (response-time statistics). A
+        reopened alert keeps its first acknowledgement and on-site times in the audit log."""
+        rows = self._query(
+            "SELECT a.community, a.grid, a.grade, a.opened_at_ms, a.level, "
+            "(SELECT MIN(t.time_ms) FROM transitions t WHERE t.alert_id = a.id AND t.to_state = 'acknowledged' "
+            " AND t.from_state = 'open') AS ack_ms, "
+            "(SELECT t.by FROM transitions t WHERE t.alert_id = a.id AND t.to_state = 'acknowledged' "
+            " AND t.from_state = 'open' ORDER BY t.seq LIMIT 1) AS ack_by, "
+            "(SELECT MIN(t.time_ms) FROM transitions t WHERE t.alert_id = a.id AND t.to_state = 'on_site' "
+            " AND t.from_state != 'on_site') AS site_ms, "
+            "(SELECT MIN(t.time_ms) FROM transitions t WHERE t.alert_id = a.id AND t.to_state = 'resolved' "
+            " AND t.from_state != 'resolved') AS done_ms "
+            "FROM alerts a WHERE a.opened_at_ms >= ? AND a.opened_at_ms < ?",
+            (since_ms, until_ms),
+        )
+        return [
+            AlertTimes(
+                community=r["community"],
+                grid=r["grid"],
+                grade=r["grade"],
+                opened_ms=r["opened_at_ms"],
+                acknowledged_by=r["ack_by"],
+                acknowledged_ms=r["ack_ms"],
+                on_site_ms=r["site_ms"],
+                resolved_ms=r["done_ms"],
+                level=r["level"],
+            )
+            for r in rows
+        ]
 
     def verify_audit(self) -> AuditReport:
         """Walk the whole audit log in order and check every link of the hash chain."""

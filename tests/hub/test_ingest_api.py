@@ -139,6 +139,12 @@ async def test_gas_alarm_becomes_a_graded_alert_that_people_handle(hub: Hub) -> 
         ("closed", "li-property", "api"),
     ]
     assert (await hub.api.get("/api/v1/alerts/nope/transitions")).status_code == 404
+    since = datetime.fromtimestamp(time.time() - 600, UTC).isoformat()
+    [stats] = (await hub.api.get("/api/v1/response-times", params={"since": since, "by": "person"})).json()
+    assert (stats["group"], stats["alerts"], stats["unacknowledged"], stats["escalated"]) == ("wang-li", 1, 0, 0)
+    assert 0 <= stats["acknowledge_p50_s"] <= stats["on_site_p50_s"] <= stats["resolve_p50_s"] < 60
+    naive = await hub.api.get("/api/v1/response-times", params={"since": "2026-01-01T00:00:00"})
+    assert naive.status_code == 422
     assert (await hub.api.post("/api/v1/alerts/nope/acknowledge", json={"by": "x"})).status_code == 404
     assert await hub.metric_line('anju_alerts_opened_total{grade="III"}') == 1
 

@@ -1,10 +1,11 @@
 """``/api/v1/alerts``: list, read, and the call-response steps — acknowledge (接单), en route, on site, resolve,
 verify, close, reopen — and the audit trail; every change is audited by the service."""
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -195,3 +196,36 @@ async def transitions(runtime: RuntimeDep, alert_id: str) -> list[TransitionPubl
         )
         for t in await runtime.alerts.transitions(alert_id)
     ]
+
+
+class ResponseStatsPublic(BaseModel):
+    group: str = Field(description="the person who acknowledged (- for never), the grid or the community")
+    alerts: int
+    unacknowledged: int
+    escalated: int = Field(description="alerts paged past the grid for want of an acknowledgement")
+    acknowledge_p50_s: float | None
+    acknowledge_p90_s: float | None
+    on_site_p50_s: float | None
+    on_site_p90_s: float | None
+    resolve_p50_s: float | None
+    resolve_p90_s: float | None
+
+
+@router.get("/response-times")
+async def response_times(
+    runtime: RuntimeDep,
+    since: datetime,
+    until: datetime | None = None,
+    by: Literal["person", "grid", "community"] = "grid",
+) -> list[ResponseStatsPublic]:
+    """How fast alerts opened in [since, until) were acknowledged, reached on site and resolved, per group
+    (median and 90th percentile in seconds): the performance figures of grid management (Articles 4 and 45)."""
+    if since.tzinfo is None or (until is not None and until.tzinfo is None):
+        raise HTTPException(422, "times need an offset (…+08:00 or …Z)")
+    end = until or datetime.now().astimezone()
+    if end <= since:
+        raise HTTPException(422, "until must be after since")
+    stats = await runtime.alerts.response_stats(
+        since_ms=round(since.timestamp() * 1000), until_ms=round(end.timestamp() * 1000), by=by
+    )
+    return [ResponseStatsPublic(**dataclasses.asdict(s)) for s in stats]
