@@ -32,6 +32,10 @@ class Reason(enum.StrEnum):
     """Acknowledged, but nobody reported on site within the grade's deadline: everyone reached is paged again."""
     REOPENED = "reopened"
     """Resolved, but the condition stayed in alarm (or a person reopened it): handled again from the start."""
+    DISPATCHED = "dispatched"
+    """A work order for the alert was dispatched to a department (its people are paged with it)."""
+    WORK_ORDER_OVERDUE = "work_order_overdue"
+    """A work order was not done by its deadline: the department and everyone reached are paged again."""
 
     @property
     def label_zh(self) -> str:
@@ -47,6 +51,8 @@ _REASON_ZH = {
     Reason.REMINDER: "仍未接单，再次提醒",
     Reason.OVERDUE: "已接单但未按时到场",
     Reason.REOPENED: "已重新打开",
+    Reason.DISPATCHED: "派发工单",
+    Reason.WORK_ORDER_OVERDUE: "工单逾期",
 }
 
 # Display symbols for SenML units people do not read easily (protocol.units keeps the wire symbols).
@@ -157,6 +163,8 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.REMINDER: "仍未接单 ",
         Reason.OVERDUE: "已接单未到场 ",
         Reason.REOPENED: "重新打开 ",
+        Reason.DISPATCHED: "派单 ",
+        Reason.WORK_ORDER_OVERDUE: "工单逾期 ",
     }.get(reason, "")
     prefix_en = {
         Reason.UPGRADED: "upgraded to ",
@@ -165,6 +173,8 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.REMINDER: "still not acknowledged, ",
         Reason.OVERDUE: "acknowledged but nobody on site, ",
         Reason.REOPENED: "reopened, ",
+        Reason.DISPATCHED: "work order for ",
+        Reason.WORK_ORDER_OVERDUE: "work order overdue, ",
     }.get(reason, "")
     zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh} {kind_zh} {comparison}{cite_zh}"
     en = f"[{prefix_en}{grade.title_en}] {event.location_zh} {kind_en} {comparison}{cite_en}"

@@ -34,15 +34,25 @@ from alerts.directory import Directory, Target
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
 from alerts.inhibit import Inhibitions
-from alerts.message import Reason, notification_body
+from alerts.message import Reason, iso8601, notification_body
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
 from alerts.stats import GroupBy, ResponseStats, response_stats
 from alerts.store import AlertStore, Notification
+from alerts.work_orders import STEPS as WORK_ORDER_STEPS
+from alerts.work_orders import Department, Evidence, WorkOrder, WorkOrderState
 
-__all__ = ["AlertNotFoundError", "AlertService", "Clock", "Counters", "TransitionError", "wall_clock_ms"]
+__all__ = [
+    "AlertNotFoundError",
+    "AlertService",
+    "Clock",
+    "Counters",
+    "TransitionError",
+    "WorkOrderNotFoundError",
+    "wall_clock_ms",
+]
 
 log = logging.getLogger("anju.alerts")
 
@@ -72,13 +82,34 @@ def wall_clock_ms() -> int:
 
 
 class TransitionError(Exception):
-    """A lifecycle step that is not allowed from the alert's current state."""
+    """A lifecycle step that is not allowed from the alert's (or work order's) current state."""
 
-    def __init__(self, alert_id: str, from_state: AlertState, to_state: AlertState) -> None:
-        super().__init__(f"alert {alert_id}: cannot go from {from_state.value} to {to_state.value}")
-        self.alert_id = alert_id
+    def __init__(self, subject_id: str, from_state: str, to_state: str, why: str = "") -> None:
+        text = f"{subject_id}: cannot go from {from_state} to {to_state}" + (f": {why}" if why else "")
+        super().__init__(text)
+        self.alert_id = subject_id
         self.from_state = from_state
         self.to_state = to_state
+        self.why = why
+
+
+class WorkOrderNotFoundError(LookupError):
+    """No work order has this id."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no work order {order_id!r}")
+        self.order_id = order_id
+
+
+def _order_json(order: WorkOrder, department: Department | None) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "department": order.department,
+        "department_name": department.name if department else order.department,
+        "task": order.task,
+        "state": order.state.value,
+        "due": iso8601(order.due_ms),
+    }
 
 
 class AlertNotFoundError(LookupError):
@@ -109,6 +140,8 @@ class Counters:
     """Alerts paged one level further up for want of an acknowledgement."""
     reminders_total: int = 0
     """Alerts paged again at the top of the chain for want of an acknowledgement."""
+    work_orders_overdue_total: int = 0
+    """Work orders paged again for not being done by their deadline."""
     overdue_total: int = 0
     """Acknowledged alerts paged again because nobody reported on site in time."""
     reopened_total: int = 0
@@ -136,6 +169,7 @@ class AlertService:
         stages: Sequence[Stage] = (),
         mutes: Sequence[Mute] = (),
         escalation: EscalationPolicy | None = None,
+        departments: Sequence[Department] = (),
         max_attempts: int = 10,
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
@@ -161,6 +195,11 @@ class AlertService:
         """Events muted per silence since the counts were last written (written once a second)."""
         self._escalation = escalation if escalation is not None else EscalationPolicy()
         self._escalation.check(directory)
+        self._departments = {d.id: d for d in departments}
+        for department in departments:
+            for person_id in department.people:
+                if directory.person(person_id) is None:
+                    raise ValueError(f"department {department.id!r} names unknown person {person_id!r}")
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
@@ -403,10 +442,27 @@ class AlertService:
         grid = self._directory.grid(alert.grid)
         return self._escalation.level_name(level, grid.name if grid is not None else alert.grid)
 
-    def _outbox(self, alert: Alert, reason: Reason, now: int) -> list[Notification]:
-        """Notifications of ``alert``'s latest revision for everyone its escalation has reached."""
+    def _outbox(
+        self,
+        alert: Alert,
+        reason: Reason,
+        now: int,
+        *,
+        also: Sequence[str] = (),
+        only: Sequence[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> list[Notification]:
+        """Notifications of ``alert``'s latest revision for everyone its escalation has reached and the people
+        ``also`` names (``only``: just those people), each body with ``extra`` fields (a work order)."""
         rows: list[Notification] = []
-        for person in self._escalation.reached(self._directory, alert.grid, alert.level, now):
+        reached = (
+            [] if only is not None else list(self._escalation.reached(self._directory, alert.grid, alert.level, now))
+        )
+        for person_id in [*(only or ()), *also]:
+            person = self._directory.person(person_id)
+            if person is not None and all(person.id != p.id for p in reached):
+                reached.append(person)
+        for person in reached:
             send_at = now
             if person.quiet is not None and person.quiet.holds(int(alert.grade)):
                 send_at = person.quiet.until_ms(now) or now
@@ -415,6 +471,8 @@ class AlertService:
                 body = notification_body(
                     alert, reason=reason, idempotency_key=key, recipient_id=person.id, recipient_name=person.name
                 )
+                if extra:
+                    body.update(extra)
                 rows.append(
                     Notification(
                         key=key,
@@ -488,6 +546,12 @@ class AlertService:
                 existing = await asyncio.to_thread(self._store.open_alert, current.key)
                 if existing is not None:  # the condition came back meanwhile and has its own alert
                     raise TransitionError(alert_id, current.state, to)
+            if to is AlertState.CLOSED:
+                orders = await asyncio.to_thread(self._store.work_orders, alert_id)
+                unfinished = [o.id for o in orders if not o.state.finished]
+                if unfinished:
+                    why = f"work orders {', '.join(unfinished)} are not verified or cancelled"
+                    raise TransitionError(alert_id, current.state, to, why)
             now = self._clock()
             alert = self._moved(current, to, by=by, note=note, now=now)
             transition = Transition(
@@ -570,6 +634,146 @@ class AlertService:
         """The audit trail of ``alert_id``, oldest first."""
         return await asyncio.to_thread(self._store.transitions, alert_id)
 
+    # --- work orders (协同整治) -----------------------------------------------------------------------------
+
+    async def dispatch(
+        self, alert_id: str, *, department: str, task: str, due_ms: int, by: str, channel: str
+    ) -> WorkOrder:
+        """Dispatch a work order for ``alert_id`` to ``department`` (its people are paged with it, audited)."""
+        target = self._departments.get(department)
+        if target is None:
+            raise ValueError(f"no department {department!r} (known: {', '.join(sorted(self._departments))})")
+        async with self._mutex:
+            current = await asyncio.to_thread(self._store.get, alert_id)
+            if current is None:
+                raise AlertNotFoundError(alert_id)
+            if current.state is AlertState.CLOSED:
+                raise TransitionError(alert_id, current.state, "dispatched", "the alert is closed")
+            now = self._clock()
+            order = WorkOrder(
+                alert_id=alert_id,
+                department=department,
+                task=task,
+                due_ms=due_ms,
+                created_by=by,
+                created_ms=now,
+                updated_ms=now,
+            )
+            alert = dataclasses.replace(current, revision=current.revision + 1, updated_at_ms=now)
+            note = f"work order {order.id} to {target.name}: {task} (due {iso8601(due_ms)})"
+            transition = self._audit_row(alert, by, channel, now, note)
+            extra = {"work_order": _order_json(order, target)}
+            notifications = self._outbox(alert, Reason.DISPATCHED, now, only=target.people, extra=extra)
+            await asyncio.to_thread(
+                self._store.save_work_order,
+                order,
+                alert=alert,
+                transitions=[transition],
+                notifications=notifications,
+            )
+        self._wake.set()
+        return order
+
+    async def work_order_step(
+        self,
+        order_id: str,
+        to: WorkOrderState,
+        *,
+        by: str,
+        channel: str,
+        note: str = "",
+        evidence: Sequence[Evidence] = (),
+    ) -> WorkOrder:
+        """Move a work order (accept, done, verify, reject back to dispatched, cancel), adding evidence links.
+        Done needs "after" evidence; verifying the last open order of a verified alert closes the alert."""
+        async with self._mutex:
+            current = await asyncio.to_thread(self._store.work_order, order_id)
+            if current is None:
+                raise WorkOrderNotFoundError(order_id)
+            if to not in WORK_ORDER_STEPS[current.state]:
+                raise TransitionError(order_id, current.state, to)
+            if to is WorkOrderState.DONE and not any(e.phase == "after" for e in (*current.evidence, *evidence)):
+                raise TransitionError(order_id, current.state, to, "done needs evidence of the work (an 'after' link)")
+            now = self._clock()
+            order = dataclasses.replace(current, state=to, updated_ms=now, evidence=(*current.evidence, *evidence))
+            alert = await asyncio.to_thread(self._store.get, current.alert_id)
+            assert alert is not None  # work orders reference alerts
+            step = (
+                "rejected, back to the department"
+                if (current.state, to) == (WorkOrderState.DONE, WorkOrderState.DISPATCHED)
+                else to.value
+            )
+            text = f"work order {order_id} {step}" + (f": {note}" if note else "")
+            rows = [self._audit_row(alert, by, channel, now, text)]
+            closing = None
+            if to is WorkOrderState.VERIFIED and alert.state is AlertState.VERIFIED:
+                others = await asyncio.to_thread(self._store.work_orders, alert.id)
+                if all(o.state.finished for o in others if o.id != order_id):
+                    closing = dataclasses.replace(alert, state=AlertState.CLOSED, updated_at_ms=now)
+                    rows.append(
+                        Transition(
+                            alert_id=alert.id,
+                            from_state=alert.state,
+                            to_state=AlertState.CLOSED,
+                            by=SYSTEM,
+                            channel="work-order",
+                            time_ms=now,
+                            note="closed: every work order verified",
+                        )
+                    )
+            await asyncio.to_thread(
+                self._store.save_work_order,
+                order,
+                alert=closing or alert,
+                transitions=rows,
+                new_evidence=evidence,
+            )
+            if closing is not None:
+                self._inhibitions.follow(closing)
+        return order
+
+    async def work_orders(self, alert_id: str) -> list[WorkOrder]:
+        """The alert's work orders with their evidence, oldest first."""
+        return await asyncio.to_thread(self._store.work_orders, alert_id)
+
+    async def _remind_overdue_orders(self, now: int) -> int:
+        """Page the department and everyone reached again for each order past its deadline (once per deadline)."""
+        reminded = 0
+        for order in await asyncio.to_thread(self._store.overdue_work_orders, now_ms=now, limit=100):
+            current = await asyncio.to_thread(self._store.get, order.alert_id)
+            if current is None:
+                continue
+            department = self._departments.get(order.department)
+            alert = dataclasses.replace(current, revision=current.revision + 1, updated_at_ms=now)
+            late = dataclasses.replace(order, reminded_due_ms=order.due_ms, updated_ms=now)
+            note = f"work order {order.id} overdue: not done by {iso8601(order.due_ms)} ({order.state.value})"
+            extra = {"work_order": _order_json(late, department)}
+            notifications = self._outbox(
+                alert, Reason.WORK_ORDER_OVERDUE, now, also=department.people if department else (), extra=extra
+            )
+            await asyncio.to_thread(
+                self._store.save_work_order,
+                late,
+                alert=alert,
+                transitions=[self._audit_row(alert, SYSTEM, "timer", now, note)],
+                notifications=notifications,
+            )
+            self._counters.work_orders_overdue_total += 1
+            reminded += 1
+        return reminded
+
+    @staticmethod
+    def _audit_row(alert: Alert, by: str, channel: str, now: int, note: str) -> Transition:
+        return Transition(
+            alert_id=alert.id,
+            from_state=alert.state,
+            to_state=alert.state,
+            by=by,
+            channel=channel,
+            time_ms=now,
+            note=note,
+        )
+
     # --- escalation ---------------------------------------------------------------------------------------
 
     async def escalate_due(self, *, limit: int = 100) -> list[Alert]:
@@ -602,6 +806,8 @@ class AlertService:
                 elif reason is Reason.REOPENED:
                     self._counters.reopened_total += 1
                 log.warning("alert %s %s: %s", alert.id, reason.value if reason else "timer", transition.note)
+            if await self._remind_overdue_orders(now):
+                self._wake.set()
         if changed:
             self._wake.set()
         return changed

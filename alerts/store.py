@@ -1,6 +1,6 @@
 """The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
 
-One database file per hub. Four tables:
+One database file per hub. Six tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
@@ -12,6 +12,8 @@ One database file per hub. Four tables:
   rebuild the whole chain after a change; the head hash, which ``verify`` prints, is what to record elsewhere.
 * ``silences`` — maintenance windows (``alerts.silence``): which events they mute, from when to when, who set them
   and why, and how many events they muted.
+* ``work_orders`` and ``work_order_evidence`` — remediation dispatched from alerts to departments, with before and
+  after evidence links (``alerts.work_orders``); their steps are audited in ``transitions`` under the alert.
 * ``notifications`` — the outbox. Its primary key is the idempotency key
   ``f"{alert_id}:{revision}:{person}:{target index}"``. :meth:`AlertStore.commit` writes an alert change and
   its pending notifications in ONE transaction before any delivery is tried: a crash after the commit
@@ -40,6 +42,7 @@ from typing import Any, Literal
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.silence import Silence, SilenceMatch
 from alerts.stats import AlertTimes
+from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 
 __all__ = ["AlertStore", "AuditReport", "Notification", "NotificationStatus", "audit_hash"]
 
@@ -113,6 +116,29 @@ CREATE TABLE IF NOT EXISTS silences (
     muted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS silences_by_end ON silences(ends_at_ms);
+CREATE TABLE IF NOT EXISTS work_orders (
+    id TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    department TEXT NOT NULL,
+    task TEXT NOT NULL,
+    state TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    reminded_due_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS work_orders_by_alert ON work_orders(alert_id);
+CREATE INDEX IF NOT EXISTS work_orders_by_due ON work_orders(state, due_ms);
+CREATE TABLE IF NOT EXISTS work_order_evidence (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    work_order_id TEXT NOT NULL REFERENCES work_orders(id),
+    phase TEXT NOT NULL,
+    url TEXT NOT NULL,
+    by TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
 """
 
 _UNCHAINED_SUBJECTS = """
@@ -248,6 +274,30 @@ def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition | Aud
         "INSERT INTO transitions (alert_id, from_state, to_state, by, channel, time_ms, note, prev_hash, hash) "
         "VALUES (?,?,?,?,?,?,?,?,?)",
         rows,
+    )
+
+
+def _write_work_order(db: sqlite3.Connection, order: WorkOrder, new_evidence: Sequence[Evidence]) -> None:
+    db.execute(
+        "INSERT INTO work_orders (id, alert_id, department, task, state, due_ms, created_by, created_ms, updated_ms, "
+        "reminded_due_ms) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
+        "due_ms=excluded.due_ms, updated_ms=excluded.updated_ms, reminded_due_ms=excluded.reminded_due_ms",
+        (
+            order.id,
+            order.alert_id,
+            order.department,
+            order.task,
+            order.state.value,
+            order.due_ms,
+            order.created_by,
+            order.created_ms,
+            order.updated_ms,
+            order.reminded_due_ms,
+        ),
+    )
+    db.executemany(
+        "INSERT INTO work_order_evidence (work_order_id, phase, url, by, time_ms, note) VALUES (?,?,?,?,?,?)",
+        [(order.id, e.phase, e.url, e.by, e.time_ms, e.note) for e in new_evidence],
     )
 
 
@@ -427,8 +477,11 @@ class AlertStore:
         *,
         transitions: Sequence[Transition] = (),
         notifications: Sequence[Notification] = (),
+        work_order: WorkOrder | None = None,
+        new_evidence: Sequence[Evidence] = (),
     ) -> None:
-        """Write ``alert`` (insert or replace), its ``transitions`` and pending ``notifications`` atomically."""
+        """Write ``alert`` (insert or replace), its ``transitions``, pending ``notifications`` and a changed work
+        order atomically."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO alerts (id, key, community, grid, grade, state, revision, first_event, last_event, "
@@ -464,6 +517,8 @@ class AlertStore:
                     alert.escalate_at_ms,
                 ),
             )
+            if work_order is not None:
+                _write_work_order(db, work_order, new_evidence)
             _append_audit(db, transitions)
             db.executemany(
                 "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
@@ -664,6 +719,72 @@ class AlertStore:
         """Add to each silence's count of muted events."""
         with self._transaction() as db:
             db.executemany("UPDATE silences SET muted = muted + ? WHERE id = ?", [(n, i) for i, n in counts.items()])
+
+    # --- work orders --------------------------------------------------------------------------------------
+
+    def save_work_order(
+        self,
+        order: WorkOrder,
+        *,
+        alert: Alert | None = None,
+        transitions: Sequence[Transition] = (),
+        notifications: Sequence[Notification] = (),
+        new_evidence: Sequence[Evidence] = (),
+    ) -> None:
+        """Write ``order`` (insert or update), its new evidence, and with it an alert change, its audit rows and
+        notifications, in one transaction."""
+        if alert is not None:
+            self.commit(alert, transitions=transitions, notifications=notifications, work_order=order,
+                        new_evidence=new_evidence)  # fmt: skip
+            return
+        with self._transaction() as db:
+            _write_work_order(db, order, new_evidence)
+            _append_audit(db, transitions)
+
+    def work_orders(self, alert_id: str) -> list[WorkOrder]:
+        """The alert's work orders, oldest first, with their evidence."""
+        rows = self._query("SELECT * FROM work_orders WHERE alert_id = ? ORDER BY created_ms, id", (alert_id,))
+        return [self._work_order_from(r) for r in rows]
+
+    def work_order(self, order_id: str) -> WorkOrder | None:
+        rows = self._query("SELECT * FROM work_orders WHERE id = ?", (order_id,))
+        return self._work_order_from(rows[0]) if rows else None
+
+    def overdue_work_orders(self, *, now_ms: int, limit: int) -> list[WorkOrder]:
+        """Orders not done by their deadline whose deadline was not reminded of yet."""
+        rows = self._query(
+            "SELECT * FROM work_orders WHERE state IN ('dispatched', 'accepted') AND due_ms <= ? "
+            "AND (reminded_due_ms IS NULL OR reminded_due_ms != due_ms) ORDER BY due_ms, id LIMIT ?",
+            (now_ms, limit),
+        )
+        return [self._work_order_from(r) for r in rows]
+
+    def next_work_order_due_ms(self) -> int | None:
+        rows = self._query(
+            "SELECT MIN(due_ms) AS t FROM work_orders WHERE state IN ('dispatched', 'accepted') "
+            "AND (reminded_due_ms IS NULL OR reminded_due_ms != due_ms)"
+        )
+        value = rows[0]["t"]
+        return int(value) if value is not None else None
+
+    def _work_order_from(self, r: sqlite3.Row) -> WorkOrder:
+        evidence = self._query("SELECT * FROM work_order_evidence WHERE work_order_id = ? ORDER BY seq", (r["id"],))
+        return WorkOrder(
+            id=r["id"],
+            alert_id=r["alert_id"],
+            department=r["department"],
+            task=r["task"],
+            state=WorkOrderState(r["state"]),
+            due_ms=r["due_ms"],
+            created_by=r["created_by"],
+            created_ms=r["created_ms"],
+            updated_ms=r["updated_ms"],
+            reminded_due_ms=r["reminded_due_ms"],
+            evidence=tuple(
+                Evidence(phase=e["phase"], url=e["url"], by=e["by"], time_ms=e["time_ms"], note=e["note"])
+                for e in evidence
+            ),
+        )
 
     def mark_retry(self, key: str, *, next_attempt_ms: int, error: str) -> None:
         """Count a failed attempt of ``key`` and schedule the next one."""

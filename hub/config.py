@@ -34,6 +34,7 @@ from alerts.directory import (
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import Grade
 from alerts.roster import Roster, Shift
+from alerts.work_orders import Department
 from protocol.kinds import KINDS
 
 if TYPE_CHECKING:
@@ -164,6 +165,15 @@ class RosterConfig(_Strict):
     fallback: list[Id] = Field(default_factory=list)
 
 
+class DepartmentConfig(_Strict):
+    """A department work orders are dispatched to (alerts/work_orders.py): its people are paged with each order."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    kind: Literal["property", "gas", "power", "fire", "urban-management", "water", "other"]
+    people: list[Id] = Field(min_length=1)
+
+
 class SensorConfig(_Strict):
     id: Id
     kind: str
@@ -249,6 +259,7 @@ class Deployment(_Strict):
     storage: StorageConfig = StorageConfig()
     escalation: EscalationConfig = EscalationConfig()
     rosters: list[RosterConfig] = Field(default_factory=list)
+    departments: list[DepartmentConfig] = Field(default_factory=list)
     rules: dict[str, Any] | None = None
     """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
     ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
@@ -354,6 +365,14 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             if manager not in people:
                 yield ("grids", index, "managers", m_index), manager, "no person with this id in people"
     yield from _roster_checks(deployment, people, grids)
+    department_ids: set[str] = set()
+    for d_index, department in enumerate(deployment.departments):
+        if department.id in department_ids:
+            yield ("departments", d_index, "id"), department.id, "duplicate department id"
+        department_ids.add(department.id)
+        for i, person_id in enumerate(department.people):
+            if person_id not in people:
+                yield ("departments", d_index, "people", i), person_id, "no person with this id in people"
     level_ids: set[str] = set()
     for l_index, level in enumerate(deployment.escalation.levels):
         if level.id in level_ids:
@@ -647,6 +666,11 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
     grids = [Grid(id=grid.id, name=grid.name, managers=tuple(grid.managers)) for grid in deployment.grids]
     rosters = [build_roster(roster) for roster in deployment.rosters]
     return Directory(grids=grids, people=people, rosters=rosters)
+
+
+def build_departments(deployment: Deployment) -> list[Department]:
+    """The departments work orders go to."""
+    return [Department(id=d.id, name=d.name, kind=d.kind, people=tuple(d.people)) for d in deployment.departments]
 
 
 def build_escalation(deployment: Deployment) -> EscalationPolicy:

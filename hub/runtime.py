@@ -19,7 +19,14 @@ from typing import Any, Protocol, TypeVar
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
 from alerts.store import AlertStore
-from hub.config import Deployment, build_directory, build_escalation, load_deployment, rule_contexts
+from hub.config import (
+    Deployment,
+    build_departments,
+    build_directory,
+    build_escalation,
+    load_deployment,
+    rule_contexts,
+)
 from hub.detection.anomaly_watch import CUMULATIVE_KINDS, AnomalyWatch, rows_of_kinds
 from hub.detection.health import SensorHealth
 from hub.detection.layers import DetectionLayers
@@ -210,7 +217,11 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
         async with (
             WebhookReceiver() as receiver,
             AlertService(
-                store=alert_store, directory=directory, receiver=receiver, escalation=build_escalation(deployment)
+                store=alert_store,
+                directory=directory,
+                receiver=receiver,
+                escalation=build_escalation(deployment),
+                departments=build_departments(deployment),
             ) as alerts,
         ):
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None

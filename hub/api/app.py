@@ -6,7 +6,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hub.api.problems import install_problem_handlers
-from hub.api.routes import alerts, dead_letters, gateways, health, metrics, readings, sensors, silences
+from hub.api.routes import (
+    alerts,
+    dead_letters,
+    gateways,
+    health,
+    metrics,
+    readings,
+    sensors,
+    silences,
+    work_orders,
+)
 from hub.runtime import open_runtime
 from hub.settings import HubSettings
 
@@ -31,7 +41,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (health, readings, alerts, silences, dead_letters, gateways, sensors):
+    for module in (health, readings, alerts, silences, work_orders, dead_letters, gateways, sensors):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)
     return app

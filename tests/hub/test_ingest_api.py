@@ -172,6 +172,38 @@ async def test_a_silence_set_over_the_api_mutes_a_detector_test(hub: Hub) -> Non
     assert (await hub.api.get("/api/v1/silences", params={"running": "true"})).json() == []
 
 
+async def test_work_orders_over_the_api(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.ack()
+    await eventually(lambda: _received(hub))
+    (alert,) = (await hub.api.get("/api/v1/alerts")).json()
+    due = datetime.fromtimestamp(time.time() + 4 * 3600, UTC).isoformat()
+    path = f"/api/v1/alerts/{alert['id']}/work-orders"
+    unknown = await hub.api.post(path, json={"by": "wang-li", "department": "water", "task": "x", "due_at": due})
+    assert unknown.status_code == 422 and "no department 'water'" in unknown.text
+    body = {"by": "wang-li", "department": "gas-company", "task": "检修燃气管道", "due_at": due}
+    made = await hub.api.post(path, json=body)
+    assert made.status_code == 201 and made.json()["state"] == "dispatched"
+    order = made.json()["id"]
+    step = f"/api/v1/work-orders/{order}"
+    assert (await hub.api.post(f"{step}/accept", json={"by": "zhao-gas"})).json()["state"] == "accepted"
+    no_proof = await hub.api.post(f"{step}/done", json={"by": "zhao-gas"})
+    assert no_proof.status_code == 409 and "after" in no_proof.text
+    proof = {"by": "zhao-gas", "evidence": [{"phase": "after", "url": "https://files.example.cn/a.jpg"}]}
+    done = (await hub.api.post(f"{step}/done", json=proof)).json()
+    assert done["state"] == "done" and done["evidence"][0]["url"] == "https://files.example.cn/a.jpg"
+    assert (await hub.api.post(f"{step}/fly", json={"by": "x"})).status_code == 422
+    assert (await hub.api.post("/api/v1/work-orders/wo-nope/accept", json={"by": "x"})).status_code == 404
+    assert [o["id"] for o in (await hub.api.get(path)).json()] == [order]
+
+    async def paged() -> list[object]:
+        return [b for b in hub.sink.sink.received if b["reason"] == "dispatched"]
+
+    (page,) = await eventually(paged)
+    assert page["recipient"]["id"] == "zhao-gas"  # type: ignore[index]
+
+
 async def _muted(hub: Hub, silence_id: str) -> bool:
     silences = (await hub.api.get("/api/v1/silences")).json()
     return any(s["id"] == silence_id and s["muted"] == 1 for s in silences)

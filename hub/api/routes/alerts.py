@@ -140,7 +140,7 @@ def _lifecycle_errors(alert_id: str) -> Iterator[None]:
     except AlertNotFoundError:
         raise HTTPException(404, f"no alert {alert_id!r}") from None
     except TransitionError as exc:
-        raise HTTPException(409, f"alert {alert_id!r} cannot go from {exc.from_state} to {exc.to_state}") from None
+        raise HTTPException(409, f"alert {exc}") from None
 
 
 @router.post("/alerts/{alert_id}/acknowledge")

@@ -1,0 +1,134 @@
+"""Work orders (协同整治): dispatched from an alert to a department, accepted, done with evidence, verified."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from alerts.service import AlertNotFoundError, TransitionError, WorkOrderNotFoundError
+from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
+from hub.api.deps import Authorized, RuntimeDep
+
+router = APIRouter(tags=["work orders"], dependencies=[Authorized])
+
+STEP_TO_STATE: dict[str, WorkOrderState] = {
+    "accept": WorkOrderState.ACCEPTED,
+    "done": WorkOrderState.DONE,
+    "verify": WorkOrderState.VERIFIED,
+    "reject": WorkOrderState.DISPATCHED,
+    "cancel": WorkOrderState.CANCELLED,
+}
+
+
+class DispatchIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    department: str = Field(min_length=1, max_length=64, description="a department id of the deployment")
+    task: str = Field(min_length=1, max_length=2000)
+    due_at: datetime = Field(description="deadline, ISO 8601 with offset")
+
+
+class EvidenceIn(BaseModel):
+    phase: Literal["before", "after"]
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://\S+$")
+    note: str = Field(default="", max_length=500)
+
+
+class StepIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=2000)
+    evidence: list[EvidenceIn] = Field(default_factory=list, max_length=20)
+
+
+class EvidencePublic(BaseModel):
+    phase: str
+    url: str
+    by: str
+    time: datetime
+    note: str
+
+
+class WorkOrderPublic(BaseModel):
+    id: str
+    alert_id: str
+    department: str
+    task: str
+    state: WorkOrderState
+    due_at: datetime
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    evidence: list[EvidencePublic]
+
+    @classmethod
+    def of(cls, order: WorkOrder) -> "WorkOrderPublic":
+        return cls(
+            id=order.id,
+            alert_id=order.alert_id,
+            department=order.department,
+            task=order.task,
+            state=order.state,
+            due_at=_time(order.due_ms),
+            created_by=order.created_by,
+            created_at=_time(order.created_ms),
+            updated_at=_time(order.updated_ms),
+            evidence=[
+                EvidencePublic(phase=e.phase, url=e.url, by=e.by, time=_time(e.time_ms), note=e.note)
+                for e in order.evidence
+            ],
+        )
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (AlertNotFoundError, WorkOrderNotFoundError) as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionError as exc:
+        raise HTTPException(409, f"work order or alert {exc}") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.post("/alerts/{alert_id}/work-orders", status_code=201)
+async def dispatch(runtime: RuntimeDep, alert_id: str, body: DispatchIn) -> WorkOrderPublic:
+    if body.due_at.tzinfo is None:
+        raise HTTPException(422, "due_at needs an offset (…+08:00 or …Z)")
+    with _errors():
+        order = await runtime.alerts.dispatch(
+            alert_id,
+            department=body.department,
+            task=body.task,
+            due_ms=round(body.due_at.timestamp() * 1000),
+            by=body.by,
+            channel="api",
+        )
+    return WorkOrderPublic.of(order)
+
+
+@router.get("/alerts/{alert_id}/work-orders")
+async def list_work_orders(runtime: RuntimeDep, alert_id: str) -> list[WorkOrderPublic]:
+    if await runtime.alerts.get(alert_id) is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    return [WorkOrderPublic.of(order) for order in await runtime.alerts.work_orders(alert_id)]
+
+
+@router.post("/work-orders/{order_id}/{step}")
+async def work_order_step(
+    runtime: RuntimeDep, order_id: str, step: Literal["accept", "done", "verify", "reject", "cancel"], body: StepIn
+) -> WorkOrderPublic:
+    """accept, done (with an "after" evidence link), verify, reject (back to the department) or cancel."""
+    with _errors():
+        now_ms = round(datetime.now().timestamp() * 1000)
+        evidence = [Evidence(phase=e.phase, url=e.url, by=body.by, time_ms=now_ms, note=e.note) for e in body.evidence]
+        order = await runtime.alerts.work_order_step(
+            order_id, STEP_TO_STATE[step], by=body.by, channel="api", note=body.note, evidence=evidence
+        )
+    return WorkOrderPublic.of(order)
