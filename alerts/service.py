@@ -206,6 +206,11 @@ class AlertService:
         self._max_in_flight = max_in_flight
         self._counters = Counters()
         self._mutex = asyncio.Lock()  # one alert change at a time: dedup reads then writes
+        self._pending: list[tuple[RiskEvent, asyncio.Future[Alert | None]]] = []
+        """Submitted events waiting for the next group commit."""
+        self._sent: list[tuple[str, int]] = []
+        """Delivered notification keys (and when) waiting for the next batched ``mark_sent``."""
+        self._sent_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
         self._lanes: set[tuple[str, str, int]] = set()
@@ -273,25 +278,52 @@ class AlertService:
             event = passed
         if event.status == "firing" and self._is_muted(event):
             return None
+        # Group commit: every event waiting when the mutex frees is judged and committed in one transaction (one
+        # fsync) by whichever submitter gets the mutex first; the others find their result ready.
+        result: asyncio.Future[Alert | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, result))
         async with self._mutex:
+            if not result.done():
+                batch, self._pending = self._pending, []
+                await self._judge_batch(batch)
+        return await result
+
+    async def _judge_batch(self, batch: list[tuple[RiskEvent, asyncio.Future[Alert | None]]]) -> None:
+        """Dedup, grade and route ``batch`` in order and commit every change in one transaction."""
+        try:
             now = self._clock()
-            current = await asyncio.to_thread(self._store.open_alert, event.key)
-            reason: Reason | None
-            if current is None:
-                if event.status == "cleared":
-                    return await self._cleared_after_resolve(event, now)
-                alert, reason, transitions = self._open(event, now)
-            else:
-                alert, reason, transitions = self._update(current, event, now)
-            notifications = self._outbox(alert, reason, now) if reason else []
-            await asyncio.to_thread(self._store.commit, alert, transitions=transitions, notifications=notifications)
-            self._inhibitions.follow(alert)
-        if current is None:
-            self._counters.alerts_opened_total[alert.grade] += 1
-            log.info("alert opened: %s %s grade %s", alert.id, alert.key, alert.grade.name)
-        if notifications:
+            keys = list(dict.fromkeys(event.key for event, _ in batch))
+            current_of = await asyncio.to_thread(self._store.open_alerts, keys)
+            writes: list[tuple[Alert, list[Transition], list[Notification]]] = []
+            outcomes: list[tuple[asyncio.Future[Alert | None], Alert | None, bool]] = []
+            for event, result in batch:
+                current = current_of.get(event.key)
+                reason: Reason | None
+                if current is None:
+                    if event.status == "cleared":
+                        outcomes.append((result, await self._cleared_after_resolve(event, now), False))
+                        continue
+                    alert, reason, transitions = self._open(event, now)
+                else:
+                    alert, reason, transitions = self._update(current, event, now)
+                current_of[event.key] = alert
+                writes.append((alert, transitions, self._outbox(alert, reason, now) if reason else []))
+                outcomes.append((result, alert, current is None))
+            await asyncio.to_thread(self._store.commit_many, writes)
+        except BaseException as exc:
+            for _, result in batch:
+                if not result.done():
+                    result.set_exception(exc)
+            raise
+        for written, _, _ in writes:
+            self._inhibitions.follow(written)
+        for result, outcome, opened in outcomes:
+            if opened and outcome is not None:
+                self._counters.alerts_opened_total[outcome.grade] += 1
+                log.info("alert opened: %s %s grade %s", outcome.id, outcome.key, outcome.grade.name)
+            result.set_result(outcome)
+        if any(notifications for _, _, notifications in writes):
             self._wake.set()
-        return alert
 
     def _is_muted(self, event: RiskEvent) -> bool:
         """A firing event a silence or another mute holds back (counted); cleared events always pass, so an alert
@@ -953,13 +985,22 @@ class AlertService:
                 await self._retry_later(notification, f"{type(exc).__name__}: {exc}")
                 return
             now = self._clock()
-            await asyncio.to_thread(self._store.mark_sent, key, now_ms=now)
+            await self._mark_sent(key, now)
             self._counters.notifications_sent_total += 1
             log.info("notification sent: %s (%d ms after commit)", key, now - notification.created_ms)
         finally:
             self._in_flight.discard(key)
             self._lanes.discard((notification.alert_id, notification.person_id, notification.target_index))
             self._wake.set()
+
+    async def _mark_sent(self, key: str, now: int) -> None:
+        """Record a delivery; deliveries that finish meanwhile are recorded in the same transaction (a crash
+        before it resends them: receivers deduplicate by the idempotency key)."""
+        self._sent.append((key, now))
+        async with self._sent_lock:
+            if self._sent:
+                batch, self._sent = self._sent, []
+                await asyncio.to_thread(self._store.mark_sent_many, batch)
 
     async def _retry_later(self, notification: Notification, error: str) -> None:
         key = notification.key

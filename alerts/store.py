@@ -277,6 +277,90 @@ def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition | Aud
     )
 
 
+def _write_alert(
+    db: sqlite3.Connection,
+    alert: Alert,
+    transitions: Sequence[Transition],
+    notifications: Sequence[Notification],
+    work_order: WorkOrder | None,
+    new_evidence: Sequence[Evidence],
+) -> None:
+    """One alert change inside the caller's transaction: the alert row, a work order, audit rows, notifications."""
+    db.execute(
+        "INSERT INTO alerts (id, key, community, grid, grade, state, revision, first_event, last_event, "
+        "opened_at_ms, updated_at_ms, notified_at_ms, acknowledged_by, acknowledged_at_ms, resolved_by, "
+        "resolved_at_ms, resolved_note, cleared_at_ms, level, escalate_at_ms) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        "grade=excluded.grade, state=excluded.state, revision=excluded.revision, "
+        "last_event=excluded.last_event, updated_at_ms=excluded.updated_at_ms, "
+        "acknowledged_by=excluded.acknowledged_by, acknowledged_at_ms=excluded.acknowledged_at_ms, "
+        "resolved_by=excluded.resolved_by, resolved_at_ms=excluded.resolved_at_ms, "
+        "resolved_note=excluded.resolved_note, cleared_at_ms=excluded.cleared_at_ms, "
+        "level=excluded.level, escalate_at_ms=excluded.escalate_at_ms",
+        (
+            alert.id,
+            alert.key,
+            alert.community,
+            alert.grid,
+            int(alert.grade),
+            alert.state.value,
+            alert.revision,
+            _event_json(alert.first_event),
+            _event_json(alert.last_event),
+            alert.opened_at_ms,
+            alert.updated_at_ms,
+            alert.notified_at_ms,
+            alert.acknowledged_by,
+            alert.acknowledged_at_ms,
+            alert.resolved_by,
+            alert.resolved_at_ms,
+            alert.resolved_note,
+            alert.cleared_at_ms,
+            alert.level,
+            alert.escalate_at_ms,
+        ),
+    )
+    if work_order is not None:
+        _write_work_order(db, work_order, new_evidence)
+    _append_audit(db, transitions)
+    db.executemany(
+        "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
+        "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                n.key,
+                n.alert_id,
+                n.revision,
+                n.reason,
+                n.person_id,
+                n.target_index,
+                n.body,
+                n.status,
+                n.attempts,
+                n.next_attempt_ms,
+                n.last_error,
+                n.created_ms,
+                n.sent_ms,
+            )
+            for n in notifications
+        ],
+    )
+
+
+def _mark_sent_in(db: sqlite3.Connection, key: str, now_ms: int) -> None:
+    _audit_delivery(db, key, now_ms, "delivered")
+    db.execute(
+        "UPDATE notifications SET status='sent', attempts=attempts+1, sent_ms=?, last_error=NULL WHERE key=?",
+        (now_ms, key),
+    )
+    db.execute(
+        "UPDATE alerts SET notified_at_ms = COALESCE(notified_at_ms, ?) "
+        "WHERE id = (SELECT alert_id FROM notifications WHERE key = ?)",
+        (now_ms, key),
+    )
+
+
 def _write_work_order(db: sqlite3.Connection, order: WorkOrder, new_evidence: Sequence[Evidence]) -> None:
     db.execute(
         "INSERT INTO work_orders (id, alert_id, department, task, state, due_ms, created_by, created_ms, updated_ms, "
@@ -483,66 +567,25 @@ class AlertStore:
         """Write ``alert`` (insert or replace), its ``transitions``, pending ``notifications`` and a changed work
         order atomically."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO alerts (id, key, community, grid, grade, state, revision, first_event, last_event, "
-                "opened_at_ms, updated_at_ms, notified_at_ms, acknowledged_by, acknowledged_at_ms, resolved_by, "
-                "resolved_at_ms, resolved_note, cleared_at_ms, level, escalate_at_ms) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "grade=excluded.grade, state=excluded.state, revision=excluded.revision, "
-                "last_event=excluded.last_event, updated_at_ms=excluded.updated_at_ms, "
-                "acknowledged_by=excluded.acknowledged_by, acknowledged_at_ms=excluded.acknowledged_at_ms, "
-                "resolved_by=excluded.resolved_by, resolved_at_ms=excluded.resolved_at_ms, "
-                "resolved_note=excluded.resolved_note, cleared_at_ms=excluded.cleared_at_ms, "
-                "level=excluded.level, escalate_at_ms=excluded.escalate_at_ms",
-                (
-                    alert.id,
-                    alert.key,
-                    alert.community,
-                    alert.grid,
-                    int(alert.grade),
-                    alert.state.value,
-                    alert.revision,
-                    _event_json(alert.first_event),
-                    _event_json(alert.last_event),
-                    alert.opened_at_ms,
-                    alert.updated_at_ms,
-                    alert.notified_at_ms,
-                    alert.acknowledged_by,
-                    alert.acknowledged_at_ms,
-                    alert.resolved_by,
-                    alert.resolved_at_ms,
-                    alert.resolved_note,
-                    alert.cleared_at_ms,
-                    alert.level,
-                    alert.escalate_at_ms,
-                ),
-            )
-            if work_order is not None:
-                _write_work_order(db, work_order, new_evidence)
-            _append_audit(db, transitions)
-            db.executemany(
-                "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
-                "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        n.key,
-                        n.alert_id,
-                        n.revision,
-                        n.reason,
-                        n.person_id,
-                        n.target_index,
-                        n.body,
-                        n.status,
-                        n.attempts,
-                        n.next_attempt_ms,
-                        n.last_error,
-                        n.created_ms,
-                        n.sent_ms,
-                    )
-                    for n in notifications
-                ],
-            )
+            _write_alert(db, alert, transitions, notifications, work_order, new_evidence)
+
+    def commit_many(self, writes: Sequence[tuple[Alert, Sequence[Transition], Sequence[Notification]]]) -> None:
+        """``commit`` several alert changes, in order, in one transaction (one fsync: the service's group commit)."""
+        if not writes:
+            return
+        with self._transaction() as db:
+            for alert, transitions, notifications in writes:
+                _write_alert(db, alert, transitions, notifications, None, ())
+
+    def open_alerts(self, keys: Sequence[str]) -> dict[str, Alert]:
+        """The not-yet-resolved alert of each of ``keys`` that has one."""
+        found: dict[str, Alert] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(f"SELECT * FROM alerts WHERE key IN ({marks}) AND state IN ({_OPEN_SQL})", chunk)
+            found.update((r["key"], _alert_from(r)) for r in rows)
+        return found
 
     def due_escalations(self, *, now_ms: int, limit: int) -> list[Alert]:
         """Alerts whose acknowledgement deadline has passed, most overdue first."""
@@ -651,19 +694,16 @@ class AlertStore:
         value = rows[0]["t"]
         return int(value) if value is not None else None
 
+    def mark_sent_many(self, sent: Sequence[tuple[str, int]]) -> None:
+        """``mark_sent`` for several (key, ms) deliveries in one transaction."""
+        with self._transaction() as db:
+            for key, now_ms in sent:
+                _mark_sent_in(db, key, now_ms)
+
     def mark_sent(self, key: str, *, now_ms: int) -> None:
         """Record that the receiver confirmed ``key`` (and the alert's first notification time), audited."""
         with self._transaction() as db:
-            _audit_delivery(db, key, now_ms, "delivered")
-            db.execute(
-                "UPDATE notifications SET status='sent', attempts=attempts+1, sent_ms=?, last_error=NULL WHERE key=?",
-                (now_ms, key),
-            )
-            db.execute(
-                "UPDATE alerts SET notified_at_ms = COALESCE(notified_at_ms, ?) "
-                "WHERE id = (SELECT alert_id FROM notifications WHERE key = ?)",
-                (now_ms, key),
-            )
+            _mark_sent_in(db, key, now_ms)
 
     # --- silences -----------------------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the strea
 sensors against a bare numpy scatter, bench/anomaly.py), ``detection`` (rules + health + anomaly on the firmware_sim
 incidents against SENSORS.md's norms, false events in a quiet month of >= 2,000 sensors against issue 5's target,
 and their CPU cost on 10,000 sensors against a bare numpy scatter, bench/detection.py; the month's samples are
-simulated once into run/bench-cache, ~10 min on 2 cores).
+simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts`` (risk event → notification received at 1,000
+events/s through the alert service against Prometheus Alertmanager when installed, bench/alerts_latency.py).
 """
 
 import argparse
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bench import (
+    alerts_latency,
     anomaly,
     detection,
     edge_vs_tbgw,
@@ -50,6 +52,7 @@ NAMES = (
     "liveness",
     "anomaly",
     "detection",
+    "alerts",
 )
 
 
@@ -115,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         anomaly.main()
     if "detection" in names:
         detection.main_from_args(args)
+    if "alerts" in names:
+        alerts_latency.report(alerts_latency.run())
     return 0
 
 

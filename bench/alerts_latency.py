@@ -1,0 +1,329 @@
+"""Risk event → notification sent, Anju's alert service against Prometheus Alertmanager, same run (issue 6).
+
+Both deliver to the same webhook receiver, a separate process on loopback (``python -m bench.alerts_latency
+receive``: a threading HTTP server with Nagle off, which records the arrival time of every notification). The
+load is each of ``RATES`` events a second for ``SECONDS`` seconds, every event its own alert (its own group in
+Alertmanager, ``group_by: ['...']``, ``group_wait: 0s``), open loop: each event is due at its own instant whether or
+not the previous ones are done, and its latency is measured from that instant to its arrival at the receiver.
+
+- Anju: ``AlertService.submit`` in this process, each event a task at its instant; the alert, its audit row and its
+  notification are committed to SQLite (WAL, ``synchronous=FULL``) before the delivery task posts the signed
+  webhook — the issue's "alert persisted first".
+- Alertmanager 0.25 (Debian ``prometheus-alertmanager``): one ``POST /api/v2/alerts`` per event over pooled
+  keep-alive connections (the POST time is the event's instant), our own minimal config (one route, one webhook,
+  ``send_resolved: false``), its state in memory and in a temporary ``--storage.path``.
+
+Reported: events sent, notifications received, p50 / p99 latency (ms) for each, and Anju's p99 against the issue's
+target (25 ms) and against Alertmanager's. ``python -m bench alerts`` runs it (~2 min).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import http.server
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, RiskEvent, WebhookReceiver, WebhookTarget
+from hub.demo.processes import free_port, wait_port
+
+__all__ = ["main", "report", "run"]
+
+RATES = (200, 1_000)
+"""Events a second: a busy community's storm, and issue 6's figure (1,000 events/s)."""
+SECONDS = 10.0
+ALERTMANAGER_MAX_RATE = 200
+"""Alertmanager runs only up to this rate: this bench's load generator (httpx in one asyncio process) posted 46
+alerts/s when offered 1,000/s, so above it the reference would measure the generator (the peer recipe reaches
+1,000/s with a threaded generator; not built here)."""
+TARGET_P99_MS = 25.0
+SECRET = "bench-webhook-secret-0123456789"
+ALERTMANAGER_CONFIG = """\
+route:
+  receiver: bench
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 5m
+  repeat_interval: 4h
+receivers:
+  - name: bench
+    webhook_configs:
+      - url: http://127.0.0.1:{port}/hook
+        send_resolved: false
+"""
+
+
+# -- the receiver (its own process) ---------------------------------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+    arrivals: list[tuple[str, float, float]]
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length))
+        now = time.time()
+        if "alerts" in body:  # Alertmanager: a group of alerts, each with our sent_ts annotation
+            rows = [(a["labels"]["id"], now, float(a["annotations"]["sent_ts"])) for a in body["alerts"]]
+        else:  # Anju: one alert; its event time is the instant the event was due
+            rows = [(body["alert_key"], now, body["event_time_ms"] / 1000)]
+        with self.lock:
+            self.arrivals.extend(rows)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _receive(port: int, out: Path, seconds: float) -> int:
+    _Handler.arrivals = []
+    http.server.ThreadingHTTPServer.request_queue_size = 256  # the default backlog of 5 resets bursts of connects
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not out.with_suffix(".stop").exists():
+        time.sleep(0.1)
+    server.shutdown()
+    with _Handler.lock:
+        out.write_text("\n".join(f"{k}\t{a}\t{s}" for k, a, s in _Handler.arrivals), encoding="utf-8")
+    return 0
+
+
+class _Receiver:
+    """The receiver process; ``arrivals()`` stops it and returns (id, arrival s, due s) rows."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.out = workdir / f"arrivals-{self.port}.tsv"
+        command = [sys.executable, "-m", "bench.alerts_latency", "receive", "--port", str(self.port)]
+        self.process = subprocess.Popen([*command, "--out", str(self.out), "--seconds", "300"])
+        if not wait_port(self.port, timeout_s=10):
+            self.process.kill()
+            raise RuntimeError("the bench webhook receiver did not start")
+
+    def arrivals(self) -> list[tuple[str, float, float]]:
+        self.out.with_suffix(".stop").touch()
+        self.process.wait(timeout=30)
+        rows = []
+        for line in self.out.read_text(encoding="utf-8").splitlines():
+            key, arrived, due = line.split("\t")
+            rows.append((key, float(arrived), float(due)))
+        return rows
+
+
+def _summary(sent: int, rows: list[tuple[str, float, float]], elapsed_s: float) -> dict[str, float]:
+    first = {}
+    for key, arrived, due in rows:
+        if key not in first or arrived < first[key][0]:
+            first[key] = (arrived, due)
+    latencies = sorted((arrived - due) * 1000 for arrived, due in first.values())
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+    return {
+        "sent": sent,
+        "received": len(first),
+        "rate": sent / elapsed_s,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": cuts[98] if latencies else float("nan"),
+    }
+
+
+async def _settle(count: Callable[[], int], expected: int, idle_s: float = 5.0) -> None:
+    """Wait until ``count()`` reaches ``expected`` or stops growing for ``idle_s``."""
+    last, since = -1, time.monotonic()
+    while count() < expected:
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > idle_s:
+            return
+        await asyncio.sleep(0.05)
+
+
+# -- Anju -----------------------------------------------------------------------------------------------------
+
+
+def _event(i: int, due_s: float) -> RiskEvent:
+    return RiskEvent(
+        key=f"bench/gas-{i}/gas/level",
+        community="bench",
+        grid="grid-1",
+        sensor=f"gas-{i}",
+        kind="gas",
+        location_zh="基准社区 1栋",
+        rule="level-1 alarm",
+        grade=Grade.III,
+        value=27.4,
+        unit="%LEL",
+        time_ms=round(due_s * 1000),
+        status="firing",
+        source="GB/T 50493-2019 §5.5.2: level-1 alarm",
+        threshold=25.0,
+    )
+
+
+async def _anju(workdir: Path, rate: int, seconds: float) -> dict[str, float]:
+    receiver = _Receiver(workdir)
+    directory = Directory(
+        grids=[Grid(id="grid-1", name="网格", managers=("duty",))],
+        people=[Person(id="duty", name="值班", targets=(WebhookTarget(url=f"http://127.0.0.1:{receiver.port}/hook",
+                                                                      secret=SECRET),))],
+    )  # fmt: skip
+    total = int(rate * seconds)
+    with AlertStore(workdir / "alerts.sqlite3") as store:
+        async with (
+            WebhookReceiver() as webhook,
+            AlertService(store=store, directory=directory, receiver=webhook, max_in_flight=64) as service,
+        ):
+            start = time.time() + 0.2
+            tasks = []
+            for i in range(total):
+                due = start + i / rate
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(service.submit(_event(i, due))))
+            await asyncio.gather(*tasks)
+            elapsed = time.time() - start
+            await _settle(lambda: service.counters.notifications_sent_total, total)
+    return _summary(total, receiver.arrivals(), elapsed)
+
+
+# -- Alertmanager ---------------------------------------------------------------------------------------------
+
+
+def find_alertmanager() -> str | None:
+    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def _start_alertmanager(binary: str, workdir: Path, hook_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    config = workdir / "alertmanager.yml"
+    config.write_text(ALERTMANAGER_CONFIG.format(port=hook_port), encoding="utf-8")
+    port = free_port()
+    with (workdir / "alertmanager.log").open("wb") as log:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.path={workdir / 'am-data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    if not wait_port(port, timeout_s=30):
+        process.kill()
+        raise RuntimeError(f"alertmanager did not listen (see {workdir / 'alertmanager.log'})")
+    return process, port
+
+
+async def _alertmanager(port: int, rate: int, seconds: float) -> tuple[int, float]:
+    """POST the load to Alertmanager; (accepted alerts, seconds it took to send them)."""
+    total = int(rate * seconds)
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=10) as client:
+
+        async def post(i: int) -> bool:
+            alert = {
+                "labels": {"alertname": "bench", "id": f"bench/gas-{i}/gas/level", "severity": "III"},
+                "annotations": {"sent_ts": f"{time.time():.6f}"},
+            }
+            response = await client.post("/api/v2/alerts", json=[alert])
+            return response.status_code == 200
+
+        start = time.time() + 0.2
+        tasks = []
+        for i in range(total):
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(i)))
+        sent = sum(await asyncio.gather(*tasks))
+        elapsed = time.time() - start
+        await asyncio.sleep(3.0)  # group_wait 0s: the last notifications leave within milliseconds
+    return sent, elapsed
+
+
+def run(*, rates: tuple[int, ...] = RATES, seconds: float = SECONDS) -> list[dict[str, dict[str, float]]]:
+    return [_run_at(rate, seconds) for rate in rates]
+
+
+def _run_at(rate: int, seconds: float) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="anju-bench-alerts-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "anju").mkdir()
+        results["anju"] = asyncio.run(_anju(workdir / "anju", rate, seconds))
+        binary = find_alertmanager()
+        if binary is not None and rate <= ALERTMANAGER_MAX_RATE:
+            am_dir = workdir / "am"
+            am_dir.mkdir()
+            receiver = _Receiver(am_dir)
+            process, port = _start_alertmanager(binary, am_dir, receiver.port)
+            try:
+                sent, elapsed = asyncio.run(_alertmanager(port, rate, seconds))
+            finally:
+                process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
+            results["alertmanager"] = _summary(sent, receiver.arrivals(), elapsed)
+    return results
+
+
+def report(runs: list[dict[str, dict[str, float]]], say: Callable[[str], None] = print) -> None:
+    for results in runs:
+        _report_one(results, say)
+
+
+def _report_one(results: dict[str, dict[str, float]], say: Callable[[str], None]) -> None:
+    anju = results["anju"]
+    line = (
+        f"alerts, risk event → notification received ({anju['sent']:,.0f} events offered at "
+        f"{anju['sent'] / SECONDS:,.0f}/s, submitted at {anju['rate']:,.0f}/s, each its "
+        f"own alert, persisted first): Anju {anju['received']:,.0f} delivered, p50 {anju['p50_ms']:.1f} ms, "
+        f"p99 {anju['p99_ms']:.1f} ms (issue 6 target p99 <= {TARGET_P99_MS:g} ms: "
+        f"{'met' if anju['p99_ms'] <= TARGET_P99_MS else 'not met'})"
+    )
+    am = results.get("alertmanager")
+    if am is None:
+        why = (
+            "not installed (apt-get install prometheus-alertmanager)"
+            if find_alertmanager() is None
+            else f"not run above {ALERTMANAGER_MAX_RATE}/s (this bench's generator is the limit there)"
+        )
+        say(line + f"; reference Alertmanager {why}")
+        return
+    say(
+        line + f"; reference Alertmanager (state in memory; its Python load generator posted at {am['rate']:,.0f}/s) "
+        f"{am['received']:,.0f} of {am['sent']:,.0f} delivered, "
+        f"p50 {am['p50_ms']:.1f} ms, p99 {am['p99_ms']:.1f} ms; p99 ratio Anju / Alertmanager "
+        f"{anju['p99_ms'] / am['p99_ms']:.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.alerts_latency", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    receive = commands.add_parser("receive", help="the webhook receiver process")
+    receive.add_argument("--port", type=int, required=True)
+    receive.add_argument("--out", required=True)
+    receive.add_argument("--seconds", type=float, default=300)
+    args = parser.parse_args(argv)
+    if args.command == "receive":
+        return _receive(args.port, Path(args.out), args.seconds)
+    report(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
