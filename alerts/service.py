@@ -390,14 +390,8 @@ class AlertService:
         alert = dataclasses.replace(
             waiting, last_event=event, cleared_at_ms=event.time_ms, updated_at_ms=now, escalate_at_ms=None
         )
-        transition = Transition(
-            alert_id=alert.id,
-            from_state=alert.state,
-            to_state=alert.state,
-            by=SYSTEM,
-            channel="event",
-            time_ms=now,
-            note="condition cleared after it was resolved 处置后已恢复",
+        transition = self._audit_row(
+            alert, SYSTEM, "event", now, "condition cleared after it was resolved 处置后已恢复"
         )
         await asyncio.to_thread(self._store.commit, alert, transitions=[transition])
         self._inhibitions.follow(alert)
@@ -455,19 +449,7 @@ class AlertService:
             elif current.cleared_at_ms is not None:
                 alert = dataclasses.replace(alert, revision=current.revision + 1, cleared_at_ms=None)
                 reason, note = Reason.REFIRED, "fired again after clearing 再次触发"
-        transitions = []
-        if reason is not None:
-            transitions.append(
-                Transition(
-                    alert_id=alert.id,
-                    from_state=alert.state,
-                    to_state=alert.state,
-                    by=SYSTEM,
-                    channel="event",
-                    time_ms=now,
-                    note=note,
-                )
-            )
+        transitions = [self._audit_row(alert, SYSTEM, "event", now, note)] if reason is not None else []
         return alert, reason, transitions
 
     def _level_name(self, alert: Alert, level: int) -> str:

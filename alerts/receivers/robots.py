@@ -32,13 +32,13 @@ import httpx
 
 from alerts.directory import DingTalkTarget, WeComTarget
 from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
+from alerts.receivers.http import post, raise_for_status
 
 __all__ = ["WECOM_MAX_BYTES", "dingtalk_sign", "markdown", "post_robot", "robot_request"]
 
 WECOM_MAX_BYTES = 4096
 _RETRYABLE_CODES = {"wecom": frozenset({45009, -1}), "dingtalk": frozenset({130101, -1})}
 """Per app, the error codes worth a retry: rate limits, and -1 "system busy" (both apps use it)."""
-_RETRYABLE_STATUS = frozenset({408, 429})
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
@@ -98,18 +98,12 @@ async def post_robot(
     app = "wecom" if isinstance(target, WeComTarget) else "dingtalk"
     url, params, payload = robot_request(target, body, int(clock_s() * 1000))
     full = f"{url}?{urllib.parse.urlencode(params)}"
-    try:
-        response = await client.post(full, content=payload, headers={"Content-Type": "application/json; charset=utf-8"})
-    except httpx.TimeoutException as exc:
-        raise RetryableDeliveryError(f"{app}: timeout: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
-        raise RetryableDeliveryError(f"{app}: transport: {type(exc).__name__}: {exc}") from exc
-    except httpx.InvalidURL as exc:
-        raise PermanentDeliveryError(f"{app}: invalid URL: {exc}") from exc
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    response = await post(client, full, content=payload, headers=headers, what=f"{app}: ")
+    if response.status_code != 200:
+        raise_for_status(response, f"{app}: ")
+        raise PermanentDeliveryError(f"{app}: unexpected status", status=response.status_code)  # a 2xx, not 200
     status = response.status_code
-    if status != 200:
-        error = RetryableDeliveryError if status in _RETRYABLE_STATUS or status >= 500 else PermanentDeliveryError
-        raise error(f"{app}: {response.reason_phrase or 'error'}", status=status)
     try:
         answer = response.json()
         code = int(answer.get("errcode", -2))

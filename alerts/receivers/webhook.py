@@ -20,7 +20,7 @@ from types import TracebackType
 import httpx
 
 from alerts.directory import DingTalkTarget, Target, WeComTarget
-from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
+from alerts.receivers.http import post, raise_for_status
 from alerts.receivers.robots import post_robot
 
 __all__ = ["DEFAULT_TIMEOUT_S", "WebhookReceiver", "sign"]
@@ -28,8 +28,6 @@ __all__ = ["DEFAULT_TIMEOUT_S", "WebhookReceiver", "sign"]
 DEFAULT_TIMEOUT_S = 5.0
 """Per request. GB/T 45839-2025 allows 15 s platform → people over two channels; one slow receiver must
 not use it all, and a retry comes after 1 s."""
-
-_RETRYABLE_STATUS = frozenset({408, 429})
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -83,18 +81,5 @@ class WebhookReceiver:
             "X-Anju-Signature": sign(target.secret, timestamp, body),
             "User-Agent": "anju-alerts/1",
         }
-        try:
-            response = await self._client.post(target.url, content=body, headers=headers, timeout=self._timeout)
-        except httpx.TimeoutException as exc:
-            raise RetryableDeliveryError(f"timeout: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise RetryableDeliveryError(f"transport: {type(exc).__name__}: {exc}") from exc
-        except httpx.InvalidURL as exc:
-            raise PermanentDeliveryError(f"invalid URL: {exc}") from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        reason = response.reason_phrase or "error"
-        if status in _RETRYABLE_STATUS or status >= 500:
-            raise RetryableDeliveryError(reason, status=status)
-        raise PermanentDeliveryError(reason, status=status)
+        response = await post(self._client, target.url, content=body, headers=headers, limits=self._timeout)
+        raise_for_status(response, "")
