@@ -48,9 +48,23 @@ __all__ = ["AlertStore", "AuditReport", "Notification", "NotificationStatus", "a
 
 NotificationStatus = Literal["pending", "sent", "failed"]
 
+_TRANSITIONS = """(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    by TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    prev_hash TEXT,
+    hash TEXT
+)"""
+"""The audit log's columns: ``alert_id`` is its subject (an alert, or a silence's id)."""
+
 _OPEN_SQL = ", ".join(f"'{state.value}'" for state in OPEN_STATES)
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
     key TEXT NOT NULL,
@@ -74,18 +88,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     escalate_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, opened_at_ms);
-CREATE TABLE IF NOT EXISTS transitions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    by TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    note TEXT NOT NULL,
-    prev_hash TEXT,
-    hash TEXT
-);
+CREATE TABLE IF NOT EXISTS transitions {_TRANSITIONS};
 CREATE INDEX IF NOT EXISTS transitions_by_alert ON transitions(alert_id, seq);
 CREATE TABLE IF NOT EXISTS notifications (
     key TEXT PRIMARY KEY,
@@ -141,19 +144,8 @@ CREATE TABLE IF NOT EXISTS work_order_evidence (
 );
 """
 
-_UNCHAINED_SUBJECTS = """
-CREATE TABLE transitions_rebuilt (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    by TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    note TEXT NOT NULL,
-    prev_hash TEXT,
-    hash TEXT
-);
+_UNCHAINED_SUBJECTS = f"""
+CREATE TABLE transitions_rebuilt {_TRANSITIONS};
 INSERT INTO transitions_rebuilt SELECT seq, alert_id, from_state, to_state, by, channel, time_ms, note, prev_hash, hash
     FROM transitions ORDER BY seq;
 DROP TABLE transitions;
