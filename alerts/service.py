@@ -33,9 +33,10 @@ from typing import Any
 from alerts.directory import Directory, Target
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
+from alerts.hazards import REVIEW_EVERY_MS, Hazard, HazardState
 from alerts.inhibit import Inhibitions
 from alerts.message import Reason, iso8601, notification_body
-from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
+from alerts.model import OPEN_STATES, Alert, AlertState, EventStatus, Grade, RiskEvent, Transition
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
@@ -49,6 +50,7 @@ __all__ = [
     "AlertService",
     "Clock",
     "Counters",
+    "HazardNotFoundError",
     "TransitionError",
     "WorkOrderNotFoundError",
     "wall_clock_ms",
@@ -110,6 +112,14 @@ def _order_json(order: WorkOrder, department: Department | None) -> dict[str, An
         "state": order.state.value,
         "due": iso8601(order.due_ms),
     }
+
+
+class HazardNotFoundError(LookupError):
+    """No hazard register entry has this id."""
+
+    def __init__(self, hazard_id: str) -> None:
+        super().__init__(f"no hazard {hazard_id!r}")
+        self.hazard_id = hazard_id
 
 
 class AlertNotFoundError(LookupError):
@@ -648,6 +658,113 @@ class AlertService:
         """The audit trail of ``alert_id``, oldest first."""
         return await asyncio.to_thread(self._store.transitions, alert_id)
 
+    # --- hazard register (隐患台账) --------------------------------------------------------------------------
+
+    async def register_hazard(
+        self,
+        *,
+        grid: str,
+        place: str,
+        title: str,
+        grade: Grade,
+        owner: str,
+        by: str,
+        channel: str,
+        community: str,
+        alerts: Sequence[str] = (),
+    ) -> Hazard:
+        """Put a recurring hazard in the register; its first review is due one grade interval from now."""
+        if self._directory.grid(grid) is None:
+            raise ValueError(f"no grid {grid!r}")
+        if self._directory.person(owner) is None:
+            raise ValueError(f"no person {owner!r} to own the hazard")
+        for alert_id in alerts:
+            if await self.get(alert_id) is None:
+                raise AlertNotFoundError(alert_id)
+        now = self._clock()
+        hazard = Hazard(
+            community=community,
+            grid=grid,
+            place=place,
+            title=title,
+            grade=grade,
+            owner=owner,
+            created_by=by,
+            created_ms=now,
+            next_review_ms=now + REVIEW_EVERY_MS[grade],
+            alerts=tuple(alerts),
+        )
+        note = (
+            f"hazard registered: {title} at {place}, grade {grade.name}, owner {owner}, "
+            f"first review {iso8601(hazard.next_review_ms)}"
+        )
+        await asyncio.to_thread(self._store.save_hazard, hazard, (hazard.id, None, "open", by, channel, now, note))
+        return hazard
+
+    async def review_hazard(
+        self, hazard_id: str, *, by: str, channel: str, finding: str, close: bool = False
+    ) -> Hazard:
+        """Record a review (who, what was found); the next is due one grade interval later, or the entry closes.
+        Clears the hazard's overdue-review alert if one is open."""
+        if not finding:
+            raise ValueError("a review needs what was found")
+        current = await asyncio.to_thread(self._store.hazard, hazard_id)
+        if current is None:
+            raise HazardNotFoundError(hazard_id)
+        if current.state is HazardState.CLOSED:
+            raise TransitionError(hazard_id, "closed", "reviewed")
+        now = self._clock()
+        hazard = dataclasses.replace(
+            current,
+            last_review_ms=now,
+            last_finding=finding,
+            next_review_ms=now + REVIEW_EVERY_MS[current.grade],
+            state=HazardState.CLOSED if close else HazardState.OPEN,
+        )
+        to = "closed" if close else "open"
+        note = f"hazard reviewed: {finding}" + (
+            "; closed" if close else f"; next review {iso8601(hazard.next_review_ms)}"
+        )
+        await asyncio.to_thread(
+            self._store.save_hazard, hazard, (hazard_id, current.state.value, to, by, channel, now, note)
+        )
+        if current.overdue_ms is not None:
+            await self.submit(self._review_event(hazard, now, "cleared"))
+        return hazard
+
+    async def hazards(self, *, open_only: bool = False) -> list[Hazard]:
+        """The register, soonest review first."""
+        return await asyncio.to_thread(self._store.hazards, state=HazardState.OPEN if open_only else None)
+
+    async def _raise_overdue_reviews(self, now: int) -> None:
+        """An alert for each open hazard whose review date passed (once per date)."""
+        for hazard in await asyncio.to_thread(self._store.overdue_hazards, now_ms=now):
+            marked = dataclasses.replace(hazard, overdue_ms=hazard.next_review_ms)
+            note = f"review overdue since {iso8601(hazard.next_review_ms)}: alert {hazard.review_key}"
+            await asyncio.to_thread(
+                self._store.save_hazard, marked, (hazard.id, "open", "open", SYSTEM, "timer", now, note)
+            )
+            await self.submit(self._review_event(hazard, now, "firing"))
+
+    def _review_event(self, hazard: Hazard, now: int, status: EventStatus) -> RiskEvent:
+        grade = Grade.III if hazard.grade in (Grade.I, Grade.II) else Grade.IV
+        return RiskEvent(
+            key=hazard.review_key,
+            community=hazard.community,
+            grid=hazard.grid,
+            sensor=hazard.id,
+            kind="hazard",
+            location_zh=hazard.place,
+            rule="review overdue",
+            rule_zh="隐患复查逾期",
+            grade=grade,
+            value=max(0, now - hazard.next_review_ms) / 86_400_000,
+            unit="d",
+            time_ms=now,
+            status=status,
+            source=f"Anju hazard register: {hazard.title} (grade {hazard.grade.name}), owner {hazard.owner}",
+        )
+
     # --- work orders (协同整治) -----------------------------------------------------------------------------
 
     async def dispatch(
@@ -824,6 +941,7 @@ class AlertService:
                 self._wake.set()
         if changed:
             self._wake.set()
+        await self._raise_overdue_reviews(now)  # outside the mutex: it submits events
         return changed
 
     async def _timer_fired(self, current: Alert, now: int) -> tuple[Alert, Transition, Reason | None] | None:

@@ -1,6 +1,6 @@
 """The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
 
-One database file per hub. Six tables:
+One database file per hub. Seven tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
@@ -12,6 +12,7 @@ One database file per hub. Six tables:
   rebuild the whole chain after a change; the head hash, which ``verify`` prints, is what to record elsewhere.
 * ``silences`` — maintenance windows (``alerts.silence``): which events they mute, from when to when, who set them
   and why, and how many events they muted.
+* ``hazards`` — the hazard register (``alerts.hazards``), its changes audited under the hazard's id.
 * ``work_orders`` and ``work_order_evidence`` — remediation dispatched from alerts to departments, with before and
   after evidence links (``alerts.work_orders``); their steps are audited in ``transitions`` under the alert.
 * ``notifications`` — the outbox. Its primary key is the idempotency key
@@ -39,6 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from alerts.hazards import Hazard, HazardState
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.silence import Silence, SilenceMatch
 from alerts.stats import AlertTimes
@@ -133,6 +135,24 @@ CREATE TABLE IF NOT EXISTS work_orders (
 );
 CREATE INDEX IF NOT EXISTS work_orders_by_alert ON work_orders(alert_id);
 CREATE INDEX IF NOT EXISTS work_orders_by_due ON work_orders(state, due_ms);
+CREATE TABLE IF NOT EXISTS hazards (
+    id TEXT PRIMARY KEY,
+    community TEXT NOT NULL,
+    grid TEXT NOT NULL,
+    place TEXT NOT NULL,
+    title TEXT NOT NULL,
+    grade INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    next_review_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    last_review_ms INTEGER,
+    last_finding TEXT NOT NULL,
+    alerts TEXT NOT NULL,
+    overdue_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS hazards_due ON hazards(state, next_review_ms);
 CREATE TABLE IF NOT EXISTS work_order_evidence (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     work_order_id TEXT NOT NULL REFERENCES work_orders(id),
@@ -398,6 +418,26 @@ def _audit_delivery(db: sqlite3.Connection, key: str, now_ms: int, outcome: str)
         note=note,
     )
     _append_audit(db, [audit])
+
+
+def _hazard_from(r: sqlite3.Row) -> Hazard:
+    return Hazard(
+        id=r["id"],
+        community=r["community"],
+        grid=r["grid"],
+        place=r["place"],
+        title=r["title"],
+        grade=Grade(r["grade"]),
+        owner=r["owner"],
+        created_by=r["created_by"],
+        created_ms=r["created_ms"],
+        next_review_ms=r["next_review_ms"],
+        state=HazardState(r["state"]),
+        last_review_ms=r["last_review_ms"],
+        last_finding=r["last_finding"],
+        alerts=tuple(json.loads(r["alerts"])),
+        overdue_ms=r["overdue_ms"],
+    )
 
 
 def _silence_from(r: sqlite3.Row) -> Silence:
@@ -751,6 +791,59 @@ class AlertStore:
         """Add to each silence's count of muted events."""
         with self._transaction() as db:
             db.executemany("UPDATE silences SET muted = muted + ? WHERE id = ?", [(n, i) for i, n in counts.items()])
+
+    # --- hazard register ----------------------------------------------------------------------------------
+
+    def save_hazard(self, hazard: Hazard, audit: AuditFields) -> None:
+        """Insert or update a register entry and audit the change (subject: the hazard's id)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO hazards (id, community, grid, place, title, grade, owner, created_by, created_ms, "
+                "next_review_ms, state, last_review_ms, last_finding, alerts, overdue_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET grade=excluded.grade, "
+                "owner=excluded.owner, next_review_ms=excluded.next_review_ms, state=excluded.state, "
+                "last_review_ms=excluded.last_review_ms, last_finding=excluded.last_finding, "
+                "alerts=excluded.alerts, overdue_ms=excluded.overdue_ms",
+                (
+                    hazard.id,
+                    hazard.community,
+                    hazard.grid,
+                    hazard.place,
+                    hazard.title,
+                    int(hazard.grade),
+                    hazard.owner,
+                    hazard.created_by,
+                    hazard.created_ms,
+                    hazard.next_review_ms,
+                    hazard.state.value,
+                    hazard.last_review_ms,
+                    hazard.last_finding,
+                    json.dumps(list(hazard.alerts)),
+                    hazard.overdue_ms,
+                ),
+            )
+            _append_audit(db, [audit])
+
+    def hazards(self, *, state: HazardState | None = None) -> list[Hazard]:
+        """Register entries, the soonest review first."""
+        if state is None:
+            rows = self._query("SELECT * FROM hazards ORDER BY next_review_ms, id")
+        else:
+            rows = self._query("SELECT * FROM hazards WHERE state = ? ORDER BY next_review_ms, id", (state.value,))
+        return [_hazard_from(r) for r in rows]
+
+    def hazard(self, hazard_id: str) -> Hazard | None:
+        rows = self._query("SELECT * FROM hazards WHERE id = ?", (hazard_id,))
+        return _hazard_from(rows[0]) if rows else None
+
+    def overdue_hazards(self, *, now_ms: int) -> list[Hazard]:
+        """Open entries past their review date whose overdue alert was not raised yet for that date."""
+        rows = self._query(
+            "SELECT * FROM hazards WHERE state = 'open' AND next_review_ms <= ? "
+            "AND (overdue_ms IS NULL OR overdue_ms != next_review_ms) ORDER BY next_review_ms, id",
+            (now_ms,),
+        )
+        return [_hazard_from(r) for r in rows]
 
     # --- work orders --------------------------------------------------------------------------------------
 

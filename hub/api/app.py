@@ -10,6 +10,7 @@ from hub.api.routes import (
     alerts,
     dead_letters,
     gateways,
+    hazards,
     health,
     metrics,
     readings,
@@ -41,7 +42,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (health, readings, alerts, silences, work_orders, dead_letters, gateways, sensors):
+    for module in (health, readings, alerts, silences, work_orders, hazards, dead_letters, gateways, sensors):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)
     return app

@@ -204,6 +204,23 @@ async def test_work_orders_over_the_api(hub: Hub) -> None:
     assert page["recipient"]["id"] == "zhao-gas"  # type: ignore[index]
 
 
+async def test_the_hazard_register_over_the_api(hub: Hub) -> None:
+    body = {"by": "wang-li", "grid": "grid-1", "place": "1栋1层充电走廊", "title": "电动车违规充电", "grade": "II",
+            "owner": "wang-li"}  # fmt: skip
+    made = await hub.api.post("/api/v1/hazards", json=body)
+    assert made.status_code == 201 and made.json()["review_overdue"] is False
+    hazard = made.json()["id"]
+    assert (await hub.api.post("/api/v1/hazards", json={**body, "grade": "V"})).status_code == 422
+    assert (await hub.api.post("/api/v1/hazards", json={**body, "owner": "nobody"})).status_code == 422
+    assert (await hub.api.post("/api/v1/hazards", json={**body, "alerts": ["al-nope"]})).status_code == 404
+    review = {"by": "wang-li", "finding": "已安装集中充电桩", "close": True}
+    closed = await hub.api.post(f"/api/v1/hazards/{hazard}/review", json=review)
+    assert closed.json()["state"] == "closed" and closed.json()["last_finding"] == "已安装集中充电桩"
+    assert (await hub.api.post(f"/api/v1/hazards/{hazard}/review", json=review)).status_code == 409
+    assert (await hub.api.post("/api/v1/hazards/hz-nope/review", json=review)).status_code == 404
+    assert (await hub.api.get("/api/v1/hazards", params={"open_only": "true"})).json() == []
+
+
 async def _muted(hub: Hub, silence_id: str) -> bool:
     silences = (await hub.api.get("/api/v1/silences")).json()
     return any(s["id"] == silence_id and s["muted"] == 1 for s in silences)

@@ -1,0 +1,116 @@
+"""``/api/v1/hazards``: the hazard register (隐患台账) — register a recurring hazard, review it, close it."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from alerts.hazards import Hazard, HazardState
+from alerts.model import Grade
+from alerts.service import AlertNotFoundError, HazardNotFoundError, TransitionError
+from hub.api.deps import Authorized, RuntimeDep
+
+router = APIRouter(tags=["hazards"], dependencies=[Authorized])
+
+
+class HazardIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    grid: str = Field(min_length=1, max_length=64)
+    place: str = Field(min_length=1, max_length=200, description="where, e.g. 2栋1层电动车充电走廊")
+    title: str = Field(min_length=1, max_length=500)
+    grade: str = Field(pattern="^(I|II|III|IV)$")
+    owner: str = Field(min_length=1, max_length=64, description="person id responsible for it")
+    alerts: list[str] = Field(default_factory=list, max_length=100, description="ids of the alerts that showed it")
+
+
+class ReviewIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    finding: str = Field(min_length=1, max_length=2000)
+    close: bool = Field(default=False, description="the hazard is removed for good")
+
+
+class HazardPublic(BaseModel):
+    id: str
+    grid: str
+    place: str
+    title: str
+    grade: str
+    owner: str
+    state: HazardState
+    next_review: datetime
+    last_review: datetime | None
+    last_finding: str
+    alerts: list[str]
+    review_overdue: bool
+
+    @classmethod
+    def of(cls, hazard: Hazard, now_ms: int) -> "HazardPublic":
+        return cls(
+            id=hazard.id,
+            grid=hazard.grid,
+            place=hazard.place,
+            title=hazard.title,
+            grade=hazard.grade.name,
+            owner=hazard.owner,
+            state=hazard.state,
+            next_review=_time(hazard.next_review_ms),
+            last_review=None if hazard.last_review_ms is None else _time(hazard.last_review_ms),
+            last_finding=hazard.last_finding,
+            alerts=list(hazard.alerts),
+            review_overdue=hazard.state is HazardState.OPEN and hazard.next_review_ms <= now_ms,
+        )
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+def _now_ms() -> int:
+    return round(datetime.now().timestamp() * 1000)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (HazardNotFoundError, AlertNotFoundError) as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionError as exc:
+        raise HTTPException(409, f"hazard {exc}") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.post("/hazards", status_code=201)
+async def register(runtime: RuntimeDep, body: HazardIn) -> HazardPublic:
+    with _errors():
+        hazard = await runtime.alerts.register_hazard(
+            community=runtime.registry.community,
+            grid=body.grid,
+            place=body.place,
+            title=body.title,
+            grade=Grade[body.grade],
+            owner=body.owner,
+            by=body.by,
+            channel="api",
+            alerts=body.alerts,
+        )
+    return HazardPublic.of(hazard, _now_ms())
+
+
+@router.get("/hazards")
+async def list_hazards(runtime: RuntimeDep, open_only: Annotated[bool, Query()] = False) -> list[HazardPublic]:
+    now = _now_ms()
+    return [HazardPublic.of(h, now) for h in await runtime.alerts.hazards(open_only=open_only)]
+
+
+@router.post("/hazards/{hazard_id}/review")
+async def review(runtime: RuntimeDep, hazard_id: str, body: ReviewIn) -> HazardPublic:
+    with _errors():
+        hazard = await runtime.alerts.review_hazard(
+            hazard_id, by=body.by, channel="api", finding=body.finding, close=body.close
+        )
+    return HazardPublic.of(hazard, _now_ms())
