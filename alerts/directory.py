@@ -18,6 +18,7 @@ from alerts.roster import Roster
 __all__ = [
     "DingTalkTarget",
     "Directory",
+    "EmailTarget",
     "Grid",
     "Person",
     "QuietHours",
@@ -73,8 +74,20 @@ class DingTalkTarget:
             raise ValueError(f"DingTalkTarget for {self.url!r} needs the access token and the signing secret")
 
 
-Target = WebhookTarget | WeComTarget | DingTalkTarget
-"""Where one notification of a person goes: Anju's signed webhook, a WeCom group robot or a DingTalk robot."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailTarget:
+    """An email address, reached through the deployment's SMTP server (``alerts.receivers.email``)."""
+
+    address: str
+
+    def __post_init__(self) -> None:
+        local, _, domain = self.address.partition("@")
+        if not local or "." not in domain or any(c.isspace() for c in self.address):
+            raise ValueError(f"EmailTarget needs an address like name@example.cn, got {self.address!r}")
+
+
+Target = WebhookTarget | WeComTarget | DingTalkTarget | EmailTarget
+"""Where one notification of a person goes: Anju's signed webhook, a WeCom group robot, a DingTalk robot or email."""
 
 
 def _http_url(url: str, what: str) -> None:

@@ -24,6 +24,7 @@ from ruamel.yaml.error import YAMLError
 from alerts.directory import (
     DingTalkTarget,
     Directory,
+    EmailTarget,
     Grid,
     Person,
     QuietHours,
@@ -33,6 +34,7 @@ from alerts.directory import (
 )
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import Grade
+from alerts.receivers.email import SmtpServer
 from alerts.roster import Roster, Shift
 from alerts.work_orders import Department
 from protocol.kinds import KINDS
@@ -72,10 +74,13 @@ class CommunityConfig(_Strict):
 class ChannelConfig(_Strict):
     """Where a person's notifications go. ``webhook``: Anju's signed JSON (``secret*`` keys the signature);
     ``wecom``: a WeCom group robot (``url`` the robot endpoint, ``secret*`` its key); ``dingtalk``: a DingTalk robot
-    with signing (``secret*`` its ``SEC…`` signing secret, ``token_file``/``token_env`` its access token)."""
+    with signing (``secret*`` its ``SEC…`` signing secret, ``token_file``/``token_env`` its access token);
+    ``email``: ``address``, through the deployment's ``smtp`` server (no secret of its own)."""
 
-    type: Literal["webhook", "wecom", "dingtalk"]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    type: Literal["webhook", "wecom", "dingtalk", "email"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")] | None = None
+    address: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    """For ``email``: the address (sent through the deployment's ``smtp`` server)."""
     secret: SecretStr | None = None
     secret_file: str | None = None
     secret_env: str | None = None
@@ -163,6 +168,19 @@ class RosterConfig(_Strict):
     holidays: list[HolidayConfig] = Field(default_factory=list)
     overrides: list[OverrideConfig] = Field(default_factory=list)
     fallback: list[Id] = Field(default_factory=list)
+
+
+class SmtpConfig(_Strict):
+    """The mail server email channels go out through (alerts/receivers/email.py)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    sender: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    starttls: bool = True
+    username: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, min_length=1)
+    password_env: str | None = Field(default=None, min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
 class DepartmentConfig(_Strict):
@@ -260,6 +278,7 @@ class Deployment(_Strict):
     escalation: EscalationConfig = EscalationConfig()
     rosters: list[RosterConfig] = Field(default_factory=list)
     departments: list[DepartmentConfig] = Field(default_factory=list)
+    smtp: SmtpConfig | None = None
     rules: dict[str, Any] | None = None
     """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
     ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
@@ -344,6 +363,15 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             except (ValueError, KeyError) as exc:
                 yield ("people", index, "quiet_hours"), person.quiet_hours.start, str(exc)
         for c_index, channel in enumerate(person.channels):
+            at_channel = ("people", index, "channels", c_index)
+            if channel.type == "email":
+                if channel.address is None or channel.url is not None:
+                    yield at_channel, channel.type, "an email channel takes an address (and no url)"
+                elif deployment.smtp is None:
+                    yield at_channel, channel.address, "an email channel needs the deployment's smtp server"
+                continue
+            if channel.url is None or channel.address is not None:
+                yield at_channel, channel.type, f"a {channel.type} channel takes a url (and no address)"
             given = [channel.secret is not None, channel.secret_file is not None, channel.secret_env is not None]
             if sum(given) != 1:
                 yield (
@@ -585,13 +613,20 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
                     yield ConfigIssue(_path_text(at), _line_of(document, at), file, str(exc))
     for p_index, person in enumerate(deployment.people):
         for c_index, channel in enumerate(person.channels):
-            if channel.type == "dingtalk" and channel.token_file is None and channel.token_env is None:
-                continue  # reported with the channel's shape
+            no_token = channel.type == "dingtalk" and channel.token_file is None and channel.token_env is None
+            if no_token or channel.type == "email" or channel.url is None:
+                continue  # no secret of its own, or reported with the channel's shape
             try:
                 channel_target(channel, base)
             except ValueError as exc:
                 loc = ("people", p_index, "channels", c_index)
                 yield ConfigIssue(_path_text(loc), _line_of(document, loc), channel.url, str(exc))
+    if deployment.smtp is not None:
+        try:
+            build_smtp(deployment, base)
+        except ValueError as exc:
+            smtp_at: tuple[str, ...] = ("smtp",)
+            yield ConfigIssue(_path_text(smtp_at), _line_of(document, smtp_at), deployment.smtp.host, str(exc))
 
 
 def read_secret_file(file: str, base: Path) -> str:
@@ -644,6 +679,12 @@ def resolve_token(channel: ChannelConfig, base: Path) -> str:
 
 def channel_target(channel: ChannelConfig, base: Path) -> Target:
     """The alerts package's target for one channel, secrets resolved (ValueError naming what is missing)."""
+    if channel.type == "email":
+        if channel.address is None:
+            raise ValueError("an email channel takes an address")
+        return EmailTarget(address=channel.address)
+    if channel.url is None:
+        raise ValueError(f"a {channel.type} channel takes a url")
     secret = resolve_secret(channel, base)
     if channel.type == "wecom":
         return WeComTarget(url=channel.url, key=secret)
@@ -666,6 +707,29 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
     grids = [Grid(id=grid.id, name=grid.name, managers=tuple(grid.managers)) for grid in deployment.grids]
     rosters = [build_roster(roster) for roster in deployment.rosters]
     return Directory(grids=grids, people=people, rosters=rosters)
+
+
+def build_smtp(deployment: Deployment, base: Path) -> SmtpServer | None:
+    """The deployment's mail server, password resolved (None when it has none)."""
+    config = deployment.smtp
+    if config is None:
+        return None
+    password = None
+    if config.password_file is not None:
+        password = read_secret_file(config.password_file, base)
+    elif config.password_env is not None:
+        password = os.environ.get(config.password_env, "").strip() or None
+        if password is None:
+            raise ValueError(f"environment variable {config.password_env} is not set")
+    return SmtpServer(
+        host=config.host,
+        port=config.port,
+        sender=config.sender,
+        starttls=config.starttls,
+        username=config.username,
+        password=password,
+        timeout_s=config.timeout_s,
+    )
 
 
 def build_departments(deployment: Deployment) -> list[Department]:

@@ -24,6 +24,7 @@ from hub.config import (
     build_departments,
     build_directory,
     build_escalation,
+    build_smtp,
     load_deployment,
     rule_contexts,
 )
@@ -215,7 +216,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     alert_store = AlertStore(settings.alerts_path)
     try:
         async with (
-            WebhookReceiver() as receiver,
+            WebhookReceiver(smtp=build_smtp(deployment, settings.deployment.parent)) as receiver,
             AlertService(
                 store=alert_store,
                 directory=directory,

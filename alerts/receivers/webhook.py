@@ -19,7 +19,9 @@ from types import TracebackType
 
 import httpx
 
-from alerts.directory import DingTalkTarget, Target, WeComTarget
+from alerts.directory import DingTalkTarget, EmailTarget, Target, WeComTarget
+from alerts.receivers.base import PermanentDeliveryError
+from alerts.receivers.email import SmtpServer, send_email
 from alerts.receivers.http import post, raise_for_status
 from alerts.receivers.robots import post_robot
 
@@ -37,8 +39,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookReceiver:
-    """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``. Every HTTP channel
-    goes through it: Anju's signed webhook here, WeCom and DingTalk robots in :mod:`alerts.receivers.robots`."""
+    """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``. Every channel goes
+    through it: Anju's signed webhook here, WeCom and DingTalk robots in :mod:`alerts.receivers.robots`, and email
+    through ``smtp`` (:mod:`alerts.receivers.email`) when a server is configured."""
 
     def __init__(
         self,
@@ -46,11 +49,13 @@ class WebhookReceiver:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         clock_s: Callable[[], float] = time.time,
         client: httpx.AsyncClient | None = None,
+        smtp: SmtpServer | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         self._timeout = httpx.Timeout(timeout_s)
         self._clock_s = clock_s
+        self._smtp = smtp
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
 
@@ -72,6 +77,11 @@ class WebhookReceiver:
         permanent delivery error on failure."""
         if isinstance(target, WeComTarget | DingTalkTarget):
             await post_robot(self._client, target, body, clock_s=self._clock_s)
+            return
+        if isinstance(target, EmailTarget):
+            if self._smtp is None:
+                raise PermanentDeliveryError("email: no SMTP server is configured (deployment smtp:)")
+            await send_email(self._smtp, target, body, idempotency_key)
             return
         timestamp = int(self._clock_s())
         headers = {

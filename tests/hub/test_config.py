@@ -6,7 +6,7 @@ import pytest
 from alerts.model import Grade
 from edge.config import parse_config_text
 from hub.cli import main
-from hub.config import ConfigError, build_directory, build_escalation, load_deployment
+from hub.config import ConfigError, build_directory, build_escalation, build_smtp, load_deployment
 from hub.edge_config import EdgeTarget, render_edge_config
 
 GOOD = """\
@@ -155,6 +155,29 @@ def test_quiet_hours_are_checked_and_built(tmp_path: Path) -> None:
     good = quiet.replace("end: '22:00'", "end: '07:00', include_grade_iii: true")
     (person,) = build_directory(load_deployment(write(tmp_path, good)), tmp_path).people
     assert person.quiet is not None and person.quiet.include_grade_iii and person.quiet.holds(3)
+
+
+def test_email_channels_need_an_address_and_the_smtp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    email = GOOD.replace(
+        '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}\n',
+        "      - {type: email, address: wang@example.cn}\n",
+    )
+    assert {m for _, _, _, m in issues(write(tmp_path, email))} == {
+        "an email channel needs the deployment's smtp server"
+    }
+    smtp = "smtp: {host: 127.0.0.1, port: 2525, sender: anju@example.cn, starttls: false, password_env: SMTP_PW}\n"
+    assert {m for _, _, _, m in issues(write(tmp_path, email + smtp))} == {"environment variable SMTP_PW is not set"}
+    monkeypatch.setenv("SMTP_PW", "a-long-enough-password")
+    deployment = load_deployment(write(tmp_path, email + smtp))
+    server = build_smtp(deployment, tmp_path)
+    assert server is not None and server.port == 2525 and server.password == "a-long-enough-password"
+    assert "a-long-enough-password" not in repr(server)
+    (person,) = build_directory(deployment, tmp_path).people
+    assert [type(t).__name__ for t in person.targets] == ["EmailTarget"]
+    no_address = email.replace("{type: email, address: wang@example.cn}", "{type: email, url: 'http://x.cn/'}")
+    assert "an email channel takes an address (and no url)" in {
+        m for _, _, _, m in issues(write(tmp_path, no_address + smtp))
+    }
 
 
 def test_secret_problems(tmp_path: Path) -> None:
