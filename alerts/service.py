@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from alerts.directory import Directory, Target
+from alerts.disclosure import Disclosure, SubjectKind
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
 from alerts.hazards import REVIEW_EVERY_MS, Hazard, HazardState
@@ -657,6 +658,48 @@ class AlertService:
     async def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""
         return await asyncio.to_thread(self._store.transitions, alert_id)
+
+    # --- disclosure (Art. 43) ------------------------------------------------------------------------------
+
+    async def publish(
+        self, *, subject_kind: SubjectKind, subject_id: str, title: str, text: str, by: str
+    ) -> Disclosure:
+        """Publish an item to the residents' feed (audited). ValueError for personal data in the text or an unknown
+        subject."""
+        if subject_kind == "alert" and await self.get(subject_id) is None:
+            raise AlertNotFoundError(subject_id)
+        if subject_kind == "hazard" and await asyncio.to_thread(self._store.hazard, subject_id) is None:
+            raise HazardNotFoundError(subject_id)
+        item = Disclosure(
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            title=title,
+            text=text,
+            published_by=by,
+            published_ms=self._clock(),
+        )
+        await asyncio.to_thread(self._store.publish, item)
+        return item
+
+    async def withdraw(self, item_id: str, *, by: str) -> Disclosure | None:
+        """Take an item off the feed (audited); None when no published item has that id."""
+        return await asyncio.to_thread(self._store.withdraw, item_id, by=by, now_ms=self._clock())
+
+    async def public_feed(self) -> tuple[list[tuple[Disclosure, Alert | Hazard | None]], dict[str, int]]:
+        """The published items with their subjects, and the open hazards counted by grade (no names)."""
+        items = await asyncio.to_thread(self._store.disclosures, published_only=True)
+        out: list[tuple[Disclosure, Alert | Hazard | None]] = []
+        for item in items:
+            subject: Alert | Hazard | None = None
+            if item.subject_kind == "alert":
+                subject = await self.get(item.subject_id)
+            elif item.subject_kind == "hazard":
+                subject = await asyncio.to_thread(self._store.hazard, item.subject_id)
+            out.append((item, subject))
+        counts = {grade.name: 0 for grade in Grade}
+        for hazard in await self.hazards(open_only=True):
+            counts[hazard.grade.name] += 1
+        return out, counts
 
     # --- hazard register (隐患台账) --------------------------------------------------------------------------
 

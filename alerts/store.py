@@ -1,6 +1,6 @@
 """The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
 
-One database file per hub. Seven tables:
+One database file per hub. Eight tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
@@ -12,6 +12,7 @@ One database file per hub. Seven tables:
   rebuild the whole chain after a change; the head hash, which ``verify`` prints, is what to record elsewhere.
 * ``silences`` — maintenance windows (``alerts.silence``): which events they mute, from when to when, who set them
   and why, and how many events they muted.
+* ``disclosures`` — what was published to residents (``alerts.disclosure``), and withdrawn, audited.
 * ``hazards`` — the hazard register (``alerts.hazards``), its changes audited under the hazard's id.
 * ``work_orders`` and ``work_order_evidence`` — remediation dispatched from alerts to departments, with before and
   after evidence links (``alerts.work_orders``); their steps are audited in ``transitions`` under the alert.
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from alerts.disclosure import Disclosure
 from alerts.hazards import Hazard, HazardState
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.silence import Silence, SilenceMatch
@@ -153,6 +155,17 @@ CREATE TABLE IF NOT EXISTS hazards (
     overdue_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS hazards_due ON hazards(state, next_review_ms);
+CREATE TABLE IF NOT EXISTS disclosures (
+    id TEXT PRIMARY KEY,
+    subject_kind TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    published_by TEXT NOT NULL,
+    published_ms INTEGER NOT NULL,
+    withdrawn_by TEXT,
+    withdrawn_ms INTEGER
+);
 CREATE TABLE IF NOT EXISTS work_order_evidence (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     work_order_id TEXT NOT NULL REFERENCES work_orders(id),
@@ -418,6 +431,20 @@ def _audit_delivery(db: sqlite3.Connection, key: str, now_ms: int, outcome: str)
         note=note,
     )
     _append_audit(db, [audit])
+
+
+def _disclosure_from(r: sqlite3.Row) -> Disclosure:
+    return Disclosure(
+        id=r["id"],
+        subject_kind=r["subject_kind"],
+        subject_id=r["subject_id"],
+        title=r["title"],
+        text=r["text"],
+        published_by=r["published_by"],
+        published_ms=r["published_ms"],
+        withdrawn_by=r["withdrawn_by"],
+        withdrawn_ms=r["withdrawn_ms"],
+    )
 
 
 def _hazard_from(r: sqlite3.Row) -> Hazard:
@@ -791,6 +818,39 @@ class AlertStore:
         """Add to each silence's count of muted events."""
         with self._transaction() as db:
             db.executemany("UPDATE silences SET muted = muted + ? WHERE id = ?", [(n, i) for i, n in counts.items()])
+
+    # --- disclosure ---------------------------------------------------------------------------------------
+
+    def publish(self, item: Disclosure) -> None:
+        """Store a published item and audit it (subject: the item's id)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO disclosures (id, subject_kind, subject_id, title, text, published_by, published_ms) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (item.id, item.subject_kind, item.subject_id, item.title, item.text, item.published_by,
+                 item.published_ms),
+            )  # fmt: skip
+            note = f"published ({item.subject_kind} {item.subject_id}): {item.title} — {item.text}"
+            _append_audit(db, [(item.id, None, "published", item.published_by, "api", item.published_ms, note)])
+
+    def withdraw(self, item_id: str, *, by: str, now_ms: int) -> Disclosure | None:
+        """Take an item off the public feed (audited); None when there is no published item of that id."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE disclosures SET withdrawn_by = ?, withdrawn_ms = ? WHERE id = ? AND withdrawn_ms IS NULL",
+                (by, now_ms, item_id),
+            ).rowcount
+            if not changed:
+                return None
+            _append_audit(db, [(item_id, "published", "withdrawn", by, "api", now_ms, "withdrawn from the feed")])
+            row = db.execute("SELECT * FROM disclosures WHERE id = ?", (item_id,)).fetchone()
+        return _disclosure_from(row)
+
+    def disclosures(self, *, published_only: bool) -> list[Disclosure]:
+        """Items newest first; only those still published when ``published_only``."""
+        where = " WHERE withdrawn_ms IS NULL" if published_only else ""
+        rows = self._query(f"SELECT * FROM disclosures{where} ORDER BY published_ms DESC, id")
+        return [_disclosure_from(r) for r in rows]
 
     # --- hazard register ----------------------------------------------------------------------------------
 

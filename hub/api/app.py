@@ -9,6 +9,7 @@ from hub.api.problems import install_problem_handlers
 from hub.api.routes import (
     alerts,
     dead_letters,
+    disclosure,
     gateways,
     hazards,
     health,
@@ -42,7 +43,18 @@ def create_app(settings: HubSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (health, readings, alerts, silences, work_orders, hazards, dead_letters, gateways, sensors):
+    for module in (
+        health,
+        readings,
+        alerts,
+        silences,
+        work_orders,
+        hazards,
+        disclosure,
+        dead_letters,
+        gateways,
+        sensors,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)
     return app

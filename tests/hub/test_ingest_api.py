@@ -221,6 +221,30 @@ async def test_the_hazard_register_over_the_api(hub: Hub) -> None:
     assert (await hub.api.get("/api/v1/hazards", params={"open_only": "true"})).json() == []
 
 
+async def test_disclosure_to_residents_is_public_and_without_personal_data(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.ack()
+    await eventually(lambda: _received(hub))
+    (alert,) = (await hub.api.get("/api/v1/alerts")).json()
+    item = {"by": "wang-li", "subject_kind": "alert", "subject_id": alert["id"], "title": "1栋燃气泄漏已处置",
+            "text": "燃气公司已到场检修，请居民注意通风。"}  # fmt: skip
+    leak = await hub.api.post("/api/v1/disclosures", json={**item, "text": "联系人王丽 13812345678"})
+    assert leak.status_code == 422 and "mobile number" in leak.text
+    assert (await hub.api.post("/api/v1/disclosures", json={**item, "subject_id": "al-x"})).status_code == 404
+    made = await hub.api.post("/api/v1/disclosures", json=item)
+    assert made.status_code == 201
+    feed = await hub.api.get("/api/v1/public/disclosures", headers={"Authorization": ""})
+    assert feed.status_code == 200, "residents read it without logging in"
+    [public] = feed.json()["items"]
+    assert (public["place"], public["grade"], public["kind"]) == ("红星社区 1栋", "III", "gas"), "building, not flat"
+    assert "wang-li" not in feed.text and "301" not in feed.text
+    assert (await hub.api.post("/api/v1/disclosures", json=item, headers={"Authorization": ""})).status_code == 401
+    item_id = made.json()["id"]
+    assert (await hub.api.post(f"/api/v1/disclosures/{item_id}/withdraw", json={"by": "wang-li"})).status_code == 200
+    assert (await hub.api.get("/api/v1/public/disclosures")).json()["items"] == []
+
+
 async def _muted(hub: Hub, silence_id: str) -> bool:
     silences = (await hub.api.get("/api/v1/silences")).json()
     return any(s["id"] == silence_id and s["muted"] == 1 for s in silences)
