@@ -26,7 +26,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +35,7 @@ from alerts.disclosure import Disclosure, SubjectKind
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
 from alerts.hazards import REVIEW_EVERY_MS, Hazard, HazardState
+from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, check_values
 from alerts.inhibit import Inhibitions
 from alerts.message import Reason, iso8601, notification_body
 from alerts.model import OPEN_STATES, Alert, AlertState, EventStatus, Grade, RiskEvent, Transition
@@ -52,6 +53,7 @@ __all__ = [
     "Clock",
     "Counters",
     "HazardNotFoundError",
+    "IncidentNotFoundError",
     "TransitionError",
     "WorkOrderNotFoundError",
     "wall_clock_ms",
@@ -113,6 +115,14 @@ def _order_json(order: WorkOrder, department: Department | None) -> dict[str, An
         "state": order.state.value,
         "due": iso8601(order.due_ms),
     }
+
+
+class IncidentNotFoundError(LookupError):
+    """No incident has this id."""
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident {incident_id!r}")
+        self.incident_id = incident_id
 
 
 class HazardNotFoundError(LookupError):
@@ -202,6 +212,8 @@ class AlertService:
         self._silences: list[Silence] = []
         """Silences not yet ended or lifted (loaded at start, kept up to date by ``silence``/``lift_silence``)."""
         self._inhibitions = Inhibitions()
+        self._incidents: list[Incident] = []
+        """Active incidents (loaded at start, followed on declare and close)."""
         self._muted_counts: dict[str, int] = {}
         """Events muted per silence since the counts were last written (written once a second)."""
         self._escalation = escalation if escalation is not None else EscalationPolicy()
@@ -236,6 +248,7 @@ class AlertService:
         if self._group is not None:
             raise RuntimeError("AlertService is already running")
         self._silences = await asyncio.to_thread(self._store.silences, running_at_ms=self._clock())
+        self._incidents = await asyncio.to_thread(self._store.incidents, active_only=True)
         for state in OPEN_STATES:
             for alert in await self.every_alert_in(state):
                 self._inhibitions.follow(alert)
@@ -328,6 +341,8 @@ class AlertService:
             raise
         for written, _, _ in writes:
             self._inhibitions.follow(written)
+        if self._incidents:
+            await self._attach_to_incidents([a for _, a, opened in outcomes if opened and a is not None])
         for result, outcome, opened in outcomes:
             if opened and outcome is not None:
                 self._counters.alerts_opened_total[outcome.grade] += 1
@@ -658,6 +673,110 @@ class AlertService:
     async def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""
         return await asyncio.to_thread(self._store.transitions, alert_id)
+
+    # --- emergency mode (Art. 25) --------------------------------------------------------------------------
+
+    async def declare_incident(
+        self,
+        *,
+        community: str,
+        kind: IncidentKind,
+        title: str,
+        by: str,
+        grids: Sequence[str] = (),
+        fields: Sequence[str] = (),
+    ) -> Incident:
+        """Declare an incident for ``grids`` of ``community`` (none: all of it); the area's open alerts attach to it
+        now, and every alert opened in the area while it is active attaches as it opens."""
+        for grid in grids:
+            if self._directory.grid(grid) is None:
+                raise ValueError(f"no grid {grid!r}")
+        now = self._clock()
+        incident = Incident(community=community, kind=kind, title=title, grids=tuple(grids), fields=tuple(fields),
+                            declared_by=by, declared_ms=now)  # fmt: skip
+        open_alerts = [a for state in OPEN_STATES for a in await self.every_alert_in(state)]
+        incident = dataclasses.replace(
+            incident, alerts=tuple(a.id for a in open_alerts if incident.covers(a.community, a.grid))
+        )
+        area = ", ".join(grids) or f"all of {community}"
+        note = f"incident declared ({kind}): {title}; area {area}; {len(incident.alerts)} open alerts attached"
+        await asyncio.to_thread(
+            self._store.save_incident, incident, (incident.id, None, "active", by, "api", now, note)
+        )
+        self._incidents = [*self._incidents, incident]
+        return incident
+
+    async def close_incident(self, incident_id: str, *, by: str, note: str = "") -> Incident:
+        incident = await self._incident(incident_id)
+        if not incident.active:
+            raise TransitionError(incident_id, "closed", "closed")
+        now = self._clock()
+        closed = dataclasses.replace(incident, closed_by=by, closed_ms=now)
+        audit = (incident_id, "active", "closed", by, "api", now, f"incident closed{': ' + note if note else ''}")
+        await asyncio.to_thread(self._store.save_incident, closed, audit)
+        self._incidents = [i for i in self._incidents if i.id != incident_id]
+        return closed
+
+    async def report_household(
+        self,
+        incident_id: str,
+        *,
+        household: str,
+        status: HouseholdStatus,
+        by: str,
+        note: str = "",
+        values: Mapping[str, str] | None = None,
+    ) -> ResidentReport:
+        """Record a household's status (the latest replaces the one before, unverified again), audited."""
+        incident = await self._incident(incident_id)
+        if not incident.active:
+            raise TransitionError(incident_id, "closed", "reported")
+        check_values(incident, values or {})
+        now = self._clock()
+        report = ResidentReport(incident_id=incident_id, household=household, status=status, note=note,
+                                values=dict(values or {}), reported_by=by, reported_ms=now)  # fmt: skip
+        text = f"household {household}: {status.value}" + (f" ({note})" if note else "")
+        await asyncio.to_thread(self._store.save_report, report, (incident_id, None, "report", by, "api", now, text))
+        return report
+
+    async def verify_household(self, incident_id: str, *, household: str, by: str) -> ResidentReport:
+        """A second person confirms a household's latest report (not the one who made it)."""
+        found = [r for r in await asyncio.to_thread(self._store.reports, incident_id) if r.household == household]
+        if not found:
+            raise ValueError(f"no report for household {household!r} in incident {incident_id!r}")
+        report = found[0]
+        if report.reported_by == by:
+            raise ValueError("a report is verified by someone other than who made it")
+        now = self._clock()
+        verified = dataclasses.replace(report, verified_by=by, verified_ms=now)
+        text = f"household {household}: {report.status.value} verified"
+        await asyncio.to_thread(self._store.save_report, verified, (incident_id, None, "verify", by, "api", now, text))
+        return verified
+
+    async def incident_register(self, incident_id: str) -> tuple[Incident, list[ResidentReport]]:
+        """The incident (with its attached alerts) and its households' latest reports."""
+        incident = await self._incident(incident_id)
+        return incident, await asyncio.to_thread(self._store.reports, incident_id)
+
+    async def incidents(self, *, active_only: bool = False) -> list[Incident]:
+        return await asyncio.to_thread(self._store.incidents, active_only=active_only)
+
+    async def _incident(self, incident_id: str) -> Incident:
+        incident = await asyncio.to_thread(self._store.incident, incident_id)
+        if incident is None:
+            raise IncidentNotFoundError(incident_id)
+        return incident
+
+    async def _attach_to_incidents(self, opened: Sequence[Alert]) -> None:
+        """Attach newly opened alerts to the active incidents covering their area."""
+        for incident in self._incidents:
+            new = [a.id for a in opened if incident.covers(a.community, a.grid)]
+            if new:
+                current = await asyncio.to_thread(self._store.incident, incident.id)
+                if current is not None and current.active:
+                    await asyncio.to_thread(
+                        self._store.save_incident, dataclasses.replace(current, alerts=(*current.alerts, *new))
+                    )
 
     # --- disclosure (Art. 43) ------------------------------------------------------------------------------
 

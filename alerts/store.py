@@ -1,6 +1,6 @@
 """The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
 
-One database file per hub. Eight tables:
+One database file per hub. Ten tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
@@ -12,6 +12,8 @@ One database file per hub. Eight tables:
   rebuild the whole chain after a change; the head hash, which ``verify`` prints, is what to record elsewhere.
 * ``silences`` — maintenance windows (``alerts.silence``): which events they mute, from when to when, who set them
   and why, and how many events they muted.
+* ``incidents`` and ``resident_reports`` — emergency mode (``alerts.incidents``): incidents, their alerts and
+  each household's latest status, every change audited.
 * ``disclosures`` — what was published to residents (``alerts.disclosure``), and withdrawn, audited.
 * ``hazards`` — the hazard register (``alerts.hazards``), its changes audited under the hazard's id.
 * ``work_orders`` and ``work_order_evidence`` — remediation dispatched from alerts to departments, with before and
@@ -43,6 +45,7 @@ from typing import Any, Literal
 
 from alerts.disclosure import Disclosure
 from alerts.hazards import Hazard, HazardState
+from alerts.incidents import HouseholdStatus, Incident, ResidentReport
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.silence import Silence, SilenceMatch
 from alerts.stats import AlertTimes
@@ -165,6 +168,31 @@ CREATE TABLE IF NOT EXISTS disclosures (
     published_ms INTEGER NOT NULL,
     withdrawn_by TEXT,
     withdrawn_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    community TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    grids TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    declared_by TEXT NOT NULL,
+    declared_ms INTEGER NOT NULL,
+    closed_by TEXT,
+    closed_ms INTEGER,
+    alerts TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resident_reports (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    household TEXT NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT NOT NULL,
+    "values" TEXT NOT NULL,
+    reported_by TEXT NOT NULL,
+    reported_ms INTEGER NOT NULL,
+    verified_by TEXT,
+    verified_ms INTEGER,
+    PRIMARY KEY (incident_id, household)
 );
 CREATE TABLE IF NOT EXISTS work_order_evidence (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -431,6 +459,22 @@ def _audit_delivery(db: sqlite3.Connection, key: str, now_ms: int, outcome: str)
         note=note,
     )
     _append_audit(db, [audit])
+
+
+def _incident_from(r: sqlite3.Row) -> Incident:
+    return Incident(
+        id=r["id"],
+        community=r["community"],
+        kind=r["kind"],
+        title=r["title"],
+        grids=tuple(json.loads(r["grids"])),
+        fields=tuple(json.loads(r["fields"])),
+        declared_by=r["declared_by"],
+        declared_ms=r["declared_ms"],
+        closed_by=r["closed_by"],
+        closed_ms=r["closed_ms"],
+        alerts=tuple(json.loads(r["alerts"])),
+    )
 
 
 def _disclosure_from(r: sqlite3.Row) -> Disclosure:
@@ -818,6 +862,63 @@ class AlertStore:
         """Add to each silence's count of muted events."""
         with self._transaction() as db:
             db.executemany("UPDATE silences SET muted = muted + ? WHERE id = ?", [(n, i) for i, n in counts.items()])
+
+    # --- incidents (emergency mode) -----------------------------------------------------------------------
+
+    def save_incident(self, incident: Incident, audit: AuditFields | None = None) -> None:
+        """Insert or update an incident (its attached alerts included), audited when ``audit`` is given."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO incidents (id, community, kind, title, grids, fields, declared_by, declared_ms, "
+                "closed_by, closed_ms, alerts) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "closed_by=excluded.closed_by, closed_ms=excluded.closed_ms, alerts=excluded.alerts",
+                (incident.id, incident.community, incident.kind, incident.title, json.dumps(list(incident.grids)),
+                 json.dumps(list(incident.fields)), incident.declared_by, incident.declared_ms, incident.closed_by,
+                 incident.closed_ms, json.dumps(list(incident.alerts))),
+            )  # fmt: skip
+            if audit is not None:
+                _append_audit(db, [audit])
+
+    def incidents(self, *, active_only: bool = False) -> list[Incident]:
+        where = " WHERE closed_ms IS NULL" if active_only else ""
+        rows = self._query(f"SELECT * FROM incidents{where} ORDER BY declared_ms DESC, id")
+        return [_incident_from(r) for r in rows]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        rows = self._query("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        return _incident_from(rows[0]) if rows else None
+
+    def save_report(self, report: ResidentReport, audit: AuditFields) -> None:
+        """Insert or replace a household's report (the latest counts), audited."""
+        with self._transaction() as db:
+            db.execute(
+                'INSERT INTO resident_reports (incident_id, household, status, note, "values", reported_by, '
+                "reported_ms, verified_by, verified_ms) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(incident_id, household) DO UPDATE SET status=excluded.status, note=excluded.note, "
+                '"values"=excluded."values", reported_by=excluded.reported_by, reported_ms=excluded.reported_ms, '
+                "verified_by=excluded.verified_by, verified_ms=excluded.verified_ms",
+                (report.incident_id, report.household, report.status.value, report.note,
+                 json.dumps(dict(report.values), ensure_ascii=False), report.reported_by, report.reported_ms,
+                 report.verified_by, report.verified_ms),
+            )  # fmt: skip
+            _append_audit(db, [audit])
+
+    def reports(self, incident_id: str) -> list[ResidentReport]:
+        rows = self._query("SELECT * FROM resident_reports WHERE incident_id = ? ORDER BY household", (incident_id,))
+        return [
+            ResidentReport(
+                incident_id=r["incident_id"],
+                household=r["household"],
+                status=HouseholdStatus(r["status"]),
+                note=r["note"],
+                values=json.loads(r["values"]),
+                reported_by=r["reported_by"],
+                reported_ms=r["reported_ms"],
+                verified_by=r["verified_by"],
+                verified_ms=r["verified_ms"],
+            )
+            for r in rows
+        ]
 
     # --- disclosure ---------------------------------------------------------------------------------------
 

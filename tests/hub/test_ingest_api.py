@@ -245,6 +245,27 @@ async def test_disclosure_to_residents_is_public_and_without_personal_data(hub: 
     assert (await hub.api.get("/api/v1/public/disclosures")).json()["items"] == []
 
 
+async def test_emergency_mode_over_the_api(hub: Hub) -> None:
+    made = await hub.api.post("/api/v1/incidents", json={"by": "chen-subdistrict", "kind": "fire", "title": "1栋火灾",
+                                                          "grids": ["grid-1"]})  # fmt: skip
+    assert made.status_code == 201 and made.json()["active"]
+    path = f"/api/v1/incidents/{made.json()['id']}"
+    bad = await hub.api.post("/api/v1/incidents", json={"by": "x", "kind": "meteor", "title": "t"})
+    assert bad.status_code == 422
+    body = {"by": "wang-li", "household": "1栋302", "status": "needs-help", "note": "老人行动不便"}
+    assert (await hub.api.post(f"{path}/households", json=body)).json()["status"] == "needs-help"
+    own = await hub.api.post(f"{path}/households/1栋302/verify", json={"by": "wang-li"})
+    assert own.status_code == 422 and "someone other" in own.text
+    assert (await hub.api.post(f"{path}/households/1栋302/verify", json={"by": "chen-subdistrict"})).status_code == 200
+    board = (await hub.api.get(path)).json()
+    assert board["counts"] == {"safe": 0, "needs-help": 1, "unreachable": 0, "households": 1, "verified": 1}
+    exported = await hub.api.get(f"{path}/export.csv")
+    assert exported.headers["content-type"].startswith("text/csv") and "1栋302,needs-help,需要帮助" in exported.text
+    assert (await hub.api.post(f"{path}/close", json={"by": "chen-subdistrict"})).json()["active"] is False
+    assert (await hub.api.post(f"{path}/households", json=body)).status_code == 409
+    assert (await hub.api.get("/api/v1/incidents/inc-nope")).status_code == 404
+
+
 async def _muted(hub: Hub, silence_id: str) -> bool:
     silences = (await hub.api.get("/api/v1/silences")).json()
     return any(s["id"] == silence_id and s["muted"] == 1 for s in silences)

@@ -1,0 +1,151 @@
+"""``/api/v1/incidents``: emergency mode (Art. 25) — declare an incident for an area, collect and verify each
+household's status, export the register (CSV) and its counts, close it."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import BaseModel, Field
+
+from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
+from alerts.service import IncidentNotFoundError, TransitionError
+from hub.api.deps import Authorized, RuntimeDep
+
+router = APIRouter(tags=["incidents"], dependencies=[Authorized])
+
+
+class DeclareIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    kind: IncidentKind
+    title: str = Field(min_length=1, max_length=500)
+    grids: list[str] = Field(default_factory=list, max_length=200, description="empty: the whole community")
+    fields: list[str] = Field(default_factory=list, max_length=20, description="an epidemic's required fields")
+
+
+class ReportIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    household: str = Field(min_length=1, max_length=64, description="building and flat, e.g. 2栋502")
+    status: HouseholdStatus
+    note: str = Field(default="", max_length=2000)
+    values: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+
+class ByIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=2000)
+
+
+class ReportPublic(BaseModel):
+    household: str
+    status: HouseholdStatus
+    note: str
+    values: dict[str, str]
+    reported_by: str
+    reported_at: datetime
+    verified_by: str | None
+    verified_at: datetime | None
+
+    @classmethod
+    def of(cls, r: ResidentReport) -> "ReportPublic":
+        return cls(household=r.household, status=r.status, note=r.note, values=dict(r.values),
+                   reported_by=r.reported_by, reported_at=_time(r.reported_ms), verified_by=r.verified_by,
+                   verified_at=None if r.verified_ms is None else _time(r.verified_ms))  # fmt: skip
+
+
+class IncidentPublic(BaseModel):
+    id: str
+    kind: str
+    title: str
+    grids: list[str]
+    fields: list[str]
+    declared_by: str
+    declared_at: datetime
+    active: bool
+    closed_at: datetime | None
+    alerts: list[str]
+    counts: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, incident: Incident, counts: dict[str, int] | None = None) -> "IncidentPublic":
+        return cls(id=incident.id, kind=incident.kind, title=incident.title, grids=list(incident.grids),
+                   fields=list(incident.fields), declared_by=incident.declared_by,
+                   declared_at=_time(incident.declared_ms), active=incident.active,
+                   closed_at=None if incident.closed_ms is None else _time(incident.closed_ms),
+                   alerts=list(incident.alerts), counts=counts)  # fmt: skip
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except IncidentNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionError as exc:
+        raise HTTPException(409, f"incident {exc}") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.post("/incidents", status_code=201)
+async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
+    with _errors():
+        incident = await runtime.alerts.declare_incident(
+            community=runtime.registry.community, kind=body.kind, title=body.title, by=body.by, grids=body.grids,
+            fields=body.fields,
+        )  # fmt: skip
+    return IncidentPublic.of(incident)
+
+
+@router.get("/incidents")
+async def list_incidents(runtime: RuntimeDep, active_only: bool = False) -> list[IncidentPublic]:
+    return [IncidentPublic.of(i) for i in await runtime.alerts.incidents(active_only=active_only)]
+
+
+@router.get("/incidents/{incident_id}")
+async def get_incident(runtime: RuntimeDep, incident_id: str) -> IncidentPublic:
+    """The incident board: the incident, its alerts and the households counted by status."""
+    with _errors():
+        incident, reports = await runtime.alerts.incident_register(incident_id)
+    return IncidentPublic.of(incident, summary(reports))
+
+
+@router.post("/incidents/{incident_id}/households")
+async def report(runtime: RuntimeDep, incident_id: str, body: ReportIn) -> ReportPublic:
+    with _errors():
+        return ReportPublic.of(await runtime.alerts.report_household(
+            incident_id, household=body.household, status=body.status, by=body.by, note=body.note, values=body.values
+        ))  # fmt: skip
+
+
+@router.get("/incidents/{incident_id}/households")
+async def households(runtime: RuntimeDep, incident_id: str) -> list[ReportPublic]:
+    with _errors():
+        _, reports = await runtime.alerts.incident_register(incident_id)
+    return [ReportPublic.of(r) for r in reports]
+
+
+@router.post("/incidents/{incident_id}/households/{household}/verify")
+async def verify(runtime: RuntimeDep, incident_id: str, household: str, body: ByIn) -> ReportPublic:
+    with _errors():
+        return ReportPublic.of(await runtime.alerts.verify_household(incident_id, household=household, by=body.by))
+
+
+@router.get("/incidents/{incident_id}/export.csv")
+async def export(runtime: RuntimeDep, incident_id: str) -> Response:
+    """The register as CSV for the sub-district (UTF-8 with a BOM, one row per household)."""
+    with _errors():
+        incident, reports = await runtime.alerts.incident_register(incident_id)
+    text = export_csv(incident, reports, lambda ms: _time(ms).isoformat(timespec="seconds"))
+    headers = {"Content-Disposition": f'attachment; filename="{incident_id}.csv"'}
+    return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.post("/incidents/{incident_id}/close")
+async def close(runtime: RuntimeDep, incident_id: str, body: ByIn) -> IncidentPublic:
+    with _errors():
+        return IncidentPublic.of(await runtime.alerts.close_incident(incident_id, by=body.by, note=body.note))
