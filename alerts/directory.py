@@ -22,6 +22,7 @@ __all__ = [
     "Grid",
     "Person",
     "QuietHours",
+    "SmsTarget",
     "Target",
     "WeComTarget",
     "WebhookTarget",
@@ -86,8 +87,21 @@ class EmailTarget:
             raise ValueError(f"EmailTarget needs an address like name@example.cn, got {self.address!r}")
 
 
-Target = WebhookTarget | WeComTarget | DingTalkTarget | EmailTarget
-"""Where one notification of a person goes: Anju's signed webhook, a WeCom group robot, a DingTalk robot or email."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsTarget:
+    """A mobile number, reached through the deployment's SMS gateway (``alerts.receivers.sms``); ``+86…`` or 11
+    digits."""
+
+    phone: str
+
+    def __post_init__(self) -> None:
+        digits = self.phone.removeprefix("+86")
+        if not (digits.isdigit() and len(digits) == 11 and digits.startswith("1")):
+            raise ValueError(f"SmsTarget needs a mainland mobile number (+86 and 11 digits), got {self.phone!r}")
+
+
+Target = WebhookTarget | WeComTarget | DingTalkTarget | EmailTarget | SmsTarget
+"""Where one notification of a person goes: Anju's signed webhook, a WeCom or DingTalk robot, email or SMS."""
 
 
 def _http_url(url: str, what: str) -> None:

@@ -28,6 +28,7 @@ from alerts.directory import (
     Grid,
     Person,
     QuietHours,
+    SmsTarget,
     Target,
     WebhookTarget,
     WeComTarget,
@@ -35,6 +36,7 @@ from alerts.directory import (
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import Grade
 from alerts.receivers.email import SmtpServer
+from alerts.receivers.sms import SmsGateway
 from alerts.roster import Roster, Shift
 from alerts.work_orders import Department
 from protocol.kinds import KINDS
@@ -77,10 +79,12 @@ class ChannelConfig(_Strict):
     with signing (``secret*`` its ``SEC…`` signing secret, ``token_file``/``token_env`` its access token);
     ``email``: ``address``, through the deployment's ``smtp`` server (no secret of its own)."""
 
-    type: Literal["webhook", "wecom", "dingtalk", "email"]
+    type: Literal["webhook", "wecom", "dingtalk", "email", "sms"]
     url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")] | None = None
     address: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
     """For ``email``: the address (sent through the deployment's ``smtp`` server)."""
+    phone: Annotated[str, StringConstraints(pattern=r"^(\+86)?1\d{10}$")] | None = None
+    """For ``sms``: a mainland mobile number (sent through the deployment's ``sms`` gateway)."""
     secret: SecretStr | None = None
     secret_file: str | None = None
     secret_env: str | None = None
@@ -183,6 +187,22 @@ class SmtpConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
+class SmsConfig(_Strict):
+    """The SMS gateway sms channels go out through (alerts/receivers/sms.py): ``generic`` (a JSON POST with a bearer
+    token from ``token_file``/``token_env``) or ``aliyun`` (Alibaba Cloud SMS: ``access_key_id``, the secret from
+    ``secret_file``/``secret_env``, ``sign_name``, ``template_code``)."""
+
+    format: Literal["generic", "aliyun"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    token_file: str | None = None
+    token_env: str | None = None
+    access_key_id: str | None = Field(default=None, min_length=1)
+    secret_file: str | None = None
+    secret_env: str | None = None
+    sign_name: str | None = Field(default=None, min_length=1)
+    template_code: str | None = Field(default=None, min_length=1)
+
+
 class DepartmentConfig(_Strict):
     """A department work orders are dispatched to (alerts/work_orders.py): its people are paged with each order."""
 
@@ -279,6 +299,7 @@ class Deployment(_Strict):
     rosters: list[RosterConfig] = Field(default_factory=list)
     departments: list[DepartmentConfig] = Field(default_factory=list)
     smtp: SmtpConfig | None = None
+    sms: SmsConfig | None = None
     rules: dict[str, Any] | None = None
     """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
     ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
@@ -364,6 +385,12 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
                 yield ("people", index, "quiet_hours"), person.quiet_hours.start, str(exc)
         for c_index, channel in enumerate(person.channels):
             at_channel = ("people", index, "channels", c_index)
+            if channel.type == "sms":
+                if channel.phone is None or channel.url is not None:
+                    yield at_channel, channel.type, "an sms channel takes a phone (and no url)"
+                elif deployment.sms is None:
+                    yield at_channel, channel.phone, "an sms channel needs the deployment's sms gateway"
+                continue
             if channel.type == "email":
                 if channel.address is None or channel.url is not None:
                     yield at_channel, channel.type, "an email channel takes an address (and no url)"
@@ -614,13 +641,19 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
     for p_index, person in enumerate(deployment.people):
         for c_index, channel in enumerate(person.channels):
             no_token = channel.type == "dingtalk" and channel.token_file is None and channel.token_env is None
-            if no_token or channel.type == "email" or channel.url is None:
+            if no_token or channel.type in ("email", "sms") or channel.url is None:
                 continue  # no secret of its own, or reported with the channel's shape
             try:
                 channel_target(channel, base)
             except ValueError as exc:
                 loc = ("people", p_index, "channels", c_index)
                 yield ConfigIssue(_path_text(loc), _line_of(document, loc), channel.url, str(exc))
+    if deployment.sms is not None:
+        try:
+            build_sms(deployment, base)
+        except ValueError as exc:
+            sms_at: tuple[str, ...] = ("sms",)
+            yield ConfigIssue(_path_text(sms_at), _line_of(document, sms_at), deployment.sms.url, str(exc))
     if deployment.smtp is not None:
         try:
             build_smtp(deployment, base)
@@ -683,6 +716,10 @@ def channel_target(channel: ChannelConfig, base: Path) -> Target:
         if channel.address is None:
             raise ValueError("an email channel takes an address")
         return EmailTarget(address=channel.address)
+    if channel.type == "sms":
+        if channel.phone is None:
+            raise ValueError("an sms channel takes a phone")
+        return SmsTarget(phone=channel.phone)
     if channel.url is None:
         raise ValueError(f"a {channel.type} channel takes a url")
     secret = resolve_secret(channel, base)
@@ -729,6 +766,38 @@ def build_smtp(deployment: Deployment, base: Path) -> SmtpServer | None:
         username=config.username,
         password=password,
         timeout_s=config.timeout_s,
+    )
+
+
+def _secret_from(file: str | None, env: str | None, base: Path, what: str) -> str:
+    if file is not None:
+        return read_secret_file(file, base)
+    if env is not None:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ValueError(f"environment variable {env} is not set")
+        return value
+    raise ValueError(f"give {what}_file or {what}_env")
+
+
+def build_sms(deployment: Deployment, base: Path) -> SmsGateway | None:
+    """The deployment's SMS gateway, secrets resolved (None when it has none); ValueError naming what is missing."""
+    config = deployment.sms
+    if config is None:
+        return None
+    if config.format == "generic":
+        return SmsGateway(format="generic", url=config.url,
+                          token=_secret_from(config.token_file, config.token_env, base, "token"))  # fmt: skip
+    missing = [name for name in ("access_key_id", "sign_name", "template_code") if getattr(config, name) is None]
+    if missing:
+        raise ValueError(f"the aliyun format needs {', '.join(missing)}")
+    return SmsGateway(
+        format="aliyun",
+        url=config.url,
+        access_key_id=config.access_key_id or "",
+        access_key_secret=_secret_from(config.secret_file, config.secret_env, base, "secret"),
+        sign_name=config.sign_name or "",
+        template_code=config.template_code or "",
     )
 
 

@@ -24,6 +24,7 @@ from hub.config import (
     build_departments,
     build_directory,
     build_escalation,
+    build_sms,
     build_smtp,
     load_deployment,
     rule_contexts,
@@ -216,7 +217,10 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     alert_store = AlertStore(settings.alerts_path)
     try:
         async with (
-            WebhookReceiver(smtp=build_smtp(deployment, settings.deployment.parent)) as receiver,
+            WebhookReceiver(
+                smtp=build_smtp(deployment, settings.deployment.parent),
+                sms=build_sms(deployment, settings.deployment.parent),
+            ) as receiver,
             AlertService(
                 store=alert_store,
                 directory=directory,

@@ -19,11 +19,12 @@ from types import TracebackType
 
 import httpx
 
-from alerts.directory import DingTalkTarget, EmailTarget, Target, WeComTarget
+from alerts.directory import DingTalkTarget, EmailTarget, SmsTarget, Target, WeComTarget
 from alerts.receivers.base import PermanentDeliveryError
 from alerts.receivers.email import SmtpServer, send_email
 from alerts.receivers.http import post, raise_for_status
 from alerts.receivers.robots import post_robot
+from alerts.receivers.sms import SmsGateway, send_sms
 
 __all__ = ["DEFAULT_TIMEOUT_S", "WebhookReceiver", "sign"]
 
@@ -41,7 +42,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 class WebhookReceiver:
     """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``. Every channel goes
     through it: Anju's signed webhook here, WeCom and DingTalk robots in :mod:`alerts.receivers.robots`, and email
-    through ``smtp`` (:mod:`alerts.receivers.email`) when a server is configured."""
+    through ``smtp`` (:mod:`alerts.receivers.email`) and SMS through ``sms`` (:mod:`alerts.receivers.sms`) when
+    configured."""
 
     def __init__(
         self,
@@ -50,12 +52,14 @@ class WebhookReceiver:
         clock_s: Callable[[], float] = time.time,
         client: httpx.AsyncClient | None = None,
         smtp: SmtpServer | None = None,
+        sms: SmsGateway | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         self._timeout = httpx.Timeout(timeout_s)
         self._clock_s = clock_s
         self._smtp = smtp
+        self._sms = sms
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
 
@@ -77,6 +81,11 @@ class WebhookReceiver:
         permanent delivery error on failure."""
         if isinstance(target, WeComTarget | DingTalkTarget):
             await post_robot(self._client, target, body, clock_s=self._clock_s)
+            return
+        if isinstance(target, SmsTarget):
+            if self._sms is None:
+                raise PermanentDeliveryError("sms: no SMS gateway is configured (deployment sms:)")
+            await send_sms(self._client, self._sms, target, body, idempotency_key, clock_s=self._clock_s)
             return
         if isinstance(target, EmailTarget):
             if self._smtp is None:

@@ -6,7 +6,14 @@ import pytest
 from alerts.model import Grade
 from edge.config import parse_config_text
 from hub.cli import main
-from hub.config import ConfigError, build_directory, build_escalation, build_smtp, load_deployment
+from hub.config import (
+    ConfigError,
+    build_directory,
+    build_escalation,
+    build_sms,
+    build_smtp,
+    load_deployment,
+)
 from hub.edge_config import EdgeTarget, render_edge_config
 
 GOOD = """\
@@ -178,6 +185,25 @@ def test_email_channels_need_an_address_and_the_smtp_server(tmp_path: Path, monk
     assert "an email channel takes an address (and no url)" in {
         m for _, _, _, m in issues(write(tmp_path, no_address + smtp))
     }
+
+
+def test_sms_channels_need_a_phone_and_the_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sms = GOOD.replace(
+        '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}\n',
+        "      - {type: sms, phone: '+8613800000000'}\n",
+    )
+    assert {m for _, _, _, m in issues(write(tmp_path, sms))} == {"an sms channel needs the deployment's sms gateway"}
+    aliyun = "sms: {format: aliyun, url: 'https://dysmsapi.aliyuncs.com/', access_key_id: LTAI5t, secret_env: ALI}\n"
+    messages = {m for _, _, _, m in issues(write(tmp_path, sms + aliyun))}
+    assert messages == {"the aliyun format needs sign_name, template_code"}
+    full = aliyun.replace("secret_env: ALI}", "secret_env: ALI, sign_name: 安居, template_code: SMS_1}")
+    assert {m for _, _, _, m in issues(write(tmp_path, sms + full))} == {"environment variable ALI is not set"}
+    monkeypatch.setenv("ALI", "a-long-enough-secret-0123")
+    deployment = load_deployment(write(tmp_path, sms + full))
+    gateway = build_sms(deployment, tmp_path)
+    assert gateway is not None and gateway.format == "aliyun" and "a-long-enough" not in repr(gateway)
+    (person,) = build_directory(deployment, tmp_path).people
+    assert [type(t).__name__ for t in person.targets] == ["SmsTarget"]
 
 
 def test_secret_problems(tmp_path: Path) -> None:
