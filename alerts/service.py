@@ -54,6 +54,7 @@ __all__ = [
     "Counters",
     "HazardNotFoundError",
     "IncidentNotFoundError",
+    "NotFoundError",
     "TransitionError",
     "WorkOrderNotFoundError",
     "wall_clock_ms",
@@ -98,14 +99,6 @@ class TransitionError(Exception):
         self.why = why
 
 
-class WorkOrderNotFoundError(LookupError):
-    """No work order has this id."""
-
-    def __init__(self, order_id: str) -> None:
-        super().__init__(f"no work order {order_id!r}")
-        self.order_id = order_id
-
-
 def _order_json(order: WorkOrder, department: Department | None) -> dict[str, Any]:
     return {
         "id": order.id,
@@ -117,28 +110,30 @@ def _order_json(order: WorkOrder, department: Department | None) -> dict[str, An
     }
 
 
-class IncidentNotFoundError(LookupError):
-    """No incident has this id."""
+class NotFoundError(LookupError):
+    """No record of this kind (``what``) has this id; the API answers 404 with the message."""
 
-    def __init__(self, incident_id: str) -> None:
-        super().__init__(f"no incident {incident_id!r}")
-        self.incident_id = incident_id
+    what = "record"
 
-
-class HazardNotFoundError(LookupError):
-    """No hazard register entry has this id."""
-
-    def __init__(self, hazard_id: str) -> None:
-        super().__init__(f"no hazard {hazard_id!r}")
-        self.hazard_id = hazard_id
+    def __init__(self, ident: str) -> None:
+        super().__init__(f"no {self.what} {ident!r}")
+        self.ident = ident
 
 
-class AlertNotFoundError(LookupError):
-    """No alert has this id."""
+class AlertNotFoundError(NotFoundError):
+    what = "alert"
 
-    def __init__(self, alert_id: str) -> None:
-        super().__init__(f"no alert {alert_id!r}")
-        self.alert_id = alert_id
+
+class WorkOrderNotFoundError(NotFoundError):
+    what = "work order"
+
+
+class HazardNotFoundError(NotFoundError):
+    what = "hazard"
+
+
+class IncidentNotFoundError(NotFoundError):
+    what = "incident"
 
 
 @dataclasses.dataclass(slots=True)

@@ -1,13 +1,32 @@
 """Errors as RFC 9457 problem details (``application/problem+json``), one style for every endpoint."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-__all__ = ["install_problem_handlers", "problem"]
+from alerts.service import NotFoundError, TransitionError
+
+__all__ = ["install_problem_handlers", "problem", "service_errors"]
 
 _MEDIA_TYPE = "application/problem+json"
+
+
+@contextmanager
+def service_errors(what: str) -> Iterator[None]:
+    """The alert service's refusals as problem details: a missing record 404, a step its state does not allow 409
+    (prefixed with ``what``), a bad value 422 — each with the service's own message."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionError as exc:
+        raise HTTPException(409, f"{what} {exc}") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:

@@ -2,8 +2,6 @@
 verify, close, reopen — and the audit trail; every change is audited by the service."""
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -11,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from alerts.model import Alert, AlertState
-from alerts.service import AlertNotFoundError, TransitionError
 from hub.api.deps import Authorized, RuntimeDep
+from hub.api.problems import service_errors
 
 router = APIRouter(tags=["alerts"], dependencies=[Authorized])
 
@@ -132,56 +130,45 @@ async def get_alert(runtime: RuntimeDep, alert_id: str) -> AlertPublic:
     return AlertPublic.of(alert)
 
 
-@contextmanager
-def _lifecycle_errors(alert_id: str) -> Iterator[None]:
-    """A missing alert is 404; a step its state does not allow (resolving twice, …) is 409."""
-    try:
-        yield
-    except AlertNotFoundError:
-        raise HTTPException(404, f"no alert {alert_id!r}") from None
-    except TransitionError as exc:
-        raise HTTPException(409, f"alert {exc}") from None
-
-
 @router.post("/alerts/{alert_id}/acknowledge")
 async def acknowledge(runtime: RuntimeDep, alert_id: str, body: AcknowledgeIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/resolve")
 async def resolve(runtime: RuntimeDep, alert_id: str, body: ResolveIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.resolve(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/en-route")
 async def en_route(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.en_route(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/on-site")
 async def on_site(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.on_site(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/verify")
 async def verify(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.verify(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/close")
 async def close(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.close(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/reopen")
 async def reopen(runtime: RuntimeDep, alert_id: str, body: ReopenIn) -> AlertPublic:
-    with _lifecycle_errors(alert_id):
+    with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.reopen(alert_id, by=body.by, note=body.note, channel="api"))
 
 

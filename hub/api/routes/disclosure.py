@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from alerts.disclosure import Disclosure
 from alerts.hazards import Hazard
 from alerts.model import Alert
-from alerts.service import AlertNotFoundError, HazardNotFoundError
 from hub.api.deps import Authorized, RuntimeDep
+from hub.api.problems import service_errors
 
 router = APIRouter(tags=["disclosure"])
 staff = [Authorized]
@@ -91,14 +91,10 @@ def _public(item: Disclosure, subject: Alert | Hazard | None) -> DisclosurePubli
 
 @router.post("/disclosures", status_code=201, dependencies=staff)
 async def publish(runtime: RuntimeDep, body: PublishIn) -> DisclosureStaff:
-    try:
+    with service_errors("disclosure"):
         item = await runtime.alerts.publish(
             subject_kind=body.subject_kind, subject_id=body.subject_id, title=body.title, text=body.text, by=body.by
         )
-    except (AlertNotFoundError, HazardNotFoundError) as exc:
-        raise HTTPException(404, str(exc)) from None
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
     return _staff(item, None)
 
 

@@ -1,17 +1,15 @@
 """``/api/v1/hazards``: the hazard register (隐患台账) — register a recurring hazard, review it, close it."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from alerts.hazards import Hazard, HazardState
 from alerts.model import Grade
-from alerts.service import AlertNotFoundError, HazardNotFoundError, TransitionError
 from hub.api.deps import Authorized, RuntimeDep
+from hub.api.problems import service_errors
 
 router = APIRouter(tags=["hazards"], dependencies=[Authorized])
 
@@ -72,21 +70,9 @@ def _now_ms() -> int:
     return round(datetime.now().timestamp() * 1000)
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (HazardNotFoundError, AlertNotFoundError) as exc:
-        raise HTTPException(404, str(exc)) from None
-    except TransitionError as exc:
-        raise HTTPException(409, f"hazard {exc}") from None
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 @router.post("/hazards", status_code=201)
 async def register(runtime: RuntimeDep, body: HazardIn) -> HazardPublic:
-    with _errors():
+    with service_errors("hazard"):
         hazard = await runtime.alerts.register_hazard(
             community=runtime.registry.community,
             grid=body.grid,
@@ -109,7 +95,7 @@ async def list_hazards(runtime: RuntimeDep, open_only: Annotated[bool, Query()] 
 
 @router.post("/hazards/{hazard_id}/review")
 async def review(runtime: RuntimeDep, hazard_id: str, body: ReviewIn) -> HazardPublic:
-    with _errors():
+    with service_errors("hazard"):
         hazard = await runtime.alerts.review_hazard(
             hazard_id, by=body.by, channel="api", finding=body.finding, close=body.close
         )

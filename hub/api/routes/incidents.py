@@ -1,16 +1,14 @@
 """``/api/v1/incidents``: emergency mode (Art. 25) — declare an incident for an area, collect and verify each
 household's status, export the register (CSV) and its counts, close it."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
-from alerts.service import IncidentNotFoundError, TransitionError
 from hub.api.deps import Authorized, RuntimeDep
+from hub.api.problems import service_errors
 
 router = APIRouter(tags=["incidents"], dependencies=[Authorized])
 
@@ -79,21 +77,9 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except IncidentNotFoundError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except TransitionError as exc:
-        raise HTTPException(409, f"incident {exc}") from None
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 @router.post("/incidents", status_code=201)
 async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
-    with _errors():
+    with service_errors("incident"):
         incident = await runtime.alerts.declare_incident(
             community=runtime.registry.community, kind=body.kind, title=body.title, by=body.by, grids=body.grids,
             fields=body.fields,
@@ -109,14 +95,14 @@ async def list_incidents(runtime: RuntimeDep, active_only: bool = False) -> list
 @router.get("/incidents/{incident_id}")
 async def get_incident(runtime: RuntimeDep, incident_id: str) -> IncidentPublic:
     """The incident board: the incident, its alerts and the households counted by status."""
-    with _errors():
+    with service_errors("incident"):
         incident, reports = await runtime.alerts.incident_register(incident_id)
     return IncidentPublic.of(incident, summary(reports))
 
 
 @router.post("/incidents/{incident_id}/households")
 async def report(runtime: RuntimeDep, incident_id: str, body: ReportIn) -> ReportPublic:
-    with _errors():
+    with service_errors("incident"):
         return ReportPublic.of(await runtime.alerts.report_household(
             incident_id, household=body.household, status=body.status, by=body.by, note=body.note, values=body.values
         ))  # fmt: skip
@@ -124,21 +110,21 @@ async def report(runtime: RuntimeDep, incident_id: str, body: ReportIn) -> Repor
 
 @router.get("/incidents/{incident_id}/households")
 async def households(runtime: RuntimeDep, incident_id: str) -> list[ReportPublic]:
-    with _errors():
+    with service_errors("incident"):
         _, reports = await runtime.alerts.incident_register(incident_id)
     return [ReportPublic.of(r) for r in reports]
 
 
 @router.post("/incidents/{incident_id}/households/{household}/verify")
 async def verify(runtime: RuntimeDep, incident_id: str, household: str, body: ByIn) -> ReportPublic:
-    with _errors():
+    with service_errors("incident"):
         return ReportPublic.of(await runtime.alerts.verify_household(incident_id, household=household, by=body.by))
 
 
 @router.get("/incidents/{incident_id}/export.csv")
 async def export(runtime: RuntimeDep, incident_id: str) -> Response:
     """The register as CSV for the sub-district (UTF-8 with a BOM, one row per household)."""
-    with _errors():
+    with service_errors("incident"):
         incident, reports = await runtime.alerts.incident_register(incident_id)
     text = export_csv(incident, reports, lambda ms: _time(ms).isoformat(timespec="seconds"))
     headers = {"Content-Disposition": f'attachment; filename="{incident_id}.csv"'}
@@ -147,5 +133,5 @@ async def export(runtime: RuntimeDep, incident_id: str) -> Response:
 
 @router.post("/incidents/{incident_id}/close")
 async def close(runtime: RuntimeDep, incident_id: str, body: ByIn) -> IncidentPublic:
-    with _errors():
+    with service_errors("incident"):
         return IncidentPublic.of(await runtime.alerts.close_incident(incident_id, by=body.by, note=body.note))

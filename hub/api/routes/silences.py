@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from alerts.silence import Silence, SilenceMatch
 from hub.api.deps import Authorized, RuntimeDep
+from hub.api.problems import service_errors
 
 router = APIRouter(tags=["silences"], dependencies=[Authorized])
 
@@ -84,7 +85,7 @@ def _ms(moment: datetime) -> int:
 
 @router.post("/silences", status_code=201)
 async def set_silence(runtime: RuntimeDep, body: SilenceIn) -> SilencePublic:
-    try:
+    with service_errors("silence"):
         match = SilenceMatch(
             sensors=tuple(body.sensors),
             kinds=tuple(body.kinds),
@@ -99,8 +100,6 @@ async def set_silence(runtime: RuntimeDep, body: SilenceIn) -> SilencePublic:
             ends_at_ms=_ms(body.ends_at),
             starts_at_ms=None if body.starts_at is None else _ms(body.starts_at),
         )
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
     return SilencePublic.of(silence)
 
 

@@ -1,16 +1,14 @@
 """Work orders (协同整治): dispatched from an alert to a department, accepted, done with evidence, verified."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from alerts.service import AlertNotFoundError, TransitionError, WorkOrderNotFoundError
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 from hub.api.deps import Authorized, RuntimeDep
+from hub.api.problems import service_errors
 
 router = APIRouter(tags=["work orders"], dependencies=[Authorized])
 
@@ -85,23 +83,11 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (AlertNotFoundError, WorkOrderNotFoundError) as exc:
-        raise HTTPException(404, str(exc)) from None
-    except TransitionError as exc:
-        raise HTTPException(409, f"work order or alert {exc}") from None
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 @router.post("/alerts/{alert_id}/work-orders", status_code=201)
 async def dispatch(runtime: RuntimeDep, alert_id: str, body: DispatchIn) -> WorkOrderPublic:
     if body.due_at.tzinfo is None:
         raise HTTPException(422, "due_at needs an offset (…+08:00 or …Z)")
-    with _errors():
+    with service_errors("work order or alert"):
         order = await runtime.alerts.dispatch(
             alert_id,
             department=body.department,
@@ -125,7 +111,7 @@ async def work_order_step(
     runtime: RuntimeDep, order_id: str, step: Literal["accept", "done", "verify", "reject", "cancel"], body: StepIn
 ) -> WorkOrderPublic:
     """accept, done (with an "after" evidence link), verify, reject (back to the department) or cancel."""
-    with _errors():
+    with service_errors("work order or alert"):
         now_ms = round(datetime.now().timestamp() * 1000)
         evidence = [Evidence(phase=e.phase, url=e.url, by=body.by, time_ms=now_ms, note=e.note) for e in body.evidence]
         order = await runtime.alerts.work_order_step(
