@@ -24,6 +24,7 @@ __all__ = [
     "QuietHours",
     "SmsTarget",
     "Target",
+    "VoiceTarget",
     "WeComTarget",
     "WebhookTarget",
 ]
@@ -100,8 +101,30 @@ class SmsTarget:
             raise ValueError(f"SmsTarget needs a mainland mobile number (+86 and 11 digits), got {self.phone!r}")
 
 
-Target = WebhookTarget | WeComTarget | DingTalkTarget | EmailTarget | SmsTarget
-"""Where one notification of a person goes: Anju's signed webhook, a WeCom or DingTalk robot, email or SMS."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceTarget:
+    """A phone to call and read grade I–II notifications to, through the deployment's voice gateway
+    (``alerts.receivers.voice``): a mainland mobile (``+86…`` or 11 digits) or a fixed line with its area code
+    (``028-12345678``: the duty phone of a sub-district or district emergency office)."""
+
+    phone: str
+
+    def __post_init__(self) -> None:
+        mobile = self.phone.removeprefix("+86")
+        fixed = self.phone.replace("-", "", 1)
+        if not (
+            (mobile.isdigit() and len(mobile) == 11 and mobile.startswith("1"))
+            or (fixed.isdigit() and 10 <= len(fixed) <= 12 and fixed.startswith("0") and not fixed.startswith("00"))
+        ):
+            raise ValueError(
+                f"VoiceTarget needs a mainland mobile (+86 and 11 digits) or a fixed line with its area code "
+                f"(028-12345678), got {self.phone!r}"
+            )
+
+
+Target = WebhookTarget | WeComTarget | DingTalkTarget | EmailTarget | SmsTarget | VoiceTarget
+"""Where one notification of a person goes: Anju's signed webhook, a WeCom or DingTalk robot, email, SMS or a voice
+call."""
 
 
 def _http_url(url: str, what: str) -> None:
@@ -149,10 +172,14 @@ class Person:
     name: str
     targets: tuple[Target, ...] = ()
     quiet: QuietHours | None = None
+    max_pages_per_hour: int | None = None
+    """This person's volume cap for grade III–IV pages per target (None: the grouping policy's)."""
 
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("Person.id must not be empty")
+        if self.max_pages_per_hour is not None and self.max_pages_per_hour < 1:
+            raise ValueError(f"Person {self.id!r}: max_pages_per_hour must be >= 1, got {self.max_pages_per_hour!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,13 +8,15 @@ audit shows exactly what a person was told.
 from __future__ import annotations
 
 import enum
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from alerts.model import Alert, RiskEvent
 from protocol import kind_for
 
-__all__ = ["Reason", "iso8601", "notification_body", "render_text"]
+__all__ = ["DIGEST_ITEMS", "Reason", "digest_body", "iso8601", "notification_body", "render_text"]
 
 
 class Reason(enum.StrEnum):
@@ -36,6 +38,16 @@ class Reason(enum.StrEnum):
     """A work order for the alert was dispatched to a department (its people are paged with it)."""
     WORK_ORDER_OVERDUE = "work_order_overdue"
     """A work order was not done by its deadline: the department and everyone reached are paged again."""
+    DIGEST = "digest"
+    """Several notifications of one group sent as one page (``alerts.grouping``)."""
+    INCIDENT_NOTICE = "incident_notice"
+    """A notice to the residents of an incident's area, through its broadcast receivers (``alerts.mobilisation``)."""
+    VOLUNTEER_CALL = "volunteer_call"
+    """Volunteers covering an incident's area are asked to join (they answer available or unavailable)."""
+    MEASURE_ASSIGNED = "measure_assigned"
+    """A measure for an incident assigned to a property company (Art. 26): its people confirm it."""
+    MEASURE_OVERDUE = "measure_overdue"
+    """A measure not confirmed by its deadline: the company's people are notified again (once per deadline)."""
 
     @property
     def label_zh(self) -> str:
@@ -53,6 +65,11 @@ _REASON_ZH = {
     Reason.REOPENED: "已重新打开",
     Reason.DISPATCHED: "派发工单",
     Reason.WORK_ORDER_OVERDUE: "工单逾期",
+    Reason.DIGEST: "汇总",
+    Reason.INCIDENT_NOTICE: "紧急通知",
+    Reason.VOLUNTEER_CALL: "志愿者集结",
+    Reason.MEASURE_ASSIGNED: "应急措施",
+    Reason.MEASURE_OVERDUE: "应急措施逾期",
 }
 
 # Display symbols for SenML units people do not read easily (protocol.units keeps the wire symbols).
@@ -235,4 +252,67 @@ def notification_body(
         "message_zh": zh,
         "message_en": en,
         "message": f"{zh}\n{en}",
+    }
+
+
+DIGEST_ITEMS = 10
+"""How many of a digest's notifications it lists one by one (most severe first); the rest are counted."""
+
+
+def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> dict[str, Any]:
+    """One page for several notification bodies of one group and recipient (``alerts.grouping``).
+
+    It is the most severe (then newest) member's body, so every channel renders it as it renders one
+    notification, with the counts in front and a ``digest`` field listing the members:
+    ``【汇总 II级 橙色 重大】1栋 共 37 条告警变化（12 个告警：II级 2，III级 10）；最严重：…``.
+    """
+    ordered = sorted(members, key=lambda b: (b["grade"]["number"], -int(b["event_time_ms"])))
+    head = ordered[0]
+    grades = Counter(int(b["grade"]["number"]) for b in members)
+    alerts = {str(b["alert_id"]): int(b["grade"]["number"]) for b in members}
+    per_grade = Counter(alerts.values())
+    roman = {1: "I", 2: "II", 3: "III", 4: "IV"}
+    counts_zh = "，".join(f"{roman[g]}级 {per_grade[g]}" for g in sorted(per_grade))
+    counts_en = ", ".join(f"{per_grade[g]} grade {roman[g]}" for g in sorted(per_grade))
+    grade = head["grade"]
+    place = head.get("location_zh", "")
+    zh = (
+        f"【汇总 {grade['roman']}级 {grade['colour_zh']} {grade['label_zh']}】{place} 等共 {len(members)} 条告警变化"
+        f"（{len(alerts)} 个告警：{counts_zh}）；最严重：{head['message_zh']}"
+    )
+    en = (
+        f"[digest, grade {grade['roman']} {grade['colour']}] {len(members)} changes to {len(alerts)} alerts "
+        f"({counts_en}); most severe: {head['message_en']}"
+    )
+    items = [
+        {
+            "alert_id": b["alert_id"],
+            "idempotency_key": b["idempotency_key"],
+            "reason": b["reason"],
+            "grade": b["grade"]["roman"],
+            "event_time": b["event_time"],
+            "message_zh": b["message_zh"],
+            "message_en": b["message_en"],
+        }
+        for b in ordered[:DIGEST_ITEMS]
+    ]
+    lines = [f"- {item['message_zh']} / {item['message_en']}" for item in items]
+    if len(ordered) > DIGEST_ITEMS:
+        lines.append(f"- 另有 {len(ordered) - DIGEST_ITEMS} 条 / and {len(ordered) - DIGEST_ITEMS} more")
+    return {
+        **head,
+        "idempotency_key": idempotency_key,
+        "reason": Reason.DIGEST.value,
+        "reason_zh": Reason.DIGEST.label_zh,
+        "message_zh": zh,
+        "message_en": en,
+        "message": "\n".join([zh, en, *lines]),
+        "digest": {
+            "count": len(members),
+            "alerts": len(alerts),
+            "by_grade": {roman[g]: grades[g] for g in sorted(grades)},
+            "alerts_by_grade": {roman[g]: per_grade[g] for g in sorted(per_grade)},
+            "items": items,
+            "more": max(0, len(ordered) - DIGEST_ITEMS),
+        },
     }

@@ -114,6 +114,9 @@ class RiskEvent:
     condition's alert is open, this event is inhibited."""
     members: tuple[str, ...] = ()
     """For corroboration: the sensors whose conditions make it hold (a fire's smoke, heat and CO detectors)."""
+    place: str = ""
+    """The building (or other area) the condition is in, as the deployment names it: notifications of one place
+    and urgency are grouped (``alerts.grouping``); empty: the grid is the place."""
 
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > 256:

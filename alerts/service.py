@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -34,10 +35,11 @@ from alerts.directory import Directory, Target
 from alerts.disclosure import Disclosure, SubjectKind
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
+from alerts.grouping import GroupingPolicy, PageWindows, group_of
 from alerts.hazards import REVIEW_EVERY_MS, Hazard, HazardState
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, check_values
 from alerts.inhibit import Inhibitions
-from alerts.message import Reason, iso8601, notification_body
+from alerts.message import Reason, digest_body, iso8601, notification_body
 from alerts.model import OPEN_STATES, Alert, AlertState, EventStatus, Grade, RiskEvent, Transition
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
@@ -162,6 +164,10 @@ class Counters:
     """Acknowledged alerts paged again because nobody reported on site in time."""
     reopened_total: int = 0
     """Resolved alerts reopened by the service because their condition stayed in alarm."""
+    pages_sent_total: int = 0
+    """Deliveries made: a digest of several notifications is one page."""
+    digests_sent_total: int = 0
+    """Pages that carried several notifications of one group (``alerts.grouping``)."""
 
     def snapshot(self) -> Counters:
         """A copy that later counting does not change."""
@@ -170,6 +176,10 @@ class Counters:
             alerts_opened_total=dict(self.alerts_opened_total),
             notification_failures_total=dict(self.notification_failures_total),
         )
+
+
+MAX_DIGEST = 1000
+"""The most notifications one digest carries (the rest follow in the next): bounds a page's work and size."""
 
 
 class AlertService:
@@ -190,6 +200,7 @@ class AlertService:
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
         max_in_flight: int = 32,
+        grouping: GroupingPolicy | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
@@ -222,6 +233,8 @@ class AlertService:
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._max_in_flight = max_in_flight
+        self._windows = PageWindows(grouping) if grouping is not None else None
+        """Group windows and volume caps (None: every notification is its own page)."""
         self._counters = Counters()
         self._mutex = asyncio.Lock()  # one alert change at a time: dedup reads then writes
         self._pending: list[tuple[RiskEvent, asyncio.Future[Alert | None]]] = []
@@ -231,6 +244,9 @@ class AlertService:
         self._sent_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
+        """Keys of the notifications being delivered (a digest's members all count)."""
+        self._pages_in_flight = 0
+        """Deliveries under way (each a notification or a digest): at most ``max_in_flight``."""
         self._lanes: set[tuple[str, str, int]] = set()
         """(alert, person, target) with a delivery in flight."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,6 +260,9 @@ class AlertService:
             raise RuntimeError("AlertService is already running")
         self._silences = await asyncio.to_thread(self._store.silences, running_at_ms=self._clock())
         self._incidents = await asyncio.to_thread(self._store.incidents, active_only=True)
+        if self._windows is not None:
+            since = self._clock() - self._windows.policy.longest_ms
+            self._windows.load(await asyncio.to_thread(self._store.recent_pages, since_ms=since))
         for state in OPEN_STATES:
             for alert in await self.every_alert_in(state):
                 self._inhibitions.follow(alert)
@@ -497,11 +516,17 @@ class AlertService:
             person = self._directory.person(person_id)
             if person is not None and all(person.id != p.id for p in reached):
                 reached.append(person)
+        group = group_of(alert) if self._windows is not None and not extra else ""
         for person in reached:
             send_at = now
             if person.quiet is not None and person.quiet.holds(int(alert.grade)):
                 send_at = person.quiet.until_ms(now) or now
             for index, _target in enumerate(person.targets):
+                lane_group, page_ms = group, send_at
+                if self._windows is not None and group:
+                    lane_group, page_ms = self._windows.schedule(
+                        person.id, index, group, alert.grade, send_at, cap=person.max_pages_per_hour
+                    )
                 key = Notification.idempotency_key(alert.id, alert.revision, person.id, index)
                 body = notification_body(
                     alert, reason=reason, idempotency_key=key, recipient_id=person.id, recipient_name=person.name
@@ -517,8 +542,10 @@ class AlertService:
                         person_id=person.id,
                         target_index=index,
                         body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-                        next_attempt_ms=send_at,
+                        next_attempt_ms=page_ms,
                         created_ms=now,
+                        group_key=lane_group,
+                        page_ms=page_ms if lane_group else None,
                     )
                 )
         if not rows:
@@ -1165,6 +1192,8 @@ class AlertService:
         while True:
             await self.escalate_due()
             await self._write_muted_counts()
+            if self._windows is not None:
+                self._windows.forget_before(self._clock())
             wait_s = 1.0  # poll at least this often: alerts opened meanwhile, another clock
             next_ms = await asyncio.to_thread(self._store.next_escalation_ms)
             if next_ms is not None:
@@ -1186,21 +1215,26 @@ class AlertService:
         while True:
             self._wake.clear()
             now = self._clock()
-            free = self._max_in_flight - len(self._in_flight)
+            free = self._max_in_flight - self._pages_in_flight
             if free > 0:
                 due = await asyncio.to_thread(
                     self._store.due, now_ms=now, limit=free, exclude=frozenset(self._in_flight)
                 )
                 for notification in due:
+                    if notification.key in self._in_flight or free <= 0:
+                        continue
+                    page = await self._page_of(notification, now)
                     # One delivery at a time per alert and target, so a person's phone gets an alert's changes in
                     # the order they happened ("cleared" never before the "upgraded" that came first); the next
                     # one follows when this one is done (_deliver wakes the loop).
-                    lane = (notification.alert_id, notification.person_id, notification.target_index)
-                    if lane in self._lanes:
+                    lanes = {(n.alert_id, n.person_id, n.target_index) for n in page}
+                    if lanes & self._lanes:
                         continue
-                    self._lanes.add(lane)
-                    self._in_flight.add(notification.key)
-                    self._spawn(self._deliver(notification), name=f"anju-alerts-deliver-{notification.key}")
+                    self._lanes |= lanes
+                    self._in_flight.update(n.key for n in page)
+                    self._pages_in_flight += 1
+                    free -= 1
+                    self._spawn(self._deliver(page), name=f"anju-alerts-deliver-{notification.key}")
             wait_s = 1.0  # poll at least this often: another clock, another writer
             next_ms = await asyncio.to_thread(self._store.next_due_ms, exclude=frozenset(self._in_flight))
             if next_ms is not None:
@@ -1210,66 +1244,97 @@ class AlertService:
                     async with asyncio.timeout(wait_s):
                         await self._wake.wait()
 
+    async def _page_of(self, notification: Notification, now: int) -> list[Notification]:
+        """What goes out with ``notification`` as one page: itself, or every due notification of its group to the
+        same target (a digest) that is not already in flight."""
+        if not notification.group_key:
+            return [notification]
+        members = await asyncio.to_thread(
+            self._store.due_in_group,
+            notification.person_id,
+            notification.target_index,
+            notification.group_key,
+            now_ms=now,
+            limit=MAX_DIGEST,
+        )
+        page = [n for n in members if n.key not in self._in_flight]
+        return page if any(n.key == notification.key for n in page) else [notification, *page][:MAX_DIGEST]
+
     def _target(self, notification: Notification) -> Target | None:
         person = self._directory.person(notification.person_id)
         if person is None or notification.target_index >= len(person.targets):
             return None
         return person.targets[notification.target_index]
 
-    async def _deliver(self, notification: Notification) -> None:
-        key = notification.key
+    async def _deliver(self, page: list[Notification]) -> None:
+        """Send one page — a notification, or several of one group as a digest — and record the outcome of each."""
+        first = page[0]
+        keys = [n.key for n in page]
         try:
-            target = self._target(notification)
+            target = self._target(first)
             if target is None:
-                self._counters.notification_failures_total["no_target"] += 1
-                log.error("notification %s: recipient or target no longer in the directory", key)
+                self._counters.notification_failures_total["no_target"] += len(page)
+                log.error("notification %s: recipient or target no longer in the directory", first.key)
                 await asyncio.to_thread(
-                    self._store.mark_failed, key, error="recipient not in directory", now_ms=self._clock()
+                    self._store.mark_failed, keys, error="recipient not in directory", now_ms=self._clock()
                 )
                 return
+            key, body = first.key, first.body.encode()
+            if len(page) > 1:
+                key = "digest:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
+                members = [json.loads(n.body) for n in page]
+                body = json.dumps(digest_body(members, idempotency_key=key), ensure_ascii=False).encode()
             try:
-                await self._receiver.deliver(target=target, idempotency_key=key, body=notification.body.encode())
+                await self._receiver.deliver(target=target, idempotency_key=key, body=body)
             except PermanentDeliveryError as exc:
-                self._counters.notification_failures_total["permanent"] += 1
+                self._counters.notification_failures_total["permanent"] += len(page)
                 log.error("notification %s refused, giving up: %s", key, exc)
-                await asyncio.to_thread(self._store.mark_failed, key, error=str(exc), now_ms=self._clock())
+                await asyncio.to_thread(self._store.mark_failed, keys, error=str(exc), now_ms=self._clock())
                 return
             except RetryableDeliveryError as exc:
-                await self._retry_later(notification, str(exc))
+                await self._retry_later(page, key, str(exc))
                 return
             except Exception as exc:  # a receiver bug must not stop every other delivery
                 log.exception("notification %s: receiver raised unexpectedly", key)
-                await self._retry_later(notification, f"{type(exc).__name__}: {exc}")
+                await self._retry_later(page, key, f"{type(exc).__name__}: {exc}")
                 return
             now = self._clock()
-            await self._mark_sent(key, now)
-            self._counters.notifications_sent_total += 1
-            log.info("notification sent: %s (%d ms after commit)", key, now - notification.created_ms)
+            await self._mark_sent(keys, now)
+            self._counters.notifications_sent_total += len(page)
+            self._counters.pages_sent_total += 1
+            if len(page) > 1:
+                self._counters.digests_sent_total += 1
+                log.info("digest sent: %s (%d notifications, group %s)", key, len(page), first.group_key)
+            else:
+                log.info("notification sent: %s (%d ms after commit)", key, now - first.created_ms)
         finally:
-            self._in_flight.discard(key)
-            self._lanes.discard((notification.alert_id, notification.person_id, notification.target_index))
+            self._in_flight.difference_update(keys)
+            self._lanes.difference_update((n.alert_id, n.person_id, n.target_index) for n in page)
+            self._pages_in_flight -= 1
             self._wake.set()
 
-    async def _mark_sent(self, key: str, now: int) -> None:
+    async def _mark_sent(self, keys: Sequence[str], now: int) -> None:
         """Record a delivery; deliveries that finish meanwhile are recorded in the same transaction (a crash
         before it resends them: receivers deduplicate by the idempotency key)."""
-        self._sent.append((key, now))
+        self._sent.extend((key, now) for key in keys)
         async with self._sent_lock:
             if self._sent:
                 batch, self._sent = self._sent, []
                 await asyncio.to_thread(self._store.mark_sent_many, batch)
 
-    async def _retry_later(self, notification: Notification, error: str) -> None:
-        key = notification.key
-        attempts = notification.attempts + 1
+    async def _retry_later(self, page: Sequence[Notification], key: str, error: str) -> None:
+        """Schedule the page's next attempt (its members together, so they go out as one page again), or give
+        up on it after ``max_attempts``."""
+        keys = [n.key for n in page]
+        attempts = max(n.attempts for n in page) + 1
         if attempts >= self._max_attempts:
             log.error("notification %s: giving up after %d attempts: %s", key, attempts, error)
-            await asyncio.to_thread(self._store.mark_failed, key, error=error, now_ms=self._clock())
-            self._counters.notification_failures_total["exhausted"] += 1  # counted once it is on record
+            await asyncio.to_thread(self._store.mark_failed, keys, error=error, now_ms=self._clock())
+            self._counters.notification_failures_total["exhausted"] += len(page)  # counted once it is on record
             return
-        self._counters.notification_failures_total["retryable"] += 1
+        self._counters.notification_failures_total["retryable"] += len(page)
         delay_s = self.backoff_s(attempts)
-        if error != notification.last_error:  # log when the error changes, not every retry
+        if error != page[0].last_error:  # log when the error changes, not every retry
             log.warning("notification %s failed (attempt %d), retrying in %.1f s: %s", key, attempts, delay_s, error)
         next_ms = self._clock() + round(delay_s * 1000)
-        await asyncio.to_thread(self._store.mark_retry, key, next_attempt_ms=next_ms, error=error)
+        await asyncio.to_thread(self._store.mark_retry, keys, next_attempt_ms=next_ms, error=error)

@@ -1,6 +1,6 @@
 """The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
 
-One database file per hub. Ten tables:
+One database file per hub. Fourteen tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
@@ -14,6 +14,11 @@ One database file per hub. Ten tables:
   and why, and how many events they muted.
 * ``incidents`` and ``resident_reports`` — emergency mode (``alerts.incidents``): incidents, their alerts and
   each household's latest status, every change audited.
+* ``incident_notices``, ``incident_callouts``, ``incident_measures`` and ``incident_messages`` — mobilisation in
+  emergency mode (``alerts.mobilisation``): notices to residents, volunteers asked and their answers, measures for
+  property companies and their confirmations, and the incident outbox (keyed by idempotency key, like
+  ``notifications``, which can only hold an alert's notifications to a person); every step audited under the
+  incident's id.
 * ``disclosures`` — what was published to residents (``alerts.disclosure``), and withdrawn, audited.
 * ``hazards`` — the hazard register (``alerts.hazards``), its changes audited under the hazard's id.
 * ``work_orders`` and ``work_order_evidence`` — remediation dispatched from alerts to departments, with before and
@@ -46,6 +51,7 @@ from typing import Any, Literal
 from alerts.disclosure import Disclosure
 from alerts.hazards import Hazard, HazardState
 from alerts.incidents import HouseholdStatus, Incident, ResidentReport
+from alerts.mobilisation import Answer, Callout, IncidentMessage, Measure, Notice
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.silence import Silence, SilenceMatch
 from alerts.stats import AlertTimes
@@ -203,6 +209,60 @@ CREATE TABLE IF NOT EXISTS work_order_evidence (
     time_ms INTEGER NOT NULL,
     note TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS incident_notices (
+    id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    text_zh TEXT NOT NULL,
+    text_en TEXT NOT NULL,
+    by TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL,
+    broadcasts TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_notices_by_incident ON incident_notices(incident_id, sent_ms);
+CREATE TABLE IF NOT EXISTS incident_callouts (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    volunteer_id TEXT NOT NULL,
+    asked_by TEXT NOT NULL,
+    asked_ms INTEGER NOT NULL,
+    answer TEXT,
+    answered_by TEXT,
+    answered_ms INTEGER,
+    note TEXT NOT NULL,
+    PRIMARY KEY (incident_id, volunteer_id)
+);
+CREATE TABLE IF NOT EXISTS incident_measures (
+    id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    department TEXT NOT NULL,
+    text TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    assigned_by TEXT NOT NULL,
+    assigned_ms INTEGER NOT NULL,
+    confirmed_by TEXT,
+    confirmed_ms INTEGER,
+    note TEXT NOT NULL,
+    reminded_due_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS incident_measures_by_incident ON incident_measures(incident_id, assigned_ms);
+CREATE INDEX IF NOT EXISTS incident_measures_due ON incident_measures(due_ms) WHERE confirmed_ms IS NULL;
+CREATE TABLE IF NOT EXISTS incident_messages (
+    key TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    subject_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    recipient_kind TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    target_index INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error TEXT,
+    created_ms INTEGER NOT NULL,
+    sent_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS incident_messages_due ON incident_messages(status, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS incident_messages_by_incident ON incident_messages(incident_id, created_ms);
 """
 
 _UNCHAINED_SUBJECTS = f"""
@@ -221,6 +281,8 @@ _ADDED_COLUMNS = (
     ("alerts", "escalate_at_ms", "INTEGER"),
     ("transitions", "prev_hash", "TEXT"),
     ("transitions", "hash", "TEXT"),
+    ("notifications", "group_key", "TEXT NOT NULL DEFAULT ''"),
+    ("notifications", "page_ms", "INTEGER"),
 )
 """Columns added after the first release: a database made before them gains them at open (its older audit rows stay
 unchained: ``verify_audit`` counts them apart). The one-open-alert-per-key index was remade when the lifecycle gained
@@ -231,6 +293,9 @@ DROP INDEX IF EXISTS alerts_one_open_per_key;
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key_v2 ON alerts(key)
     WHERE state IN ('open', 'acknowledged', 'en_route', 'on_site');
 CREATE INDEX IF NOT EXISTS alerts_escalation ON alerts(escalate_at_ms) WHERE escalate_at_ms IS NOT NULL;
+CREATE INDEX IF NOT EXISTS notifications_group ON notifications(person_id, target_index, group_key, status)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_pages ON notifications(page_ms) WHERE page_ms IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS transitions_no_update BEFORE UPDATE ON transitions
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS transitions_no_delete BEFORE DELETE ON transitions
@@ -299,6 +364,11 @@ class Notification:
     last_error: str | None = None
     created_ms: int = 0
     sent_ms: int | None = None
+    group_key: str = ""
+    """The notification group (``alerts.grouping``): due notifications of one person's target and group are sent
+    as one digest; empty: never grouped."""
+    page_ms: int | None = None
+    """When the group window scheduled it (ms; retries move ``next_attempt_ms``, not this)."""
 
     @staticmethod
     def idempotency_key(alert_id: str, revision: int, person_id: str, target_index: int) -> str:
@@ -378,8 +448,8 @@ def _write_alert(
     _append_audit(db, transitions)
     db.executemany(
         "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
-        "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms, group_key, page_ms) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (
                 n.key,
@@ -395,6 +465,8 @@ def _write_alert(
                 n.last_error,
                 n.created_ms,
                 n.sent_ms,
+                n.group_key,
+                n.page_ms,
             )
             for n in notifications
         ],
@@ -475,6 +547,32 @@ def _incident_from(r: sqlite3.Row) -> Incident:
         closed_ms=r["closed_ms"],
         alerts=tuple(json.loads(r["alerts"])),
     )
+
+
+def _notice_from(r: sqlite3.Row) -> Notice:
+    return Notice(id=r["id"], incident_id=r["incident_id"], text_zh=r["text_zh"], text_en=r["text_en"], by=r["by"],
+                  sent_ms=r["sent_ms"], broadcasts=tuple(json.loads(r["broadcasts"])))  # fmt: skip
+
+
+def _callout_from(r: sqlite3.Row) -> Callout:
+    return Callout(incident_id=r["incident_id"], volunteer_id=r["volunteer_id"], asked_by=r["asked_by"],
+                   asked_ms=r["asked_ms"], answer=Answer(r["answer"]) if r["answer"] else None,
+                   answered_by=r["answered_by"], answered_ms=r["answered_ms"], note=r["note"])  # fmt: skip
+
+
+def _measure_from(r: sqlite3.Row) -> Measure:
+    return Measure(id=r["id"], incident_id=r["incident_id"], department=r["department"], text=r["text"],
+                   due_ms=r["due_ms"], assigned_by=r["assigned_by"], assigned_ms=r["assigned_ms"],
+                   confirmed_by=r["confirmed_by"], confirmed_ms=r["confirmed_ms"], note=r["note"],
+                   reminded_due_ms=r["reminded_due_ms"])  # fmt: skip
+
+
+def _incident_message_from(r: sqlite3.Row) -> IncidentMessage:
+    return IncidentMessage(**{name: r[name] for name in r.keys()})  # noqa: SIM118 - sqlite3.Row
+
+
+_MEASURE_WAITING = "m.confirmed_ms IS NULL AND (m.reminded_due_ms IS NULL OR m.reminded_due_ms != m.due_ms)"
+"""An unconfirmed measure whose deadline was not reminded of yet."""
 
 
 def _disclosure_from(r: sqlite3.Row) -> Disclosure:
@@ -786,16 +884,35 @@ class AlertStore:
         found = [_notification_from(r) for r in rows if r["key"] not in exclude]
         return found[:limit]
 
+    def due_in_group(
+        self, person_id: str, target_index: int, group_key: str, *, now_ms: int, limit: int
+    ) -> list[Notification]:
+        """The due pending notifications of one person's target and group, oldest first (a digest's members)."""
+        rows = self._query(
+            "SELECT * FROM notifications WHERE status = 'pending' AND person_id = ? AND target_index = ? "
+            "AND group_key = ? AND next_attempt_ms <= ? ORDER BY created_ms, key LIMIT ?",
+            (person_id, target_index, group_key, now_ms, limit),
+        )
+        return [_notification_from(r) for r in rows]
+
+    def recent_pages(self, *, since_ms: int) -> list[tuple[str, int, str, int]]:
+        """(person, target, group, page time) of the grouped notifications paged since ``since_ms`` or later."""
+        rows = self._query(
+            "SELECT DISTINCT person_id, target_index, group_key, page_ms FROM notifications "
+            "WHERE page_ms IS NOT NULL AND page_ms >= ? AND group_key != ''",
+            (since_ms,),
+        )
+        return [(r["person_id"], r["target_index"], r["group_key"], r["page_ms"]) for r in rows]
+
     def next_due_ms(self, *, exclude: Collection[str] = ()) -> int | None:
         """When the earliest pending notification not in ``exclude`` is due, or None when there is none."""
-        marks = ",".join("?" * len(exclude))
-        where = f" AND key NOT IN ({marks})" if exclude else ""
+        # Read past the excluded rows rather than name them: a digest in flight can hold thousands of keys, more
+        # than SQLite takes as parameters.
         rows = self._query(
-            f"SELECT MIN(next_attempt_ms) AS t FROM notifications WHERE status = 'pending'{where}",
-            tuple(exclude),
+            "SELECT key, next_attempt_ms FROM notifications WHERE status = 'pending' ORDER BY next_attempt_ms LIMIT ?",
+            (len(exclude) + 1,),
         )
-        value = rows[0]["t"]
-        return int(value) if value is not None else None
+        return next((int(r["next_attempt_ms"]) for r in rows if r["key"] not in exclude), None)
 
     def mark_sent_many(self, sent: Sequence[tuple[str, int]]) -> None:
         """``mark_sent`` for several (key, ms) deliveries in one transaction."""
@@ -919,6 +1036,140 @@ class AlertStore:
             )
             for r in rows
         ]
+
+    # --- mobilisation (emergency mode: notices, volunteers, measures; alerts.mobilisation) -------------------
+
+    def save_mobilisation(
+        self,
+        *,
+        audit: Sequence[AuditFields],
+        notice: Notice | None = None,
+        callouts: Sequence[Callout] = (),
+        measure: Measure | None = None,
+        messages: Sequence[IncidentMessage] = (),
+    ) -> None:
+        """One mobilisation step in one transaction: a new notice, call-outs (new or answered), a measure (new,
+        confirmed or reminded), the messages it sends (pending, before any delivery is tried) and its audit rows."""
+        with self._transaction() as db:
+            if notice is not None:
+                db.execute(
+                    "INSERT INTO incident_notices (id, incident_id, text_zh, text_en, by, sent_ms, broadcasts) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (notice.id, notice.incident_id, notice.text_zh, notice.text_en, notice.by, notice.sent_ms,
+                     json.dumps(list(notice.broadcasts))),
+                )  # fmt: skip
+            db.executemany(
+                "INSERT INTO incident_callouts (incident_id, volunteer_id, asked_by, asked_ms, answer, answered_by, "
+                "answered_ms, note) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(incident_id, volunteer_id) DO UPDATE SET "
+                "answer=excluded.answer, answered_by=excluded.answered_by, answered_ms=excluded.answered_ms, "
+                "note=excluded.note",
+                [(c.incident_id, c.volunteer_id, c.asked_by, c.asked_ms, c.answer.value if c.answer else None,
+                  c.answered_by, c.answered_ms, c.note) for c in callouts],
+            )  # fmt: skip
+            if measure is not None:
+                m = measure
+                db.execute(
+                    "INSERT INTO incident_measures (id, incident_id, department, text, due_ms, assigned_by, "
+                    "assigned_ms, confirmed_by, confirmed_ms, note, reminded_due_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET confirmed_by=excluded.confirmed_by, "
+                    "confirmed_ms=excluded.confirmed_ms, note=excluded.note, reminded_due_ms=excluded.reminded_due_ms",
+                    (m.id, m.incident_id, m.department, m.text, m.due_ms, m.assigned_by, m.assigned_ms,
+                     m.confirmed_by, m.confirmed_ms, m.note, m.reminded_due_ms),
+                )  # fmt: skip
+            db.executemany(
+                "INSERT OR IGNORE INTO incident_messages (key, incident_id, subject_id, reason, recipient_kind, "
+                "recipient_id, target_index, body, status, attempts, next_attempt_ms, last_error, created_ms, "
+                "sent_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(x.key, x.incident_id, x.subject_id, x.reason, x.recipient_kind, x.recipient_id, x.target_index,
+                  x.body, x.status, x.attempts, x.next_attempt_ms, x.last_error, x.created_ms, x.sent_ms)
+                 for x in messages],
+            )  # fmt: skip
+            _append_audit(db, audit)
+
+    def notices(self, incident_id: str) -> list[Notice]:
+        """The incident's notices, oldest first."""
+        rows = self._query("SELECT * FROM incident_notices WHERE incident_id = ? ORDER BY sent_ms, id", (incident_id,))
+        return [_notice_from(r) for r in rows]
+
+    def callouts(self, incident_id: str) -> list[Callout]:
+        """The volunteers asked to join the incident, in the order they were asked."""
+        rows = self._query(
+            "SELECT * FROM incident_callouts WHERE incident_id = ? ORDER BY asked_ms, volunteer_id", (incident_id,)
+        )
+        return [_callout_from(r) for r in rows]
+
+    def measures(self, incident_id: str) -> list[Measure]:
+        """The incident's measures, oldest first."""
+        rows = self._query(
+            "SELECT * FROM incident_measures WHERE incident_id = ? ORDER BY assigned_ms, id", (incident_id,)
+        )
+        return [_measure_from(r) for r in rows]
+
+    def measure(self, measure_id: str) -> Measure | None:
+        rows = self._query("SELECT * FROM incident_measures WHERE id = ?", (measure_id,))
+        return _measure_from(rows[0]) if rows else None
+
+    def overdue_measures(self, *, now_ms: int, limit: int) -> list[Measure]:
+        """Unconfirmed measures of active incidents past their deadline and not yet reminded of it."""
+        rows = self._query(
+            "SELECT m.* FROM incident_measures m JOIN incidents i ON i.id = m.incident_id "
+            f"WHERE i.closed_ms IS NULL AND {_MEASURE_WAITING} AND m.due_ms <= ? ORDER BY m.due_ms, m.id LIMIT ?",
+            (now_ms, limit),
+        )
+        return [_measure_from(r) for r in rows]
+
+    def next_measure_due_ms(self) -> int | None:
+        """The earliest deadline an unconfirmed measure of an active incident waits for, or None."""
+        rows = self._query(
+            "SELECT MIN(m.due_ms) AS t FROM incident_measures m JOIN incidents i ON i.id = m.incident_id "
+            f"WHERE i.closed_ms IS NULL AND {_MEASURE_WAITING}"
+        )
+        value = rows[0]["t"]
+        return int(value) if value is not None else None
+
+    def incident_messages(self, incident_id: str) -> list[IncidentMessage]:
+        """The incident's outbox rows, oldest first."""
+        rows = self._query(
+            "SELECT * FROM incident_messages WHERE incident_id = ? ORDER BY created_ms, key", (incident_id,)
+        )
+        return [_incident_message_from(r) for r in rows]
+
+    def due_incident_messages(self, *, now_ms: int, limit: int, exclude: Collection[str] = ()) -> list[IncidentMessage]:
+        """Pending incident messages whose next attempt is due, oldest first, skipping keys in ``exclude``."""
+        rows = self._query(
+            "SELECT * FROM incident_messages WHERE status = 'pending' AND next_attempt_ms <= ? "
+            "ORDER BY next_attempt_ms, created_ms LIMIT ?",
+            (now_ms, limit + len(exclude)),
+        )
+        return [_incident_message_from(r) for r in rows if r["key"] not in exclude][:limit]
+
+    def next_incident_message_ms(self, *, exclude: Collection[str] = ()) -> int | None:
+        """When the earliest pending incident message not in ``exclude`` is due, or None."""
+        rows = self._query(
+            "SELECT key, next_attempt_ms FROM incident_messages WHERE status = 'pending' "
+            "ORDER BY next_attempt_ms LIMIT ?",
+            (len(exclude) + 1,),
+        )
+        return next((int(r["next_attempt_ms"]) for r in rows if r["key"] not in exclude), None)
+
+    def finish_incident_message(
+        self, key: str, *, sent: bool, now_ms: int, error: str | None, audit: AuditFields
+    ) -> None:
+        """Record that ``key`` was delivered (``sent``) or given up on for good, audited."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE incident_messages SET status=?, attempts=attempts+1, sent_ms=?, last_error=? WHERE key=?",
+                ("sent" if sent else "failed", now_ms if sent else None, error, key),
+            )
+            _append_audit(db, [audit])
+
+    def retry_incident_message(self, key: str, *, next_attempt_ms: int, error: str) -> None:
+        """Count a failed attempt of ``key`` and schedule the next one."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE incident_messages SET attempts=attempts+1, next_attempt_ms=?, last_error=? WHERE key=?",
+                (next_attempt_ms, error, key),
+            )
 
     # --- disclosure ---------------------------------------------------------------------------------------
 
@@ -1072,19 +1323,20 @@ class AlertStore:
             ),
         )
 
-    def mark_retry(self, key: str, *, next_attempt_ms: int, error: str) -> None:
-        """Count a failed attempt of ``key`` and schedule the next one."""
+    def mark_retry(self, keys: Sequence[str], *, next_attempt_ms: int, error: str) -> None:
+        """Count a failed attempt of ``keys`` (one page: a notification or a digest) and schedule the next one."""
         with self._transaction() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE notifications SET attempts=attempts+1, next_attempt_ms=?, last_error=? WHERE key=?",
-                (next_attempt_ms, error, key),
+                [(next_attempt_ms, error, key) for key in keys],
             )
 
-    def mark_failed(self, key: str, *, error: str, now_ms: int) -> None:
-        """Give up on ``key`` for good (permanent error or attempts exhausted), audited."""
+    def mark_failed(self, keys: Sequence[str], *, error: str, now_ms: int) -> None:
+        """Give up on ``keys`` for good (permanent error or attempts exhausted), audited."""
         with self._transaction() as db:
-            _audit_delivery(db, key, now_ms, f"not delivered, gave up: {error}")
-            db.execute(
-                "UPDATE notifications SET status='failed', attempts=attempts+1, last_error=? WHERE key=?",
-                (error, key),
-            )
+            for key in keys:
+                _audit_delivery(db, key, now_ms, f"not delivered, gave up: {error}")
+                db.execute(
+                    "UPDATE notifications SET status='failed', attempts=attempts+1, last_error=? WHERE key=?",
+                    (error, key),
+                )

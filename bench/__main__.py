@@ -16,7 +16,9 @@ sensors against a bare numpy scatter, bench/anomaly.py), ``detection`` (rules + 
 incidents against SENSORS.md's norms, false events in a quiet month of >= 2,000 sensors against issue 5's target,
 and their CPU cost on 10,000 sensors against a bare numpy scatter, bench/detection.py; the month's samples are
 simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts`` (risk event → notification received at 1,000
-events/s through the alert service against Prometheus Alertmanager when installed, bench/alerts_latency.py).
+events/s through the alert service against Prometheus Alertmanager when installed, bench/alerts_latency.py),
+``alerts_storm`` (10,000 events in a minute from one building: pages per person, grouping against Alertmanager's,
+bench/alerts_storm.py).
 """
 
 import argparse
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 from bench import (
     alerts_latency,
+    alerts_storm,
     anomaly,
     detection,
     edge_vs_tbgw,
@@ -53,6 +56,7 @@ NAMES = (
     "anomaly",
     "detection",
     "alerts",
+    "alerts_storm",
 )
 
 
@@ -120,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         detection.main_from_args(args)
     if "alerts" in names:
         alerts_latency.report(alerts_latency.run())
+    if "alerts_storm" in names:
+        alerts_storm.report(alerts_storm.run())
     return 0
 
 

@@ -38,7 +38,7 @@ import httpx
 from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, RiskEvent, WebhookReceiver, WebhookTarget
 from hub.demo.processes import free_port, wait_port
 
-__all__ = ["main", "report", "run"]
+__all__ = ["find_alertmanager", "main", "report", "run", "start_alertmanager"]
 
 RATES = (200, 1_000)
 """Events a second: a busy community's storm, and issue 6's figure (1,000 events/s)."""
@@ -211,9 +211,10 @@ def find_alertmanager() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-def _start_alertmanager(binary: str, workdir: Path, hook_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_alertmanager(binary: str, workdir: Path, config_text: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Alertmanager with ``config_text`` on a free loopback port, its state in ``workdir``: (process, port)."""
     config = workdir / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG.format(port=hook_port), encoding="utf-8")
+    config.write_text(config_text, encoding="utf-8")
     port = free_port()
     with (workdir / "alertmanager.log").open("wb") as log:
         process = subprocess.Popen(
@@ -269,7 +270,7 @@ def _run_at(rate: int, seconds: float) -> dict[str, dict[str, float]]:
             am_dir = workdir / "am"
             am_dir.mkdir()
             receiver = _Receiver(am_dir)
-            process, port = _start_alertmanager(binary, am_dir, receiver.port)
+            process, port = start_alertmanager(binary, am_dir, ALERTMANAGER_CONFIG.format(port=receiver.port))
             try:
                 sent, elapsed = asyncio.run(_alertmanager(port, rate, seconds))
             finally:

@@ -30,13 +30,17 @@ from alerts.directory import (
     QuietHours,
     SmsTarget,
     Target,
+    VoiceTarget,
     WebhookTarget,
     WeComTarget,
 )
 from alerts.escalation import EscalationLevel, EscalationPolicy
+from alerts.grouping import DEFAULT_INTERVAL_S, GroupingPolicy
+from alerts.mobilisation import Broadcast, Volunteer
 from alerts.model import Grade
 from alerts.receivers.email import SmtpServer
 from alerts.receivers.sms import SmsGateway
+from alerts.receivers.voice import VoiceGateway
 from alerts.roster import Roster, Shift
 from alerts.work_orders import Department
 from protocol.kinds import KINDS
@@ -77,14 +81,16 @@ class ChannelConfig(_Strict):
     """Where a person's notifications go. ``webhook``: Anju's signed JSON (``secret*`` keys the signature);
     ``wecom``: a WeCom group robot (``url`` the robot endpoint, ``secret*`` its key); ``dingtalk``: a DingTalk robot
     with signing (``secret*`` its ``SEC…`` signing secret, ``token_file``/``token_env`` its access token);
-    ``email``: ``address``, through the deployment's ``smtp`` server (no secret of its own)."""
+    ``email``: ``address``, through the deployment's ``smtp`` server (no secret of its own); ``sms`` and ``voice``:
+    ``phone``, through the deployment's ``sms`` / ``voice`` gateway (a voice channel is called for grades I–II only)."""
 
-    type: Literal["webhook", "wecom", "dingtalk", "email", "sms"]
+    type: Literal["webhook", "wecom", "dingtalk", "email", "sms", "voice"]
     url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")] | None = None
     address: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
     """For ``email``: the address (sent through the deployment's ``smtp`` server)."""
-    phone: Annotated[str, StringConstraints(pattern=r"^(\+86)?1\d{10}$")] | None = None
-    """For ``sms``: a mainland mobile number (sent through the deployment's ``sms`` gateway)."""
+    phone: Annotated[str, StringConstraints(pattern=r"^((\+86)?1\d{10}|0[1-9]\d{1,2}-?\d{7,8})$")] | None = None
+    """For ``sms``: a mainland mobile number (sent through the deployment's ``sms`` gateway); for ``voice`` also a
+    fixed line with its area code (``028-12345678``, called through the deployment's ``voice`` gateway)."""
     secret: SecretStr | None = None
     secret_file: str | None = None
     secret_env: str | None = None
@@ -107,6 +113,8 @@ class PersonConfig(_Strict):
     phone: str | None = None
     channels: list[ChannelConfig] = Field(default_factory=list)
     quiet_hours: QuietHoursConfig | None = None
+    max_pages_per_hour: int | None = Field(default=None, ge=1, le=10_000)
+    """This person's cap on grade III–IV pages per channel and hour (default: ``grouping.max_pages_per_hour``)."""
 
 
 class GridConfig(_Strict):
@@ -139,6 +147,18 @@ class EscalationConfig(_Strict):
     (defaults from SENSORS.md: IV 86,400, III 900, II and I 180)."""
     reopen_after_s: Seconds = 600
     """A resolved alert whose condition is still in alarm this long after it was resolved reopens."""
+
+
+class GroupingConfig(_Strict):
+    """How notifications are grouped per person and channel (alerts/grouping.py): the first page of a place's
+    alerts goes at once (after ``group_wait_s``), later changes wait for the grade's ``interval_s`` (defaults I and
+    II 20, III 60, IV 300) and go as one digest; each grade is its own group. Grade III–IV pages beyond
+    ``max_pages_per_hour`` wait for the hour to pass (``null``: no cap); I–II are never capped."""
+
+    group_wait_s: float = Field(default=0.0, ge=0, le=300)
+    interval_s: dict[GradeName, Annotated[float, Field(ge=0, le=86_400)]] = Field(default_factory=dict)
+    max_pages_per_hour: int | None = Field(default=30, ge=1, le=10_000)
+    enabled: bool = True
 
 
 class ShiftConfig(_Strict):
@@ -203,6 +223,24 @@ class SmsConfig(_Strict):
     template_code: str | None = Field(default=None, min_length=1)
 
 
+class VoiceConfig(_Strict):
+    """The voice-call provider voice channels go through (alerts/receivers/voice.py): ``generic`` (a JSON POST with a
+    bearer token from ``token_file``/``token_env``) or ``aliyun`` (Alibaba Cloud VMS ``SingleCallByTts``:
+    ``access_key_id``, the secret from ``secret_file``/``secret_env``, ``tts_code``, and ``called_show_number`` for a
+    dedicated-mode caller id); ``play_times`` how often the text is read in one call."""
+
+    format: Literal["generic", "aliyun"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    token_file: str | None = None
+    token_env: str | None = None
+    access_key_id: str | None = Field(default=None, min_length=1)
+    secret_file: str | None = None
+    secret_env: str | None = None
+    tts_code: str | None = Field(default=None, min_length=1)
+    called_show_number: Annotated[str, StringConstraints(pattern=r"^\d{5,20}$")] | None = None
+    play_times: int = Field(default=2, ge=1, le=3)
+
+
 class DepartmentConfig(_Strict):
     """A department work orders are dispatched to (alerts/work_orders.py): its people are paged with each order."""
 
@@ -210,6 +248,32 @@ class DepartmentConfig(_Strict):
     name: str = Field(min_length=1)
     kind: Literal["property", "gas", "power", "fire", "urban-management", "water", "other"]
     people: list[Id] = Field(min_length=1)
+
+
+class BroadcastConfig(_Strict):
+    """A broadcast receiver of an area (alerts/mobilisation.py): emergency notices of incidents in ``grids`` (empty:
+    the whole community) go to its ``channel`` — a ``wecom`` or ``dingtalk`` group robot of the residents' group, or a
+    ``webhook`` to a building's PA / broadcast system."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    grids: list[Id] = Field(default_factory=list)
+    channel: ChannelConfig
+
+
+Skill = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class VolunteerConfig(_Strict):
+    """A volunteer of the roster (alerts/mobilisation.py): asked to join incidents in ``grids`` (empty: the whole
+    community) through their ``channels`` (none: reached by phone, the answer recorded by staff); ``skills`` are plain
+    words shown with who is mobilised (``first-aid``, ``electrician``, ``elder-care``)."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    skills: list[Skill] = Field(default_factory=list, max_length=20)
+    grids: list[Id] = Field(default_factory=list)
+    channels: list[ChannelConfig] = Field(default_factory=list)
 
 
 class SensorConfig(_Strict):
@@ -296,10 +360,14 @@ class Deployment(_Strict):
     gateways: list[GatewayConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
     escalation: EscalationConfig = EscalationConfig()
+    grouping: GroupingConfig = GroupingConfig()
     rosters: list[RosterConfig] = Field(default_factory=list)
     departments: list[DepartmentConfig] = Field(default_factory=list)
+    broadcasts: list[BroadcastConfig] = Field(default_factory=list)
+    volunteers: list[VolunteerConfig] = Field(default_factory=list)
     smtp: SmtpConfig | None = None
     sms: SmsConfig | None = None
+    voice: VoiceConfig | None = None
     rules: dict[str, Any] | None = None
     """Overrides of the shipped detection rules: ``timezone``, ``raise_grade_tags``, ``community``, ``buildings``,
     ``sensors`` (hub/detection/rules/overrides.py); checked at load, each problem naming the rule and field."""
@@ -385,9 +453,17 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
                 yield ("people", index, "quiet_hours"), person.quiet_hours.start, str(exc)
         for c_index, channel in enumerate(person.channels):
             at_channel = ("people", index, "channels", c_index)
+            if channel.type == "voice":
+                if channel.phone is None or channel.url is not None:
+                    yield at_channel, channel.type, "a voice channel takes a phone (and no url)"
+                elif deployment.voice is None:
+                    yield at_channel, channel.phone, "a voice channel needs the deployment's voice gateway"
+                continue
             if channel.type == "sms":
                 if channel.phone is None or channel.url is not None:
                     yield at_channel, channel.type, "an sms channel takes a phone (and no url)"
+                elif channel.phone.startswith("0"):
+                    yield at_channel, channel.phone, "an sms channel takes a mobile number, not a fixed line"
                 elif deployment.sms is None:
                     yield at_channel, channel.phone, "an sms channel needs the deployment's sms gateway"
                 continue
@@ -455,6 +531,64 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             if sensor.grid not in grids:
                 yield (*at, "grid"), sensor.grid, "no grid with this id in grids"
     yield from _storage_checks(deployment.storage)
+    yield from _mobilisation_checks(deployment, grids)
+
+
+_WITHOUT_URL = {"sms": ("an sms channel", "phone", "sms"), "voice": ("a voice channel", "phone", "voice"),
+                "email": ("an email channel", "address", "smtp")}  # fmt: skip
+"""Channel types without a URL: how they read, the field they take, the deployment section they go out through."""
+
+
+def _channel_problem(channel: ChannelConfig, deployment: Deployment) -> str | None:
+    """What is wrong with a channel's shape (the rules of people's channels), or None."""
+    if channel.type in _WITHOUT_URL:
+        what, field_name, section = _WITHOUT_URL[channel.type]
+        if getattr(channel, field_name) is None or channel.url is not None:
+            return f"{what} takes {'an' if field_name == 'address' else 'a'} {field_name} (and no url)"
+        if channel.type == "sms" and channel.phone is not None and channel.phone.startswith("0"):
+            return "an sms channel takes a mobile number, not a fixed line"
+        if getattr(deployment, section, None) is None:
+            return f"{what} needs the deployment's {section} section"
+        return None
+    if channel.url is None or channel.address is not None:
+        return f"a {channel.type} channel takes a url (and no address)"
+    if (channel.secret is not None) + (channel.secret_file is not None) + (channel.secret_env is not None) != 1:
+        return "give exactly one of secret, secret_file, secret_env"
+    tokens = (channel.token_file is not None) + (channel.token_env is not None)
+    if channel.type == "dingtalk" and tokens != 1:
+        return "give one of token_file, token_env"
+    if channel.type != "dingtalk" and tokens:
+        return "only a dingtalk channel takes a token"
+    return None
+
+
+def _mobilisation_checks(
+    deployment: Deployment, grids: Collection[str]
+) -> Iterable[tuple[tuple[int | str, ...], object, str]]:
+    """Broadcast receivers and volunteers: unique ids, known grids, channels of the right shape."""
+    sections: list[tuple[str, Sequence[BroadcastConfig | VolunteerConfig]]] = [
+        ("broadcasts", deployment.broadcasts),
+        ("volunteers", deployment.volunteers),
+    ]
+    for section, entries in sections:
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            if entry.id in seen:
+                yield (section, index, "id"), entry.id, f"duplicate id in {section}"
+            seen.add(entry.id)
+            for g_index, grid_id in enumerate(entry.grids):
+                if grid_id not in grids:
+                    yield (section, index, "grids", g_index), grid_id, "no grid with this id in grids"
+    for index, broadcast in enumerate(deployment.broadcasts):
+        at: tuple[int | str, ...] = ("broadcasts", index, "channel")
+        if broadcast.channel.type not in ("webhook", "wecom", "dingtalk"):
+            yield at, broadcast.channel.type, "a broadcast receiver is a webhook, wecom or dingtalk channel"
+        elif (problem := _channel_problem(broadcast.channel, deployment)) is not None:
+            yield at, broadcast.channel.type, problem
+    for index, volunteer in enumerate(deployment.volunteers):
+        for c_index, channel in enumerate(volunteer.channels):
+            if (problem := _channel_problem(channel, deployment)) is not None:
+                yield ("volunteers", index, "channels", c_index), channel.type, problem
 
 
 def _roster_checks(
@@ -641,7 +775,7 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
     for p_index, person in enumerate(deployment.people):
         for c_index, channel in enumerate(person.channels):
             no_token = channel.type == "dingtalk" and channel.token_file is None and channel.token_env is None
-            if no_token or channel.type in ("email", "sms") or channel.url is None:
+            if no_token or channel.type in ("email", "sms", "voice") or channel.url is None:
                 continue  # no secret of its own, or reported with the channel's shape
             try:
                 channel_target(channel, base)
@@ -654,12 +788,28 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
         except ValueError as exc:
             sms_at: tuple[str, ...] = ("sms",)
             yield ConfigIssue(_path_text(sms_at), _line_of(document, sms_at), deployment.sms.url, str(exc))
+    if deployment.voice is not None:
+        try:
+            build_voice(deployment, base)
+        except ValueError as exc:
+            voice_at: tuple[str, ...] = ("voice",)
+            yield ConfigIssue(_path_text(voice_at), _line_of(document, voice_at), deployment.voice.url, str(exc))
     if deployment.smtp is not None:
         try:
             build_smtp(deployment, base)
         except ValueError as exc:
             smtp_at: tuple[str, ...] = ("smtp",)
             yield ConfigIssue(_path_text(smtp_at), _line_of(document, smtp_at), deployment.smtp.host, str(exc))
+    channels: list[tuple[tuple[str | int, ...], ChannelConfig]]
+    channels = [(("broadcasts", i, "channel"), b.channel) for i, b in enumerate(deployment.broadcasts)]
+    channels += [(("volunteers", i, "channels", c), ch) for i, v in enumerate(deployment.volunteers)
+                 for c, ch in enumerate(v.channels)]  # fmt: skip
+    for where, channel in channels:
+        if channel.url is not None and _channel_problem(channel, deployment) is None:  # else reported with its shape
+            try:
+                channel_target(channel, base)
+            except ValueError as exc:
+                yield ConfigIssue(_path_text(where), _line_of(document, where), channel.url, str(exc))
 
 
 def read_secret_file(file: str, base: Path) -> str:
@@ -720,6 +870,10 @@ def channel_target(channel: ChannelConfig, base: Path) -> Target:
         if channel.phone is None:
             raise ValueError("an sms channel takes a phone")
         return SmsTarget(phone=channel.phone)
+    if channel.type == "voice":
+        if channel.phone is None:
+            raise ValueError("a voice channel takes a phone")
+        return VoiceTarget(phone=channel.phone)
     if channel.url is None:
         raise ValueError(f"a {channel.type} channel takes a url")
     secret = resolve_secret(channel, base)
@@ -738,6 +892,7 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
             name=person.name,
             targets=tuple(channel_target(channel, base) for channel in person.channels),
             quiet=_quiet(person.quiet_hours),
+            max_pages_per_hour=person.max_pages_per_hour,
         )
         for person in deployment.people
     ]
@@ -801,9 +956,59 @@ def build_sms(deployment: Deployment, base: Path) -> SmsGateway | None:
     )
 
 
+def build_voice(deployment: Deployment, base: Path) -> VoiceGateway | None:
+    """The deployment's voice-call provider, secrets resolved (None when it has none); ValueError naming what is
+    missing."""
+    config = deployment.voice
+    if config is None:
+        return None
+    if config.format == "generic":
+        token = _secret_from(config.token_file, config.token_env, base, "token")
+        return VoiceGateway(format="generic", url=config.url, token=token, play_times=config.play_times)
+    missing = [name for name in ("access_key_id", "tts_code") if getattr(config, name) is None]
+    if missing:
+        raise ValueError(f"the aliyun format needs {', '.join(missing)}")
+    return VoiceGateway(
+        format="aliyun",
+        url=config.url,
+        access_key_id=config.access_key_id or "",
+        access_key_secret=_secret_from(config.secret_file, config.secret_env, base, "secret"),
+        tts_code=config.tts_code or "",
+        called_show_number=config.called_show_number or "",
+        play_times=config.play_times,
+    )
+
+
 def build_departments(deployment: Deployment) -> list[Department]:
     """The departments work orders go to."""
     return [Department(id=d.id, name=d.name, kind=d.kind, people=tuple(d.people)) for d in deployment.departments]
+
+
+def build_broadcasts(deployment: Deployment, base: Path) -> list[Broadcast]:
+    """The broadcast receivers emergency notices go to, secrets resolved."""
+    community = deployment.community.id
+    return [Broadcast(id=b.id, name=b.name, community=community, grids=tuple(b.grids),
+                      target=channel_target(b.channel, base)) for b in deployment.broadcasts]  # fmt: skip
+
+
+def build_volunteers(deployment: Deployment, base: Path) -> list[Volunteer]:
+    """The volunteer roster, secrets resolved."""
+    community = deployment.community.id
+    return [Volunteer(id=v.id, name=v.name, community=community, skills=tuple(v.skills), grids=tuple(v.grids),
+                      targets=tuple(channel_target(c, base) for c in v.channels))
+            for v in deployment.volunteers]  # fmt: skip
+
+
+def build_grouping(deployment: Deployment) -> GroupingPolicy | None:
+    """The deployment's notification grouping (None when ``grouping.enabled`` is false)."""
+    config = deployment.grouping
+    if not config.enabled:
+        return None
+    return GroupingPolicy(
+        group_wait_s=config.group_wait_s,
+        interval_s={**DEFAULT_INTERVAL_S, **{Grade[name]: value for name, value in config.interval_s.items()}},
+        max_pages_per_hour=config.max_pages_per_hour,
+    )
 
 
 def build_escalation(deployment: Deployment) -> EscalationPolicy:

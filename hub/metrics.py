@@ -7,9 +7,10 @@ stable for tests.
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from alerts.emergency import EmergencyCounters
 from alerts.service import Counters as AlertCounters
 
-__all__ = ["Counter", "Gauge", "GaugeFamily", "Metrics", "render_alert_counters"]
+__all__ = ["Counter", "Gauge", "GaugeFamily", "Metrics", "render_alert_counters", "render_emergency_counters"]
 
 
 def _escape(value: str) -> str:
@@ -180,5 +181,24 @@ def render_alert_counters(counters: AlertCounters) -> str:
         "# HELP anju_alerts_reminders_total Alerts paged again at the top of the chain for want of an acknowledgement.",
         "# TYPE anju_alerts_reminders_total counter",
         f"anju_alerts_reminders_total {counters.reminders_total}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_emergency_counters(counters: EmergencyCounters) -> str:
+    """The emergency desk's counters (``anju_incident_*``): notices, volunteer call-outs and measures delivered."""
+    lines = [
+        "# HELP anju_incident_messages_sent_total Incident messages (notices, call-outs, measures) delivered.",
+        "# TYPE anju_incident_messages_sent_total counter",
+        f"anju_incident_messages_sent_total {counters.messages.sent_total}",
+        "# HELP anju_incident_message_failures_total Failed incident message delivery attempts, by kind.",
+        "# TYPE anju_incident_message_failures_total counter",
+        *(
+            f'anju_incident_message_failures_total{{kind="{kind}"}} {count}'
+            for kind, count in counters.messages.failures_total.items()
+        ),
+        "# HELP anju_incident_measures_overdue_total Measures notified again, not confirmed by their deadline.",
+        "# TYPE anju_incident_measures_overdue_total counter",
+        f"anju_incident_measures_overdue_total {counters.measures_overdue_total}",
     ]
     return "\n".join(lines) + "\n"

@@ -16,16 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from alerts.emergency import EmergencyDesk
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
 from alerts.store import AlertStore
 from hub.config import (
     Deployment,
+    build_broadcasts,
     build_departments,
     build_directory,
     build_escalation,
+    build_grouping,
     build_sms,
     build_smtp,
+    build_voice,
+    build_volunteers,
     load_deployment,
     rule_contexts,
 )
@@ -55,6 +60,8 @@ class Runtime:
     metrics: Metrics
     alerts: AlertService
     ingest: Ingest
+    emergency: EmergencyDesk
+    """Notices, volunteers and measures of incidents (emergency mode)."""
 
 
 GC_THRESHOLD_0 = 10_000
@@ -220,6 +227,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             WebhookReceiver(
                 smtp=build_smtp(deployment, settings.deployment.parent),
                 sms=build_sms(deployment, settings.deployment.parent),
+                voice=build_voice(deployment, settings.deployment.parent),
             ) as receiver,
             AlertService(
                 store=alert_store,
@@ -227,7 +235,17 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 receiver=receiver,
                 escalation=build_escalation(deployment),
                 departments=build_departments(deployment),
+                grouping=build_grouping(deployment),
             ) as alerts,
+            EmergencyDesk(
+                store=alert_store,
+                directory=directory,
+                receiver=receiver,
+                volunteers=build_volunteers(deployment, settings.deployment.parent),
+                broadcasts=build_broadcasts(deployment, settings.deployment.parent),
+                departments=build_departments(deployment),
+                community_name=deployment.community.name,
+            ) as emergency,
         ):
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             detection = await asyncio.to_thread(detection_layers, deployment, registry, settings.data_dir)
@@ -249,7 +267,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 batch_messages=settings.batch_messages,
                 time_check_interval_s=settings.time_check_interval_s,
             )
-            runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest)
+            runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest, emergency)
             _tune_gc()
             await ingest.liveness.restore_open(alerts)
             async with asyncio.TaskGroup() as group:

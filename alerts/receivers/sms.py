@@ -7,22 +7,18 @@ Two request formats (the deployment's ``sms:`` picks one):
   statuses are not.
 - ``aliyun``: Alibaba Cloud SMS (Dysmsapi ``SendSms``, API version 2017-05-25), the RPC request style: the query
   parameters sorted and percent-encoded (RFC 3986), signed with HMAC-SHA1 keyed ``AccessKeySecret + "&"`` over
-  ``"POST&%2F&" + encode(query)``, the message given as an approved template (``template_code``) with the alert's
-  fields as ``TemplateParam``. The answer's ``Code`` says what happened: ``OK``; flow control and throttling
-  (``isv.BUSINESS_LIMIT_CONTROL``, ``Throttling.User``) are retried; anything else is not.
+  ``"POST&%2F&" + encode(query)`` (:mod:`alerts.receivers.aliyun`, shared with the voice receiver), the message
+  given as an approved template (``template_code``) with the alert's fields as ``TemplateParam``. The answer's
+  ``Code`` says what happened: ``OK``; flow control and throttling (``isv.BUSINESS_LIMIT_CONTROL``,
+  ``Throttling.User``) are retried; anything else is not.
 
 The text is short — an SMS is 70 Chinese characters a segment: grade, place, kind, reading and the alert id.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import secrets
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,7 +26,7 @@ from typing import Any, Literal
 import httpx
 
 from alerts.directory import SmsTarget
-from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
+from alerts.receivers.aliyun import aliyun_signature, percent_encode, rpc_call, signed_params
 from alerts.receivers.http import post, raise_for_status
 
 __all__ = ["SmsGateway", "aliyun_signature", "percent_encode", "send_sms", "sms_text"]
@@ -58,19 +54,6 @@ def sms_text(body: Mapping[str, Any]) -> str:
     return f"{body['message_zh']} [{body['alert_id']}]"
 
 
-def percent_encode(text: str) -> str:
-    """RFC 3986 encoding as Alibaba Cloud's signature wants it (space as %20, ``~`` kept, ``*`` encoded)."""
-    return urllib.parse.quote(text, safe="~")
-
-
-def aliyun_signature(secret: str, params: Mapping[str, str], method: str = "POST") -> str:
-    """Base64 HMAC-SHA1 of the canonical request, keyed ``secret + "&"``."""
-    query = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(params.items()))
-    to_sign = f"{method}&{percent_encode('/')}&{percent_encode(query)}"
-    mac = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
-    return base64.b64encode(mac).decode()
-
-
 def _aliyun_params(gateway: SmsGateway, target: SmsTarget, body: Mapping[str, Any], now_s: float) -> dict[str, str]:
     template = {
         "grade": f"{body['grade']['roman']}级{body['grade']['colour_zh']}",
@@ -79,22 +62,19 @@ def _aliyun_params(gateway: SmsGateway, target: SmsTarget, body: Mapping[str, An
         "alert": str(body["alert_id"]),
     }
     params = {
-        "AccessKeyId": gateway.access_key_id,
-        "Action": "SendSms",
-        "Format": "JSON",
         "PhoneNumbers": target.phone.removeprefix("+86"),
-        "RegionId": "cn-hangzhou",
         "SignName": gateway.sign_name,
-        "SignatureMethod": "HMAC-SHA1",
-        "SignatureNonce": secrets.token_hex(16),
-        "SignatureVersion": "1.0",
         "TemplateCode": gateway.template_code,
         "TemplateParam": json.dumps(template, ensure_ascii=False, separators=(",", ":")),
-        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s)),
-        "Version": "2017-05-25",
     }
-    params["Signature"] = aliyun_signature(gateway.access_key_secret, params)
-    return params
+    return signed_params(
+        action="SendSms",
+        version="2017-05-25",
+        access_key_id=gateway.access_key_id,
+        access_key_secret=gateway.access_key_secret,
+        params=params,
+        now_s=now_s,
+    )
 
 
 async def send_sms(
@@ -114,17 +94,5 @@ async def send_sms(
         headers = {"Content-Type": "application/json; charset=utf-8", "Authorization": f"Bearer {gateway.token}"}
         raise_for_status(await post(client, gateway.url, content=payload, headers=headers, what="sms: "), "sms: ")
         return
-    form = urllib.parse.urlencode(_aliyun_params(gateway, target, data, clock_s())).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    response = await post(client, gateway.url, content=form, headers=headers, what="sms (aliyun): ")
-    try:
-        code = str(response.json().get("Code", ""))
-    except (ValueError, AttributeError):
-        raise_for_status(response, "sms (aliyun): ")
-        raise RetryableDeliveryError("sms (aliyun): answer is not JSON", status=response.status_code) from None
-    if code == "OK":
-        return
-    message = f"sms (aliyun): {code}: {response.json().get('Message', '')}"
-    if code in _ALIYUN_RETRYABLE or response.status_code >= 500:
-        raise RetryableDeliveryError(message, status=response.status_code)
-    raise PermanentDeliveryError(message, status=response.status_code)
+    params = _aliyun_params(gateway, target, data, clock_s())
+    await rpc_call(client, gateway.url, params, retryable=_ALIYUN_RETRYABLE, what="sms (aliyun): ")

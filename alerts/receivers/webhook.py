@@ -19,12 +19,13 @@ from types import TracebackType
 
 import httpx
 
-from alerts.directory import DingTalkTarget, EmailTarget, SmsTarget, Target, WeComTarget
+from alerts.directory import DingTalkTarget, EmailTarget, SmsTarget, Target, VoiceTarget, WeComTarget
 from alerts.receivers.base import PermanentDeliveryError
 from alerts.receivers.email import SmtpServer, send_email
 from alerts.receivers.http import post, raise_for_status
 from alerts.receivers.robots import post_robot
 from alerts.receivers.sms import SmsGateway, send_sms
+from alerts.receivers.voice import VoiceGateway, place_call
 
 __all__ = ["DEFAULT_TIMEOUT_S", "WebhookReceiver", "sign"]
 
@@ -42,8 +43,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 class WebhookReceiver:
     """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``. Every channel goes
     through it: Anju's signed webhook here, WeCom and DingTalk robots in :mod:`alerts.receivers.robots`, and email
-    through ``smtp`` (:mod:`alerts.receivers.email`) and SMS through ``sms`` (:mod:`alerts.receivers.sms`) when
-    configured."""
+    through ``smtp`` (:mod:`alerts.receivers.email`), SMS through ``sms`` (:mod:`alerts.receivers.sms`) and voice
+    calls for grades I–II through ``voice`` (:mod:`alerts.receivers.voice`) when configured."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class WebhookReceiver:
         client: httpx.AsyncClient | None = None,
         smtp: SmtpServer | None = None,
         sms: SmsGateway | None = None,
+        voice: VoiceGateway | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
@@ -60,6 +62,8 @@ class WebhookReceiver:
         self._clock_s = clock_s
         self._smtp = smtp
         self._sms = sms
+        self._voice = voice
+        self._voice_not_called = 0
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
 
@@ -70,6 +74,11 @@ class WebhookReceiver:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    @property
+    def voice_not_called_total(self) -> int:
+        """Notifications to voice targets delivered without a call (grade III–IV, or a cleared notice)."""
+        return self._voice_not_called
 
     async def aclose(self) -> None:
         """Close the HTTP client if this receiver created it."""
@@ -86,6 +95,12 @@ class WebhookReceiver:
             if self._sms is None:
                 raise PermanentDeliveryError("sms: no SMS gateway is configured (deployment sms:)")
             await send_sms(self._client, self._sms, target, body, idempotency_key, clock_s=self._clock_s)
+            return
+        if isinstance(target, VoiceTarget):
+            if self._voice is None:
+                raise PermanentDeliveryError("voice: no voice gateway is configured (deployment voice:)")
+            if not await place_call(self._client, self._voice, target, body, idempotency_key, clock_s=self._clock_s):
+                self._voice_not_called += 1
             return
         if isinstance(target, EmailTarget):
             if self._smtp is None:

@@ -75,9 +75,11 @@ def localise_deployment(source: Path, target: Path, *, sink_port: int, modbus_po
     for gateway in document["gateways"]:
         if str(gateway["id"]) in modbus_ports:
             gateway.setdefault("modbus", {})["port"] = modbus_ports[str(gateway["id"])]
-    for person in document["people"]:
-        for channel in person["channels"]:
-            channel["url"] = f"http://127.0.0.1:{sink_port}/notify"
+    people = (*document["people"], *document.get("volunteers", ()))
+    channels = [c for entry in people for c in entry.get("channels", ())]
+    channels += [broadcast["channel"] for broadcast in document.get("broadcasts", ())]
+    for channel in channels:
+        channel["url"] = f"http://127.0.0.1:{sink_port}/notify"
     with target.open("w", encoding="utf-8") as out:
         yaml.dump(document, out)
     return target

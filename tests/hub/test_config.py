@@ -10,8 +10,10 @@ from hub.config import (
     ConfigError,
     build_directory,
     build_escalation,
+    build_grouping,
     build_sms,
     build_smtp,
+    build_voice,
     load_deployment,
 )
 from hub.edge_config import EdgeTarget, render_edge_config
@@ -100,6 +102,31 @@ def test_escalation_chain_is_checked_and_built(tmp_path: Path, demo_deployment: 
     policy = build_escalation(load_deployment(demo_deployment))
     assert [level.id for level in policy.levels] == ["property", "subdistrict"]
     assert policy.deadline_ms(Grade.III) == 300_000 and policy.deadline_ms(Grade.IV) == 86_400_000
+
+
+def test_grouping_defaults_overrides_and_bad_values(tmp_path: Path) -> None:
+    policy = build_grouping(load_deployment(write(tmp_path, GOOD)))
+    assert policy is not None and policy.group_wait_s == 0
+    grades = (Grade.I, Grade.II, Grade.III, Grade.IV)
+    assert [policy.interval_ms(g) for g in grades] == [20_000, 20_000, 60_000, 300_000]
+    assert policy.max_pages_per_hour == 30
+    tuned = GOOD + "grouping: {interval_s: {IV: 600}, max_pages_per_hour: null}\n"
+    policy = build_grouping(load_deployment(write(tmp_path, tuned)))
+    assert policy is not None and policy.interval_ms(Grade.IV) == 600_000 and policy.max_pages_per_hour is None
+    assert policy.interval_ms(Grade.II) == 20_000
+    assert build_grouping(load_deployment(write(tmp_path, GOOD + "grouping: {enabled: false}\n"))) is None
+    capped = GOOD.replace("    name: 王丽\n", "    name: 王丽\n    max_pages_per_hour: 5\n")
+    (person,) = build_directory(load_deployment(write(tmp_path, capped)), tmp_path).people
+    assert person.max_pages_per_hour == 5
+    bad = GOOD.replace("    name: 王丽\n", "    name: 王丽\n    max_pages_per_hour: 0\n")
+    bad += "grouping: {interval_s: {II: -1, V: 3}, group_wait: 5}\n"
+    found = {(path, message) for _, path, _, message in issues(write(tmp_path, bad))}
+    assert found == {
+        ("people[0].max_pages_per_hour", "Input should be greater than or equal to 1"),
+        ("grouping.interval_s.II", "Input should be greater than or equal to 0"),
+        ("grouping.interval_s.V.[key]", "Input should be 'I', 'II', 'III' or 'IV'"),
+        ("grouping.group_wait", "unknown key"),
+    }
 
 
 def test_wecom_and_dingtalk_channels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,6 +231,44 @@ def test_sms_channels_need_a_phone_and_the_gateway(tmp_path: Path, monkeypatch: 
     assert gateway is not None and gateway.format == "aliyun" and "a-long-enough" not in repr(gateway)
     (person,) = build_directory(deployment, tmp_path).people
     assert [type(t).__name__ for t in person.targets] == ["SmsTarget"]
+
+
+def test_voice_channels_need_a_phone_and_the_provider_and_errors_name_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    voice = GOOD.replace(
+        '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}\n',
+        "      - {type: voice, phone: '+8613800000000'}\n      - {type: voice, phone: '028-12345678'}\n",
+    )
+    found = {(path, m) for _, path, _, m in issues(write(tmp_path, voice))}
+    needs = "a voice channel needs the deployment's voice gateway"
+    assert found == {("people[0].channels[0]", needs), ("people[0].channels[1]", needs)}
+    aliyun = "voice: {format: aliyun, url: 'https://dyvmsapi.aliyuncs.com/', access_key_id: LTAI5t, secret_env: VMS}\n"
+    assert issues(write(tmp_path, voice + aliyun)) == [
+        (14, "voice", "https://dyvmsapi.aliyuncs.com/", "the aliyun format needs tts_code")
+    ]
+    bad = aliyun.replace("secret_env: VMS}", "secret_env: VMS, tts_code: TTS_1, play_times: 5, colour: red}")
+    by_path = {path: (value, m) for _, path, value, m in issues(write(tmp_path, voice + bad))}
+    assert by_path["voice.play_times"][0] == 5 and "less than or equal to 3" in by_path["voice.play_times"][1]
+    assert by_path["voice.colour"] == ("red", "unknown key")
+    wrong_phone = voice.replace("'028-12345678'", "'12345'")
+    assert [(p, v) for _, p, v, _ in issues(write(tmp_path, wrong_phone + aliyun))] == [
+        ("people[0].channels[1].phone", "12345")
+    ]
+    full = aliyun.replace("secret_env: VMS}", "secret_env: VMS, tts_code: TTS_1, called_show_number: '02866660000'}")
+    assert {m for _, _, _, m in issues(write(tmp_path, voice + full))} == {"environment variable VMS is not set"}
+    monkeypatch.setenv("VMS", "a-long-enough-secret-0123")
+    deployment = load_deployment(write(tmp_path, voice + full))
+    gateway = build_voice(deployment, tmp_path)
+    assert gateway is not None and gateway.format == "aliyun" and gateway.called_show_number == "02866660000"
+    assert gateway.play_times == 2 and "a-long-enough" not in repr(gateway)
+    (person,) = build_directory(deployment, tmp_path).people
+    assert [type(t).__name__ for t in person.targets] == ["VoiceTarget", "VoiceTarget"]
+    landline_sms = voice.replace("{type: voice, phone: '028-12345678'}", "{type: sms, phone: '028-12345678'}")
+    sms = "sms: {format: generic, url: 'https://sms.example.cn/send', token_env: VMS}\n"
+    assert issues(write(tmp_path, landline_sms + full + sms)) == [
+        (9, "people[0].channels[1]", "028-12345678", "an sms channel takes a mobile number, not a fixed line")
+    ]
 
 
 def test_secret_problems(tmp_path: Path) -> None:

@@ -266,6 +266,68 @@ async def test_emergency_mode_over_the_api(hub: Hub) -> None:
     assert (await hub.api.get("/api/v1/incidents/inc-nope")).status_code == 404
 
 
+async def test_mobilisation_over_the_api(hub: Hub) -> None:
+    """Emergency mode's notices, volunteers and measures (Art. 25–26) against the demo deployment's receivers."""
+    made = await hub.api.post("/api/v1/incidents", json={"by": "chen-subdistrict", "kind": "fire", "title": "1栋火灾",
+                                                          "grids": ["grid-1"]})  # fmt: skip
+    assert made.json()["volunteers"]["asked"] == 2, "grid-1's volunteer and the whole community's are asked at once"
+    path = f"/api/v1/incidents/{made.json()['id']}"
+
+    def sent(reason: str) -> list[str]:
+        return sorted(b["recipient"]["id"] for b in hub.sink.sink.received if b["reason"] == reason)
+
+    async def pages_of(reason: str, expected: list[str]) -> bool:
+        return sent(reason) == expected
+
+    await eventually(lambda: pages_of("volunteer_call", ["liu-yang", "sun-li"]))
+    answered = await hub.api.post(f"{path}/volunteers/liu-yang/answer", json={"answer": "available", "note": "5分钟到"})
+    assert answered.json()["mobilised"] is True and answered.json()["skills"] == ["first-aid"]
+    unknown = await hub.api.post(f"{path}/volunteers/nobody/answer", json={"answer": "available"})
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "no volunteer 'nobody'"
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert (await hub.api.post("/api/v1/incidents/inc-nope/volunteers/liu-yang/answer",
+                               json={"answer": "available"})).status_code == 404  # fmt: skip
+
+    too_long = await hub.api.post(f"{path}/notices", json={"by": "chen-subdistrict", "text_zh": "请" * 501})
+    assert too_long.status_code == 422 and "text_zh has 501 characters; at most 500" in too_long.json()["detail"]
+    text = {"text_zh": "1栋住户请从东侧楼梯撤离", "text_en": "Building 1: leave by the east stairs"}
+    notice = await hub.api.post(f"{path}/notices", json={"by": "chen-subdistrict", **text})
+    assert notice.status_code == 201 and notice.json()["broadcasts"] == ["b1-residents"], "not building 2's group"
+    await eventually(lambda: pages_of("incident_notice", ["b1-residents"]))
+
+    due = datetime.now(UTC).isoformat()
+    unknown_department = {"by": "chen-subdistrict", "department": "nope", "text": "开启消防通道", "due": due}
+    refused = await hub.api.post(f"{path}/measures", json=unknown_department)
+    assert refused.status_code == 422 and "no department 'nope'" in refused.json()["detail"]
+    naive = await hub.api.post(f"{path}/measures", json={**unknown_department, "department": "property",
+                                                         "due": "2026-06-01T16:00:00"})  # fmt: skip
+    assert naive.status_code == 422 and "due" in naive.json()["detail"]
+    soon = datetime.fromtimestamp(time.time() + 1.5, UTC).isoformat()
+    measure = await hub.api.post(f"{path}/measures", json={**unknown_department, "department": "property", "due": soon})
+    assert measure.status_code == 201 and measure.json()["department_name"] == "物业服务中心"
+    measure_path = f"{path}/measures/{measure.json()['id']}"
+    await eventually(lambda: pages_of("measure_overdue", ["chen-subdistrict", "li-property"]))
+    board = (await hub.api.get(path)).json()
+    assert board["overdue_measures"] == [measure.json()["id"]]
+    confirm = {"by": "li-property", "note": "消防通道已清空"}
+    assert (await hub.api.post(f"{measure_path}/confirm", json={**confirm, "by": "wang-li"})).status_code == 422
+    assert (await hub.api.post(f"{measure_path}/confirm", json=confirm)).json()["confirmed_by"] == "li-property"
+    twice = await hub.api.post(f"{measure_path}/confirm", json=confirm)
+    assert twice.status_code == 409 and "already confirmed by li-property" in twice.json()["detail"]
+    assert (await hub.api.post(f"{path}/measures/msr-nope/confirm", json=confirm)).status_code == 404
+
+    board = (await hub.api.get(path)).json()
+    assert (board["volunteers"]["mobilised"], board["volunteers"]["skills"]) == (1, {"first-aid": 1})
+    assert [d["status"] for d in board["notices"][0]["deliveries"]] == ["sent"]
+    assert board["measures"][0]["note"] == "消防通道已清空" and board["overdue_measures"] == []
+    page = await hub.api.get(f"{path}/summary.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "突发事件情况报告" in page.text and "1栋居民群" in page.text and "刘洋（志愿者）" in page.text
+    assert (await hub.api.get("/api/v1/incidents/inc-nope/summary.html")).status_code == 404
+    assert await hub.metric("anju_incident_messages_sent_total") == 6, "2 call-outs, 1 notice, 1 + 2 for the measure"
+    assert await hub.metric("anju_incident_measures_overdue_total") == 1
+
+
 async def _muted(hub: Hub, silence_id: str) -> bool:
     silences = (await hub.api.get("/api/v1/silences")).json()
     return any(s["id"] == silence_id and s["muted"] == 1 for s in silences)

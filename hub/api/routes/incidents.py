@@ -1,5 +1,6 @@
-"""``/api/v1/incidents``: emergency mode (Art. 25) — declare an incident for an area, collect and verify each
-household's status, export the register (CSV) and its counts, close it."""
+"""``/api/v1/incidents``: emergency mode (Art. 25) — declare an incident for an area (its volunteers asked to join),
+collect and verify each household's status, export the register (CSV) and its counts, close it. The board
+(``GET /incidents/{id}``) also shows the notices sent, the volunteers and the measures (routes/mobilisation.py)."""
 
 from datetime import datetime
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, Field
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
 from hub.api.deps import Authorized, RuntimeDep
 from hub.api.problems import service_errors
+from hub.api.routes.mobilisation import MeasurePublic, NoticePublic, VolunteersPublic
 
 router = APIRouter(tags=["incidents"], dependencies=[Authorized])
 
@@ -19,6 +21,7 @@ class DeclareIn(BaseModel):
     title: str = Field(min_length=1, max_length=500)
     grids: list[str] = Field(default_factory=list, max_length=200, description="empty: the whole community")
     fields: list[str] = Field(default_factory=list, max_length=20, description="an epidemic's required fields")
+    mobilise: bool = Field(default=True, description="ask the volunteers covering the area to join at once")
 
 
 class ReportIn(BaseModel):
@@ -63,6 +66,10 @@ class IncidentPublic(BaseModel):
     closed_at: datetime | None
     alerts: list[str]
     counts: dict[str, int] | None = None
+    volunteers: VolunteersPublic | None = None
+    notices: list[NoticePublic] | None = None
+    measures: list[MeasurePublic] | None = None
+    overdue_measures: list[str] | None = None
 
     @classmethod
     def of(cls, incident: Incident, counts: dict[str, int] | None = None) -> "IncidentPublic":
@@ -84,7 +91,11 @@ async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
             community=runtime.registry.community, kind=body.kind, title=body.title, by=body.by, grids=body.grids,
             fields=body.fields,
         )  # fmt: skip
-    return IncidentPublic.of(incident)
+        if not body.mobilise:
+            return IncidentPublic.of(incident)
+        await runtime.emergency.call_volunteers(incident.id, by=body.by)
+        board = await runtime.emergency.board(incident.id)
+    return IncidentPublic.of(incident).model_copy(update={"volunteers": VolunteersPublic.of(board)})
 
 
 @router.get("/incidents")
@@ -94,10 +105,18 @@ async def list_incidents(runtime: RuntimeDep, active_only: bool = False) -> list
 
 @router.get("/incidents/{incident_id}")
 async def get_incident(runtime: RuntimeDep, incident_id: str) -> IncidentPublic:
-    """The incident board: the incident, its alerts and the households counted by status."""
+    """The incident board: the incident, its alerts, the households counted by status, the volunteers (who is
+    mobilised, with skills), the notices sent and the measures (``overdue_measures``: not confirmed in time)."""
     with service_errors("incident"):
-        incident, reports = await runtime.alerts.incident_register(incident_id)
-    return IncidentPublic.of(incident, summary(reports))
+        board = await runtime.emergency.board(incident_id)
+    return IncidentPublic.of(board.incident, summary(board.reports)).model_copy(
+        update={
+            "volunteers": VolunteersPublic.of(board),
+            "notices": [NoticePublic.of(board, n) for n in board.notices],
+            "measures": [MeasurePublic.of(board, m) for m in board.measures],
+            "overdue_measures": [m.id for m in board.overdue()],
+        }
+    )
 
 
 @router.post("/incidents/{incident_id}/households")

@@ -299,6 +299,7 @@ class RuleEngine:
             threshold=threshold,
             rule_zh=rule.name_zh,
             below=rule.below,
+            place=sensor.building,
         )
 
     def _corroboration_event(self, sensor: _Sensor, verdict: Verdict, value: float, time_ms: int) -> RiskEvent:
@@ -323,6 +324,7 @@ class RuleEngine:
             source=source,
             rule_zh=pattern.name_zh,
             members=verdict.sensors,
+            place=sensor.building,
         )
 
     # -- state ---------------------------------------------------------------------------------------------------
