@@ -1,6 +1,6 @@
 """Alerts: risk events in; graded, deduplicated alerts handed to the people responsible, reliably.
 
-Depends only on the standard library, httpx, pydantic and ``protocol`` — never on the hub, so any system
+Depends only on the standard library, aiohttp, pydantic and ``protocol`` — never on the hub, so any system
 can hand it risk events. The public face is this module; see ``alerts.service.AlertService``.
 """
 

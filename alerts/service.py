@@ -1273,11 +1273,11 @@ class AlertService:
         try:
             target = self._target(first)
             if target is None:
-                self._counters.notification_failures_total["no_target"] += len(page)
                 log.error("notification %s: recipient or target no longer in the directory", first.key)
                 await asyncio.to_thread(
                     self._store.mark_failed, keys, error="recipient not in directory", now_ms=self._clock()
                 )
+                self._counters.notification_failures_total["no_target"] += len(page)  # counted once on record
                 return
             key, body = first.key, first.body.encode()
             if len(page) > 1:
@@ -1287,9 +1287,9 @@ class AlertService:
             try:
                 await self._receiver.deliver(target=target, idempotency_key=key, body=body)
             except PermanentDeliveryError as exc:
-                self._counters.notification_failures_total["permanent"] += len(page)
                 log.error("notification %s refused, giving up: %s", key, exc)
                 await asyncio.to_thread(self._store.mark_failed, keys, error=str(exc), now_ms=self._clock())
+                self._counters.notification_failures_total["permanent"] += len(page)  # counted once on record
                 return
             except RetryableDeliveryError as exc:
                 await self._retry_later(page, key, str(exc))

@@ -18,10 +18,8 @@ import time
 import urllib.parse
 from collections.abc import Collection, Mapping
 
-import httpx
-
 from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
-from alerts.receivers.http import post, raise_for_status
+from alerts.receivers.http import HttpClient, post, raise_for_status
 
 __all__ = ["aliyun_signature", "percent_encode", "rpc_call", "signed_params"]
 
@@ -66,7 +64,7 @@ def signed_params(
 
 
 async def rpc_call(
-    client: httpx.AsyncClient, url: str, params: Mapping[str, str], *, retryable: Collection[str], what: str
+    client: HttpClient, url: str, params: Mapping[str, str], *, retryable: Collection[str], what: str
 ) -> None:
     """POST the signed ``params`` as a form to ``url``; return on ``Code`` ``OK``, else raise a retryable delivery
     error for a code in ``retryable`` or a 5xx answer and a permanent one otherwise. ``what`` prefixes the error
@@ -79,10 +77,10 @@ async def rpc_call(
         code = str(answer.get("Code", ""))
     except (ValueError, AttributeError):
         raise_for_status(response, what)
-        raise RetryableDeliveryError(f"{what}answer is not JSON", status=response.status_code) from None
+        raise RetryableDeliveryError(f"{what}answer is not JSON", status=response.status) from None
     if code == "OK":
         return
     message = f"{what}{code}: {answer.get('Message', '')}"
-    if code in retryable or response.status_code >= 500:
-        raise RetryableDeliveryError(message, status=response.status_code)
-    raise PermanentDeliveryError(message, status=response.status_code)
+    if code in retryable or response.status >= 500:
+        raise RetryableDeliveryError(message, status=response.status)
+    raise PermanentDeliveryError(message, status=response.status)

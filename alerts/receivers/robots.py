@@ -28,11 +28,9 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from alerts.directory import DingTalkTarget, WeComTarget
 from alerts.receivers.base import PermanentDeliveryError, RetryableDeliveryError
-from alerts.receivers.http import post, raise_for_status
+from alerts.receivers.http import HttpClient, post, raise_for_status
 
 __all__ = ["WECOM_MAX_BYTES", "dingtalk_sign", "markdown", "post_robot", "robot_request"]
 
@@ -88,7 +86,7 @@ def robot_request(target: WeComTarget | DingTalkTarget, body: bytes, now_ms: int
 
 
 async def post_robot(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     target: WeComTarget | DingTalkTarget,
     body: bytes,
     *,
@@ -100,10 +98,10 @@ async def post_robot(
     full = f"{url}?{urllib.parse.urlencode(params)}"
     headers = {"Content-Type": "application/json; charset=utf-8"}
     response = await post(client, full, content=payload, headers=headers, what=f"{app}: ")
-    if response.status_code != 200:
+    if response.status != 200:
         raise_for_status(response, f"{app}: ")
-        raise PermanentDeliveryError(f"{app}: unexpected status", status=response.status_code)  # a 2xx, not 200
-    status = response.status_code
+        raise PermanentDeliveryError(f"{app}: unexpected status", status=response.status)  # a 2xx, not 200
+    status = response.status
     try:
         answer = response.json()
         code = int(answer.get("errcode", -2))

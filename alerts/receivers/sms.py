@@ -23,11 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-
 from alerts.directory import SmsTarget
 from alerts.receivers.aliyun import aliyun_signature, percent_encode, rpc_call, signed_params
-from alerts.receivers.http import post, raise_for_status
+from alerts.receivers.http import HttpClient, post, raise_for_status
 
 __all__ = ["SmsGateway", "aliyun_signature", "percent_encode", "send_sms", "sms_text"]
 
@@ -78,7 +76,7 @@ def _aliyun_params(gateway: SmsGateway, target: SmsTarget, body: Mapping[str, An
 
 
 async def send_sms(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     gateway: SmsGateway,
     target: SmsTarget,
     body: bytes,

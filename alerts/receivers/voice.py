@@ -38,11 +38,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-
 from alerts.directory import VoiceTarget
 from alerts.receivers.aliyun import rpc_call, signed_params
-from alerts.receivers.http import post, raise_for_status
+from alerts.receivers.http import HttpClient, post, raise_for_status
 
 __all__ = ["CALL_GRADES", "VOICE_MAX_CHARS", "VoiceGateway", "call_ref", "calls_for", "place_call", "voice_text"]
 
@@ -157,7 +155,7 @@ def _aliyun_params(gateway: VoiceGateway, target: VoiceTarget, body: Mapping[str
 
 
 async def place_call(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     gateway: VoiceGateway,
     target: VoiceTarget,
     body: bytes,

@@ -17,12 +17,10 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-import httpx
-
 from alerts.directory import DingTalkTarget, EmailTarget, SmsTarget, Target, VoiceTarget, WeComTarget
 from alerts.receivers.base import PermanentDeliveryError
 from alerts.receivers.email import SmtpServer, send_email
-from alerts.receivers.http import post, raise_for_status
+from alerts.receivers.http import HttpClient, new_client, post, raise_for_status
 from alerts.receivers.robots import post_robot
 from alerts.receivers.sms import SmsGateway, send_sms
 from alerts.receivers.voice import VoiceGateway, place_call
@@ -41,31 +39,30 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class WebhookReceiver:
-    """Posts notifications with one pooled :class:`httpx.AsyncClient`; use as ``async with``. Every channel goes
-    through it: Anju's signed webhook here, WeCom and DingTalk robots in :mod:`alerts.receivers.robots`, and email
-    through ``smtp`` (:mod:`alerts.receivers.email`), SMS through ``sms`` (:mod:`alerts.receivers.sms`) and voice
-    calls for grades I–II through ``voice`` (:mod:`alerts.receivers.voice`) when configured."""
+    """Posts notifications with one pooled HTTP client (aiohttp, made on first use); use as ``async with``. Every
+    channel goes through it: Anju's signed webhook here, WeCom and DingTalk robots in
+    :mod:`alerts.receivers.robots`, and email through ``smtp`` (:mod:`alerts.receivers.email`), SMS through ``sms``
+    (:mod:`alerts.receivers.sms`) and voice calls for grades I–II through ``voice`` (:mod:`alerts.receivers.voice`)
+    when configured."""
 
     def __init__(
         self,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         clock_s: Callable[[], float] = time.time,
-        client: httpx.AsyncClient | None = None,
         smtp: SmtpServer | None = None,
         sms: SmsGateway | None = None,
         voice: VoiceGateway | None = None,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-        self._timeout = httpx.Timeout(timeout_s)
+        self._timeout_s = timeout_s
         self._clock_s = clock_s
         self._smtp = smtp
         self._sms = sms
         self._voice = voice
         self._voice_not_called = 0
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        self._http: HttpClient | None = None
 
     async def __aenter__(self) -> WebhookReceiver:
         return self
@@ -81,9 +78,16 @@ class WebhookReceiver:
         return self._voice_not_called
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this receiver created it."""
-        if self._own_client:
-            await self._client.aclose()
+        """Close the HTTP client (its pooled connections)."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def _client(self) -> HttpClient:
+        if self._http is None:  # aiohttp wants its session made inside the running loop, not at construction
+            self._http = new_client(self._timeout_s)
+        return self._http
 
     async def deliver(self, *, target: Target, idempotency_key: str, body: bytes) -> None:
         """POST ``body`` to ``target.url``, signed (or as a robot message for a robot target); raise a retryable or
@@ -115,5 +119,5 @@ class WebhookReceiver:
             "X-Anju-Signature": sign(target.secret, timestamp, body),
             "User-Agent": "anju-alerts/1",
         }
-        response = await post(self._client, target.url, content=body, headers=headers, limits=self._timeout)
+        response = await post(self._client, target.url, content=body, headers=headers)
         raise_for_status(response, "")
