@@ -173,7 +173,7 @@ class Person:
     targets: tuple[Target, ...] = ()
     quiet: QuietHours | None = None
     max_pages_per_hour: int | None = None
-    """This person's volume cap for grade III–IV pages per target (None: the grouping policy's)."""
+    """This person's volume cap for grade IV pages per target and hour (None: the grouping policy's)."""
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -9,9 +9,12 @@ notifications of one *group* to one person's target are sent together, at most o
   grade never wait for another grade's window — an alert upgraded from IV to III is paged at once, not held in the
   IV window — and another building's alerts are another group: a second incident elsewhere is paged at once.
 * The first page of a group goes at once (after ``group_wait_s``, default 0: a safety system does not hold the
-  first alarm); changes within the next group interval wait for its end and go as one digest, and so on.
-* A per-person cap (``max_pages_per_hour``) holds grade III–IV pages beyond it until the hour of the oldest counted
-  page is over, then sends them as one digest. Grade I–II pages are grouped but never capped.
+  first alarm); changes within the next group interval wait for its end and go as one digest, and so on. For
+  grades I–III the interval is at most 14 s (default 10 s), so every change still reaches a person within
+  GB/T 45839's 15 s; grade IV waits up to 5 min (Alertmanager's default group interval).
+* A per-person cap (``max_pages_per_hour``) holds grade IV pages beyond it until the hour of the oldest counted
+  page is over, then sends them as one digest. Grades I–III are grouped but never capped: they must reach a person
+  within 15 s. Their pages count towards the cap, so a storm of them holds the maintenance pages back.
 
 The windows live in memory and are rebuilt at start from the outbox (``page_ms`` of recent notifications), so a
 restart neither repeats nor loses a window.
@@ -29,7 +32,10 @@ __all__ = ["GroupingPolicy", "PageWindows", "group_of"]
 
 HOUR_MS = 3_600_000
 
-DEFAULT_INTERVAL_S: Mapping[Grade, float] = {Grade.I: 20.0, Grade.II: 20.0, Grade.III: 60.0, Grade.IV: 300.0}
+DEFAULT_INTERVAL_S: Mapping[Grade, float] = {Grade.I: 10.0, Grade.II: 10.0, Grade.III: 10.0, Grade.IV: 300.0}
+MAX_PUSH_S = 14.0
+"""The longest group interval allowed for grades I–III: GB/T 45839-2025 gives the platform 15 s to reach the people
+responsible for an alarm (SENSORS.md: III "push ≤ 15 s"), and a change held for a window must still make it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,16 +44,23 @@ class GroupingPolicy:
 
     group_wait_s: float = 0.0
     interval_s: Mapping[Grade, float] = field(default_factory=lambda: dict(DEFAULT_INTERVAL_S))
-    """Between two pages of one group, per grade (missing grades: the default): short for I–II, they are why the
-    system exists; IV has Alertmanager's default group interval."""
+    """Between two pages of one group, per grade (missing grades: the default): at most ``MAX_PUSH_S`` for I–III,
+    whose every change must reach a person within GB/T 45839's 15 s; IV has Alertmanager's default 5 min."""
     max_pages_per_hour: int | None = 30
 
     def __post_init__(self) -> None:
-        if not 0 <= self.group_wait_s <= 300:
-            raise ValueError(f"group_wait_s must be in [0, 300], got {self.group_wait_s!r}")
+        if not 0 <= self.group_wait_s <= MAX_PUSH_S:
+            raise ValueError(
+                f"group_wait_s must be in [0, {MAX_PUSH_S:g}] (GB/T 45839's 15 s), got {self.group_wait_s!r}"
+            )
         for grade, value in self.interval_s.items():
             if not isinstance(grade, Grade) or not 0 <= value <= 86_400:
                 raise ValueError(f"interval_s[{grade!r}] must be seconds in [0, 86400], got {value!r}")
+            if grade <= Grade.III and value > MAX_PUSH_S:
+                raise ValueError(
+                    f"interval_s[{grade.name}] must be at most {MAX_PUSH_S:g} s (GB/T 45839: an alarm reaches the "
+                    f"people responsible within 15 s), got {value!r}"
+                )
         if self.max_pages_per_hour is not None and self.max_pages_per_hour < 1:
             raise ValueError(f"max_pages_per_hour must be >= 1, got {self.max_pages_per_hour!r}")
 
@@ -69,7 +82,7 @@ def group_of(alert: Alert) -> str:
 
 
 OVER_CAP = "over-cap"
-"""The group of a person's grade III–IV pages held back by their cap: one digest when the cap's hour is over."""
+"""The group of a person's grade IV pages held back by their cap: one digest when the cap's hour is over."""
 
 
 class PageWindows:
@@ -99,7 +112,7 @@ class PageWindows:
         self, person: str, target: int, group: str, grade: Grade, ready_ms: int, *, cap: int | None = None
     ) -> tuple[str, int]:
         """The (group, page time in ms) of a notification ready to go at ``ready_ms`` (now, or when quiet hours
-        end). It joins its group's pending page when there is one, else opens the next window; a grade III–IV
+        end). It joins its group's pending page when there is one, else opens the next window; a grade IV
         page over the person's cap (``cap``, else the policy's) joins their over-cap digest instead."""
         lane = (person, target, group)
         latest = self._latest.get(lane)
@@ -113,7 +126,7 @@ class PageWindows:
         cap = cap if cap is not None else self.policy.max_pages_per_hour
         times = self._pages.setdefault((person, target), [])
         del times[: bisect.bisect_left(times, page_ms - HOUR_MS)]
-        if cap is not None and grade > Grade.II and len(times) >= cap:
+        if cap is not None and grade is Grade.IV and len(times) >= cap:
             over = (person, target, OVER_CAP)
             held = self._latest.get(over)
             if held is None or held <= ready_ms:

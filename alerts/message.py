@@ -256,7 +256,8 @@ def notification_body(
 
 
 DIGEST_ITEMS = 10
-"""How many of a digest's notifications it lists one by one (most severe first); the rest are counted."""
+"""How many of a digest's alerts it lists one by one (most severe first, each with its latest change); the rest are
+counted."""
 
 
 def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> dict[str, Any]:
@@ -268,6 +269,10 @@ def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> d
     """
     ordered = sorted(members, key=lambda b: (b["grade"]["number"], -int(b["event_time_ms"])))
     head = ordered[0]
+    latest: dict[str, dict[str, Any]] = {}
+    for b in sorted(members, key=lambda b: (int(b["event_time_ms"]), int(b["revision"]))):
+        latest[str(b["alert_id"])] = b  # each alert once, as of its newest change in the page
+    listed = sorted(latest.values(), key=lambda b: (b["grade"]["number"], -int(b["event_time_ms"])))
     grades = Counter(int(b["grade"]["number"]) for b in members)
     alerts = {str(b["alert_id"]): int(b["grade"]["number"]) for b in members}
     per_grade = Counter(alerts.values())
@@ -294,11 +299,12 @@ def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> d
             "message_zh": b["message_zh"],
             "message_en": b["message_en"],
         }
-        for b in ordered[:DIGEST_ITEMS]
+        for b in listed[:DIGEST_ITEMS]
     ]
     lines = [f"- {item['message_zh']} / {item['message_en']}" for item in items]
-    if len(ordered) > DIGEST_ITEMS:
-        lines.append(f"- 另有 {len(ordered) - DIGEST_ITEMS} 条 / and {len(ordered) - DIGEST_ITEMS} more")
+    more = len(listed) - len(items)
+    if more:
+        lines.append(f"- 另有 {more} 个告警 / and {more} more alerts")
     return {
         **head,
         "idempotency_key": idempotency_key,
@@ -313,6 +319,7 @@ def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> d
             "by_grade": {roman[g]: grades[g] for g in sorted(grades)},
             "alerts_by_grade": {roman[g]: per_grade[g] for g in sorted(per_grade)},
             "items": items,
-            "more": max(0, len(ordered) - DIGEST_ITEMS),
+            "more": more,
+            "keys": sorted(str(b["idempotency_key"]) for b in members),
         },
     }

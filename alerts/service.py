@@ -362,8 +362,8 @@ class AlertService:
                 self._counters.alerts_opened_total[outcome.grade] += 1
                 log.info("alert opened: %s %s grade %s", outcome.id, outcome.key, outcome.grade.name)
             result.set_result(outcome)
-        if any(notifications for _, _, notifications in writes):
-            self._wake.set()
+        if self._group is not None:
+            self._send_now([n for _, _, notifications in writes for n in notifications], now)
 
     def _is_muted(self, event: RiskEvent) -> bool:
         """A firing event a silence or another mute holds back (counted); cleared events always pass, so an alert
@@ -1221,20 +1221,9 @@ class AlertService:
                     self._store.due, now_ms=now, limit=free, exclude=frozenset(self._in_flight)
                 )
                 for notification in due:
-                    if notification.key in self._in_flight or free <= 0:
+                    if notification.key in self._in_flight or self._pages_in_flight >= self._max_in_flight:
                         continue
-                    page = await self._page_of(notification, now)
-                    # One delivery at a time per alert and target, so a person's phone gets an alert's changes in
-                    # the order they happened ("cleared" never before the "upgraded" that came first); the next
-                    # one follows when this one is done (_deliver wakes the loop).
-                    lanes = {(n.alert_id, n.person_id, n.target_index) for n in page}
-                    if lanes & self._lanes:
-                        continue
-                    self._lanes |= lanes
-                    self._in_flight.update(n.key for n in page)
-                    self._pages_in_flight += 1
-                    free -= 1
-                    self._spawn(self._deliver(page), name=f"anju-alerts-deliver-{notification.key}")
+                    self._take(await self._page_of(notification, now))
             wait_s = 1.0  # poll at least this often: another clock, another writer
             next_ms = await asyncio.to_thread(self._store.next_due_ms, exclude=frozenset(self._in_flight))
             if next_ms is not None:
@@ -1243,6 +1232,32 @@ class AlertService:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):
                         await self._wake.wait()
+
+    def _take(self, page: list[Notification]) -> bool:
+        """Start delivering ``page`` unless one of its alerts is already on its way to the same target, a member is
+        in flight, or every slot is busy; whether it started."""
+        # One delivery at a time per alert and target, so a person's phone gets an alert's changes in the order they
+        # happened ("cleared" never before the "upgraded" that came first); the next one follows when this one is
+        # done (_deliver wakes the loop).
+        lanes = {(n.alert_id, n.person_id, n.target_index) for n in page}
+        if (
+            self._pages_in_flight >= self._max_in_flight
+            or lanes & self._lanes
+            or any(n.key in self._in_flight for n in page)
+        ):
+            return False
+        self._lanes |= lanes
+        self._in_flight.update(n.key for n in page)
+        self._pages_in_flight += 1
+        self._spawn(self._deliver(page), name=f"anju-alerts-deliver-{page[0].key}")
+        return True
+
+    def _send_now(self, notifications: Sequence[Notification], now: int) -> None:
+        """Start the just-committed notifications that are due now, each as its own page, without the round trip
+        through the outbox query (the delivery loop takes any left over, and every retry)."""
+        for notification in notifications:
+            if notification.next_attempt_ms <= now and not self._take([notification]):
+                self._wake.set()
 
     async def _page_of(self, notification: Notification, now: int) -> list[Notification]:
         """What goes out with ``notification`` as one page: itself, or every due notification of its group to the
@@ -1270,6 +1285,7 @@ class AlertService:
         """Send one page — a notification, or several of one group as a digest — and record the outcome of each."""
         first = page[0]
         keys = [n.key for n in page]
+        released = False
         try:
             target = self._target(first)
             if target is None:
@@ -1299,6 +1315,11 @@ class AlertService:
                 await self._retry_later(page, key, f"{type(exc).__name__}: {exc}")
                 return
             now = self._clock()
+            # The receiver has it: the slot goes to the next delivery now; the keys and lanes stay taken until the
+            # delivery is on record, so nothing is sent twice and an alert's next change waits its turn.
+            self._pages_in_flight -= 1
+            released = True
+            self._wake.set()
             await self._mark_sent(keys, now)
             self._counters.notifications_sent_total += len(page)
             self._counters.pages_sent_total += 1
@@ -1310,7 +1331,8 @@ class AlertService:
         finally:
             self._in_flight.difference_update(keys)
             self._lanes.difference_update((n.alert_id, n.person_id, n.target_index) for n in page)
-            self._pages_in_flight -= 1
+            if not released:
+                self._pages_in_flight -= 1
             self._wake.set()
 
     async def _mark_sent(self, keys: Sequence[str], now: int) -> None:

@@ -18,7 +18,8 @@ and their CPU cost on 10,000 sensors against a bare numpy scatter, bench/detecti
 simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts`` (risk event → notification received at 1,000
 events/s through the alert service against Prometheus Alertmanager when installed, bench/alerts_latency.py),
 ``alerts_storm`` (10,000 events in a minute from one building: pages per person, grouping against Alertmanager's,
-bench/alerts_storm.py).
+bench/alerts_storm.py), ``http_clients`` (notification POSTs a second from one event loop, aiohttp against httpx,
+bench/http_clients.py).
 """
 
 import argparse
@@ -32,6 +33,7 @@ from bench import (
     anomaly,
     detection,
     edge_vs_tbgw,
+    http_clients,
     hub_influx,
     hub_ingest,
     hub_queries,
@@ -57,6 +59,7 @@ NAMES = (
     "detection",
     "alerts",
     "alerts_storm",
+    "http_clients",
 )
 
 
@@ -126,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         alerts_latency.report(alerts_latency.run())
     if "alerts_storm" in names:
         alerts_storm.report(alerts_storm.run())
+    if "http_clients" in names:
+        http_clients.report(http_clients.run())
     return 0
 
 

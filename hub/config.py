@@ -35,7 +35,7 @@ from alerts.directory import (
     WeComTarget,
 )
 from alerts.escalation import EscalationLevel, EscalationPolicy
-from alerts.grouping import DEFAULT_INTERVAL_S, GroupingPolicy
+from alerts.grouping import DEFAULT_INTERVAL_S, MAX_PUSH_S, GroupingPolicy
 from alerts.mobilisation import Broadcast, Volunteer
 from alerts.model import Grade
 from alerts.receivers.email import SmtpServer
@@ -114,7 +114,7 @@ class PersonConfig(_Strict):
     channels: list[ChannelConfig] = Field(default_factory=list)
     quiet_hours: QuietHoursConfig | None = None
     max_pages_per_hour: int | None = Field(default=None, ge=1, le=10_000)
-    """This person's cap on grade III–IV pages per channel and hour (default: ``grouping.max_pages_per_hour``)."""
+    """This person's cap on grade IV pages per channel and hour (default: ``grouping.max_pages_per_hour``)."""
 
 
 class GridConfig(_Strict):
@@ -151,12 +151,24 @@ class EscalationConfig(_Strict):
 
 class GroupingConfig(_Strict):
     """How notifications are grouped per person and channel (alerts/grouping.py): the first page of a place's
-    alerts goes at once (after ``group_wait_s``), later changes wait for the grade's ``interval_s`` (defaults I and
-    II 20, III 60, IV 300) and go as one digest; each grade is its own group. Grade III–IV pages beyond
-    ``max_pages_per_hour`` wait for the hour to pass (``null``: no cap); I–II are never capped."""
+    alerts goes at once (after ``group_wait_s``), later changes wait for the grade's ``interval_s`` (defaults I, II
+    and III 10 s, at most 14 s so an alarm reaches people within GB/T 45839's 15 s; IV 300 s) and go as one digest;
+    each grade is its own group. Grade IV pages beyond ``max_pages_per_hour`` (all grades' pages count) wait for
+    the hour to pass (``null``: no cap); I–III are never capped."""
 
-    group_wait_s: float = Field(default=0.0, ge=0, le=300)
+    group_wait_s: float = Field(default=0.0, ge=0, le=MAX_PUSH_S)
     interval_s: dict[GradeName, Annotated[float, Field(ge=0, le=86_400)]] = Field(default_factory=dict)
+
+    @field_validator("interval_s")
+    @classmethod
+    def _alarms_within_15_s(cls, value: dict[GradeName, float]) -> dict[GradeName, float]:
+        for name, seconds in value.items():
+            if name != "IV" and seconds > MAX_PUSH_S:
+                raise ValueError(
+                    f"grade {name} changes must reach people within GB/T 45839's 15 s: at most {MAX_PUSH_S:g} s"
+                )
+        return value
+
     max_pages_per_hour: int | None = Field(default=30, ge=1, le=10_000)
     enabled: bool = True
 

@@ -14,7 +14,7 @@ from alerts.message import DIGEST_ITEMS
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
 from tests.alerts.support import SECRET, T0, Clock, event, wait_until
 
-POLICY = GroupingPolicy(interval_s={Grade.II: 20, Grade.III: 300, Grade.IV: 300}, max_pages_per_hour=5)
+POLICY = GroupingPolicy(interval_s={Grade.II: 10, Grade.III: 10, Grade.IV: 300}, max_pages_per_hour=5)
 S = 1000
 
 
@@ -23,12 +23,15 @@ S = 1000
 
 def test_first_page_goes_at_once_then_one_page_per_interval() -> None:
     windows = PageWindows(POLICY)
-    group = "III:hongxing/1栋"
-    assert windows.schedule("zhang", 0, group, Grade.III, T0) == (group, T0)
-    assert windows.schedule("zhang", 0, group, Grade.III, T0 + 1 * S) == (group, T0 + 300 * S)
+    group = "IV:hongxing/1栋"
+    assert windows.schedule("zhang", 0, group, Grade.IV, T0) == (group, T0)
+    assert windows.schedule("zhang", 0, group, Grade.IV, T0 + 1 * S) == (group, T0 + 300 * S)
     assert windows.schedule("zhang", 0, group, Grade.IV, T0 + 200 * S) == (group, T0 + 300 * S)  # rides along
-    assert windows.schedule("zhang", 0, group, Grade.III, T0 + 301 * S) == (group, T0 + 600 * S)
-    assert windows.schedule("zhang", 0, group, Grade.III, T0 + 2000 * S) == (group, T0 + 2000 * S)  # quiet again
+    assert windows.schedule("zhang", 0, group, Grade.IV, T0 + 301 * S) == (group, T0 + 600 * S)
+    assert windows.schedule("zhang", 0, group, Grade.IV, T0 + 2000 * S) == (group, T0 + 2000 * S)  # quiet again
+    urgent = "III:hongxing/1栋"  # grades I–III: within GB/T 45839's 15 s
+    assert windows.schedule("li", 0, urgent, Grade.III, T0) == (urgent, T0)
+    assert windows.schedule("li", 0, urgent, Grade.III, T0 + 2 * S) == (urgent, T0 + 10 * S)
 
 
 def test_groups_people_and_targets_do_not_wait_for_each_other() -> None:
@@ -38,25 +41,26 @@ def test_groups_people_and_targets_do_not_wait_for_each_other() -> None:
     assert windows.schedule("zhang", 0, "III:hongxing/2栋", Grade.III, T0 + S)[1] == T0 + S
     assert windows.schedule("zhang", 1, "III:hongxing/1栋", Grade.III, T0 + S)[1] == T0 + S
     assert windows.schedule("li", 0, "III:hongxing/1栋", Grade.III, T0 + S)[1] == T0 + S
-    assert windows.schedule("zhang", 0, "II:hongxing/1栋", Grade.I, T0 + 2 * S)[1] == T0 + 21 * S  # 20 s
+    assert windows.schedule("zhang", 0, "II:hongxing/1栋", Grade.I, T0 + 2 * S)[1] == T0 + 11 * S  # 10 s
 
 
-def test_cap_holds_grade_iii_iv_pages_until_the_hour_is_over_but_never_i_ii() -> None:
+def test_cap_holds_grade_iv_pages_until_the_hour_is_over_but_never_i_to_iii() -> None:
     windows = PageWindows(POLICY)
     for n in range(5):  # five buildings, five pages: the cap
         assert windows.schedule("zhang", 0, f"III:hongxing/{n}", Grade.III, T0 + n * S)[1] == T0 + n * S
-    held = windows.schedule("zhang", 0, "III:hongxing/9", Grade.IV, T0 + 10 * S)
+    held = windows.schedule("zhang", 0, "IV:hongxing/9", Grade.IV, T0 + 10 * S)
     assert held == (OVER_CAP, T0 + HOUR_MS)  # when the oldest of the five leaves the hour
-    assert windows.schedule("zhang", 0, "III:hongxing/8", Grade.III, T0 + 11 * S) == held  # one digest
+    assert windows.schedule("zhang", 0, "IV:hongxing/8", Grade.IV, T0 + 11 * S) == held  # one digest
+    assert windows.schedule("zhang", 0, "III:hongxing/9", Grade.III, T0 + 12 * S)[1] == T0 + 12 * S
     assert windows.schedule("zhang", 0, "II:hongxing/9", Grade.II, T0 + 12 * S)[1] == T0 + 12 * S
-    assert windows.schedule("li", 0, "III:hongxing/9", Grade.III, T0 + 12 * S)[1] == T0 + 12 * S
-    assert windows.schedule("zhang", 0, "III:hongxing/7", Grade.III, T0 + 12 * S, cap=50)[1] == T0 + 12 * S
+    assert windows.schedule("li", 0, "IV:hongxing/9", Grade.IV, T0 + 12 * S)[1] == T0 + 12 * S
+    assert windows.schedule("zhang", 0, "IV:hongxing/7", Grade.IV, T0 + 12 * S, cap=50)[1] == T0 + 12 * S
 
 
 def test_windows_rebuilt_from_the_outbox_continue() -> None:
     windows = PageWindows(POLICY)
-    windows.load([("zhang", 0, "III:hongxing/1栋", T0), ("zhang", 0, "III:hongxing/1栋", T0 + 300 * S)])
-    assert windows.schedule("zhang", 0, "III:hongxing/1栋", Grade.III, T0 + 100 * S)[1] == T0 + 300 * S
+    windows.load([("zhang", 0, "IV:hongxing/1栋", T0), ("zhang", 0, "IV:hongxing/1栋", T0 + 300 * S)])
+    assert windows.schedule("zhang", 0, "IV:hongxing/1栋", Grade.IV, T0 + 100 * S)[1] == T0 + 300 * S
 
 
 @pytest.mark.parametrize(
@@ -65,6 +69,7 @@ def test_windows_rebuilt_from_the_outbox_continue() -> None:
         {"group_wait_s": -1},
         {"interval_s": {Grade.II: -5}},
         {"interval_s": {Grade.IV: 90_000}},
+        {"interval_s": {Grade.III: 15}},
         {"max_pages_per_hour": 0},
     ],
 )
@@ -131,13 +136,14 @@ async def test_storm_from_one_building_is_a_handful_of_pages_and_nothing_is_lost
                     await alerts.submit(event(place="3栋", time_ms=clock.now_ms))
                     await wait_until(lambda: any(b["sensor"] == "gas-b1-301" for b in sink.sink.received))
                 clock.now_ms += S
-            clock.now_ms = T0 + 301 * S  # the grade III window ends: the held changes go as one digest
+            clock.now_ms = T0 + 301 * S  # every window has ended: the held changes have gone out
             total = len(store.notifications())
             await wait_until(lambda: all(n.status == "sent" for n in store.notifications()), timeout_s=10)
         rows = store.notifications()
     received = sink.sink.received
     assert total > 400  # every change of every alert became a notification ...
-    assert len(received) == 3, [(b["reason"], b["alert_key"]) for b in received]  # ... and three pages carried them
+    # ... and a handful of pages carried them: the first at once, then at most one per 10 s window, and the gas leak
+    assert 3 <= len(received) <= 1 + 60 // 10 + 1, [(b["reason"], b["alert_key"]) for b in received]
     keys_in_pages = {item["idempotency_key"] for b in received for item in b.get("digest", {}).get("items", [])}
     keys_in_pages |= {b["idempotency_key"] for b in received if "digest" not in b}
     assert sum(b.get("digest", {}).get("count", 1) for b in received) == total  # none lost
@@ -146,6 +152,9 @@ async def test_storm_from_one_building_is_a_handful_of_pages_and_nothing_is_lost
     digest = next(b for b in received if b["reason"] == "digest")
     assert digest["message_zh"].startswith("【汇总 III级 黄色")
     assert len(digest["digest"]["items"]) == DIGEST_ITEMS and digest["digest"]["more"] > 0
+    assert len({item["alert_id"] for item in digest["digest"]["items"]}) == DIGEST_ITEMS  # one line per alert
+    listed = [key for b in received for key in b.get("digest", {}).get("keys", [b["idempotency_key"]])]
+    assert len(listed) == len(set(listed)) == total  # each notification named by exactly one page
     assert keys_in_pages <= {n.key for n in rows}
     assert all(n.status == "sent" for n in rows)
     assert changes == 200
@@ -171,7 +180,7 @@ async def test_a_restart_keeps_the_window_and_a_failed_digest_is_retried_whole(t
             async with AlertService(
                 store=store, directory=directory(running.url), receiver=receiver, clock=clock, grouping=POLICY
             ) as alerts:
-                await alerts.submit(fire_event(1, clock))
+                await alerts.submit(fire_event(1, clock, grade=Grade.IV))
                 await wait_until(lambda: len(failing.received) == 1)
         clock.now_ms += 10 * S
         with AlertStore(tmp_path / "alerts.db") as store:  # the hub restarted
@@ -179,7 +188,7 @@ async def test_a_restart_keeps_the_window_and_a_failed_digest_is_retried_whole(t
                 store=store, directory=directory(running.url), receiver=receiver, clock=clock, grouping=POLICY
             ) as alerts:
                 for n in (2, 3, 4):
-                    await alerts.submit(fire_event(n, clock))
+                    await alerts.submit(fire_event(n, clock, grade=Grade.IV))
                 held = [n for n in store.notifications() if n.status == "pending"]
                 assert {n.next_attempt_ms for n in held} == {T0 + 300 * S}  # the window before the restart holds
                 clock.now_ms = T0 + 300 * S

@@ -108,12 +108,12 @@ def test_grouping_defaults_overrides_and_bad_values(tmp_path: Path) -> None:
     policy = build_grouping(load_deployment(write(tmp_path, GOOD)))
     assert policy is not None and policy.group_wait_s == 0
     grades = (Grade.I, Grade.II, Grade.III, Grade.IV)
-    assert [policy.interval_ms(g) for g in grades] == [20_000, 20_000, 60_000, 300_000]
+    assert [policy.interval_ms(g) for g in grades] == [10_000, 10_000, 10_000, 300_000]
     assert policy.max_pages_per_hour == 30
     tuned = GOOD + "grouping: {interval_s: {IV: 600}, max_pages_per_hour: null}\n"
     policy = build_grouping(load_deployment(write(tmp_path, tuned)))
     assert policy is not None and policy.interval_ms(Grade.IV) == 600_000 and policy.max_pages_per_hour is None
-    assert policy.interval_ms(Grade.II) == 20_000
+    assert policy.interval_ms(Grade.II) == 10_000
     assert build_grouping(load_deployment(write(tmp_path, GOOD + "grouping: {enabled: false}\n"))) is None
     capped = GOOD.replace("    name: 王丽\n", "    name: 王丽\n    max_pages_per_hour: 5\n")
     (person,) = build_directory(load_deployment(write(tmp_path, capped)), tmp_path).people
