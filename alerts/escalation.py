@@ -15,7 +15,7 @@ unknown person must fail at start, not at the first escalation at night).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alerts.directory import Directory, Person
@@ -128,10 +128,14 @@ class EscalationPolicy:
         """What level ``level`` is called: the grid's name for 0."""
         return grid_name if level == 0 else self.levels[level - 1].name
 
-    def reached(self, directory: Directory, grid: str, level: int, now_ms: int) -> tuple[Person, ...]:
-        """Everyone paged once an alert of ``grid`` has reached ``level`` at ``now_ms``: the grid's person on duty
-        (its managers without a roster), then each level's people up to ``level``, each person once, in order."""
-        people: dict[str, Person] = {p.id: p for p in directory.on_duty(grid, now_ms)}
+    def reached(
+        self, directory: Directory, grid: str, level: int, now_ms: int, *, first: Sequence[Person] | None = None
+    ) -> tuple[Person, ...]:
+        """Everyone paged once an alert of ``grid`` has reached ``level`` at ``now_ms``: ``first`` (default the
+        grid's person on duty, its managers without a roster), then each level's people up to ``level``, each
+        person once, in order."""
+        head = directory.on_duty(grid, now_ms) if first is None else first
+        people: dict[str, Person] = {p.id: p for p in head}
         for step in self.levels[: max(0, level)]:
             for person_id in step.people:
                 person = directory.person(person_id)

@@ -114,6 +114,9 @@ class RiskEvent:
     condition's alert is open, this event is inhibited."""
     members: tuple[str, ...] = ()
     """For corroboration: the sensors whose conditions make it hold (a fire's smoke, heat and CO detectors)."""
+    maintenance: bool = False
+    """A fault of the equipment rather than a risk at the place (offline, low battery, drift, tamper…): the alert
+    goes first to the maintenance people (the property company) instead of the grid's person on duty."""
     place: str = ""
     """The building (or other area) the condition is in, as the deployment names it: notifications of one place
     and urgency are grouped (``alerts.grouping``); empty: the grid is the place."""

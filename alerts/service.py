@@ -201,6 +201,7 @@ class AlertService:
         retry_max_s: float = 60.0,
         max_in_flight: int = 32,
         grouping: GroupingPolicy | None = None,
+        maintenance: Sequence[str] = (),
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
@@ -225,6 +226,11 @@ class AlertService:
         self._escalation = escalation if escalation is not None else EscalationPolicy()
         self._escalation.check(directory)
         self._departments = {d.id: d for d in departments}
+        for person_id in maintenance:
+            if directory.person(person_id) is None:
+                raise ValueError(f"maintenance names unknown person {person_id!r}")
+        self._maintenance = tuple(maintenance)
+        """Who answers first for equipment faults (``RiskEvent.maintenance``): the property company's people."""
         for department in departments:
             for person_id in department.people:
                 if directory.person(person_id) is None:
@@ -509,8 +515,13 @@ class AlertService:
         """Notifications of ``alert``'s latest revision for everyone its escalation has reached and the people
         ``also`` names (``only``: just those people), each body with ``extra`` fields (a work order)."""
         rows: list[Notification] = []
+        first = None
+        if alert.last_event.maintenance and self._maintenance:
+            first = [p for p in map(self._directory.person, self._maintenance) if p is not None]
         reached = (
-            [] if only is not None else list(self._escalation.reached(self._directory, alert.grid, alert.level, now))
+            []
+            if only is not None
+            else list(self._escalation.reached(self._directory, alert.grid, alert.level, now, first=first))
         )
         for person_id in [*(only or ()), *also]:
             person = self._directory.person(person_id)

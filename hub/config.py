@@ -991,6 +991,12 @@ def build_voice(deployment: Deployment, base: Path) -> VoiceGateway | None:
     )
 
 
+def build_maintenance(deployment: Deployment) -> list[str]:
+    """Who answers first for equipment faults (offline, health): the people of the property company departments
+    (SENSORS.md: maintenance for the property company); empty without one, and the grid's person on duty does."""
+    return [person for d in deployment.departments if d.kind == "property" for person in d.people]
+
+
 def build_departments(deployment: Deployment) -> list[Department]:
     """The departments work orders go to."""
     return [Department(id=d.id, name=d.name, kind=d.kind, people=tuple(d.people)) for d in deployment.departments]

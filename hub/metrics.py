@@ -163,6 +163,12 @@ def render_alert_counters(counters: AlertCounters) -> str:
         "# HELP anju_notifications_sent_total Notifications delivered to a receiver.",
         "# TYPE anju_notifications_sent_total counter",
         f"anju_notifications_sent_total {counters.notifications_sent_total}",
+        "# HELP anju_pages_sent_total Deliveries made; a digest of several grouped notifications is one page.",
+        "# TYPE anju_pages_sent_total counter",
+        f"anju_pages_sent_total {counters.pages_sent_total}",
+        "# HELP anju_digests_sent_total Pages that carried several notifications of one group.",
+        "# TYPE anju_digests_sent_total counter",
+        f"anju_digests_sent_total {counters.digests_sent_total}",
         "# HELP anju_notification_failures_total Failed delivery attempts, by kind.",
         "# TYPE anju_notification_failures_total counter",
         *(

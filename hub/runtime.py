@@ -27,6 +27,7 @@ from hub.config import (
     build_directory,
     build_escalation,
     build_grouping,
+    build_maintenance,
     build_sms,
     build_smtp,
     build_voice,
@@ -236,6 +237,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 escalation=build_escalation(deployment),
                 departments=build_departments(deployment),
                 grouping=build_grouping(deployment),
+                maintenance=build_maintenance(deployment),
             ) as alerts,
             EmergencyDesk(
                 store=alert_store,

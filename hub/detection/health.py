@@ -485,6 +485,7 @@ class SensorHealth:
         value = condition.value if math.isfinite(condition.value) else 0.0
         return RiskEvent(
             key=f"{self.community}/{info.id}/health/{condition.rule}",
+            maintenance=True,
             community=self.community,
             grid=info.grid,
             sensor=info.id,

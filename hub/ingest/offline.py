@@ -51,6 +51,7 @@ def offline_event(
         source = "Anju liveness: the sensor's gateway is offline"
     return RiskEvent(
         key=f"{community}/{info.id}/offline",
+        maintenance=True,
         community=community,
         grid=info.grid,
         sensor=info.id,
@@ -96,6 +97,7 @@ def gateway_offline_event(
         source = "Anju liveness: the broker reports the gateway offline (death/Will, or no birth)"
     return RiskEvent(
         key=gateway_offline_key(community, gateway),
+        maintenance=True,
         community=community,
         grid=grid,
         sensor=gateway,

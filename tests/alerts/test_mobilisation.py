@@ -161,7 +161,7 @@ async def test_a_pending_notice_goes_out_after_a_restart(sink: RunningSink, tmp_
         with AlertStore(path) as store:
             async with running(store, sink, wall_clock_ms, group(robot)) as (_, desk):
                 await wait_until(lambda: len(robot.sink.messages) == 1)  # type: ignore[attr-defined]
-                assert desk.counters.messages.sent_total == 1
+                await wait_until(lambda: desk.counters.messages.sent_total == 1)  # counted once it is on record
     assert "incident_notice to broadcast b-group (target 0): delivered" in audit_notes(path, incident.id)
 
 
