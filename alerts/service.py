@@ -249,6 +249,9 @@ class AlertService:
         """Delivered notification keys (and when) waiting for the next batched ``mark_sent``."""
         self._sent_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._waiting = False
+        """Due notifications were left for the delivery loop (no free slot, a busy lane): a finished delivery
+        wakes it. Otherwise a delivery that went well does not: the loop's outbox queries cost as much as a page."""
         self._in_flight: set[str] = set()
         """Keys of the notifications being delivered (a digest's members all count)."""
         self._pages_in_flight = 0
@@ -1225,16 +1228,21 @@ class AlertService:
     async def _deliver_forever(self) -> None:
         while True:
             self._wake.clear()
+            self._waiting = False
             now = self._clock()
             free = self._max_in_flight - self._pages_in_flight
             if free > 0:
                 due = await asyncio.to_thread(
                     self._store.due, now_ms=now, limit=free, exclude=frozenset(self._in_flight)
                 )
+                self._waiting = len(due) >= free
                 for notification in due:
-                    if notification.key in self._in_flight or self._pages_in_flight >= self._max_in_flight:
+                    if notification.key in self._in_flight:
                         continue
-                    self._take(await self._page_of(notification, now))
+                    if not self._take(await self._page_of(notification, now)):
+                        self._waiting = True
+            else:
+                self._waiting = True
             wait_s = 1.0  # poll at least this often: another clock, another writer
             next_ms = await asyncio.to_thread(self._store.next_due_ms, exclude=frozenset(self._in_flight))
             if next_ms is not None:
@@ -1268,6 +1276,7 @@ class AlertService:
         through the outbox query (the delivery loop takes any left over, and every retry)."""
         for notification in notifications:
             if notification.next_attempt_ms <= now and not self._take([notification]):
+                self._waiting = True
                 self._wake.set()
 
     async def _page_of(self, notification: Notification, now: int) -> list[Notification]:
@@ -1330,7 +1339,8 @@ class AlertService:
             # delivery is on record, so nothing is sent twice and an alert's next change waits its turn.
             self._pages_in_flight -= 1
             released = True
-            self._wake.set()
+            if self._waiting:
+                self._wake.set()
             await self._mark_sent(keys, now)
             self._counters.notifications_sent_total += len(page)
             self._counters.pages_sent_total += 1
@@ -1344,7 +1354,8 @@ class AlertService:
             self._lanes.difference_update((n.alert_id, n.person_id, n.target_index) for n in page)
             if not released:
                 self._pages_in_flight -= 1
-            self._wake.set()
+            if self._waiting or not released:  # a failure moved a notification's next attempt: the loop re-reads
+                self._wake.set()
 
     async def _mark_sent(self, keys: Sequence[str], now: int) -> None:
         """Record a delivery; deliveries that finish meanwhile are recorded in the same transaction (a crash
