@@ -308,13 +308,16 @@ class RuleEngine:
         if verdict.holds:
             source = f"{source}; sensors {', '.join(verdict.sensors)}; confidence {pattern.confidence:.2f}"
         grade = raised_grade(GRADE_NUMBERS[pattern.grade], sensor.tags, self._raising)
+        # People read the place, not its id: where the detector that completed the pattern is (and, for a building
+        # pattern, that there are others)
+        where = sensor.info.location if pattern.scope == "space" else f"{sensor.info.location}等多处"
         return RiskEvent(
             key=f"{self.community}/{verdict.place}/corroboration/{pattern.id}",
             community=self.community,
             grid=sensor.info.grid,
             sensor=sensor.info.id,
             kind="corroboration",
-            location_zh=f"{self.community_name} {verdict.place}".strip(),
+            location_zh=f"{self.community_name} {where}".strip(),
             rule=pattern.name,
             grade=Grade(grade),
             value=value,

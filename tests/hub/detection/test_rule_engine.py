@@ -196,7 +196,11 @@ def test_smoke_alarms_in_two_spaces_of_one_building_are_smoke_spreading_at_grade
     events = feed(engine, [(30, 0.4), (50, 0.4)], row=1)
     spread = [e for e in events if e.kind == "corroboration"]
     assert [(e.key, e.grade, e.status) for e in spread] == [("c/b1/corroboration/smoke-spread", Grade.II, "firing")]
-    assert "smoke-f1, smoke-f2" in spread[0].source and spread[0].location_zh.endswith("b1")
+    assert (
+        "smoke-f1, smoke-f2" in spread[0].source
+        and spread[0].location_zh.endswith("等多处")
+        and spread[0].place == "b1"
+    )
     assert [e.kind for e in feed(engine, [(60, 0.4), (80, 0.4)], row=2)] == ["smoke"], "already holding"
     state = engine.to_state()
     again = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
