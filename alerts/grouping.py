@@ -109,16 +109,26 @@ class PageWindows:
                 bisect.insort(times, page_ms)
 
     def schedule(
-        self, person: str, target: int, group: str, grade: Grade, ready_ms: int, *, cap: int | None = None
+        self,
+        person: str,
+        target: int,
+        group: str,
+        grade: Grade,
+        ready_ms: int,
+        *,
+        cap: int | None = None,
+        min_interval_ms: int = 0,
     ) -> tuple[str, int]:
         """The (group, page time in ms) of a notification ready to go at ``ready_ms`` (now, or when quiet hours
         end). It joins its group's pending page when there is one, else opens the next window; a grade IV
-        page over the person's cap (``cap``, else the policy's) joins their over-cap digest instead."""
+        page over the person's cap (``cap``, else the policy's) joins their over-cap digest instead.
+        ``min_interval_ms`` lengthens the group interval for a channel that cannot take pages faster (a voice call
+        provider: one call a minute to a number)."""
         lane = (person, target, group)
         latest = self._latest.get(lane)
         if latest is not None and latest > ready_ms:
             return group, latest  # a page of the group is still to come: ride along (one due now may be gone)
-        interval = self.policy.interval_ms(grade)
+        interval = max(self.policy.interval_ms(grade), min_interval_ms)
         if latest is not None and ready_ms < latest + interval:
             page_ms = latest + interval
         else:

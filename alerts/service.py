@@ -31,7 +31,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from alerts.directory import Directory, Target
+from alerts.directory import Directory, Target, VoiceTarget
 from alerts.disclosure import Disclosure, SubjectKind
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
@@ -177,6 +177,10 @@ class Counters:
             notification_failures_total=dict(self.notification_failures_total),
         )
 
+
+VOICE_INTERVAL_MS = 60_000
+"""The shortest group interval on a voice channel: providers allow one call a minute to a number (Alibaba Cloud VMS
+flow control), and the person's other channels carry every change within the grade's interval."""
 
 MAX_DIGEST = 1000
 """The most notifications one digest carries (the rest follow in the next): bounds a page's work and size."""
@@ -535,11 +539,17 @@ class AlertService:
             send_at = now
             if person.quiet is not None and person.quiet.holds(int(alert.grade)):
                 send_at = person.quiet.until_ms(now) or now
-            for index, _target in enumerate(person.targets):
+            for index, target in enumerate(person.targets):
                 lane_group, page_ms = group, send_at
                 if self._windows is not None and group:
                     lane_group, page_ms = self._windows.schedule(
-                        person.id, index, group, alert.grade, send_at, cap=person.max_pages_per_hour
+                        person.id,
+                        index,
+                        group,
+                        alert.grade,
+                        send_at,
+                        cap=person.max_pages_per_hour,
+                        min_interval_ms=VOICE_INTERVAL_MS if isinstance(target, VoiceTarget) else 0,
                     )
                 key = Notification.idempotency_key(alert.id, alert.revision, person.id, index)
                 body = notification_body(

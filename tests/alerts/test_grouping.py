@@ -35,6 +35,14 @@ def test_first_page_goes_at_once_then_one_page_per_interval() -> None:
     assert windows.schedule("li", 0, urgent, Grade.III, T0 + 2 * S) == (urgent, T0 + 10 * S)
 
 
+def test_a_channel_that_takes_a_page_a_minute_gets_a_longer_window() -> None:
+    windows = PageWindows(POLICY)
+    group = "II:hongxing/1栋"
+    assert windows.schedule("zhang", 1, group, Grade.II, T0, min_interval_ms=60 * S) == (group, T0)
+    assert windows.schedule("zhang", 1, group, Grade.II, T0 + 5 * S, min_interval_ms=60 * S) == (group, T0 + 60 * S)
+    assert windows.schedule("zhang", 0, group, Grade.II, T0 + 5 * S) == (group, T0 + 5 * S)  # the app: its own lane
+
+
 def test_groups_people_and_targets_do_not_wait_for_each_other() -> None:
     windows = PageWindows(POLICY)
     windows.schedule("zhang", 0, "III:hongxing/1栋", Grade.III, T0)
