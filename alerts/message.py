@@ -321,5 +321,6 @@ def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> d
             "items": items,
             "more": more,
             "keys": sorted(str(b["idempotency_key"]) for b in members),
+            "alert_ids": sorted(latest),
         },
     }

@@ -167,6 +167,7 @@ async def test_storm_from_one_building_is_a_handful_of_pages_and_nothing_is_lost
     assert digest["message_zh"].startswith("【汇总 III级 黄色")
     assert len(digest["digest"]["items"]) == DIGEST_ITEMS and digest["digest"]["more"] > 0
     assert len({item["alert_id"] for item in digest["digest"]["items"]}) == DIGEST_ITEMS  # one line per alert
+    assert len(digest["digest"]["alert_ids"]) == digest["digest"]["alerts"]  # to take them all at once (API)
     listed = [key for b in received for key in b.get("digest", {}).get("keys", [b["idempotency_key"]])]
     assert len(listed) == len(set(listed)) == total  # each notification named by exactly one page
     assert keys_in_pages <= {n.key for n in rows}

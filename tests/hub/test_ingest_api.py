@@ -149,6 +149,33 @@ async def test_gas_alarm_becomes_a_graded_alert_that_people_handle(hub: Hub) -> 
     assert await hub.metric_line('anju_alerts_opened_total{grade="III"}') == 1
 
 
+async def test_several_alerts_are_taken_at_once_and_each_refusal_says_why(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.publish(2, gas(0, 27.4, "gas-b1-101"), channel=Channel.ALARM)
+        await gw.ack()
+    ids = await eventually(lambda: _open_ids(hub, 2))
+    first = await hub.api.post(f"/api/v1/alerts/{ids[0]}/acknowledge", json={"by": "wang-li"})
+    assert first.status_code == 200, first.text
+    both = await hub.api.post("/api/v1/alerts/acknowledge", json={"by": "wang-li", "ids": [*ids, "al-nope"]})
+    assert both.status_code == 200
+    answer = both.json()
+    assert [a["id"] for a in answer["acknowledged"]] == [ids[1]]
+    assert [(r["id"], r["status"]) for r in answer["refused"]] == [(ids[0], 409), ("al-nope", 404)]
+    trail = (await hub.api.get(f"/api/v1/alerts/{ids[1]}/transitions")).json()
+    assert [(t["to_state"], t["by"]) for t in trail if t["from_state"] == "open"] == [("acknowledged", "wang-li")]
+    twice = await hub.api.post("/api/v1/alerts/acknowledge", json={"by": "wang-li", "ids": [ids[1], ids[1]]})
+    assert twice.status_code == 422 and "twice" in twice.json()["detail"]
+    empty = await hub.api.post("/api/v1/alerts/acknowledge", json={"by": "wang-li", "ids": []})
+    assert empty.status_code == 422 and "ids" in empty.json()["detail"]
+
+
+async def _open_ids(hub: Hub, count: int) -> list[str]:
+    """The open alerts' ids once there are ``count`` of them (else empty: not yet)."""
+    ids = sorted(a["id"] for a in (await hub.api.get("/api/v1/alerts", params={"state": "open"})).json())
+    return ids if len(ids) == count else []
+
+
 async def test_a_silence_set_over_the_api_mutes_a_detector_test(hub: Hub) -> None:
     ends = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
     bad = await hub.api.post("/api/v1/silences", json={"by": "li-property", "reason": "测试", "ends_at": ends})

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.model import Alert, AlertState
 from hub.api.deps import Authorized, RuntimeDep
@@ -128,6 +129,41 @@ async def get_alert(runtime: RuntimeDep, alert_id: str) -> AlertPublic:
     if alert is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
     return AlertPublic.of(alert)
+
+
+class AcknowledgeManyIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="person id of who takes the alerts (接单)")
+    ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=1000, description="alert ids, e.g. a digest's ``alert_ids``"
+    )
+
+
+class Refusal(BaseModel):
+    id: str
+    status: int = Field(description="404 no such alert, 409 its state does not allow it")
+    detail: str
+
+
+class AcknowledgeManyOut(BaseModel):
+    acknowledged: list[AlertPublic]
+    refused: list[Refusal]
+
+
+@router.post("/alerts/acknowledge")
+async def acknowledge_many(runtime: RuntimeDep, body: AcknowledgeManyIn) -> AcknowledgeManyOut:
+    """Take several alerts at once — the alerts of a digest page after a storm — each audited on its own; an id that
+    cannot be taken (unknown, already taken) is listed with why, and the others are taken all the same."""
+    if len(set(body.ids)) != len(body.ids):
+        raise HTTPException(422, "ids: an alert id is listed twice")
+    taken: list[AlertPublic] = []
+    refused: list[Refusal] = []
+    for alert_id in body.ids:
+        try:
+            with service_errors("alert"):
+                taken.append(AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api")))
+        except StarletteHTTPException as exc:  # what service_errors raises
+            refused.append(Refusal(id=alert_id, status=exc.status_code, detail=str(exc.detail)))
+    return AcknowledgeManyOut(acknowledged=taken, refused=refused)
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
