@@ -174,12 +174,26 @@ class Person:
     quiet: QuietHours | None = None
     max_pages_per_hour: int | None = None
     """This person's volume cap for grade IV pages per target and hour (None: the grouping policy's)."""
+    target_grades: tuple[frozenset[int] | None, ...] = ()
+    """Per target (same order), the grade numbers it is for (4 = IV … 1 = I); None or missing: every grade."""
 
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("Person.id must not be empty")
+        if len(self.target_grades) > len(self.targets):
+            raise ValueError(f"Person {self.id!r}: more target_grades than targets")
+        if self.targets and len(self.target_grades) == len(self.targets):
+            covered = set().union(*(g if g is not None else {1, 2, 3, 4} for g in self.target_grades))
+            if covered != {1, 2, 3, 4}:
+                missing = ", ".join(("I", "II", "III", "IV")[n - 1] for n in sorted({1, 2, 3, 4} - covered))
+                raise ValueError(f"Person {self.id!r}: no channel for grade {missing}")
         if self.max_pages_per_hour is not None and self.max_pages_per_hour < 1:
             raise ValueError(f"Person {self.id!r}: max_pages_per_hour must be >= 1, got {self.max_pages_per_hour!r}")
+
+    def takes(self, index: int, grade_number: int) -> bool:
+        """Whether target ``index`` is for alerts of this grade (4 = IV … 1 = I)."""
+        grades = self.target_grades[index] if index < len(self.target_grades) else None
+        return grades is None or grade_number in grades
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -540,6 +540,8 @@ class AlertService:
             if person.quiet is not None and person.quiet.holds(int(alert.grade)):
                 send_at = person.quiet.until_ms(now) or now
             for index, target in enumerate(person.targets):
+                if not person.takes(index, int(alert.grade)):
+                    continue
                 lane_group, page_ms = group, send_at
                 if self._windows is not None and group:
                     lane_group, page_ms = self._windows.schedule(

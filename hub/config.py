@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -96,6 +105,9 @@ class ChannelConfig(_Strict):
     secret_env: str | None = None
     token_file: str | None = None
     token_env: str | None = None
+    grades: list[GradeName] | None = Field(default=None, min_length=1)
+    """The grades this channel is for (default all): e.g. ``[I, II, III]`` keeps a personal phone's SMS for
+    alarms and leaves maintenance (IV) to the work robot. A person must keep a channel for every grade."""
 
 
 class QuietHoursConfig(_Strict):
@@ -115,6 +127,15 @@ class PersonConfig(_Strict):
     quiet_hours: QuietHoursConfig | None = None
     max_pages_per_hour: int | None = Field(default=None, ge=1, le=10_000)
     """This person's cap on grade IV pages per channel and hour (default: ``grouping.max_pages_per_hour``)."""
+
+    @model_validator(mode="after")
+    def _every_grade_has_a_channel(self) -> PersonConfig:
+        if self.channels and all(c.grades is not None for c in self.channels):
+            covered = {g for c in self.channels for g in c.grades or ()}
+            missing = [g for g in ("I", "II", "III", "IV") if g not in covered]
+            if missing:
+                raise ValueError(f"no channel takes grade {', '.join(missing)} (channels' grades leave it out)")
+        return self
 
 
 class GridConfig(_Strict):
@@ -719,6 +740,8 @@ def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True)
         for error in exc.errors():
             loc = tuple(error["loc"])
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            if error["type"] == "value_error":  # our own validators' text, without pydantic's prefix
+                message = str(error.get("ctx", {}).get("error", message))
             issues.append(ConfigIssue(_path_text(loc), _line_of(document, loc), _value_at(document, loc), message))
         raise ConfigError(name, issues) from exc
     problems = [
@@ -905,6 +928,10 @@ def build_directory(deployment: Deployment, base: Path) -> Directory:
             targets=tuple(channel_target(channel, base) for channel in person.channels),
             quiet=_quiet(person.quiet_hours),
             max_pages_per_hour=person.max_pages_per_hour,
+            target_grades=tuple(
+                None if channel.grades is None else frozenset(int(Grade[g]) for g in channel.grades)
+                for channel in person.channels
+            ),
         )
         for person in deployment.people
     ]

@@ -60,3 +60,28 @@ async def test_pages_wait_for_the_morning_by_grade(
             assert alert is not None
         [row] = store.notifications(alert.id)
     assert row.next_attempt_ms == (at("2026-03-03 07:00") if waits else clock.now_ms)
+
+
+@pytest.mark.anyio
+async def test_a_channel_kept_for_some_grades_gets_only_those(sink: RunningSink, tmp_path: Path) -> None:
+    work_robot, phone = WebhookTarget(url=sink.url, secret=SECRET), WebhookTarget(url=sink.url, secret=SECRET)
+    person = Person(
+        id="zhang-wei", name="张伟", targets=(work_robot, phone), target_grades=(frozenset({4}), frozenset({1, 2, 3}))
+    )
+    directory = Directory(grids=[Grid(id="hongxing-01", name="红星一网格", managers=("zhang-wei",))], people=[person])
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            WebhookReceiver() as receiver,
+            AlertService(store=store, directory=directory, receiver=receiver) as alerts,
+        ):
+            alarm = await alerts.submit(event(grade=Grade.III))
+            fault = await alerts.submit(event(key="hongxing/gas-b1-301/health/drift", grade=Grade.IV))
+            assert alarm is not None and fault is not None
+        targets = {(n.alert_id, n.target_index) for n in store.notifications()}
+    assert targets == {(alarm.id, 1), (fault.id, 0)}
+
+
+def test_every_grade_needs_a_channel() -> None:
+    target = WebhookTarget(url="http://127.0.0.1:9/", secret=SECRET)
+    with pytest.raises(ValueError, match="no channel for grade III"):
+        Person(id="p", name="p", targets=(target, target), target_grades=(frozenset({4}), frozenset({1, 2})))

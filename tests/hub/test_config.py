@@ -129,6 +129,30 @@ def test_grouping_defaults_overrides_and_bad_values(tmp_path: Path) -> None:
     }
 
 
+SMS = "sms: {format: generic, url: 'https://sms.example.cn/send', token_env: ANJU_TEST_SMS_TOKEN}\n"
+
+
+def test_channels_can_be_kept_for_some_grades_but_every_grade_has_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANJU_TEST_SMS_TOKEN", "a-long-enough-sms-token-0123")
+    two = GOOD.replace(
+        '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}\n',
+        '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123", grades: [IV]}\n'
+        "      - {type: sms, phone: '+8613800000000', grades: [I, II, III]}\n",
+    )
+    (person,) = build_directory(load_deployment(write(tmp_path, two + SMS)), tmp_path).people
+    assert person.takes(0, 4) and not person.takes(0, 3) and person.takes(1, 1) and not person.takes(1, 4)
+    gap = two.replace("grades: [I, II, III]", "grades: [I, II]")
+    assert {(p, m) for _, p, _, m in issues(write(tmp_path, gap + SMS))} == {
+        ("people[0]", "no channel takes grade III (channels' grades leave it out)")
+    }
+    empty = two.replace("grades: [IV]", "grades: []")
+    assert ("people[0].channels[0].grades", "List should have at least 1 item after validation, not 0") in {
+        (p, m) for _, p, _, m in issues(write(tmp_path, empty + SMS))
+    }
+
+
 def test_wecom_and_dingtalk_channels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     robots = GOOD.replace(
         '      - {type: webhook, url: "http://127.0.0.1:9/notify", secret: "0123456789abcdef0123"}\n',
