@@ -397,10 +397,11 @@ class EmergencyDesk:
 
     def _area(self, incident: Incident) -> str:
         community = self._community_name or incident.community
+        buildings = f"（{'、'.join(incident.buildings)}）" if incident.buildings else ""
         if not incident.grids:
-            return f"{community}（全社区）"
+            return f"{community}{buildings or '（全社区）'}"
         names = [g.name if (g := self._directory.grid(i)) is not None else i for i in incident.grids]
-        return f"{community} {'、'.join(names)}"
+        return f"{community} {'、'.join(names)}{buildings}"
 
     def _target(self, message: IncidentMessage) -> Target | None:
         """Where ``message`` goes now (None: its recipient or target left the deployment)."""

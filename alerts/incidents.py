@@ -36,13 +36,15 @@ class HouseholdStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Incident:
-    """A declared incident; ``grids`` empty means the whole community."""
+    """A declared incident for an area: ``grids`` (empty: the whole community), narrowed to ``buildings`` when given
+    (the buildings alerts name as ``RiskEvent.place``: a fire in one building, not its whole grid)."""
 
     id: str = field(default_factory=lambda: f"inc-{secrets.token_hex(8)}")
     community: str
     kind: IncidentKind
     title: str
     grids: tuple[str, ...] = ()
+    buildings: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     """Fields every household report must give (an epidemic's: e.g. ``temperature``, ``symptoms``)."""
     declared_by: str
@@ -59,9 +61,13 @@ class Incident:
     def active(self) -> bool:
         return self.closed_ms is None
 
-    def covers(self, community: str, grid: str) -> bool:
-        """Whether an alert of ``community`` and ``grid`` is in the incident's area."""
-        return community == self.community and (not self.grids or grid in self.grids)
+    def covers(self, community: str, grid: str, place: str = "") -> bool:
+        """Whether an alert of ``community``, ``grid`` and ``place`` (its building) is in the incident's area."""
+        return (
+            community == self.community
+            and (not self.grids or grid in self.grids)
+            and (not self.buildings or place in self.buildings)
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -732,21 +732,26 @@ class AlertService:
         title: str,
         by: str,
         grids: Sequence[str] = (),
+        buildings: Sequence[str] = (),
         fields: Sequence[str] = (),
     ) -> Incident:
-        """Declare an incident for ``grids`` of ``community`` (none: all of it); the area's open alerts attach to it
-        now, and every alert opened in the area while it is active attaches as it opens."""
+        """Declare an incident for ``grids`` of ``community`` (none: all of it), or only ``buildings`` of them; the
+        area's open alerts attach to it now, and every alert opened in the area while it is active as it opens."""
         for grid in grids:
             if self._directory.grid(grid) is None:
                 raise ValueError(f"no grid {grid!r}")
         now = self._clock()
-        incident = Incident(community=community, kind=kind, title=title, grids=tuple(grids), fields=tuple(fields),
-                            declared_by=by, declared_ms=now)  # fmt: skip
+        incident = Incident(community=community, kind=kind, title=title, grids=tuple(grids),
+                            buildings=tuple(buildings), fields=tuple(fields), declared_by=by,
+                            declared_ms=now)  # fmt: skip
         open_alerts = [a for state in OPEN_STATES for a in await self.every_alert_in(state)]
         incident = dataclasses.replace(
-            incident, alerts=tuple(a.id for a in open_alerts if incident.covers(a.community, a.grid))
+            incident,
+            alerts=tuple(a.id for a in open_alerts if incident.covers(a.community, a.grid, a.last_event.place)),
         )
         area = ", ".join(grids) or f"all of {community}"
+        if buildings:
+            area += f", buildings {', '.join(buildings)}"
         note = f"incident declared ({kind}): {title}; area {area}; {len(incident.alerts)} open alerts attached"
         await asyncio.to_thread(
             self._store.save_incident, incident, (incident.id, None, "active", by, "api", now, note)
@@ -818,7 +823,7 @@ class AlertService:
     async def _attach_to_incidents(self, opened: Sequence[Alert]) -> None:
         """Attach newly opened alerts to the active incidents covering their area."""
         for incident in self._incidents:
-            new = [a.id for a in opened if incident.covers(a.community, a.grid)]
+            new = [a.id for a in opened if incident.covers(a.community, a.grid, a.last_event.place)]
             if new:
                 current = await asyncio.to_thread(self._store.incident, incident.id)
                 if current is not None and current.active:

@@ -284,6 +284,7 @@ _ADDED_COLUMNS = (
     ("transitions", "hash", "TEXT"),
     ("notifications", "group_key", "TEXT NOT NULL DEFAULT ''"),
     ("notifications", "page_ms", "INTEGER"),
+    ("incidents", "buildings", "TEXT NOT NULL DEFAULT '[]'"),
 )
 """Columns added after the first release: a database made before them gains them at open (its older audit rows stay
 unchained: ``verify_audit`` counts them apart). The one-open-alert-per-key index was remade when the lifecycle gained
@@ -554,6 +555,7 @@ def _incident_from(r: sqlite3.Row) -> Incident:
         kind=r["kind"],
         title=r["title"],
         grids=tuple(json.loads(r["grids"])),
+        buildings=tuple(json.loads(r["buildings"])),
         fields=tuple(json.loads(r["fields"])),
         declared_by=r["declared_by"],
         declared_ms=r["declared_ms"],
@@ -1009,12 +1011,14 @@ class AlertStore:
         """Insert or update an incident (its attached alerts included), audited when ``audit`` is given."""
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO incidents (id, community, kind, title, grids, fields, declared_by, declared_ms, "
-                "closed_by, closed_ms, alerts) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO incidents (id, community, kind, title, grids, buildings, fields, declared_by, "
+                "declared_ms, closed_by, closed_ms, alerts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET "
                 "closed_by=excluded.closed_by, closed_ms=excluded.closed_ms, alerts=excluded.alerts",
                 (incident.id, incident.community, incident.kind, incident.title, json.dumps(list(incident.grids)),
-                 json.dumps(list(incident.fields)), incident.declared_by, incident.declared_ms, incident.closed_by,
-                 incident.closed_ms, json.dumps(list(incident.alerts))),
+                 json.dumps(list(incident.buildings), ensure_ascii=False), json.dumps(list(incident.fields)),
+                 incident.declared_by, incident.declared_ms, incident.closed_by, incident.closed_ms,
+                 json.dumps(list(incident.alerts))),
             )  # fmt: skip
             if audit is not None:
                 _append_audit(db, [audit])

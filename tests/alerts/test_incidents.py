@@ -30,6 +30,28 @@ def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock
     return AlertService(store=store, directory=directory, receiver=receiver, clock=clock)
 
 
+async def test_an_incident_for_one_building_gathers_only_that_buildings_alerts(
+    sink: RunningSink, tmp_path: Path
+) -> None:
+    clock = Clock()
+    path = tmp_path / "alerts.db"
+    with AlertStore(path) as store:
+        async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
+            inside = await alerts.submit(event(key="k/smoke-b2", grid="g1", place="2栋"))
+            next_door = await alerts.submit(event(key="k/smoke-b3", grid="g1", place="3栋"))
+            assert inside is not None and next_door is not None
+            incident = await alerts.declare_incident(community="hongxing", kind="fire", title="2栋火灾", by="chen",
+                                                     grids=["g1"], buildings=["2栋"])  # fmt: skip
+            assert incident.alerts == (inside.id,)
+    with AlertStore(path) as store:  # the area survives a restart
+        async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
+            late = await alerts.submit(event(key="k/heat-b2", grid="g1", place="2栋"))
+            other = await alerts.submit(event(key="k/heat-b3", grid="g1", place="3栋"))
+            assert late is not None and other is not None
+            board, _ = await alerts.incident_register(incident.id)
+            assert board.buildings == ("2栋",) and board.alerts == (inside.id, late.id)
+
+
 async def test_an_incident_gathers_its_areas_alerts_and_who_is_safe(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"

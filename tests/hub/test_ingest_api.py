@@ -279,6 +279,10 @@ async def test_emergency_mode_over_the_api(hub: Hub) -> None:
     path = f"/api/v1/incidents/{made.json()['id']}"
     bad = await hub.api.post("/api/v1/incidents", json={"by": "x", "kind": "meteor", "title": "t"})
     assert bad.status_code == 422
+    nowhere = await hub.api.post(
+        "/api/v1/incidents", json={"by": "x", "kind": "fire", "title": "t", "buildings": ["9栋"]}
+    )
+    assert nowhere.status_code == 422 and "9栋" in nowhere.json()["detail"]
     body = {"by": "wang-li", "household": "1栋302", "status": "needs-help", "note": "老人行动不便"}
     assert (await hub.api.post(f"{path}/households", json=body)).json()["status"] == "needs-help"
     own = await hub.api.post(f"{path}/households/1栋302/verify", json={"by": "wang-li"})

@@ -4,7 +4,7 @@ collect and verify each household's status, export the register (CSV) and its co
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
@@ -20,6 +20,9 @@ class DeclareIn(BaseModel):
     kind: IncidentKind
     title: str = Field(min_length=1, max_length=500)
     grids: list[str] = Field(default_factory=list, max_length=200, description="empty: the whole community")
+    buildings: list[str] = Field(
+        default_factory=list, max_length=200, description="only these buildings of the area (the deployment's ids)"
+    )
     fields: list[str] = Field(default_factory=list, max_length=20, description="an epidemic's required fields")
     mobilise: bool = Field(default=True, description="ask the volunteers covering the area to join at once")
 
@@ -59,6 +62,7 @@ class IncidentPublic(BaseModel):
     kind: str
     title: str
     grids: list[str]
+    buildings: list[str]
     fields: list[str]
     declared_by: str
     declared_at: datetime
@@ -74,7 +78,7 @@ class IncidentPublic(BaseModel):
     @classmethod
     def of(cls, incident: Incident, counts: dict[str, int] | None = None) -> "IncidentPublic":
         return cls(id=incident.id, kind=incident.kind, title=incident.title, grids=list(incident.grids),
-                   fields=list(incident.fields), declared_by=incident.declared_by,
+                   buildings=list(incident.buildings), fields=list(incident.fields), declared_by=incident.declared_by,
                    declared_at=_time(incident.declared_ms), active=incident.active,
                    closed_at=None if incident.closed_ms is None else _time(incident.closed_ms),
                    alerts=list(incident.alerts), counts=counts)  # fmt: skip
@@ -86,10 +90,14 @@ def _time(ms: int) -> datetime:
 
 @router.post("/incidents", status_code=201)
 async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
+    known = {sensor.building for _, sensor in runtime.deployment.sensors() if sensor.building}
+    unknown = [b for b in body.buildings if b not in known]
+    if unknown:
+        raise HTTPException(422, f"buildings: no sensor of this deployment is in {', '.join(unknown)}")
     with service_errors("incident"):
         incident = await runtime.alerts.declare_incident(
             community=runtime.registry.community, kind=body.kind, title=body.title, by=body.by, grids=body.grids,
-            fields=body.fields,
+            buildings=body.buildings, fields=body.fields,
         )  # fmt: skip
         if not body.mobilise:
             return IncidentPublic.of(incident)
