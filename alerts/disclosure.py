@@ -26,11 +26,18 @@ _MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 _RESIDENT_ID = re.compile(r"(?<![\dXx])\d{17}[\dXx](?![\dXx])")
 
 
+_SEPARATORS = re.compile(r"(?<=[\dXx])[\s\-.·\u3000]+(?=[\dXx])")
+"""Spaces, dashes and dots between digits: ``138 0013 8000`` and ``138-0013-8000`` are one number to a reader."""
+_COUNTRY = re.compile(r"(?:\+|00)?86(?=1[3-9]\d{9}(?!\d))")
+
+
 def personal_data_in(text: str) -> str | None:
-    """What kind of personal data ``text`` contains ("a mobile number", "a resident ID number"), or None."""
-    if _RESIDENT_ID.search(text):
+    """What kind of personal data ``text`` contains ("a mobile number", "a resident ID number"), or None — however
+    the digits are spaced or grouped, and with or without the +86 country code."""
+    squeezed = _COUNTRY.sub(" ", _SEPARATORS.sub("", text))
+    if _RESIDENT_ID.search(squeezed):
         return "a resident ID number"
-    if _MOBILE.search(text):
+    if _MOBILE.search(squeezed):
         return "a mobile number"
     return None
 

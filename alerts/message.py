@@ -16,7 +16,7 @@ from typing import Any
 from alerts.model import Alert, RiskEvent
 from protocol import kind_for
 
-__all__ = ["DIGEST_ITEMS", "Reason", "digest_body", "iso8601", "notification_body", "render_text"]
+__all__ = ["DIGEST_ITEMS", "Reason", "digest_body", "iso8601", "notification_body", "render_text", "with_work_order"]
 
 
 class Reason(enum.StrEnum):
@@ -193,8 +193,14 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.DISPATCHED: "work order for ",
         Reason.WORK_ORDER_OVERDUE: "work order overdue, ",
     }.get(reason, "")
-    zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh} {kind_zh} {comparison}{cite_zh}"
-    en = f"[{prefix_en}{grade.title_en}] {event.location_zh} {kind_en} {comparison}{cite_en}"
+    comparison_zh = comparison_en = comparison
+    if alert.cleared_at_ms is not None:  # a later page (escalation, work order) of a condition that has cleared
+        comparison_zh, comparison_en = f"已恢复 {reading}", f"back to {reading}"
+    elif grade.more_severe_than(event.grade):  # the reading is past a lower set point now than at its worst
+        cite_zh = f"{cite_zh[:-1]}；曾达{grade.name}级）"
+        cite_en = f"{cite_en[:-1]}; reached grade {grade.name} earlier)"
+    zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh} {kind_zh} {comparison_zh}{cite_zh}"
+    en = f"[{prefix_en}{grade.title_en}] {event.location_zh} {kind_en} {comparison_en}{cite_en}"
     return zh, en
 
 
@@ -324,3 +330,12 @@ def digest_body(members: Sequence[dict[str, Any]], *, idempotency_key: str) -> d
             "alert_ids": sorted(latest),
         },
     }
+
+
+def with_work_order(body: dict[str, Any], order: dict[str, Any]) -> None:
+    """Add a work order's department, task and deadline to a notification's text, so that every channel — robots,
+    SMS, email, not only the webhook's ``work_order`` field — tells the department what to do and by when."""
+    department, task, due = order["department_name"], order["task"], order["due"]
+    zh = f"{body['message_zh']}；工单 {department}：{task}，{due} 前完成"
+    en = f"{body['message_en']}; work order for {department}: {task}, due {due}"
+    body.update(message_zh=zh, message_en=en, message=f"{zh}\n{en}")

@@ -39,7 +39,7 @@ from alerts.grouping import GroupingPolicy, PageWindows, group_of
 from alerts.hazards import REVIEW_EVERY_MS, Hazard, HazardState
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, check_values
 from alerts.inhibit import Inhibitions
-from alerts.message import Reason, digest_body, iso8601, notification_body
+from alerts.message import Reason, digest_body, iso8601, notification_body, with_work_order
 from alerts.model import OPEN_STATES, Alert, AlertState, EventStatus, Grade, RiskEvent, Transition
 from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
@@ -559,6 +559,8 @@ class AlertService:
                 )
                 if extra:
                     body.update(extra)
+                    if isinstance(order := extra.get("work_order"), dict):
+                        with_work_order(body, order)
                 rows.append(
                     Notification(
                         key=key,

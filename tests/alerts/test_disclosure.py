@@ -21,6 +21,12 @@ from tests.alerts.support import Clock, directory_for, event
         ("1栋301室已处置，2026年11月30日", None),
         ("工单号 20261130123456789", None),  # 17 digits: neither
         ("电话 028-12345678", None),  # a landline of an office is not a person's mobile
+        ("请致电 138 0013 8000", "a mobile number"),  # as people write them (found by a first-time user)
+        ("138-0013-8000", "a mobile number"),
+        ("+8613800138000", "a mobile number"),
+        ("0086 138 0013 8000", "a mobile number"),
+        ("身份证 110101 19900307 7777", "a resident ID number"),
+        ("2026-11-30 08:00 起停水", None),
     ],
 )
 def test_personal_data_is_recognised(text: str, found: str | None) -> None:

@@ -28,6 +28,15 @@ def test_cleared_message_says_the_alert_stays_open() -> None:
     assert "stays open" in en
 
 
+def test_later_pages_do_not_claim_a_reading_is_past_a_set_point_it_no_longer_is() -> None:
+    cleared = _alert(last_event=event(status="cleared", value=7.3), cleared_at_ms=1)
+    zh, en = render_text(cleared, Reason.DISPATCHED)  # a work order for a leak that has cleared
+    assert "已恢复 7.3 %LEL" in zh and "≥" not in zh and "back to 7.3 %LEL" in en
+    lower = _alert(grade=Grade.II, last_event=event(grade=Grade.III, value=38.7))  # was past level 2, now level 1
+    zh, en = render_text(lower, Reason.ESCALATED)
+    assert zh.endswith("（GB/T 50493-2019 一级报警；曾达II级）") and en.endswith("; reached grade II earlier)")
+
+
 def test_iso8601() -> None:
     assert iso8601(0) == "1970-01-01T00:00:00.000Z"
     assert iso8601(None) is None

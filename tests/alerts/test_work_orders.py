@@ -53,6 +53,8 @@ async def test_a_work_order_from_dispatch_to_a_closed_alert(sink: RunningSink, t
             await wait_until(lambda: pages(sink, "dispatched") == ["zhao-gas"])
             body = next(b for b in sink.sink.received if b["reason"] == "dispatched")
             assert body["work_order"]["department_name"] == "燃气公司抢修中心" and body["work_order"]["task"]
+            task = body["work_order"]["task"]
+            assert f"工单 燃气公司抢修中心：{task}" in body["message_zh"] and f"{task}, due " in body["message_en"]
             assert body["message_zh"].startswith("【派单 III级 黄色 较大】")
             await alerts.work_order_step(order.id, WorkOrderState.ACCEPTED, by="zhao-gas", channel="app",
                                          evidence=[photo("before", clock)])  # fmt: skip
