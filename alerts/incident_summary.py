@@ -12,7 +12,7 @@ come from staff, residents' reports and the deployment file).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 
 from alerts.incidents import HouseholdStatus
@@ -71,9 +71,15 @@ def _h(zh: str, en: str) -> str:
     return f'{_e(zh)} <span class="en">{_e(en)}</span>'
 
 
-def summary_html(board: IncidentBoard, *, timezone: str = "Asia/Shanghai") -> str:
-    """The incident's printable summary as of ``board.now_ms``, times in ``timezone`` (IANA)."""
+def summary_html(
+    board: IncidentBoard, *, timezone: str = "Asia/Shanghai", names: Mapping[str, str] | None = None
+) -> str:
+    """The incident's printable summary as of ``board.now_ms``, times in ``timezone`` (IANA); people are shown by
+    their ``names`` (person or volunteer id → name) where known, else by id."""
     incident = board.incident
+
+    def who(person_id: str | None) -> str:
+        return _e((names or {}).get(person_id or "", person_id or ""))
 
     def at(ms: int | None) -> str:
         return "" if ms is None else _e(local_text(ms, timezone))
@@ -82,12 +88,12 @@ def summary_html(board: IncidentBoard, *, timezone: str = "Asia/Shanghai") -> st
     if incident.active:
         status = _h("进行中", "active")
     else:
-        status = f"{_h('已结束', 'closed')}：{_e(incident.closed_by or '')}，{at(incident.closed_ms)}"
+        status = f"{_h('已结束', 'closed')}：{who(incident.closed_by)}，{at(incident.closed_ms)}"
     facts = [
         (_h("事件编号", "Incident"), _e(incident.id)),
         (_h("类型", "Kind"), _h(kind_zh, kind_en)),
         (_h("区域", "Area"), _e(board.area_zh)),
-        (_h("宣布人 / 时间", "Declared by / at"), f"{_e(incident.declared_by)}，{at(incident.declared_ms)}"),
+        (_h("宣布人 / 时间", "Declared by / at"), f"{who(incident.declared_by)}，{at(incident.declared_ms)}"),
         (_h("状态", "Status"), status),
         (_h("报告时间", "As of"), f"{at(board.now_ms)}（{_e(timezone)}）"),
     ]
@@ -97,10 +103,10 @@ def summary_html(board: IncidentBoard, *, timezone: str = "Asia/Shanghai") -> st
         f"<h1>{_h('突发事件情况报告', 'Incident summary')}</h1>\n<p><strong>{_e(incident.title)}</strong></p>",
         "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
         _alerts(board, at),
-        _households(board, at),
+        _households(board, at, who),
         _volunteers(board, at),
-        _notices(board, at),
-        _measures(board, at),
+        _notices(board, at, who),
+        _measures(board, at, who),
         f"<h2>{_h('签字', 'Signatures')}</h2>"
         '<table class="sign"><tr><th>填报单位（盖章）<span class="en">Reporting office (seal)</span></th><td></td></tr>'
         '<tr><th>填报人 <span class="en">Reported by</span></th><td></td></tr>'
@@ -132,7 +138,7 @@ def _alerts(board: IncidentBoard, at: _At) -> str:
             + _table(head, rows, "无关联告警 / no alerts attached") + tail)  # fmt: skip
 
 
-def _households(board: IncidentBoard, at: _At) -> str:
+def _households(board: IncidentBoard, at: _At, who: Callable[[str | None], str]) -> str:
     reports = board.reports
     counts = Counter(r.status for r in reports)
     summary = [[str(counts[s]) for s in HouseholdStatus] + [str(len(reports)),
@@ -144,7 +150,7 @@ def _households(board: IncidentBoard, at: _At) -> str:
     fields = board.incident.fields
     rows = [
         [_e(r.household), f'<span class="overdue">{_e(r.status.label_zh)}</span>', _e(r.note),
-         *(_e(r.values.get(f, "")) for f in fields), f"{_e(r.reported_by)}，{at(r.reported_ms)}",
+         *(_e(r.values.get(f, "")) for f in fields), f"{who(r.reported_by)}，{at(r.reported_ms)}",
          f"{_e(r.verified_by)}，{at(r.verified_ms)}" if r.verified_by else _h("未核实", "not verified")]
         for r in attention
     ]  # fmt: skip
@@ -178,25 +184,25 @@ def _delivery(board: IncidentBoard, message: IncidentMessage) -> str:
     return f"{_e(board.recipient_name(message))}：{_h(zh, en)}"
 
 
-def _notices(board: IncidentBoard, at: _At) -> str:
+def _notices(board: IncidentBoard, at: _At, who: Callable[[str | None], str]) -> str:
     if not board.notices:
         return f'<h2>{_h("已发通知", "Notices sent")}</h2><p class="muted">未发通知 / no notice sent</p>'
     items = []
     for notice in board.notices:
         sent_to = "；".join(_delivery(board, m) for m in board.deliveries(notice.id)) or "—"
         english = f'<p class="en">{_e(notice.text_en)}</p>' if notice.text_en else ""
-        who = f'<p class="muted">{at(notice.sent_ms)}，{_e(notice.by)}</p>'
+        sent = f'<p class="muted">{at(notice.sent_ms)}，{who(notice.by)}</p>'
         to = f'<p class="muted">{_h("接收", "To")}：{sent_to}</p>'
-        items.append(f'<div class="notice">{who}<p>{_e(notice.text_zh)}</p>{english}{to}</div>')
+        items.append(f'<div class="notice">{sent}<p>{_e(notice.text_zh)}</p>{english}{to}</div>')
     return f"<h2>{_h('已发通知', 'Notices sent')}</h2>" + "".join(items)
 
 
-def _measures(board: IncidentBoard, at: _At) -> str:
+def _measures(board: IncidentBoard, at: _At, who: Callable[[str | None], str]) -> str:
     rows = []
     for m in board.measures:
         department = board.departments.get(m.department)
         if m.confirmed_ms is not None:
-            state = f"{_h('已确认', 'confirmed')}：{_e(m.confirmed_by or '')}，{at(m.confirmed_ms)}<br>{_e(m.note)}"
+            state = f"{_h('已确认', 'confirmed')}：{who(m.confirmed_by)}，{at(m.confirmed_ms)}<br>{_e(m.note)}"
         elif m.overdue(board.now_ms):
             state = f'<span class="overdue">{_h("逾期未确认", "overdue, not confirmed")}</span>'
         else:

@@ -354,6 +354,7 @@ async def test_mobilisation_over_the_api(hub: Hub) -> None:
     page = await hub.api.get(f"{path}/summary.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "突发事件情况报告" in page.text and "1栋居民群" in page.text and "刘洋（志愿者）" in page.text
+    assert "李强（物业服务中心值班）" in page.text and "li-property，" not in page.text  # people by name, not id
     assert (await hub.api.get("/api/v1/incidents/inc-nope/summary.html")).status_code == 404
     assert await hub.metric("anju_incident_messages_sent_total") == 6, "2 call-outs, 1 notice, 1 + 2 for the measure"
     assert await hub.metric("anju_incident_measures_overdue_total") == 1

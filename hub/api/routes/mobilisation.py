@@ -222,4 +222,5 @@ async def summary_page(runtime: RuntimeDep, incident_id: str) -> HTMLResponse:
     """The printable summary for the sub-district (A4, Chinese first)."""
     with service_errors("incident"):
         board = await runtime.emergency.board(incident_id)
-    return HTMLResponse(summary_html(board, timezone=runtime.emergency.timezone))
+    names = {p.id: p.name for p in runtime.deployment.people} | {v.id: v.name for v in runtime.deployment.volunteers}
+    return HTMLResponse(summary_html(board, timezone=runtime.emergency.timezone, names=names))
