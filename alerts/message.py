@@ -8,6 +8,7 @@ audit shows exactly what a person was told.
 from __future__ import annotations
 
 import enum
+import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -133,9 +134,15 @@ def _quantity(value: float, unit: str) -> str:
     return f"{_number(value)} {shown}".rstrip()
 
 
+_STANDARD_CODE = re.compile(r"^((?:GB(?:/T)?|EN|IEC|ISO|UL|NFPA|TSG|CJJ|JGJ|DB\d+(?:/T)?)[\w /.\-]*?\d[\w.\-]*)")
+
+
 def _standard(source: str) -> str:
-    """The standard's code from a source citation: "GB/T 50493-2019 §5.5.2: …" → "GB/T 50493-2019"."""
-    return source.split(":", 1)[0].split("§", 1)[0].strip()
+    """The standard's code from a source citation: "GB/T 50493-2019 §5.5.2: …" → "GB/T 50493-2019"; "" when the
+    source is not a standard ("household detector practice", "Anju liveness"): the message cites the rule alone,
+    and English prose stays out of the Chinese line (the body's ``source`` keeps the whole citation)."""
+    found = _STANDARD_CODE.match(source.split(":", 1)[0].split("§", 1)[0].strip())
+    return found.group(1).strip() if found else ""
 
 
 def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
@@ -193,6 +200,13 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.DISPATCHED: "work order for ",
         Reason.WORK_ORDER_OVERDUE: "work order overdue, ",
     }.get(reason, "")
+    if event.maintenance:  # a fault of the detector, not a reading of the place: "可燃气体探测器 超时未上报"
+        limit = f"（限值 {_quantity(event.threshold, event.unit)}）" if event.threshold is not None else ""
+        limit_en = f" (limit {_quantity(event.threshold, event.unit)})" if event.threshold is not None else ""
+        device_zh, device_en = ("", "") if event.kind == "gateway" else (f" {kind_zh}探测器", f" {kind_en} detector")
+        zh = f"【{prefix_zh}{grade.title_zh}】{event.location_zh}{device_zh} {rule_zh}：{reading}{limit}"
+        en = f"[{prefix_en}{grade.title_en}] {event.location_zh}{device_en} {event.rule}: {reading}{limit_en}"
+        return zh, en
     comparison_zh = comparison_en = comparison
     if alert.cleared_at_ms is not None:  # a later page (escalation, work order) of a condition that has cleared
         comparison_zh, comparison_en = f"已恢复 {reading}", f"back to {reading}"

@@ -37,6 +37,17 @@ def test_later_pages_do_not_claim_a_reading_is_past_a_set_point_it_no_longer_is(
     assert zh.endswith("（GB/T 50493-2019 一级报警；曾达II级）") and en.endswith("; reached grade II earlier)")
 
 
+def test_a_detector_fault_reads_as_one_and_prose_sources_stay_out_of_the_chinese_line() -> None:
+    stale = event(key="k/gas/offline", rule="stale", grade=Grade.IV, maintenance=True, value=15.5, unit="s",
+                  threshold=15.0, source="Anju liveness: no reading for 3 intervals")  # fmt: skip
+    zh, en = render_text(_alert(grade=Grade.IV, first_event=stale, last_event=stale), Reason.OPENED)
+    assert zh == "【IV级 蓝色 一般】红星社区 1栋301厨房 可燃气体探测器 超时未上报：15.5 s（限值 15 s）"
+    assert en.endswith("combustible gas detector stale: 15.5 s (limit 15 s)")
+    practice = event(rule="pre-warning", threshold=10.0, source="household detector practice: alarms from ~10 %LEL")
+    zh, en = render_text(_alert(last_event=practice), Reason.OPENED)
+    assert zh.endswith("≥ 10 %LEL（预警）") and "practice" not in zh
+
+
 def test_iso8601() -> None:
     assert iso8601(0) == "1970-01-01T00:00:00.000Z"
     assert iso8601(None) is None

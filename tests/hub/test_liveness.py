@@ -118,6 +118,7 @@ def test_a_sensor_is_stale_after_three_learned_intervals_and_fresh_on_its_next_r
             status="firing",
             source=STALE_SOURCE,
             threshold=30.0,
+            maintenance=True,
         )
     ]
     assert liveness.sweep(last + 31_000, connected=True) == [], "emitted on change only"
@@ -176,6 +177,7 @@ def test_a_gateway_will_makes_every_sensor_of_it_stale_at_once_and_each_clears_o
         status="firing",
         source=GATEWAY_SOURCE,
         threshold=None,
+        maintenance=True,
     )
     assert [(e.key, e.rule, e.status, e.value, e.threshold, e.source) for e in events[1:]] == [
         (f"hongxing/gas-1-{s}/offline", "gateway-offline", "firing", 1.0, None, VIA_GATEWAY_SOURCE) for s in (1, 2, 3)
@@ -458,8 +460,9 @@ async def test_a_gateway_will_reaches_the_alert_service_as_offline_events(
             notes = await eventually(notified, 20)
             assert {n["alert_key"] for n in notes} == {key for key, _ in expected}
             note = next(n for n in notes if n["alert_key"] == "hongxing/gateway/gw-b1/offline")
-            assert (note["kind_zh"], note["rule_zh"], note["recipient"]["id"]) == ("网关", "网关离线", "wang-li")
-            assert note["message_zh"].startswith("【IV级 蓝色 一般】红星社区 1栋一层弱电间 网关 gw-b1 网关 ")
+            # equipment faults go to the property company (the demo's `property` department), not the grid manager
+            assert (note["kind_zh"], note["rule_zh"], note["recipient"]["id"]) == ("网关", "网关离线", "li-property")
+            assert note["message_zh"].startswith("【IV级 蓝色 一般】红星社区 1栋一层弱电间 网关 gw-b1 网关离线：")
 
             status = (await hub.api.get("/api/v1/sensors/status", params={"gateway": "gw-b1"})).json()
             assert status["total"] == 10
