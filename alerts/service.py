@@ -859,17 +859,18 @@ class AlertService:
         """Take an item off the feed (audited); None when no published item has that id."""
         return await asyncio.to_thread(self._store.withdraw, item_id, by=by, now_ms=self._clock())
 
+    async def subject_of(self, item: Disclosure) -> Alert | Hazard | None:
+        """The alert or hazard a published item is about (None for a notice, or one no longer on record)."""
+        if item.subject_kind == "alert":
+            return await self.get(item.subject_id)
+        if item.subject_kind == "hazard":
+            return await asyncio.to_thread(self._store.hazard, item.subject_id)
+        return None
+
     async def public_feed(self) -> tuple[list[tuple[Disclosure, Alert | Hazard | None]], dict[str, int]]:
         """The published items with their subjects, and the open hazards counted by grade (no names)."""
         items = await asyncio.to_thread(self._store.disclosures, published_only=True)
-        out: list[tuple[Disclosure, Alert | Hazard | None]] = []
-        for item in items:
-            subject: Alert | Hazard | None = None
-            if item.subject_kind == "alert":
-                subject = await self.get(item.subject_id)
-            elif item.subject_kind == "hazard":
-                subject = await asyncio.to_thread(self._store.hazard, item.subject_id)
-            out.append((item, subject))
+        out = [(item, await self.subject_of(item)) for item in items]
         counts = {grade.name: 0 for grade in Grade}
         for hazard in await self.hazards(open_only=True):
             counts[hazard.grade.name] += 1

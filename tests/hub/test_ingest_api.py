@@ -261,6 +261,7 @@ async def test_disclosure_to_residents_is_public_and_without_personal_data(hub: 
     assert (await hub.api.post("/api/v1/disclosures", json={**item, "subject_id": "al-x"})).status_code == 404
     made = await hub.api.post("/api/v1/disclosures", json=item)
     assert made.status_code == 201
+    assert (made.json()["place"], made.json()["grade"]) == ("红星社区 1栋", "III"), "staff see what residents will"
     feed = await hub.api.get("/api/v1/public/disclosures", headers={"Authorization": ""})
     assert feed.status_code == 200, "residents read it without logging in"
     [public] = feed.json()["items"]

@@ -95,7 +95,7 @@ async def publish(runtime: RuntimeDep, body: PublishIn) -> DisclosureStaff:
         item = await runtime.alerts.publish(
             subject_kind=body.subject_kind, subject_id=body.subject_id, title=body.title, text=body.text, by=body.by
         )
-    return _staff(item, None)
+    return _staff(item, await runtime.alerts.subject_of(item))
 
 
 @router.post("/disclosures/{item_id}/withdraw", dependencies=staff)
@@ -103,7 +103,7 @@ async def withdraw(runtime: RuntimeDep, item_id: str, body: WithdrawIn) -> Discl
     item = await runtime.alerts.withdraw(item_id, by=body.by)
     if item is None:
         raise HTTPException(404, f"no published item {item_id!r}")
-    return _staff(item, None)
+    return _staff(item, await runtime.alerts.subject_of(item))
 
 
 def _staff(item: Disclosure, subject: Alert | Hazard | None) -> DisclosureStaff:
