@@ -759,6 +759,7 @@ class AlertService:
             self._store.save_incident, incident, (incident.id, None, "active", by, "api", now, note)
         )
         self._incidents = [*self._incidents, incident]
+        log.warning("incident %s declared by %s (%s): %s; area %s", incident.id, by, kind, title, area)
         return incident
 
     async def close_incident(self, incident_id: str, *, by: str, note: str = "") -> Incident:
@@ -770,6 +771,7 @@ class AlertService:
         audit = (incident_id, "active", "closed", by, "api", now, f"incident closed{': ' + note if note else ''}")
         await asyncio.to_thread(self._store.save_incident, closed, audit)
         self._incidents = [i for i in self._incidents if i.id != incident_id]
+        log.warning("incident %s closed by %s", incident_id, by)
         return closed
 
     async def report_household(
@@ -853,11 +855,15 @@ class AlertService:
             published_ms=self._clock(),
         )
         await asyncio.to_thread(self._store.publish, item)
+        log.info("disclosure %s published by %s about %s %s: %s", item.id, by, subject_kind, subject_id, title)
         return item
 
     async def withdraw(self, item_id: str, *, by: str) -> Disclosure | None:
         """Take an item off the feed (audited); None when no published item has that id."""
-        return await asyncio.to_thread(self._store.withdraw, item_id, by=by, now_ms=self._clock())
+        item = await asyncio.to_thread(self._store.withdraw, item_id, by=by, now_ms=self._clock())
+        if item is not None:
+            log.info("disclosure %s withdrawn by %s", item_id, by)
+        return item
 
     async def subject_of(self, item: Disclosure) -> Alert | Hazard | None:
         """The alert or hazard a published item is about (None for a notice, or one no longer on record)."""
@@ -1021,6 +1027,8 @@ class AlertService:
                 notifications=notifications,
             )
         self._wake.set()
+        log.info("work order %s for alert %s dispatched to %s by %s, due %s", order.id, alert_id, department, by,
+                 iso8601(order.due_ms))  # fmt: skip
         return order
 
     async def work_order_step(
@@ -1079,6 +1087,8 @@ class AlertService:
             )
             if closing is not None:
                 self._inhibitions.follow(closing)
+        log.info("work order %s: %s by %s%s", order_id, order.state.value, by,
+                 f"; alert {closing.id} closed (every work order verified)" if closing is not None else "")  # fmt: skip
         return order
 
     async def work_orders(self, alert_id: str) -> list[WorkOrder]:
