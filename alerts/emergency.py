@@ -267,7 +267,7 @@ class EmergencyDesk:
             now = self._clock()
             measure = Measure(incident_id=incident_id, department=department, text=text.strip(), due_ms=due_ms,
                               assigned_by=by, assigned_ms=now)  # fmt: skip
-            due = local_text(due_ms, self._timezone)
+            due = local_text(due_ms, self._timezone, zone=True)
             zh = f"【应急措施】{incident.title}：请{target.name}于{due}前落实并确认：{measure.text}"
             en = f"[Emergency measure] {incident.title}: {target.name}, carry out by {due} and confirm: {measure.text}"
             messages = await self._measure_messages(incident, measure, Reason.MEASURE_ASSIGNED, now, zh, en)
@@ -314,7 +314,7 @@ class EmergencyDesk:
                 late = dataclasses.replace(measure, reminded_due_ms=measure.due_ms)
                 department = self._departments.get(measure.department)
                 name = department.name if department else measure.department
-                due = local_text(measure.due_ms, self._timezone)
+                due = local_text(measure.due_ms, self._timezone, zone=True)
                 zh = f"【应急措施逾期】{incident.title}：{name}未在{due}前确认落实：{measure.text}"
                 en = f"[Emergency measure overdue] {incident.title}: {name} did not confirm by {due}: {measure.text}"
                 messages = await self._measure_messages(incident, late, Reason.MEASURE_OVERDUE, now, zh, en)

@@ -264,10 +264,16 @@ def mobilised_skills(callouts: Iterable[Callout], volunteers: Mapping[str, Volun
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def local_text(time_ms: int, timezone: str) -> str:
-    """Unix ms as local date and time for people (``2026-06-01 16:30``), in ``timezone`` (an IANA name)."""
+def local_text(time_ms: int, timezone: str, *, zone: bool = False) -> str:
+    """Unix ms as local date and time for people (``2026-06-01 16:30``), in ``timezone`` (an IANA name); with
+    ``zone``, its UTC offset too (``2026-06-01 16:30 UTC+8``), for a message read beside UTC times (API, logs)."""
     moment = dt.datetime.fromtimestamp(time_ms / 1000, ZoneInfo(timezone))
-    return moment.strftime("%Y-%m-%d %H:%M")
+    text = moment.strftime("%Y-%m-%d %H:%M")
+    if not zone:
+        return text
+    offset = moment.utcoffset() or dt.timedelta()
+    hours, rest = divmod(int(offset.total_seconds()) // 60, 60)
+    return f"{text} UTC{hours:+d}" + (f":{rest:02d}" if rest else "")
 
 
 def message_grade(alert_grades: Iterable[Grade]) -> Grade:

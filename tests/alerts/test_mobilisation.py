@@ -222,7 +222,9 @@ async def test_a_measure_is_notified_reminded_once_when_overdue_and_confirmed_on
                                                 due_ms=due, by="chen")  # fmt: skip
             await wait_until(lambda: pages(sink, "measure_assigned") == ["li-property"])
             body = next(b for b in sink.sink.received if b["reason"] == "measure_assigned")
-            assert body["message_zh"].startswith("【应急措施】暴雨内涝：请阳光物业于"), body["message_zh"]
+            assert body["message_zh"].startswith("【应急措施】暴雨内涝：请阳光物业于2026-09-21 22:43 UTC+8前"), body[
+                "message_zh"
+            ]
             assert body["measure"]["confirm_path"].endswith(f"/measures/{measure.id}/confirm")
             clock.now_ms = due + 1
             await wait_until(lambda: pages(sink, "measure_overdue") == ["chen", "li-property"])
