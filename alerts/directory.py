@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from alerts.model import RiskEvent
 from alerts.roster import Roster
 
 __all__ = [
@@ -162,6 +163,14 @@ class QuietHours:
     def holds(self, grade_number: int) -> bool:
         """Whether these quiet hours hold back a page of this grade (4 = IV … 1 = I)."""
         return grade_number == 4 or (grade_number == 3 and self.include_grade_iii)
+
+    def muted_by(self, event: RiskEvent, now_ms: int) -> str | None:
+        """The ``alerts.silence.Mute`` question, for one person: why a page about ``event`` (at its final grade) is
+        held at ``now_ms`` ("quiet hours until 07:00"), or None. Silences and inhibitions drop the event; quiet
+        hours hold the page until ``until_ms``."""
+        if not self.holds(int(event.grade)) or self.until_ms(now_ms) is None:
+            return None
+        return f"quiet hours until {self.end.strftime('%H:%M')} ({self.timezone})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -535,9 +535,12 @@ class AlertService:
             if person is not None and all(person.id != p.id for p in reached):
                 reached.append(person)
         group = group_of(alert) if self._windows is not None and not extra else ""
+        graded = alert.last_event  # the event at the alert's final grade, for the mutes that ask about a person
+        if graded.grade is not alert.grade:
+            graded = dataclasses.replace(graded, grade=alert.grade)
         for person in reached:
             send_at = now
-            if person.quiet is not None and person.quiet.holds(int(alert.grade)):
+            if person.quiet is not None and person.quiet.muted_by(graded, now) is not None:
                 send_at = person.quiet.until_ms(now) or now
             for index, target in enumerate(person.targets):
                 if not person.takes(index, int(alert.grade)):

@@ -29,7 +29,8 @@ reported as such, not an alarm to hide)."""
 
 
 class Mute(Protocol):
-    """Something that can mute risk events (silences, inhibitions, quiet hours)."""
+    """Something that can mute risk events: silences and inhibitions (the event is dropped), and a person's quiet
+    hours (``alerts.directory.QuietHours``: that person's page is held until they end)."""
 
     def muted_by(self, event: RiskEvent, now_ms: int) -> str | None:
         """Why ``event`` is muted at ``now_ms`` (a short text naming the silence or rule), or None."""

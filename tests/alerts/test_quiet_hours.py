@@ -10,6 +10,7 @@ import pytest
 
 from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
 from alerts.directory import QuietHours
+from alerts.silence import Mute
 from alerts.sink import RunningSink
 from tests.alerts.support import SECRET, Clock, event
 
@@ -85,3 +86,11 @@ def test_every_grade_needs_a_channel() -> None:
     target = WebhookTarget(url="http://127.0.0.1:9/", secret=SECRET)
     with pytest.raises(ValueError, match="no channel for grade III"):
         Person(id="p", name="p", targets=(target, target), target_grades=(frozenset({4}), frozenset({1, 2})))
+
+
+def test_quiet_hours_answer_the_same_mute_question_as_silences() -> None:
+    mutes: list[Mute] = [NIGHT]  # the one "muted?" protocol (issue 6)
+    night = at("2026-03-02 23:30")
+    assert mutes[0].muted_by(event(grade=Grade.IV), night) == "quiet hours until 07:00 (Asia/Shanghai)"
+    assert mutes[0].muted_by(event(grade=Grade.II), night) is None, "never grades I–II"
+    assert mutes[0].muted_by(event(grade=Grade.IV), at("2026-03-03 09:00")) is None
