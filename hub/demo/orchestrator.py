@@ -71,6 +71,7 @@ def localise_deployment(source: Path, target: Path, *, sink_port: int, modbus_po
     A round trip through ruamel keeps the file's comments and order, so the copy reads like the original.
     """
     yaml = YAML(typ="rt")
+    yaml.width = 4096  # keep each flow mapping on its line, as written (the default 80 re-wraps them)
     document = yaml.load(source.read_text(encoding="utf-8"))
     for gateway in document["gateways"]:
         if str(gateway["id"]) in modbus_ports:
