@@ -150,7 +150,10 @@ class Child:
             self.process.wait(timeout=grace_s if grace_s > 0 else 10.0)
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGKILL)
-            self.process.wait(timeout=5)
+            # A killed process can take a while to go when it is blocked in the kernel (a broker's fsync on a disk
+            # busy with other writers): wait longer, and never let one slow child stop the others being stopped.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
         # Members of the group that outlived the leader (none expected) go too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
