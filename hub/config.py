@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -817,24 +817,17 @@ def _secret_problems(deployment: Deployment, document: Any, base: Path) -> Itera
             except ValueError as exc:
                 loc = ("people", p_index, "channels", c_index)
                 yield ConfigIssue(_path_text(loc), _line_of(document, loc), channel.url, str(exc))
-    if deployment.sms is not None:
+    gateways: list[tuple[str, object, Callable[[Deployment, Path], object]]] = [
+        ("sms", deployment.sms and deployment.sms.url, build_sms),
+        ("voice", deployment.voice and deployment.voice.url, build_voice),
+        ("smtp", deployment.smtp and deployment.smtp.host, build_smtp),
+    ]
+    for key, shown, build in gateways:  # the deployment's sms, voice and mail servers, secrets resolved
         try:
-            build_sms(deployment, base)
+            build(deployment, base)
         except ValueError as exc:
-            sms_at: tuple[str, ...] = ("sms",)
-            yield ConfigIssue(_path_text(sms_at), _line_of(document, sms_at), deployment.sms.url, str(exc))
-    if deployment.voice is not None:
-        try:
-            build_voice(deployment, base)
-        except ValueError as exc:
-            voice_at: tuple[str, ...] = ("voice",)
-            yield ConfigIssue(_path_text(voice_at), _line_of(document, voice_at), deployment.voice.url, str(exc))
-    if deployment.smtp is not None:
-        try:
-            build_smtp(deployment, base)
-        except ValueError as exc:
-            smtp_at: tuple[str, ...] = ("smtp",)
-            yield ConfigIssue(_path_text(smtp_at), _line_of(document, smtp_at), deployment.smtp.host, str(exc))
+            section: tuple[str, ...] = (key,)
+            yield ConfigIssue(_path_text(section), _line_of(document, section), shown, str(exc))
     channels: list[tuple[tuple[str | int, ...], ChannelConfig]]
     channels = [(("broadcasts", i, "channel"), b.channel) for i, b in enumerate(deployment.broadcasts)]
     channels += [(("volunteers", i, "channels", c), ch) for i, v in enumerate(deployment.volunteers)
