@@ -5,30 +5,44 @@ temperature trends: the detector learns each sensor's normal behaviour from its 
 each new reading departs from it, in [0, 1], with what was expected and why. A decision at time t uses only the
 sensor's readings up to t; the same readings in the same order always give the same scores.
 
-Per sensor and reading, constant time and memory (a few dozen numbers, plus 24 hour-of-day and 7 day-of-week
-terms):
+Per sensor and reading, constant time and memory (a few dozen numbers, 24 hour-of-day and 7 day-of-week terms, and
+the day totals below: 24 × 6 by hour of day and 24 × 7 by hour of week):
 
 - Four one-step forecasts compete: the last value, a fast and a slow exponentially weighted mean, and a seasonal
   forecast (additive level + hour-of-day + day-of-week profile, Holt–Winters style, in the community's local
   time). Each keeps the mean absolute error of its forecasts; the one with the smallest error so far is *the
   expectation*, and its error the *typical deviation*. A random-walk temperature ends up on the last value, a
   noisy flat level on the slow mean, a daily rhythm on the seasonal forecast (allowed once two days are seen).
-- Four departures are measured, each scaled so that 1 is notable:
+- Five departures are measured, each scaled so that 1 is notable:
   ``spike``     the reading against the forecast that explains it best, in that forecast's typical
                 deviations (÷ ``spike_z``): a reading any forecast explains is no spike;
   ``shift``     a two-sided CUSUM of the seasonal forecast's standardised errors (÷ ``cusum_h``): a level shift
-                accumulates until it is notable; and the time-weighted mean of those errors over the last hours
-                against its long-run size (÷ ``activity_z``): usual activity that does not come (water use that
-                stops) or comes at an unusual time;
+                accumulates until it is notable;
   ``variance``  recent against long-run size of the errors: noise grown ``variance_ratio``-fold, or a series gone
                 flat (``flat_ratio``-fold smaller);
-  ``drift``     a medium-term mean against the long-term one, in long-term standard deviations (÷ ``drift_z``).
+  ``drift``     a medium-term mean against the long-term one, in long-term standard deviations (÷ ``drift_z``);
+  ``activity``  usual activity that does not come (an elder's water use that stops; a holiday's empty office):
+                the day's total since local midnight (the time integral of the readings), judged at each hour's
+                end against its usual value by that hour, in how much days differ by then (÷ ``activity_z``).
+                Lumpy use differs from day to day reading by reading, hardly in what a morning adds up to; and a
+                light morning still adds up to something, while a missed one stays at nothing, hour after hour.
+                Totals are compared on a square-root scale (a total of bursts spreads with its size, as a count:
+                a morning at nothing is then twice as far below a light morning as that is below a usual one; a
+                series far from 0 is compared as it is). The usual totals and spreads are learnt once a day
+                (``activity_rate``), so a sensor read every minute learns them as one read hourly; a spread is
+                never taken below what the readings' own typical errors give the total (a few days that happened
+                to agree do not make a light day an alarm). A day departs only if it also departs from the same
+                day a week before (or only from that, where the week has a rhythm: Saturdays, Sundays) and from
+                the day before (a warm spell is no departure). Judged only for sensors with a daily rhythm (their
+                seasonal forecast long better than a flat mean) and readings at most ``activity_step_ms`` apart.
 - Each departure ``R`` is weighed against the sensor's own history of it: ``q`` tracks its 99th percentile
   (stochastic approximation, never below 1), and its score is ``1 - exp(-2 (R / q - 1))`` above ``q``, 0 below;
   the reading's score is the largest. A sensor with heavy-tailed noise thus needs a larger spike for the same
   score, and a spiky one still scores a shift as any other.
 - After a notable shift the baselines move to the new level, so one change gives one burst of high scores, not
-  a score that stays high until the slow means catch up.
+  a score that stays high until the slow means catch up. After an alarm of the day's total (or a level shift), the
+  day is spent: its total is not judged again that day (nor the CUSUM, after missing activity: the same cause),
+  and a next day that departs the same way is the new usual (the usual totals move to it, without an alarm).
 
 Readings that are not judged get score 0 and say why: the first ``warmup`` readings of a sensor (nothing learnt
 yet), a reading not newer than the sensor's newest (out of order or repeated: neither judged nor learnt), a value
@@ -84,8 +98,8 @@ _REASON_TEXT = {
         "within the minimum interval of the last judged reading, not judged",
     ),
     Reason.ACTIVITY: (
-        "持续偏离日常规律（水平偏移或应有活动缺失）",
-        "sustained departure from the usual daily pattern (level shift, or usual activity missing)",
+        "当日累计偏离往常（应有活动缺失，或水平偏移）",
+        "the day's total so far departs from the usual (usual activity missing, or a level shift)",
     ),
 }
 
@@ -125,10 +139,14 @@ class AnomalyConfig:
     """CUSUM allowance, in typical deviations per reading."""
     cusum_h: float = 12.0
     """CUSUM decision level, in typical deviations."""
-    activity_window_ms: float = 12 * HOUR_MS
-    """Time constant of the mean seasonal error that measures missing (or extra) usual activity."""
+    activity_rate: float = 0.1
+    """Learning rate, per day, of the usual total by each hour of the day and of its spread (~10 days)."""
+    activity_days: int = 4
+    """Days an hour's usual total has learnt from before a day's total by that hour is judged."""
+    activity_step_ms: int = HOUR_MS
+    """A step between readings longer than this leaves the day's total unknown: not judged until the next day."""
     activity_z: float = 4.0
-    """That mean, in its long-run sizes, that counts as notable."""
+    """A day's total by an hour this many typical spreads from its usual value is notable."""
     hold_ms: float = 6 * HOUR_MS
     """After a scored shift, how long shifts and missing activity are not scored again: the levels adapt
     meanwhile, and one change gives one alarm."""
@@ -157,7 +175,7 @@ class AnomalyConfig:
 
     def __post_init__(self) -> None:
         rates = ("fast", "slow", "error_rate", "choice_rate", "hour_rate", "weekday_rate", "short_rate",
-                 "mid_rate", "long_rate", "quantile_step")  # fmt: skip
+                 "mid_rate", "long_rate", "quantile_step", "activity_rate")  # fmt: skip
         for name in rates:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
@@ -172,6 +190,10 @@ class AnomalyConfig:
             raise ValueError(f"AnomalyConfig.warmup must be at least 2, got {self.warmup!r}")
         if self.min_interval_ms < 1:
             raise ValueError(f"AnomalyConfig.min_interval_ms must be at least 1, got {self.min_interval_ms!r}")
+        if self.activity_days < 2:
+            raise ValueError(f"AnomalyConfig.activity_days must be at least 2, got {self.activity_days!r}")
+        if self.activity_step_ms < 1:
+            raise ValueError(f"AnomalyConfig.activity_step_ms must be at least 1, got {self.activity_step_ms!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +208,35 @@ class Scores:
     """The typical absolute deviation from the expectation, same unit (NaN when not judged)."""
     reason: npt.NDArray[np.int8]
     """``Reason`` of each score."""
+    seen: npt.NDArray[np.float64] | None = None
+    """What was compared with ``expected``: the reading, or for ``ACTIVITY`` the day's mean reading since local midnight
+    (and ``expected`` / ``typical`` its usual value by that hour and how much days differ by then). None: the
+    reading."""
 
 
 _FORECASTS = 4  # last value, fast mean, slow mean, seasonal
 _DEPARTURES = 5  # spike, shift, variance, drift, activity
 _REASONS = np.array([Reason.SPIKE, Reason.SHIFT, Reason.VARIANCE, Reason.DRIFT, Reason.ACTIVITY], np.int8)
 _SEASONAL = 3
+_DAY_STATE = (
+    "hour_end_ms", "quiet_until_ms", "day_total", "day_noise", "hour_stats", "activity", "activity_seen",
+    "activity_usual", "activity_spread", "spent_day", "spent_sign", "today_totals", "today_day", "week_totals",
+    "week_days",
+)  # fmt: skip
+"""The day totals' state (``activity``)."""
 _FLOAT_STATE = (
     "first_ms", "last", "fast", "slow", "level", "error", "choice", "short_error", "cusum_up", "cusum_down", "short",
-    "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "deficit", "deficit_size",
-    "hold_until_ms", "peak",
+    "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "hold_until_ms", "peak",
+    *_DAY_STATE,
 )  # fmt: skip
+_SQRT2 = np.sqrt(2.0)
+_HOURS_TO_END = np.arange(1.0, 25.0)
+"""Hours from midnight to the end of each hour of the day (the usual totals' slots)."""
+_STARTED_STATE = {
+    **dict.fromkeys(("day_total", "activity_seen", "spent_day", "today_totals", "today_day", "week_totals"), np.nan),
+    "week_days": np.nan,
+}
+"""Day-total state that a state saved before it existed lacks starts as a new sensor's (these where not 0)."""
 
 
 class AnomalyDetector:
@@ -225,12 +265,43 @@ class AnomalyDetector:
         self.q = np.zeros((0, _DEPARTURES))
         self.peak = np.zeros((0, _DEPARTURES))
         """While a departure stays past ``q`` (an episode), the largest it reached; 0 outside an episode."""
-        self.deficit = np.zeros(0)
-        """Time-weighted mean of the seasonal forecast's errors over the last ``activity_window_ms``."""
-        self.deficit_size = np.zeros(0)
         self.hold_until_ms = np.zeros(0)
         """After a scored shift, shift and activity departures are not scored again before this time (Unix ms)."""
-        """Its long-run mean absolute size."""
+        self.hour_end_ms = np.zeros(0)
+        """The end of the local hour of the sensor's newest reading (Unix ms): a reading at or past it ends an hour."""
+        self.quiet_until_ms = np.zeros(0)
+        """After an activity alarm, level shifts are not counted before the day's end (Unix ms): the same departure."""
+        self.day_total = np.zeros(0)
+        """The local day's total so far, from local midnight to the newest reading: the time integral of the readings
+        (unit × hours; NaN: not comparable today — a gap, an alarm that spent the day, the sensor's first day)."""
+        self.day_noise = np.zeros(0)
+        """The sum of the day's readings' squared typical errors × their hours: the least spread of its total."""
+        self.hour_stats = np.zeros((0, 24, 5))
+        """By each hour's end (01:00 … 24:00), learnt once a day (``activity_rate``): the usual day's total so far (on
+        a square-root scale: a total of bursts spreads with its size), how much days differ from it by then, the days
+        learnt from, how much a day differs from the same day a week before, and the days that learnt from."""
+        self.activity = np.zeros(0)
+        """The activity departure judged at the latest hour's end (÷ ``activity_z``; negative: short of the usual),
+        scored until the next one."""
+        self.activity_seen = np.zeros(0)
+        """At the latest hour's end: the day's mean reading since midnight (unit; NaN: not comparable), """
+        self.activity_usual = np.zeros(0)
+        """its usual value, """
+        self.activity_spread = np.zeros(0)
+        """and its typical departure (for the explanation)."""
+        self.today_totals = np.zeros((0, 24))
+        """The day's total by each hour's end so far (NaN: not known), """
+        self.today_day = np.zeros(0)
+        """of this local day (days since 1970-01-01)."""
+        self.week_totals = np.zeros((0, 7 * 24))
+        """The totals of the latest day of each weekday kept (Monday 01:00 … Sunday 24:00; NaN: not known), """
+        self.week_days = np.zeros((0, 7))
+        """and which day each is (NaN: none)."""
+        self.spent_day = np.zeros(0)
+        """The local day (days since 1970-01-01) whose total was spent by an alarm (NaN: none), """
+        self.spent_sign = np.zeros(0)
+        """and which: +1 / -1 its total above / below the usual (activity), +2 / -2 a level shift up / down, +3 / -3 a
+        day that went on departing so (the usual totals moved to it)."""
         self.hours = np.zeros((0, 24))
         self.hour_errors = np.zeros((0, 24))
         self.hour_visits = np.zeros((0, 24))
@@ -263,8 +334,12 @@ class AnomalyDetector:
         detector = cls(config)
         size = len(state["seen"])
         for name in ("seen", "newest_ms", *_FLOAT_STATE):
-            array = np.asarray(state[name])
             expected = getattr(detector, name)
+            if name not in state and name in _DAY_STATE:  # saved before days were totalled: they start afresh
+                array = np.full((size, *expected.shape[1:]), _STARTED_STATE.get(name, 0.0))
+                setattr(detector, name, array)
+                continue
+            array = np.asarray(state[name])
             if array.shape[1:] != expected.shape[1:] or len(array) != size:
                 raise ValueError(f"anomaly state {name!r} has shape {array.shape}, not ({size}, …) as the others")
             setattr(detector, name, array.astype(expected.dtype, copy=True))
@@ -288,7 +363,7 @@ class AnomalyDetector:
         n = len(row)
         if not len(time_ms) == len(value) == n:
             raise ValueError("rows, times_ms and values differ in length")
-        out = Scores(np.zeros(n), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, np.int8))
+        out = Scores(np.zeros(n), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, np.int8), np.full(n, np.nan))
         if n == 0:
             return out
         if row.min() < 0:
@@ -388,7 +463,8 @@ class AnomalyDetector:
         error = self.error[row]
         seasonal_ok = (time_ms - self.first_ms[row]) >= c.season_after_ms
         choice = self.choice[row]
-        choosable = np.where(seasonal_ok[:, None], choice, np.c_[choice[:, :_SEASONAL], np.full(len(row), np.inf)])
+        choosable = choice.copy()
+        choosable[~seasonal_ok, _SEASONAL] = np.inf
         best = np.argmin(choosable, axis=1)
         pick = np.arange(len(row))
         expected = forecasts[pick, best]
@@ -398,7 +474,8 @@ class AnomalyDetector:
         floor = 1e-9 * (1.0 + np.abs(self.long[row]))
         # A spike is a reading that no forecast explains: the smallest departure over the forecasts. (A lumpy
         # series is explained by its hour of day, a random walk by its last value.)
-        typicals = np.c_[error[:, :_SEASONAL], seasonal_typical]
+        typicals = error.copy()
+        typicals[:, _SEASONAL] = seasonal_typical
         z_each = np.abs(residuals) / (1.25 * typicals + floor[:, None])
         z_each[~seasonal_ok, _SEASONAL] = np.inf
         spike = z_each.min(axis=1)
@@ -408,17 +485,25 @@ class AnomalyDetector:
         base_typical = np.where(baseline == _SEASONAL, seasonal_typical, error[pick, baseline])
         z_base = residuals[pick, baseline] / (1.25 * base_typical + floor)
         counting = judged & seasonal_ok  # before that the baseline's errors are mostly its own learning
-        up = np.where(counting, np.maximum(0.0, self.cusum_up[row] + z_base - c.cusum_k), 0.0)
-        down = np.where(counting, np.maximum(0.0, self.cusum_down[row] - z_base - c.cusum_k), 0.0)
-        # Usual activity that does not come: the seasonal errors' mean over the last hours (time-weighted, so any
-        # reporting pace) against its long-run size. A CUSUM alone misses lumpy use (water: a few bursts a day).
-        since = (time_ms - self.newest_ms[row]).astype(np.float64)
-        # A reading stands for at most an hour of activity: one reading after a gap of days is not a day's mean.
-        keep = np.exp(-np.minimum(since, HOUR_MS) / c.activity_window_ms)
-        deficit = keep * self.deficit[row] + (1.0 - keep) * residuals[:, _SEASONAL]
-        deficit_size = self.deficit_size[row]
-        missing = np.where(counting, np.abs(deficit) / (deficit_size * c.activity_z + floor), 0.0)
+        # On a day whose total has departed (an activity alarm), the readings that made it depart are no level shift.
+        shifting = counting & (time_ms >= self.quiet_until_ms[row])
+        up = np.where(shifting, np.maximum(0.0, self.cusum_up[row] + z_base - c.cusum_k), 0.0)
+        down = np.where(shifting, np.maximum(0.0, self.cusum_down[row] - z_base - c.cusum_k), 0.0)
         shift = np.maximum(up, down) / c.cusum_h
+        q = np.maximum(self.q[row], 1.0)
+        since = (time_ms - self.newest_ms[row]).astype(np.float64)
+        # A reading no forecast explains counts in the day's total as the most its expectation allows: one spike, one
+        # alarm (not a second one for the day's total).
+        usual = value
+        clipped = np.flatnonzero(counting & (spike > c.spike_z * q[:, 0]))
+        if len(clipped):
+            usual = value.copy()
+            bound = c.spike_z * q[clipped, 0] * 1.25 * typical[clipped]
+            usual[clipped] = np.clip(value[clipped], expected[clipped] - bound, expected[clipped] + bound)
+        # Usual activity is judged where the sensor has a daily rhythm: where its seasonal forecast has long done better
+        # than a flat mean (a random walk's days differ by its walk, not by what they usually hold).
+        rhythmic = judged & seasonal_ok & (choice[:, _SEASONAL] < choice[:, 2])
+        missing = self._day_totals(row, time_ms, usual, seasonal_typical, rhythmic, q[:, 4])
 
         short_error = self.short_error[row] + c.short_rate * (np.abs(residuals[pick, best]) - self.short_error[row])
         ratio = (short_error + floor) / (typical + floor)
@@ -429,10 +514,7 @@ class AnomalyDetector:
         drift = np.abs(mid - long) / (np.sqrt(long_var) + floor) / c.drift_z
 
         holding = time_ms < self.hold_until_ms[row]
-        departures = np.stack(
-            [spike / c.spike_z, np.where(holding, 0.0, shift), variance, drift, np.where(holding, 0.0, missing)], axis=1
-        )
-        q = np.maximum(self.q[row], 1.0)
+        departures = np.stack([spike / c.spike_z, np.where(holding, 0.0, shift), variance, drift, missing], axis=1)
         relative = departures / q
         # An episode (a departure staying past q) scores when it begins, and again only when it has grown by
         # ``episode_growth`` past its peak: a few alarms per episode, not one per reading of a flat stretch.
@@ -444,7 +526,16 @@ class AnomalyDetector:
         out.score[at] = score
         out.expected[at] = np.where(judged, expected, np.nan)
         out.typical[at] = np.where(judged, typical, np.nan)
-        out.reason[at] = np.where(judged, np.where(score > 0, _REASONS[strongest], Reason.NONE), Reason.WARMUP)
+        reason = np.where(judged, np.where(score > 0, _REASONS[strongest], Reason.NONE), Reason.WARMUP)
+        out.reason[at] = reason
+        if out.seen is not None:
+            out.seen[at] = np.where(judged, value, np.nan)
+        by_day = np.flatnonzero(reason == Reason.ACTIVITY)
+        if len(by_day):
+            if out.seen is not None:
+                out.seen[at[by_day]] = self.activity_seen[row[by_day]]
+            out.expected[at[by_day]] = self.activity_usual[row[by_day]]
+            out.typical[at[by_day]] = self.activity_spread[row[by_day]]
 
         # Learn. Early on the rates are at least 1/n, so the first readings are averaged rather than forgotten.
         count = (seen + 1).astype(np.float64)
@@ -477,29 +568,44 @@ class AnomalyDetector:
         self.long[row] = long + long_rate * deviation
         self.long_var[row] = (1.0 - long_rate) * (long_var + long_rate * deviation * deviation)
         self.mid[row] = mid
-        self.deficit[row] = deficit
-        # The deficit's usual size is learnt from usual hours only: a departure does not raise its own bar.
-        size_rate = np.where(relative[:, 4] > 1.0, 0.0, np.maximum(c.long_rate * 5, 1.0 / count))
-        self.deficit_size[row] = deficit_size + size_rate * (np.abs(deficit) - deficit_size)
         # A shift scored past one half: from now on the new level is the usual one (one change, one burst).
-        notable_shift = judged & (np.maximum(relative[:, 1], relative[:, 4]) > 1.0 + np.log(2.0) / c.steepness)
+        # (Usual activity missing counts once it has scored past one half: an episode goes on at its first score.)
+        half = 1.0 + np.log(2.0) / c.steepness
+        notable_shift = judged & (np.maximum(relative[:, 1], news[:, 4]) > half)
+        # A day whose total has departed (an activity alarm) or that an alarmed level shift has moved is spent: its
+        # total is not judged again today. If the next day departs the same way, the usual totals move to it
+        # (``_day_totals``): one change, one alarm.
+        spent = judged & (np.maximum(news[:, 1], news[:, 4]) > half)
+        if spent.any():
+            moved = row[spent]
+            day_start = local[spent] - local[spent] % DAY_MS
+            self.spent_day[moved] = day_start // DAY_MS
+            by_activity = news[spent, 4] > half
+            self.spent_sign[moved] = np.where(
+                by_activity, np.sign(self.activity[moved]), np.where(up > down, 2, -2)[spent]
+            )
+            self.quiet_until_ms[moved] = np.where(
+                by_activity, day_start + (DAY_MS - c.utc_offset_ms), self.quiet_until_ms[moved]
+            )
+            self.day_total[moved] = np.nan
+            self.activity[moved] = 0.0
         up[notable_shift] = 0.0
         down[notable_shift] = 0.0
         self.cusum_up[row] = up
         self.cusum_down[row] = down
         if notable_shift.any():
             moved = row[notable_shift]
-            recent = self.short[moved]
-            # The seasonal shape stays and its level moves: by the recent mean error after a level shift (CUSUM), by
-            # the hours' mean error after missing activity (the recent readings are the quiet part of the day).
-            by_cusum = relative[notable_shift, 1] >= relative[notable_shift, 4]
-            recent_error = recent - (level + hours + weekdays)[notable_shift]
-            self.level[moved] += np.where(by_cusum, recent_error, deficit[notable_shift])
-            self.slow[moved] = recent
-            self.mid[moved] = recent
-            self.long[moved] = recent
-            self.deficit[moved] = 0.0
             self.hold_until_ms[moved] = time_ms[notable_shift] + c.hold_ms
+            # After a level shift (CUSUM) the seasonal shape stays and its level moves by the recent mean error. (Usual
+            # activity missing is no new level: the level stays.)
+            by_cusum = notable_shift & (relative[:, 1] >= news[:, 4])
+            if by_cusum.any():
+                moved = row[by_cusum]
+                recent = self.short[moved]
+                self.level[moved] += recent - (level + hours + weekdays)[by_cusum]
+                self.slow[moved] = recent
+                self.mid[moved] = recent
+                self.long[moved] = recent
         step = c.quantile_step
         over = relative > 1.0
         tracked = np.where(
@@ -507,10 +613,187 @@ class AnomalyDetector:
             q * (1.0 + step * c.quantile),
             np.where(over, q, q * (1.0 - step * (1.0 - c.quantile))),
         )
-        self.peak[row] = np.where(judged[:, None] & over, np.maximum(peak, relative), 0.0)
+        reached = np.maximum(peak, relative)
+        # A day's total falls short hour by hour: its episode scores again on growing past the score before, so a
+        # morning that began a little short and ends with nothing is told when it has become clear.
+        reached[:, 4] = np.where(news[:, 4] > 0.0, relative[:, 4], peak[:, 4])
+        self.peak[row] = np.where(judged[:, None] & over, reached, 0.0)
         self.q[row] = np.where(judged[:, None], tracked, q)
         self.seen[row] = seen + 1
         self.newest_ms[row] = time_ms
+
+    def _day_totals(
+        self,
+        row: npt.NDArray[np.intp],
+        time_ms: npt.NDArray[np.int64],
+        value: npt.NDArray[np.float64],
+        typical: npt.NDArray[np.float64],
+        judged: npt.NDArray[np.bool_],
+        q: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """Usual activity that does not come: how far the day's total by the latest hour's end falls short of (or
+        exceeds) its usual value by then, in its typical spreads ÷ ``activity_z``. Adds each reading (at ``time_ms``,
+        typically off its hour's seasonal expectation by ``typical``) to its local day's total, and at each hour's end
+        judges that total, then learns it (``_hour_end``).
+
+        Why totals: lumpy use (an elder's water: a few bursts in the morning and evening, nothing at night) differs
+        from day to day far more reading by reading than in what a morning adds up to; a light morning still adds up
+        to something, while a morning without use stays at nothing, hour after hour."""
+        c = self.config
+        previous = self.newest_ms[row]
+        since_h = (time_ms - previous) / HOUR_MS
+        total, noise = self.day_total[row], self.day_noise[row]
+        # A reading stands for the step before it (a meter's use is the use since the previous reading).
+        after = total + value * since_h
+        error = typical * since_h
+        noise = noise + error * error
+        crossed = np.flatnonzero(time_ms >= self.hour_end_ms[row])
+        if len(crossed):
+            x = crossed
+            local = time_ms[x] + c.utc_offset_ms
+            before = previous[x] + c.utc_offset_ms
+            hour_start = local - local % HOUR_MS
+            day_start = local - local % DAY_MS
+            self.hour_end_ms[row[x]] = hour_start + (HOUR_MS - c.utc_offset_ms)
+            new_day = before < day_start
+            into_day = local - day_start
+            gap = time_ms[x] - previous[x] > c.activity_step_ms
+            step_h = np.where(new_day, into_day / HOUR_MS, since_h[x])
+            after[x] = np.where(new_day, 0.0, total[x]) + value[x] * step_h
+            noise[x] = np.where(new_day, 0.0, noise[x] - error[x] ** 2) + (typical[x] * step_h) ** 2
+            if gap.any():
+                after[x[gap & ~(new_day & (into_day <= c.activity_step_ms))]] = np.nan
+            ended = np.flatnonzero(~gap)  # at most one hour's end in a step of an hour at most: ``hour_start``
+            if len(ended):
+                e = x[ended]
+                piece = (hour_start[ended] - before[ended]) / HOUR_MS
+                at_end = total[e] + value[e] * piece
+                least = np.sqrt(self.day_noise[row[e]] + (typical[e] * piece) ** 2)
+                self._hour_end(row[e], hour_start[ended], at_end, least, q[e])
+        self.day_total[row] = after
+        self.day_noise[row] = noise
+        activity = self.activity[row]
+        return np.where(judged, np.abs(activity), 0.0)
+
+    def _hour_end(
+        self,
+        r: npt.NDArray[np.intp],
+        end_ms: npt.NDArray[np.int64],
+        at_end: npt.NDArray[np.float64],
+        least: npt.NDArray[np.float64],
+        q: npt.NDArray[np.float64],
+    ) -> None:
+        """Judge, then learn, sensor ``r``'s day total ``at_end`` at the end of an hour (local ms ``end_ms``); the
+        readings' own typical errors would give it a spread of ``least``."""
+        c = self.config
+        slot = ((end_ms // HOUR_MS) - 1) % 24  # 01:00 is slot 0, midnight (24:00) slot 23
+        day = (end_ms - 1) // DAY_MS
+        at_week = ((day + _EPOCH_WEEKDAY) % 7) * 24 + slot
+        known = np.isfinite(at_end)
+        root = _signed_root(at_end)
+        # Against the usual day: the hour's usual total (on the root scale) and how much days differ by then, no less
+        # than the readings' own errors allow.
+        stats = self.hour_stats[r, slot]
+        usual, spread, visits, week_spread, week_visits = stats.T
+        usual_total = usual * np.abs(usual)
+        least = _signed_root(usual_total + least) - usual
+        tiny = 1e-9 * (1.0 + np.abs(usual))
+        day_spread = np.maximum(spread, least) + tiny
+        daily = np.where(known, root - usual, 0.0)
+        # Against the same day a week before (offices close on Saturdays, a family is out on Sundays): where the week's
+        # rhythm has told days apart better than the usual day, that is the comparison; elsewhere a day departs only if
+        # it departs from both.
+        self._keep_day(r, day)
+        self.today_totals[r, slot] = at_end
+        before = self.week_totals[r, at_week]
+        weekly = root - _signed_root(before)
+        compared = np.isfinite(weekly)
+        week_ready = week_visits >= c.activity_days
+        week_judged = np.where(week_ready, np.maximum(week_spread, _SQRT2 * least) + tiny, _SQRT2 * day_spread)
+        z_day = daily / (c.activity_z * day_spread)
+        z_week = np.where(compared, weekly, np.inf) / (c.activity_z * week_judged)
+        by_week = compared & week_ready & (week_spread < spread)  # a weekly rhythm tells days apart by far better
+        by_week |= compared & (np.abs(z_week) < np.abs(z_day))
+        chosen = np.where(by_week, z_week, z_day)
+        # Nor is a day unusual that is like the day before (a warm spell, a busy week): two days' spreads apart. (Not
+        # where the week has a rhythm: Saturday is not Friday.)
+        day_before = self.week_totals[r, (at_week - 24) % (7 * 24)]
+        day_before[self.week_days[r, (day + _EPOCH_WEEKDAY - 1) % 7] != day - 1] = np.nan
+        yesterday = root - _signed_root(day_before)
+        z_yesterday = np.where(np.isfinite(yesterday), yesterday, np.inf) / (c.activity_z * _SQRT2 * day_spread)
+        by_yesterday = ~by_week & (np.abs(z_yesterday) < np.abs(chosen))
+        chosen = np.where(by_yesterday, z_yesterday, chosen)
+        activity = np.where(known & (visits >= c.activity_days), chosen, 0.0)
+        # A departure that goes on into a second day the same way as the one that spent the day before (an activity
+        # alarm, or a level shift) is the new usual: every hour's usual total moves by the day's mean departure so far,
+        # and nothing is scored for it. (Where a day is held to the same day a week before, the days of that week go on
+        # departing so, and the usual moves on with them, without an alarm, until they are the new level's.)
+        spent_day, spent_sign = self.spent_day[r], self.spent_sign[r]
+        again = (spent_day == day - 1.0) & (np.sign(activity) == np.sign(spent_sign))
+        again |= (spent_day == day) & (np.abs(spent_sign) == 3.0)  # the day the usual moved: it moves on to it
+        again &= np.abs(activity) > q
+        if again.any():
+            a = np.flatnonzero(again)
+            ra = r[a]
+            self.spent_day[ra] = day[a]  # and so on while days go on departing the same way (a week of new Saturdays)
+            self.spent_sign[ra] = np.where(spent_day[a] == day[a], spent_sign[a], 3.0 * np.sign(activity[a]))
+            moved_by = (at_end[a] - usual_total[a]) / (slot[a] + 1.0)
+            totals = self.hour_stats[ra, :, 0]
+            self.hour_stats[ra, :, 0] = _signed_root(totals * np.abs(totals) + moved_by[:, None] * _HOURS_TO_END)
+            usual[a] = self.hour_stats[ra, slot[a], 0]
+            usual_total[a] = usual[a] * np.abs(usual[a])
+            daily[a] = 0.0
+            weekly[a] = np.nan
+            activity[a] = 0.0
+        self.activity[r] = activity
+        # For the explanation, in the reading's unit: the day's mean since midnight, the one it was compared with and
+        # that one's spread.
+        hours = (slot + 1).astype(np.float64)
+        reference = np.where(by_week, before, np.where(by_yesterday, day_before, usual_total))
+        reference_spread = np.where(by_week, week_judged, np.where(by_yesterday, _SQRT2 * day_spread, day_spread))
+        self.activity_seen[r] = at_end / hours
+        self.activity_usual[r] = reference / hours
+        self.activity_spread[r] = (
+            (np.abs(_signed_root(reference)) + reference_spread) ** 2 - np.abs(reference)
+        ) / hours
+        # Learn (a day not comparable teaches nothing). A spread learns from at most ``activity_z`` of itself: a day
+        # like no other raises the bar a little, not by all its own departure. A departure from the mean of few days
+        # is larger than from the mean of many (by sqrt((n + 1) / n)).
+        learnt = np.minimum(visits, 2.0 / c.activity_rate - 1.0)
+        size = np.minimum(np.abs(daily), c.activity_z * day_spread) * np.sqrt(learnt / (learnt + 1.0))
+        rate = np.where(known & (visits > 0), np.maximum(c.activity_rate, 1.0 / np.maximum(visits, 1.0)), 0.0)
+        stats[:, 1] = spread + rate * (size - spread)
+        stats[:, 0] = usual + np.where(known, np.maximum(c.activity_rate, 1.0 / (visits + 1.0)), 0.0) * daily
+        stats[:, 2] = visits + known
+        compared = np.isfinite(weekly)
+        size = np.minimum(np.where(compared, np.abs(weekly), 0.0), c.activity_z * week_judged)
+        rate = np.where(compared, np.maximum(c.activity_rate, 1.0 / (week_visits + 1.0)), 0.0)
+        stats[:, 3] = week_spread + rate * (size - week_spread)
+        stats[:, 4] = week_visits + compared
+        self.hour_stats[r, slot] = stats
+
+    def _keep_day(self, r: npt.NDArray[np.intp], day: npt.NDArray[np.int64]) -> None:
+        """Sensors ``r`` have reached local day ``day``: the day before (its totals by each hour's end) is kept as its
+        weekday's, to compare with next week and tomorrow. A day an alarm spent does not replace the same weekday a
+        week before (a holiday is no Saturday to hold the next one to), but it fills hours that one does not know, and
+        replaces an older one (two such weekdays in a row are the new rhythm)."""
+        stale = self.today_day[r] != day
+        if not stale.any():
+            return
+        r, day = r[stale], day[stale]
+        kept = self.today_day[r]
+        known = np.isfinite(kept) & (kept < day)
+        if known.any():
+            k, kept = r[known], kept[known]
+            weekday = (kept.astype(np.int64) + _EPOCH_WEEKDAY) % 7
+            block = weekday[:, None] * 24 + np.arange(24)
+            old = self.week_totals[k[:, None], block]
+            whole = (self.spent_day[k] != kept) | (np.abs(self.spent_sign[k]) == 3.0)
+            whole |= self.week_days[k, weekday] != kept - 7.0
+            self.week_totals[k[:, None], block] = np.where(whole[:, None] | np.isnan(old), self.today_totals[k], old)
+            self.week_days[k, weekday] = np.where(whole, kept, self.week_days[k, weekday])
+        self.today_totals[r] = np.nan
+        self.today_day[r] = day
 
     def _start(self, row: npt.NDArray[np.intp], time_ms: npt.NDArray[np.int64], value: npt.NDArray[np.float64]) -> None:
         """A sensor's first reading: every mean starts at it, every error and profile term at 0."""
@@ -523,8 +806,22 @@ class AnomalyDetector:
         self.hours[row] = 0.0
         self.hour_errors[row] = 0.0
         self.hour_visits[row] = 0.0
-        self.deficit[row] = 0.0
-        self.deficit_size[row] = 0.0
+        local = time_ms + self.config.utc_offset_ms
+        self.hour_end_ms[row] = local - local % HOUR_MS + (HOUR_MS - self.config.utc_offset_ms)
+        self.quiet_until_ms[row] = 0.0
+        self.day_total[row] = np.nan
+        self.day_noise[row] = 0.0
+        self.hour_stats[row] = 0.0
+        self.activity[row] = 0.0
+        self.activity_seen[row] = np.nan
+        self.activity_usual[row] = 0.0
+        self.activity_spread[row] = 0.0
+        self.spent_day[row] = np.nan
+        self.spent_sign[row] = 0.0
+        self.today_totals[row] = np.nan
+        self.today_day[row] = np.nan
+        self.week_totals[row] = np.nan
+        self.week_days[row] = np.nan
         self.hold_until_ms[row] = 0.0
         self.weekdays[row] = 0.0
         self.q[row] = 1.0
@@ -532,6 +829,10 @@ class AnomalyDetector:
         self.first_ms[row] = time_ms
         self.seen[row] = 1
         self.newest_ms[row] = time_ms
+
+
+def _signed_root(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.sign(x) * np.sqrt(np.abs(x))
 
 
 def reason_text(reason: Reason) -> tuple[str, str]:
@@ -548,4 +849,10 @@ def explain(scores: Scores, i: int, unit: str = "") -> str:
         return f"{zh} / {en}"
     unit_text = f" {unit}" if unit else ""
     expected = f"{float(scores.expected[i]):.4g} ± {float(scores.typical[i]):.2g}{unit_text}"
+    if reason == Reason.ACTIVITY and scores.seen is not None:
+        seen = f"{float(scores.seen[i]):.4g}{unit_text}"
+        return (
+            f"{zh}，今日零时以来均值 {seen}，往常此时 {expected}，异常分 {score:.2f} / {en}, "
+            f"mean since local midnight {seen}, usual by this hour {expected}, score {score:.2f}"
+        )
     return f"{zh}，预期 {expected}，异常分 {score:.2f} / {en}, expected {expected}, score {score:.2f}"

@@ -215,8 +215,11 @@ class AnomalyWatch:
 
     @staticmethod
     def _meaningful(info: SensorInfo, scores: Scores, i: int, value: float) -> bool:
-        """False for a spike or shift smaller than its kind's ``MEANINGFUL`` departure."""
-        if scores.reason[i] not in (Reason.SPIKE, Reason.SHIFT):
+        """False for a spike, shift or day's departure (its mean since midnight against the usual) smaller than its
+        kind's ``MEANINGFUL`` departure."""
+        if scores.reason[i] == Reason.ACTIVITY and scores.seen is not None:
+            value = float(scores.seen[i])
+        elif scores.reason[i] not in (Reason.SPIKE, Reason.SHIFT):
             return True
         return abs(value - float(scores.expected[i])) >= MEANINGFUL.get(info.kind.name, 0.0)
 
