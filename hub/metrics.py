@@ -116,6 +116,10 @@ class Metrics:
             "Readings stored with the CLOCK_SKEW flag, by gateway and reason (future, past, gateway_clock).",
         )
         self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")
+        self.api_risk_events = Counter(
+            "anju_api_risk_events_total",
+            "Risk events posted by other systems (POST /api/v1/events): taken, or rejected by the field at fault.",
+        )
         self.unknown_devices = Counter(
             "anju_health_unknown_devices_total",
             "Detectors in a gateway's health report that are not registered on that gateway, by gateway.",
