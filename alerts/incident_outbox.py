@@ -3,10 +3,10 @@
 The steps of :class:`alerts.emergency.EmergencyDesk` write their messages (``incident_messages``, one row per
 recipient and target, keyed by idempotency key) in the same transaction as the step; this task sends the due ones
 through the alerts' receivers — at once, then after each retryable failure with capped, jittered exponential backoff
-(the alert service's policy) until ``max_attempts`` — and records each delivery or final failure in the audit log
-under the incident's id. A message is marked sent only after the receiver took it: a crash in between sends it again
-with the same key, which receivers deduplicate. Messages in flight when the hub stops stay pending and go out after
-the restart.
+(``alerts.delivery.RetryPolicy``, the alert service's) until ``max_attempts`` — and records each delivery or final
+failure in the audit log under the incident's id. A message is marked sent only after the receiver took it: a crash
+in between sends it again with the same key, which receivers deduplicate. Messages in flight when the hub stops stay
+pending and go out after the restart.
 
 Why not the alert service's outbox: ``notifications`` rows belong to an alert (a foreign key) and go to a person of
 the directory, whose target the delivery finds there; incident messages belong to an incident and go to broadcast
@@ -19,14 +19,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
+from alerts.delivery import RetryPolicy, send
 from alerts.directory import Target
 from alerts.mobilisation import IncidentMessage
-from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
+from alerts.receivers.base import Receiver
 from alerts.service import SYSTEM
 from alerts.store import AlertStore
 
@@ -66,24 +66,19 @@ class IncidentOutbox:
         retry_max_s: float = 60.0,
         max_in_flight: int = 16,
     ) -> None:
-        if max_attempts < 1 or max_in_flight < 1:
-            raise ValueError(f"max_attempts and max_in_flight must be >= 1, got {max_attempts!r}, {max_in_flight!r}")
-        if not 0 < retry_base_s <= retry_max_s:
-            raise ValueError(f"need 0 < retry_base_s <= retry_max_s, got {retry_base_s!r}, {retry_max_s!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
         self._store = store
         self._receiver = receiver
         self._resolve = resolve
         self._clock = clock
-        self._max_attempts = max_attempts
-        self._retry_base_s = retry_base_s
-        self._retry_max_s = retry_max_s
+        self._retry = RetryPolicy(max_attempts=max_attempts, base_s=retry_base_s, max_s=retry_max_s)
         self._max_in_flight = max_in_flight
         self._counters = OutboxCounters()
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._random = random.Random()
 
     async def __aenter__(self) -> IncidentOutbox:
         if self._group is not None:
@@ -117,12 +112,6 @@ class IncidentOutbox:
         """Look for due messages now (a step just wrote some)."""
         self._wake.set()
 
-    def backoff_s(self, attempts: int) -> float:
-        """Delay before the next try after ``attempts`` failures [s]: 1, 2, 4 … capped, ±20 % jitter, so the messages
-        that failed together when a receiver restarted do not all return in the same instant."""
-        delay = min(self._retry_max_s, self._retry_base_s * 2.0 ** max(0, attempts - 1))
-        return min(self._retry_max_s, delay * self._random.uniform(0.8, 1.2))
-
     async def _deliver_forever(self) -> None:
         while True:
             self._wake.clear()
@@ -154,19 +143,14 @@ class IncidentOutbox:
                 await self._finish(message, "outbox", sent=False, error="recipient not in the deployment")
                 return
             channel = type(target).__name__.removesuffix("Target").lower()
-            try:
-                await self._receiver.deliver(target=target, idempotency_key=key, body=message.body.encode())
-            except PermanentDeliveryError as exc:
+            failure = await send(self._receiver, target=target, key=key, body=message.body.encode())
+            if failure is not None and failure.permanent:
                 self._counters.failures_total["permanent"] += 1
-                log.error("incident message %s refused, giving up: %s", key, exc)
-                await self._finish(message, channel, sent=False, error=str(exc))
+                log.error("incident message %s refused, giving up: %s", key, failure.error)
+                await self._finish(message, channel, sent=False, error=failure.error)
                 return
-            except RetryableDeliveryError as exc:
-                await self._retry_later(message, channel, str(exc))
-                return
-            except Exception as exc:  # a receiver bug must not stop every other delivery
-                log.exception("incident message %s: receiver raised unexpectedly", key)
-                await self._retry_later(message, channel, f"{type(exc).__name__}: {exc}")
+            if failure is not None:
+                await self._retry_later(message, channel, failure.error)
                 return
             await self._finish(message, channel, sent=True, error=None)
             self._counters.sent_total += 1
@@ -187,13 +171,13 @@ class IncidentOutbox:
 
     async def _retry_later(self, message: IncidentMessage, channel: str, error: str) -> None:
         attempts = message.attempts + 1
-        if attempts >= self._max_attempts:
+        if attempts >= self._retry.max_attempts:
             log.error("incident message %s: giving up after %d attempts: %s", message.key, attempts, error)
             await self._finish(message, channel, sent=False, error=error)
             self._counters.failures_total["exhausted"] += 1
             return
         self._counters.failures_total["retryable"] += 1
-        delay_s = self.backoff_s(attempts)
+        delay_s = self._retry.delay_s(attempts)
         if error != message.last_error:  # log when the error changes, not every retry
             log.warning(
                 "incident message %s failed (attempt %d), retrying in %.1f s: %s", message.key, attempts, delay_s, error

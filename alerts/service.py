@@ -10,28 +10,26 @@
 The event path: stages (mute) → dedup by key → grade (:mod:`alerts.grading`) → route to the grid's managers
 (:class:`alerts.directory.Directory`), and up the escalation chain when nobody acknowledges in time
 (:mod:`alerts.escalation`, task ``anju-alerts-escalation``) → commit alert, audit and outbox in one transaction →
-wake the delivery task. The delivery task (named ``anju-alerts-delivery``, under the service's one TaskGroup) sends due
-notifications at once — threshold crossing → notification sent is the latency-critical path, DESIGN.md
-targets p99 ≤ 1 s against GB/T 45839-2025's 15 s — and retries retryable failures with capped,
+hand the due notifications to the courier (:mod:`alerts.delivery`, task ``anju-alerts-delivery`` under the
+service's one TaskGroup), which sends them at once — threshold crossing → notification sent is the latency-critical
+path, DESIGN.md targets p99 ≤ 1 s against GB/T 45839-2025's 15 s — and retries retryable failures with capped,
 jittered exponential backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
-import random
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from alerts.directory import Directory, Target, VoiceTarget
+from alerts.delivery import Courier, RetryPolicy
+from alerts.directory import Directory, VoiceTarget
 from alerts.disclosure import Disclosure, SubjectKind
 from alerts.escalation import EscalationPolicy
 from alerts.grading import grade as final_grade
@@ -39,9 +37,9 @@ from alerts.grouping import GroupingPolicy, PageWindows, group_of
 from alerts.hazards import REVIEW_EVERY_MS, Hazard, HazardState
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, check_values
 from alerts.inhibit import Inhibitions
-from alerts.message import Reason, digest_body, iso8601, notification_body, with_work_order
+from alerts.message import Reason, iso8601, notification_body, with_work_order
 from alerts.model import OPEN_STATES, Alert, AlertState, EventStatus, Grade, RiskEvent, Transition
-from alerts.receivers.base import PermanentDeliveryError, Receiver, RetryableDeliveryError
+from alerts.receivers.base import Receiver
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
 from alerts.stats import GroupBy, ResponseStats, response_stats
@@ -182,9 +180,6 @@ VOICE_INTERVAL_MS = 60_000
 """The shortest group interval on a voice channel: providers allow one call a minute to a number (Alibaba Cloud VMS
 flow control), and the person's other channels carry every change within the grade's interval."""
 
-MAX_DIGEST = 1000
-"""The most notifications one digest carries (the rest follow in the next): bounds a page's work and size."""
-
 
 class AlertService:
     """Alert lifecycle over an :class:`AlertStore`, with a background delivery task. Use as ``async with``."""
@@ -207,15 +202,8 @@ class AlertService:
         grouping: GroupingPolicy | None = None,
         maintenance: Sequence[str] = (),
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
-        if not 0 < retry_base_s <= retry_max_s:
-            raise ValueError(f"need 0 < retry_base_s <= retry_max_s, got {retry_base_s!r}, {retry_max_s!r}")
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
         self._store = store
         self._directory = directory
-        self._receiver = receiver
         self._clock = clock
         self._stages = tuple(stages)
         self._mutes = tuple(mutes)
@@ -239,32 +227,24 @@ class AlertService:
             for person_id in department.people:
                 if directory.person(person_id) is None:
                     raise ValueError(f"department {department.id!r} names unknown person {person_id!r}")
-        self._max_attempts = max_attempts
-        self._retry_base_s = retry_base_s
-        self._retry_max_s = retry_max_s
-        self._max_in_flight = max_in_flight
         self._windows = PageWindows(grouping) if grouping is not None else None
         """Group windows and volume caps (None: every notification is its own page)."""
         self._counters = Counters()
         self._mutex = asyncio.Lock()  # one alert change at a time: dedup reads then writes
         self._pending: list[tuple[RiskEvent, asyncio.Future[Alert | None]]] = []
         """Submitted events waiting for the next group commit."""
-        self._sent: list[tuple[str, int]] = []
-        """Delivered notification keys (and when) waiting for the next batched ``mark_sent``."""
-        self._sent_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._waiting = False
-        """Due notifications were left for the delivery loop (no free slot, a busy lane): a finished delivery
-        wakes it. Otherwise a delivery that went well does not: the loop's outbox queries cost as much as a page."""
-        self._in_flight: set[str] = set()
-        """Keys of the notifications being delivered (a digest's members all count)."""
-        self._pages_in_flight = 0
-        """Deliveries under way (each a notification or a digest): at most ``max_in_flight``."""
-        self._lanes: set[tuple[str, str, int]] = set()
-        """(alert, person, target) with a delivery in flight."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
-        self._random = random.Random()
+        self._courier = Courier(
+            store=store,
+            directory=directory,
+            receiver=receiver,
+            clock=clock,
+            counters=self._counters,
+            retry=RetryPolicy(max_attempts=max_attempts, base_s=retry_base_s, max_s=retry_max_s),
+            max_in_flight=max_in_flight,
+            spawn=lambda coro, name: self._spawn(coro, name=name),
+        )
 
     # --- lifetime -----------------------------------------------------------------------------------------
 
@@ -281,7 +261,7 @@ class AlertService:
                 self._inhibitions.follow(alert)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
-        self._spawn(self._deliver_forever(), name="anju-alerts-delivery")
+        self._spawn(self._courier.run(), name="anju-alerts-delivery")
         self._spawn(self._escalate_forever(), name="anju-alerts-escalation")
         return self
 
@@ -376,7 +356,7 @@ class AlertService:
                 log.info("alert opened: %s %s grade %s", outcome.id, outcome.key, outcome.grade.name)
             result.set_result(outcome)
         if self._group is not None:
-            self._send_now([n for _, _, notifications in writes for n in notifications], now)
+            self._courier.send_now([n for _, _, notifications in writes for n in notifications], now)
 
     def _is_muted(self, event: RiskEvent) -> bool:
         """A firing event a silence or another mute holds back (counted); cleared events always pass, so an alert
@@ -660,7 +640,7 @@ class AlertService:
             await asyncio.to_thread(self._store.commit, alert, transitions=[transition], notifications=notifications)
             self._inhibitions.follow(alert)
         if notifications:
-            self._wake.set()
+            self._courier.wake()
         log.info("alert %s %s by %s via %s", alert_id, to.value, by, channel)
         return alert
 
@@ -1029,7 +1009,7 @@ class AlertService:
                 transitions=[transition],
                 notifications=notifications,
             )
-        self._wake.set()
+        self._courier.wake()
         log.info("work order %s for alert %s dispatched to %s by %s, due %s", order.id, alert_id, department, by,
                  iso8601(order.due_ms))  # fmt: skip
         return order
@@ -1169,9 +1149,9 @@ class AlertService:
                     self._counters.reopened_total += 1
                 log.warning("alert %s %s: %s", alert.id, reason.value if reason else "timer", transition.note)
             if await self._remind_overdue_orders(now):
-                self._wake.set()
+                self._courier.wake()
         if changed:
-            self._wake.set()
+            self._courier.wake()
         await self._raise_overdue_reviews(now)  # outside the mutex: it submits events
         return changed
 
@@ -1246,172 +1226,3 @@ class AlertService:
             if next_ms is not None:
                 wait_s = min(wait_s, max(0.0, (next_ms - self._clock()) / 1000))
             await asyncio.sleep(wait_s)
-
-    # --- delivery -----------------------------------------------------------------------------------------
-
-    def backoff_s(self, attempts: int) -> float:
-        """Delay before the next try after ``attempts`` failures: 1, 2, 4 … s, capped, ±20 % jitter.
-
-        Jitter spreads the retries of many notifications that failed together (a receiver restart), so they
-        do not all return in the same instant.
-        """
-        delay = min(self._retry_max_s, self._retry_base_s * 2.0 ** max(0, attempts - 1))
-        return min(self._retry_max_s, delay * self._random.uniform(0.8, 1.2))
-
-    async def _deliver_forever(self) -> None:
-        while True:
-            self._wake.clear()
-            self._waiting = False
-            now = self._clock()
-            free = self._max_in_flight - self._pages_in_flight
-            if free > 0:
-                due = await asyncio.to_thread(
-                    self._store.due, now_ms=now, limit=free, exclude=frozenset(self._in_flight)
-                )
-                self._waiting = len(due) >= free
-                for notification in due:
-                    if notification.key in self._in_flight:
-                        continue
-                    if not self._take(await self._page_of(notification, now)):
-                        self._waiting = True
-            else:
-                self._waiting = True
-            wait_s = 1.0  # poll at least this often: another clock, another writer
-            next_ms = await asyncio.to_thread(self._store.next_due_ms, exclude=frozenset(self._in_flight))
-            if next_ms is not None:
-                wait_s = min(wait_s, max(0.0, (next_ms - self._clock()) / 1000))
-            if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait_s):
-                        await self._wake.wait()
-
-    def _take(self, page: list[Notification]) -> bool:
-        """Start delivering ``page`` unless one of its alerts is already on its way to the same target, a member is
-        in flight, or every slot is busy; whether it started."""
-        # One delivery at a time per alert and target, so a person's phone gets an alert's changes in the order they
-        # happened ("cleared" never before the "upgraded" that came first); the next one follows when this one is
-        # done (_deliver wakes the loop).
-        lanes = {(n.alert_id, n.person_id, n.target_index) for n in page}
-        if (
-            self._pages_in_flight >= self._max_in_flight
-            or lanes & self._lanes
-            or any(n.key in self._in_flight for n in page)
-        ):
-            return False
-        self._lanes |= lanes
-        self._in_flight.update(n.key for n in page)
-        self._pages_in_flight += 1
-        self._spawn(self._deliver(page), name=f"anju-alerts-deliver-{page[0].key}")
-        return True
-
-    def _send_now(self, notifications: Sequence[Notification], now: int) -> None:
-        """Start the just-committed notifications that are due now, each as its own page, without the round trip
-        through the outbox query (the delivery loop takes any left over, and every retry)."""
-        for notification in notifications:
-            if notification.next_attempt_ms <= now and not self._take([notification]):
-                self._waiting = True
-                self._wake.set()
-
-    async def _page_of(self, notification: Notification, now: int) -> list[Notification]:
-        """What goes out with ``notification`` as one page: itself, or every due notification of its group to the
-        same target (a digest) that is not already in flight."""
-        if not notification.group_key:
-            return [notification]
-        members = await asyncio.to_thread(
-            self._store.due_in_group,
-            notification.person_id,
-            notification.target_index,
-            notification.group_key,
-            now_ms=now,
-            limit=MAX_DIGEST,
-        )
-        page = [n for n in members if n.key not in self._in_flight]
-        return page if any(n.key == notification.key for n in page) else [notification, *page][:MAX_DIGEST]
-
-    def _target(self, notification: Notification) -> Target | None:
-        person = self._directory.person(notification.person_id)
-        if person is None or notification.target_index >= len(person.targets):
-            return None
-        return person.targets[notification.target_index]
-
-    async def _deliver(self, page: list[Notification]) -> None:
-        """Send one page — a notification, or several of one group as a digest — and record the outcome of each."""
-        first = page[0]
-        keys = [n.key for n in page]
-        released = False
-        try:
-            target = self._target(first)
-            if target is None:
-                log.error("notification %s: recipient or target no longer in the directory", first.key)
-                await asyncio.to_thread(
-                    self._store.mark_failed, keys, error="recipient not in directory", now_ms=self._clock()
-                )
-                self._counters.notification_failures_total["no_target"] += len(page)  # counted once on record
-                return
-            key, body = first.key, first.body.encode()
-            if len(page) > 1:
-                key = "digest:" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:32]
-                members = [json.loads(n.body) for n in page]
-                body = json.dumps(digest_body(members, idempotency_key=key), ensure_ascii=False).encode()
-            try:
-                await self._receiver.deliver(target=target, idempotency_key=key, body=body)
-            except PermanentDeliveryError as exc:
-                log.error("notification %s refused, giving up: %s", key, exc)
-                await asyncio.to_thread(self._store.mark_failed, keys, error=str(exc), now_ms=self._clock())
-                self._counters.notification_failures_total["permanent"] += len(page)  # counted once on record
-                return
-            except RetryableDeliveryError as exc:
-                await self._retry_later(page, key, str(exc))
-                return
-            except Exception as exc:  # a receiver bug must not stop every other delivery
-                log.exception("notification %s: receiver raised unexpectedly", key)
-                await self._retry_later(page, key, f"{type(exc).__name__}: {exc}")
-                return
-            now = self._clock()
-            # The receiver has it: the slot goes to the next delivery now; the keys and lanes stay taken until the
-            # delivery is on record, so nothing is sent twice and an alert's next change waits its turn.
-            self._pages_in_flight -= 1
-            released = True
-            if self._waiting:
-                self._wake.set()
-            await self._mark_sent(keys, now)
-            self._counters.notifications_sent_total += len(page)
-            self._counters.pages_sent_total += 1
-            if len(page) > 1:
-                self._counters.digests_sent_total += 1
-                log.info("digest sent: %s (%d notifications, group %s)", key, len(page), first.group_key)
-            else:
-                log.info("notification sent: %s (%d ms after commit)", key, now - first.created_ms)
-        finally:
-            self._in_flight.difference_update(keys)
-            self._lanes.difference_update((n.alert_id, n.person_id, n.target_index) for n in page)
-            if not released:
-                self._pages_in_flight -= 1
-            if self._waiting or not released:  # a failure moved a notification's next attempt: the loop re-reads
-                self._wake.set()
-
-    async def _mark_sent(self, keys: Sequence[str], now: int) -> None:
-        """Record a delivery; deliveries that finish meanwhile are recorded in the same transaction (a crash
-        before it resends them: receivers deduplicate by the idempotency key)."""
-        self._sent.extend((key, now) for key in keys)
-        async with self._sent_lock:
-            if self._sent:
-                batch, self._sent = self._sent, []
-                await asyncio.to_thread(self._store.mark_sent_many, batch)
-
-    async def _retry_later(self, page: Sequence[Notification], key: str, error: str) -> None:
-        """Schedule the page's next attempt (its members together, so they go out as one page again), or give
-        up on it after ``max_attempts``."""
-        keys = [n.key for n in page]
-        attempts = max(n.attempts for n in page) + 1
-        if attempts >= self._max_attempts:
-            log.error("notification %s: giving up after %d attempts: %s", key, attempts, error)
-            await asyncio.to_thread(self._store.mark_failed, keys, error=error, now_ms=self._clock())
-            self._counters.notification_failures_total["exhausted"] += len(page)  # counted once it is on record
-            return
-        self._counters.notification_failures_total["retryable"] += len(page)
-        delay_s = self.backoff_s(attempts)
-        if error != page[0].last_error:  # log when the error changes, not every retry
-            log.warning("notification %s failed (attempt %d), retrying in %.1f s: %s", key, attempts, delay_s, error)
-        next_ms = self._clock() + round(delay_s * 1000)
-        await asyncio.to_thread(self._store.mark_retry, keys, next_attempt_ms=next_ms, error=error)
