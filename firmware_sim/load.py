@@ -46,6 +46,7 @@ from protocol import Ack, Batch, GatewayState, Reading, Reply, decode_ack, encod
 from protocol.ids import is_valid_id
 from protocol.kinds import KINDS
 from protocol.topics import Channel, subscription, topic
+from protocol.transport import send_at_once
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -152,6 +153,7 @@ class _Gateway:
         if reason.is_failure:
             log.warning("broker refused gateway %s: %s", self.id, reason)
             return
+        send_at_once(client.socket())
         client.publish(self.state_topic, self._state("online"), qos=1, retain=True)
         community = self.options.community
         commands = subscription(Channel.CMD, community=community, gateway=self.id)

@@ -40,6 +40,7 @@ def mosquitto_config(
         "persistence false\n"
         f"max_queued_messages {max_queued_messages}\n"
         f"max_inflight_messages {max_inflight_messages}\n"
+        "set_tcp_nodelay true\n"  # as deploy/mosquitto/anju.conf: MQTT's small packets go out at once
         "log_type error\nlog_type warning\nlog_type notice\n"
         "log_dest stderr\n",
         encoding="utf-8",

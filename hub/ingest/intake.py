@@ -28,6 +28,8 @@ import ssl
 import aiomqtt
 import paho.mqtt.client as mqtt
 
+from protocol.transport import send_at_once
+
 __all__ = ["ACK_BURST", "WINDOW", "Intake", "publish_nowait"]
 
 ACK_BURST = 32
@@ -59,6 +61,7 @@ class Intake:
         sock = self._paho.socket()
         if sock is None:
             raise aiomqtt.MqttError("not connected")
+        send_at_once(sock)
         self._fd = sock.fileno()
         asyncio.get_running_loop().add_reader(self._fd, self._read)
 
