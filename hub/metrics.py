@@ -116,6 +116,9 @@ class Metrics:
             "Readings stored with the CLOCK_SKEW flag, by gateway and reason (future, past, gateway_clock).",
         )
         self.risk_events = Counter("anju_risk_events_total", "Risk events raised by detection, by grade and status.")
+        self.api_refused = Counter(
+            "anju_api_requests_refused_total", "API requests refused before any route read them, by reason."
+        )
         self.api_risk_events = Counter(
             "anju_api_risk_events_total",
             "Risk events posted by other systems (POST /api/v1/events): taken, or rejected by the field at fault.",

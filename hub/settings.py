@@ -34,6 +34,8 @@ class HubSettings(BaseSettings):
     batch_messages: int = Field(default=500, ge=1)
     time_check_interval_s: float = Field(default=600.0, gt=0)
     """Seconds between two ``cmd/time`` clock checks of an online gateway (one also goes on each birth)."""
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """The largest request body the API takes (413 beyond it): a batch of 500 risk events is ~0.3 MB."""
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Self:

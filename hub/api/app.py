@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from hub.api.limits import BodyLimit
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import (
     alerts,
@@ -46,6 +47,13 @@ def create_app(settings: HubSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+
+    def count_refused() -> None:
+        runtime = getattr(app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.api_refused.inc(reason="body_too_large")
+
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, refused=count_refused)
     for module in (
         health,
         readings,

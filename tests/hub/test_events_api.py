@@ -2,12 +2,14 @@
 and counted, the good ones of a batch taken all the same. A real hub (Mosquitto, HTTP, SQLite) and a real sink."""
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hub.api.routes.events import MAX_EVENTS
 from tests.hub.harness import Hub, eventually, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +130,22 @@ async def _pages_for(hub: Hub, key_suffix: str, count: int) -> list[dict[str, An
 def _json_with_nan(batch: list[dict[str, Any]]) -> bytes:
     """The batch as JSON, ``NaN`` included (what a careless producer sends; httpx's ``json=`` refuses it)."""
     return json.dumps({"events": batch}).encode()
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read_and_counted(hub: Hub) -> None:
+    limit = hub.settings.api_max_body_bytes
+    padding = "x" * (2 * limit // MAX_EVENTS)  # refused before any field is checked
+    big = {"events": [blocked_lane(id=f"e{i}", source=padding) for i in range(MAX_EVENTS)]}
+    declared = await hub.api.post("/api/v1/events", json=big)
+    assert declared.status_code == 413 and declared.headers["content-type"] == "application/problem+json"
+    assert f"at most {limit:,} bytes" in declared.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the bound is found while reading
+        for _ in range(limit // 65_536 + 2):
+            yield b" " * 65_536
+
+    streamed = await hub.api.post("/api/v1/events", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "passed" in streamed.json()["detail"]
+    assert await hub.metric_line('anju_api_requests_refused_total{reason="body_too_large"}') == 2
+    assert (await hub.api.get("/api/v1/alerts", params={"state": "open"})).json() == []
+    assert (await hub.api.post("/api/v1/events", json={"events": [blocked_lane()]})).status_code == 202
