@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds between cmd/time clock checks of each online gateway (default 600; one also on each birth)",
     )
+    serve.add_argument(
+        "--api-max-body-bytes",
+        dest="api_max_body_bytes",
+        type=int,
+        help="largest API request body taken, bytes (default 1 MiB; larger ones get 413)",
+    )
     serve.set_defaults(handler=_serve)
 
     check = commands.add_parser("check-config", help="validate a deployment file; exit 2 naming every problem")
