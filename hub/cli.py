@@ -223,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         "score",
         help="replay the live anomaly detector over a timestamp,value CSV; write timestamp,value,anomaly_score",
     )
-    score.add_argument("--input", required=True, help="CSV with a header row timestamp,value (ISO 8601 times)")
+    score.add_argument(
+        "--input",
+        required=True,
+        help="CSV with a header row timestamp,value (ISO 8601 times, all with a UTC offset or all without one: "
+        "a time without one is wall-clock time, read as UTC)",
+    )
     score.add_argument("--output", required=True, help="CSV to write: timestamp,value,anomaly_score")
     score.add_argument("--explain", action="store_true", help="add a column saying why (Chinese / English)")
     score.set_defaults(handler=_score)

@@ -6,10 +6,14 @@ Output: ``timestamp,value,anomaly_score`` per input row, in input order, the tim
 written; with ``explain`` a fourth column says why (Chinese / English).
 
 Times: a timestamp without an offset is wall-clock time, and the detector's hour-of-day and day-of-week terms use
-it as it is; one with an offset is converted to UTC and the terms use the first row's offset. Rows are scored by
+it as it is (as if it were UTC); one with an offset is converted to UTC and the terms use the first row's offset.
+Either every timestamp of a file has an offset or none has: a file mixing them is an error naming the first line
+that differs, because the two kinds are on different clocks (read as UTC, ``08:00`` and ``08:00+08:00`` are eight
+hours apart). Rows are scored by
 ``AnomalyDetector.score`` in chunks, exactly as the hub scores a sensor's readings: a row not later than the one
 before it is out of order (score 0, not learnt); an empty or non-numeric value other than ``nan``/``inf`` is an
-error naming the line, as is a bad timestamp; ``nan`` scores 0 and is not learnt.
+error naming the line, as is a bad timestamp; ``nan`` scores 0 and is not learnt. An output that cannot be written
+is an ``OSError`` naming the output path as given (not the ``.partial`` file it is written through).
 """
 
 import csv
@@ -77,7 +81,8 @@ def score_csv(
     detector: AnomalyDetector | None = None
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow(["timestamp", "value", "anomaly_score", *(["explanation"] if explain_column else [])])
-    offset: dt.timedelta | None = None
+    first: tuple[int, str, bool] | None = None
+    """The first row's line, timestamp and whether it has an offset: every row must be like it in that."""
     pending: list[tuple[str, str, int, float]] = []
     total = 0
 
@@ -97,12 +102,18 @@ def score_csv(
         stamp, raw = row[0], row[1]
         moment = _parse_time(stamp, name, line)
         value = _parse_value(raw, name, line)
-        if detector is None:
-            aware = moment.utcoffset() is not None
-            offset = moment.utcoffset() if aware else dt.timedelta(0)
-            assert offset is not None
-            detector = AnomalyDetector(replace(base, utc_offset_ms=int(offset.total_seconds() * 1000)))
-        if moment.utcoffset() is None:
+        offset = moment.utcoffset()
+        if first is None:
+            first = (line, stamp, offset is not None)
+            utc_offset_ms = 0 if offset is None else int(offset.total_seconds() * 1000)
+            detector = AnomalyDetector(replace(base, utc_offset_ms=utc_offset_ms))
+        elif (offset is not None) != first[2]:
+            raise ScoreInputError(
+                f"{name}:{line}: timestamp {stamp!r} {'has a' if offset is not None else 'has no'} UTC offset, but "
+                f"line {first[0]}'s ({first[1]!r}) {'has one' if first[2] else 'has none'}: give every "
+                "timestamp an offset, or none (a time without one is read as UTC)"
+            )
+        if offset is None:
             moment = moment.replace(tzinfo=dt.UTC)  # wall-clock time: the offset terms are 0
         time_ms = int(moment.timestamp() * 1000)
         pending.append((stamp, raw, time_ms, value if math.isfinite(value) else math.nan))
@@ -115,10 +126,19 @@ def score_csv(
 
 
 def score_file(input_path: Path, output_path: Path, *, explain_column: bool = False) -> int:
-    """``score_csv`` from one file into another (the output is written next to it and renamed when complete)."""
-    with (
-        input_path.open(encoding="utf-8-sig", newline="") as source,
-        replacing(output_path, durable=False) as sink,
-    ):
-        rows = score_csv(source, sink, explain_column=explain_column, name=str(input_path))
+    """``score_csv`` from one file into another (the output is written next to it and renamed when complete).
+
+    An output that cannot be created (its directory missing, not writable) is an ``OSError`` naming ``output_path``:
+    the ``.partial`` file it is written through is a detail the user never named."""
+    partial = output_path.with_name(output_path.name + ".partial")
+    try:
+        with (
+            input_path.open(encoding="utf-8-sig", newline="") as source,
+            replacing(output_path, durable=False) as sink,
+        ):
+            rows = score_csv(source, sink, explain_column=explain_column, name=str(input_path))
+    except OSError as exc:
+        if exc.filename is None or Path(exc.filename) != partial:
+            raise
+        raise OSError(exc.errno, f"cannot write the output: {exc.strerror}", str(output_path)) from exc
     return rows

@@ -70,6 +70,43 @@ def test_bad_files_are_refused_naming_the_line_and_leave_no_output(tmp_path: Pat
     assert result.returncode == 2 and "missing.csv" in result.stderr
 
 
+def test_timestamps_with_and_without_an_offset_in_one_file_are_refused_naming_the_line(tmp_path: Path) -> None:
+    """Read as UTC, a time without an offset and one with ``+08:00`` are on different clocks (eight hours apart):
+    a file that mixes them is an error at the first row unlike the first one (exit 2, no output), in either order,
+    even after more than one scoring chunk has been written. All with offsets, or all without, is fine."""
+    start = dt.datetime(2026, 3, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    aware = [(start + dt.timedelta(minutes=5 * i)).isoformat() for i in range(5_000)]
+    naive = [(start + dt.timedelta(minutes=5 * i)).replace(tzinfo=None).isoformat() for i in range(5_000)]
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    for stamps, line, says in [
+        (
+            [*aware[:4_500], *naive[4_500:]],
+            4_502,
+            "has no UTC offset, but line 2's ('2026-03-01T00:00:00+08:00') has one",
+        ),
+        ([*naive[:3], *aware[3:]], 5, "has a UTC offset, but line 2's ('2026-03-01T00:00:00') has none"),
+    ]:
+        source.write_text("timestamp,value\n" + "".join(f"{stamp},{i % 7}\n" for i, stamp in enumerate(stamps)))
+        result = _run("--input", str(source), "--output", str(out))
+        assert result.returncode == 2, result.stderr
+        assert f"in.csv:{line}: timestamp '{stamps[line - 2]}' {says}" in result.stderr, result.stderr
+        assert not out.exists() and not (tmp_path / "out.csv.partial").exists()
+    for stamps in (aware, naive):
+        source.write_text("timestamp,value\n" + "".join(f"{stamp},{i % 7}\n" for i, stamp in enumerate(stamps)))
+        assert _run("--input", str(source), "--output", str(out)).returncode == 0
+
+
+def test_an_output_directory_that_does_not_exist_is_named_as_given(tmp_path: Path) -> None:
+    """The output is written through ``o.csv.partial`` next to it; the error names the path the user gave."""
+    source = tmp_path / "in.csv"
+    source.write_text("timestamp,value\n2026-01-01T00:00:00,1\n")
+    out = tmp_path / "missing" / "o.csv"
+    result = _run("--input", str(source), "--output", str(out))
+    assert result.returncode == 2, result.stderr
+    assert f"'{out}'" in result.stderr and "No such file or directory" in result.stderr, result.stderr
+    assert ".partial" not in result.stderr, result.stderr
+
+
 def test_explain_column_says_why_in_chinese_then_english(tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     lines = ["timestamp,value"] + [

@@ -125,6 +125,24 @@ def test_stuck_needs_a_whole_day_of_history_and_a_gap_starts_a_new_run() -> None
     assert firing(feed(h, [(probe, back + i * MINUTE_MS, 23.0) for i in range(100, 200)]), "stuck")
 
 
+def test_a_sensor_reporting_once_a_day_is_never_judged_stuck() -> None:
+    """Defined behaviour: ``stuck`` is judged by time (how long one value has lasted between readings), and readings
+    further apart than ``STUCK_GAP_MS`` (3 h) do not make one run. So a sensor read once a day never has a run, is
+    never judged stuck, and does not learn from its daily readings: equal values on consecutive days (a cellar's
+    temperature, a quiet meter) are no evidence either way. A daily sensor that really froze is not caught here; its
+    silence is the ingest liveness check's, and its level the rules' and the anomaly detector's."""
+    probe = sensor(0, "temperature")
+    h = health(probe)
+    rng = np.random.default_rng(17)
+    days = [round(float(v), 1) for v in 14.0 + rng.normal(0, 1.0, 60)]  # two months of different values: 60 changes
+    days += [days[-1]] * 30  # then the same value for a month
+    at_noon = T0 + 4 * HOUR_MS
+    assert feed(h, [(probe, at_noon + day * DAY_MS, v) for day, v in enumerate(days)]) == []
+    # Nothing was learnt from the daily readings: read every minute from now on, it starts afresh (a day's warm-up).
+    later = at_noon + len(days) * DAY_MS
+    assert feed(h, [(probe, later + i * MINUTE_MS, 14.2) for i in range(12 * 60)]) == []
+
+
 def test_a_detector_drifting_from_its_neighbours_is_named_and_they_are_not() -> None:
     a, b, c = (sensor(i, "co") for i in range(3))
     h = health(a, b, c, spaces={"co-0": "b1-garage", "co-1": "b1-garage", "co-2": "b1-garage"})

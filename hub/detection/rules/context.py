@@ -1,7 +1,9 @@
 """Where a sensor is and who lives there: the context that corroboration and grading read.
 
-The deployment file does not carry this yet (see the rules issue note for the fields to add); the engine takes
-it as plain data so tests, the CLI and a future deployment loader all build it the same way.
+Each sensor's ``building``, ``space`` and ``tags`` are fields of its entry in the deployment file
+(``hub.config.SensorConfig``), and ``hub.config.rule_contexts`` turns them into ``SensorContext``s for the hub and for
+checking rule overrides at load. The engine takes the contexts as plain data, not the deployment, so the hub and the
+tests build them the same way.
 """
 
 from __future__ import annotations

@@ -231,6 +231,37 @@ def test_smoke_heat_and_co_rising_together_is_fire() -> None:
     assert [(e.status, e.grade) for e in fire] == [("firing", Grade.II)]  # never I without a person
 
 
+def test_gas_and_co_in_one_space_is_a_leak_near_a_flame_at_grade_ii() -> None:
+    """``gas-co``: a gas alarm and a CO alarm (each at grade III or worse) in the same space at the same time. A
+    pattern has no time window of its own: it holds while both conditions are firing, and clears when one clears."""
+    sensors = [sensor(0, "gas", "gas-1"), sensor(1, "co", "co-1"), sensor(2, "gas", "gas-2")]
+    ctx = contexts(
+        {
+            "gas-1": ("gas", "b1-kitchen", frozenset()),
+            "co-1": ("co", "b1-kitchen", frozenset()),
+            "gas-2": ("gas", "b1-302", frozenset()),  # same building, another space
+        }
+    )
+    engine = RuleEngine(community="c", ruleset=default_rules(), sensors=sensors, contexts=ctx)
+    events = feed(engine, [(0, 30.0)], row=2)  # 30 %LEL: level-1 alarm, grade III, and no CO anywhere yet
+    assert [(e.key, e.grade) for e in events] == [("c/gas-2/gas/level", Grade.III)]
+    events = feed(engine, [(i * 60, 40.0) for i in range(1, 41)], row=1)  # 40 ppm held: grade IV after 30 min
+    assert [(e.key, e.grade) for e in events] == [("c/co-1/co/level", Grade.IV)], "gas in another space is not it"
+    events = feed(engine, [(2_500, 30.0)], row=0)
+    assert [e.key for e in events] == ["c/gas-1/gas/level"], "CO at grade IV is below the pattern's min_grade III"
+    events = feed(engine, [(2_510, 350.0)], row=1)  # danger level: grade II
+    corroborated = [e for e in events if e.kind == "corroboration"]
+    assert [(e.key, e.grade, e.status) for e in corroborated] == [
+        ("c/b1-kitchen/corroboration/gas-co", Grade.II, "firing")
+    ]
+    assert corroborated[0].source.endswith("sensors gas-1, co-1; confidence 0.80")
+    events = feed(engine, [(2_520, 0.0)], row=1)
+    assert [(e.key, e.status) for e in events] == [
+        ("c/co-1/co/level", "cleared"),
+        ("c/b1-kitchen/corroboration/gas-co", "cleared"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("tags", "value", "grade"),
     [
