@@ -12,7 +12,10 @@ influxd, and Mosquitto for the hub and Node-RED parts; Node-RED is npm-installed
 it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded store against issue 4's
 targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's liveness bookkeeping per
 reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming anomaly detector on 10,000
-sensors against a bare numpy scatter, bench/anomaly.py), ``detection`` (rules + health + anomaly on the firmware_sim
+sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly detector through
+``anju-hub score``'s code path on a seeded corpus of labelled synthetic series, NAB-style, against a rolling z-score
+and a seasonal-naive z-score, bench/anomaly_quality.py; about 2 minutes),
+``detection`` (rules + health + anomaly on the firmware_sim
 incidents against SENSORS.md's norms, false events in a quiet month of >= 2,000 sensors against issue 5's target,
 and their CPU cost on 10,000 sensors against a bare numpy scatter, bench/detection.py; the month's samples are
 simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts`` (risk event → notification received at 1,000
@@ -31,6 +34,7 @@ from bench import (
     alerts_latency,
     alerts_storm,
     anomaly,
+    anomaly_quality,
     detection,
     edge_vs_tbgw,
     http_clients,
@@ -56,6 +60,7 @@ NAMES = (
     "hub_queries",
     "liveness",
     "anomaly",
+    "anomaly_quality",
     "detection",
     "alerts",
     "alerts_storm",
@@ -123,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         liveness.main()
     if "anomaly" in names:
         anomaly.main()
+    if "anomaly_quality" in names:
+        anomaly_quality.main()
     if "detection" in names:
         detection.main_from_args(args)
     if "alerts" in names:
