@@ -28,7 +28,7 @@ from alerts.store import AlertStore, Notification
 if TYPE_CHECKING:
     from alerts.service import Counters
 
-__all__ = ["MAX_DIGEST", "Courier", "Failure", "RetryPolicy", "send"]
+__all__ = ["MAX_DIGEST", "Courier", "Failure", "RetryPolicy", "send", "wait_until_due"]
 
 log = logging.getLogger("anju.alerts")
 
@@ -78,6 +78,18 @@ async def send(receiver: Receiver, *, target: Target, key: str, body: bytes) -> 
         log.exception("delivery %s: receiver raised unexpectedly", key)
         return Failure(f"{type(exc).__name__}: {exc}", permanent=False)
     return None
+
+
+async def wait_until_due(wake: asyncio.Event, next_ms: int | None, clock: Callable[[], int]) -> None:
+    """Sleep until ``next_ms`` (Unix ms; None: nothing due), ``wake`` is set, or 1 s has passed — a delivery loop polls
+    at least that often: another clock, another writer of the outbox."""
+    wait_s = 1.0
+    if next_ms is not None:
+        wait_s = min(wait_s, max(0.0, (next_ms - clock()) / 1000))
+    if wait_s > 0:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await wake.wait()
 
 
 class Courier:
@@ -151,14 +163,8 @@ class Courier:
                         self._waiting = True
             else:
                 self._waiting = True
-            wait_s = 1.0  # poll at least this often: another clock, another writer
             next_ms = await asyncio.to_thread(self._store.next_due_ms, exclude=frozenset(self._in_flight))
-            if next_ms is not None:
-                wait_s = min(wait_s, max(0.0, (next_ms - self._clock()) / 1000))
-            if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait_s):
-                        await self._wake.wait()
+            await wait_until_due(self._wake, next_ms, self._clock)
 
     def _take(self, page: list[Notification]) -> bool:
         """Start delivering ``page`` unless one of its alerts is already on its way to the same target, a member is

@@ -16,14 +16,13 @@ receivers and volunteers too. ``resolve`` finds a message's target among them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-from alerts.delivery import RetryPolicy, send
+from alerts.delivery import RetryPolicy, send, wait_until_due
 from alerts.directory import Target
 from alerts.mobilisation import IncidentMessage
 from alerts.receivers.base import Receiver
@@ -124,14 +123,8 @@ class IncidentOutbox:
                 ):
                     self._in_flight.add(message.key)
                     self._spawn(self._deliver(message), name=f"anju-emergency-deliver-{message.key}")
-            wait_s = 1.0  # poll at least this often: another clock, another writer
             next_ms = await asyncio.to_thread(self._store.next_incident_message_ms, exclude=frozenset(self._in_flight))
-            if next_ms is not None:
-                wait_s = min(wait_s, max(0.0, (next_ms - self._clock()) / 1000))
-            if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait_s):
-                        await self._wake.wait()
+            await wait_until_due(self._wake, next_ms, self._clock)
 
     async def _deliver(self, message: IncidentMessage) -> None:
         key = message.key
