@@ -395,6 +395,11 @@ class MqttSession:
             _log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
         self._last_connect_error = ""
+        # The thread this runs in is the current client's network thread. ``_begin`` stores it too, but only once
+        # ``loop_start`` has returned: a caller thread that lags there (descheduled on a busy machine) would leave
+        # the previous client's dead or stopped thread in ``_thread`` after a rebuild or rebirth, and ``publish``
+        # would raise ``NotConnected`` right after this very ``Connected`` (the owner would wait for a next one).
+        self._thread = threading.current_thread()
         self.publish_birth()
         client.subscribe([(name, 1) for name in self._subscriptions])
         self._connected = True

@@ -15,20 +15,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge.agent import serve
 from edge.config import EdgeConfig, parse_config
 from edge.outbox import Outbox
 from edge.session import Connected, Disconnected, Message, MqttSession, SessionEvent
 from protocol.senml import Batch, Reading, encode_batch
-from protocol.topics import Channel, topic
+from protocol.topics import HUB_STATE_TOPIC, Channel, topic
 from tests.edge.support import COMMUNITY, GATEWAY, Broker, Detectors, Hub, inspect_outbox, wait_until
 
 UNITS = {1: ("gas-b1-101", "gas"), 2: ("temp-b1-102", "temperature")}
 Factory = Callable[..., Hub]
 # The killed thread's exception is unhandled on purpose: that is the failure under test.
 THREAD_DIES = "ignore:Exception in thread paho-mqtt-client:pytest.PytestUnhandledThreadExceptionWarning"
+# paho's loop_start on a client that ran before (rebirth reuses its client) makes a new socketpair and drops the
+# old one unclosed; the garbage collector closes it, with a ResourceWarning.
+RESTART_SOCKETPAIR = "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
 
 
 class InjectedBug(RuntimeError):
@@ -79,6 +84,47 @@ async def _next(session: MqttSession, kind: type[SessionEvent], timeout_s: float
                 return event
 
 
+async def _subscribed(session: MqttSession, timeout_s: float) -> None:
+    """Wait for the hub's retained state, which the broker sends only once the session's SUBSCRIBE (``cmd/+`` in
+    the same packet) is in place: ``Connected`` comes before it, and a command published earlier reaches no one."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            event = await session.next_event(timeout_s)
+            if isinstance(event, Message) and event.topic == HUB_STATE_TOPIC:
+                return
+
+
+def _batch(seq: int) -> bytes:
+    return encode_batch(
+        Batch(COMMUNITY, GATEWAY, 7, seq, (Reading("gas-b1-101", int(time.time() * 1000), 2.5, "%LEL"),))
+    )
+
+
+class HeldLoopStart:
+    """From ``hold`` on, whoever calls paho's ``loop_start`` is held up after it until ``release`` (at most 30 s),
+    as a thread descheduled on a loaded machine is, while the network thread it started connects."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+        self._release = threading.Event()
+        self.holding = threading.Event()
+
+    def hold(self) -> None:
+        original = paho.Client.loop_start
+
+        def held(client: paho.Client) -> MQTTErrorCode:
+            self.holding.set()  # before the network thread exists, so before it can connect
+            code = original(client)
+            self._release.wait(30)
+            self.holding.clear()
+            return code
+
+        self._monkeypatch.setattr(paho.Client, "loop_start", held)
+
+    def release(self) -> None:
+        self._release.set()
+
+
 @pytest.mark.filterwarnings(THREAD_DIES)
 def test_callback_exception_kills_the_thread_and_the_client_is_rebuilt(
     broker: Broker, hub_factory: Factory, caplog: pytest.LogCaptureFixture
@@ -93,6 +139,7 @@ def test_callback_exception_kills_the_thread_and_the_client_is_rebuilt(
         supervisor = asyncio.create_task(session.supervise(), name="test-mqtt-supervisor")
         try:
             await _next(session, Connected, 5)
+            await _subscribed(session, 10)
             old = session._client
             _plant_bug(session)
             (thread,) = _paho_threads()
@@ -105,12 +152,7 @@ def test_callback_exception_kills_the_thread_and_the_client_is_rebuilt(
                     if event is not None and not isinstance(event, Message):
                         events.append(type(event))
             thread_gone = not thread.is_alive()
-            session.publish(
-                data,
-                encode_batch(
-                    Batch(COMMUNITY, GATEWAY, 7, 1, (Reading("gas-b1-101", int(time.time() * 1000), 2.5, "%LEL"),))
-                ),
-            )
+            session.publish(data, _batch(1))  # at once: Connected means a publish goes out
             await asyncio.to_thread(
                 wait_until, lambda: (7, 1) in hub.batches, 5, "the batch published after the rebuild"
             )
@@ -128,8 +170,54 @@ def test_callback_exception_kills_the_thread_and_the_client_is_rebuilt(
     assert len(warnings) == 1 and "network thread died" in warnings[0].getMessage()
     births = [s for s in _states(hub) if s["status"] == "online"]
     assert len(births) == 2 and all(s["session"] == 7 for s in births)  # same Will and birth settings
+    # stop() waits for the broker's PUBACK of its offline state, not for the hub to have it.
+    wait_until(lambda: any(s["status"] == "offline" for s in _states(hub)), 10, "the offline state at the hub")
     assert [s for s in _states(hub) if s["status"] == "offline"] == [_states(hub)[-1]]  # only stop's own
     assert len(_paho_threads()) == 0
+
+
+@pytest.mark.filterwarnings(THREAD_DIES)
+@pytest.mark.parametrize(
+    "restart", ["rebuild", pytest.param("rebirth", marks=pytest.mark.filterwarnings(RESTART_SOCKETPAIR))]
+)
+def test_connected_means_publishable_even_while_the_restarting_thread_lags(
+    broker: Broker, hub_factory: Factory, monkeypatch: pytest.MonkeyPatch, restart: str
+) -> None:
+    """A rebuilt (or reborn) client's network thread may connect, and ``Connected`` reach the owner, before the
+    thread that started it is back from ``loop_start``; a publish then must go out, not raise ``NotConnected``
+    (the agent would take it for an outage and wait for a ``Connected`` that never comes)."""
+    hub = hub_factory(broker)
+    data = topic(COMMUNITY, GATEWAY, Channel.DATA)
+
+    async def main() -> None:
+        session = _session(broker, reconnect_max_s=1.0, supervise_interval_s=0.2)
+        session.start()
+        supervisor = asyncio.create_task(session.supervise(), name="test-mqtt-supervisor")
+        held = HeldLoopStart(monkeypatch)
+        restarting: asyncio.Future[None] | None = None
+        try:
+            await _next(session, Connected, 5)
+            await _subscribed(session, 10)
+            held.hold()
+            if restart == "rebuild":
+                _plant_bug(session)
+                await asyncio.to_thread(hub.command, "crash")
+            else:
+                restarting = asyncio.ensure_future(asyncio.to_thread(session.rebirth, 8))
+            await _next(session, Disconnected, 10)
+            await _next(session, Connected, 10)
+            assert held.holding.is_set(), "the restarting thread should still be in loop_start"
+            session.publish(data, _batch(1))
+            held.release()
+            if restarting is not None:
+                await restarting
+            await asyncio.to_thread(wait_until, lambda: (7, 1) in hub.batches, 5, "the batch published at once")
+        finally:
+            held.release()
+            supervisor.cancel()
+            await asyncio.to_thread(session.stop)
+
+    asyncio.run(main())
 
 
 def test_disconnected_far_too_long_with_a_live_thread_is_rebuilt(
