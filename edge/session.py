@@ -42,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import EdgeConfig
 from protocol.session import GatewayState, encode_state
 from protocol.topics import HUB_STATE_TOPIC, Channel, subscription, topic
+from protocol.transport import send_at_once
 
 __all__ = [
     "Connected",
@@ -400,6 +401,7 @@ class MqttSession:
         # the previous client's dead or stopped thread in ``_thread`` after a rebuild or rebirth, and ``publish``
         # would raise ``NotConnected`` right after this very ``Connected`` (the owner would wait for a next one).
         self._thread = threading.current_thread()
+        send_at_once(client.socket())
         self.publish_birth()
         client.subscribe([(name, 1) for name in self._subscriptions])
         self._connected = True
