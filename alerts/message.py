@@ -116,6 +116,17 @@ _RULE_ZH = {
 _OTHER_KINDS = {"gateway": ("网关", "gateway"), "corroboration": ("多传感器印证", "corroborated")}
 
 
+def _kind_names(event: RiskEvent) -> tuple[str, str]:
+    """(Chinese, English) name of the event's kind: a sensor kind's labels, the producer's own (``kind_zh``), the
+    hub's other kinds, or the kind id as it is."""
+    kind = kind_for(event.kind)
+    if kind is not None:
+        return kind.label_zh, kind.label_en
+    if event.kind_zh:
+        return event.kind_zh, event.kind_en or event.kind
+    return _OTHER_KINDS.get(event.kind, (event.kind, event.kind))
+
+
 def iso8601(time_ms: int | None) -> str | None:
     """Unix milliseconds as ISO 8601 UTC with milliseconds (``2025-06-01T08:00:00.000Z``)."""
     if time_ms is None:
@@ -152,7 +163,7 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
     """
     event: RiskEvent = alert.last_event
     kind = kind_for(event.kind)
-    kind_zh, kind_en = (kind.label_zh, kind.label_en) if kind else _OTHER_KINDS.get(event.kind, (event.kind,) * 2)
+    kind_zh, kind_en = _kind_names(event)
     rule_zh = event.rule_zh or _RULE_ZH.get(event.rule, event.rule)
     standard = _standard(event.source)
     grade = alert.grade
@@ -228,8 +239,7 @@ def notification_body(
 ) -> dict[str, Any]:
     """The JSON body of one notification (documented field by field in the package README/report)."""
     event = alert.last_event
-    kind = kind_for(event.kind)
-    kind_zh, kind_en = (kind.label_zh, kind.label_en) if kind else _OTHER_KINDS.get(event.kind, (event.kind,) * 2)
+    kind_zh, kind_en = _kind_names(event)
     zh, en = render_text(alert, reason)
     return {
         "version": 1,

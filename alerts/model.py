@@ -120,6 +120,11 @@ class RiskEvent:
     place: str = ""
     """The building (or other area) the condition is in, as the deployment names it: notifications of one place
     and urgency are grouped (``alerts.grouping``); empty: the grid is the place."""
+    kind_zh: str = ""
+    """The kind's Chinese name when it is no sensor kind of ``protocol.kinds`` (an outside system's "消防通道占用");
+    empty: messages look the kind up."""
+    kind_en: str = ""
+    """Its English name (empty: ``kind`` as it is)."""
 
     def __post_init__(self) -> None:
         if not self.key or len(self.key) > 256:

@@ -29,6 +29,8 @@ def blocked_lane(**changes: Any) -> dict[str, Any]:
         "grade": "III",
         "grid": "grid-1",
         "kind": "fire-lane-blocked",
+        "kind_zh": "消防通道占用",
+        "kind_en": "fire lane blocked",
         "location_zh": "红星社区 1栋东侧消防通道",
         "rule": "fire lane blocked over 10 min",
         "rule_zh": "消防通道占用超过10分钟",
@@ -50,7 +52,9 @@ async def test_an_outside_event_opens_an_alert_pages_the_grid_and_clears(hub: Hu
     assert (taken["state"], taken["grade"]) == ("open", "III")
     (page,) = await eventually(lambda: pages(hub, "/fire-lane"))
     assert page["recipient"]["id"] == "wang-li" and page["grade"]["roman"] == "III"
-    assert "1栋东侧消防通道" in page["message_zh"] and "消防通道占用超过10分钟" in page["message_zh"]
+    assert page["message_zh"].startswith("【III级 黄色 较大】红星社区 1栋东侧消防通道 消防通道占用 ")
+    assert "消防通道占用超过10分钟" in page["message_zh"] and "fire lane blocked" in page["message_en"]
+    assert (page["kind_zh"], page["kind_en"]) == ("消防通道占用", "fire lane blocked")
     alert = (await hub.api.get(f"/api/v1/alerts/{taken['alert_id']}")).json()
     assert (alert["kind"], alert["sensor"]) == ("fire-lane-blocked", "cam-b1-east/fire-lane")
 

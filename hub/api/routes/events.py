@@ -48,6 +48,8 @@ class EventIn(BaseModel):
     grade: Literal["I", "II", "III", "IV"] = Field(description="the grade the producer suggests")
     grid: Name = Field(description="the deployment's grid the place is in")
     kind: Name = Field(description="what kind of risk, e.g. fire-lane-blocked (a sensor kind where it is one)")
+    kind_zh: str = Field(default="", max_length=64, description="the kind's Chinese name, e.g. 消防通道占用")
+    kind_en: str = Field(default="", max_length=64, description="the kind's English name")
     location_zh: Text = Field(description="where, as residents say it: 红星社区 2栋东侧消防通道")
     rule: Text = Field(description="what was seen, in English (or the set point's name)")
     rule_zh: str = Field(default="", max_length=200, description="what was seen, in Chinese")
@@ -110,6 +112,8 @@ def _risk_event(runtime: Runtime, event: EventIn) -> RiskEvent:
         grid=event.grid,
         sensor=event.device or event.id,
         kind=event.kind,
+        kind_zh=event.kind_zh,
+        kind_en=event.kind_en,
         location_zh=event.location_zh,
         rule=event.rule,
         rule_zh=event.rule_zh,
