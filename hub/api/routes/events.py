@@ -11,6 +11,7 @@ Grade I needs ``confirmed_by``, a person of the deployment (SENSORS.md: evidence
 """
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -83,21 +84,40 @@ class Taken(BaseModel):
     grade: str | None
 
 
-def _check(runtime: Runtime, event: EventIn, now_ms: int) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What of the deployment an event may name (built once a request, not once an event)."""
+
+    community: str
+    grids: frozenset[str]
+    buildings: frozenset[str]
+    people: frozenset[str]
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> "_Known":
+        deployment = runtime.deployment
+        return cls(
+            community=deployment.community.id,
+            grids=frozenset(g.id for g in deployment.grids),
+            buildings=frozenset(s.building for _, s in deployment.sensors() if s.building),
+            people=frozenset(p.id for p in deployment.people),
+        )
+
+
+def _check(known: _Known, event: EventIn, now_ms: int) -> list[str]:
     """What is wrong with ``event`` against this deployment (empty: nothing)."""
-    deployment = runtime.deployment
     wrong = []
-    if event.community is not None and event.community != deployment.community.id:
-        wrong.append(f"community: {event.community!r} is not this hub's ({deployment.community.id!r})")
-    if event.grid not in {g.id for g in deployment.grids}:
+    if event.community is not None and event.community != known.community:
+        wrong.append(f"community: {event.community!r} is not this hub's ({known.community!r})")
+    if event.grid not in known.grids:
         wrong.append(f"grid: no grid {event.grid!r} in this deployment")
     if event.time.tzinfo is None:
         wrong.append("time: needs an offset (…+08:00 or …Z)")
     elif round(event.time.timestamp() * 1000) > now_ms + FUTURE_TOLERANCE_MS:
         wrong.append(f"time: {event.time.isoformat()} is more than {FUTURE_TOLERANCE_MS // 60_000} min ahead")
-    if event.place and event.place not in {s.building for _, s in deployment.sensors() if s.building}:
+    if event.place and event.place not in known.buildings:
         wrong.append(f"place: no sensor of this deployment is in building {event.place!r}")
-    if event.confirmed_by is not None and event.confirmed_by not in {p.id for p in deployment.people}:
+    if event.confirmed_by is not None and event.confirmed_by not in known.people:
         wrong.append(f"confirmed_by: no person {event.confirmed_by!r} in this deployment")
     if event.grade == "I" and event.status == "firing" and event.confirmed_by is None:
         wrong.append("grade: I needs confirmed_by, a person who confirmed it (evidence alone reaches II at most)")
@@ -145,6 +165,7 @@ async def post_events(runtime: RuntimeDep, body: Annotated[BatchIn, Body()]) -> 
     """Take each good event into the alert pipeline (in order) and name each bad one. 202 when all were taken;
     422 (problem details) when any was refused — the good ones are taken all the same and listed in ``taken``."""
     now_ms = time.time_ns() // 1_000_000
+    known = _Known.of(runtime)
     counter = runtime.metrics.api_risk_events
     taken: list[Taken] = []
     refused: list[dict[str, Any]] = []
@@ -154,7 +175,7 @@ async def post_events(runtime: RuntimeDep, body: Annotated[BatchIn, Body()]) -> 
         except ValidationError as exc:
             found = _field_errors(exc)
         else:
-            found = [(text.split(":", 1)[0], text) for text in _check(runtime, event, now_ms)]
+            found = [(text.split(":", 1)[0], text) for text in _check(known, event, now_ms)]
         if found:
             counter.inc(outcome="rejected", reason=found[0][0])
             refused.append({"index": index, "errors": [text for _, text in found]})
