@@ -300,6 +300,34 @@ class AlertService:
         "已恢复 / cleared" — the alert stays open until a person resolves it. Cleared events for keys without
         an open alert, and events a stage stopped, return None.
         """
+        (alert,) = await self.submit_many((event,))
+        return alert
+
+    async def submit_many(self, events: Sequence[RiskEvent]) -> list[Alert | None]:
+        """``submit`` for several events, in order: what each opened or changed (None: nothing). They are judged and
+        committed together — a batch from another system costs one transaction (one fsync), not one per event."""
+        loop = asyncio.get_running_loop()
+        results: list[asyncio.Future[Alert | None] | None] = []
+        for event in events:
+            passed = await self._through_stages(event)
+            if passed is None:
+                results.append(None)
+                continue
+            result: asyncio.Future[Alert | None] = loop.create_future()
+            self._pending.append((passed, result))
+            results.append(result)
+        # Group commit: every event waiting when the mutex frees is judged and committed in one transaction (one
+        # fsync) by whichever submitter gets the mutex first; the others find their results ready.
+        waiting = [r for r in results if r is not None]
+        if waiting:
+            async with self._mutex:
+                if not all(r.done() for r in waiting):
+                    batch, self._pending = self._pending, []
+                    await self._judge_batch(batch)
+        return [None if r is None else await r for r in results]
+
+    async def _through_stages(self, event: RiskEvent) -> RiskEvent | None:
+        """``event`` as the stages and mutes pass it on, or None when one of them stopped it."""
         for stage in self._stages:
             passed = await stage(event)
             if passed is None:
@@ -309,15 +337,7 @@ class AlertService:
             event = passed
         if event.status == "firing" and self._is_muted(event):
             return None
-        # Group commit: every event waiting when the mutex frees is judged and committed in one transaction (one
-        # fsync) by whichever submitter gets the mutex first; the others find their result ready.
-        result: asyncio.Future[Alert | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, result))
-        async with self._mutex:
-            if not result.done():
-                batch, self._pending = self._pending, []
-                await self._judge_batch(batch)
-        return await result
+        return event
 
     async def _judge_batch(self, batch: list[tuple[RiskEvent, asyncio.Future[Alert | None]]]) -> None:
         """Dedup, grade and route ``batch`` in order and commit every change in one transaction."""

@@ -244,3 +244,27 @@ async def test_a_stage_can_mute_events(sink: RunningSink, tmp_path: Path) -> Non
             assert await service.submit(event()) is None
             assert service.counters.muted_total == 1
             assert await service.list_alerts() == []
+
+
+async def test_several_events_are_judged_in_order_and_committed_together(sink: RunningSink, tmp_path: Path) -> None:
+    ticks = iter(range(1_790_000_000_000, 1_790_000_000_000 + 10_000_000, 1_000))  # each call a second later
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with (
+            WebhookReceiver() as receiver,
+            _service(store, directory_for(sink.url), receiver, clock=lambda: next(ticks)) as service,
+        ):
+            opened, upgraded, cleared, unknown = await service.submit_many(
+                [
+                    event(),
+                    event(value=55.0, grade=Grade.II, rule="level-2 alarm", threshold=50.0),
+                    event(status="cleared", value=3.0),
+                    event(key="other/key", status="cleared"),
+                ]
+            )
+            assert opened and upgraded and cleared and unknown is None
+            assert opened.id == upgraded.id == cleared.id
+            assert (opened.revision, upgraded.revision, cleared.revision) == (1, 2, 3)
+            assert upgraded.grade is Grade.II and cleared.cleared_at_ms is not None
+            steps = [t for t in await service.transitions(opened.id) if t.channel == "event"]
+            assert len(steps) == 3 and len({t.time_ms for t in steps}) == 1, "one judgement, one commit"
+            assert await service.submit_many([]) == []

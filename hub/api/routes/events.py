@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from alerts.model import Grade, RiskEvent
 from hub.api.deps import Authorized, RuntimeDep
@@ -73,9 +73,6 @@ class BatchIn(BaseModel):
     events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
-_event = TypeAdapter(EventIn)
-
-
 class Taken(BaseModel):
     index: int
     key: str
@@ -104,28 +101,29 @@ class _Known:
         )
 
 
-def _check(known: _Known, event: EventIn, now_ms: int) -> list[str]:
-    """What is wrong with ``event`` against this deployment (empty: nothing)."""
-    wrong = []
+def _check(known: _Known, event: EventIn, now_ms: int) -> list[tuple[str, str]]:
+    """What is wrong with ``event`` against this deployment, as (field, why) (empty: nothing)."""
+    wrong: list[tuple[str, str]] = []
     if event.community is not None and event.community != known.community:
-        wrong.append(f"community: {event.community!r} is not this hub's ({known.community!r})")
+        wrong.append(("community", f"community: {event.community!r} is not this hub's ({known.community!r})"))
     if event.grid not in known.grids:
-        wrong.append(f"grid: no grid {event.grid!r} in this deployment")
+        wrong.append(("grid", f"grid: no grid {event.grid!r} in this deployment"))
     if event.time.tzinfo is None:
-        wrong.append("time: needs an offset (…+08:00 or …Z)")
+        wrong.append(("time", "time: needs an offset (…+08:00 or …Z)"))
     elif round(event.time.timestamp() * 1000) > now_ms + FUTURE_TOLERANCE_MS:
-        wrong.append(f"time: {event.time.isoformat()} is more than {FUTURE_TOLERANCE_MS // 60_000} min ahead")
+        wrong.append(("time", f"time: {event.time.isoformat()} is more than {FUTURE_TOLERANCE_MS // 60_000} min ahead"))
     if event.place and event.place not in known.buildings:
-        wrong.append(f"place: no sensor of this deployment is in building {event.place!r}")
+        wrong.append(("place", f"place: no sensor of this deployment is in building {event.place!r}"))
     if event.confirmed_by is not None and event.confirmed_by not in known.people:
-        wrong.append(f"confirmed_by: no person {event.confirmed_by!r} in this deployment")
+        wrong.append(("confirmed_by", f"confirmed_by: no person {event.confirmed_by!r} in this deployment"))
     if event.grade == "I" and event.status == "firing" and event.confirmed_by is None:
-        wrong.append("grade: I needs confirmed_by, a person who confirmed it (evidence alone reaches II at most)")
+        wrong.append(
+            ("grade", "grade: I needs confirmed_by, a person who confirmed it (evidence alone reaches II at most)")
+        )
     return wrong
 
 
-def _risk_event(runtime: Runtime, event: EventIn) -> RiskEvent:
-    community = runtime.deployment.community.id
+def _risk_event(community: str, event: EventIn) -> RiskEvent:
     return RiskEvent(
         key=f"{community}/ext/{event.system}/{event.id}",
         community=community,
@@ -167,31 +165,32 @@ async def post_events(runtime: RuntimeDep, body: Annotated[BatchIn, Body()]) -> 
     now_ms = time.time_ns() // 1_000_000
     known = _Known.of(runtime)
     counter = runtime.metrics.api_risk_events
-    taken: list[Taken] = []
+    good: list[tuple[int, RiskEvent]] = []
     refused: list[dict[str, Any]] = []
     for index, raw in enumerate(body.events):
         try:
-            event = _event.validate_python(raw)
+            event = EventIn.model_validate(raw)
         except ValidationError as exc:
             found = _field_errors(exc)
         else:
-            found = [(text.split(":", 1)[0], text) for text in _check(known, event, now_ms)]
+            found = _check(known, event, now_ms)
         if found:
             counter.inc(outcome="rejected", reason=found[0][0])
             refused.append({"index": index, "errors": [text for _, text in found]})
-            continue
-        risk = _risk_event(runtime, event)
-        alert = await runtime.alerts.submit(risk)
-        counter.inc(outcome="taken")
-        taken.append(
-            Taken(
-                index=index,
-                key=risk.key,
-                alert_id=None if alert is None else alert.id,
-                state=None if alert is None else alert.state.value,
-                grade=None if alert is None else Grade(alert.grade).name,
-            )
+        else:
+            good.append((index, _risk_event(known.community, event)))
+    alerts = await runtime.alerts.submit_many([risk for _, risk in good])
+    counter.inc(len(good), outcome="taken")
+    taken = [
+        Taken(
+            index=index,
+            key=risk.key,
+            alert_id=None if alert is None else alert.id,
+            state=None if alert is None else alert.state.value,
+            grade=None if alert is None else Grade(alert.grade).name,
         )
+        for (index, risk), alert in zip(good, alerts, strict=True)
+    ]
     result = {"taken": [t.model_dump() for t in taken], "refused": refused}
     if not refused:
         return result
