@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -167,6 +168,7 @@ class Ingest:
         self._in_flight: set[tuple[str, int, int]] = set()
         """(gateway, session, seq) of batches taken into a round that is not committed yet (not in the ledger)."""
         self._rebirth_asked: set[tuple[str, int]] = set()
+        self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-ingest-stage")
         metrics.gauge("anju_ingest_inbox_messages", "Messages received and not yet committed.", lambda: len(self.inbox))
         metrics.gauge("anju_gateways_online", "Gateways whose last state is online.", registry.online_count)
         metrics.gauge(
@@ -334,8 +336,9 @@ class Ingest:
     async def _run(
         self, prepared: "_Round", previous: "_Flight | None", detected: asyncio.Event, client: aiomqtt.Client
     ) -> None:
-        """Detect after the round before has (paging never waits for any store commit), commit after it has
-        committed, then publish this round's rebirth requests and hub-acks."""
+        """Detect after the round before has (paging never waits for any store commit), stage the readings (a
+        store that writes to a server sends them while the round before finishes), commit after the round before
+        has committed, then publish this round's rebirth requests and hub-acks."""
         try:
             try:
                 if previous is not None:
@@ -343,8 +346,11 @@ class Ingest:
                 await self._detect(prepared)
             finally:
                 detected.set()
+            # Submitted before the next round can get here, to a one-thread executor: staged in round order.
+            staging = asyncio.get_running_loop().run_in_executor(self._stager, self._stage, prepared.rows)
             if previous is not None:
                 await asyncio.gather(asyncio.shield(previous.done), return_exceptions=True)
+            await asyncio.shield(staging)
         except BaseException:
             for gateway, session, seq, _ in prepared.batches:  # not taken after all: a replay is new again
                 self._in_flight.discard((gateway, session, seq))
@@ -364,6 +370,16 @@ class Ingest:
             # The connection went while the round was committed: acks are cumulative, so the next round of each
             # gateway carries them, or the hub answers the gateway's replay.
             log.info("hub-acks of a committed round not sent (%s); they follow after the reconnect", exc)
+
+    def _stage(self, rows: ReadingColumns) -> None:
+        """Give the store a head start on the round's commit (``ReadingStore.stage``). A failure here is the
+        commit's to report: it does the writes itself and retries as ever."""
+        if not len(rows):
+            return
+        try:
+            self.store.stage(rows)
+        except Exception as exc:
+            log.info("staging a round's readings failed (%s: %s); its commit writes them", type(exc).__name__, exc)
 
     async def _prepare(self, items: Sequence[Received]) -> "_Round":
         """Everything of a round that needs no store: decode, validate, dedup against the ledger and the rounds

@@ -151,6 +151,14 @@ class ReadingStore(Protocol):
         """
         ...
 
+    def stage(self, readings: ReadingColumns) -> None:
+        """An optional head start on a later ``commit`` of this very object (compared by identity), so that a
+        round's writes may overlap the commit of the round before: only ``commit`` claims the readings durable
+        (writes the marks) and returns the count. A store may do nothing here (the embedded one does: its commit
+        is one local transaction). A staged round never committed leaves no mark; its readings may be stored
+        (the gateway's replay of them is then absorbed, as after a crash between a write and its marks)."""
+        ...
+
     def latest(self, sensors: Sequence[str]) -> dict[str, StoredReading]:
         """The newest stored reading of each of ``sensors`` that has one (by device time)."""
         ...

@@ -359,6 +359,9 @@ class ChunkStore(MetaReads):
             self._latest_flags[s[newer]] = flags[rows]
         self._touched.update(np.unique(sid).tolist())
 
+    def stage(self, readings: ReadingColumns) -> None:
+        """Nothing to start early: a commit is one local transaction (``ReadingStore.stage``)."""
+
     def commit(
         self,
         readings: ReadingColumns,

@@ -4,17 +4,20 @@ Order of a commit, and why it keeps the delivery guarantee (DESIGN.md): the read
 requests of ``chunk_lines`` lines (``write_concurrency`` in flight; the commit waits for every one), each
 answered only once the server has them in its WAL (1.x fsyncs it per
 write with the default ``wal-fsync-delay = 0s``); THEN dead letters, session marks and health go to SQLite in
-one transaction (WAL, ``synchronous=FULL``); ``commit`` returns after both. A crash in between leaves readings
-without their session mark: the hub never acked them, the gateway replays them, and the replay is absorbed
-because InfluxDB keeps one point per series and timestamp. The reverse order could leave a mark (and a hub-ack)
-ahead of readings that never reached InfluxDB: lost for good. A write InfluxDB refuses raises (``InfluxError``),
-nothing is acked, and the gateway replays.
+one transaction (WAL, ``synchronous=FULL``); ``commit`` returns after both. The hub *stages* a round (its
+requests go out) while the round before is committed, so the server never idles between rounds; a staged round
+counts as nothing until its own ``commit`` has seen every request answered and written its marks. A crash in
+between leaves readings without their session mark: the hub never acked them, the gateway replays them, and the
+replay is absorbed because InfluxDB keeps one point per series and timestamp. The reverse order could leave a
+mark (and a hub-ack) ahead of readings that never reached InfluxDB: lost for good. A write InfluxDB refuses raises
+(``InfluxError``), nothing is acked, and the gateway replays.
 
 New-reading count: InfluxDB silently overwrites a point written twice, so the store works the count out itself.
 Per sensor it keeps in memory the newest device time stored (the *high mark*, loaded lazily with ``last()`` the
-first time a sensor is written after opening). A reading newer than its sensor's high mark is new without any
-query — the normal case. Older ones (a replay) are checked against what InfluxDB holds, per sensor and per run of
-close times, in one multi-statement query, and are not written again: the first write of a point wins, as in
+first time a sensor is written after opening; moved when a commit's requests are sent). A reading newer than its
+sensor's high mark is new without any query — the normal case. Older ones (a replay) are checked against what
+InfluxDB holds once the requests still out have been answered, per sensor and per run of close times, in one
+multi-statement query, and are not written again: the first write of a point wins, as in
 the embedded store. Readings flagged CLOCK_SKEW do not move the high mark (one reading dated 2099 would send
 every later reading of its sensor down the checked path); the range of their times is kept and readings inside it
 are checked. This assumes one hub writes a community's series, which is how Anju is deployed.
@@ -35,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,8 @@ _ALWAYS = 2**63 - 1
 _SENSORS_PER_STATEMENT = 200
 _STATEMENTS_PER_REQUEST = 100
 _RUN_GAP_MS = HOUR_MS
+_STAGED_MAX = 4
+"""Staged rounds kept for their commit; older ones are forgotten (their writes were harmless: no marks)."""
 """Replayed times of one sensor further apart than this are checked by separate statements (no long scans)."""
 
 _SCHEMA = """
@@ -105,8 +110,18 @@ class _Plan:
     """Readings older than the raw retention, not written."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """A commit whose write requests are out: ``commit`` waits for them, then writes the marks."""
+
+    readings: ReadingColumns
+    plan: _Plan
+    writes: list[Future[int]]
+
+
 class InfluxStore(MetaReads):
-    """A ReadingStore on InfluxDB (see the module docstring). Thread-safe: commits are serialised, reads are not."""
+    """A ReadingStore on InfluxDB (see the module docstring). Thread-safe: plans and sends are serialised, the
+    waits of commits and reads are not (the hub commits in round order; marks never move backwards anyway)."""
 
     def __init__(
         self,
@@ -152,6 +167,10 @@ class InfluxStore(MetaReads):
         self._http = InfluxHttp(target=target, timeout_s=timeout_s, max_connections=write_concurrency + 2)
         self._pool = ThreadPoolExecutor(max_workers=write_concurrency, thread_name_prefix="influx-write")
         self._commit_lock = threading.Lock()
+        """Held while planning and sending (state below, ``_staged``, ``_writing``), not while waiting for the
+        server: the next round's writes go out while this one's finish."""
+        self._staged: list[_Started] = []
+        self._writing: list[Future[int]] = []
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         # Per-sensor state, indexed by the sensor's number: high mark, whether it was loaded, skewed time range.
@@ -219,6 +238,16 @@ class InfluxStore(MetaReads):
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    def stage(self, readings: ReadingColumns) -> None:
+        """Plan and send this round's write requests now; ``commit`` of the same object waits for them and writes
+        the marks (``ReadingStore.stage``). The hub stages a round while the round before is being committed, so
+        InfluxDB parses the next requests instead of waiting for a round's tail, its meta transaction and the next
+        round's plan. Bounded: at most ``_STAGED_MAX`` staged rounds are kept (the hub has one)."""
+        require_finite(readings)
+        with self._commit_lock:
+            self._staged.append(self._start(readings))
+            del self._staged[:-_STAGED_MAX]
+
     def commit(
         self,
         readings: ReadingColumns,
@@ -228,40 +257,53 @@ class InfluxStore(MetaReads):
     ) -> int:
         require_finite(readings)
         with self._commit_lock:
-            plan = self._plan(readings)
-            rows, late = plan.rows, plan.late
-            # Each body goes out as soon as it is assembled, so the server parses one while the next is put together.
-            # Every request must succeed before the marks are written; result() re-raises the first failure.
-            writes = [
-                self._pool.submit(self._http.write, body)
-                for body in self._lines.bodies(readings, rows=rows, chunk_lines=self.chunk_lines)
-            ]
-            dropped = sum(write.result() for write in writes)
-            self._advance(readings, plan)
-            if plan.too_old or dropped:
+            started = next((s for s in self._staged if s.readings is readings), None)
+            if started is None:
+                started = self._start(readings)
+            else:
+                self._staged.remove(started)
+        plan = started.plan
+        # Every request must have succeeded before the marks are written; result() re-raises the first failure.
+        dropped = sum(write.result() for write in started.writes)
+        if plan.too_old or dropped:
+            with self._commit_lock:
                 self.beyond_retention += plan.too_old + dropped
-                log.warning(
-                    "%d readings older than the raw retention (%d days) not stored",
-                    plan.too_old + dropped,
-                    self.raw_retention_days,
-                )
-            with self._write_lock:
-                db = self._writer
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    write_meta(db, dead, marks, health)
-                    if late is not None:
-                        db.execute(
-                            "INSERT INTO influx_rollup_dirty (id, start_ms, end_ms) VALUES (1, ?, ?) "
-                            "ON CONFLICT (id) DO UPDATE SET start_ms = min(start_ms, excluded.start_ms), "
-                            "end_ms = max(end_ms, excluded.end_ms)",
-                            late,
-                        )
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-            return len(rows) - dropped
+            log.warning(
+                "%d readings older than the raw retention (%d days) not stored",
+                plan.too_old + dropped,
+                self.raw_retention_days,
+            )
+        with self._write_lock:
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                write_meta(db, dead, marks, health)
+                if plan.late is not None:
+                    db.execute(
+                        "INSERT INTO influx_rollup_dirty (id, start_ms, end_ms) VALUES (1, ?, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET start_ms = min(start_ms, excluded.start_ms), "
+                        "end_ms = max(end_ms, excluded.end_ms)",
+                        plan.late,
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(plan.rows) - dropped
+
+    def _start(self, readings: ReadingColumns) -> _Started:
+        """Plan the rows to write and send them, each body as soon as it is assembled (the server parses one
+        while the next is put together). High marks move past the rows at once: a later plan then checks its
+        older readings against the server (after these writes have ended) instead of taking them for new, and a
+        write that fails only sends those readings down the checked path when they come again."""
+        plan = self._plan(readings)
+        writes = [
+            self._pool.submit(self._http.write, body)
+            for body in self._lines.bodies(readings, rows=plan.rows, chunk_lines=self.chunk_lines)
+        ]
+        self._writing = [write for write in self._writing if not write.done()] + writes
+        self._advance(readings, plan)
+        return _Started(readings, plan, writes)
 
     def _codes(self, sensors: Sequence[str]) -> npt.NDArray[np.int64]:
         """Each sensor's number in the per-sensor state arrays (new sensors get one)."""
@@ -304,6 +346,7 @@ class InfluxStore(MetaReads):
         doubt &= ~old
         keep = ~old
         if doubt.any():
+            wait(self._writing)  # a staged round's points count as stored once the server has them
             where = np.flatnonzero(doubt)
             stored = self._stored([self._names[c] for c in codes[where].tolist()], times[where])
             keep[where[stored]] = False

@@ -114,6 +114,27 @@ def test_a_replay_of_older_points_mixed_with_new_ones(store: ReadingStore) -> No
     assert times == [DAY0 + HOUR_MS + k * 10_000 for k in range(50)]
 
 
+def test_staged_rounds_committed_in_order_count_as_plain_commits(store: ReadingStore) -> None:
+    """The hub stages a round while the one before is committed: overlapping rounds, even with points in common,
+    store and count exactly as the same commits one after the other, and a staged round never committed leaves no
+    mark (its points may be in the store: a replay is absorbed)."""
+    first = cols(*[(s, DAY0 + k * 1_000, float(k)) for s in ("w-1", "w-2") for k in range(10)])
+    second = cols(*[(s, DAY0 + k * 1_000, float(-k)) for s in ("w-1", "w-2") for k in range(5, 15)])
+    store.stage(first)
+    store.stage(second)
+    assert store.commit(first, [], [SessionMark("gw-1", 1, 1)]) == 20
+    assert store.commit(second, [], [SessionMark("gw-1", 1, 2)]) == 10, "the five points of each in common are old"
+    assert store.count_readings() == 30
+    values = [r.value for r in store.readings("w-1", DAY0, DAY0 + DAY_MS, 100)]
+    assert values == [float(k) for k in range(10)] + [float(-k) for k in range(10, 15)], "the first write wins"
+    abandoned = cols(("w-1", DAY0 + 60_000, 9.0))
+    store.stage(abandoned)
+    assert store.session_marks() == [SessionMark("gw-1", 1, 2)]
+    # Another object with the same point: committed on its own (the staged writes may have landed already).
+    assert store.commit(cols(("w-1", DAY0 + 60_000, 9.0)), [], []) in (0, 1)
+    assert store.count_readings() == 31
+
+
 def test_readings_bounds_limit_and_order(store: ReadingStore) -> None:
     times = [DAY0 + k * 1_000 for k in range(20)]
     shuffled = [times[i] for i in np.random.default_rng(7).permutation(len(times))]

@@ -169,6 +169,25 @@ def test_a_refused_write_raises_with_status_and_message_and_no_mark_is_written(
     assert store.session_marks() == []
 
 
+def test_a_staged_round_the_server_refused_raises_at_its_commit_and_a_retry_stores_it(
+    store: InfluxStore, target: InfluxTarget
+) -> None:
+    t = now_ms()
+    store.commit(cols(("y-1", t - 1_000, 1.0)), [], [])
+    query(target, f'DROP DATABASE "{target.database}"')
+    round_ = cols(*[("y-1", t + k, float(k)) for k in range(12_000)])  # three requests
+    store.stage(round_)
+    with pytest.raises(InfluxError, match="HTTP 404"):
+        store.commit(round_, [], [SessionMark("gw-1", 1, 1)])
+    assert store.session_marks() == [], "a mark must never be ahead of its readings"
+    query(target, f'CREATE DATABASE "{target.database}"')
+    query(target, f'CREATE RETENTION POLICY "anju_raw" ON "{target.database}" DURATION 30d REPLICATION 1 DEFAULT')
+    # The hub retries with the same round: the sent-but-refused points are checked, found missing and written.
+    assert store.commit(round_, [], [SessionMark("gw-1", 1, 1)]) == 12_000
+    assert store.session_marks() == [SessionMark("gw-1", 1, 1)]
+    assert store.count_readings() == 12_000
+
+
 def test_no_server_raises_without_a_status(tmp_path: Path) -> None:
     target = InfluxTarget.v1(url=f"http://127.0.0.1:{free_port()}", database="anju")
     with pytest.raises(InfluxError) as caught:
