@@ -28,6 +28,8 @@ from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
 from hub.store import ChunkStore
+from hub.store.influx import InfluxStore
+from hub.store.influx_http import InfluxTarget
 from protocol import Batch, GatewayState, Reading, decode_state, encode_batch
 from protocol.topics import HUB_STATE_TOPIC
 from tests.conftest import require_service
@@ -259,6 +261,47 @@ async def test_a_burst_larger_than_the_brokers_queue_still_ends_with_every_readi
     assert report.republished_batches > 0, "the gateways replayed what the hub did not ack"
     assert report.acked_readings == report.published_readings and report.unacked_readings == 0, report
     assert stored == report.published_readings
+
+
+async def test_a_burst_into_influxdb_with_staged_rounds_stores_and_counts_every_reading_once(
+    small_queue_broker: int, influxdb: str, tmp_path: Path
+) -> None:
+    """The InfluxDB store behind MQTT, rounds staged while the round before commits (slowly): what the broker
+    dropped is replayed, and every reading ends up stored, acked and counted exactly once."""
+    options = LoadOptions(
+        port=small_queue_broker,
+        gateways=4,
+        sensors_per_gateway=100,
+        rate_hz=50,
+        batch=100,
+        duration_s=3.0,
+        ack_timeout_s=1.0,
+        max_unacked=50_000,
+        drain_s=25.0,
+    )
+    registry = fleet_registry(options, tmp_path)
+    target = InfluxTarget.v1(url=influxdb, database="burst")
+    store = InfluxStore(target=target, community=registry.community, meta_path=tmp_path / "meta.sqlite3")
+    try:
+        async with running_ingest(
+            port=small_queue_broker,
+            registry=registry,
+            store=SlowStore(store, 0.2, stall_s=2.0),
+            inbox_capacity=50,
+            batch_messages=20,
+        ) as ingest:
+            report = await run_load(options)
+            gaps = ingest.metrics.seq_gaps.get()
+            counted = ingest.metrics.readings_stored.get()
+        stored = await asyncio.to_thread(store.count_readings)
+        marks = await asyncio.to_thread(store.session_marks)
+    finally:
+        store.close()
+    assert gaps > 0, "the broker must have dropped messages of the burst, or this test shows nothing"
+    assert report.republished_batches > 0, "the gateways replayed what the hub did not ack"
+    assert report.acked_readings == report.published_readings and report.unacked_readings == 0, report
+    assert stored == counted == report.published_readings
+    assert len(marks) == options.gateways
 
 
 class Proxy:
