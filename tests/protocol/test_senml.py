@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import MAX_PAYLOAD_BYTES, Batch, Reading, Rejection, RejectReason, decode_batch, encode_batch
+from protocol import MAX_PAYLOAD_BYTES, Batch, Reading, Rejection, RejectReason, decode_batch, encode_batch, senml
 from protocol.units import UNITS
 from tests.vectors import senml_vectors
 
@@ -99,3 +99,64 @@ json_values = st.recursive(
 def test_arbitrary_json_packs_never_raise(pack: list[dict[str, object]]) -> None:
     payload = json.dumps(pack).encode()  # stdlib: big integers are valid JSON too
     assert isinstance(decode_batch(payload, community="c", gateway="g"), Batch | Rejection)
+
+
+_BASE = {"bn": "urn:anju:c:g:", "bt": 1_790_000_000.25, "anju_ses": 1, "anju_seq": 2}
+near_valid = {
+    "n": st.sampled_from(["gas-1", "smoke-2", "Bad Id", ""]) | st.none() | st.integers(0, 3) | st.just(["gas-1"]),
+    "u": st.sampled_from(["%LEL", "dB/m", "furlong"]) | st.none() | st.just(["%LEL"]),
+    "v": st.floats() | st.integers(-5, 5) | st.booleans() | st.none() | st.just("1.0"),
+    "vb": st.booleans() | st.none(),
+    "t": st.floats(-1e6, 1e6)
+    | st.sampled_from([math.nan, math.inf, 86_400.0, -86_400.0])
+    | st.integers(-100, 100)
+    | st.none(),
+    "x": st.just(1),
+    "bn": st.just("urn:anju:c:g:"),
+}
+
+
+def _record(draw: st.DrawFn, *, good: bool) -> dict[str, object]:
+    if good:
+        record: dict[str, object] = {
+            "n": draw(st.sampled_from(["gas-1", "smoke-2"])),
+            "u": draw(st.sampled_from(["%LEL", "dB/m"])),
+            "v": draw(st.floats(-1e9, 1e9)),
+        }
+        if draw(st.booleans()):
+            record["t"] = draw(st.floats(-86_400.0, 86_400.0))
+        return record
+    keys = draw(st.lists(st.sampled_from(sorted(near_valid)), unique=True, max_size=5))
+    return {key: draw(near_valid[key]) for key in keys}
+
+
+@st.composite
+def packs(draw: st.DrawFn) -> list[dict[str, object]]:
+    """Packs of mostly well-formed records with now and then one that breaks a rule (or two)."""
+    records = [_record(draw, good=draw(st.integers(0, 9)) > 0) for _ in range(draw(st.integers(1, 12)))]
+    return [{**_BASE, **records[0]}, *records[1:]]
+
+
+def test_a_well_formed_pack_takes_the_column_path() -> None:
+    pack = [{**_BASE, "n": "gas-1", "u": "%LEL", "v": 1.5}, {"n": "gas-1", "u": "%LEL", "v": 2.5, "t": 1.0}]
+    senml._record_columns(pack, 1_790_000_000.25, 1_790_000_000_250)  # the ids are seen once
+    assert senml._fast_columns(pack, 1_790_000_000.25, 1_790_000_000_250) == (
+        ["gas-1", "gas-1"],
+        [1_790_000_000_250, 1_790_000_001_250],
+        [1.5, 2.5],
+        ["%LEL", "%LEL"],
+    )
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(packs())
+def test_the_column_path_accepts_only_what_the_record_loop_accepts_and_gives_the_same(
+    pack: list[dict[str, object]],
+) -> None:
+    bt = 1_790_000_000.25
+    checked = senml._record_columns(pack, bt, round(bt * 1000.0))
+    fast = senml._fast_columns(pack, bt, round(bt * 1000.0))
+    if fast is not None:
+        assert not isinstance(checked, Rejection), (pack, checked)
+        assert fast == checked
+        assert [type(v) for v in fast[2]] == [float] * len(pack) and [type(t) for t in fast[1]] == [int] * len(pack)
