@@ -305,9 +305,13 @@ class AlertService:
 
     async def submit_many(self, events: Sequence[RiskEvent]) -> list[Alert | None]:
         """``submit`` for several events, in order: what each opened or changed (None: nothing). They are judged and
-        committed together — a batch from another system costs one transaction (one fsync), not one per event."""
+        committed together — an ingest round's or another system's batch costs one transaction (one fsync), not one
+        per event — except that an event whose alert may mute later ones (a corroboration, the cause another event
+        names) is committed before the events after it go through the mutes, so a batch is muted as the same
+        events one by one would be."""
         loop = asyncio.get_running_loop()
         results: list[asyncio.Future[Alert | None] | None] = []
+        causes = {event.cause for event in events if event.cause is not None}
         for event in events:
             passed = await self._through_stages(event)
             if passed is None:
@@ -316,15 +320,21 @@ class AlertService:
             result: asyncio.Future[Alert | None] = loop.create_future()
             self._pending.append((passed, result))
             results.append(result)
-        # Group commit: every event waiting when the mutex frees is judged and committed in one transaction (one
-        # fsync) by whichever submitter gets the mutex first; the others find their results ready.
+            if passed.status == "firing" and (passed.kind == "corroboration" or passed.key in causes):
+                # Its alert may mute events after it (inhibitions follow committed alerts): as one at a time.
+                await self._settle(results)
+        await self._settle(results)
+        return [None if r is None else await r for r in results]
+
+    async def _settle(self, results: Sequence[asyncio.Future[Alert | None] | None]) -> None:
+        """Group commit: every event waiting when the mutex frees is judged and committed in one transaction (one
+        fsync) by whichever submitter gets the mutex first; the others find their results ready."""
         waiting = [r for r in results if r is not None]
         if waiting:
             async with self._mutex:
                 if not all(r.done() for r in waiting):
                     batch, self._pending = self._pending, []
                     await self._judge_batch(batch)
-        return [None if r is None else await r for r in results]
 
     async def _through_stages(self, event: RiskEvent) -> RiskEvent | None:
         """``event`` as the stages and mutes pass it on, or None when one of them stopped it."""

@@ -264,7 +264,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 registry=registry,
                 detector=detection,
                 health=detection.health,
-                on_risk=alerts.submit,
+                on_risks=alerts.submit_many,
                 metrics=metrics,
                 inbox_capacity=settings.inbox_capacity,
                 batch_messages=settings.batch_messages,
@@ -279,7 +279,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                     group.create_task(_maintain(store), name="hub-store-maintain"),
                     group.create_task(_save_detection_forever(detection, settings.data_dir), name="hub-detection-save"),
                     group.create_task(
-                        ingest.liveness.run(connected=lambda: ingest.connected, on_risk=ingest.on_risk),
+                        ingest.liveness.run(connected=lambda: ingest.connected, on_risks=ingest.on_risks),
                         name="hub-ingest-liveness",
                     ),
                 ]

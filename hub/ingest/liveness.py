@@ -279,15 +279,18 @@ class Liveness:
         self,
         *,
         connected: Callable[[], bool],
-        on_risk: Callable[[RiskEvent], Awaitable[object]],
+        on_risks: Callable[[Sequence[RiskEvent]], Awaitable[object]],
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
-        """Sweep every ``period_s`` until cancelled, handing each event to ``on_risk`` (the alert service)."""
+        """Sweep every ``period_s`` until cancelled, handing each sweep's events to ``on_risks`` together (the
+        alert service: a dead gateway's sensors in one transaction)."""
         while True:
             connections = int(self._metrics.mqtt_connects.get())
-            for event in self.sweep(clock_ms(), connected=connected(), connection=connections):
+            events = self.sweep(clock_ms(), connected=connected(), connection=connections)
+            for event in events:
                 self._metrics.risk_events.inc(grade=event.grade.name, status=event.status)
-                await on_risk(event)
+            if events:
+                await on_risks(events)
             await asyncio.sleep(self.period_s)
 
     def _learn_after(self) -> int:

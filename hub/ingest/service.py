@@ -127,7 +127,7 @@ class Ingest:
         store: ReadingStore,
         registry: Registry,
         detector: RoundDetector,
-        on_risk: Callable[[RiskEvent], Awaitable[object]],
+        on_risks: Callable[[Sequence[RiskEvent]], Awaitable[object]],
         health: SensorHealth | None = None,
         metrics: Metrics,
         inbox_capacity: int = 10_000,
@@ -153,7 +153,9 @@ class Ingest:
         self.health = health
         """Takes the gateways' device reports and refused out-of-range values as rounds are prepared (its readings'
         part is in ``detector``)."""
-        self.on_risk = on_risk
+        self.on_risks = on_risks
+        """Takes a round's risk events together (``AlertService.submit_many``): one transaction for an incident's
+        many sensors, not one each before the last of them is paged."""
         self.metrics = metrics
         self.batch_messages = batch_messages
         self.round_bytes = round_bytes
@@ -431,6 +433,8 @@ class Ingest:
     async def _detect(self, prepared: "_Round") -> None:
         """Judge a round and hand its risks to alerts — before its commit: paging never waits for the store."""
         events = prepared.risks + self.detector.observe_round(prepared.judged)
+        if not events:
+            return
         for event in events:
             self.metrics.risk_events.inc(grade=event.grade.name, status=event.status)
             log.warning(
@@ -444,7 +448,7 @@ class Ingest:
                 event.rule,
                 event.source,
             )
-            await self.on_risk(event)
+        await self.on_risks(events)
 
     async def _store_round(self, prepared: "_Round") -> dict[tuple[str, int], int]:
         """Record the round in the ledger, commit it with its marks — retrying until the store takes it — and

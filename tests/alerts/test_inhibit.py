@@ -74,3 +74,15 @@ async def test_an_open_fire_alert_mutes_its_members_but_not_their_cleared_notice
             await alerts.resolve(incident.id, by="zhang-wei", channel="app", note="火已扑灭")
             assert await alerts.submit(smoke("smoke-b1-f2", grade=Grade.II)) is not None
             await wait_until(lambda: len(sink.sink.received) >= 5)
+
+
+async def test_a_batch_is_muted_as_the_same_events_one_by_one(sink: RunningSink, tmp_path: Path) -> None:
+    """An ingest round hands its events over together (``submit_many``, one transaction): the gateway's alert
+    and the fire alert still mute the events after them in the same batch, and not those before."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        async with WebhookReceiver() as receiver, service(store, sink.url, receiver) as alerts:
+            batch = [sensor_silent("gas-b1-101"), gateway_down(), sensor_silent("gas-b1-201"), smoke("smoke-b1-f2")]
+            batch += [fire(), smoke("smoke-b1-f2", grade=Grade.II), smoke("smoke-b1-f3")]
+            outcomes = await alerts.submit_many(batch)
+            assert [outcome is not None for outcome in outcomes] == [True, True, False, True, True, False, True]
+            assert alerts.counters.muted_total == 2

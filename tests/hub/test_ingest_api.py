@@ -4,6 +4,7 @@ import asyncio
 import base64
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -418,17 +419,17 @@ async def test_a_taken_round_still_reaches_alerts_when_the_connection_drops(
     release = asyncio.Event()
     paging = asyncio.Event()
 
-    async def slow_alerts(event: RiskEvent) -> None:
+    async def slow_alerts(events: Sequence[RiskEvent]) -> None:
         paging.set()
         await release.wait()
-        paged.append(event)
+        paged.extend(events)
 
     ingest = Ingest(
         endpoint=MqttEndpoint(host="127.0.0.1", port=mosquitto),
         store=store,
         registry=registry,
         detector=RuleEngine(community="hongxing", ruleset=default_rules(), sensors=list(registry.sensors.values())),
-        on_risk=slow_alerts,
+        on_risks=slow_alerts,
         metrics=Metrics(),
     )
     body = encode_batch(Batch("hongxing", "gw-b1", 1, 1, (gas(0, 27.4, "gas-b1-301"),)))
@@ -542,8 +543,8 @@ async def test_a_refused_commit_keeps_the_round_and_pages_before_the_store(
     inner = ChunkStore(path=tmp_path / "r.anju")
     metrics = Metrics()
 
-    async def page(event: RiskEvent) -> None:
-        order.append(f"paged {event.sensor}")
+    async def page(events: Sequence[RiskEvent]) -> None:
+        order.extend(f"paged {event.sensor}" for event in events)
 
     registry = Registry(load_deployment(demo_deployment))
     ingest = Ingest(
@@ -551,7 +552,7 @@ async def test_a_refused_commit_keeps_the_round_and_pages_before_the_store(
         store=FailingStore(inner, 2, order),  # type: ignore[arg-type]
         registry=registry,
         detector=RuleEngine(community="hongxing", ruleset=default_rules(), sensors=list(registry.sensors.values())),
-        on_risk=page,
+        on_risks=page,
         metrics=metrics,
     )
     body = encode_batch(Batch("hongxing", "gw-b1", 1, 1, (gas(0, 27.4, "gas-b1-301"), gas(0))))

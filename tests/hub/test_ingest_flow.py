@@ -10,7 +10,7 @@ import contextlib
 import queue
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def fleet_registry(options: LoadOptions, directory: Path) -> Registry:
     return Registry(load_deployment(path, check_secrets=False))
 
 
-async def _ignore(event: RiskEvent) -> None:
+async def _ignore(events: Sequence[RiskEvent]) -> None:
     return None
 
 
@@ -74,7 +74,7 @@ async def running_ingest(
     port: int,
     registry: Registry,
     store: object,
-    on_risk: Callable[[RiskEvent], Awaitable[object]] = _ignore,
+    on_risks: Callable[[Sequence[RiskEvent]], Awaitable[object]] = _ignore,
     **settings: int,
 ) -> AsyncIterator[Ingest]:
     ingest = Ingest(
@@ -84,7 +84,7 @@ async def running_ingest(
         detector=RuleEngine(
             community=registry.community, ruleset=default_rules(), sensors=list(registry.sensors.values())
         ),
-        on_risk=on_risk,
+        on_risks=on_risks,
         metrics=Metrics(),
         **settings,  # type: ignore[arg-type]
     )
@@ -192,12 +192,12 @@ async def test_a_replaying_gateway_does_not_delay_another_gateways_alarm(mosquit
     risks: list[tuple[float, RiskEvent]] = []
     paged = asyncio.Event()
 
-    async def on_risk(event: RiskEvent) -> None:
-        risks.append((time.monotonic(), event))
+    async def on_risks(events: Sequence[RiskEvent]) -> None:
+        risks.extend((time.monotonic(), event) for event in events)
         paged.set()
 
     try:
-        async with running_ingest(port=mosquitto, registry=registry, store=store, on_risk=on_risk) as ingest:
+        async with running_ingest(port=mosquitto, registry=registry, store=store, on_risks=on_risks) as ingest:
             flood = await asyncio.create_subprocess_exec(
                 *[sys.executable, "-m", "tests.hub.flood", str(mosquitto), replaying, str(backlog)],
                 cwd=REPO,
