@@ -832,6 +832,20 @@ class AlertStore:
         rows = self._query("SELECT * FROM transitions WHERE alert_id = ? ORDER BY seq", (alert_id,))
         return [_transition_from(r) for r in rows]
 
+    def audit_after(self, seq: int, *, limit: int) -> list[tuple[int, Transition, Alert]]:
+        """Audit rows of alerts after ``seq``, oldest first, at most ``limit``, each with its alert as it is now
+        (the live stream; rows of silences are left out)."""
+        rows = self._query(
+            "SELECT t.seq AS audit_seq, t.alert_id, t.from_state, t.to_state, t.by, t.channel, t.time_ms, t.note, "
+            "a.* FROM transitions t JOIN alerts a ON a.id = t.alert_id WHERE t.seq > ? ORDER BY t.seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(int(r["audit_seq"]), _transition_from(r), _alert_from(r)) for r in rows]
+
+    def audit_head(self) -> int:
+        """The seq of the newest audit row (0: none)."""
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) AS head FROM transitions")[0]["head"])
+
     def alert_times(self, *, since_ms: int, until_ms: int) -> list[AlertTimes]:
         """The milestones of every alert opened in [``since_ms``, ``until_ms``) (response-time statistics). A
         reopened alert keeps its first acknowledgement and on-site times in the audit log."""

@@ -35,6 +35,10 @@ def _settings_problem(exc: ValidationError) -> str:
     return "invalid settings — " + "; ".join(parts)
 
 
+GRACEFUL_STOP_S = 3
+"""On stop, how long requests under way may finish before they are cancelled (s): live streams never finish."""
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -59,9 +63,15 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"anju-hub: {exc}\n")
         return 2
     log.info("API on http://%s:%d/api/v1 (OpenAPI at /docs)", settings.http_host, settings.http_port)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_STOP_S,
     )
+    server = uvicorn.Server(config)
     server.run()
     return 0
 

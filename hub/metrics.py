@@ -142,6 +142,10 @@ class Metrics:
             "Sensors and gateways declared offline (reason stale, gateway-offline, heartbeat-lost) or back "
             "(reason cleared), by subject (sensor, gateway).",
         )
+        self.live_dropped = Counter(
+            "anju_live_subscribers_dropped_total",
+            "Live-stream subscribers dropped for falling too far behind (they reconnect and resume).",
+        )
         self._gauges: list[Gauge | GaugeFamily] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:

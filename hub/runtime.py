@@ -42,6 +42,7 @@ from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
+from hub.live import LiveFeed
 from hub.metrics import Metrics
 from hub.settings import HubSettings
 from hub.store import ReadingStore
@@ -63,6 +64,8 @@ class Runtime:
     ingest: Ingest
     emergency: EmergencyDesk
     """Notices, volunteers and measures of incidents (emergency mode)."""
+    live: LiveFeed
+    """Alert and sensor changes for the live stream (``GET /api/v1/stream``)."""
 
 
 GC_THRESHOLD_0 = 10_000
@@ -270,13 +273,21 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 batch_messages=settings.batch_messages,
                 time_check_interval_s=settings.time_check_interval_s,
             )
-            runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest, emergency)
+            live = LiveFeed(
+                store=alert_store,
+                registry=registry,
+                latest=ingest.latest,
+                liveness=ingest.liveness,
+                metrics=metrics,
+            )
+            runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest, emergency, live)
             tune_gc()
             await ingest.liveness.restore_open(alerts)
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
                     group.create_task(_maintain(store), name="hub-store-maintain"),
+                    group.create_task(live.run(), name="hub-live-feed"),
                     group.create_task(_save_detection_forever(detection, settings.data_dir), name="hub-detection-save"),
                     group.create_task(
                         ingest.liveness.run(connected=lambda: ingest.connected, on_risks=ingest.on_risks),

@@ -21,6 +21,7 @@ from hub.api.routes import (
     readings,
     sensors,
     silences,
+    stream,
     work_orders,
 )
 from hub.runtime import open_runtime
@@ -68,6 +69,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         dead_letters,
         gateways,
         sensors,
+        stream,
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)

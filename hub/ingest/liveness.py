@@ -393,6 +393,13 @@ class Liveness:
 
     # --- views ---------------------------------------------------------------------------------------------
 
+    def sensor_statuses(self, rows: npt.NDArray[np.intp]) -> list[tuple[SensorStatus, SensorReason | None]]:
+        """Status and, for a stale one, the reason, of the sensors at ``rows`` (as ``sensor_page`` says them)."""
+        last = self.sensors.last_ms[rows]
+        state = self._state[rows]
+        codes = np.where(state != FRESH, 1, np.where(last < 0, 2, 0))
+        return [(_STATUSES[code], _SENSOR_RULES.get(s)) for code, s in zip(codes.tolist(), state.tolist(), strict=True)]
+
     def sensor_page(
         self,
         now_ms: int,

@@ -35,6 +35,7 @@ from hub.detection.health import SensorHealth
 from hub.detection.observations import Observations
 from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
+from hub.ingest.latest import LatestValues
 from hub.ingest.ledger import SessionLedger
 from hub.ingest.liveness import Liveness
 from hub.ingest.registry import Registry, SensorInfo
@@ -165,6 +166,8 @@ class Ingest:
         self.telemetry = GatewayTelemetry(registry=registry, metrics=metrics, saved=store.latest_health())
         self.time_checks = TimeChecks(registry=registry, metrics=metrics, interval_s=time_check_interval_s)
         self.liveness = Liveness(registry=registry, metrics=metrics)
+        self.latest = LatestValues(len(registry.sensors))
+        """Each sensor's newest committed reading (the live stream, ``hub.live``)."""
         self.connected = False
         self._rebirths: set[str] = set()
         self._in_flight: set[tuple[str, int, int]] = set()
@@ -501,6 +504,7 @@ class Ingest:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
         self.liveness.observe_rows(prepared.sensor_rows, rows.time_ms, _now_ms())
+        self.latest.observe(prepared.sensor_rows, rows.time_ms, rows.value, rows.flags)
         self.metrics.commits.inc()
         self.metrics.readings_stored.inc(stored)
         if len(rows) > stored:

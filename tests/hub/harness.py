@@ -13,6 +13,7 @@ import uvicorn
 
 from alerts.sink import RunningSink, Sink, start_sink
 from hub.api import create_app
+from hub.cli import GRACEFUL_STOP_S
 from hub.demo.orchestrator import localise_deployment
 from hub.demo.processes import free_port
 from hub.settings import HubSettings
@@ -69,7 +70,13 @@ async def running_hub(
             **overrides,  # type: ignore[arg-type]
         )
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=http_port, log_level="warning")
+            uvicorn.Config(
+                create_app(settings),
+                host="127.0.0.1",
+                port=http_port,
+                log_level="warning",
+                timeout_graceful_shutdown=GRACEFUL_STOP_S,
+            )
         )
         serving = asyncio.create_task(server.serve(), name="test-hub-http")
         deadline = time.monotonic() + 15
