@@ -26,6 +26,7 @@ from hub.api.routes import (
 )
 from hub.runtime import open_runtime
 from hub.settings import HubSettings
+from hub.web import install_pages
 
 __all__ = ["create_app"]
 
@@ -73,4 +74,5 @@ def create_app(settings: HubSettings) -> FastAPI:
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)
+    install_pages(app)
     return app

@@ -1,0 +1,107 @@
+"""The hub's web pages: the grid manager's alert inbox (mobile first, live), an alert's detail with its readings
+and timeline, the login form and the residents' public notices. Static HTML, CSS and JavaScript written for Anju (no
+third-party assets, nothing from the internet: the pages work on a site without internet access); they use the
+JSON API with the browser session of ``/api/v1/auth/login`` and the live stream, so the caller's scope applies to
+them as to any API client.
+
+Served with a strict Content-Security-Policy (scripts, styles and connections from the hub only; no inline code;
+not framed) and the usual hardening headers (``SecurityHeaders``).
+"""
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["SecurityHeaders", "install_pages"]
+
+STATIC = Path(__file__).parent / "static"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "media-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+_PAGE_PREFIXES = ("/app", "/public")
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/app/", status_code=307)
+
+
+@router.get("/app")
+async def app_root() -> RedirectResponse:
+    return RedirectResponse("/app/", status_code=307)
+
+
+@router.get("/app/")
+async def inbox() -> FileResponse:
+    return _page("inbox.html")
+
+
+@router.get("/app/login")
+async def login() -> FileResponse:
+    return _page("login.html")
+
+
+@router.get("/app/alerts/{alert_id}")
+async def alert_page(alert_id: str) -> FileResponse:
+    return _page("alert.html")
+
+
+@router.get("/public")
+async def public_root() -> RedirectResponse:
+    return RedirectResponse("/public/", status_code=307)
+
+
+@router.get("/public/")
+async def public_page() -> FileResponse:
+    return _page("public.html")
+
+
+class SecurityHeaders:
+    """Hardening headers on every response, and the Content-Security-Policy on the pages (``/app``, ``/public``;
+    not on ``/docs``, whose Swagger UI the browser loads from its CDN)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        page = path.startswith(_PAGE_PREFIXES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in _HEADERS if name not in present]
+                if page:
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install_pages(app: FastAPI) -> None:
+    """Mount the pages and their static files on ``app`` and add the security headers."""
+    app.include_router(router)
+    app.mount("/app/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)

@@ -1,0 +1,97 @@
+// The JSON API as the pages use it: the browser session cookie, the CSRF token echoed on every change, and
+// problem details turned into one readable message. A lost session sends the page to the login form.
+
+const CSRF_COOKIE = "anju_csrf";
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(name + "="));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+}
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+export function toLogin() {
+  const next = encodeURIComponent(location.pathname + location.search);
+  location.assign(`/app/login?next=${next}`);
+}
+
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    headers["X-CSRF-Token"] = cookie(CSRF_COOKIE);
+  }
+  const response = await fetch(`/api/v1${path}`, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    toLogin();
+    throw new ApiError(401, "需要登录 / log in");
+  }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const detail = data && (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
+    throw new ApiError(response.status, detail || `HTTP ${response.status}`);
+  }
+  return data;
+}
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== undefined && child !== null && child !== false) {
+      node.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return node;
+}
+
+const TIME = new Intl.DateTimeFormat("zh-CN", {
+  month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+});
+
+export function when(iso) {
+  return iso ? TIME.format(new Date(iso)) : "—";
+}
+
+export function ago(iso, now = Date.now()) {
+  if (!iso) return "";
+  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (s < 60) return `${s} 秒前`;
+  if (s < 3600) return `${Math.floor(s / 60)} 分钟前`;
+  if (s < 86400) return `${Math.floor(s / 3600)} 小时前`;
+  return `${Math.floor(s / 86400)} 天前`;
+}
+
+export const STATES = {
+  open: "待接单 / open",
+  acknowledged: "已接单 / acknowledged",
+  en_route: "在途 / en route",
+  on_site: "已到场 / on site",
+  resolved: "已处置 / resolved",
+  verified: "已核实 / verified",
+  closed: "已关闭 / closed",
+};
+
+export async function logout() {
+  try {
+    await api("/auth/logout", { method: "POST" });
+  } finally {
+    location.assign("/app/login");
+  }
+}

@@ -1,0 +1,165 @@
+// The grid manager's alert inbox: the alerts in the caller's scope, most severe first, each with the one button
+// for its next step (接单, 出发, 到场, 处置完成 …), updated live from /api/v1/stream with sound and vibration.
+import { api, ago, el, logout, STATES, when } from "/app/static/api.js";
+
+const ACTIVE = ["open", "acknowledged", "en_route", "on_site"];
+const SEVERITY = { I: 0, II: 1, III: 2, IV: 3 };
+const NEXT = {
+  open: { path: "acknowledge", label: "接单 / Take it" },
+  acknowledged: { path: "en-route", label: "出发 / On my way" },
+  en_route: { path: "on-site", label: "到场 / On site" },
+  on_site: { path: "resolve", label: "处置完成 / Resolved", note: true },
+  resolved: { path: "verify", label: "核实 / Verify" },
+  verified: { path: "close", label: "关闭 / Close" },
+};
+
+const alerts = new Map();
+let me = null;
+let audio = null;
+
+function by() {
+  return me.person || me.name;
+}
+
+function problem(text) {
+  const box = document.getElementById("problem");
+  box.replaceChildren(text ? el("p", { class: "banner error", role: "alert" }, text) : "");
+}
+
+async function step(alert, next, note) {
+  const body = { by: by() };
+  if (next.note || note) body.note = note || "";
+  try {
+    const changed = await api(`/alerts/${encodeURIComponent(alert.id)}/${next.path}`, { method: "POST", body });
+    alerts.set(changed.id, changed);
+    problem("");
+    render();
+  } catch (error) {
+    problem(`${next.label}：${error.message}`);
+  }
+}
+
+function card(alert, fresh) {
+  const next = NEXT[alert.state];
+  const actions = el("div", { class: "actions" });
+  if (next) {
+    if (next.note) {
+      const note = el("textarea", { rows: 2, placeholder: "现场情况与处置 / what was found and done", "aria-label": "note" });
+      const button = el("button", { class: "primary", type: "button" }, next.label);
+      button.addEventListener("click", () => {
+        if (!note.value.trim()) {
+          note.focus();
+          problem("请填写处置说明 / a note is required to resolve");
+          return;
+        }
+        button.disabled = true;
+        step(alert, next, note.value.trim()).finally(() => (button.disabled = false));
+      });
+      actions.append(note, button);
+    } else {
+      const button = el("button", { class: "primary", type: "button" }, next.label);
+      button.addEventListener("click", () => {
+        button.disabled = true;
+        step(alert, next).finally(() => (button.disabled = false));
+      });
+      actions.append(button);
+    }
+  }
+  actions.append(el("a", { class: "button", href: `/app/alerts/${encodeURIComponent(alert.id)}` }, "详情 / Details"));
+  const value = `${alert.value} ${alert.unit}` + (alert.threshold === null ? "" : ` (阈值 ${alert.threshold})`);
+  const escalated = alert.escalation_level > 0 ? ` · 已升级至第 ${alert.escalation_level} 级 / escalated` : "";
+  return el(
+    "article",
+    { class: `card grade-${alert.grade}${fresh ? " fresh" : ""}`, id: `alert-${alert.id}`, "data-state": alert.state },
+    el(
+      "div",
+      { class: "top" },
+      el("span", { class: `grade ${alert.grade}` }, alert.grade_label_zh || alert.grade),
+      el("span", { class: "what" }, `${alert.kind} · ${alert.rule}`),
+      el("span", { class: "state" }, STATES[alert.state] || alert.state),
+    ),
+    el("div", { class: "where" }, alert.location),
+    el("div", { class: "facts" }, `${value} · ${when(alert.opened_at)}（${ago(alert.opened_at)}）${escalated}`),
+    actions,
+  );
+}
+
+function sorted(states) {
+  return [...alerts.values()]
+    .filter((a) => states.includes(a.state))
+    .sort((a, b) => SEVERITY[a.grade] - SEVERITY[b.grade] || b.opened_at.localeCompare(a.opened_at));
+}
+
+let freshIds = new Set();
+
+function render() {
+  const active = sorted(ACTIVE);
+  document.getElementById("active").replaceChildren(
+    ...(active.length ? active.map((a) => card(a, freshIds.has(a.id))) : [el("p", { class: "empty" }, "暂无待处理告警 / nothing to handle")]),
+  );
+  document.getElementById("resolved").replaceChildren(...sorted(["resolved"]).map((a) => card(a, false)));
+  freshIds = new Set();
+  document.title = `${active.length ? `(${active.length}) ` : ""}告警 / Alerts — 安居 Anju`;
+}
+
+function ring(grade) {
+  if (navigator.vibrate) navigator.vibrate(grade === "IV" ? [200] : [400, 150, 400, 150, 400]);
+  if (!audio) return;
+  const tone = audio.createOscillator();
+  const gain = audio.createGain();
+  tone.frequency.value = grade === "I" || grade === "II" ? 1046 : 784;
+  gain.gain.setValueAtTime(0.3, audio.currentTime);
+  gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.8);
+  tone.connect(gain).connect(audio.destination);
+  tone.start();
+  tone.stop(audio.currentTime + 0.8);
+}
+
+async function load() {
+  const list = await api("/alerts?limit=500");
+  alerts.clear();
+  for (const alert of list) alerts.set(alert.id, alert);
+  render();
+}
+
+function listen() {
+  const status = document.getElementById("status");
+  const source = new EventSource("/api/v1/stream?sensors=false");
+  source.addEventListener("open", () => {
+    status.className = "status live";
+    status.textContent = "实时 / live";
+  });
+  source.addEventListener("error", () => {
+    status.className = "status down";
+    status.textContent = "连接中断，正在重连… / reconnecting…";
+  });
+  source.addEventListener("alert", (message) => {
+    const change = JSON.parse(message.data);
+    const known = alerts.has(change.alert.id);
+    alerts.set(change.alert.id, change.alert);
+    if (!known || change.transition.from_state === null) {
+      freshIds.add(change.alert.id);
+      ring(change.alert.grade);
+    }
+    render();
+  });
+  source.addEventListener("reset", () => {
+    source.close();
+    load().then(listen, (error) => problem(error.message));
+  });
+}
+
+async function main() {
+  document.getElementById("logout").addEventListener("click", logout);
+  document.getElementById("sound").addEventListener("click", (event) => {
+    audio = audio || new AudioContext();
+    event.target.textContent = "提醒音已开启 / Sound on ✓";
+    ring("IV");
+  });
+  me = await api("/auth/me");
+  document.getElementById("who").textContent = `${me.name}（${me.role_zh}）`;
+  await load();
+  listen();
+}
+
+main().catch((error) => problem(error.message));
