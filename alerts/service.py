@@ -718,11 +718,18 @@ class AlertService:
         """The alert with ``alert_id``, or None."""
         return await asyncio.to_thread(self._store.get, alert_id)
 
-    async def list_alerts(self, state: AlertState | None = None, limit: int = 100) -> list[Alert]:
-        """Alerts newest first, optionally only those in ``state`` (at most ``limit``, 1..1000)."""
+    async def list_alerts(
+        self, state: AlertState | None = None, limit: int = 100, matching: Callable[[Alert], bool] | None = None
+    ) -> list[Alert]:
+        """Alerts newest first, optionally only those in ``state`` and those ``matching`` accepts (the caller's
+        scope: the API filters what a grid manager or a property company may see), at most ``limit`` (1..1000)."""
         if not 1 <= limit <= 1000:
             raise ValueError(f"limit must be 1..1000, got {limit!r}")
-        return await asyncio.to_thread(self._store.list_alerts, state=state, limit=limit)
+        return await asyncio.to_thread(self._store.list_alerts, state=state, limit=limit, matching=matching)
+
+    async def work_order(self, order_id: str) -> WorkOrder | None:
+        """The work order ``order_id`` with its evidence, or None."""
+        return await asyncio.to_thread(self._store.work_order, order_id)
 
     async def every_alert_in(self, state: AlertState) -> list[Alert]:
         """Every alert in ``state``, newest first, however many (restoring state after a restart; not for the API)."""
@@ -830,6 +837,10 @@ class AlertService:
 
     async def incidents(self, *, active_only: bool = False) -> list[Incident]:
         return await asyncio.to_thread(self._store.incidents, active_only=active_only)
+
+    async def incident(self, incident_id: str) -> Incident | None:
+        """The incident ``incident_id``, or None."""
+        return await asyncio.to_thread(self._store.incident, incident_id)
 
     async def _incident(self, incident_id: str) -> Incident:
         incident = await asyncio.to_thread(self._store.incident, incident_id)

@@ -41,7 +41,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
@@ -769,16 +769,25 @@ class AlertStore:
         rows = self._query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         return _alert_from(rows[0]) if rows else None
 
-    def list_alerts(self, *, state: AlertState | None = None, limit: int = 100) -> list[Alert]:
-        """Alerts newest first, optionally only those in ``state``; ``limit`` -1 for all of them (SQLite's LIMIT)."""
-        if state is None:
-            rows = self._query("SELECT * FROM alerts ORDER BY opened_at_ms DESC, id LIMIT ?", (limit,))
-        else:
-            rows = self._query(
-                "SELECT * FROM alerts WHERE state = ? ORDER BY opened_at_ms DESC, id LIMIT ?",
-                (state.value, limit),
-            )
-        return [_alert_from(r) for r in rows]
+    def list_alerts(
+        self, *, state: AlertState | None = None, limit: int = 100, matching: Callable[[Alert], bool] | None = None
+    ) -> list[Alert]:
+        """Alerts newest first, optionally only those in ``state``; ``limit`` -1 for all of them (SQLite's LIMIT).
+        ``matching``: only alerts it accepts count (a caller's scope), read in pages until ``limit`` are found."""
+        where, params = ("", []) if state is None else ("WHERE state = ?", [state.value])
+        sql = f"SELECT * FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
+        if matching is None:
+            return [_alert_from(r) for r in self._query(sql, (*params, limit))]
+        found: list[Alert] = []
+        with self._lock:
+            cursor = self._db.execute(sql, (*params, -1))
+            while limit < 0 or len(found) < limit:
+                page = cursor.fetchmany(500)
+                if not page:
+                    break
+                found.extend(alert for alert in map(_alert_from, page) if matching(alert))
+            cursor.close()
+        return found if limit < 0 else found[:limit]
 
     def commit(
         self,

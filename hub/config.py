@@ -281,6 +281,10 @@ class DepartmentConfig(_Strict):
     name: str = Field(min_length=1)
     kind: Literal["property", "gas", "power", "fire", "urban-management", "water", "other"]
     people: list[Id] = Field(min_length=1)
+    manages: list[Id] = Field(default_factory=list)
+    """For a ``property`` department (物业): the buildings it manages, as sensors name them in ``building``. Its users
+    (role ``property_company``) see those buildings' sensors, readings and alerts and nothing else of the grids
+    (hub/identity/scope.py); a building is managed by one company at most."""
 
 
 class BroadcastConfig(_Strict):
@@ -530,6 +534,8 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
                 yield ("grids", index, "managers", m_index), manager, "no person with this id in people"
     yield from _roster_checks(deployment, people, grids)
     department_ids: set[str] = set()
+    buildings = {sensor.building for _, sensor in deployment.sensors() if sensor.building is not None}
+    managed_by: dict[str, str] = {}
     for d_index, department in enumerate(deployment.departments):
         if department.id in department_ids:
             yield ("departments", d_index, "id"), department.id, "duplicate department id"
@@ -537,6 +543,15 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
         for i, person_id in enumerate(department.people):
             if person_id not in people:
                 yield ("departments", d_index, "people", i), person_id, "no person with this id in people"
+        for i, building in enumerate(department.manages):
+            at_building = ("departments", d_index, "manages", i)
+            if department.kind != "property":
+                yield at_building, building, "only a department of kind property manages buildings"
+            elif building not in buildings:
+                yield at_building, building, "no sensor names this building (gateways[].sensors[].building)"
+            elif building in managed_by:
+                yield at_building, building, f"already managed by department {managed_by[building]}"
+            managed_by.setdefault(building, department.id)
     level_ids: set[str] = set()
     for l_index, level in enumerate(deployment.escalation.levels):
         if level.id in level_ids:

@@ -40,6 +40,7 @@ from hub.detection.health import SensorHealth
 from hub.detection.layers import DetectionLayers
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
+from hub.identity import AccessRules, Identity, IdentityStore, Scopes
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.live import LiveFeed
@@ -66,6 +67,8 @@ class Runtime:
     """Notices, volunteers and measures of incidents (emergency mode)."""
     live: LiveFeed
     """Alert and sensor changes for the live stream (``GET /api/v1/stream``)."""
+    identity: Identity
+    """Users, sessions, API tokens and each principal's scope (hub/identity/)."""
 
 
 GC_THRESHOLD_0 = 10_000
@@ -217,6 +220,25 @@ async def _maintain(store: ReadingStore) -> None:
             log.exception("store maintenance failed; retrying in %.0f s", MAINTAIN_EVERY_S)
 
 
+def identity(settings: HubSettings, deployment: Deployment, store: IdentityStore) -> Identity:
+    """Logins and scopes of the hub: the settings' lifetimes and limits, the deployment's people and places, and the
+    settings' static token kept as an admin integration token."""
+    rules = AccessRules(
+        access_ttl_s=settings.access_token_ttl_s,
+        refresh_ttl_s=settings.refresh_token_ttl_s,
+        cookie_ttl_s=settings.cookie_session_ttl_s,
+        max_failures=settings.login_max_failures,
+        lockout_s=settings.login_lockout_s,
+    )
+    return Identity(
+        store,
+        Scopes(deployment),
+        rules=rules,
+        address_limit=(settings.login_address_failures, settings.login_address_window_s),
+        static_token=settings.api_token.get_secret_value() if settings.api_token else None,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     """Build the hub, run its background tasks while the context is open, and close it cleanly."""
@@ -227,6 +249,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     registry = Registry(deployment)
     store = await asyncio.to_thread(open_store, deployment, settings.data_dir, config_dir=settings.deployment.parent)
     alert_store = AlertStore(settings.alerts_path)
+    identity_store = IdentityStore(settings.identity_path)
     try:
         async with (
             WebhookReceiver(
@@ -280,7 +303,18 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 liveness=ingest.liveness,
                 metrics=metrics,
             )
-            runtime = Runtime(settings, deployment, registry, store, metrics, alerts, ingest, emergency, live)
+            runtime = Runtime(
+                settings,
+                deployment,
+                registry,
+                store,
+                metrics,
+                alerts,
+                ingest,
+                emergency,
+                live,
+                identity(settings, deployment, identity_store),
+            )
             tune_gc()
             await ingest.liveness.restore_open(alerts)
             async with asyncio.TaskGroup() as group:
@@ -303,4 +337,5 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     finally:
         store.close()
         alert_store.close()
+        identity_store.close()
         log.info("hub stopped")

@@ -36,6 +36,20 @@ class HubSettings(BaseSettings):
     """Seconds between two ``cmd/time`` clock checks of an online gateway (one also goes on each birth)."""
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """The largest request body the API takes (413 beyond it): a batch of 500 risk events is ~0.3 MB."""
+    access_token_ttl_s: float = Field(default=900.0, ge=10, le=3600)
+    """Seconds an access token from a password login lives (15 min): a leaked one is useful for this long at most;
+    the refresh token gets the next one."""
+    refresh_token_ttl_s: float = Field(default=7 * 86_400.0, ge=60, le=90 * 86_400)
+    """Seconds a bearer session lives from its login, however often it is refreshed (a phone logs in weekly)."""
+    cookie_session_ttl_s: float = Field(default=12 * 3600.0, ge=60, le=7 * 86_400)
+    """Seconds a browser (cookie) session lives from its login: one duty shift."""
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    """Wrong passwords in a row after which a user is locked out for ``login_lockout_s``."""
+    login_lockout_s: float = Field(default=900.0, ge=1, le=86_400)
+    login_address_failures: int = Field(default=20, ge=1, le=10_000)
+    """Failed logins one client address may make in ``login_address_window_s`` (any user names) before it waits:
+    guessing across many accounts from one place is slowed even though no single account locks."""
+    login_address_window_s: float = Field(default=300.0, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Self:
@@ -57,3 +71,8 @@ class HubSettings(BaseSettings):
     @property
     def alerts_path(self) -> Path:
         return self.data_dir / "alerts.sqlite3"
+
+    @property
+    def identity_path(self) -> Path:
+        """Users, sessions, API tokens and their audit (hub/identity/store.py); ``anju-hub users`` edits it too."""
+        return self.data_dir / "identity.sqlite3"

@@ -9,6 +9,7 @@ from hub.api.limits import BodyLimit
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import (
     alerts,
+    auth,
     dead_letters,
     disclosure,
     events,
@@ -22,6 +23,7 @@ from hub.api.routes import (
     sensors,
     silences,
     stream,
+    users,
     work_orders,
 )
 from hub.runtime import open_runtime
@@ -32,8 +34,9 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: HubSettings) -> FastAPI:
-    if settings.api_token is None:
-        raise ValueError("the API requires a token: set ANJU_API_TOKEN or ANJU_API_TOKEN_FILE")
+    """The API of one hub. Every route but health, metrics, login and the public disclosure feed needs a principal:
+    a user's session (``anju-hub users add``), an API token, or ``settings.api_token`` (an admin integration token;
+    optional now that users can log in)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +74,8 @@ def create_app(settings: HubSettings) -> FastAPI:
         gateways,
         sensors,
         stream,
+        auth,
+        users,
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)

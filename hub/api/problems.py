@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from alerts.service import NotFoundError, TransitionError
+from hub.identity import UserProblem
 
-__all__ = ["install_problem_handlers", "problem", "service_errors"]
+__all__ = ["identity_errors", "install_problem_handlers", "problem", "service_errors"]
 
 _MEDIA_TYPE = "application/problem+json"
 
@@ -27,6 +28,15 @@ def service_errors(what: str) -> Iterator[None]:
         raise HTTPException(409, f"{what} {exc}") from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+
+
+@contextmanager
+def identity_errors() -> Iterator[None]:
+    """A user or token change that cannot be made, as problem details naming the field (404, 409 or 422)."""
+    try:
+        yield
+    except UserProblem as exc:
+        raise HTTPException(exc.status, f"{exc.field}: {exc}") from None
 
 
 def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:
@@ -56,6 +66,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _title(status: int) -> str:
-    return {400: "Bad request", 401: "Unauthorized", 404: "Not found", 409: "Conflict", 422: "Invalid request"}.get(
-        status, "Error"
-    )
+    titles = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+              422: "Invalid request", 429: "Too many requests"}  # fmt: skip
+    return titles.get(status, "Error")

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Protocol
 
@@ -408,11 +408,15 @@ class Liveness:
         status: SensorStatus | None = None,
         offset: int = 0,
         limit: int = 1000,
+        only: Collection[str] | None = None,
     ) -> tuple[int, list[SensorLiveness]]:
-        """The total matching and one page of sensors (config order), optionally of one gateway or status."""
+        """The total matching and one page of sensors (config order), optionally of one gateway or status, and only
+        of the sensor ids in ``only`` (the caller's scope) when given."""
         last = self.sensors.last_ms
         codes = np.where(self._state != FRESH, 1, np.where(last < 0, 2, 0))
         mask = np.ones(len(self._infos), bool)
+        if only is not None:
+            mask &= np.fromiter((info.id in only for info in self._infos), bool, len(self._infos))
         if gateway is not None:
             mask &= self._gateway_of == self._gateway_index.get(gateway, -1)
         if status is not None:

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.model import Alert, AlertState
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep
 from hub.api.problems import service_errors
+from hub.api.visible import alert_in_view
 
 router = APIRouter(tags=["alerts"], dependencies=[Authorized])
 
@@ -117,18 +118,20 @@ class TransitionPublic(BaseModel):
 @router.get("/alerts")
 async def list_alerts(
     runtime: RuntimeDep,
+    principal: CurrentPrincipal,
     state: AlertState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
-    return [AlertPublic.of(alert) for alert in await runtime.alerts.list_alerts(state=state, limit=limit)]
+    """Alerts newest first, only those in the caller's scope (a grid manager's grids and escalations, a property
+    company's buildings)."""
+    scope = principal.scope
+    matching = None if scope.community_wide else scope.sees_alert
+    return [AlertPublic.of(a) for a in await runtime.alerts.list_alerts(state=state, limit=limit, matching=matching)]
 
 
 @router.get("/alerts/{alert_id}")
-async def get_alert(runtime: RuntimeDep, alert_id: str) -> AlertPublic:
-    alert = await runtime.alerts.get(alert_id)
-    if alert is None:
-        raise HTTPException(404, f"no alert {alert_id!r}")
-    return AlertPublic.of(alert)
+async def get_alert(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str) -> AlertPublic:
+    return AlertPublic.of(await alert_in_view(runtime, principal, alert_id))
 
 
 class AcknowledgeManyIn(BaseModel):
@@ -150,7 +153,9 @@ class AcknowledgeManyOut(BaseModel):
 
 
 @router.post("/alerts/acknowledge")
-async def acknowledge_many(runtime: RuntimeDep, body: AcknowledgeManyIn) -> AcknowledgeManyOut:
+async def acknowledge_many(
+    runtime: RuntimeDep, principal: CurrentPrincipal, body: AcknowledgeManyIn
+) -> AcknowledgeManyOut:
     """Take several alerts at once — the alerts of a digest page after a storm — each audited on its own; an id that
     cannot be taken (unknown, already taken) is listed with why, and the others are taken all the same."""
     if len(set(body.ids)) != len(body.ids):
@@ -159,6 +164,7 @@ async def acknowledge_many(runtime: RuntimeDep, body: AcknowledgeManyIn) -> Ackn
     refused: list[Refusal] = []
     for alert_id in body.ids:
         try:
+            await alert_in_view(runtime, principal, alert_id)
             with service_errors("alert"):
                 taken.append(AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api")))
         except StarletteHTTPException as exc:  # what service_errors raises
@@ -167,52 +173,60 @@ async def acknowledge_many(runtime: RuntimeDep, body: AcknowledgeManyIn) -> Ackn
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
-async def acknowledge(runtime: RuntimeDep, alert_id: str, body: AcknowledgeIn) -> AlertPublic:
+async def acknowledge(
+    runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: AcknowledgeIn
+) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/resolve")
-async def resolve(runtime: RuntimeDep, alert_id: str, body: ResolveIn) -> AlertPublic:
+async def resolve(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: ResolveIn) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.resolve(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/en-route")
-async def en_route(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+async def en_route(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.en_route(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/on-site")
-async def on_site(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+async def on_site(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.on_site(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/verify")
-async def verify(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+async def verify(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.verify(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/close")
-async def close(runtime: RuntimeDep, alert_id: str, body: StepIn) -> AlertPublic:
+async def close(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.close(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.post("/alerts/{alert_id}/reopen")
-async def reopen(runtime: RuntimeDep, alert_id: str, body: ReopenIn) -> AlertPublic:
+async def reopen(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: ReopenIn) -> AlertPublic:
+    await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
         return AlertPublic.of(await runtime.alerts.reopen(alert_id, by=body.by, note=body.note, channel="api"))
 
 
 @router.get("/alerts/{alert_id}/transitions")
-async def transitions(runtime: RuntimeDep, alert_id: str) -> list[TransitionPublic]:
+async def transitions(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str) -> list[TransitionPublic]:
     """The alert's audit trail, oldest first: every step, escalation and page with who, when and how."""
-    if await runtime.alerts.get(alert_id) is None:
-        raise HTTPException(404, f"no alert {alert_id!r}")
+    await alert_in_view(runtime, principal, alert_id)
     return [
         TransitionPublic(
             from_state=t.from_state, to_state=t.to_state, by=t.by, channel=t.channel, time=_iso(t.time_ms), note=t.note
@@ -234,7 +248,7 @@ class ResponseStatsPublic(BaseModel):
     resolve_p90_s: float | None
 
 
-@router.get("/response-times")
+@router.get("/response-times", dependencies=[CommunityWide])
 async def response_times(
     runtime: RuntimeDep,
     since: datetime,

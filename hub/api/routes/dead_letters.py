@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import CommunityWide, RuntimeDep
 
-router = APIRouter(tags=["dead letters"], dependencies=[Authorized])
+router = APIRouter(tags=["dead letters"], dependencies=[CommunityWide])
 
 
 class DeadLetterPublic(BaseModel):

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 from alerts.disclosure import Disclosure
 from alerts.hazards import Hazard
 from alerts.model import Alert
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import CommunityWide, RuntimeDep
 from hub.api.problems import service_errors
 
 router = APIRouter(tags=["disclosure"])
-staff = [Authorized]
+staff = [CommunityWide]
 
 
 class PublishIn(BaseModel):

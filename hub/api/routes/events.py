@@ -20,11 +20,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from alerts.model import Grade, RiskEvent
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import CommunityWide, RuntimeDep
 from hub.api.problems import problem
 from hub.runtime import Runtime
 
-router = APIRouter(tags=["events"], dependencies=[Authorized])
+router = APIRouter(tags=["events"], dependencies=[CommunityWide])
 
 MAX_EVENTS = 500
 """Events in one request: a burst of a district platform fits; more is a client to fix (413-like, 422 here)."""

@@ -13,9 +13,9 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import CommunityWide, RuntimeDep
 
-router = APIRouter(tags=["gateways"], dependencies=[Authorized])
+router = APIRouter(tags=["gateways"], dependencies=[CommunityWide])
 
 
 def _at(time_ms: int) -> datetime:

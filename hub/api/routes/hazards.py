@@ -8,10 +8,10 @@ from pydantic import BaseModel, Field
 
 from alerts.hazards import Hazard, HazardState
 from alerts.model import Grade
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import CommunityWide, RuntimeDep
 from hub.api.problems import service_errors
 
-router = APIRouter(tags=["hazards"], dependencies=[Authorized])
+router = APIRouter(tags=["hazards"], dependencies=[CommunityWide])
 
 
 class HazardIn(BaseModel):

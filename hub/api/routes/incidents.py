@@ -8,11 +8,12 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep
 from hub.api.problems import service_errors
 from hub.api.routes.mobilisation import MeasurePublic, NoticePublic, VolunteersPublic
+from hub.api.visible import IncidentInView
 
-router = APIRouter(tags=["incidents"], dependencies=[Authorized])
+router = APIRouter(tags=["incidents"], dependencies=[Authorized, IncidentInView])
 
 
 class DeclareIn(BaseModel):
@@ -88,7 +89,7 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
-@router.post("/incidents", status_code=201)
+@router.post("/incidents", status_code=201, dependencies=[CommunityWide])
 async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
     known = {sensor.building for _, sensor in runtime.deployment.sensors() if sensor.building}
     unknown = [b for b in body.buildings if b not in known]
@@ -107,8 +108,12 @@ async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
 
 
 @router.get("/incidents")
-async def list_incidents(runtime: RuntimeDep, active_only: bool = False) -> list[IncidentPublic]:
-    return [IncidentPublic.of(i) for i in await runtime.alerts.incidents(active_only=active_only)]
+async def list_incidents(
+    runtime: RuntimeDep, principal: CurrentPrincipal, active_only: bool = False
+) -> list[IncidentPublic]:
+    """Incidents in the caller's view: the whole community's, and those of their grids or buildings."""
+    incidents = await runtime.alerts.incidents(active_only=active_only)
+    return [IncidentPublic.of(i) for i in incidents if principal.scope.sees_incident(i)]
 
 
 @router.get("/incidents/{incident_id}")
@@ -158,7 +163,7 @@ async def export(runtime: RuntimeDep, incident_id: str) -> Response:
     return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-@router.post("/incidents/{incident_id}/close")
+@router.post("/incidents/{incident_id}/close", dependencies=[CommunityWide])
 async def close(runtime: RuntimeDep, incident_id: str, body: ByIn) -> IncidentPublic:
     with service_errors("incident"):
         return IncidentPublic.of(await runtime.alerts.close_incident(incident_id, by=body.by, note=body.note))

@@ -10,12 +10,13 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from alerts.incident_summary import summary_html
 from alerts.mobilisation import Answer, Callout, IncidentBoard, IncidentMessage, Measure, Notice, mobilised_skills
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CommunityWide, RuntimeDep
 from hub.api.problems import service_errors
+from hub.api.visible import IncidentInView
 
 __all__ = ["MeasurePublic", "NoticePublic", "VolunteersPublic", "router"]
 
-router = APIRouter(tags=["incidents"], dependencies=[Authorized])
+router = APIRouter(tags=["incidents"], dependencies=[Authorized, IncidentInView])
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -146,7 +147,7 @@ class MeasurePublic(BaseModel):
                    deliveries=[DeliveryPublic.of(board, d) for d in board.deliveries(m.id)])  # fmt: skip
 
 
-@router.post("/incidents/{incident_id}/notices", status_code=201)
+@router.post("/incidents/{incident_id}/notices", status_code=201, dependencies=[CommunityWide])
 async def send_notice(runtime: RuntimeDep, incident_id: str, body: NoticeIn) -> NoticePublic:
     """Send a notice to the residents of the incident's area through every broadcast receiver covering it."""
     with service_errors("incident"):
@@ -164,7 +165,7 @@ async def notices(runtime: RuntimeDep, incident_id: str) -> list[NoticePublic]:
     return [NoticePublic.of(board, n) for n in board.notices]
 
 
-@router.post("/incidents/{incident_id}/volunteers/call")
+@router.post("/incidents/{incident_id}/volunteers/call", dependencies=[CommunityWide])
 async def call_volunteers(runtime: RuntimeDep, incident_id: str, body: CallIn) -> VolunteersPublic:
     """Ask volunteers to join (those named, or every volunteer covering the area); nobody is asked twice."""
     with service_errors("incident"):
@@ -189,7 +190,7 @@ async def answer(runtime: RuntimeDep, incident_id: str, volunteer_id: str, body:
     return VolunteerPublic.of(board, callout)
 
 
-@router.post("/incidents/{incident_id}/measures", status_code=201)
+@router.post("/incidents/{incident_id}/measures", status_code=201, dependencies=[CommunityWide])
 async def assign_measure(runtime: RuntimeDep, incident_id: str, body: MeasureIn) -> MeasurePublic:
     """Assign a measure with a deadline to a property company (its people are notified)."""
     due_ms = round(body.due.timestamp() * 1000)

@@ -18,7 +18,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.visible import sensor_in_view
 from hub.store.base import ReadingFlag
 
 router = APIRouter(tags=["readings"], dependencies=[Authorized])
@@ -91,14 +92,13 @@ def parse_instant(text: str | None, name: str, default_ms: int) -> int:
 @router.get("/readings")
 async def readings(
     runtime: RuntimeDep,
+    principal: CurrentPrincipal,
     sensor: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
     start: str | None = None,
     end: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> ReadingsPublic:
-    info = runtime.registry.by_id.get(sensor)
-    if info is None:
-        raise HTTPException(404, f"no sensor {sensor!r} in this deployment")
+    info = sensor_in_view(runtime, principal, sensor)
     end_ms = parse_instant(end, "end", int(time.time() * 1000) + 1)
     start_ms = parse_instant(start, "start", end_ms - _DEFAULT_SPAN_MS)
     if start_ms >= end_ms:
@@ -133,15 +133,14 @@ _WIDTHS_S = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86
 @router.get("/readings/buckets")
 async def buckets(
     runtime: RuntimeDep,
+    principal: CurrentPrincipal,
     sensor: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
     width: str = "1m",
     start: str | None = None,
     end: str | None = None,
 ) -> BucketsPublic:
     """``width`` is one of 1m, 5m, 15m, 1h, 6h, 1d; at most 10,000 buckets per call."""
-    info = runtime.registry.by_id.get(sensor)
-    if info is None:
-        raise HTTPException(404, f"no sensor {sensor!r} in this deployment")
+    info = sensor_in_view(runtime, principal, sensor)
     width_s = _WIDTHS_S.get(width)
     if width_s is None:
         raise HTTPException(422, f"width={width!r} is not one of {', '.join(_WIDTHS_S)}")
@@ -183,13 +182,15 @@ class WindowPublic(BaseModel):
 @router.get("/readings/window")
 async def window(
     runtime: RuntimeDep,
+    principal: CurrentPrincipal,
     grid: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
     start: str | None = None,
     end: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> WindowPublic:
     """Every reading of a grid's sensors in [start, end) (default: the last 10 minutes), by time then sensor."""
-    sensors = [i.id for i in runtime.registry.by_id.values() if i.grid == grid]
+    scope = principal.scope
+    sensors = [i.id for i in runtime.registry.by_id.values() if i.grid == grid and scope.sees_sensor(i.id)]
     if not sensors:
         raise HTTPException(404, f"no grid {grid!r} with sensors in this deployment")
     end_ms = parse_instant(end, "end", int(time.time() * 1000) + 1)
@@ -218,10 +219,13 @@ async def window(
 
 @router.get("/readings/latest")
 async def latest(
-    runtime: RuntimeDep, grid: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,64}$")] = None
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    grid: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,64}$")] = None,
 ) -> list[LatestPublic]:
-    """Every sensor of the community (or of ``grid``) that has a reading, with its newest one."""
-    infos = [i for i in runtime.registry.by_id.values() if grid is None or i.grid == grid]
+    """Every sensor of the community (or of ``grid``) in the caller's scope that has a reading, with its newest one."""
+    scope = principal.scope
+    infos = [i for i in runtime.registry.by_id.values() if (grid is None or i.grid == grid) and scope.sees_sensor(i.id)]
     if grid is not None and not infos:
         raise HTTPException(404, f"no grid {grid!r} with sensors in this deployment")
     rows = await asyncio.to_thread(runtime.store.latest, [i.id for i in infos])

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 
 router = APIRouter(tags=["sensors"], dependencies=[Authorized])
 
@@ -46,16 +46,22 @@ class SensorsStatusPublic(BaseModel):
 @router.get("/sensors/status")
 async def sensors_status(
     runtime: RuntimeDep,
+    principal: CurrentPrincipal,
     gateway: str | None = None,
     status: Literal["fresh", "stale", "unseen"] | None = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> SensorsStatusPublic:
-    if gateway is not None and gateway not in runtime.registry.gateways:
+    scope = principal.scope
+    only = None if scope.community_wide else scope.sensors
+    in_view = gateway in runtime.registry.gateways and (
+        only is None or any(s in only for s in runtime.registry.on_gateway[gateway])
+    )
+    if gateway is not None and not in_view:
         raise HTTPException(404, f"no gateway {gateway} in this deployment")
     now_ms = time.time_ns() // 1_000_000
     total, page = runtime.ingest.liveness.sensor_page(
-        now_ms, gateway=gateway, status=status, offset=offset, limit=limit
+        now_ms, gateway=gateway, status=status, offset=offset, limit=limit, only=only
     )
     return SensorsStatusPublic(
         community=runtime.registry.community,

@@ -7,10 +7,10 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 
 from alerts.silence import Silence, SilenceMatch
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import CommunityWide, RuntimeDep
 from hub.api.problems import service_errors
 
-router = APIRouter(tags=["silences"], dependencies=[Authorized])
+router = APIRouter(tags=["silences"], dependencies=[CommunityWide])
 
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=500)]
 

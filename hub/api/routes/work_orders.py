@@ -7,8 +7,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.problems import service_errors
+from hub.api.visible import alert_in_view, work_order_in_view
 
 router = APIRouter(tags=["work orders"], dependencies=[Authorized])
 
@@ -84,7 +85,10 @@ def _time(ms: int) -> datetime:
 
 
 @router.post("/alerts/{alert_id}/work-orders", status_code=201)
-async def dispatch(runtime: RuntimeDep, alert_id: str, body: DispatchIn) -> WorkOrderPublic:
+async def dispatch(
+    runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: DispatchIn
+) -> WorkOrderPublic:
+    await alert_in_view(runtime, principal, alert_id)
     if body.due_at.tzinfo is None:
         raise HTTPException(422, "due_at needs an offset (…+08:00 or …Z)")
     with service_errors("work order or alert"):
@@ -100,17 +104,21 @@ async def dispatch(runtime: RuntimeDep, alert_id: str, body: DispatchIn) -> Work
 
 
 @router.get("/alerts/{alert_id}/work-orders")
-async def list_work_orders(runtime: RuntimeDep, alert_id: str) -> list[WorkOrderPublic]:
-    if await runtime.alerts.get(alert_id) is None:
-        raise HTTPException(404, f"no alert {alert_id!r}")
+async def list_work_orders(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str) -> list[WorkOrderPublic]:
+    await alert_in_view(runtime, principal, alert_id)
     return [WorkOrderPublic.of(order) for order in await runtime.alerts.work_orders(alert_id)]
 
 
 @router.post("/work-orders/{order_id}/{step}")
 async def work_order_step(
-    runtime: RuntimeDep, order_id: str, step: Literal["accept", "done", "verify", "reject", "cancel"], body: StepIn
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    order_id: str,
+    step: Literal["accept", "done", "verify", "reject", "cancel"],
+    body: StepIn,
 ) -> WorkOrderPublic:
     """accept, done (with an "after" evidence link), verify, reject (back to the department) or cancel."""
+    await work_order_in_view(runtime, principal, order_id)
     with service_errors("work order or alert"):
         now_ms = round(datetime.now().timestamp() * 1000)
         evidence = [Evidence(phase=e.phase, url=e.url, by=body.by, time_ms=now_ms, note=e.note) for e in body.evidence]
