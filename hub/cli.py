@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hub.cli_rules import add_rules_command
+from hub.cli_users import add_users_command
 
 __all__ = ["main"]
 
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--alerts", help="the alert database file itself (default DATA_DIR/alerts.sqlite3)")
     verify.set_defaults(handler=_audit_verify)
     add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
+    add_users_command(commands)  # `users add|passwd|role|disable|enable|list` (hub/cli_users.py)
     return parser
 
 
