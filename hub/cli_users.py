@@ -92,12 +92,13 @@ def add_users_command(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     users.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
     sub = users.add_subparsers(dest="users_command", required=True)
     roles = [r.value for r in Role]
-    add = sub.add_parser("add", help="add a user; the password from a prompt or --password-file")
+    # allow_abbrev=False: ``--password SECRET`` must not pass as an abbreviation of --password-file.
+    add = sub.add_parser("add", help="add a user; the password from a prompt or --password-file", allow_abbrev=False)
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=roles)
     add.add_argument("--person", help="the deployment person (or volunteer) id the user stands for")
     add.add_argument("--password-file", help="a file holding the password (one line)")
-    passwd = sub.add_parser("passwd", help="set a new password (ends the user's sessions)")
+    passwd = sub.add_parser("passwd", help="set a new password (ends the user's sessions)", allow_abbrev=False)
     passwd.add_argument("name")
     passwd.add_argument("--password-file")
     role = sub.add_parser("role", help="change a user's role and person")
