@@ -1,7 +1,8 @@
 """Errors as RFC 9457 problem details (``application/problem+json``), one style for every endpoint."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,7 +56,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [
-            {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "input": repr(error.get("input"))[:200]}
+            {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "input": _shown(error)}
             for error in exc.errors()
         ]
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
@@ -63,6 +64,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+
+
+_SECRET_FIELDS = frozenset({"password", "refresh_token", "token", "secret"})
+"""Request fields whose value a refusal never echoes: the answer may end up in a proxy's or a client's log."""
+
+
+def _shown(error: Mapping[str, Any]) -> str:
+    """The refused input as the problem shows it (200 characters at most), secrets masked."""
+    value = error.get("input")
+    if any(str(part) in _SECRET_FIELDS for part in error["loc"]):
+        return "'***'"
+    if isinstance(value, Mapping):
+        value = {k: "***" if k in _SECRET_FIELDS else v for k, v in value.items()}
+    return repr(value)[:200]
 
 
 def _title(status: int) -> str:

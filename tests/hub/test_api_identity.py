@@ -349,6 +349,9 @@ async def test_bad_input_is_refused_with_problem_details_naming_the_field(hub: H
         assert "json" in malformed.json()["detail"].lower()
         empty = await client.post("/api/v1/auth/login", json={"username": "li", "password": ""})
         assert empty.status_code == 422 and "password" in empty.json()["detail"]
+        for body in ({"usrname": "li", "password": PASSWORD}, {"username": "li", "password": PASSWORD * 20}):
+            refused = await client.post("/api/v1/auth/login", json=body)
+            assert refused.status_code == 422 and PASSWORD not in refused.text, "a refusal never echoes a password"
 
 
 async def test_an_alert_escalated_to_a_property_company_comes_into_its_view(mosquitto: int, tmp_path: Path) -> None:
