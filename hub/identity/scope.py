@@ -50,6 +50,11 @@ class Scope:
     def everything(cls) -> Scope:
         return cls(community_wide=True)
 
+    @property
+    def sees_no_alerts(self) -> bool:
+        """True when no alert can be in view (a volunteer): lists need not read the alerts at all."""
+        return not (self.community_wide or self.grids or self.sensors or self.escalated_from_level is not None)
+
     def sees_sensor(self, sensor: str) -> bool:
         return self.community_wide or sensor in self.sensors
 

@@ -292,8 +292,9 @@ class IdentityStore:
         now_ms: int,
     ) -> None:
         """A successful login: the session, its token hashes ``(sha256, kind, expires ms)``, the failure count reset,
-        audited."""
+        audited. Expired tokens of every session are deleted on the way (a login is rare and slow anyway: argon2)."""
         with self._transaction() as db:
+            db.execute("DELETE FROM session_tokens WHERE expires_ms < ?", (now_ms,))  # the table stays small
             db.execute("UPDATE users SET failed_logins = 0, locked_until_ms = NULL WHERE id = ?", (user.id,))
             db.execute(
                 "INSERT INTO sessions (id, user_id, mode, client, csrf_hash, created_ms, expires_ms) "
