@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,9 +80,15 @@ class Interest:
     sensors: bool = True
     grids: frozenset[str] | None = None
     rows: npt.NDArray[np.bool_] | None = None
+    visible: Callable[[Alert], bool] | None = None
+    """The caller's scope over alerts (``hub.identity.Scope.sees_alert``); None: every alert."""
 
     def wants(self, alert: Alert) -> bool:
-        return self.alerts and (self.grids is None or alert.grid in self.grids)
+        return (
+            self.alerts
+            and (self.grids is None or alert.grid in self.grids)
+            and (self.visible is None or self.visible(alert))
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -152,13 +158,18 @@ class LiveFeed:
         """The seq of the newest audit row handed out (or found at start)."""
         return self._seq or 0
 
-    def rows_where(self, *, grids: frozenset[str] | None, gateway: str | None) -> npt.NDArray[np.bool_] | None:
-        """The registry rows mask of sensors in ``grids`` (None: any) on ``gateway`` (None: any); None for all."""
-        if grids is None and gateway is None:
+    def rows_where(
+        self, *, grids: frozenset[str] | None, gateway: str | None, sensors: frozenset[str] | None = None
+    ) -> npt.NDArray[np.bool_] | None:
+        """The registry rows mask of sensors in ``grids`` (None: any) on ``gateway`` (None: any) among ``sensors``
+        (None: any; the caller's scope); None for all."""
+        if grids is None and gateway is None and sensors is None:
             return None
         return np.fromiter(
             (
-                (grids is None or info.grid in grids) and (gateway is None or info.gateway == gateway)
+                (grids is None or info.grid in grids)
+                and (gateway is None or info.gateway == gateway)
+                and (sensors is None or info.id in sensors)
                 for info in self._infos
             ),
             bool,

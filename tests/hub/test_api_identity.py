@@ -22,6 +22,7 @@ from tests.hub.identity_support import (
     login_tokens,
     session,
 )
+from tests.hub.test_stream import Listener
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
@@ -368,3 +369,38 @@ async def test_an_alert_escalated_to_a_property_company_comes_into_its_view(mosq
 
             await eventually(seen, timeout_s=15)
             assert (await prop_b.get(f"/api/v1/alerts/{alert}")).json()["escalation_level"] >= 1
+
+
+async def test_the_live_stream_carries_only_what_the_caller_may_see(hub: Hub) -> None:
+    await add_users(hub, "wang", "zhang")
+    async with session(hub, "wang") as wang, session(hub, "zhang") as zhang:
+        for refused in (
+            await zhang.get("/api/v1/stream", params={"grid": "grid-1"}),
+            await zhang.get("/api/v1/stream", params={"gateway": "gw-b1"}),
+        ):
+            assert_not_found(refused)
+        mine, other = Listener(), Listener()
+        async with (
+            wang.stream("GET", "/api/v1/stream", timeout=None) as wang_stream,
+            zhang.stream("GET", "/api/v1/stream", timeout=None) as zhang_stream,
+        ):
+            readers = [asyncio.create_task(mine.read(wang_stream)), asyncio.create_task(other.read(zhang_stream))]
+
+            async def both_ready() -> bool:
+                return bool(mine.named("hello") and other.named("hello"))
+
+            await eventually(both_ready)
+            async with gateway(hub.mqtt_port) as gw:
+                await gw.publish(1, Reading("gas-b1-301", T0, 27.4, "%LEL"), channel=Channel.ALARM)
+                await gw.ack()
+
+            async def wang_saw_it() -> bool:
+                sensors = {s["sensor"] for e in mine.named("sensors") for s in e.data["sensors"]}
+                return bool(mine.named("alert")) and "gas-b1-301" in sensors
+
+            await eventually(wang_saw_it)
+            await asyncio.sleep(1.5)  # a sensor period more for anything that would leak to zhang
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+        assert other.named("alert") == [] and other.named("sensors") == [], "grid-2's manager sees nothing of grid-1"

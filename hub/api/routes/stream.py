@@ -3,7 +3,8 @@
 Events (``event:`` name, ``data:`` one JSON object):
 
 - ``hello`` once at the start: the community, the current head of the alert changes, the periods;
-- ``alert`` (``id:`` the audit seq) for every change of an alert the caller may see: ``{"seq", "transition",
+- ``alert`` (``id:`` the audit seq) for every change of an alert the caller may see (their scope,
+  hub/identity/scope.py; sensors too): ``{"seq", "transition",
   "alert"}``, the alert as ``GET /alerts/{id}`` shows it now;
 - ``sensors`` every ``sensor_period_s`` with the sensors whose newest reading moved: ``{"time", "sensors":
   [{"sensor", "gateway", "grid", "kind", "unit", "time", "value", "status", "reason"}]}``;
@@ -22,7 +23,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from hub.api.deps import Authorized, RuntimeDep
+from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.routes.alerts import AlertPublic, TransitionPublic
 from hub.live import AlertChange, Interest, LiveFeed, SensorChanges
 
@@ -126,6 +127,7 @@ async def _events(feed: LiveFeed, interest: Interest, resume: int | None, commun
 @router.get("/stream", response_class=StreamingResponse)
 async def stream(
     runtime: RuntimeDep,
+    principal: CurrentPrincipal,
     alerts: bool = True,
     sensors: bool = True,
     grid: Annotated[list[str] | None, Query(description="only these grids (repeat the parameter)")] = None,
@@ -133,18 +135,29 @@ async def stream(
     last_event_id: Annotated[str | None, Header(description="resume after this event id (EventSource sets it)")] = None,
 ) -> StreamingResponse:
     """Alert and sensor changes as Server-Sent Events (``text/event-stream``); see the module docstring."""
-    known_grids = {g.id for g in runtime.deployment.grids}
+    scope = principal.scope
+    known_grids = {g.id for g in runtime.deployment.grids if scope.sees_grid_sensors(g.id)}
     unknown = sorted(set(grid or ()) - known_grids)
     if unknown:
         raise HTTPException(404, f"no grid {', '.join(unknown)} in this deployment")
-    if gateway is not None and gateway not in runtime.registry.gateways:
+    only = None if scope.community_wide else scope.sensors
+    in_view = gateway in runtime.registry.gateways and (
+        only is None or any(s in only for s in runtime.registry.on_gateway[gateway])
+    )
+    if gateway is not None and not in_view:
         raise HTTPException(404, f"no gateway {gateway} in this deployment")
     if not alerts and not sensors:
         raise HTTPException(422, "alerts=false and sensors=false leave nothing to stream")
     resume = _resume_from(last_event_id)
     grids = frozenset(grid) if grid else None
     feed = runtime.live
-    interest = Interest(alerts=alerts, sensors=sensors, grids=grids, rows=feed.rows_where(grids=grids, gateway=gateway))
+    interest = Interest(
+        alerts=alerts,
+        sensors=sensors,
+        grids=grids,
+        rows=feed.rows_where(grids=grids, gateway=gateway, sensors=only),
+        visible=None if scope.community_wide else scope.sees_alert,
+    )
     return StreamingResponse(
         _events(feed, interest, resume, runtime.registry.community),
         media_type="text/event-stream",
