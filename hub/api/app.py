@@ -34,9 +34,9 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: HubSettings) -> FastAPI:
-    """The API of one hub. Every route but health, metrics, login and the public disclosure feed needs a principal:
-    a user's session (``anju-hub users add``), an API token, or ``settings.api_token`` (an admin integration token;
-    optional now that users can log in)."""
+    """The API and pages of one hub. Every API route but health, metrics, login and the public disclosure feed
+    needs a principal: a user's session (``anju-hub users add``), an API token, or ``settings.api_token`` (an admin
+    integration token; optional now that users can log in)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
