@@ -27,6 +27,7 @@ __all__ = [
     "CommunityWide",
     "CurrentPrincipal",
     "RuntimeDep",
+    "acting_as",
     "client_address",
     "requires",
 ]
@@ -82,6 +83,21 @@ async def _principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+
+def acting_as(principal: Principal, by: str) -> str:
+    """Who a step is recorded as (the audit's ``by``). An integration (an API token, the static token) relays the
+    person who acted, and says who; a user acts as themself — their deployment person, or their user name when not
+    linked to one — and naming anyone else is refused (403), so nobody takes an alert or closes an incident in
+    another's name."""
+    if principal.via in ("api-token", "static-token"):
+        return by
+    own = principal.person or principal.name
+    if by != own:
+        raise HTTPException(403, f"只能以本人身份操作 / a user acts as themself ({own!r}), not as {by!r}")
+    return own
+
+
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 

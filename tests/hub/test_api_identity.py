@@ -404,3 +404,22 @@ async def test_the_live_stream_carries_only_what_the_caller_may_see(hub: Hub) ->
                 reader.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
         assert other.named("alert") == [] and other.named("sensors") == [], "grid-2's manager sees nothing of grid-1"
+
+
+async def test_a_user_acts_as_themself_and_an_integration_names_who_acted(hub: Hub) -> None:
+    await add_users(hub, "wang")
+    a, _ = await two_alerts(hub)
+    async with session(hub, "wang") as wang:
+        other = await wang.post(f"/api/v1/alerts/{a}/acknowledge", json={"by": "zhang-wei"})
+        assert other.status_code == 403 and other.headers["content-type"] == PROBLEM
+        assert "wang-li" in other.json()["detail"] and "zhang-wei" in other.json()["detail"]
+        assert (await wang.get(f"/api/v1/alerts/{a}")).json()["state"] == "open", "nothing was done in another's name"
+        own = await wang.post(f"/api/v1/alerts/{a}/acknowledge", json={"by": "wang-li"})
+        assert own.status_code == 200 and own.json()["acknowledged_by"] == "wang-li"
+    relayed = await hub.api.post(f"/api/v1/alerts/{a}/en-route", json={"by": "wang-li", "note": "via WeCom"})
+    assert relayed.status_code == 200, "the static token is an integration: it says who acted"
+    trail = (await hub.api.get(f"/api/v1/alerts/{a}/transitions")).json()
+    assert [(t["to_state"], t["by"]) for t in trail if t["from_state"] != t["to_state"]][1:] == [
+        ("acknowledged", "wang-li"),
+        ("en_route", "wang-li"),
+    ]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.model import Alert, AlertState
-from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep
+from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 from hub.api.visible import alert_in_view
 
@@ -168,7 +168,11 @@ async def acknowledge_many(
         try:
             await alert_in_view(runtime, principal, alert_id)
             with service_errors("alert"):
-                taken.append(AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api")))
+                taken.append(
+                    AlertPublic.of(
+                        await runtime.alerts.acknowledge(alert_id, by=acting_as(principal, body.by), channel="api")
+                    )
+                )
         except StarletteHTTPException as exc:  # what service_errors raises
             refused.append(Refusal(id=alert_id, status=exc.status_code, detail=str(exc.detail)))
     return AcknowledgeManyOut(acknowledged=taken, refused=refused)
@@ -180,49 +184,63 @@ async def acknowledge(
 ) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.acknowledge(alert_id, by=body.by, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.acknowledge(alert_id, by=acting_as(principal, body.by), channel="api")
+        )
 
 
 @router.post("/alerts/{alert_id}/resolve")
 async def resolve(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: ResolveIn) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.resolve(alert_id, by=body.by, note=body.note, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.resolve(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
+        )
 
 
 @router.post("/alerts/{alert_id}/en-route")
 async def en_route(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.en_route(alert_id, by=body.by, note=body.note, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.en_route(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
+        )
 
 
 @router.post("/alerts/{alert_id}/on-site")
 async def on_site(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.on_site(alert_id, by=body.by, note=body.note, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.on_site(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
+        )
 
 
 @router.post("/alerts/{alert_id}/verify")
 async def verify(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.verify(alert_id, by=body.by, note=body.note, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.verify(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
+        )
 
 
 @router.post("/alerts/{alert_id}/close")
 async def close(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.close(alert_id, by=body.by, note=body.note, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.close(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
+        )
 
 
 @router.post("/alerts/{alert_id}/reopen")
 async def reopen(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: ReopenIn) -> AlertPublic:
     await alert_in_view(runtime, principal, alert_id)
     with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.reopen(alert_id, by=body.by, note=body.note, channel="api"))
+        return AlertPublic.of(
+            await runtime.alerts.reopen(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
+        )
 
 
 @router.get("/alerts/{alert_id}/transitions")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from alerts.disclosure import Disclosure
 from alerts.hazards import Hazard
 from alerts.model import Alert
-from hub.api.deps import CommunityWide, RuntimeDep
+from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 
 router = APIRouter(tags=["disclosure"])
@@ -90,17 +90,21 @@ def _public(item: Disclosure, subject: Alert | Hazard | None) -> DisclosurePubli
 
 
 @router.post("/disclosures", status_code=201, dependencies=staff)
-async def publish(runtime: RuntimeDep, body: PublishIn) -> DisclosureStaff:
+async def publish(runtime: RuntimeDep, principal: CurrentPrincipal, body: PublishIn) -> DisclosureStaff:
     with service_errors("disclosure"):
         item = await runtime.alerts.publish(
-            subject_kind=body.subject_kind, subject_id=body.subject_id, title=body.title, text=body.text, by=body.by
+            subject_kind=body.subject_kind,
+            subject_id=body.subject_id,
+            title=body.title,
+            text=body.text,
+            by=acting_as(principal, body.by),
         )
     return _staff(item, await runtime.alerts.subject_of(item))
 
 
 @router.post("/disclosures/{item_id}/withdraw", dependencies=staff)
-async def withdraw(runtime: RuntimeDep, item_id: str, body: WithdrawIn) -> DisclosureStaff:
-    item = await runtime.alerts.withdraw(item_id, by=body.by)
+async def withdraw(runtime: RuntimeDep, principal: CurrentPrincipal, item_id: str, body: WithdrawIn) -> DisclosureStaff:
+    item = await runtime.alerts.withdraw(item_id, by=acting_as(principal, body.by))
     if item is None:
         raise HTTPException(404, f"no published item {item_id!r}")
     return _staff(item, await runtime.alerts.subject_of(item))

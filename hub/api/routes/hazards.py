@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from alerts.hazards import Hazard, HazardState
 from alerts.model import Grade
-from hub.api.deps import CommunityWide, RuntimeDep
+from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 
 router = APIRouter(tags=["hazards"], dependencies=[CommunityWide])
@@ -71,7 +71,7 @@ def _now_ms() -> int:
 
 
 @router.post("/hazards", status_code=201)
-async def register(runtime: RuntimeDep, body: HazardIn) -> HazardPublic:
+async def register(runtime: RuntimeDep, principal: CurrentPrincipal, body: HazardIn) -> HazardPublic:
     with service_errors("hazard"):
         hazard = await runtime.alerts.register_hazard(
             community=runtime.registry.community,
@@ -80,7 +80,7 @@ async def register(runtime: RuntimeDep, body: HazardIn) -> HazardPublic:
             title=body.title,
             grade=Grade[body.grade],
             owner=body.owner,
-            by=body.by,
+            by=acting_as(principal, body.by),
             channel="api",
             alerts=body.alerts,
         )
@@ -94,9 +94,9 @@ async def list_hazards(runtime: RuntimeDep, open_only: Annotated[bool, Query()] 
 
 
 @router.post("/hazards/{hazard_id}/review")
-async def review(runtime: RuntimeDep, hazard_id: str, body: ReviewIn) -> HazardPublic:
+async def review(runtime: RuntimeDep, principal: CurrentPrincipal, hazard_id: str, body: ReviewIn) -> HazardPublic:
     with service_errors("hazard"):
         hazard = await runtime.alerts.review_hazard(
-            hazard_id, by=body.by, channel="api", finding=body.finding, close=body.close
+            hazard_id, by=acting_as(principal, body.by), channel="api", finding=body.finding, close=body.close
         )
     return HazardPublic.of(hazard, _now_ms())

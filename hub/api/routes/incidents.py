@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
-from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep
+from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 from hub.api.routes.mobilisation import MeasurePublic, NoticePublic, VolunteersPublic
 from hub.api.visible import IncidentInView
@@ -90,19 +90,19 @@ def _time(ms: int) -> datetime:
 
 
 @router.post("/incidents", status_code=201, dependencies=[CommunityWide])
-async def declare(runtime: RuntimeDep, body: DeclareIn) -> IncidentPublic:
+async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: DeclareIn) -> IncidentPublic:
     known = {sensor.building for _, sensor in runtime.deployment.sensors() if sensor.building}
     unknown = [b for b in body.buildings if b not in known]
     if unknown:
         raise HTTPException(422, f"buildings: no sensor of this deployment is in {', '.join(unknown)}")
     with service_errors("incident"):
         incident = await runtime.alerts.declare_incident(
-            community=runtime.registry.community, kind=body.kind, title=body.title, by=body.by, grids=body.grids,
-            buildings=body.buildings, fields=body.fields,
+            community=runtime.registry.community, kind=body.kind, title=body.title, by=acting_as(principal, body.by),
+            grids=body.grids, buildings=body.buildings, fields=body.fields,
         )  # fmt: skip
         if not body.mobilise:
             return IncidentPublic.of(incident)
-        await runtime.emergency.call_volunteers(incident.id, by=body.by)
+        await runtime.emergency.call_volunteers(incident.id, by=acting_as(principal, body.by))
         board = await runtime.emergency.board(incident.id)
     return IncidentPublic.of(incident).model_copy(update={"volunteers": VolunteersPublic.of(board)})
 
@@ -133,10 +133,11 @@ async def get_incident(runtime: RuntimeDep, incident_id: str) -> IncidentPublic:
 
 
 @router.post("/incidents/{incident_id}/households")
-async def report(runtime: RuntimeDep, incident_id: str, body: ReportIn) -> ReportPublic:
+async def report(runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: ReportIn) -> ReportPublic:
     with service_errors("incident"):
         return ReportPublic.of(await runtime.alerts.report_household(
-            incident_id, household=body.household, status=body.status, by=body.by, note=body.note, values=body.values
+            incident_id, household=body.household, status=body.status, by=acting_as(principal, body.by),
+            note=body.note, values=body.values,
         ))  # fmt: skip
 
 
@@ -148,9 +149,13 @@ async def households(runtime: RuntimeDep, incident_id: str) -> list[ReportPublic
 
 
 @router.post("/incidents/{incident_id}/households/{household}/verify")
-async def verify(runtime: RuntimeDep, incident_id: str, household: str, body: ByIn) -> ReportPublic:
+async def verify(
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, household: str, body: ByIn
+) -> ReportPublic:
     with service_errors("incident"):
-        return ReportPublic.of(await runtime.alerts.verify_household(incident_id, household=household, by=body.by))
+        return ReportPublic.of(
+            await runtime.alerts.verify_household(incident_id, household=household, by=acting_as(principal, body.by))
+        )
 
 
 @router.get("/incidents/{incident_id}/export.csv")
@@ -164,6 +169,8 @@ async def export(runtime: RuntimeDep, incident_id: str) -> Response:
 
 
 @router.post("/incidents/{incident_id}/close", dependencies=[CommunityWide])
-async def close(runtime: RuntimeDep, incident_id: str, body: ByIn) -> IncidentPublic:
+async def close(runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: ByIn) -> IncidentPublic:
     with service_errors("incident"):
-        return IncidentPublic.of(await runtime.alerts.close_incident(incident_id, by=body.by, note=body.note))
+        return IncidentPublic.of(
+            await runtime.alerts.close_incident(incident_id, by=acting_as(principal, body.by), note=body.note)
+        )

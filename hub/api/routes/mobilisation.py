@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from alerts.incident_summary import summary_html
 from alerts.mobilisation import Answer, Callout, IncidentBoard, IncidentMessage, Measure, Notice, mobilised_skills
-from hub.api.deps import Authorized, CommunityWide, RuntimeDep
+from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 from hub.api.visible import IncidentInView
 
@@ -148,11 +148,13 @@ class MeasurePublic(BaseModel):
 
 
 @router.post("/incidents/{incident_id}/notices", status_code=201, dependencies=[CommunityWide])
-async def send_notice(runtime: RuntimeDep, incident_id: str, body: NoticeIn) -> NoticePublic:
+async def send_notice(
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: NoticeIn
+) -> NoticePublic:
     """Send a notice to the residents of the incident's area through every broadcast receiver covering it."""
     with service_errors("incident"):
         notice = await runtime.emergency.send_notice(incident_id, text_zh=body.text_zh, text_en=body.text_en,
-                                                     by=body.by)  # fmt: skip
+                                                     by=acting_as(principal, body.by))  # fmt: skip
         board = await runtime.emergency.board(incident_id)
     return NoticePublic.of(board, notice)
 
@@ -166,10 +168,14 @@ async def notices(runtime: RuntimeDep, incident_id: str) -> list[NoticePublic]:
 
 
 @router.post("/incidents/{incident_id}/volunteers/call", dependencies=[CommunityWide])
-async def call_volunteers(runtime: RuntimeDep, incident_id: str, body: CallIn) -> VolunteersPublic:
+async def call_volunteers(
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: CallIn
+) -> VolunteersPublic:
     """Ask volunteers to join (those named, or every volunteer covering the area); nobody is asked twice."""
     with service_errors("incident"):
-        await runtime.emergency.call_volunteers(incident_id, by=body.by, volunteers=body.volunteers)
+        await runtime.emergency.call_volunteers(
+            incident_id, by=acting_as(principal, body.by), volunteers=body.volunteers
+        )
         return VolunteersPublic.of(await runtime.emergency.board(incident_id))
 
 
@@ -181,22 +187,26 @@ async def volunteers(runtime: RuntimeDep, incident_id: str) -> VolunteersPublic:
 
 
 @router.post("/incidents/{incident_id}/volunteers/{volunteer_id}/answer")
-async def answer(runtime: RuntimeDep, incident_id: str, volunteer_id: str, body: AnswerIn) -> VolunteerPublic:
+async def answer(
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, volunteer_id: str, body: AnswerIn
+) -> VolunteerPublic:
     """A volunteer's answer: available or unavailable (a later answer replaces an earlier one)."""
     with service_errors("volunteer"):
-        callout = await runtime.emergency.answer(incident_id, volunteer_id, answer=body.answer, by=body.by,
-                                                 note=body.note)  # fmt: skip
+        by = acting_as(principal, body.by or volunteer_id)
+        callout = await runtime.emergency.answer(incident_id, volunteer_id, answer=body.answer, by=by, note=body.note)
         board = await runtime.emergency.board(incident_id)
     return VolunteerPublic.of(board, callout)
 
 
 @router.post("/incidents/{incident_id}/measures", status_code=201, dependencies=[CommunityWide])
-async def assign_measure(runtime: RuntimeDep, incident_id: str, body: MeasureIn) -> MeasurePublic:
+async def assign_measure(
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: MeasureIn
+) -> MeasurePublic:
     """Assign a measure with a deadline to a property company (its people are notified)."""
     due_ms = round(body.due.timestamp() * 1000)
     with service_errors("incident"):
         measure = await runtime.emergency.assign_measure(incident_id, department=body.department, text=body.text,
-                                                         due_ms=due_ms, by=body.by)  # fmt: skip
+                                                         due_ms=due_ms, by=acting_as(principal, body.by))  # fmt: skip
         board = await runtime.emergency.board(incident_id)
     return MeasurePublic.of(board, measure)
 
@@ -210,10 +220,14 @@ async def measures(runtime: RuntimeDep, incident_id: str) -> list[MeasurePublic]
 
 
 @router.post("/incidents/{incident_id}/measures/{measure_id}/confirm")
-async def confirm_measure(runtime: RuntimeDep, incident_id: str, measure_id: str, body: ConfirmIn) -> MeasurePublic:
+async def confirm_measure(
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, measure_id: str, body: ConfirmIn
+) -> MeasurePublic:
     """One of the company's people confirms the measure, saying what was done (once)."""
     with service_errors("measure"):
-        measure = await runtime.emergency.confirm_measure(incident_id, measure_id, by=body.by, note=body.note)
+        measure = await runtime.emergency.confirm_measure(
+            incident_id, measure_id, by=acting_as(principal, body.by), note=body.note
+        )
         board = await runtime.emergency.board(incident_id)
     return MeasurePublic.of(board, measure)
 

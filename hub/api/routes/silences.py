@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 
 from alerts.silence import Silence, SilenceMatch
-from hub.api.deps import CommunityWide, RuntimeDep
+from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 
 router = APIRouter(tags=["silences"], dependencies=[CommunityWide])
@@ -84,7 +84,7 @@ def _ms(moment: datetime) -> int:
 
 
 @router.post("/silences", status_code=201)
-async def set_silence(runtime: RuntimeDep, body: SilenceIn) -> SilencePublic:
+async def set_silence(runtime: RuntimeDep, principal: CurrentPrincipal, body: SilenceIn) -> SilencePublic:
     with service_errors("silence"):
         match = SilenceMatch(
             sensors=tuple(body.sensors),
@@ -95,7 +95,7 @@ async def set_silence(runtime: RuntimeDep, body: SilenceIn) -> SilencePublic:
         )
         silence = await runtime.alerts.silence(
             match,
-            by=body.by,
+            by=acting_as(principal, body.by),
             reason=body.reason,
             ends_at_ms=_ms(body.ends_at),
             starts_at_ms=None if body.starts_at is None else _ms(body.starts_at),
@@ -109,8 +109,10 @@ async def list_silences(runtime: RuntimeDep, running: Annotated[bool, Query()] =
 
 
 @router.post("/silences/{silence_id}/lift")
-async def lift_silence(runtime: RuntimeDep, silence_id: str, body: LiftIn) -> SilencePublic:
-    lifted = await runtime.alerts.lift_silence(silence_id, by=body.by)
+async def lift_silence(
+    runtime: RuntimeDep, principal: CurrentPrincipal, silence_id: str, body: LiftIn
+) -> SilencePublic:
+    lifted = await runtime.alerts.lift_silence(silence_id, by=acting_as(principal, body.by))
     if lifted is None:
         raise HTTPException(404, f"no running silence {silence_id!r}")
     return SilencePublic.of(lifted)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
-from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 from hub.api.visible import alert_in_view, work_order_in_view
 
@@ -97,7 +97,7 @@ async def dispatch(
             department=body.department,
             task=body.task,
             due_ms=round(body.due_at.timestamp() * 1000),
-            by=body.by,
+            by=acting_as(principal, body.by),
             channel="api",
         )
     return WorkOrderPublic.of(order)
@@ -121,8 +121,16 @@ async def work_order_step(
     await work_order_in_view(runtime, principal, order_id)
     with service_errors("work order or alert"):
         now_ms = round(datetime.now().timestamp() * 1000)
-        evidence = [Evidence(phase=e.phase, url=e.url, by=body.by, time_ms=now_ms, note=e.note) for e in body.evidence]
+        evidence = [
+            Evidence(phase=e.phase, url=e.url, by=acting_as(principal, body.by), time_ms=now_ms, note=e.note)
+            for e in body.evidence
+        ]
         order = await runtime.alerts.work_order_step(
-            order_id, STEP_TO_STATE[step], by=body.by, channel="api", note=body.note, evidence=evidence
+            order_id,
+            STEP_TO_STATE[step],
+            by=acting_as(principal, body.by),
+            channel="api",
+            note=body.note,
+            evidence=evidence,
         )
     return WorkOrderPublic.of(order)
