@@ -14,6 +14,7 @@ const NEXT = {
 };
 
 const alerts = new Map();
+const drafts = new Map();
 let me = null;
 let audio = null;
 
@@ -32,6 +33,7 @@ async function step(alert, next, note) {
   try {
     const changed = await api(`/alerts/${encodeURIComponent(alert.id)}/${next.path}`, { method: "POST", body });
     alerts.set(changed.id, changed);
+    drafts.delete(changed.id);
     problem("");
     render();
   } catch (error) {
@@ -45,6 +47,8 @@ function card(alert, fresh) {
   if (next) {
     if (next.note) {
       const note = el("textarea", { rows: 2, placeholder: "现场情况与处置 / what was found and done", "aria-label": "note" });
+      note.value = drafts.get(alert.id) || "";  // live updates re-render the list: a note being typed stays
+      note.addEventListener("input", () => drafts.set(alert.id, note.value));
       const button = el("button", { class: "primary", type: "button" }, next.label);
       button.addEventListener("click", () => {
         if (!note.value.trim()) {

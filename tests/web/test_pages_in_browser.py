@@ -1,0 +1,155 @@
+"""The web pages in a real browser (headless Chromium, driven by Playwright) against a real hub: a grid manager logs
+in, sees the alerts of their grids arrive live, takes and resolves one in a few taps; the detail page shows the
+readings and the timeline; residents read the public notices without logging in."""
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from protocol import Reading
+from protocol.topics import Channel
+from tests.conftest import require_service
+from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
+from tests.hub.identity_support import PASSWORD, add_users, identity_deployment
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def hub(mosquitto: int, tmp_path: Path) -> AsyncIterator[Hub]:
+    async with running_hub(
+        mosquitto=mosquitto, deployment=identity_deployment(tmp_path), data_dir=tmp_path / "data"
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    require_service("chromium", chromium)
+    assert chromium is not None
+    async with async_playwright() as driver:
+        launched = await driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def base(hub: Hub) -> str:
+    return f"http://127.0.0.1:{hub.settings.http_port}"
+
+
+async def phone(browser: Browser, hub: Hub) -> Page:
+    """A phone-sized page (the cookies are Secure: Chromium keeps them for http://127.0.0.1, a secure context)."""
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, base_url=base(hub))
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    return page
+
+
+async def log_in(page: Page, name: str, password: str = PASSWORD) -> None:
+    await page.goto("/app/login?next=/app/")
+    await page.fill("#username", name)
+    await page.fill("#password", password)
+    await page.click("button[type=submit]")
+    if password == PASSWORD:
+        await expect(page.locator("#who")).to_contain_text(name)  # the inbox, logged in
+
+
+async def gas_alarm(hub: Hub, seq: int, sensor: str, value: float) -> None:
+    gw = "gw-b1" if "-b1-" in sensor else "gw-b2"
+    async with gateway(hub.mqtt_port, gw) as link:
+        await link.publish(seq, Reading(sensor, T0 + seq * 1000, value, "%LEL"), channel=Channel.ALARM)
+        await link.ack()
+
+
+async def test_a_grid_manager_sees_alerts_arrive_live_and_takes_one_to_resolved(hub: Hub, browser: Browser) -> None:
+    await add_users(hub, "wang", "zhang")
+    await gas_alarm(hub, 1, "gas-b1-301", 27.4)
+    page = await phone(browser, hub)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    await log_in(page, "wang", "wrong-password-1")
+    await expect(page.locator("#problem .banner")).to_contain_text("密码")
+    assert page.url.endswith("/app/login?next=/app/"), "a wrong password stays on the form"
+    await log_in(page, "wang")
+    first = page.locator("#active article.card")
+    await expect(first).to_have_count(1)
+    await expect(first).to_contain_text("红星社区")
+    await expect(first).to_contain_text("27.4 %LEL")
+    await expect(page.locator("#status")).to_have_class("status live")
+
+    # A second alarm in wang-li's grid arrives without a reload; one in zhang-wei's grid never shows here.
+    await gas_alarm(hub, 2, "gas-b2-101", 30.0)
+    await gas_alarm(hub, 3, "gas-b1-101", 26.0)
+    await expect(page.locator("#active article.card")).to_have_count(2)
+    await expect(page.locator("#active")).not_to_contain_text("2栋")
+
+    # One tap each: take it, on my way, on site, then resolve with a note.
+    card = page.locator("#active article.card", has_text="1栋301室")
+    for label in ("接单", "出发", "到场"):
+        await card.locator("button.primary", has_text=label).click()
+        await expect(card.locator("button.primary")).not_to_have_text(label)
+    await card.locator("button.primary", has_text="处置完成").click()
+    await expect(page.locator("#problem .banner")).to_contain_text("请填写处置说明")
+    await card.locator("textarea").fill("关阀通风，燃气公司已检修")
+    await card.locator("button.primary", has_text="处置完成").click()
+    await expect(page.locator("#resolved article.card")).to_have_count(1)
+    await expect(page.locator("#active article.card")).to_have_count(1)
+
+    alerts: list[dict[str, Any]] = (await hub.api.get("/api/v1/alerts")).json()
+    resolved = next(a for a in alerts if a["sensor"] == "gas-b1-301")
+    assert (resolved["state"], resolved["resolved_by"]) == ("resolved", "wang-li")
+    assert resolved["resolved_note"] == "关阀通风，燃气公司已检修"
+    trail = (await hub.api.get(f"/api/v1/alerts/{resolved['id']}/transitions")).json()
+    assert [t["channel"] for t in trail if t["by"] == "wang-li"] == ["api"] * 4
+    assert errors == [], errors
+
+
+async def test_the_detail_page_shows_readings_against_the_set_point_and_the_timeline(
+    hub: Hub, browser: Browser
+) -> None:
+    await add_users(hub, "wang")
+    await gas_alarm(hub, 1, "gas-b1-301", 27.4)
+
+    async def alert_id() -> str | None:
+        found = (await hub.api.get("/api/v1/alerts")).json()
+        return found[0]["id"] if found else None
+
+    alert = await eventually(alert_id)
+    page = await phone(browser, hub)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await log_in(page, "wang")
+    await page.goto(f"/app/alerts/{alert}")
+    await expect(page.locator("#alert article.card")).to_contain_text("gas-b1-301")
+    await expect(page.locator("#chart svg.chart polyline.mean")).to_have_count(1)
+    await expect(page.locator("#chart svg.chart line.limit")).to_have_count(1)
+    await expect(page.locator("#timeline li").first).to_contain_text("待接单")
+    assert errors == [], errors
+
+
+async def test_residents_read_the_public_notices_and_staff_pages_ask_for_a_login(hub: Hub, browser: Browser) -> None:
+    published = await hub.api.post(
+        "/api/v1/disclosures",
+        json={
+            "by": "wang-li",
+            "subject_kind": "notice",
+            "title": "消防演练通知",
+            "text": "本周六上午十点 1 栋消防演练。",
+        },
+    )
+    assert published.status_code == 201, published.text
+    page = await phone(browser, hub)
+    await page.goto("/public/")
+    await expect(page.locator("article.disclosure")).to_contain_text("消防演练通知")
+    await expect(page.locator("#hazards")).to_contain_text("隐患")
+    await page.goto("/app/")
+    await page.wait_for_url("**/app/login?next=%2Fapp%2F")
+    await expect(page.locator("#username")).to_be_visible()
