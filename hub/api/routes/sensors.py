@@ -1,4 +1,5 @@
-"""``GET /api/v1/sensors/status``: is each sensor reporting, when was it last heard, and what the hub expects.
+"""``GET /api/v1/sensors`` (and ``/sensors/{id}``): the sensors in view, where each is, its state and newest reading.
+``GET /api/v1/sensors/status``: is each sensor reporting, when was it last heard, and what the hub expects.
 
 For the property company's dashboard and the grid manager before a visit: ``fresh``, ``stale`` (with the reason:
 silent for 3 report intervals, or its gateway offline) or ``unseen`` (nothing since the hub started, not judged
@@ -7,14 +8,19 @@ default while learning). A community holds thousands of sensors, so the answer i
 gateway or one status; an unknown gateway is 404 (problem+json).
 """
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.visible import sensor_in_view
+from hub.ingest.registry import SensorInfo
+from hub.runtime import Runtime
 
 router = APIRouter(tags=["sensors"], dependencies=[Authorized])
 
@@ -83,3 +89,138 @@ async def sensors_status(
             for item in page
         ],
     )
+
+
+class SetPointPublic(BaseModel):
+    name: str
+    value: float = Field(description="in the unit of the sensor's kind")
+    clear: float = Field(description="the level the value must come back past to clear (hysteresis)")
+    above: bool = Field(description="true: values above are the dangerous side")
+    grade: str = Field(description="IV … I, the grade it suggests")
+    source: str
+
+
+class SensorPublic(BaseModel):
+    sensor: str
+    gateway: str
+    kind: str
+    kind_zh: str
+    kind_en: str
+    unit: str
+    grid: str
+    building: str | None
+    space: str | None
+    location: str
+    tags: list[str]
+    status: Literal["fresh", "stale", "unseen"]
+    reason: Literal["stale", "gateway-offline"] | None
+    last_seen: datetime | None = Field(description="when the hub last received a reading from it (hub clock)")
+    value: float | None = Field(description="its newest stored reading (device time below), in ``unit``")
+    time: datetime | None
+
+
+class SensorDetailPublic(SensorPublic):
+    set_points: list[SetPointPublic] = Field(description="the standard's set points of its kind (SENSORS.md)")
+
+
+class SensorsPublic(BaseModel):
+    community: str
+    total: int = Field(description="sensors matching the filters (all pages)")
+    offset: int
+    sensors: list[SensorPublic]
+
+
+_ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV"}
+
+
+async def _views(runtime: Runtime, infos: list[SensorInfo]) -> list[SensorPublic]:
+    """Each sensor with where it is (the deployment file), its liveness and its newest stored reading."""
+    configs = {sensor.id: sensor for _, sensor in runtime.deployment.sensors()}
+    liveness = runtime.ingest.liveness
+    rows = np.array([info.index for info in infos], np.intp)
+    statuses = liveness.sensor_statuses(rows)
+    last = liveness.sensors.last_ms[rows].tolist()
+    latest = await asyncio.to_thread(runtime.store.latest, [info.id for info in infos])
+    views = []
+    for info, (status, reason), seen in zip(infos, statuses, last, strict=True):
+        config, reading = configs[info.id], latest.get(info.id)
+        views.append(
+            SensorPublic(
+                sensor=info.id,
+                gateway=info.gateway,
+                kind=info.kind.name,
+                kind_zh=info.kind.label_zh,
+                kind_en=info.kind.label_en,
+                unit=info.kind.unit,
+                grid=info.grid,
+                building=config.building,
+                space=config.space,
+                location=info.location,
+                tags=list(config.tags),
+                status=status,
+                reason=reason,
+                last_seen=_at(int(seen)) if seen >= 0 else None,
+                value=reading.value if reading is not None else None,
+                time=_at(reading.time_ms) if reading is not None else None,
+            )
+        )
+    return views
+
+
+@router.get("/sensors")
+async def list_sensors(
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    grid: str | None = None,
+    gateway: str | None = None,
+    building: str | None = None,
+    kind: str | None = None,
+    status: Literal["fresh", "stale", "unseen"] | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5_000)] = 1000,
+) -> SensorsPublic:
+    """The sensors in the caller's view with where each is, its state and its newest reading: what the overview
+    draws. Narrowed by grid, gateway, building, kind or status; a filter naming nothing in view is 404."""
+    scope = principal.scope
+    infos = sorted(
+        (i for i in runtime.registry.by_id.values() if scope.community_wide or i.id in scope.sensors),
+        key=lambda i: i.index,
+    )
+    buildings = {sensor.id: sensor.building for _, sensor in runtime.deployment.sensors()}
+    for name, value, present in (
+        ("grid", grid, {i.grid for i in infos}),
+        ("gateway", gateway, {i.gateway for i in infos}),
+        ("building", building, {buildings[i.id] for i in infos}),
+        ("kind", kind, {i.kind.name for i in infos}),
+    ):
+        if value is not None and value not in present:
+            raise HTTPException(404, f"no {name} {value!r} with sensors in view")
+    infos = [
+        i
+        for i in infos
+        if (grid is None or i.grid == grid)
+        and (gateway is None or i.gateway == gateway)
+        and (building is None or buildings[i.id] == building)
+        and (kind is None or i.kind.name == kind)
+    ]
+    if status is not None:
+        rows = np.array([i.index for i in infos], np.intp)
+        infos = [
+            i for i, (s, _) in zip(infos, runtime.ingest.liveness.sensor_statuses(rows), strict=True) if s == status
+        ]
+    page = infos[offset : offset + limit]
+    return SensorsPublic(
+        community=runtime.registry.community, total=len(infos), offset=offset, sensors=await _views(runtime, page)
+    )
+
+
+@router.get("/sensors/{sensor_id}")
+async def get_sensor(runtime: RuntimeDep, principal: CurrentPrincipal, sensor_id: str) -> SensorDetailPublic:
+    """One sensor as in the list, with its kind's set points (to draw on its chart)."""
+    info = sensor_in_view(runtime, principal, sensor_id)
+    [view] = await _views(runtime, [info])
+    points = [
+        SetPointPublic(name=p.name, value=p.value, clear=p.clear, above=p.above, grade=_ROMAN[p.grade], source=p.source)
+        for p in info.kind.set_points
+    ]
+    return SensorDetailPublic(**view.model_dump(), set_points=points)
