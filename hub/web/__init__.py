@@ -1,5 +1,6 @@
 """The hub's web pages: the grid manager's alert inbox (mobile first, live), an alert's detail with its readings
-and timeline, the login form and the residents' public notices. Static HTML, CSS and JavaScript written for Anju (no
+and timeline, the community overview (every sensor by state, live), a sensor's history from an hour to a year with
+its set points, the login form and the residents' public notices. Static HTML, CSS and JavaScript written for Anju (no
 third-party assets, nothing from the internet: the pages work on a site without internet access); they use the
 JSON API with the browser session of ``/api/v1/auth/login`` and the live stream, so the caller's scope applies to
 them as to any API client.
@@ -51,6 +52,16 @@ async def app_root() -> RedirectResponse:
 @router.get("/app/")
 async def inbox() -> FileResponse:
     return _page("inbox.html")
+
+
+@router.get("/app/overview")
+async def overview() -> FileResponse:
+    return _page("overview.html")
+
+
+@router.get("/app/sensors/{sensor_id}")
+async def sensor_page(sensor_id: str) -> FileResponse:
+    return _page("sensor.html")
 
 
 @router.get("/app/login")

@@ -18,8 +18,15 @@ async def hub(mosquitto: int, demo_deployment: Path, tmp_path: Path):  # type: i
 
 
 async def test_pages_and_their_files_are_served_with_a_strict_policy(hub: Hub) -> None:
-    for path, file in (("/app/", "inbox.html"), ("/app/login", "login.html"), ("/app/alerts/a-1", "alert.html"),
-                       ("/public/", "public.html")):  # fmt: skip
+    pages = (
+        ("/app/", "inbox.html"),
+        ("/app/login", "login.html"),
+        ("/app/alerts/a-1", "alert.html"),
+        ("/app/overview", "overview.html"),
+        ("/app/sensors/gas-b1-101", "sensor.html"),
+        ("/public/", "public.html"),
+    )
+    for path, file in pages:
         page = await hub.api.get(path, headers={"Authorization": ""})
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), path
         assert page.text == (STATIC / file).read_text(encoding="utf-8")

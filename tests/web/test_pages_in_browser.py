@@ -153,3 +153,38 @@ async def test_residents_read_the_public_notices_and_staff_pages_ask_for_a_login
     await page.goto("/app/")
     await page.wait_for_url("**/app/login?next=%2Fapp%2F")
     await expect(page.locator("#username")).to_be_visible()
+
+
+async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows_its_history(
+    hub: Hub, browser: Browser
+) -> None:
+    await add_users(hub, "wang")
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, Reading("temp-b1-101", T0, 22.5, "Cel"))
+        await gw.ack()
+    page = await phone(browser, hub)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await log_in(page, "wang")
+    await page.goto("/app/overview")
+    tiles = page.locator("a.tile")
+    await expect(tiles).to_have_count(10)  # grid-1's sensors: wang-li sees no other
+    await expect(page.locator("#tile-temp-b1-101")).to_contain_text("22.5 Cel")
+    await expect(page.locator("#tile-temp-b1-101")).to_have_attribute("data-state", "fresh")
+    await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "unseen")
+    await expect(page.locator("#status")).to_have_class("status live")
+
+    await gas_alarm(hub, 2, "gas-b1-301", 27.4)  # live: the value and the alarm colour, no reload
+    await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "alarm-III")
+    await expect(page.locator("#tile-gas-b1-301")).to_contain_text("27.4 %LEL")
+    await expect(page.locator("#count-III")).to_contain_text("1")
+
+    await page.locator("#tile-gas-b1-301").click()
+    await page.wait_for_url("**/app/sensors/gas-b1-301")
+    await expect(page.locator("#sensor")).to_contain_text("可燃气体")
+    await expect(page.locator("#chart svg.chart line.limit")).to_have_count(3)  # the kind's three set points
+    await expect(page.locator("#chart svg.chart line.mark")).to_have_count(1)  # its alert
+    await page.locator("#ranges button", has_text="7 天").click()
+    await expect(page.locator("#ranges button[aria-pressed=true]")).to_have_text("7 天 / 7 d")
+    await expect(page.locator("#range-note")).to_contain_text("1h")
+    assert errors == [], errors

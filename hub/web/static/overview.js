@@ -1,0 +1,81 @@
+// The community at a glance: every sensor in view as a tile, grouped by building and space (or grid), coloured by
+// state — in an open alert (by grade), stale, not heard yet, or fine — with its newest value; the open alerts by
+// grade above. Updated live from /api/v1/stream (sensor values once a second, alert changes as they happen).
+import { api, el } from "/app/static/api.js";
+
+const ACTIVE = new Set(["open", "acknowledged", "en_route", "on_site"]);
+const GRADES = ["I", "II", "III", "IV"];
+const sensors = new Map();
+const alarms = new Map(); // alert id -> {sensor, grade, state}
+
+function worstGrade(sensor) {
+  let worst = null;
+  for (const alarm of alarms.values()) {
+    if (alarm.sensor === sensor && ACTIVE.has(alarm.state) && (worst === null || GRADES.indexOf(alarm.grade) < GRADES.indexOf(worst))) {
+      worst = alarm.grade;
+    }
+  }
+  return worst;
+}
+
+function tile(sensor) {
+  const grade = worstGrade(sensor.sensor);
+  const state = grade ? `alarm-${grade}` : sensor.status === "fresh" ? "fresh" : sensor.status;
+  const value = sensor.value === null || sensor.value === undefined ? "—" : `${+sensor.value.toPrecision(4)} ${sensor.unit}`;
+  const why = sensor.status === "stale" ? (sensor.reason === "gateway-offline" ? "网关离线 / gateway offline" : "失联 / stale") : "";
+  return el("a", { class: `tile ${state}`, href: `/app/sensors/${encodeURIComponent(sensor.sensor)}`,
+    id: `tile-${sensor.sensor}`, "data-state": state, title: `${sensor.location} ${sensor.sensor}` },
+  el("span", { class: "v" }, value), `${sensor.kind_zh} · ${sensor.sensor}`, why ? el("div", {}, why) : "");
+}
+
+function render() {
+  const groups = new Map();
+  for (const sensor of sensors.values()) {
+    const place = sensor.building ? `楼栋 / building ${sensor.building}` : `网格 / grid ${sensor.grid}`;
+    const key = sensor.space ? `${place} · ${sensor.space}` : place;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(sensor);
+  }
+  document.getElementById("places").replaceChildren(...[...groups.entries()].sort().map(([name, members]) =>
+    el("section", { class: "place" }, el("h3", {}, name), el("div", { class: "tiles" }, members.map(tile)))));
+  const open = [...alarms.values()].filter((a) => ACTIVE.has(a.state));
+  document.getElementById("alert-counts").replaceChildren(...GRADES.map((g) =>
+    el("span", { class: "count", id: `count-${g}` }, el("span", { class: `grade ${g}` }, g), ` ${open.filter((a) => a.grade === g).length}`)));
+  const by = (status) => [...sensors.values()].filter((s) => s.status === status).length;
+  document.getElementById("sensor-counts").replaceChildren(
+    el("span", { class: "count" }, `传感器 / sensors ${sensors.size}`),
+    el("span", { class: "count", id: "count-stale" }, `失联 / stale ${by("stale")}`),
+    el("span", { class: "count" }, `未上报 / unseen ${by("unseen")}`));
+}
+
+async function load() {
+  const [list, alerts] = await Promise.all([api("/sensors?limit=5000"), api("/alerts?limit=1000")]);
+  sensors.clear();
+  for (const sensor of list.sensors) sensors.set(sensor.sensor, sensor);
+  alarms.clear();
+  for (const alert of alerts) alarms.set(alert.id, { sensor: alert.sensor, grade: alert.grade, state: alert.state });
+  render();
+}
+
+function listen() {
+  const status = document.getElementById("status");
+  const source = new EventSource("/api/v1/stream");
+  source.addEventListener("open", () => { status.className = "status live"; status.textContent = "实时 / live"; });
+  source.addEventListener("error", () => { status.className = "status down"; status.textContent = "连接中断，正在重连… / reconnecting…"; });
+  source.addEventListener("sensors", (message) => {
+    for (const change of JSON.parse(message.data).sensors) {
+      const known = sensors.get(change.sensor);
+      if (known) Object.assign(known, { value: change.value, status: change.status, reason: change.reason });
+    }
+    render();
+  });
+  source.addEventListener("alert", (message) => {
+    const { alert } = JSON.parse(message.data);
+    alarms.set(alert.id, { sensor: alert.sensor, grade: alert.grade, state: alert.state });
+    render();
+  });
+  source.addEventListener("reset", () => { source.close(); load().then(listen); });
+}
+
+load().then(listen).catch((error) =>
+  document.getElementById("problem").replaceChildren(el("p", { class: "banner error", role: "alert" }, error.message)));
