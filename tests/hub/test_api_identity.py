@@ -94,7 +94,7 @@ async def test_each_role_sees_only_its_grids_buildings_and_escalations(hub: Hub)
         assert status["total"] == 10 and {s["gateway"] for s in status["sensors"]} == {"gw-b2"}
         assert_not_found(await zhang.get("/api/v1/sensors/status", params={"gateway": "gw-b1"}))
         assert (await zhang.get("/api/v1/users")).status_code == 403, "admin only"
-        assert (await zhang.get("/api/v1/silences")).status_code == 403, "community-wide roles only, for now"
+        assert (await zhang.get("/api/v1/silences")).status_code == 403, "community-wide roles and property companies"
         assert (await wang.post(f"/api/v1/alerts/{a}/acknowledge", json={"by": "wang-li"})).json()["state"] == (
             "acknowledged"
         )
@@ -423,3 +423,34 @@ async def test_a_user_acts_as_themself_and_an_integration_names_who_acted(hub: H
         ("acknowledged", "wang-li"),
         ("en_route", "wang-li"),
     ]
+
+
+async def test_a_property_company_silences_only_its_own_detectors_for_a_test(hub: Hub) -> None:
+    await add_users(hub, "prop-a", "prop-b", "committee")
+    ends = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    window = {
+        "by": "li-property",
+        "reason": "1栋烟感年度测试",
+        "ends_at": ends,
+        "sensors": ["smoke-b1-f1", "smoke-b1-f2"],
+    }
+    async with session(hub, "prop-a") as prop_a, session(hub, "prop-b") as prop_b, session(hub, "committee") as c:
+        taken = await prop_a.post("/api/v1/silences", json=window)
+        assert taken.status_code == 201, taken.text
+        silence = taken.json()["id"]
+        theirs = await prop_a.post("/api/v1/silences", json={**window, "sensors": ["smoke-b1-f1", "smoke-b2-f1"]})
+        assert_not_found(theirs)
+        assert "smoke-b2-f1" in theirs.json()["detail"] and "smoke-b1-f1" not in theirs.json()["detail"]
+        wide = await prop_a.post("/api/v1/silences", json={**window, "grids": ["grid-1"]})
+        assert wide.status_code == 422 and "sensors" in wide.json()["detail"]
+        assert (await prop_a.post("/api/v1/silences", json={**window, "sensors": []})).status_code == 422
+        assert [s["id"] for s in (await prop_a.get("/api/v1/silences")).json()] == [silence]
+        assert (await prop_b.get("/api/v1/silences")).json() == [], "another company's window is not in view"
+        assert_not_found(await prop_b.post(f"/api/v1/silences/{silence}/lift", json={"by": "zhou-property"}))
+        committee_wide = await c.post(
+            "/api/v1/silences", json={**window, "by": "committee", "sensors": [], "grids": ["grid-2"]}
+        )
+        assert committee_wide.status_code == 201, committee_wide.text
+        assert len((await c.get("/api/v1/silences")).json()) == 2
+        lifted = await prop_a.post(f"/api/v1/silences/{silence}/lift", json={"by": "li-property"})
+        assert lifted.status_code == 200 and lifted.json()["lifted_by"] == "li-property"

@@ -1,16 +1,25 @@
-"""``/api/v1/silences``: maintenance windows (a property company testing its detectors); set, list, lift; audited."""
+"""``/api/v1/silences``: maintenance windows (a property company testing its detectors); set, list, lift; audited.
+
+Community-wide roles silence anything a silence can name. A property company silences its own detectors: a window
+names sensors, every one in the buildings it manages (another's is 404, as if it did not exist), optionally
+narrowed by kind, and no grid or key prefix (those reach past its buildings); it sees and lifts only windows on its
+own detectors. Other roles may not use silences (403).
+"""
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 
 from alerts.silence import Silence, SilenceMatch
-from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
+from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep, acting_as, requires
 from hub.api.problems import service_errors
+from hub.identity import COMMUNITY_WIDE, Principal, Role
 
-router = APIRouter(tags=["silences"], dependencies=[CommunityWide])
+router = APIRouter(
+    tags=["silences"], dependencies=[Authorized, Depends(requires(*COMMUNITY_WIDE, Role.PROPERTY_COMPANY))]
+)
 
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=500)]
 
@@ -83,8 +92,33 @@ def _ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
+def _in_view(principal: Principal, silence: Silence) -> bool:
+    """Community-wide roles see every window; a property company those on its own detectors only."""
+    scope = principal.scope
+    match = silence.match
+    return scope.community_wide or (
+        bool(match.sensors) and not match.grids and not match.key_prefixes and set(match.sensors) <= scope.sensors
+    )
+
+
+def _check_own_detectors(principal: Principal, body: SilenceIn) -> None:
+    scope = principal.scope
+    if scope.community_wide:
+        return
+    if body.grids or body.key_prefixes or not body.sensors:
+        raise HTTPException(
+            422,
+            "物业只能静默本公司管理楼栋的探测器：请列出 sensors / a property company silences its own detectors: "
+            "name them in sensors (grids and key_prefixes reach past its buildings)",
+        )
+    unknown = [sensor for sensor in body.sensors if sensor not in scope.sensors]
+    if unknown:
+        raise HTTPException(404, f"no sensor {', '.join(repr(s) for s in unknown[:5])} in this deployment")
+
+
 @router.post("/silences", status_code=201)
 async def set_silence(runtime: RuntimeDep, principal: CurrentPrincipal, body: SilenceIn) -> SilencePublic:
+    _check_own_detectors(principal, body)
     with service_errors("silence"):
         match = SilenceMatch(
             sensors=tuple(body.sensors),
@@ -104,14 +138,20 @@ async def set_silence(runtime: RuntimeDep, principal: CurrentPrincipal, body: Si
 
 
 @router.get("/silences")
-async def list_silences(runtime: RuntimeDep, running: Annotated[bool, Query()] = False) -> list[SilencePublic]:
-    return [SilencePublic.of(s) for s in await runtime.alerts.list_silences(running=running)]
+async def list_silences(
+    runtime: RuntimeDep, principal: CurrentPrincipal, running: Annotated[bool, Query()] = False
+) -> list[SilencePublic]:
+    silences = await runtime.alerts.list_silences(running=running)
+    return [SilencePublic.of(s) for s in silences if _in_view(principal, s)]
 
 
 @router.post("/silences/{silence_id}/lift")
 async def lift_silence(
     runtime: RuntimeDep, principal: CurrentPrincipal, silence_id: str, body: LiftIn
 ) -> SilencePublic:
+    running = {s.id: s for s in await runtime.alerts.list_silences(running=True)}
+    if silence_id in running and not _in_view(principal, running[silence_id]):
+        raise HTTPException(404, f"no running silence {silence_id!r}")
     lifted = await runtime.alerts.lift_silence(silence_id, by=acting_as(principal, body.by))
     if lifted is None:
         raise HTTPException(404, f"no running silence {silence_id!r}")
