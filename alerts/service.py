@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -1114,6 +1114,14 @@ class AlertService:
         log.info("work order %s: %s by %s%s", order_id, order.state.value, by,
                  f"; alert {closing.id} closed (every work order verified)" if closing is not None else "")  # fmt: skip
         return order
+
+    async def list_work_orders(
+        self, *, departments: Collection[str] | None = None, open_only: bool = False, limit: int = 200
+    ) -> list[tuple[WorkOrder, Alert]]:
+        """Work orders with their alerts, newest first (``AlertStore.list_work_orders``)."""
+        return await asyncio.to_thread(
+            self._store.list_work_orders, departments=departments, open_only=open_only, limit=limit
+        )
 
     async def work_orders(self, alert_id: str) -> list[WorkOrder]:
         """The alert's work orders with their evidence, oldest first."""

@@ -1333,6 +1333,30 @@ class AlertStore:
         rows = self._query("SELECT * FROM work_orders WHERE alert_id = ? ORDER BY created_ms, id", (alert_id,))
         return [self._work_order_from(r) for r in rows]
 
+    def list_work_orders(
+        self, *, departments: Collection[str] | None, open_only: bool, limit: int
+    ) -> list[tuple[WorkOrder, Alert]]:
+        """Work orders with their alerts, newest first: only of ``departments`` (None: every one), only those still
+        expected to move (dispatched, accepted, done) with ``open_only``; at most ``limit``."""
+        where, params = [], []
+        if departments is not None:
+            if not departments:
+                return []
+            where.append(f"w.department IN ({', '.join('?' * len(departments))})")
+            params += list(departments)
+        if open_only:
+            where.append("w.state IN ('dispatched', 'accepted', 'done')")
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._query(
+            f"SELECT w.id AS order_id, a.* FROM work_orders w JOIN alerts a ON a.id = w.alert_id {clause}"
+            "ORDER BY w.created_ms DESC, w.id LIMIT ?",
+            (*params, limit),
+        )
+        orders = {order.id: order for order in map(self._work_order_from, self._query(
+            f"SELECT * FROM work_orders WHERE id IN ({', '.join('?' * len(rows))})", [r["order_id"] for r in rows]
+        ))} if rows else {}  # fmt: skip
+        return [(orders[r["order_id"]], _alert_from(r)) for r in rows]
+
     def work_order(self, order_id: str) -> WorkOrder | None:
         rows = self._query("SELECT * FROM work_orders WHERE id = ?", (order_id,))
         return self._work_order_from(rows[0]) if rows else None

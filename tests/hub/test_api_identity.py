@@ -120,6 +120,10 @@ async def test_each_role_sees_only_its_grids_buildings_and_escalations(hub: Hub)
         assert accepted.status_code == 200 and accepted.json()["state"] == "accepted", "sent to its department"
         assert_not_found(await prop_a.post(f"/api/v1/work-orders/{order_id}/done", json={"by": "li-property"}))
         assert_not_found(await prop_a.get(f"/api/v1/alerts/{b}/work-orders"))
+        [listed] = (await prop_b.get("/api/v1/work-orders", params={"open_only": "true"})).json()
+        assert (listed["id"], listed["state"], listed["alert_kind"]) == (order_id, "accepted", "fire-lane-blocked")
+        assert (await prop_a.get("/api/v1/work-orders")).json() == [], "another company's order is not listed"
+        assert [o["id"] for o in (await hub.api.get("/api/v1/work-orders")).json()] == [order_id]
     async with session(hub, "committee") as committee, session(hub, "volunteer") as volunteer:
         assert {x["id"] for x in (await committee.get("/api/v1/alerts")).json()} == {a, b}
         declared = await committee.post(

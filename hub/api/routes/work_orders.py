@@ -1,9 +1,9 @@
 """Work orders (协同整治): dispatched from an alert to a department, accepted, done with evidence, verified."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
@@ -107,6 +107,39 @@ async def dispatch(
 async def list_work_orders(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str) -> list[WorkOrderPublic]:
     await alert_in_view(runtime, principal, alert_id)
     return [WorkOrderPublic.of(order) for order in await runtime.alerts.work_orders(alert_id)]
+
+
+class WorkOrderListed(WorkOrderPublic):
+    alert_grade: str
+    alert_kind: str
+    alert_sensor: str
+    alert_location: str
+
+
+@router.get("/work-orders")
+async def all_work_orders(
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    open_only: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[WorkOrderListed]:
+    """Work orders newest first, each with what its alert is about, only those in the caller's view (sent to the
+    caller's department, or of an alert it sees); ``open_only``: still dispatched, accepted or done (not verified or
+    cancelled) — a property company's maintenance list."""
+    scope = principal.scope
+    found = await runtime.alerts.list_work_orders(open_only=open_only, limit=limit if scope.community_wide else 5_000)
+    listed = [
+        WorkOrderListed(
+            **WorkOrderPublic.of(order).model_dump(),
+            alert_grade=alert.grade.name,
+            alert_kind=alert.last_event.kind,
+            alert_sensor=alert.last_event.sensor,
+            alert_location=alert.last_event.location_zh,
+        )
+        for order, alert in found
+        if scope.community_wide or scope.sees_work_order(order, alert)
+    ]
+    return listed[:limit]
 
 
 @router.post("/work-orders/{order_id}/{step}")
