@@ -1,6 +1,8 @@
 """The hub's web pages: the grid manager's alert inbox (mobile first, live), an alert's detail with its readings
 and timeline, the community overview (every sensor by state, live), a sensor's history from an hour to a year with
-its set points, the login form and the residents' public notices. Static HTML, CSS and JavaScript written for Anju (no
+its set points, the property company's console (faults, work orders, silences for detector tests), the incident
+board of emergency mode (area, alerts, households, volunteers, notices, measures, export), the login form and the
+residents' public notices. Static HTML, CSS and JavaScript written for Anju (no
 third-party assets, nothing from the internet: the pages work on a site without internet access); they use the
 JSON API with the browser session of ``/api/v1/auth/login`` and the live stream, so the caller's scope applies to
 them as to any API client.
@@ -62,6 +64,21 @@ async def overview() -> FileResponse:
 @router.get("/app/sensors/{sensor_id}")
 async def sensor_page(sensor_id: str) -> FileResponse:
     return _page("sensor.html")
+
+
+@router.get("/app/incidents")
+async def incidents() -> FileResponse:
+    return _page("incidents.html")
+
+
+@router.get("/app/incidents/{incident_id}")
+async def incident_board(incident_id: str) -> FileResponse:
+    return _page("incidents.html")
+
+
+@router.get("/app/property")
+async def property_console() -> FileResponse:
+    return _page("property.html")
 
 
 @router.get("/app/login")

@@ -24,6 +24,9 @@ async def test_pages_and_their_files_are_served_with_a_strict_policy(hub: Hub) -
         ("/app/alerts/a-1", "alert.html"),
         ("/app/overview", "overview.html"),
         ("/app/sensors/gas-b1-101", "sensor.html"),
+        ("/app/incidents", "incidents.html"),
+        ("/app/incidents/i-1", "incidents.html"),
+        ("/app/property", "property.html"),
         ("/public/", "public.html"),
     )
     for path, file in pages:

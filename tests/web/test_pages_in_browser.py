@@ -188,3 +188,94 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     await expect(page.locator("#ranges button[aria-pressed=true]")).to_have_text("7 天 / 7 d")
     await expect(page.locator("#range-note")).to_contain_text("1h")
     assert errors == [], errors
+
+
+async def test_a_property_company_sees_its_faults_takes_its_work_orders_and_silences_a_detector_test(
+    hub: Hub, browser: Browser
+) -> None:
+    await add_users(hub, "prop-a")
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, Reading("smoke-b1-f1", T0, 0.02, "dB/m"))
+        await gw.ack()
+    await gas_alarm(hub, 2, "gas-b1-301", 27.4)
+
+    async def alert_id() -> str | None:
+        found = (await hub.api.get("/api/v1/alerts")).json()
+        return found[0]["id"] if found else None
+
+    alert = await eventually(alert_id)
+    due = "2099-01-01T00:00:00+08:00"
+    order = await hub.api.post(
+        f"/api/v1/alerts/{alert}/work-orders",
+        json={"by": "zhang-wei", "department": "property", "task": "检修 301 燃气管道", "due_at": due},
+    )
+    assert order.status_code == 201, order.text
+    page = await phone(browser, hub)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await log_in(page, "prop-a")
+    await page.goto("/app/property")
+    building = page.locator("[data-building=b1]")
+    await expect(building).to_contain_text("探测器 / detectors 10")
+    await expect(building.locator("[data-sensor=gas-b1-301]")).to_contain_text("告警中")
+    await expect(building.locator("[data-sensor=temp-b1-101]")).to_contain_text("未上报")
+    await expect(building.locator("[data-sensor=smoke-b1-f1]")).to_have_count(0)  # reporting and fine
+    await expect(page.locator("[data-building=b2]")).to_have_count(0)  # another company's building
+
+    card = page.locator(f"[data-order={order.json()['id']}]")
+    await card.locator("button", has_text="接单").click()
+    await expect(card.locator("button")).to_have_text("完成 / Done")
+    await card.locator("button", has_text="完成").click()
+    await expect(page.locator("#problem .banner")).to_contain_text("完工照片")
+    await card.locator("input[type=url]").fill("http://127.0.0.1/photos/301-after.jpg")
+    await card.locator("input[aria-label=note]").fill("更换阀门，复测正常")
+    await card.locator("button", has_text="完成").click()
+    await expect(card).to_contain_text("done")
+    [done] = (await hub.api.get(f"/api/v1/alerts/{alert}/work-orders")).json()
+    assert [(e["phase"], e["by"]) for e in done["evidence"]] == [("after", "li-property")]
+
+    await page.select_option("#silence-building", "b1")
+    await page.select_option("#silence-kind", "smoke")
+    await page.fill("#silence-reason", "1栋烟感年度测试")
+    await page.click("#silence button[type=submit]")
+    window = page.locator("#silences article.card")
+    await expect(window).to_contain_text("smoke-b1-f1、smoke-b1-f2、smoke-b1-f3")
+    [running] = (await hub.api.get("/api/v1/silences", params={"running": "true"})).json()
+    assert (running["created_by"], running["reason"]) == ("li-property", "1栋烟感年度测试")
+    await window.locator("button", has_text="提前结束").click()
+    await expect(page.locator("#silences")).to_contain_text("当前无静默")
+    assert errors == [], errors
+
+
+async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, browser: Browser) -> None:
+    await add_users(hub, "committee", "volunteer")
+    declared = await hub.api.post(
+        "/api/v1/incidents", json={"by": "committee", "kind": "fire", "title": "1栋火情", "grids": ["grid-1"]}
+    )
+    assert declared.status_code == 201, declared.text
+    incident = declared.json()["id"]
+    page = await phone(browser, hub)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await log_in(page, "volunteer")
+    await page.goto("/app/incidents")
+    await page.locator("a.button", has_text="事件看板").click()
+    await page.wait_for_url(f"**/app/incidents/{incident}")
+    await expect(page.locator("#board")).to_contain_text("1栋火情")
+    for household, status in (("1-301", "needs-help"), ("1-302", "safe"), ("1-401", "safe")):
+        await page.fill("#household", household)
+        await page.select_option("#status", status)
+        await page.click("#report button[type=submit]")
+        await expect(page.locator("#households")).to_contain_text(household)
+    await expect(page.locator("#counts [data-status=needs-help]")).to_contain_text("1")
+    await expect(page.locator("#counts [data-status=safe]")).to_contain_text("2")
+    await expect(page.locator("#households div").first).to_have_attribute("data-status", "needs-help")
+    reports = (await hub.api.get(f"/api/v1/incidents/{incident}/households")).json()
+    assert {(r["household"], r["reported_by"]) for r in reports} == {
+        ("1-301", "liu-yang"),
+        ("1-302", "liu-yang"),
+        ("1-401", "liu-yang"),
+    }
+    export = await hub.api.get(f"/api/v1/incidents/{incident}/export.csv")
+    assert export.status_code == 200 and "1-301" in export.text
+    assert errors == [], errors
