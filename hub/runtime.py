@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from alerts.directory import Directory
 from alerts.emergency import EmergencyDesk
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
@@ -69,6 +70,8 @@ class Runtime:
     """Alert and sensor changes for the live stream (``GET /api/v1/stream``)."""
     identity: Identity
     """Users, sessions, API tokens and each principal's scope (hub/identity/)."""
+    directory: Directory
+    """People, grids and duty rosters as the alerts route them (who is on duty now)."""
 
 
 GC_THRESHOLD_0 = 10_000
@@ -314,6 +317,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 emergency,
                 live,
                 identity(settings, deployment, identity_store),
+                directory,
             )
             tune_gc()
             await ingest.liveness.restore_open(alerts)

@@ -10,6 +10,7 @@ from hub.api.problems import install_problem_handlers
 from hub.api.routes import (
     alerts,
     auth,
+    community,
     dead_letters,
     disclosure,
     events,
@@ -61,6 +62,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, refused=count_refused)
     for module in (
         health,
+        community,
         readings,
         alerts,
         events,
