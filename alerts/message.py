@@ -35,6 +35,8 @@ class Reason(enum.StrEnum):
     """Acknowledged, but nobody reported on site within the grade's deadline: everyone reached is paged again."""
     REOPENED = "reopened"
     """Resolved, but the condition stayed in alarm (or a person reopened it): handled again from the start."""
+    ASSIGNED = "assigned"
+    """A person handed the alert to someone (指派): that person is paged with it."""
     DISPATCHED = "dispatched"
     """A work order for the alert was dispatched to a department (its people are paged with it)."""
     WORK_ORDER_OVERDUE = "work_order_overdue"
@@ -64,6 +66,7 @@ _REASON_ZH = {
     Reason.REMINDER: "仍未接单，再次提醒",
     Reason.OVERDUE: "已接单但未按时到场",
     Reason.REOPENED: "已重新打开",
+    Reason.ASSIGNED: "指派",
     Reason.DISPATCHED: "派发工单",
     Reason.WORK_ORDER_OVERDUE: "工单逾期",
     Reason.DIGEST: "汇总",
@@ -198,6 +201,7 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.REMINDER: "仍未接单 ",
         Reason.OVERDUE: "已接单未到场 ",
         Reason.REOPENED: "重新打开 ",
+        Reason.ASSIGNED: "指派给您 ",
         Reason.DISPATCHED: "派单 ",
         Reason.WORK_ORDER_OVERDUE: "工单逾期 ",
     }.get(reason, "")
@@ -208,6 +212,7 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
         Reason.REMINDER: "still not acknowledged, ",
         Reason.OVERDUE: "acknowledged but nobody on site, ",
         Reason.REOPENED: "reopened, ",
+        Reason.ASSIGNED: "assigned to you, ",
         Reason.DISPATCHED: "work order for ",
         Reason.WORK_ORDER_OVERDUE: "work order overdue, ",
     }.get(reason, "")

@@ -607,6 +607,50 @@ class AlertService:
         :class:`TransitionError` from any other state, :class:`AlertNotFoundError` for an unknown id."""
         return await self._move(alert_id, AlertState.ACKNOWLEDGED, by=by, channel=channel, note="")
 
+    async def assign(self, alert_id: str, *, person: str, by: str, channel: str, note: str = "") -> Alert:
+        """Hand an open alert to ``person`` (指派: a committee member sends it to a colleague who is closer, a grid
+        manager to the property company's technician): audited, and ``person`` is paged with it at once. The state
+        does not change; the person takes it (接单) themselves. Raises ValueError for a person the directory does
+        not list, :class:`TransitionError` for an alert no longer open."""
+        return await self._annotate(
+            alert_id, by=by, channel=channel, note=f"指派给 / assigned to {person}" + (f"：{note}" if note else ""),
+            page=person, extra={"assignment": {"to": person, "by": by, "note": note}},
+        )  # fmt: skip
+
+    async def comment(self, alert_id: str, *, by: str, channel: str, text: str) -> Alert:
+        """A note on the alert's record (a call made, what a neighbour said): audited, nobody paged, state unchanged.
+        Raises :class:`AlertNotFoundError` for an unknown id."""
+        return await self._annotate(alert_id, by=by, channel=channel, note=f"备注 / comment：{text}", page=None)
+
+    async def _annotate(
+        self, alert_id: str, *, by: str, channel: str, note: str, page: str | None, extra: dict[str, Any] | None = None
+    ) -> Alert:
+        """An audit row on the alert with its state unchanged; with ``page``, that person is notified of it (the
+        notification carrying ``extra``)."""
+        if not by or not channel:
+            raise ValueError("by and channel must name who acted and how")
+        if page is not None and self._directory.person(page) is None:
+            raise ValueError(f"no person {page!r} in the directory")
+        async with self._mutex:
+            current = await asyncio.to_thread(self._store.get, alert_id)
+            if current is None:
+                raise AlertNotFoundError(alert_id)
+            if page is not None and not current.state.is_open:
+                raise TransitionError(alert_id, current.state, current.state, "only an open alert is assigned")
+            now = self._clock()
+            transition = Transition(alert_id=alert_id, from_state=current.state, to_state=current.state, by=by,
+                                    channel=channel, time_ms=now, note=note)  # fmt: skip
+            if page is None:
+                alert, notifications = dataclasses.replace(current, updated_at_ms=now), []
+            else:  # a new revision: a page of its own, never folded into a digest (an assignment is not routine)
+                alert = dataclasses.replace(current, revision=current.revision + 1, updated_at_ms=now)
+                notifications = self._outbox(alert, Reason.ASSIGNED, now, only=[page], extra=extra or {"page": page})
+            await asyncio.to_thread(self._store.commit, alert, transitions=[transition], notifications=notifications)
+        if notifications:
+            self._courier.wake()
+        log.info("alert %s annotated by %s via %s: %s", alert_id, by, channel, note)
+        return alert
+
     async def en_route(self, alert_id: str, *, by: str, channel: str, note: str = "") -> Alert:
         """The person who took it is on the way (acknowledged → en route)."""
         return await self._move(alert_id, AlertState.EN_ROUTE, by=by, channel=channel, note=note)

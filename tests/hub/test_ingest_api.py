@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -561,3 +562,37 @@ async def test_a_refused_commit_keeps_the_round_and_pages_before_the_store(
     assert acks == {("gw-b1", 1): 1}, "acked once, after the commit that took"
     assert metrics.store_failures.get() == 2 and inner.count_readings() == 2
     inner.close()
+
+
+async def test_an_alert_is_assigned_to_a_person_who_is_paged_and_comments_go_on_its_record(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.ack()
+    (first,) = await eventually(lambda: _received(hub))
+    (alert,) = (await hub.api.get("/api/v1/alerts", params={"state": "open"})).json()
+    path = f"/api/v1/alerts/{alert['id']}"
+    assigned = await hub.api.post(f"{path}/assign", json={"by": "wang-li", "to": "li-property", "note": "物业离得近"})
+    assert assigned.status_code == 200 and assigned.json()["state"] == "open", "the assignee takes it themselves"
+
+    async def paged() -> list[dict[str, Any]] | None:
+        found = [n for n in hub.sink.sink.received if n["recipient"]["id"] == "li-property"]
+        return found or None
+
+    (page,) = await eventually(paged)
+    assert page["message_zh"].startswith("【指派给您") and page["assignment"]["by"] == "wang-li"
+    assert page["assignment"]["note"] == "物业离得近" and page["alert_key"] == first["alert_key"]
+    said = await hub.api.post(f"{path}/comment", json={"by": "wang-li", "text": "已电话联系住户，无人在家"})
+    assert said.status_code == 200
+    notes = [t["note"] for t in (await hub.api.get(f"{path}/transitions")).json()]
+    assert (
+        "指派给 / assigned to li-property：物业离得近" in notes and "备注 / comment：已电话联系住户，无人在家" in notes
+    )
+    nobody = await hub.api.post(f"{path}/assign", json={"by": "wang-li", "to": "ghost"})
+    assert nobody.status_code == 422 and "ghost" in nobody.json()["detail"]
+    assert (await hub.api.post(f"{path}/comment", json={"by": "wang-li", "text": ""})).status_code == 422
+    assert (await hub.api.post("/api/v1/alerts/nope/comment", json={"by": "wang-li", "text": "x"})).status_code == 404
+    resolved = await hub.api.post(f"{path}/acknowledge", json={"by": "li-property"})
+    assert resolved.json()["acknowledged_by"] == "li-property"
+    await hub.api.post(f"{path}/resolve", json={"by": "li-property", "note": "关阀"})
+    late = await hub.api.post(f"{path}/assign", json={"by": "wang-li", "to": "zhang-wei"})
+    assert late.status_code == 409, "a resolved alert is not assigned"

@@ -106,6 +106,17 @@ class ReopenIn(BaseModel):
     note: str = Field(min_length=1, max_length=2000, description="why the fix did not hold")
 
 
+class AssignIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64, description="person id of who assigns it")
+    to: str = Field(min_length=1, max_length=64, description="person id of who is to take it (paged at once)")
+    note: str = Field(default="", max_length=2000)
+
+
+class CommentIn(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=2000)
+
+
 class TransitionPublic(BaseModel):
     from_state: AlertState | None
     to_state: AlertState
@@ -241,6 +252,26 @@ async def reopen(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str
         return AlertPublic.of(
             await runtime.alerts.reopen(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
         )
+
+
+@router.post("/alerts/{alert_id}/assign")
+async def assign(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: AssignIn) -> AlertPublic:
+    """Hand an open alert to a person of the deployment (指派), who is paged with it; audited, state unchanged."""
+    await alert_in_view(runtime, principal, alert_id)
+    by = acting_as(principal, body.by)
+    with service_errors("alert"):
+        return AlertPublic.of(
+            await runtime.alerts.assign(alert_id, person=body.to, by=by, channel="api", note=body.note)
+        )
+
+
+@router.post("/alerts/{alert_id}/comment")
+async def comment(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: CommentIn) -> AlertPublic:
+    """A note on the alert's record (audited; nobody paged)."""
+    await alert_in_view(runtime, principal, alert_id)
+    by = acting_as(principal, body.by)
+    with service_errors("alert"):
+        return AlertPublic.of(await runtime.alerts.comment(alert_id, by=by, channel="api", text=body.text))
 
 
 @router.get("/alerts/{alert_id}/transitions")
