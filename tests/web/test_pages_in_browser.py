@@ -132,6 +132,10 @@ async def test_the_detail_page_shows_readings_against_the_set_point_and_the_time
     await expect(page.locator("#chart svg.chart polyline.mean")).to_have_count(1)
     await expect(page.locator("#chart svg.chart line.limit")).to_have_count(1)
     await expect(page.locator("#timeline li").first).to_contain_text("待接单")
+    await page.fill("#comment-text", "已电话联系住户")
+    await page.click("#comment button[type=submit]")
+    await expect(page.locator("#timeline li").last).to_contain_text("备注 / comment：已电话联系住户")
+    await expect(page.locator("#timeline li").last).to_contain_text("wang-li")
     assert errors == [], errors
 
 

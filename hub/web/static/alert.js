@@ -3,6 +3,15 @@
 import { api, el, STATES, when } from "/app/static/api.js";
 import { chart } from "/app/static/chart.js";
 
+function showTimeline(trail) {
+  document.getElementById("timeline").replaceChildren(...trail.map((t) =>
+    el("li", {},
+      el("time", {}, when(t.time)),
+      `${t.from_state ? STATES[t.from_state] || t.from_state : "—"} → ${STATES[t.to_state] || t.to_state}`,
+      ` · ${t.by}（${t.channel}）`,
+      t.note ? el("div", { class: "facts" }, t.note) : "")));
+}
+
 async function main() {
   const id = decodeURIComponent(location.pathname.split("/").pop());
   const [alert, trail] = await Promise.all([
@@ -22,12 +31,21 @@ async function main() {
       el("div", { class: "facts" }, `依据 / source: ${alert.source}`),
       el("div", { class: "facts" }, `开始 / opened ${when(alert.opened_at)}` +
         (alert.next_deadline ? ` · 下一时限 / next deadline ${when(alert.next_deadline)}` : ""))));
-  document.getElementById("timeline").replaceChildren(...trail.map((t) =>
-    el("li", {},
-      el("time", {}, when(t.time)),
-      `${t.from_state ? STATES[t.from_state] || t.from_state : "—"} → ${STATES[t.to_state] || t.to_state}`,
-      ` · ${t.by}（${t.channel}）`,
-      t.note ? el("div", { class: "facts" }, t.note) : "")));
+  showTimeline(trail);
+  const me = await api("/auth/me");
+  const form = document.getElementById("comment");
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const text = form.querySelector("textarea").value.trim();
+    if (!text) return;
+    try {
+      await api(`/alerts/${encodeURIComponent(id)}/comment`, { method: "POST", body: { by: me.person || me.name, text } });
+      form.querySelector("textarea").value = "";
+      showTimeline(await api(`/alerts/${encodeURIComponent(id)}/transitions`));
+    } catch (error) {
+      document.getElementById("problem").replaceChildren(el("p", { class: "banner error", role: "alert" }, error.message));
+    }
+  };
   const opened = new Date(alert.opened_at).getTime();
   const end = Math.min(Date.now(), opened + 12 * 3600_000);
   try {
