@@ -596,3 +596,37 @@ async def test_an_alert_is_assigned_to_a_person_who_is_paged_and_comments_go_on_
     await hub.api.post(f"{path}/resolve", json={"by": "li-property", "note": "关阀"})
     late = await hub.api.post(f"{path}/assign", json={"by": "wang-li", "to": "zhang-wei"})
     assert late.status_code == 409, "a resolved alert is not assigned"
+
+
+async def test_alerts_are_filtered_and_paged(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as b1, gateway(hub.mqtt_port, "gw-b2") as b2:
+        await b1.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await b1.ack()
+        await b2.publish(1, gas(1, 12.0, "gas-b2-101"), channel=Channel.ALARM)
+        await b2.ack()
+
+    async def both() -> list[dict[str, Any]] | None:
+        found = (await hub.api.get("/api/v1/alerts")).json()
+        return found if len(found) == 2 else None
+
+    newest, oldest = await eventually(both)
+    assert {newest["sensor"], oldest["sensor"]} == {"gas-b1-301", "gas-b2-101"}
+
+    async def ids(**params: Any) -> list[str]:
+        answer = await hub.api.get("/api/v1/alerts", params=params)
+        assert answer.status_code == 200, answer.text
+        return [a["id"] for a in answer.json()]
+
+    b1_alert = newest if newest["sensor"] == "gas-b1-301" else oldest
+    assert await ids(grade="III") == [b1_alert["id"]]
+    assert set(await ids(grade=["III", "IV"])) == {newest["id"], oldest["id"]}
+    assert await ids(grid="grid-2") == [a["id"] for a in (newest, oldest) if a["grid"] == "grid-2"]
+    assert await ids(sensor="gas-b1-301", kind="gas") == [b1_alert["id"]]
+    assert await ids(offset=1, limit=1) == [oldest["id"]] and await ids(offset=2) == []
+    assert await ids(since="2099-01-01T00:00:00+08:00") == []
+    await hub.api.post(f"/api/v1/alerts/{b1_alert['id']}/acknowledge", json={"by": "wang-li"})
+    await hub.api.post(f"/api/v1/alerts/{b1_alert['id']}/resolve", json={"by": "wang-li", "note": "关阀"})
+    assert b1_alert["id"] not in await ids(active="true") and len(await ids(active="true")) == 1
+    for bad in ({"grade": "V"}, {"since": "2026-01-01T00:00:00"}, {"offset": -1}, {"limit": 0}):
+        answer = await hub.api.get("/api/v1/alerts", params=bad)
+        assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json", bad

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.model import Alert, AlertState
@@ -131,15 +131,40 @@ async def list_alerts(
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     state: AlertState | None = None,
+    active: Annotated[bool, Query(description="only alerts still to handle (open … on site)")] = False,
+    grade: Annotated[list[Literal["I", "II", "III", "IV"]] | None, Query(description="repeatable")] = None,
+    grid: str | None = None,
+    sensor: str | None = None,
+    kind: str | None = None,
+    since: Annotated[AwareDatetime | None, Query(description="opened at or after (with its UTC offset)")] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
     """Alerts newest first, only those in the caller's scope (a grid manager's grids and escalations, a property
-    company's buildings)."""
+    company's buildings), narrowed by state (or ``active``), grades, grid, sensor, kind and opening time; paged
+    with ``offset`` and ``limit``."""
     scope = principal.scope
     if scope.sees_no_alerts:
         return []
-    matching = None if scope.community_wide else scope.sees_alert
-    return [AlertPublic.of(a) for a in await runtime.alerts.list_alerts(state=state, limit=limit, matching=matching)]
+    grades = frozenset(grade or ())
+    since_ms = None if since is None else round(since.timestamp() * 1000)
+    filters = (grades, grid, sensor, kind, since_ms, active)
+
+    def wanted(alert: Alert) -> bool:
+        event = alert.last_event
+        return (
+            (scope.community_wide or scope.sees_alert(alert))
+            and (not grades or alert.grade.name in grades)
+            and (grid is None or alert.grid == grid)
+            and (sensor is None or event.sensor == sensor)
+            and (kind is None or event.kind == kind)
+            and (since_ms is None or alert.opened_at_ms >= since_ms)
+            and (not active or alert.state.is_open)
+        )
+
+    matching = None if scope.community_wide and not any(f for f in filters) else wanted
+    found = await runtime.alerts.list_alerts(state=state, limit=offset + limit, matching=matching)
+    return [AlertPublic.of(a) for a in found[offset:]]
 
 
 @router.get("/alerts/{alert_id}")
