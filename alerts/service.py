@@ -43,7 +43,7 @@ from alerts.receivers.base import Receiver
 from alerts.silence import Mute, Silence, SilenceMatch, first_mute
 from alerts.stage import Stage
 from alerts.stats import GroupBy, ResponseStats, response_stats
-from alerts.store import AlertStore, Notification
+from alerts.store import AlertStore, AuditReport, AuditRow, Notification
 from alerts.work_orders import STEPS as WORK_ORDER_STEPS
 from alerts.work_orders import Department, Evidence, WorkOrder, WorkOrderState
 
@@ -784,6 +784,14 @@ class AlertService:
         """Response times of the alerts opened in the window, grouped ``by`` person, grid or community."""
         times = await asyncio.to_thread(self._store.alert_times, since_ms=since_ms, until_ms=until_ms)
         return response_stats(times, by)
+
+    async def audit_rows(self, *, after: int, limit: int) -> list[AuditRow]:
+        """The audit log after seq ``after``, oldest first (every subject), at most ``limit`` rows."""
+        return await asyncio.to_thread(self._store.audit_rows, after=after, limit=limit)
+
+    async def verify_audit(self) -> AuditReport:
+        """Check every link of the audit log's hash chain (a full scan: an on-demand check, not per request)."""
+        return await asyncio.to_thread(self._store.verify_audit)
 
     async def transitions(self, alert_id: str) -> list[Transition]:
         """The audit trail of ``alert_id``, oldest first."""

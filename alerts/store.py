@@ -58,7 +58,7 @@ from alerts.silence import Silence, SilenceMatch
 from alerts.stats import AlertTimes
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 
-__all__ = ["AlertStore", "AuditReport", "Notification", "NotificationStatus", "audit_hash"]
+__all__ = ["AlertStore", "AuditReport", "AuditRow", "Notification", "NotificationStatus", "audit_hash"]
 
 NotificationStatus = Literal["pending", "sent", "failed"]
 
@@ -328,6 +328,22 @@ def _fields(t: Transition) -> AuditFields:
         t.time_ms,
         t.note,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRow:
+    """One row of the audit log as stored: ``subject`` is an alert's or a silence's id."""
+
+    seq: int
+    subject: str
+    from_state: str | None
+    to_state: str
+    by: str
+    channel: str
+    time_ms: int
+    note: str
+    prev_hash: str | None
+    hash: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -885,6 +901,18 @@ class AlertStore:
             )
             for r in rows
         ]
+
+    def audit_rows(self, *, after: int, limit: int) -> list[AuditRow]:
+        """The audit log after seq ``after``, oldest first, at most ``limit`` rows (every subject: alerts,
+        silences …), each with its chain link and hash."""
+        rows = self._query("SELECT * FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        return [
+            AuditRow(
+                seq=r["seq"], subject=r["alert_id"], from_state=r["from_state"], to_state=r["to_state"], by=r["by"],
+                channel=r["channel"], time_ms=r["time_ms"], note=r["note"], prev_hash=r["prev_hash"], hash=r["hash"],
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def verify_audit(self) -> AuditReport:
         """Walk the whole audit log in order and check every link of the hash chain."""

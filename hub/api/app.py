@@ -9,6 +9,7 @@ from hub.api.limits import BodyLimit
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import (
     alerts,
+    audit,
     auth,
     community,
     dead_letters,
@@ -78,6 +79,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         stream,
         auth,
         users,
+        audit,
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(metrics.router)

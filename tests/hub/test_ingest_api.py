@@ -630,3 +630,27 @@ async def test_alerts_are_filtered_and_paged(hub: Hub) -> None:
     for bad in ({"grade": "V"}, {"since": "2026-01-01T00:00:00"}, {"offset": -1}, {"limit": 0}):
         answer = await hub.api.get("/api/v1/alerts", params=bad)
         assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json", bad
+
+
+async def test_the_audit_log_is_read_in_pages_and_its_chain_verified(hub: Hub) -> None:
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(1, gas(0, 27.4, "gas-b1-301"), channel=Channel.ALARM)
+        await gw.ack()
+    (alert,) = await eventually(lambda: _open_alerts(hub))
+    await hub.api.post(f"/api/v1/alerts/{alert['id']}/acknowledge", json={"by": "wang-li"})
+    await hub.api.post(f"/api/v1/alerts/{alert['id']}/comment", json={"by": "wang-li", "text": "到场前先通风"})
+    first = (await hub.api.get("/api/v1/audit", params={"limit": 2})).json()
+    assert len(first["rows"]) == 2 and first["next_after"] == first["rows"][-1]["seq"]
+    rest = (await hub.api.get("/api/v1/audit", params={"after": first["next_after"]})).json()
+    rows = first["rows"] + rest["rows"]
+    assert rest["next_after"] is None and [r["seq"] for r in rows] == sorted({r["seq"] for r in rows})
+    assert [r["prev_hash"] for r in rows[1:]] == [r["hash"] for r in rows[:-1]], "each row links to the one before"
+    assert ("acknowledged", "wang-li") in [(r["to_state"], r["by"]) for r in rows]
+    verdict = (await hub.api.get("/api/v1/audit/verify")).json()
+    assert verdict["intact"] and verdict["chained"] == len(rows) and verdict["head"] == rows[-1]["hash"]
+    assert (await hub.api.get("/api/v1/audit", params={"after": -1})).status_code == 422
+
+
+async def _open_alerts(hub: Hub) -> list[dict[str, Any]] | None:
+    found: list[dict[str, Any]] = (await hub.api.get("/api/v1/alerts", params={"active": "true"})).json()
+    return found or None

@@ -1,0 +1,76 @@
+"""``GET /api/v1/audit`` and ``/audit/verify``: the append-only, hash-chained audit log of alerts and silences.
+
+Every step anyone took — opened, notified, acknowledged, escalated, upgraded, cleared, resolved, verified, assigned,
+commented, a silence set or lifted — with who, when and through which channel, in order, each row linked to the one
+before by SHA-256 (``alerts.store``). Read it in pages (``after`` the last seq seen); ``verify`` walks the whole
+chain and names the first row that does not match. Community-wide roles only: the log covers every grid.
+(Logins and role changes are in ``/audit/identity``.)
+"""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from hub.api.deps import CommunityWide, RuntimeDep
+
+router = APIRouter(tags=["audit"], dependencies=[CommunityWide])
+
+
+class AuditRowPublic(BaseModel):
+    seq: int
+    subject: str = Field(description="the alert's or silence's id")
+    from_state: str | None
+    to_state: str
+    by: str
+    channel: str
+    time: datetime
+    note: str
+    prev_hash: str | None
+    hash: str | None = Field(description="SHA-256 of prev_hash and the row's fields (null: from before the chain)")
+
+
+class AuditPage(BaseModel):
+    rows: list[AuditRowPublic]
+    next_after: int | None = Field(description="pass as ``after`` for the next page; null when this is the end")
+
+
+class AuditVerdict(BaseModel):
+    intact: bool
+    chained: int = Field(description="rows whose link and hash were checked")
+    unchained: int = Field(description="rows from before the chain existed")
+    broken_at: int | None = Field(description="seq of the first row that does not match")
+    reason: str
+    head: str = Field(description="hash of the newest row: keep it elsewhere to detect a rewritten tail later")
+
+
+@router.get("/audit")
+async def audit(
+    runtime: RuntimeDep,
+    after: Annotated[int, Query(ge=0, description="rows after this seq (0: from the start)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> AuditPage:
+    rows = await runtime.alerts.audit_rows(after=after, limit=limit)
+    public = [
+        AuditRowPublic(
+            seq=r.seq, subject=r.subject, from_state=r.from_state, to_state=r.to_state, by=r.by, channel=r.channel,
+            time=datetime.fromtimestamp(r.time_ms / 1000).astimezone(), note=r.note, prev_hash=r.prev_hash,
+            hash=r.hash,
+        )
+        for r in rows
+    ]  # fmt: skip
+    return AuditPage(rows=public, next_after=public[-1].seq if len(public) == limit else None)
+
+
+@router.get("/audit/verify")
+async def verify(runtime: RuntimeDep) -> AuditVerdict:
+    report = await runtime.alerts.verify_audit()
+    return AuditVerdict(
+        intact=report.intact,
+        chained=report.chained,
+        unchained=report.unchained,
+        broken_at=report.broken_at,
+        reason=report.reason,
+        head=report.head,
+    )
