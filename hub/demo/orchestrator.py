@@ -136,6 +136,32 @@ def prepare(run_dir: Path, *, source: Path = _REPO_DEMO, mqtt_port: int | None =
     return plan
 
 
+DEMO_USERS = {
+    "wang": ("grid_manager", "wang-li"),
+    "property": ("property_company", "li-property"),
+    "committee": ("community_committee", None),
+}
+"""The demo's logins for the pages: the grid manager of building 1, the property company, the community committee."""
+
+
+def create_demo_users(plan: DemoPlan, token: str) -> Path:
+    """Create ``DEMO_USERS`` on the running hub (admin token) with random passwords, written to ``logins.txt``
+    (mode 0600) in the run directory; returns that file."""
+    logins = plan.run_dir / "logins.txt"
+    lines = []
+    with httpx.Client(base_url=plan.api, headers={"Authorization": f"Bearer {token}"}, trust_env=False) as client:
+        for name, (role, person) in DEMO_USERS.items():
+            password = secrets.token_urlsafe(12)
+            answer = client.post(
+                "/api/v1/users", json={"name": name, "role": role, "person": person, "password": password}
+            )
+            answer.raise_for_status()
+            lines.append(f"{name}\t{password}\t{role}")
+    logins.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    logins.chmod(0o600)
+    return logins
+
+
 class Console:
     """Writes every child's lines with a coloured name, and the demo's own headlines."""
 
@@ -274,6 +300,12 @@ def run_demo(*, run_dir: Path, duration_s: float | None = None, broker: str = "a
             "demo", f"API: {plan.api}/api/v1  (OpenAPI {plan.api}/docs, metrics {plan.api}/metrics)", bold=True
         )
         console.write("demo", f'     curl -H "Authorization: Bearer $(cat {plan.token_file})" {plan.api}/api/v1/alerts')
+        logins = create_demo_users(plan, token)
+        console.write(
+            "demo",
+            f"页面 pages: {plan.api}/app/  — 登录 log in as {', '.join(DEMO_USERS)} (passwords in {logins})",
+            bold=True,
+        )
         console.write("demo", f"files: {plan.run_dir} (truth.jsonl, notifications.jsonl, hub/*.sqlite3)")
         console.write(
             "demo",
