@@ -24,9 +24,11 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from alerts.delivery import Courier, RetryPolicy
 from alerts.directory import Directory, VoiceTarget
@@ -85,6 +87,21 @@ are measured; en route and on site may be skipped (a manager who was already the
 def wall_clock_ms() -> int:
     """Unix time in milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+RECENT_EVENTS = 10_000
+"""Risk events kept in memory for ``GET /api/v1/risk-events`` (what detection and other systems said lately)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEvent:
+    """A risk event as the service took it: when (ms), whether a mute stopped it, the alert it opened or changed."""
+
+    event: RiskEvent
+    received_ms: int
+    outcome: Literal["muted", "taken"]
+    alert: Alert | None
+    """The alert it opened or changed (None: muted, or nothing changed)."""
 
 
 class TransitionError(Exception):
@@ -232,6 +249,7 @@ class AlertService:
         self._counters = Counters()
         self._mutex = asyncio.Lock()  # one alert change at a time: dedup reads then writes
         self._pending: list[tuple[RiskEvent, asyncio.Future[Alert | None]]] = []
+        self._recent: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
         """Submitted events waiting for the next group commit."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -324,7 +342,22 @@ class AlertService:
                 # Its alert may mute events after it (inhibitions follow committed alerts): as one at a time.
                 await self._settle(results)
         await self._settle(results)
-        return [None if r is None else await r for r in results]
+        outcomes = [None if r is None else await r for r in results]
+        received = self._clock()
+        for event, waited, outcome in zip(events, results, outcomes, strict=True):
+            self._recent.append(RecentEvent(event, received, "muted" if waited is None else "taken", outcome))
+        return outcomes
+
+    def recent_events(self, *, matching: Callable[[RiskEvent], bool] | None = None, limit: int) -> list[RecentEvent]:
+        """The risk events taken since the service started (the newest ``RECENT_EVENTS``), newest first, those
+        ``matching`` accepts, at most ``limit``."""
+        found = []
+        for recent in reversed(self._recent):
+            if matching is None or matching(recent.event):
+                found.append(recent)
+                if len(found) >= limit:
+                    break
+        return found
 
     async def _settle(self, results: Sequence[asyncio.Future[Alert | None] | None]) -> None:
         """Group commit: every event waiting when the mutex frees is judged and committed in one transaction (one

@@ -458,3 +458,30 @@ async def test_a_property_company_silences_only_its_own_detectors_for_a_test(hub
         assert len((await c.get("/api/v1/silences")).json()) == 2
         lifted = await prop_a.post(f"/api/v1/silences/{silence}/lift", json={"by": "li-property"})
         assert lifted.status_code == 200 and lifted.json()["lifted_by"] == "li-property"
+
+
+async def test_recent_risk_events_say_what_became_of_each_within_the_callers_view(hub: Hub) -> None:
+    await add_users(hub, "wang", "zhang")
+    a, b = await two_alerts(hub)
+    ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    silenced = await hub.api.post(
+        "/api/v1/silences", json={"by": "committee", "reason": "通道清理", "ends_at": ends, "grids": ["grid-2"]}
+    )
+    assert silenced.status_code == 201, silenced.text
+    again = await hub.api.post("/api/v1/events", json={"events": [lane_event("grid-2", "b2-east")]})
+    assert again.status_code == 202, again.text
+    everything = (await hub.api.get("/api/v1/risk-events")).json()
+    by_key = {e["key"]: e for e in everything}
+    gas = next(e for e in everything if e["sensor"] == "gas-b1-301")
+    assert (gas["outcome"], gas["alert_id"], gas["grade"], gas["status"]) == ("taken", a, "III", "firing")
+    west = next(e for e in everything if e["key"].endswith("cam-b2-west/fire-lane"))
+    assert (west["outcome"], west["alert_id"]) == ("taken", b)
+    east = next(e for e in everything if e["key"].endswith("cam-b2-east/fire-lane"))
+    assert (east["outcome"], east["alert_id"]) == ("muted", None), "the silence held it back"
+    assert len(by_key) == 3 and everything[0]["key"] == east["key"], "newest first"
+    async with session(hub, "wang") as wang, session(hub, "zhang") as zhang:
+        assert [e["sensor"] for e in (await wang.get("/api/v1/risk-events")).json()] == ["gas-b1-301"]
+        assert {e["grid"] for e in (await zhang.get("/api/v1/risk-events")).json()} == {"grid-2"}
+    only = (await hub.api.get("/api/v1/risk-events", params={"grid": "grid-1", "status": "firing"})).json()
+    assert [e["alert_id"] for e in only] == [a]
+    assert (await hub.api.get("/api/v1/risk-events", params={"status": "on"})).status_code == 422
