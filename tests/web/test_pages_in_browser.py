@@ -177,6 +177,7 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     await expect(page.locator("#tile-temp-b1-101")).to_have_attribute("data-state", "fresh")
     await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "unseen")
     await expect(page.locator("#status")).to_have_class("status live")
+    await expect(page.locator("#count-gateways")).to_contain_text("网关离线 / gateways offline 1 / 1")
 
     await gas_alarm(hub, 2, "gas-b1-301", 27.4)  # live: the value and the alarm colour, no reload
     await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "alarm-III")

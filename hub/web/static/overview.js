@@ -7,6 +7,7 @@ const ACTIVE = new Set(["open", "acknowledged", "en_route", "on_site"]);
 const GRADES = ["I", "II", "III", "IV"];
 const sensors = new Map();
 const alarms = new Map(); // alert id -> {sensor, grade, state}
+let gateways = [];
 
 function worstGrade(sensor) {
   let worst = null;
@@ -45,11 +46,17 @@ function render() {
   document.getElementById("sensor-counts").replaceChildren(
     el("span", { class: "count" }, `传感器 / sensors ${sensors.size}`),
     el("span", { class: "count", id: "count-stale" }, `失联 / stale ${by("stale")}`),
-    el("span", { class: "count" }, `未上报 / unseen ${by("unseen")}`));
+    el("span", { class: "count" }, `未上报 / unseen ${by("unseen")}`),
+    el("span", { class: "count", id: "count-gateways" },
+      `网关离线 / gateways offline ${gateways.filter((g) => !g.online).length} / ${gateways.length}`,
+      ...gateways.filter((g) => !g.online).map((g) => ` · ${g.id}（${g.location}）`)));
 }
 
 async function load() {
-  const [list, alerts] = await Promise.all([api("/sensors?limit=5000"), api("/alerts?limit=1000")]);
+  const [list, alerts, community] = await Promise.all([
+    api("/sensors?limit=5000"), api("/alerts?limit=1000"), api("/community"),
+  ]);
+  gateways = community.gateways;
   sensors.clear();
   for (const sensor of list.sensors) sensors.set(sensor.sensor, sensor);
   alarms.clear();
@@ -75,6 +82,13 @@ function listen() {
     render();
   });
   source.addEventListener("reset", () => { source.close(); load().then(listen); });
+  // Gateways' births and deaths are not on the stream: their state is read again every 15 s.
+  setInterval(async () => {
+    try {
+      gateways = (await api("/community")).gateways;
+      render();
+    } catch (error) { /* the next round tries again */ }
+  }, 15_000);
 }
 
 load().then(listen).catch((error) =>
