@@ -194,7 +194,16 @@ class AnomalyConfig:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"AnomalyConfig.{name} must be within (0, 1], got {value!r}")
-        above_one = ("spike_z", "cusum_h", "variance_ratio", "flat_ratio", "drift_z", "steepness", "activity_z", "scale_clip")
+        above_one = (
+            "spike_z",
+            "cusum_h",
+            "variance_ratio",
+            "flat_ratio",
+            "drift_z",
+            "steepness",
+            "activity_z",
+            "scale_clip",
+        )
         for name in (*above_one, "episode_growth"):
             if not getattr(self, name) > 1.0:
                 raise ValueError(f"AnomalyConfig.{name} must be above 1, got {getattr(self, name)!r}")
@@ -243,7 +252,7 @@ _DAY_STATE = (
 _FLOAT_STATE = (
     "first_ms", "last", "fast", "slow", "level", "error", "choice", "short_error", "cusum_up", "cusum_down", "short",
     "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "hold_until_ms", "peak",
-    "long_error", "hour_scales", "short_steps", "long_steps", *_DAY_STATE,
+    "long_error", "hour_scales", "short_steps", "long_steps", "owed", "lowest", "highest", *_DAY_STATE,
 )  # fmt: skip
 _SQRT2 = np.sqrt(2.0)
 _HOURS_TO_END = np.arange(1.0, 25.0)
@@ -254,10 +263,12 @@ _STARTED_STATE = {
     "long_error": np.nan,
     "hour_scales": np.nan,
     "long_steps": np.nan,
+    "lowest": np.inf,
+    "highest": -np.inf,
 }
 """State that a state saved before it existed lacks starts as a new sensor's (these where not 0): the day totals', and
 the variance's long-run error sizes (NaN: not yet known, taken from the typical errors when next used)."""
-_LATER_STATE = (*_DAY_STATE, "long_error", "hour_scales", "short_steps", "long_steps")
+_LATER_STATE = (*_DAY_STATE, "long_error", "hour_scales", "short_steps", "long_steps", "owed", "lowest", "highest")
 """State names a state saved by an older version may lack."""
 
 
@@ -294,6 +305,9 @@ class AnomalyDetector:
         self.q = np.zeros((0, _DEPARTURES))
         self.peak = np.zeros((0, _DEPARTURES))
         """While a departure stays past ``q`` (an episode), the largest it reached; 0 outside an episode."""
+        self.owed = np.zeros((0, _DEPARTURES))
+        """While an episode goes on, the log of the factor its percentile rises by as it ends: ``quantile_step`` for
+        each of its readings past ``q`` (as if it had learnt from each), but at most to the episode's peak."""
         self.hold_until_ms = np.zeros(0)
         """After a scored shift, shift and activity departures are not scored again before this time (Unix ms)."""
         self.hour_end_ms = np.zeros(0)
@@ -334,6 +348,10 @@ class AnomalyDetector:
         self.hours = np.zeros((0, 24))
         self.hour_errors = np.zeros((0, 24))
         self.hour_scales = np.zeros((0, 24))
+        self.lowest = np.zeros(0)
+        """The lowest value the sensor has read (unit; +inf: not yet known): resting there is no series gone flat, """
+        self.highest = np.zeros(0)
+        """nor at the highest (-inf: not yet known)."""
         self.short_steps = np.zeros(0)
         """The recent mean absolute step from reading to reading (unit; ``short_rate``), """
         self.long_steps = np.zeros(0)
@@ -564,15 +582,18 @@ class AnomalyDetector:
         long_steps = np.where(np.isnan(long_steps), error[:, 0], long_steps)
         steps = np.minimum(steps, c.spike_z * q[:, 0] * 1.25 * error[:, 0])
         short_steps = self.short_steps[row] + c.short_rate * (steps - self.short_steps[row])
-        ratio = np.minimum(
-            (short_error + floor) / (reference + floor), (short_steps + floor) / (long_steps + floor)
-        )
+        ratio = np.minimum((short_error + floor) / (reference + floor), (short_steps + floor) / (long_steps + floor))
         # Gone flat: flatter than the smaller of the long-run and the recent typical error size.
         usual_least = np.minimum(reference, typical)
         flat = (short_error + floor) / (usual_least + floor)
         # (Gone flat is judged once the seasonal forecast may be the expectation: before a sensor's days are known, a
         # quiet night is no series gone flat.)
-        flat_departure = np.where(seasonal_ok, -np.log(flat) / np.log(c.flat_ratio), 0.0)
+        # A series resting at the lowest (or highest) value it has read is at rest, not stuck: a dry basement's depth
+        # at 0, an empty tank, a valve shut (a reading clamped at its physical limit, or quantised down to it, repeats
+        # for as long as it rests there). Stuck is still at a value the series usually passes through.
+        lowest, highest = self.lowest[row], self.highest[row]
+        at_rest = (value - lowest <= floor) | (highest - value <= floor)
+        flat_departure = np.where(seasonal_ok & ~at_rest, -np.log(flat) / np.log(c.flat_ratio), 0.0)
         variance = np.maximum((ratio - 1.0) / (c.variance_ratio - 1.0), flat_departure)
 
         long, long_var = self.long[row], self.long_var[row]
@@ -643,7 +664,10 @@ class AnomalyDetector:
         self.hour_scales[row, hour] = hour_scale + (1.0 - weight) * hour_scale_step
         self.hour_scales[row, after] = after_scale + weight * hour_scale_step
         hours = hours + hour_error
-        self.weekdays[row, weekday] = weekdays + c.weekday_rate * (value - level - hours - weekdays)
+        # The day-of-week terms learn once the day's shape may be used (``season_after_ms``): before that, what the
+        # hour terms have yet to learn would be taken for the weekday's, and come back as a level shift a week later.
+        weekday_rate = np.where(seasonal_ok, c.weekday_rate, 0.0)
+        self.weekdays[row, weekday] = weekdays + weekday_rate * (value - level - hours - weekdays)
         self.short[row] += c.short_rate * (value - self.short[row])
         long_rate = np.maximum(c.long_rate, 1.0 / count)
         deviation = value - long
@@ -653,13 +677,17 @@ class AnomalyDetector:
         # (Before a sensor is judged, they take its readings whole.)
         scale_rate = np.maximum(c.scale_rate, 1.0 / count)
         scale_rate = np.where(judged[:, None] & (relative[:, 2:4] > 1.0), 0.0, scale_rate[:, None])
-        clipped_dev = np.minimum(np.abs(deviation), c.scale_clip * np.sqrt(long_var))
+        # (Clipped at no less than the expectation's typical deviation: a scale learnt from a still start, 0, still grows.)
+        clip = c.scale_clip * np.maximum(np.sqrt(long_var), 1.25 * typical)
+        clipped_dev = np.minimum(np.abs(deviation), clip)
         clipped_dev = np.where(judged, clipped_dev, np.abs(deviation))
         self.long_var[row] = (1.0 - scale_rate[:, 1]) * (long_var + scale_rate[:, 1] * clipped_dev * clipped_dev)
         size = np.abs(residuals[pick, best])
         size = size
         self.long_error[row] = long_error + scale_rate[:, 0] * (size - long_error)
         self.short_steps[row] = short_steps
+        self.lowest[row] = np.minimum(lowest, value)
+        self.highest[row] = np.maximum(highest, value)
         size = np.abs(residuals[:, 0])
         size = size
         self.long_steps[row] = long_steps + scale_rate[:, 0] * (size - long_steps)
@@ -713,16 +741,19 @@ class AnomalyDetector:
         goes_on = over | (ongoing & (relative * c.episode_growth > 1.0))
         # As one ends, it raises the percentile once, by the step or, for an episode that went far past it, by the
         # square root of how far (a sensor whose every night is "flat" learns that in two nights, not twenty).
+        reached = np.maximum(peak, relative)
+        owed = np.where(ongoing, self.owed[row], 0.0) + np.where(over, np.log1p(step * c.quantile), 0.0)
+        owed = np.minimum(owed, np.log(np.maximum(reached, 1.0)))
         tracked = np.where(
             ongoing & ~goes_on,
-            q * np.maximum(1.0 + step * c.quantile, np.sqrt(np.maximum(peak, 1.0))),
+            q * np.exp(np.maximum(owed, np.log1p(step * c.quantile))),
             np.where(goes_on, q, q * (1.0 - step * (1.0 - c.quantile))),
         )
-        reached = np.maximum(peak, relative)
         # A day's total falls short hour by hour: its episode scores again on growing past the score before, so a
         # morning that began a little short and ends with nothing is told when it has become clear.
         reached[:, 4] = np.where(news[:, 4] > 0.0, relative[:, 4], peak[:, 4])
         self.peak[row] = np.where(judged[:, None] & goes_on, reached, 0.0)
+        self.owed[row] = np.where(judged[:, None] & goes_on, owed, 0.0)
         self.q[row] = np.where(judged[:, None], tracked, q)
         self.seen[row] = seen + 1
         self.newest_ms[row] = time_ms
@@ -902,7 +933,7 @@ class AnomalyDetector:
 
     def _start(self, row: npt.NDArray[np.intp], time_ms: npt.NDArray[np.int64], value: npt.NDArray[np.float64]) -> None:
         """A sensor's first reading: every mean starts at it, every error and profile term at 0."""
-        for name in ("last", "fast", "slow", "level", "short", "mid", "long"):
+        for name in ("last", "fast", "slow", "level", "short", "mid", "long", "lowest", "highest"):
             getattr(self, name)[row] = value
         self.error[row] = 0.0
         self.choice[row] = 0.0
@@ -932,6 +963,7 @@ class AnomalyDetector:
         self.weekdays[row] = 0.0
         self.q[row] = 1.0
         self.peak[row] = 0.0
+        self.owed[row] = 0.0
         self.first_ms[row] = time_ms
         self.seen[row] = 1
         self.newest_ms[row] = time_ms

@@ -196,7 +196,12 @@ def test_a_level_step_is_a_spike_at_once_then_one_burst(seed: int) -> None:
 
 @pytest.mark.parametrize(
     ("change", "reason", "earliest"),
-    [("drift", Reason.DRIFT, 115), ("noisier", Reason.VARIANCE, 0), ("stuck", Reason.VARIANCE, 10), ("ramp", Reason.SHIFT, 3)],
+    [
+        ("drift", Reason.DRIFT, 115),
+        ("noisier", Reason.VARIANCE, 0),
+        ("stuck", Reason.VARIANCE, 10),
+        ("ramp", Reason.SHIFT, 3),
+    ],
 )
 def test_a_gradual_departure_scores_high_with_its_reason_once_notable(
     change: str, reason: Reason, earliest: int
