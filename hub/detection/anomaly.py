@@ -746,7 +746,7 @@ class AnomalyDetector:
         owed = np.minimum(owed, np.log(np.maximum(reached, 1.0)))
         tracked = np.where(
             ongoing & ~goes_on,
-            q * np.exp(np.maximum(owed, np.log1p(step * c.quantile))),
+            q * np.exp(np.maximum(owed, np.maximum(0.5 * np.log(np.maximum(peak, 1.0)), np.log1p(step * c.quantile)))),
             np.where(goes_on, q, q * (1.0 - step * (1.0 - c.quantile))),
         )
         # A day's total falls short hour by hour: its episode scores again on growing past the score before, so a
