@@ -10,17 +10,25 @@ the day totals below: 24 × 6 by hour of day and 24 × 7 by hour of week):
 
 - Four one-step forecasts compete: the last value, a fast and a slow exponentially weighted mean, and a seasonal
   forecast (additive level + hour-of-day + day-of-week profile, Holt–Winters style, in the community's local
-  time). Each keeps the mean absolute error of its forecasts; the one with the smallest error so far is *the
-  expectation*, and its error the *typical deviation*. A random-walk temperature ends up on the last value, a
-  noisy flat level on the slow mean, a daily rhythm on the seasonal forecast (allowed once two days are seen).
+  time; the day-of-week terms learn only once the day's shape may be used, else a first day's learning comes back
+  a week later as a level shift). Each keeps the mean absolute error of its forecasts; the one with the smallest
+  error so far is *the expectation*, and its error the *typical deviation*. A random-walk temperature ends up on the
+  last value, a noisy flat level on the slow mean, a daily rhythm on the seasonal forecast (allowed once two days
+  are seen).
 - Five departures are measured, each scaled so that 1 is notable:
   ``spike``     the reading against the forecast that explains it best, in that forecast's typical
                 deviations (÷ ``spike_z``): a reading any forecast explains is no spike;
   ``shift``     a two-sided CUSUM of the seasonal forecast's standardised errors (÷ ``cusum_h``): a level shift
                 accumulates until it is notable;
-  ``variance``  recent against long-run size of the errors: noise grown ``variance_ratio``-fold, or a series gone
-                flat (``flat_ratio``-fold smaller);
-  ``drift``     a medium-term mean against the long-term one, in long-term standard deviations (÷ ``drift_z``);
+  ``variance``  recent against long-run size of the errors (and of the steps from reading to reading: a ramp is no
+                noise grown): noise grown ``variance_ratio``-fold, or a series gone flat (``flat_ratio``-fold
+                smaller). The long-run sizes learn slowly (``scale_rate``; by hour of day for the seasonal forecast)
+                and not while the variance is past its percentile, so grown noise is judged against the noise from
+                before it. A series resting at the lowest or highest value it has read is not "gone flat": a dry
+                basement's depth clamped at 0 and quantised to the millimetre repeats 0 for as long as it is dry;
+                stuck is still at a value the series usually passes through;
+  ``drift``     a medium-term mean against the long-term one, in long-term standard deviations (÷ ``drift_z``; the
+                deviation learnt slowly, from readings clipped at ``scale_clip`` of it, not while drifting);
   ``activity``  usual activity that does not come (an elder's water use that stops; a holiday's empty office):
                 the day's total since local midnight (the time integral of the readings), judged at each hour's
                 end against its usual value by that hour, in how much days differ by then (÷ ``activity_z``).
@@ -38,7 +46,11 @@ the day totals below: 24 × 6 by hour of day and 24 × 7 by hour of week):
 - Each departure ``R`` is weighed against the sensor's own history of it: ``q`` tracks its 99th percentile
   (stochastic approximation, never below 1), and its score is ``1 - exp(-2 (R / q - 1))`` above ``q``, 0 below;
   the reading's score is the largest. A sensor with heavy-tailed noise thus needs a larger spike for the same
-  score, and a spiky one still scores a shift as any other.
+  score, and a spiky one still scores a shift as any other. ``q`` learns outside episodes (a departure staying past
+  it) and from an episode only as it ends — by as much as each of its readings past ``q`` would have raised it, at
+  most to its peak, and at least by the square root of its peak — so a departure growing reading by reading is
+  judged against the percentile it began past, not one that chases it. An episode scores as it begins, on growing
+  ``episode_growth``-fold, and as its score first passes 0.5 and ``episode_told`` (the hub alerts at 0.8).
 - After a notable shift the baselines move to the new level, so one change gives one burst of high scores, not
   a score that stays high until the slow means catch up. After an alarm of the day's total (or a level shift), the
   day is spent: its total is not judged again that day (nor the CUSUM, after missing activity: the same cause),
@@ -170,9 +182,8 @@ class AnomalyConfig:
     """Learning rate of the seasonal forecast's long-run error by hour (``hour_scales``), per reading in that hour
     (~100 readings of each hour: days, against ``hour_rate``'s hours)."""
     scale_clip: float = 2.0
-    """The long-run scales of the variance and the drift (``long_error``, ``long_var``) learn from a reading at most
-    this many of their own sizes away (mean absolute errors; standard deviations): noise grown or a level drifting
-    moves them by a small fraction per reading, so they stay the yardstick of what is being judged."""
+    """The drift's long-run scale (``long_var``) learns from a reading at most this many of its own standard deviations
+    away: a level drifting moves it by a small fraction per reading, so it stays the yardstick of what is judged."""
     steepness: float = 2.0
     """How fast the score rises past the sensor's own percentile: ``1 - exp(-steepness (R / q - 1))``."""
     episode_growth: float = 1.25
@@ -188,8 +199,8 @@ class AnomalyConfig:
     """Local time of the hour-of-day and day-of-week terms (the hub: China Standard Time, UTC+8)."""
 
     def __post_init__(self) -> None:
-        rates = ("fast", "slow", "error_rate", "choice_rate", "hour_rate", "weekday_rate", "short_rate",
-                 "mid_rate", "long_rate", "quantile_step", "activity_rate", "scale_rate", "hour_scale_rate")  # fmt: skip
+        rates = ("fast", "slow", "error_rate", "choice_rate", "hour_rate", "weekday_rate", "short_rate", "mid_rate",
+                 "long_rate", "quantile_step", "activity_rate", "scale_rate", "hour_scale_rate")  # fmt: skip
         for name in rates:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
@@ -295,13 +306,14 @@ class AnomalyDetector:
         self.mid = np.zeros(0)
         self.long = np.zeros(0)
         self.long_var = np.zeros(0)
-        """The long-term variance of the readings about ``long`` (unit²), the drift's scale: learnt at ``long_rate`` from
-        deviations clipped at ``scale_clip`` of its own standard deviations, and not while the drift is past its
+        """The long-term variance of the readings about ``long`` (unit²), the drift's scale: learnt at ``scale_rate``
+        from deviations clipped at ``scale_clip`` of its own standard deviations (or of the expectation's typical
+        deviation, if larger: a scale learnt from a still start, 0, still grows), and not while the drift is past its
         percentile (a drift must not become its own yardstick)."""
         self.long_error = np.zeros(0)
         """The long-run mean absolute error of the expectation (unit; NaN: not yet known), the variance's scale where
-        the expectation is not the seasonal forecast: learnt at ``long_rate`` from errors clipped at ``scale_clip`` of
-        itself, and not while the variance is past its percentile (grown noise must not become its own yardstick)."""
+        the expectation is not the seasonal forecast: learnt at ``scale_rate``, and not while the variance is past its
+        percentile (grown noise must not become its own yardstick)."""
         self.q = np.zeros((0, _DEPARTURES))
         self.peak = np.zeros((0, _DEPARTURES))
         """While a departure stays past ``q`` (an episode), the largest it reached; 0 outside an episode."""
@@ -347,7 +359,11 @@ class AnomalyDetector:
         day that went on departing so (the usual totals moved to it)."""
         self.hours = np.zeros((0, 24))
         self.hour_errors = np.zeros((0, 24))
+        """The seasonal forecast's mean absolute error by hour of day: water use is lumpy at 7:00, not at 3:00."""
         self.hour_scales = np.zeros((0, 24))
+        """The seasonal forecast's long-run mean absolute error by hour of day (NaN: not yet known), the variance's
+        scale where the expectation is the seasonal forecast: learnt as ``hour_errors`` but at ``hour_scale_rate``,
+        and not while the variance is past its percentile."""
         self.lowest = np.zeros(0)
         """The lowest value the sensor has read (unit; +inf: not yet known): resting there is no series gone flat, """
         self.highest = np.zeros(0)
@@ -356,12 +372,8 @@ class AnomalyDetector:
         """The recent mean absolute step from reading to reading (unit; ``short_rate``), """
         self.long_steps = np.zeros(0)
         """and its long-run value (NaN: not yet known), learnt as ``long_error``: noise grown is grown for both."""
-        """The seasonal forecast's long-run mean absolute error by hour of day (NaN: not yet known), the variance's
-        scale where the expectation is the seasonal forecast: learnt as ``hour_errors`` but at ``hour_scale_rate``,
-        from errors clipped at ``scale_clip`` of itself, and not while the variance is past its percentile."""
         self.hour_visits = np.zeros((0, 24))
         """Readings each hour term has learnt from (weighted): its first ones are averaged, not forgotten."""
-        """The seasonal forecast's mean absolute error by hour of day: water use is lumpy at 7:00, not at 3:00."""
         self.weekdays = np.zeros((0, 7))
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -565,8 +577,8 @@ class AnomalyDetector:
         size = np.minimum(np.abs(residuals[pick, best]), c.spike_z * q[:, 0] * 1.25 * typical)
         short_error = self.short_error[row] + c.short_rate * (size - self.short_error[row])
         # The long-run error size: the hour's typical error for the seasonal forecast (learnt per hour, slowly per
-        # reading); else the slowly learnt ``long_error`` (the forecasts' own errors learn in ~50 readings: a noise grown
-        # five-fold would be their new normal before the short-run error had shown it).
+        # reading); else the slowly learnt ``long_error`` (the forecasts' own errors learn in ~50 readings: a noise
+        # grown five-fold would be their new normal before the short-run error had shown it).
         long_error = self.long_error[row]
         long_error = np.where(np.isnan(long_error), typical, long_error)
         hour_scale, after_scale = self.hour_scales[row, hour], self.hour_scales[row, after]
@@ -574,9 +586,9 @@ class AnomalyDetector:
         after_scale = np.where(np.isnan(after_scale), self.hour_errors[row, after], after_scale)
         hour_scales = (1.0 - weight) * hour_scale + weight * after_scale
         reference = np.where(best == _SEASONAL, np.maximum(hour_scales, 0.25 * long_error), long_error)
-        # Noise grown is grown for the last value too: a level moving (a ramp) grows the expectation's errors, hardly the
-        # steps from reading to reading. (Steps compared with their own long-run size; a spike's counted as the most
-        # the last value allows.)
+        # Noise grown is grown for the last value too: a level moving (a ramp) grows the expectation's errors, hardly
+        # the steps from reading to reading. (Steps compared with their own long-run size; a spike's counted as the
+        # most the last value allows.)
         steps = np.abs(residuals[:, 0])
         long_steps = self.long_steps[row]
         long_steps = np.where(np.isnan(long_steps), error[:, 0], long_steps)
@@ -657,8 +669,6 @@ class AnomalyDetector:
         self.hour_errors[row, after] += weight * hour_error_step
         seasonal_size = np.abs(residuals[:, _SEASONAL])
         hour_scale_rate = np.maximum(c.hour_scale_rate, 1.0 / visits)
-        hour_known = visits >= c.warmup
-        seasonal_size = np.where(hour_known & False, seasonal_size, seasonal_size)
         hour_scale_rate = np.where(judged & (relative[:, 2] > 1.0), 0.0, hour_scale_rate)
         hour_scale_step = hour_scale_rate * (seasonal_size - hour_scales)
         self.hour_scales[row, hour] = hour_scale + (1.0 - weight) * hour_scale_step
@@ -677,19 +687,17 @@ class AnomalyDetector:
         # (Before a sensor is judged, they take its readings whole.)
         scale_rate = np.maximum(c.scale_rate, 1.0 / count)
         scale_rate = np.where(judged[:, None] & (relative[:, 2:4] > 1.0), 0.0, scale_rate[:, None])
-        # (Clipped at no less than the expectation's typical deviation: a scale learnt from a still start, 0, still grows.)
+        # (Clipped at no less than the expectation's typical deviation: a scale learnt from a still start grows.)
         clip = c.scale_clip * np.maximum(np.sqrt(long_var), 1.25 * typical)
         clipped_dev = np.minimum(np.abs(deviation), clip)
         clipped_dev = np.where(judged, clipped_dev, np.abs(deviation))
         self.long_var[row] = (1.0 - scale_rate[:, 1]) * (long_var + scale_rate[:, 1] * clipped_dev * clipped_dev)
         size = np.abs(residuals[pick, best])
-        size = size
         self.long_error[row] = long_error + scale_rate[:, 0] * (size - long_error)
         self.short_steps[row] = short_steps
         self.lowest[row] = np.minimum(lowest, value)
         self.highest[row] = np.maximum(highest, value)
         size = np.abs(residuals[:, 0])
-        size = size
         self.long_steps[row] = long_steps + scale_rate[:, 0] * (size - long_steps)
         self.mid[row] = mid
         # A shift scored past one half: from now on the new level is the usual one (one change, one burst).
