@@ -10,17 +10,25 @@ the day totals below: 24 × 6 by hour of day and 24 × 7 by hour of week):
 
 - Four one-step forecasts compete: the last value, a fast and a slow exponentially weighted mean, and a seasonal
   forecast (additive level + hour-of-day + day-of-week profile, Holt–Winters style, in the community's local
-  time). Each keeps the mean absolute error of its forecasts; the one with the smallest error so far is *the
-  expectation*, and its error the *typical deviation*. A random-walk temperature ends up on the last value, a
-  noisy flat level on the slow mean, a daily rhythm on the seasonal forecast (allowed once two days are seen).
+  time; the day-of-week terms learn only once the day's shape may be used, else a first day's learning comes back
+  a week later as a level shift). Each keeps the mean absolute error of its forecasts; the one with the smallest
+  error so far is *the expectation*, and its error the *typical deviation*. A random-walk temperature ends up on the
+  last value, a noisy flat level on the slow mean, a daily rhythm on the seasonal forecast (allowed once two days
+  are seen).
 - Five departures are measured, each scaled so that 1 is notable:
   ``spike``     the reading against the forecast that explains it best, in that forecast's typical
                 deviations (÷ ``spike_z``): a reading any forecast explains is no spike;
   ``shift``     a two-sided CUSUM of the seasonal forecast's standardised errors (÷ ``cusum_h``): a level shift
                 accumulates until it is notable;
-  ``variance``  recent against long-run size of the errors: noise grown ``variance_ratio``-fold, or a series gone
-                flat (``flat_ratio``-fold smaller);
-  ``drift``     a medium-term mean against the long-term one, in long-term standard deviations (÷ ``drift_z``);
+  ``variance``  recent against long-run size of the errors (and of the steps from reading to reading: a ramp is no
+                noise grown): noise grown ``variance_ratio``-fold, or a series gone flat (``flat_ratio``-fold
+                smaller). The long-run sizes learn slowly (``scale_rate``; by hour of day for the seasonal forecast)
+                and not while the variance is past its percentile, so grown noise is judged against the noise from
+                before it. A series resting at the lowest or highest value it has read is not "gone flat": a dry
+                basement's depth clamped at 0 and quantised to the millimetre repeats 0 for as long as it is dry;
+                stuck is still at a value the series usually passes through;
+  ``drift``     a medium-term mean against the long-term one, in long-term standard deviations (÷ ``drift_z``; the
+                deviation learnt slowly, from readings clipped at ``scale_clip`` of it, not while drifting);
   ``activity``  usual activity that does not come (an elder's water use that stops; a holiday's empty office):
                 the day's total since local midnight (the time integral of the readings), judged at each hour's
                 end against its usual value by that hour, in how much days differ by then (÷ ``activity_z``).
@@ -38,7 +46,11 @@ the day totals below: 24 × 6 by hour of day and 24 × 7 by hour of week):
 - Each departure ``R`` is weighed against the sensor's own history of it: ``q`` tracks its 99th percentile
   (stochastic approximation, never below 1), and its score is ``1 - exp(-2 (R / q - 1))`` above ``q``, 0 below;
   the reading's score is the largest. A sensor with heavy-tailed noise thus needs a larger spike for the same
-  score, and a spiky one still scores a shift as any other.
+  score, and a spiky one still scores a shift as any other. ``q`` learns outside episodes (a departure staying past
+  it) and from an episode only as it ends — by as much as each of its readings past ``q`` would have raised it, at
+  most to its peak, and at least by the square root of its peak — so a departure growing reading by reading is
+  judged against the percentile it began past, not one that chases it. An episode scores as it begins, on growing
+  ``episode_growth``-fold, and as its score first passes 0.5 and ``episode_told`` (the hub alerts at 0.8).
 - After a notable shift the baselines move to the new level, so one change gives one burst of high scores, not
   a score that stays high until the slow means catch up. After an alarm of the day's total (or a level shift), the
   day is spent: its total is not judged again that day (nor the CUSUM, after missing activity: the same cause),
@@ -162,10 +174,23 @@ class AnomalyConfig:
     """Learning rate of the long-term mean and variance (drift)."""
     drift_z: float = 4.0
     """Long-term standard deviations between the medium- and long-term means that count as notable."""
+    scale_rate: float = 0.0002
+    """Learning rate of the long-run scales of the variance and the drift (``long_error``, ``long_var``; ~2,000
+    readings): slower than what they judge (the short-run error size, ~5 readings; the medium-term mean, ~50), so a
+    change is judged against the scale from before it."""
+    hour_scale_rate: float = 0.01
+    """Learning rate of the seasonal forecast's long-run error by hour (``hour_scales``), per reading in that hour
+    (~100 readings of each hour: days, against ``hour_rate``'s hours)."""
+    scale_clip: float = 2.0
+    """The drift's long-run scale (``long_var``) learns from a reading at most this many of its own standard deviations
+    away: a level drifting moves it by a small fraction per reading, so it stays the yardstick of what is judged."""
     steepness: float = 2.0
     """How fast the score rises past the sensor's own percentile: ``1 - exp(-steepness (R / q - 1))``."""
-    episode_growth: float = 1.3
+    episode_growth: float = 1.25
     """While a departure stays past its percentile, it scores again only on growing this many times its peak."""
+    episode_told: float = 0.8
+    """An episode that grows a little at each reading scores again as its score first passes one half and this (the
+    hub alerts at 0.8), not at each step of ``episode_growth``."""
     quantile: float = 0.99
     """The percentile of departures the calibration tracks."""
     quantile_step: float = 0.05
@@ -174,16 +199,27 @@ class AnomalyConfig:
     """Local time of the hour-of-day and day-of-week terms (the hub: China Standard Time, UTC+8)."""
 
     def __post_init__(self) -> None:
-        rates = ("fast", "slow", "error_rate", "choice_rate", "hour_rate", "weekday_rate", "short_rate",
-                 "mid_rate", "long_rate", "quantile_step", "activity_rate")  # fmt: skip
+        rates = ("fast", "slow", "error_rate", "choice_rate", "hour_rate", "weekday_rate", "short_rate", "mid_rate",
+                 "long_rate", "quantile_step", "activity_rate", "scale_rate", "hour_scale_rate")  # fmt: skip
         for name in rates:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"AnomalyConfig.{name} must be within (0, 1], got {value!r}")
-        above_one = ("spike_z", "cusum_h", "variance_ratio", "flat_ratio", "drift_z", "steepness", "activity_z")
+        above_one = (
+            "spike_z",
+            "cusum_h",
+            "variance_ratio",
+            "flat_ratio",
+            "drift_z",
+            "steepness",
+            "activity_z",
+            "scale_clip",
+        )
         for name in (*above_one, "episode_growth"):
             if not getattr(self, name) > 1.0:
                 raise ValueError(f"AnomalyConfig.{name} must be above 1, got {getattr(self, name)!r}")
+        if not 0.0 < self.episode_told < 1.0:
+            raise ValueError(f"AnomalyConfig.episode_told must be within (0, 1), got {self.episode_told!r}")
         if not 0.5 < self.quantile < 1.0:
             raise ValueError(f"AnomalyConfig.quantile must be within (0.5, 1), got {self.quantile!r}")
         if self.warmup < 2:
@@ -227,7 +263,7 @@ _DAY_STATE = (
 _FLOAT_STATE = (
     "first_ms", "last", "fast", "slow", "level", "error", "choice", "short_error", "cusum_up", "cusum_down", "short",
     "mid", "long", "long_var", "q", "hours", "hour_errors", "hour_visits", "weekdays", "hold_until_ms", "peak",
-    *_DAY_STATE,
+    "long_error", "hour_scales", "short_steps", "long_steps", "owed", "lowest", "highest", *_DAY_STATE,
 )  # fmt: skip
 _SQRT2 = np.sqrt(2.0)
 _HOURS_TO_END = np.arange(1.0, 25.0)
@@ -235,8 +271,16 @@ _HOURS_TO_END = np.arange(1.0, 25.0)
 _STARTED_STATE = {
     **dict.fromkeys(("day_total", "activity_seen", "spent_day", "today_totals", "today_day", "week_totals"), np.nan),
     "week_days": np.nan,
+    "long_error": np.nan,
+    "hour_scales": np.nan,
+    "long_steps": np.nan,
+    "lowest": np.inf,
+    "highest": -np.inf,
 }
-"""Day-total state that a state saved before it existed lacks starts as a new sensor's (these where not 0)."""
+"""State that a state saved before it existed lacks starts as a new sensor's (these where not 0): the day totals', and
+the variance's long-run error sizes (NaN: not yet known, taken from the typical errors when next used)."""
+_LATER_STATE = (*_DAY_STATE, "long_error", "hour_scales", "short_steps", "long_steps", "owed", "lowest", "highest")
+"""State names a state saved by an older version may lack."""
 
 
 class AnomalyDetector:
@@ -262,9 +306,20 @@ class AnomalyDetector:
         self.mid = np.zeros(0)
         self.long = np.zeros(0)
         self.long_var = np.zeros(0)
+        """The long-term variance of the readings about ``long`` (unit²), the drift's scale: learnt at ``scale_rate``
+        from deviations clipped at ``scale_clip`` of its own standard deviations (or of the expectation's typical
+        deviation, if larger: a scale learnt from a still start, 0, still grows), and not while the drift is past its
+        percentile (a drift must not become its own yardstick)."""
+        self.long_error = np.zeros(0)
+        """The long-run mean absolute error of the expectation (unit; NaN: not yet known), the variance's scale where
+        the expectation is not the seasonal forecast: learnt at ``scale_rate``, and not while the variance is past its
+        percentile (grown noise must not become its own yardstick)."""
         self.q = np.zeros((0, _DEPARTURES))
         self.peak = np.zeros((0, _DEPARTURES))
         """While a departure stays past ``q`` (an episode), the largest it reached; 0 outside an episode."""
+        self.owed = np.zeros((0, _DEPARTURES))
+        """While an episode goes on, the log of the factor its percentile rises by as it ends: ``quantile_step`` for
+        each of its readings past ``q`` (as if it had learnt from each), but at most to the episode's peak."""
         self.hold_until_ms = np.zeros(0)
         """After a scored shift, shift and activity departures are not scored again before this time (Unix ms)."""
         self.hour_end_ms = np.zeros(0)
@@ -304,9 +359,21 @@ class AnomalyDetector:
         day that went on departing so (the usual totals moved to it)."""
         self.hours = np.zeros((0, 24))
         self.hour_errors = np.zeros((0, 24))
+        """The seasonal forecast's mean absolute error by hour of day: water use is lumpy at 7:00, not at 3:00."""
+        self.hour_scales = np.zeros((0, 24))
+        """The seasonal forecast's long-run mean absolute error by hour of day (NaN: not yet known), the variance's
+        scale where the expectation is the seasonal forecast: learnt as ``hour_errors`` but at ``hour_scale_rate``,
+        and not while the variance is past its percentile."""
+        self.lowest = np.zeros(0)
+        """The lowest value the sensor has read (unit; +inf: not yet known): resting there is no series gone flat, """
+        self.highest = np.zeros(0)
+        """nor at the highest (-inf: not yet known)."""
+        self.short_steps = np.zeros(0)
+        """The recent mean absolute step from reading to reading (unit; ``short_rate``), """
+        self.long_steps = np.zeros(0)
+        """and its long-run value (NaN: not yet known), learnt as ``long_error``: noise grown is grown for both."""
         self.hour_visits = np.zeros((0, 24))
         """Readings each hour term has learnt from (weighted): its first ones are averaged, not forgotten."""
-        """The seasonal forecast's mean absolute error by hour of day: water use is lumpy at 7:00, not at 3:00."""
         self.weekdays = np.zeros((0, 7))
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -335,7 +402,7 @@ class AnomalyDetector:
         size = len(state["seen"])
         for name in ("seen", "newest_ms", *_FLOAT_STATE):
             expected = getattr(detector, name)
-            if name not in state and name in _DAY_STATE:  # saved before days were totalled: they start afresh
+            if name not in state and name in _LATER_STATE:  # saved before it existed: it starts afresh
                 array = np.full((size, *expected.shape[1:]), _STARTED_STATE.get(name, 0.0))
                 setattr(detector, name, array)
                 continue
@@ -505,21 +572,61 @@ class AnomalyDetector:
         rhythmic = judged & seasonal_ok & (choice[:, _SEASONAL] < choice[:, 2])
         missing = self._day_totals(row, time_ms, usual, seasonal_typical, rhythmic, q[:, 4])
 
-        short_error = self.short_error[row] + c.short_rate * (np.abs(residuals[pick, best]) - self.short_error[row])
-        ratio = (short_error + floor) / (typical + floor)
-        variance = np.maximum(np.log(ratio) / np.log(c.variance_ratio), -np.log(ratio) / np.log(c.flat_ratio))
+        # The recent error size counts a reading no forecast explains as the most its expectation allows: a spike or a
+        # step is told as such, not as noise grown.
+        size = np.minimum(np.abs(residuals[pick, best]), c.spike_z * q[:, 0] * 1.25 * typical)
+        short_error = self.short_error[row] + c.short_rate * (size - self.short_error[row])
+        # The long-run error size: the hour's typical error for the seasonal forecast (learnt per hour, slowly per
+        # reading); else the slowly learnt ``long_error`` (the forecasts' own errors learn in ~50 readings: a noise
+        # grown five-fold would be their new normal before the short-run error had shown it).
+        long_error = self.long_error[row]
+        long_error = np.where(np.isnan(long_error), typical, long_error)
+        hour_scale, after_scale = self.hour_scales[row, hour], self.hour_scales[row, after]
+        hour_scale = np.where(np.isnan(hour_scale), self.hour_errors[row, hour], hour_scale)
+        after_scale = np.where(np.isnan(after_scale), self.hour_errors[row, after], after_scale)
+        hour_scales = (1.0 - weight) * hour_scale + weight * after_scale
+        reference = np.where(best == _SEASONAL, np.maximum(hour_scales, 0.25 * long_error), long_error)
+        # Noise grown is grown for the last value too: a level moving (a ramp) grows the expectation's errors, hardly
+        # the steps from reading to reading. (Steps compared with their own long-run size; a spike's counted as the
+        # most the last value allows.)
+        steps = np.abs(residuals[:, 0])
+        long_steps = self.long_steps[row]
+        long_steps = np.where(np.isnan(long_steps), error[:, 0], long_steps)
+        steps = np.minimum(steps, c.spike_z * q[:, 0] * 1.25 * error[:, 0])
+        short_steps = self.short_steps[row] + c.short_rate * (steps - self.short_steps[row])
+        ratio = np.minimum((short_error + floor) / (reference + floor), (short_steps + floor) / (long_steps + floor))
+        # Gone flat: flatter than the smaller of the long-run and the recent typical error size.
+        usual_least = np.minimum(reference, typical)
+        flat = (short_error + floor) / (usual_least + floor)
+        # (Gone flat is judged once the seasonal forecast may be the expectation: before a sensor's days are known, a
+        # quiet night is no series gone flat.)
+        # A series resting at the lowest (or highest) value it has read is at rest, not stuck: a dry basement's depth
+        # at 0, an empty tank, a valve shut (a reading clamped at its physical limit, or quantised down to it, repeats
+        # for as long as it rests there). Stuck is still at a value the series usually passes through.
+        lowest, highest = self.lowest[row], self.highest[row]
+        at_rest = (value - lowest <= floor) | (highest - value <= floor)
+        flat_departure = np.where(seasonal_ok & ~at_rest, -np.log(flat) / np.log(c.flat_ratio), 0.0)
+        variance = np.maximum((ratio - 1.0) / (c.variance_ratio - 1.0), flat_departure)
 
         long, long_var = self.long[row], self.long_var[row]
         mid = self.mid[row] + c.mid_rate * (value - self.mid[row])
         drift = np.abs(mid - long) / (np.sqrt(long_var) + floor) / c.drift_z
 
         holding = time_ms < self.hold_until_ms[row]
-        departures = np.stack([spike / c.spike_z, np.where(holding, 0.0, shift), variance, drift, missing], axis=1)
+        # While a scored shift holds, neither the shift nor the drift its means then show is scored again.
+        held = np.where(holding[:, None], 0.0, np.stack([shift, drift], axis=1))
+        departures = np.stack([spike / c.spike_z, held[:, 0], variance, held[:, 1], missing], axis=1)
         relative = departures / q
         # An episode (a departure staying past q) scores when it begins, and again only when it has grown by
-        # ``episode_growth`` past its peak: a few alarms per episode, not one per reading of a flat stretch.
+        # ``episode_growth`` past its peak, or as its score first passes one half and ``episode_told``: a few alarms
+        # per episode, not one per reading of a flat stretch, and one that grows a little at each reading (a series
+        # gone flat, a ramp, a drift) is told when it has become notable and when it has become clear.
         peak = self.peak[row]
-        news = np.where((relative > 1.0) & (relative > c.episode_growth * peak), relative, 0.0)
+        half = 1.0 + np.log(2.0) / c.steepness  # the relative that scores one half
+        told = 1.0 - np.log1p(-c.episode_told) / c.steepness  # and ``episode_told``
+        growing = relative > c.episode_growth * peak
+        growing |= ((peak < half) & (relative >= half)) | ((peak < told) & (relative >= told))
+        news = np.where((relative > 1.0) & growing, relative, 0.0)
         strongest = np.argmax(news, axis=1)
         worst = news[pick, strongest]
         score = np.where(judged & (worst > 1.0), 1.0 - np.exp(-c.steepness * (worst - 1.0)), 0.0)
@@ -560,18 +667,42 @@ class AnomalyDetector:
         hour_error_step = hour_rate * (np.abs(residuals[:, _SEASONAL]) - hour_errors)
         self.hour_errors[row, hour] += (1.0 - weight) * hour_error_step
         self.hour_errors[row, after] += weight * hour_error_step
+        seasonal_size = np.abs(residuals[:, _SEASONAL])
+        hour_scale_rate = np.maximum(c.hour_scale_rate, 1.0 / visits)
+        hour_scale_rate = np.where(judged & (relative[:, 2] > 1.0), 0.0, hour_scale_rate)
+        hour_scale_step = hour_scale_rate * (seasonal_size - hour_scales)
+        self.hour_scales[row, hour] = hour_scale + (1.0 - weight) * hour_scale_step
+        self.hour_scales[row, after] = after_scale + weight * hour_scale_step
         hours = hours + hour_error
-        self.weekdays[row, weekday] = weekdays + c.weekday_rate * (value - level - hours - weekdays)
+        # The day-of-week terms learn once the day's shape may be used (``season_after_ms``): before that, what the
+        # hour terms have yet to learn would be taken for the weekday's, and come back as a level shift a week later.
+        weekday_rate = np.where(seasonal_ok, c.weekday_rate, 0.0)
+        self.weekdays[row, weekday] = weekdays + weekday_rate * (value - level - hours - weekdays)
         self.short[row] += c.short_rate * (value - self.short[row])
         long_rate = np.maximum(c.long_rate, 1.0 / count)
         deviation = value - long
         self.long[row] = long + long_rate * deviation
-        self.long_var[row] = (1.0 - long_rate) * (long_var + long_rate * deviation * deviation)
+        # The long-run scales learn from what is not being flagged: a reading at most ``scale_clip`` of their own sizes
+        # away, and nothing while their departure is past its percentile.
+        # (Before a sensor is judged, they take its readings whole.)
+        scale_rate = np.maximum(c.scale_rate, 1.0 / count)
+        scale_rate = np.where(judged[:, None] & (relative[:, 2:4] > 1.0), 0.0, scale_rate[:, None])
+        # (Clipped at no less than the expectation's typical deviation: a scale learnt from a still start grows.)
+        clip = c.scale_clip * np.maximum(np.sqrt(long_var), 1.25 * typical)
+        clipped_dev = np.minimum(np.abs(deviation), clip)
+        clipped_dev = np.where(judged, clipped_dev, np.abs(deviation))
+        self.long_var[row] = (1.0 - scale_rate[:, 1]) * (long_var + scale_rate[:, 1] * clipped_dev * clipped_dev)
+        size = np.abs(residuals[pick, best])
+        self.long_error[row] = long_error + scale_rate[:, 0] * (size - long_error)
+        self.short_steps[row] = short_steps
+        self.lowest[row] = np.minimum(lowest, value)
+        self.highest[row] = np.maximum(highest, value)
+        size = np.abs(residuals[:, 0])
+        self.long_steps[row] = long_steps + scale_rate[:, 0] * (size - long_steps)
         self.mid[row] = mid
         # A shift scored past one half: from now on the new level is the usual one (one change, one burst).
         # (Usual activity missing counts once it has scored past one half: an episode goes on at its first score.)
-        half = 1.0 + np.log(2.0) / c.steepness
-        notable_shift = judged & (np.maximum(relative[:, 1], news[:, 4]) > half)
+        notable_shift = judged & (np.maximum(news[:, 1], news[:, 4]) > half)
         # A day whose total has departed (an activity alarm) or that an alarmed level shift has moved is spent: its
         # total is not judged again today. If the next day departs the same way, the usual totals move to it
         # (``_day_totals``): one change, one alarm.
@@ -604,20 +735,33 @@ class AnomalyDetector:
                 recent = self.short[moved]
                 self.level[moved] += recent - (level + hours + weekdays)[by_cusum]
                 self.slow[moved] = recent
-                self.mid[moved] = recent
-                self.long[moved] = recent
+                # The drift's means start afresh at the new level's reading (the short mean still lags a step): the
+                # shift that scored is no drift as well.
+                self.mid[moved] = value[by_cusum]
+                self.long[moved] = value[by_cusum]
+        # The percentile learns outside episodes only, and from an episode once, as it ends: a departure that grows
+        # reading by reading is judged against the percentile it began past, not one that chases it.
         step = c.quantile_step
         over = relative > 1.0
-        tracked = np.where(
-            over & (peak == 0.0),
-            q * (1.0 + step * c.quantile),
-            np.where(over, q, q * (1.0 - step * (1.0 - c.quantile))),
-        )
+        # An episode ends once its departure has fallen ``episode_growth`` times below the percentile (not at a dip
+        # just under it: a noise grown five-fold hovers about its notable four-fold).
+        ongoing = peak > 0.0
+        goes_on = over | (ongoing & (relative * c.episode_growth > 1.0))
+        # As one ends, it raises the percentile once, by the step or, for an episode that went far past it, by the
+        # square root of how far (a sensor whose every night is "flat" learns that in two nights, not twenty).
         reached = np.maximum(peak, relative)
+        owed = np.where(ongoing, self.owed[row], 0.0) + np.where(over, np.log1p(step * c.quantile), 0.0)
+        owed = np.minimum(owed, np.log(np.maximum(reached, 1.0)))
+        tracked = np.where(
+            ongoing & ~goes_on,
+            q * np.exp(np.maximum(owed, np.maximum(0.5 * np.log(np.maximum(peak, 1.0)), np.log1p(step * c.quantile)))),
+            np.where(goes_on, q, q * (1.0 - step * (1.0 - c.quantile))),
+        )
         # A day's total falls short hour by hour: its episode scores again on growing past the score before, so a
         # morning that began a little short and ends with nothing is told when it has become clear.
         reached[:, 4] = np.where(news[:, 4] > 0.0, relative[:, 4], peak[:, 4])
-        self.peak[row] = np.where(judged[:, None] & over, reached, 0.0)
+        self.peak[row] = np.where(judged[:, None] & goes_on, reached, 0.0)
+        self.owed[row] = np.where(judged[:, None] & goes_on, owed, 0.0)
         self.q[row] = np.where(judged[:, None], tracked, q)
         self.seen[row] = seen + 1
         self.newest_ms[row] = time_ms
@@ -797,14 +941,15 @@ class AnomalyDetector:
 
     def _start(self, row: npt.NDArray[np.intp], time_ms: npt.NDArray[np.int64], value: npt.NDArray[np.float64]) -> None:
         """A sensor's first reading: every mean starts at it, every error and profile term at 0."""
-        for name in ("last", "fast", "slow", "level", "short", "mid", "long"):
+        for name in ("last", "fast", "slow", "level", "short", "mid", "long", "lowest", "highest"):
             getattr(self, name)[row] = value
         self.error[row] = 0.0
         self.choice[row] = 0.0
-        for name in ("short_error", "cusum_up", "cusum_down", "long_var"):
+        for name in ("short_error", "cusum_up", "cusum_down", "long_var", "long_error", "short_steps", "long_steps"):
             getattr(self, name)[row] = 0.0
         self.hours[row] = 0.0
         self.hour_errors[row] = 0.0
+        self.hour_scales[row] = 0.0
         self.hour_visits[row] = 0.0
         local = time_ms + self.config.utc_offset_ms
         self.hour_end_ms[row] = local - local % HOUR_MS + (HOUR_MS - self.config.utc_offset_ms)
@@ -826,6 +971,7 @@ class AnomalyDetector:
         self.weekdays[row] = 0.0
         self.q[row] = 1.0
         self.peak[row] = 0.0
+        self.owed[row] = 0.0
         self.first_ms[row] = time_ms
         self.seen[row] = 1
         self.newest_ms[row] = time_ms

@@ -194,40 +194,13 @@ def test_a_level_step_is_a_spike_at_once_then_one_burst(seed: int) -> None:
     assert abs(scores.expected[CHANGE + 30] - 28.0) < 0.5, explain(scores, CHANGE + 30)
 
 
-CHASED = (
-    "known gap: a departure that grows reading by reading scores only as it first passes the percentile q: the "
-    "episode then compares with its running peak, q rises 5 % at each new exceedance and the episode ends when "
-    "relative dips under 1, and a CUSUM reaching 1.35 moves the baselines without a score. A stuck series scores "
-    "0.01-0.1 (up to 31 times in one episode), a ramped shift 0.04-0.32; the hub alarms at 0.8"
-)
-
-
 @pytest.mark.parametrize(
     ("change", "reason", "earliest"),
     [
-        pytest.param(
-            "drift",
-            Reason.DRIFT,
-            115,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: the long-term variance learns the drift itself, so the drift departure peaks near "
-                "0.5 of notable whatever the drift's rate (0.26 at 0.25 °C a day, 0.51 at 100 °C a day)",
-            ),
-        ),
-        pytest.param(
-            "noisier",
-            Reason.VARIANCE,
-            0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: the long-run error size is the forecast's typical error, learnt over ~50 readings "
-                "(error_rate), so noise grown five-fold peaks at 0.86-0.93 of variance_ratio; ten-fold is needed, "
-                "and then its first readings score as spikes",
-            ),
-        ),
-        pytest.param("stuck", Reason.VARIANCE, 10, marks=pytest.mark.xfail(strict=True, reason=CHASED)),
-        pytest.param("ramp", Reason.SHIFT, 3, marks=pytest.mark.xfail(strict=True, reason=CHASED)),
+        ("drift", Reason.DRIFT, 115),
+        ("noisier", Reason.VARIANCE, 0),
+        ("stuck", Reason.VARIANCE, 10),
+        ("ramp", Reason.SHIFT, 3),
     ],
 )
 def test_a_gradual_departure_scores_high_with_its_reason_once_notable(
