@@ -48,7 +48,7 @@ class AuditVerdict(BaseModel):
 @router.get("/audit")
 async def audit(
     runtime: RuntimeDep,
-    after: Annotated[int, Query(ge=0, description="rows after this seq (0: from the start)")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="rows after this seq (0: from the start)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> AuditPage:
     rows = await runtime.alerts.audit_rows(after=after, limit=limit)

@@ -164,7 +164,9 @@ async def revoke_token(
 @router.get("/audit/identity")
 async def identity_audit(
     runtime: RuntimeDep,
-    before: Annotated[int | None, Query(ge=1, description="the seq of the last entry of the page before")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="the seq of the last entry of the page before")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditPublic]:
     """Logins (success, failure, lockout), logouts, token creation and revocation, user and role changes."""
