@@ -17,7 +17,17 @@ from typing import Any
 from alerts.model import Alert, RiskEvent
 from protocol import kind_for
 
-__all__ = ["DIGEST_ITEMS", "Reason", "digest_body", "iso8601", "notification_body", "render_text", "with_work_order"]
+__all__ = [
+    "DIGEST_ITEMS",
+    "Reason",
+    "digest_body",
+    "iso8601",
+    "kind_names",
+    "notification_body",
+    "render_text",
+    "rule_name_zh",
+    "with_work_order",
+]
 
 
 class Reason(enum.StrEnum):
@@ -119,7 +129,7 @@ _RULE_ZH = {
 _OTHER_KINDS = {"gateway": ("网关", "gateway"), "corroboration": ("多传感器印证", "corroborated")}
 
 
-def _kind_names(event: RiskEvent) -> tuple[str, str]:
+def kind_names(event: RiskEvent) -> tuple[str, str]:
     """(Chinese, English) name of the event's kind: a sensor kind's labels, the producer's own (``kind_zh``), the
     hub's other kinds, or the kind id as it is."""
     kind = kind_for(event.kind)
@@ -128,6 +138,11 @@ def _kind_names(event: RiskEvent) -> tuple[str, str]:
     if event.kind_zh:
         return event.kind_zh, event.kind_en or event.kind
     return _OTHER_KINDS.get(event.kind, (event.kind, event.kind))
+
+
+def rule_name_zh(event: RiskEvent) -> str:
+    """The Chinese name of the event's rule: the producer's own (``rule_zh``), the hub's, or the rule id as it is."""
+    return event.rule_zh or _RULE_ZH.get(event.rule, event.rule)
 
 
 def iso8601(time_ms: int | None) -> str | None:
@@ -166,8 +181,8 @@ def render_text(alert: Alert, reason: Reason) -> tuple[str, str]:
     """
     event: RiskEvent = alert.last_event
     kind = kind_for(event.kind)
-    kind_zh, kind_en = _kind_names(event)
-    rule_zh = event.rule_zh or _RULE_ZH.get(event.rule, event.rule)
+    kind_zh, kind_en = kind_names(event)
+    rule_zh = rule_name_zh(event)
     standard = _standard(event.source)
     grade = alert.grade
     reading = _quantity(event.value, event.unit)
@@ -244,7 +259,7 @@ def notification_body(
 ) -> dict[str, Any]:
     """The JSON body of one notification (documented field by field in the package README/report)."""
     event = alert.last_event
-    kind_zh, kind_en = _kind_names(event)
+    kind_zh, kind_en = kind_names(event)
     zh, en = render_text(alert, reason)
     return {
         "version": 1,
@@ -274,7 +289,7 @@ def notification_body(
         "unit": event.unit,
         "threshold": event.threshold,
         "rule": event.rule,
-        "rule_zh": event.rule_zh or _RULE_ZH.get(event.rule, event.rule),
+        "rule_zh": rule_name_zh(event),
         "source": event.source,
         "event_time": iso8601(event.time_ms),
         "event_time_ms": event.time_ms,

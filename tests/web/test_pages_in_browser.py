@@ -40,6 +40,22 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "run" / "test-artifacts" / "web"
+"""Screenshots of each page the tests visit, at a phone's and a desktop's size (kept for review, not compared)."""
+SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1366, "height": 800}}
+
+
+async def check_layout(page: Page, name: str) -> None:
+    """At a phone's and a desktop's width: nothing wider than the window (no sideways scrolling), a screenshot each."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for size, viewport in SIZES.items():
+        await page.set_viewport_size(viewport)
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} at {size} size is {overflow} px wider than the window"
+        await page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)
+    await page.set_viewport_size(SIZES["phone"])
+
+
 def base(hub: Hub) -> str:
     return f"http://127.0.0.1:{hub.settings.http_port}"
 
@@ -84,6 +100,8 @@ async def test_a_grid_manager_sees_alerts_arrive_live_and_takes_one_to_resolved(
     await expect(first).to_contain_text("红星社区")
     await expect(first).to_contain_text("27.4 %LEL")
     await expect(page.locator("#status")).to_have_class("status live")
+    await expect(first.locator(".deadline")).to_contain_text("升级 / escalates at")
+    await check_layout(page, "inbox")
 
     # A second alarm in wang-li's grid arrives without a reload; one in zhang-wei's grid never shows here.
     await gas_alarm(hub, 2, "gas-b2-101", 30.0)
@@ -93,7 +111,10 @@ async def test_a_grid_manager_sees_alerts_arrive_live_and_takes_one_to_resolved(
 
     # One tap each: take it, on my way, on site, then resolve with a note.
     card = page.locator("#active article.card", has_text="1栋301室")
-    for label in ("接单", "出发", "到场"):
+    await card.locator("button.primary", has_text="接单").click()
+    await expect(card.locator(".deadline")).to_contain_text("到场时限 / on site by")  # the escalation stopped
+    await expect(card.locator(".deadline")).not_to_contain_text("升级")
+    for label in ("出发", "到场"):
         await card.locator("button.primary", has_text=label).click()
         await expect(card.locator("button.primary")).not_to_have_text(label)
     await card.locator("button.primary", has_text="处置完成").click()
@@ -131,6 +152,7 @@ async def test_the_detail_page_shows_readings_against_the_set_point_and_the_time
     await expect(page.locator("#alert article.card")).to_contain_text("gas-b1-301")
     await expect(page.locator("#chart svg.chart polyline.mean")).to_have_count(1)
     await expect(page.locator("#chart svg.chart line.limit")).to_have_count(1)
+    await check_layout(page, "alert")
     await expect(page.locator("#timeline li").first).to_contain_text("待接单")
     await page.fill("#comment-text", "已电话联系住户")
     await page.click("#comment button[type=submit]")
@@ -154,6 +176,7 @@ async def test_residents_read_the_public_notices_and_staff_pages_ask_for_a_login
     await page.goto("/public/")
     await expect(page.locator("article.disclosure")).to_contain_text("消防演练通知")
     await expect(page.locator("#hazards")).to_contain_text("隐患")
+    await check_layout(page, "public")
     await page.goto("/app/")
     await page.wait_for_url("**/app/login?next=%2Fapp%2F")
     await expect(page.locator("#username")).to_be_visible()
@@ -183,6 +206,7 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "alarm-III")
     await expect(page.locator("#tile-gas-b1-301")).to_contain_text("27.4 %LEL")
     await expect(page.locator("#count-III")).to_contain_text("1")
+    await check_layout(page, "overview")
 
     await page.locator("#tile-gas-b1-301").click()
     await page.wait_for_url("**/app/sensors/gas-b1-301")
@@ -192,6 +216,7 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     await page.locator("#ranges button", has_text="7 天").click()
     await expect(page.locator("#ranges button[aria-pressed=true]")).to_have_text("7 天 / 7 d")
     await expect(page.locator("#range-note")).to_contain_text("1h")
+    await check_layout(page, "sensor")
     assert errors == [], errors
 
 
@@ -226,7 +251,12 @@ async def test_a_property_company_sees_its_faults_takes_its_work_orders_and_sile
     await expect(building.locator("[data-sensor=temp-b1-101]")).to_contain_text("未上报")
     await expect(building.locator("[data-sensor=smoke-b1-f1]")).to_have_count(0)  # reporting and fine
     await expect(page.locator("[data-building=b2]")).to_have_count(0)  # another company's building
+    await check_layout(page, "property")
 
+    await building.locator("[data-sensor=gas-b1-301] a").click()  # its chart, then back to the console
+    await page.wait_for_url("**/app/sensors/gas-b1-301")
+    await expect(page.locator("#chart svg.chart polyline.mean")).to_have_count(1)
+    await page.go_back()
     card = page.locator(f"[data-order={order.json()['id']}]")
     await card.locator("button", has_text="接单").click()
     await expect(card.locator("button")).to_have_text("完成 / Done")
@@ -274,6 +304,7 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
         await expect(page.locator("#households")).to_contain_text(household)
     await expect(page.locator("#counts [data-status=needs-help]")).to_contain_text("1")
     await expect(page.locator("#counts [data-status=safe]")).to_contain_text("2")
+    await check_layout(page, "incident")
     await expect(page.locator("#households div").first).to_have_attribute("data-status", "needs-help")
     reports = (await hub.api.get(f"/api/v1/incidents/{incident}/households")).json()
     assert {(r["household"], r["reported_by"]) for r in reports} == {

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alerts.message import kind_names, rule_name_zh
 from alerts.model import Alert, AlertState
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
@@ -32,8 +33,11 @@ class AlertPublic(BaseModel):
     grid: str
     sensor: str
     kind: str
+    kind_zh: str
+    kind_en: str
     location: str
     rule: str
+    rule_zh: str
     source: str
     value: float
     unit: str
@@ -56,6 +60,7 @@ class AlertPublic(BaseModel):
     @classmethod
     def of(cls, alert: Alert) -> "AlertPublic":
         event = alert.last_event
+        kind_zh, kind_en = kind_names(event)
         return cls(
             id=alert.id,
             key=alert.key,
@@ -67,8 +72,11 @@ class AlertPublic(BaseModel):
             grid=alert.grid,
             sensor=event.sensor,
             kind=event.kind,
+            kind_zh=kind_zh,
+            kind_en=kind_en,
             location=event.location_zh,
             rule=event.rule,
+            rule_zh=rule_name_zh(event),
             source=event.source,
             value=event.value,
             unit=event.unit,

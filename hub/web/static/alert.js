@@ -24,7 +24,7 @@ async function main() {
     el("article", { class: `card grade-${alert.grade}` },
       el("div", { class: "top" },
         el("span", { class: `grade ${alert.grade}` }, alert.grade_label_zh),
-        el("span", { class: "what" }, `${alert.kind} · ${alert.rule}`),
+        el("span", { class: "what" }, `${alert.kind_zh} / ${alert.kind_en} · ${alert.rule_zh}`),
         el("span", { class: "state" }, STATES[alert.state] || alert.state)),
       el("div", { class: "where" }, alert.location),
       el("div", { class: "facts" }, `${alert.sensor} · ${value}`),

@@ -72,6 +72,10 @@ function card(alert, fresh) {
   actions.append(el("a", { class: "button", href: `/app/alerts/${encodeURIComponent(alert.id)}` }, "详情 / Details"));
   const value = `${alert.value} ${alert.unit}` + (alert.threshold === null ? "" : ` (阈值 ${alert.threshold})`);
   const escalated = alert.escalation_level > 0 ? ` · 已升级至第 ${alert.escalation_level} 级 / escalated` : "";
+  const deadline = !alert.next_deadline ? ""
+    : alert.state === "open" ? `无人接单将于 ${when(alert.next_deadline)} 升级 / escalates at ${when(alert.next_deadline)} if nobody takes it`
+    : alert.state === "acknowledged" || alert.state === "en_route" ? `到场时限 / on site by ${when(alert.next_deadline)}`
+    : "";
   return el(
     "article",
     { class: `card grade-${alert.grade}${fresh ? " fresh" : ""}`, id: `alert-${alert.id}`, "data-state": alert.state },
@@ -79,11 +83,12 @@ function card(alert, fresh) {
       "div",
       { class: "top" },
       el("span", { class: `grade ${alert.grade}` }, alert.grade_label_zh || alert.grade),
-      el("span", { class: "what" }, `${alert.kind} · ${alert.rule}`),
+      el("span", { class: "what" }, `${alert.kind_zh} · ${alert.rule_zh}`),
       el("span", { class: "state" }, STATES[alert.state] || alert.state),
     ),
     el("div", { class: "where" }, alert.location),
     el("div", { class: "facts" }, `${value} · ${when(alert.opened_at)}（${ago(alert.opened_at)}）${escalated}`),
+    deadline ? el("div", { class: "facts deadline" }, deadline) : "",
     actions,
   );
 }

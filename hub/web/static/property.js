@@ -34,7 +34,8 @@ function buildings(sensors, alerts) {
     return el("article", { class: "place", "data-building": building },
       el("h3", {}, `${building} · 探测器 / detectors ${members.length} · 需处理 / attention ${faults.length}`),
       ...faults.map((s) => el("div", { class: "facts", "data-sensor": s.sensor },
-        `${s.location} ${s.kind_zh} ${s.sensor} · ` + (alarmed.has(s.sensor) ? "告警中 / in alarm"
+        el("a", { href: `/app/sensors/${encodeURIComponent(s.sensor)}` }, `${s.location} ${s.kind_zh} ${s.sensor}`),
+        " · " + (alarmed.has(s.sensor) ? "告警中 / in alarm"
           : s.status === "stale" ? (s.reason === "gateway-offline" ? "网关离线 / gateway offline" : "失联 / not reporting")
           : "未上报 / never heard"))));
   });
