@@ -796,14 +796,21 @@ class AlertService:
         return await asyncio.to_thread(self._store.get, alert_id)
 
     async def list_alerts(
-        self, state: AlertState | None = None, limit: int = 100, matching: Callable[[Alert], bool] | None = None
+        self,
+        state: AlertState | None = None,
+        limit: int = 100,
+        matching: Callable[[Alert], bool] | None = None,
+        *,
+        states: Collection[AlertState] | None = None,
     ) -> list[Alert]:
         """Alerts newest first, optionally only those in ``state`` and those ``matching`` accepts (the caller's
         scope: the API filters what a grid manager or a property company may see), at most ``limit`` (1..11000: a
         page of at most 1,000 at an offset of at most 10,000)."""
         if not 1 <= limit <= 11_000:
             raise ValueError(f"limit must be 1..11000, got {limit!r}")
-        return await asyncio.to_thread(self._store.list_alerts, state=state, limit=limit, matching=matching)
+        return await asyncio.to_thread(
+            self._store.list_alerts, state=state, states=states, limit=limit, matching=matching
+        )
 
     async def work_order(self, order_id: str) -> WorkOrder | None:
         """The work order ``order_id`` with its evidence, or None."""

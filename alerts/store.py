@@ -786,11 +786,25 @@ class AlertStore:
         return _alert_from(rows[0]) if rows else None
 
     def list_alerts(
-        self, *, state: AlertState | None = None, limit: int = 100, matching: Callable[[Alert], bool] | None = None
+        self,
+        *,
+        state: AlertState | None = None,
+        states: Collection[AlertState] | None = None,
+        limit: int = 100,
+        matching: Callable[[Alert], bool] | None = None,
     ) -> list[Alert]:
-        """Alerts newest first, optionally only those in ``state``; ``limit`` -1 for all of them (SQLite's LIMIT).
-        ``matching``: only alerts it accepts count (a caller's scope), read in pages until ``limit`` are found."""
-        where, params = ("", []) if state is None else ("WHERE state = ?", [state.value])
+        """Alerts newest first, optionally only those in ``state`` or in ``states`` (both: in both); ``limit`` -1 for
+        all of them (SQLite's LIMIT). ``matching``: only alerts it accepts count (a caller's scope), read in pages
+        until ``limit`` are found. States are filtered in SQL (index ``alerts_by_state``) before any row is read."""
+        wanted = None if states is None else {s.value for s in states}
+        if state is not None:
+            wanted = {state.value} if wanted is None else wanted & {state.value}
+        if wanted is None:
+            where, params = "", []
+        elif not wanted:
+            return []
+        else:
+            where, params = f"WHERE state IN ({', '.join('?' * len(wanted))})", sorted(wanted)
         sql = f"SELECT * FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
         if matching is None:
             return [_alert_from(r) for r in self._query(sql, (*params, limit))]

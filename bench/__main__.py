@@ -22,7 +22,8 @@ simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts`` (risk event
 events/s through the alert service against Prometheus Alertmanager when installed, bench/alerts_latency.py),
 ``alerts_storm`` (10,000 events in a minute from one building: pages per person, grouping against Alertmanager's,
 bench/alerts_storm.py), ``http_clients`` (notification POSTs a second from one event loop, aiohttp against httpx,
-bench/http_clients.py).
+bench/http_clients.py), ``web`` (the pages' API answers with 2,000 sensors and 10,000 alerts in history, and a gas alarm
+from the gateway's publish to its card in an open headless Chromium, bench/web.py).
 """
 
 import argparse
@@ -45,6 +46,7 @@ from bench import (
     modbus_client,
     mqtt_receive,
     protocol_decode,
+    web,
 )
 from bench.common import machine
 from hub.demo.broker import find_mosquitto
@@ -65,6 +67,7 @@ NAMES = (
     "alerts",
     "alerts_storm",
     "http_clients",
+    "web",
 )
 
 
@@ -138,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         alerts_storm.report(alerts_storm.run())
     if "http_clients" in names:
         http_clients.report(http_clients.run())
+    if "web" in names:
+        web.report(web.run())
     return 0
 
 

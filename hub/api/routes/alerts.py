@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.message import kind_names, rule_name_zh
-from alerts.model import Alert, AlertState
+from alerts.model import OPEN_STATES, Alert, AlertState
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 from hub.api.visible import alert_in_view
@@ -167,11 +167,11 @@ async def list_alerts(
             and (sensor is None or event.sensor == sensor)
             and (kind is None or event.kind == kind)
             and (since_ms is None or alert.opened_at_ms >= since_ms)
-            and (not active or alert.state.is_open)
         )
 
-    matching = None if scope.community_wide and not any(f for f in filters) else wanted
-    found = await runtime.alerts.list_alerts(state=state, limit=offset + limit, matching=matching)
+    matching = None if scope.community_wide and not any(f for f in filters[:-1]) else wanted
+    states = OPEN_STATES if active else None
+    found = await runtime.alerts.list_alerts(state=state, states=states, limit=offset + limit, matching=matching)
     return [AlertPublic.of(a) for a in found[offset:]]
 
 

@@ -125,7 +125,9 @@ function ring(grade) {
 }
 
 async function load() {
-  const list = await api("/alerts?limit=500");
+  // The inbox's two lists: what is still to handle (the index answers it), and resolved alerts awaiting a check.
+  const [active, resolved] = await Promise.all([api("/alerts?active=true&limit=500"), api("/alerts?state=resolved&limit=100")]);
+  const list = [...active, ...resolved];
   alerts.clear();
   for (const alert of list) alerts.set(alert.id, alert);
   render();

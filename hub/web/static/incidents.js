@@ -28,10 +28,11 @@ function section(title, ...children) {
 
 async function board(id) {
   const path = `/incidents/${encodeURIComponent(id)}`;
-  const [incident, households, alerts] = await Promise.all([api(path), api(`${path}/households`), api("/alerts?limit=1000")]);
+  const [incident, households] = await Promise.all([api(path), api(`${path}/households`)]);
+  const alerts = await Promise.all(incident.alerts.map((a) => api(`/alerts/${encodeURIComponent(a)}`).catch(() => null)));
   document.title = `${incident.title} — 安居 Anju`;
   const counts = incident.counts || {};
-  const attached = alerts.filter((a) => incident.alerts.includes(a.id));
+  const attached = alerts.filter((a) => a !== null);
   households.sort((a, b) => ORDER.indexOf(a.status) - ORDER.indexOf(b.status) || a.household.localeCompare(b.household));
   const report = el("form", { class: "place", id: "report" },
     el("label", { for: "household" }, "住户 / household"), el("input", { id: "household", required: true, maxlength: 64 }),

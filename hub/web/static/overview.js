@@ -54,7 +54,7 @@ function render() {
 
 async function load() {
   const [list, alerts, community] = await Promise.all([
-    api("/sensors?limit=5000"), api("/alerts?limit=1000"), api("/community"),
+    api("/sensors?limit=5000"), api("/alerts?active=true&limit=1000"), api("/community"),
   ]);
   gateways = community.gateways;
   sensors.clear();

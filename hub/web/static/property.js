@@ -108,7 +108,7 @@ function silenceForm(sensors) {
 
 async function load() {
   const [sensors, alerts, open, running] = await Promise.all([
-    api("/sensors?limit=5000"), api("/alerts?limit=1000"), api("/work-orders?open_only=true"), api("/silences?running=true"),
+    api("/sensors?limit=5000"), api("/alerts?active=true&limit=1000"), api("/work-orders?open_only=true"), api("/silences?running=true"),
   ]);
   document.getElementById("buildings").replaceChildren(...buildings(sensors.sensors, alerts));
   document.getElementById("orders").replaceChildren(...orders(open));

@@ -31,7 +31,7 @@ async function draw(range) {
 async function main() {
   const id = decodeURIComponent(location.pathname.split("/").pop());
   sensor = await api(`/sensors/${encodeURIComponent(id)}`);
-  alerts = (await api("/alerts?limit=1000")).filter((a) => a.sensor === sensor.sensor);
+  alerts = await api(`/alerts?sensor=${encodeURIComponent(sensor.sensor)}&limit=100`);
   document.title = `${sensor.kind_zh} ${sensor.location} — 安居 Anju`;
   const value = sensor.value === null ? "—" : `${sensor.value} ${sensor.unit}（${when(sensor.time)}）`;
   document.getElementById("sensor").replaceChildren(el("article", { class: "card" },
