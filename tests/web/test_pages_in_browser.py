@@ -60,12 +60,24 @@ def base(hub: Hub) -> str:
     return f"http://127.0.0.1:{hub.settings.http_port}"
 
 
-async def phone(browser: Browser, hub: Hub) -> Page:
-    """A phone-sized page (the cookies are Secure: Chromium keeps them for http://127.0.0.1, a secure context)."""
+async def phone(browser: Browser, hub: Hub) -> tuple[Page, list[str]]:
+    """A phone-sized page (the cookies are Secure: Chromium keeps them for http://127.0.0.1, a secure context) and
+    the list its script errors go to (every test ends asserting it empty)."""
     context = await browser.new_context(viewport={"width": 390, "height": 844}, base_url=base(hub))
     page = await context.new_page()
     page.set_default_timeout(10_000)
-    return page
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page, errors
+
+
+async def first_alert_id(hub: Hub) -> str:
+    async def found() -> str | None:
+        alerts = (await hub.api.get("/api/v1/alerts")).json()
+        return str(alerts[0]["id"]) if alerts else None
+
+    answer: str = await eventually(found)
+    return answer
 
 
 async def log_in(page: Page, name: str, password: str = PASSWORD) -> None:
@@ -87,9 +99,7 @@ async def gas_alarm(hub: Hub, seq: int, sensor: str, value: float) -> None:
 async def test_a_grid_manager_sees_alerts_arrive_live_and_takes_one_to_resolved(hub: Hub, browser: Browser) -> None:
     await add_users(hub, "wang", "zhang")
     await gas_alarm(hub, 1, "gas-b1-301", 27.4)
-    page = await phone(browser, hub)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = await phone(browser, hub)
 
     await log_in(page, "wang", "wrong-password-1")
     await expect(page.locator("#problem .banner")).to_contain_text("密码")
@@ -139,14 +149,8 @@ async def test_the_detail_page_shows_readings_against_the_set_point_and_the_time
     await add_users(hub, "wang")
     await gas_alarm(hub, 1, "gas-b1-301", 27.4)
 
-    async def alert_id() -> str | None:
-        found = (await hub.api.get("/api/v1/alerts")).json()
-        return found[0]["id"] if found else None
-
-    alert = await eventually(alert_id)
-    page = await phone(browser, hub)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    alert = await first_alert_id(hub)
+    page, errors = await phone(browser, hub)
     await log_in(page, "wang")
     await page.goto(f"/app/alerts/{alert}")
     await expect(page.locator("#alert article.card")).to_contain_text("gas-b1-301")
@@ -172,7 +176,7 @@ async def test_residents_read_the_public_notices_and_staff_pages_ask_for_a_login
         },
     )
     assert published.status_code == 201, published.text
-    page = await phone(browser, hub)
+    page, errors = await phone(browser, hub)
     await page.goto("/public/")
     await expect(page.locator("article.disclosure")).to_contain_text("消防演练通知")
     await expect(page.locator("#hazards")).to_contain_text("隐患")
@@ -180,6 +184,7 @@ async def test_residents_read_the_public_notices_and_staff_pages_ask_for_a_login
     await page.goto("/app/")
     await page.wait_for_url("**/app/login?next=%2Fapp%2F")
     await expect(page.locator("#username")).to_be_visible()
+    assert errors == [], errors
 
 
 async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows_its_history(
@@ -189,9 +194,7 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     async with gateway(hub.mqtt_port) as gw:
         await gw.publish(1, Reading("temp-b1-101", T0, 22.5, "Cel"))
         await gw.ack()
-    page = await phone(browser, hub)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = await phone(browser, hub)
     await log_in(page, "wang")
     await page.goto("/app/overview")
     tiles = page.locator("a.tile")
@@ -229,20 +232,14 @@ async def test_a_property_company_sees_its_faults_takes_its_work_orders_and_sile
         await gw.ack()
     await gas_alarm(hub, 2, "gas-b1-301", 27.4)
 
-    async def alert_id() -> str | None:
-        found = (await hub.api.get("/api/v1/alerts")).json()
-        return found[0]["id"] if found else None
-
-    alert = await eventually(alert_id)
+    alert = await first_alert_id(hub)
     due = "2099-01-01T00:00:00+08:00"
     order = await hub.api.post(
         f"/api/v1/alerts/{alert}/work-orders",
         json={"by": "zhang-wei", "department": "property", "task": "检修 301 燃气管道", "due_at": due},
     )
     assert order.status_code == 201, order.text
-    page = await phone(browser, hub)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = await phone(browser, hub)
     await log_in(page, "prop-a")
     await page.goto("/app/property")
     building = page.locator("[data-building=b1]")
@@ -289,9 +286,7 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
     )
     assert declared.status_code == 201, declared.text
     incident = declared.json()["id"]
-    page = await phone(browser, hub)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = await phone(browser, hub)
     await log_in(page, "volunteer")
     await page.goto("/app/incidents")
     await page.locator("a.button", has_text="事件看板").click()
