@@ -11,6 +11,7 @@ Served with a strict Content-Security-Policy (scripts, styles and connections fr
 not framed) and the usual hardening headers (``SecurityHeaders``).
 """
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -34,71 +35,42 @@ _HEADERS = [
 ]
 _PAGE_PREFIXES = ("/app", "/public")
 
+PAGES = {
+    "/app/": "inbox.html",
+    "/app/login": "login.html",
+    "/app/alerts/{alert_id}": "alert.html",
+    "/app/overview": "overview.html",
+    "/app/sensors/{sensor_id}": "sensor.html",
+    "/app/property": "property.html",
+    "/app/incidents": "incidents.html",
+    "/app/incidents/{incident_id}": "incidents.html",
+    "/public/": "public.html",
+}
+"""Each page's path and its file. A page is the same file whatever the ids in its path: its script reads them from
+the address and asks the API, which applies the caller's scope."""
+REDIRECTS = {"/": "/app/", "/app": "/app/", "/public": "/public/"}
+
 router = APIRouter(include_in_schema=False)
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+def _serving(name: str) -> Callable[[], Awaitable[FileResponse]]:
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    return page
 
 
-@router.get("/")
-async def root() -> RedirectResponse:
-    return RedirectResponse("/app/", status_code=307)
+def _redirecting(target: str) -> Callable[[], Awaitable[RedirectResponse]]:
+    async def redirect() -> RedirectResponse:
+        return RedirectResponse(target, status_code=307)
+
+    return redirect
 
 
-@router.get("/app")
-async def app_root() -> RedirectResponse:
-    return RedirectResponse("/app/", status_code=307)
-
-
-@router.get("/app/")
-async def inbox() -> FileResponse:
-    return _page("inbox.html")
-
-
-@router.get("/app/overview")
-async def overview() -> FileResponse:
-    return _page("overview.html")
-
-
-@router.get("/app/sensors/{sensor_id}")
-async def sensor_page(sensor_id: str) -> FileResponse:
-    return _page("sensor.html")
-
-
-@router.get("/app/incidents")
-async def incidents() -> FileResponse:
-    return _page("incidents.html")
-
-
-@router.get("/app/incidents/{incident_id}")
-async def incident_board(incident_id: str) -> FileResponse:
-    return _page("incidents.html")
-
-
-@router.get("/app/property")
-async def property_console() -> FileResponse:
-    return _page("property.html")
-
-
-@router.get("/app/login")
-async def login() -> FileResponse:
-    return _page("login.html")
-
-
-@router.get("/app/alerts/{alert_id}")
-async def alert_page(alert_id: str) -> FileResponse:
-    return _page("alert.html")
-
-
-@router.get("/public")
-async def public_root() -> RedirectResponse:
-    return RedirectResponse("/public/", status_code=307)
-
-
-@router.get("/public/")
-async def public_page() -> FileResponse:
-    return _page("public.html")
+for _path, _file in PAGES.items():
+    router.add_api_route(_path, _serving(_file), methods=["GET"])
+for _path, _target in REDIRECTS.items():
+    router.add_api_route(_path, _redirecting(_target), methods=["GET"])
 
 
 class SecurityHeaders:
