@@ -11,16 +11,14 @@ the wall clock at which the bench published the alarm (one machine, one clock); 
 gas detector.
 """
 
-import contextlib
 import random
 import secrets
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,6 +30,7 @@ from alerts.model import Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.store import AlertStore
 from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.hub_process import serving_hub
 from hub.demo.processes import free_port, wait_port
 from protocol.senml import Batch, Reading, encode_batch
 from protocol.topics import Channel, topic
@@ -106,47 +105,6 @@ def _timed(client: httpx.Client, path: str) -> list[float]:
         times.append(time.perf_counter() - began)
         answer.raise_for_status()
     return times
-
-
-@contextlib.contextmanager
-def _hub(workdir: Path, mqtt_port: int) -> Iterator[tuple[str, str]]:
-    token = secrets.token_urlsafe(32)
-    (workdir / "api.token").write_text(token + "\n", encoding="utf-8")
-    http_port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "hub",
-        "--log-level",
-        "warning",
-        "serve",
-        "--config",
-        str(workdir / "deployment.yaml"),
-    ]
-    argv += ["--data-dir", str(workdir / "data"), "--mqtt-port", str(mqtt_port), "--http-port", str(http_port)]
-    argv += ["--api-token-file", str(workdir / "api.token")]
-    with (workdir / "hub.log").open("w", encoding="utf-8") as log:
-        hub = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{http_port}"
-            deadline = time.monotonic() + 60
-            while True:
-                if hub.poll() is not None:
-                    raise RuntimeError(f"the hub exited: {(workdir / 'hub.log').read_text(encoding='utf-8')[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/api/v1/health", timeout=1, trust_env=False).json()["mqtt_connected"]:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the hub did not come up within 60 s")
-                time.sleep(0.2)
-            yield base, token
-        finally:
-            hub.terminate()
-            try:
-                hub.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                hub.wait(timeout=5)
 
 
 _OBSERVER = """(location) => {
@@ -233,7 +191,13 @@ def run(*, say: Callable[[str], None] = lambda text: print(text, flush=True)) ->
             if not wait_port(port, timeout_s=30):
                 raise RuntimeError("mosquitto did not listen")
             with (
-                _hub(workdir, port) as (base, token),
+                serving_hub(
+                    config=workdir / "deployment.yaml",
+                    data_dir=workdir / "data",
+                    mqtt_port=port,
+                    http_port=free_port(),
+                    log=workdir / "hub.log",
+                ) as (base, token),
                 httpx.Client(
                     base_url=base, headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=30
                 ) as client,

@@ -4,14 +4,9 @@ schema documents the status, match its documented body. The hub is ``anju-hub se
 caller holds the admin token, so every route is reached (scopes have their own tests)."""
 
 import os
-import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +14,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from hub.demo.hub_process import serving_hub
 from hub.demo.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,36 +26,14 @@ SKIPPED = {("GET", "/api/v1/stream")}
 
 @pytest.fixture
 def hub_url(mosquitto: int, demo_deployment: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    token = secrets.token_urlsafe(32)
-    token_file = tmp_path / "api.token"
-    token_file.write_text(token + "\n", encoding="utf-8")
-    port = free_port()
-    argv = [sys.executable, "-m", "hub", "--log-level", "warning", "serve", "--config", str(demo_deployment)]
-    argv += ["--data-dir", str(tmp_path / "data"), "--mqtt-port", str(mosquitto), "--http-port", str(port)]
-    argv += ["--api-token-file", str(token_file)]
-    log = (tmp_path / "hub.log").open("w", encoding="utf-8")
-    hub = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert hub.poll() is None, (tmp_path / "hub.log").read_text(encoding="utf-8")
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the hub did not answer"
-            time.sleep(0.1)
-        yield base, token
-    finally:
-        hub.terminate()
-        try:
-            hub.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            hub.kill()
-            hub.wait(timeout=5)
-        log.close()
+    with serving_hub(
+        config=demo_deployment,
+        data_dir=tmp_path / "data",
+        mqtt_port=mosquitto,
+        http_port=free_port(),
+        log=tmp_path / "hub.log",
+    ) as served:
+        yield served
 
 
 def test_no_operation_answers_a_server_error_or_breaks_its_schema(hub_url: tuple[str, str]) -> None:
