@@ -313,6 +313,15 @@ class VolunteerConfig(_Strict):
     channels: list[ChannelConfig] = Field(default_factory=list)
 
 
+class PositionConfig(_Strict):
+    """Where a detector is on the community's site plan, in metres from its north-west corner (x east, y south),
+    and on which floor: the overview draws the plan from these."""
+
+    x: float = Field(ge=0, le=10_000)
+    y: float = Field(ge=0, le=10_000)
+    floor: int = Field(default=1, ge=-10, le=200)
+
+
 class SensorConfig(_Strict):
     id: Id
     kind: str
@@ -329,6 +338,8 @@ class SensorConfig(_Strict):
     tags: list[Id] = Field(default_factory=list)
     """Context such as ``elder-living-alone``, ``school``, ``basement``: raises the sensor's grades one step (never
     past II)."""
+    position: PositionConfig | None = None
+    """On the site plan (the overview's map); sensors without one are listed by building and space only."""
 
     @field_validator("kind")
     @classmethod

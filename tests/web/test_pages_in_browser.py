@@ -209,6 +209,10 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "alarm-III")
     await expect(page.locator("#tile-gas-b1-301")).to_contain_text("27.4 %LEL")
     await expect(page.locator("#count-III")).to_contain_text("1")
+    await expect(page.locator("svg.plan circle.dot")).to_have_count(3)  # floor 1 of building 1: gas, temperature, smoke
+    await page.locator("#floors button", has_text="3 层").click()
+    await expect(page.locator("#dot-gas-b1-301")).to_have_attribute("data-state", "alarm-III")
+    await expect(page.locator("#dot-temp-b1-101")).to_have_count(0), "another floor"
     await check_layout(page, "overview")
 
     await page.locator("#tile-gas-b1-301").click()

@@ -100,6 +100,12 @@ class SetPointPublic(BaseModel):
     source: str
 
 
+class PositionPublic(BaseModel):
+    x: float = Field(description="metres east of the site plan's north-west corner")
+    y: float = Field(description="metres south of it")
+    floor: int
+
+
 class SensorPublic(BaseModel):
     sensor: str
     gateway: str
@@ -112,6 +118,7 @@ class SensorPublic(BaseModel):
     space: str | None
     location: str
     tags: list[str]
+    position: PositionPublic | None = Field(description="on the community's site plan, when the deployment says")
     status: Literal["fresh", "stale", "unseen"]
     reason: Literal["stale", "gateway-offline"] | None
     last_seen: datetime | None = Field(description="when the hub last received a reading from it (hub clock)")
@@ -157,6 +164,7 @@ async def _views(runtime: Runtime, infos: list[SensorInfo]) -> list[SensorPublic
                 space=config.space,
                 location=info.location,
                 tags=list(config.tags),
+                position=None if config.position is None else PositionPublic(**config.position.model_dump()),
                 status=status,
                 reason=reason,
                 last_seen=_at(int(seen)) if seen >= 0 else None,

@@ -8,6 +8,62 @@ const GRADES = ["I", "II", "III", "IV"];
 const sensors = new Map();
 const alarms = new Map(); // alert id -> {sensor, grade, state}
 let gateways = [];
+let floor = null; // the site plan's floor shown (null: chosen from where the alarms are)
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function stateOf(sensor) {
+  const grade = worstGrade(sensor.sensor);
+  return grade ? `alarm-${grade}` : sensor.status === "fresh" ? "fresh" : sensor.status;
+}
+
+// The site plan: the sensors the deployment places (metres from the north-west corner), one floor at a time,
+// each a dot in its state's colour, buildings outlined around their sensors; a tap opens the sensor.
+function sitePlan() {
+  const placed = [...sensors.values()].filter((s) => s.position);
+  const box = document.getElementById("plan");
+  if (!placed.length) { box.replaceChildren(); return; }
+  const floors = [...new Set(placed.map((s) => s.position.floor))].sort((a, b) => a - b);
+  if (floor === null || !floors.includes(floor)) {
+    const alarmed = placed.filter((s) => worstGrade(s.sensor));
+    floor = alarmed.length ? alarmed[0].position.floor : floors.includes(1) ? 1 : floors[0];
+  }
+  const xs = placed.map((s) => s.position.x), ys = placed.map((s) => s.position.y);
+  const left = Math.min(...xs) - 6, top = Math.min(...ys) - 8;
+  const width = Math.max(...xs) - left + 6, height = Math.max(...ys) - top + 6;
+  const plan = svg("svg", { class: "plan", viewBox: `${left} ${top} ${width} ${height}`, role: "img",
+    "aria-label": `site plan, floor ${floor}` });
+  const buildings = new Map();
+  for (const s of placed) {
+    if (!s.building) continue;
+    const b = buildings.get(s.building) || { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity };
+    buildings.set(s.building, { x0: Math.min(b.x0, s.position.x), y0: Math.min(b.y0, s.position.y),
+      x1: Math.max(b.x1, s.position.x), y1: Math.max(b.y1, s.position.y) });
+  }
+  for (const [name, b] of buildings) {
+    plan.append(svg("rect", { class: "building", x: b.x0 - 3, y: b.y0 - 3, width: b.x1 - b.x0 + 6, height: b.y1 - b.y0 + 6, rx: 1 }));
+    plan.append(svg("text", { x: b.x0 - 3, y: b.y0 - 4, class: "label" }, name));
+  }
+  const here = placed.filter((s) => s.position.floor === floor);
+  for (const s of here) {
+    const link = svg("a", { href: `/app/sensors/${encodeURIComponent(s.sensor)}` });
+    const spread = here.filter((o) => o.position.x === s.position.x && o.position.y === s.position.y);
+    const offset = spread.indexOf(s) * 2.2;  // detectors at one spot side by side
+    link.append(svg("circle", { class: `dot ${stateOf(s)}`, cx: s.position.x + offset, cy: s.position.y, r: 1,
+      id: `dot-${s.sensor}`, "data-state": stateOf(s) }));
+    link.lastChild.append(svg("title", {}, `${s.location} ${s.kind_zh} ${s.sensor}`));
+    plan.append(link);
+  }
+  const tabs = el("div", { class: "ranges", id: "floors" }, ...floors.map((f) => el("button", { type: "button",
+    "aria-pressed": String(f === floor), onclick: () => { floor = f; render(); } }, f < 0 ? `B${-f} 地下` : `${f} 层`)));
+  box.replaceChildren(tabs, plan);
+}
 
 function worstGrade(sensor) {
   let worst = null;
@@ -20,8 +76,7 @@ function worstGrade(sensor) {
 }
 
 function tile(sensor) {
-  const grade = worstGrade(sensor.sensor);
-  const state = grade ? `alarm-${grade}` : sensor.status === "fresh" ? "fresh" : sensor.status;
+  const state = stateOf(sensor);
   const value = sensor.value === null || sensor.value === undefined ? "—" : `${+sensor.value.toPrecision(4)} ${sensor.unit}`;
   const why = sensor.status === "stale" ? (sensor.reason === "gateway-offline" ? "网关离线 / gateway offline" : "失联 / stale") : "";
   return el("a", { class: `tile ${state}`, href: `/app/sensors/${encodeURIComponent(sensor.sensor)}`,
@@ -37,6 +92,7 @@ function render() {
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(sensor);
   }
+  sitePlan();
   document.getElementById("places").replaceChildren(...[...groups.entries()].sort().map(([name, members]) =>
     el("section", { class: "place" }, el("h3", {}, name), el("div", { class: "tiles" }, members.map(tile)))));
   const open = [...alarms.values()].filter((a) => ACTIVE.has(a.state));
