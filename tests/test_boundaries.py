@@ -21,10 +21,11 @@ ALLOWED: dict[str, set[str]] = {
     "edge": {"edge", "protocol", "paho", "pymodbus", "orjson", "gpiozero", "ruamel"},
     # aiohttp instead of DESIGN.md's httpx: 14x the notification POSTs a second from one event loop (bench http_clients)
     "alerts": {"alerts", "protocol", "aiohttp", "pydantic"},
-    # paho: the client aiomqtt wraps; hub/ingest/intake.py sets its manual PUBACKs (issue 4 back-pressure)
+    # paho: the client aiomqtt wraps; hub/ingest/intake.py sets its manual PUBACKs (issue 4 back-pressure);
+    # argon2: issue 7 asks for a modern password hash (hub/identity/passwords.py, argon2id)
     "hub": {
         "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",
-        "pydantic_settings", "ruamel", "orjson", "amqtt", "paho",
+        "pydantic_settings", "ruamel", "orjson", "amqtt", "paho", "argon2",
     },
 }  # fmt: skip
 
