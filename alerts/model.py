@@ -197,6 +197,8 @@ class Alert:
     cleared_at_ms: int | None = None
     level: int = 0
     """How far up the escalation chain the alert has been paged (0: the grid's managers; ``alerts.escalation``)."""
+    assigned_to: tuple[str, ...] = ()
+    """People the alert was handed to (指派), in order: each is paged, and may see and handle it."""
     escalate_at_ms: int | None = None
     """When the alert's timer fires (``alerts.escalation``), None when none runs: while open, the acknowledgement
     deadline (then it climbs a level, or pages everyone again at the top); acknowledged or en route, the on-site

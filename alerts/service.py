@@ -676,7 +676,10 @@ class AlertService:
             if page is None:
                 alert, notifications = dataclasses.replace(current, updated_at_ms=now), []
             else:  # a new revision: a page of its own, never folded into a digest (an assignment is not routine)
-                alert = dataclasses.replace(current, revision=current.revision + 1, updated_at_ms=now)
+                assigned = current.assigned_to if page in current.assigned_to else (*current.assigned_to, page)
+                alert = dataclasses.replace(
+                    current, revision=current.revision + 1, updated_at_ms=now, assigned_to=assigned
+                )
                 notifications = self._outbox(alert, Reason.ASSIGNED, now, only=[page], extra=extra or {"page": page})
             await asyncio.to_thread(self._store.commit, alert, transitions=[transition], notifications=notifications)
         if notifications:

@@ -285,6 +285,7 @@ _ADDED_COLUMNS = (
     ("notifications", "group_key", "TEXT NOT NULL DEFAULT ''"),
     ("notifications", "page_ms", "INTEGER"),
     ("incidents", "buildings", "TEXT NOT NULL DEFAULT '[]'"),
+    ("alerts", "assigned_to", "TEXT NOT NULL DEFAULT '[]'"),
 )
 """Columns added after the first release: a database made before them gains them at open (its older audit rows stay
 unchained: ``verify_audit`` counts them apart). The one-open-alert-per-key index was remade when the lifecycle gained
@@ -435,14 +436,14 @@ def _write_alert(
     db.execute(
         "INSERT INTO alerts (id, key, community, grid, grade, state, revision, first_event, last_event, "
         "opened_at_ms, updated_at_ms, notified_at_ms, acknowledged_by, acknowledged_at_ms, resolved_by, "
-        "resolved_at_ms, resolved_note, cleared_at_ms, level, escalate_at_ms) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        "resolved_at_ms, resolved_note, cleared_at_ms, level, escalate_at_ms, assigned_to) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
         "grade=excluded.grade, state=excluded.state, revision=excluded.revision, "
         "last_event=excluded.last_event, updated_at_ms=excluded.updated_at_ms, "
         "acknowledged_by=excluded.acknowledged_by, acknowledged_at_ms=excluded.acknowledged_at_ms, "
         "resolved_by=excluded.resolved_by, resolved_at_ms=excluded.resolved_at_ms, "
         "resolved_note=excluded.resolved_note, cleared_at_ms=excluded.cleared_at_ms, "
-        "level=excluded.level, escalate_at_ms=excluded.escalate_at_ms",
+        "level=excluded.level, escalate_at_ms=excluded.escalate_at_ms, assigned_to=excluded.assigned_to",
         (
             alert.id,
             alert.key,
@@ -464,6 +465,7 @@ def _write_alert(
             alert.cleared_at_ms,
             alert.level,
             alert.escalate_at_ms,
+            json.dumps(list(alert.assigned_to)),
         ),
     )
     if work_order is not None:
@@ -697,6 +699,7 @@ def _alert_from(row: sqlite3.Row) -> Alert:
         cleared_at_ms=row["cleared_at_ms"],
         level=row["level"],
         escalate_at_ms=row["escalate_at_ms"],
+        assigned_to=tuple(json.loads(row["assigned_to"])),
     )
 
 

@@ -45,6 +45,8 @@ class Scope:
     departments: frozenset[str] = frozenset()
     """Departments whose work orders are seen (a property company's own)."""
     sees_incidents: bool = True
+    person: str | None = None
+    """The principal's person: an alert assigned to them (指派) is in view wherever it is."""
 
     @classmethod
     def everything(cls) -> Scope:
@@ -53,7 +55,13 @@ class Scope:
     @property
     def sees_no_alerts(self) -> bool:
         """True when no alert can be in view (a volunteer): lists need not read the alerts at all."""
-        return not (self.community_wide or self.grids or self.sensors or self.escalated_from_level is not None)
+        return not (
+            self.community_wide
+            or self.grids
+            or self.sensors
+            or self.escalated_from_level is not None
+            or self.person is not None
+        )
 
     def sees_sensor(self, sensor: str) -> bool:
         return self.community_wide or sensor in self.sensors
@@ -66,6 +74,8 @@ class Scope:
         if self.community_wide or alert.grid in self.grids:
             return True
         if alert.first_event.sensor in self.sensors or alert.last_event.sensor in self.sensors:
+            return True
+        if self.person is not None and self.person in alert.assigned_to:
             return True
         return self.escalated_from_level is not None and alert.level >= self.escalated_from_level
 
@@ -143,7 +153,12 @@ class Scopes:
             grids = frozenset(self._grids_of.get(person or "", ()))
             sensors = frozenset(s for s, g in self._sensor_grid.items() if g in grids)
             return Scope(
-                community_wide=False, grids=grids, sensors=sensors, area_grids=grids, escalated_from_level=level
+                community_wide=False,
+                grids=grids,
+                sensors=sensors,
+                area_grids=grids,
+                escalated_from_level=level,
+                person=person,
             )
         departments = self._property_of.get(person or "", [])
         buildings = frozenset(b for _, managed in departments for b in managed)
@@ -155,4 +170,5 @@ class Scopes:
             area_grids=frozenset(self._sensor_grid[s] for s in sensors),
             escalated_from_level=level,
             departments=frozenset(d for d, _ in departments),
+            person=person,
         )

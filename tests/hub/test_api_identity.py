@@ -485,3 +485,20 @@ async def test_recent_risk_events_say_what_became_of_each_within_the_callers_vie
     only = (await hub.api.get("/api/v1/risk-events", params={"grid": "grid-1", "status": "firing"})).json()
     assert [e["alert_id"] for e in only] == [a]
     assert (await hub.api.get("/api/v1/risk-events", params={"status": "on"})).status_code == 422
+
+
+async def test_an_alert_assigned_to_someone_comes_into_their_view(hub: Hub) -> None:
+    await add_users(hub, "wang", "zhang")
+    a, _ = await two_alerts(hub)
+    async with session(hub, "wang") as wang, session(hub, "zhang") as zhang:
+        assert_not_found(await zhang.get(f"/api/v1/alerts/{a}"))
+        handed = await wang.post(f"/api/v1/alerts/{a}/assign", json={"by": "wang-li", "to": "zhang-wei"})
+        assert handed.status_code == 200 and handed.json()["assigned_to"] == ["zhang-wei"]
+        assert (await zhang.get(f"/api/v1/alerts/{a}")).status_code == 200
+        assert a in [x["id"] for x in (await zhang.get("/api/v1/alerts")).json()]
+        taken = await zhang.post(f"/api/v1/alerts/{a}/acknowledge", json={"by": "zhang-wei"})
+        assert taken.status_code == 200 and taken.json()["acknowledged_by"] == "zhang-wei"
+        (
+            assert_not_found(await zhang.get("/api/v1/readings", params={"sensor": "gas-b1-301"})),
+            "the alert, not the grid",
+        )

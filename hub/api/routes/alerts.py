@@ -52,6 +52,7 @@ class AlertPublic(BaseModel):
     resolved_note: str | None
     cleared_at: datetime | None
     escalation_level: int = Field(description="0: the grid's managers; n: the n-th level of the escalation chain")
+    assigned_to: list[str] = Field(description="people it was handed to (指派), who see and may handle it")
     next_deadline: datetime | None = Field(
         description="when the alert's timer fires: escalation while open, a re-page while nobody is on site, "
         "reopening while resolved but still in alarm"
@@ -91,6 +92,7 @@ class AlertPublic(BaseModel):
             resolved_note=alert.resolved_note,
             cleared_at=_iso(alert.cleared_at_ms),
             escalation_level=alert.level,
+            assigned_to=list(alert.assigned_to),
             next_deadline=_iso(alert.escalate_at_ms),
         )
 
