@@ -228,20 +228,26 @@ async def test_a_replaying_gateway_does_not_delay_another_gateways_alarm(mosquit
     assert data_when_paged < backlog, "the alarm overtook the backlog (else it only waited its turn)"
 
 
-async def test_a_burst_larger_than_the_brokers_queue_still_ends_with_every_reading_stored(
-    small_queue_broker: int, tmp_path: Path
-) -> None:
-    options = LoadOptions(
-        port=small_queue_broker,
+def burst(port: int) -> LoadOptions:
+    """4 gateways × 100 sensors at 50 Hz for 3 s (150 batches a gateway), all of it allowed out unacked at once:
+    publishing never waits, so a broker queue of 20 messages drops most of it and the gateways replay."""
+    return LoadOptions(
+        port=port,
         gateways=4,
         sensors_per_gateway=100,
         rate_hz=50,
         batch=100,
         duration_s=3.0,
         ack_timeout_s=1.0,
-        max_unacked=50_000,  # the whole burst (150 batches a gateway) may be out unacked: publishing never waits
+        max_unacked=50_000,
         drain_s=25.0,
     )
+
+
+async def test_a_burst_larger_than_the_brokers_queue_still_ends_with_every_reading_stored(
+    small_queue_broker: int, tmp_path: Path
+) -> None:
+    options = burst(small_queue_broker)
     registry = fleet_registry(options, tmp_path)
     store = ChunkStore(path=tmp_path / "readings.anju")
     try:
@@ -268,17 +274,7 @@ async def test_a_burst_into_influxdb_with_staged_rounds_stores_and_counts_every_
 ) -> None:
     """The InfluxDB store behind MQTT, rounds staged while the round before commits (slowly): what the broker
     dropped is replayed, and every reading ends up stored, acked and counted exactly once."""
-    options = LoadOptions(
-        port=small_queue_broker,
-        gateways=4,
-        sensors_per_gateway=100,
-        rate_hz=50,
-        batch=100,
-        duration_s=3.0,
-        ack_timeout_s=1.0,
-        max_unacked=50_000,
-        drain_s=25.0,
-    )
+    options = burst(small_queue_broker)
     registry = fleet_registry(options, tmp_path)
     target = InfluxTarget.v1(url=influxdb, database="burst")
     store = InfluxStore(target=target, community=registry.community, meta_path=tmp_path / "meta.sqlite3")
