@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,6 +172,32 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from hub.backup import BackupError, backup
+
+    try:
+        report = backup(Path(args.data_dir), Path(args.to))
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        sys.stderr.write(f"anju-hub backup: {exc}\n")
+        return 2
+    rows = ", ".join(f"{name} {sum(tables.values()):,} rows" for name, tables in report.databases.items())
+    sys.stdout.write(f"backed up {report.files} files ({report.bytes:,} bytes) into {report.directory}: {rows}\n")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from hub.backup import BackupError, restore
+
+    try:
+        report = restore(Path(args.source), Path(args.data_dir))
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        sys.stderr.write(f"anju-hub restore: {exc}\n")
+        return 2
+    rows = ", ".join(f"{name} {sum(tables.values()):,} rows" for name, tables in report.databases.items())
+    sys.stdout.write(f"restored {report.files} files ({report.bytes:,} bytes) into {report.directory}: {rows}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anju-hub", description="Anju 安居 hub: ingest, storage, detection, alerts, API."
@@ -252,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
     verify.add_argument("--alerts", help="the alert database file itself (default DATA_DIR/alerts.sqlite3)")
     verify.set_defaults(handler=_audit_verify)
+    backup = commands.add_parser(
+        "backup",
+        help="copy the data dir while the hub runs (SQLite online backup) into a new directory, with a manifest",
+    )
+    backup.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
+    backup.add_argument("--to", required=True, help="a new (or empty) directory for the backup")
+    backup.set_defaults(handler=_backup)
+    restore = commands.add_parser(
+        "restore", help="check a backup against its manifest, then copy it into a new data dir (the hub stopped)"
+    )
+    restore.add_argument("--from", dest="source", required=True, help="the backup directory")
+    restore.add_argument("--data-dir", required=True, help="the data dir to restore into (missing or empty)")
+    restore.set_defaults(handler=_restore)
     add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
     add_users_command(commands)  # `users add|passwd|role|disable|enable|list` (hub/cli_users.py)
     return parser
