@@ -1,5 +1,6 @@
 """``create_app(settings)``: assembles the API; the lifespan opens the hub runtime. Nothing at import time."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,7 @@ from hub.api.routes import (
 )
 from hub.runtime import open_runtime
 from hub.settings import HubSettings
+from hub.systemd import notify, watchdog_forever
 from hub.web import install_pages
 
 __all__ = ["create_app"]
@@ -45,7 +47,13 @@ def create_app(settings: HubSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
-            yield
+            notify("READY=1")  # under systemd (Type=notify): the runtime is up, the API listens next
+            watchdog = asyncio.create_task(watchdog_forever(), name="hub-systemd-watchdog")
+            try:
+                yield
+            finally:
+                notify("STOPPING=1")
+                watchdog.cancel()
 
     app = FastAPI(
         title="Anju 安居 hub API",

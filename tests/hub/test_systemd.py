@@ -1,0 +1,74 @@
+"""systemd integration (issue 8): a real ``anju-hub serve`` tells a NOTIFY_SOCKET it is ready, pings the watchdog
+from its event loop at half the period and says it is stopping; the unit file asks for what the hub relies on."""
+
+import configparser
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hub.demo.processes import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "deploy" / "systemd" / "anju-hub.service"
+
+
+def test_the_hub_notifies_ready_pings_the_watchdog_and_says_it_stops(
+    mosquitto: int, demo_deployment: Path, tmp_path: Path
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(0.2)
+    token = tmp_path / "api.token"
+    token.write_text("a-long-random-token-for-this-test-only\n", encoding="utf-8")
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}  # 1 s: a ping every 0.5 s
+    argv = [sys.executable, "-m", "hub", "serve", "--config", str(demo_deployment), "--data-dir", str(tmp_path / "d")]
+    argv += ["--mqtt-port", str(mosquitto), "--http-port", str(free_port()), "--api-token-file", str(token)]
+    hub = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    said: list[tuple[float, str]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(m == "WATCHDOG=1" for _, m in said) < 3:
+            try:
+                said.append((time.monotonic(), listener.recv(256).decode()))
+            except TimeoutError:
+                assert hub.poll() is None, "the hub exited"
+        hub.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "STOPPING=1" not in [m for _, m in said]:
+            try:
+                said.append((time.monotonic(), listener.recv(256).decode()))
+            except TimeoutError:
+                continue
+        # uvicorn re-raises the SIGTERM it handled, after its graceful stop: systemd counts that as a clean exit
+        assert hub.wait(timeout=20) in (0, -signal.SIGTERM)
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+        listener.close()
+    messages = [m for _, m in said]
+    assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1", messages
+    pings = [t for t, m in said if m == "WATCHDOG=1"]
+    assert len(pings) >= 3
+    assert all(0.3 <= b - a <= 0.9 for a, b in itertools.pairwise(pings)), "every half period"
+
+
+def test_the_unit_runs_the_hub_sandboxed_with_its_watchdog() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    unit.read(UNIT, encoding="utf-8")
+    service = unit["Service"]
+    assert (service["Type"], service["NotifyAccess"], service["WatchdogSec"]) == ("notify", "main", "30")
+    assert service["User"] == "anju-hub" and service["Restart"] == "always"
+    assert service["ExecStart"].endswith("anju-hub serve")
+    for key, value in {"ProtectSystem": "strict", "ReadWritePaths": "/var/lib/anju-hub", "PrivateTmp": "yes",
+                       "NoNewPrivileges": "yes", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+                       "StateDirectory": "anju-hub"}.items():  # fmt: skip
+        assert service[key] == value, key
+    environment = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith("Environment=")]
+    assert "ANJU_API_TOKEN_FILE=/etc/anju-hub/api.token" in environment, "the token from a file, never the unit"
