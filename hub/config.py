@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import ReusedAnchorWarning, YAMLError
 
 from alerts.directory import (
     DingTalkTarget,
@@ -752,11 +753,17 @@ def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True)
     except OSError as exc:
         raise ConfigError(name, [ConfigIssue("", None, name, f"cannot read: {exc.strerror}")]) from exc
     try:
-        document = YAML(typ="rt").load(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ReusedAnchorWarning)  # an anchor named twice: which one is meant?
+            document = YAML(typ="rt").load(text)
+    except ReusedAnchorWarning as exc:
+        raise ConfigError(name, [ConfigIssue("", None, None, f"not valid YAML: {exc}".strip())]) from exc
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(name, [ConfigIssue("", line, None, f"not valid YAML: {exc}")]) from exc
+    except (ValueError, RecursionError) as exc:  # ruamel: "!!float abc", a date that is none (2026-02-30), deep nesting
+        raise ConfigError(name, [ConfigIssue("", None, None, f"not valid YAML: {type(exc).__name__}: {exc}")]) from exc
     if not isinstance(document, Mapping):
         raise ConfigError(name, [ConfigIssue("", 1, type(document).__name__, "expected a mapping at the top")])
     try:

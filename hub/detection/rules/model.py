@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import ReusedAnchorWarning, YAMLError
 
 from protocol.kinds import KINDS
 
@@ -492,9 +493,15 @@ def _plain(node: Any) -> Any:
 
 def _load_text(text: str, where: str) -> RuleSet:
     try:
-        document = YAML(typ="safe").load(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ReusedAnchorWarning)  # an anchor named twice: which one is meant?
+            document = YAML(typ="safe").load(text)
+    except ReusedAnchorWarning as exc:
+        raise RuleError([RuleIssue("(file)", "", f"not valid YAML: {exc}".strip(), where)]) from None
     except YAMLError as exc:
         raise RuleError([RuleIssue("(file)", "", f"not valid YAML: {exc}", where)]) from None
+    except (ValueError, RecursionError) as exc:  # ruamel: "!!float abc", a date that is none (2026-02-30)
+        raise RuleError([RuleIssue("(file)", "", f"not valid YAML: {type(exc).__name__}: {exc}", where)]) from None
     return parse_rules(_plain(document), where=where)
 
 
