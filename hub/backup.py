@@ -10,8 +10,10 @@ with their row counts, so that a restore can check what it puts back.
 
 A restore goes into a data directory that holds no data yet (never over a hub's live files): it checks every file
 against the manifest and every database with ``PRAGMA integrity_check`` before the first byte is written, then
-copies. The hub started on it carries on from the instant of the backup (gateways replay what came after: their
-outboxes keep every reading until the hub acks it, and a backup restored on a new machine is behind its gateways).
+copies. The hub started on it carries on from the instant of the backup: what gateways sent and the hub had not
+acked by then they send again (their outboxes keep a reading until it is acked), but readings acked after the backup
+were dropped from the outboxes and are not in it — a restore loses what came between the backup and the failure, so
+back up often (the copy of a database is cheap: no lock is held on the hub's writes).
 """
 
 import hashlib

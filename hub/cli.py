@@ -5,11 +5,12 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from hub.backup import BackupError, BackupReport, backup, restore
 from hub.cli_rules import add_rules_command
 from hub.cli_users import add_users_command
 
@@ -173,28 +174,22 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from hub.backup import BackupError, backup
-
-    try:
-        report = backup(Path(args.data_dir), Path(args.to))
-    except (BackupError, OSError, sqlite3.Error) as exc:
-        sys.stderr.write(f"anju-hub backup: {exc}\n")
-        return 2
-    rows = ", ".join(f"{name} {sum(tables.values()):,} rows" for name, tables in report.databases.items())
-    sys.stdout.write(f"backed up {report.files} files ({report.bytes:,} bytes) into {report.directory}: {rows}\n")
-    return 0
+    return _copy_data("backup", "backed up", lambda: backup(Path(args.data_dir), Path(args.to)))
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from hub.backup import BackupError, restore
+    return _copy_data("restore", "restored", lambda: restore(Path(args.source), Path(args.data_dir)))
 
+
+def _copy_data(command: str, done: str, work: Callable[[], BackupReport]) -> int:
+    """Run a backup or restore; say what it copied (exit 0) or what stopped it (exit 2, naming the file)."""
     try:
-        report = restore(Path(args.source), Path(args.data_dir))
+        report = work()
     except (BackupError, OSError, sqlite3.Error) as exc:
-        sys.stderr.write(f"anju-hub restore: {exc}\n")
+        sys.stderr.write(f"anju-hub {command}: {exc}\n")
         return 2
     rows = ", ".join(f"{name} {sum(tables.values()):,} rows" for name, tables in report.databases.items())
-    sys.stdout.write(f"restored {report.files} files ({report.bytes:,} bytes) into {report.directory}: {rows}\n")
+    sys.stdout.write(f"{done} {report.files} files ({report.bytes:,} bytes) into {report.directory}: {rows}\n")
     return 0
 
 
@@ -279,19 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
     verify.add_argument("--alerts", help="the alert database file itself (default DATA_DIR/alerts.sqlite3)")
     verify.set_defaults(handler=_audit_verify)
-    backup = commands.add_parser(
+    backup_parser = commands.add_parser(
         "backup",
         help="copy the data dir while the hub runs (SQLite online backup) into a new directory, with a manifest",
     )
-    backup.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
-    backup.add_argument("--to", required=True, help="a new (or empty) directory for the backup")
-    backup.set_defaults(handler=_backup)
-    restore = commands.add_parser(
+    backup_parser.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
+    backup_parser.add_argument("--to", required=True, help="a new (or empty) directory for the backup")
+    backup_parser.set_defaults(handler=_backup)
+    restore_parser = commands.add_parser(
         "restore", help="check a backup against its manifest, then copy it into a new data dir (the hub stopped)"
     )
-    restore.add_argument("--from", dest="source", required=True, help="the backup directory")
-    restore.add_argument("--data-dir", required=True, help="the data dir to restore into (missing or empty)")
-    restore.set_defaults(handler=_restore)
+    restore_parser.add_argument("--from", dest="source", required=True, help="the backup directory")
+    restore_parser.add_argument("--data-dir", required=True, help="the data dir to restore into (missing or empty)")
+    restore_parser.set_defaults(handler=_restore)
     add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
     add_users_command(commands)  # `users add|passwd|role|disable|enable|list` (hub/cli_users.py)
     return parser

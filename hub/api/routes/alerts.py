@@ -2,6 +2,7 @@
 verify, close, reopen — and the audit trail; every change is audited by the service."""
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -14,6 +15,8 @@ from alerts.model import OPEN_STATES, Alert, AlertState
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
 from hub.api.visible import alert_in_view
+from hub.identity import Principal
+from hub.runtime import Runtime
 
 router = APIRouter(tags=["alerts"], dependencies=[Authorized])
 
@@ -224,89 +227,118 @@ async def acknowledge_many(
     return AcknowledgeManyOut(acknowledged=taken, refused=refused)
 
 
+async def _acted(
+    runtime: Runtime, principal: Principal, alert_id: str, by: str, act: Callable[[str], Awaitable[Alert]]
+) -> AlertPublic:
+    """A person's step on an alert in the caller's view (404 otherwise), recorded as them (``acting_as``: 403 for
+    another's name), the service's refusals as problem details (``service_errors``)."""
+    await alert_in_view(runtime, principal, alert_id)
+    who = acting_as(principal, by)
+    with service_errors("alert"):
+        return AlertPublic.of(await act(who))
+
+
 @router.post("/alerts/{alert_id}/acknowledge")
 async def acknowledge(
     runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: AcknowledgeIn
 ) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.acknowledge(alert_id, by=acting_as(principal, body.by), channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.acknowledge(alert_id, by=by, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/resolve")
 async def resolve(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: ResolveIn) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.resolve(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.resolve(alert_id, by=by, note=body.note, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/en-route")
 async def en_route(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.en_route(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.en_route(alert_id, by=by, note=body.note, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/on-site")
 async def on_site(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.on_site(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.on_site(alert_id, by=by, note=body.note, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/verify")
 async def verify(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.verify(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.verify(alert_id, by=by, note=body.note, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/close")
 async def close(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: StepIn) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.close(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.close(alert_id, by=by, note=body.note, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/reopen")
 async def reopen(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: ReopenIn) -> AlertPublic:
-    await alert_in_view(runtime, principal, alert_id)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.reopen(alert_id, by=acting_as(principal, body.by), note=body.note, channel="api")
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.reopen(alert_id, by=by, note=body.note, channel="api"),
+    )
 
 
 @router.post("/alerts/{alert_id}/assign")
 async def assign(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: AssignIn) -> AlertPublic:
     """Hand an open alert to a person of the deployment (指派), who is paged with it; audited, state unchanged."""
-    await alert_in_view(runtime, principal, alert_id)
-    by = acting_as(principal, body.by)
-    with service_errors("alert"):
-        return AlertPublic.of(
-            await runtime.alerts.assign(alert_id, person=body.to, by=by, channel="api", note=body.note)
-        )
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.assign(alert_id, person=body.to, by=by, channel="api", note=body.note),
+    )
 
 
 @router.post("/alerts/{alert_id}/comment")
 async def comment(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str, body: CommentIn) -> AlertPublic:
     """A note on the alert's record (audited; nobody paged)."""
-    await alert_in_view(runtime, principal, alert_id)
-    by = acting_as(principal, body.by)
-    with service_errors("alert"):
-        return AlertPublic.of(await runtime.alerts.comment(alert_id, by=by, channel="api", text=body.text))
+    return await _acted(
+        runtime,
+        principal,
+        alert_id,
+        body.by,
+        lambda by: runtime.alerts.comment(alert_id, by=by, channel="api", text=body.text),
+    )
 
 
 @router.get("/alerts/{alert_id}/transitions")
