@@ -10,7 +10,6 @@ connects.
 
 import math
 import shlex
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from edge.config_yaml import ConfigError, Section, line_of, optional_path, read_yaml, required_path, type_reason
 from protocol.kinds import KINDS
 from protocol.registers import KIND_EXPONENTS
+from protocol.transport import TlsFileError, client_tls_context
 
 __all__ = [
     "ConfigError",
@@ -137,11 +137,6 @@ class EdgeConfig:
         return f"anju-edge-{self.community}-{self.gateway}"
 
 
-def _no_key_password() -> bytes:
-    """For ``load_cert_chain``: an encrypted key fails at once instead of OpenSSL prompting on a terminal."""
-    return b""
-
-
 def _check_tls(section: Section, mqtt: MqttConfig) -> None:
     """Read and parse the TLS files at load time, so a bad path or PEM fails ``check-config``, not every reconnect."""
     files = {"ca_file": mqtt.ca_file, "cert_file": mqtt.cert_file, "key_file": mqtt.key_file}
@@ -150,30 +145,11 @@ def _check_tls(section: Section, mqtt: MqttConfig) -> None:
             if path is not None:
                 raise section.error(name, str(path), "needs mqtt.tls = true")
         return
-    if mqtt.ca_file is None:
-        raise section.error("ca_file", None, "is required with mqtt.tls = true: the CA that signed the broker's cert")
-    if (mqtt.cert_file is None) != (mqtt.key_file is None):
-        missing = "key_file" if mqtt.key_file is None else "cert_file"
-        raise section.error(missing, None, "is required: cert_file and key_file go together (client certificate)")
-    for name, path in files.items():
-        if path is None:
-            continue
-        try:
-            with path.open("rb") as file:
-                file.read(1)
-        except OSError as exc:
-            raise section.error(name, str(path), f"cannot be read: {exc.strerror}") from None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        context.load_verify_locations(cafile=mqtt.ca_file)
-    except ssl.SSLError as exc:
-        raise section.error("ca_file", str(mqtt.ca_file), f"holds no PEM CA certificate: {exc.reason}") from None
-    if mqtt.cert_file is not None and mqtt.key_file is not None:
-        try:
-            context.load_cert_chain(certfile=mqtt.cert_file, keyfile=mqtt.key_file, password=_no_key_password)
-        except ssl.SSLError as exc:
-            reason = f"with mqtt.key_file is no usable PEM certificate and unencrypted matching key: {exc.reason}"
-            raise section.error("cert_file", str(mqtt.cert_file), reason) from None
+        client_tls_context(mqtt.ca_file, mqtt.cert_file, mqtt.key_file)
+    except TlsFileError as exc:
+        reason = exc.reason.replace("with TLS", "with mqtt.tls = true").replace("with key_file", "with mqtt.key_file")
+        raise section.error(exc.field, None if exc.path is None else str(exc.path), reason) from None
 
 
 def _sensor(data: object, index: int, source: str, line: int | None = None) -> SensorConfig:

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hub.backup import BackupError, BackupReport, backup, restore
+from hub.cli_provision import add_provision_command
 from hub.cli_rules import add_rules_command
 from hub.cli_users import add_users_command
 
@@ -86,13 +87,16 @@ _SERVE_OPTIONS = (
     "mqtt_port",
     "mqtt_username",
     "mqtt_password_file",
+    "mqtt_tls",
+    "mqtt_ca_file",
     "http_host",
     "http_port",
     "api_token_file",
     "time_check_interval_s",
 )
 _SERVE_EPILOG = """Every option can also come from the environment: ANJU_DEPLOYMENT, ANJU_DATA_DIR, ANJU_MQTT_HOST,
-ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_HTTP_HOST,
+ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_MQTT_TLS,
+ANJU_MQTT_CA_FILE (ANJU_MQTT_CERT_FILE and ANJU_MQTT_KEY_FILE for a client certificate), ANJU_HTTP_HOST,
 ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S. Flags win over the
 environment. Secrets are best given as files; they are never printed, not even when rejected."""
 
@@ -212,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mqtt-port", dest="mqtt_port", type=int)
     serve.add_argument("--mqtt-username", dest="mqtt_username")
     serve.add_argument("--mqtt-password-file", dest="mqtt_password_file", help="file holding the broker password")
+    serve.add_argument(
+        "--mqtt-tls", dest="mqtt_tls", action="store_true", default=None, help="TLS to the broker (port 8883)"
+    )
+    serve.add_argument("--mqtt-ca-file", dest="mqtt_ca_file", help="the CA that signed the broker's certificate")
     serve.add_argument("--http-host", dest="http_host")
     serve.add_argument("--http-port", dest="http_port", type=int)
     serve.add_argument("--api-token-file", dest="api_token_file", help="file holding the API bearer token")
@@ -289,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore_parser.set_defaults(handler=_restore)
     add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
     add_users_command(commands)  # `users add|passwd|role|disable|enable|list` (hub/cli_users.py)
+    add_provision_command(commands)  # `provision init|gateway|rotate|revoke|list` (hub/cli_provision.py)
     return parser
 
 

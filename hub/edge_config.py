@@ -26,6 +26,10 @@ class EdgeTarget:
     modbus_port: int | None = None
     mqtt_username: str = ""
     mqtt_password_file: Path | None = None
+    tls_ca_file: Path | None = None
+    """With a CA the gateway connects over TLS and checks the broker's certificate against it."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 def render_edge_config(
@@ -59,6 +63,12 @@ def render_edge_config(
         mqtt["username"] = target.mqtt_username
     if target.mqtt_password_file is not None:
         mqtt["password_file"] = str(target.mqtt_password_file)
+    if target.tls_ca_file is not None:
+        mqtt["tls"] = True
+        mqtt["ca_file"] = str(target.tls_ca_file)
+        if target.tls_cert_file is not None and target.tls_key_file is not None:
+            mqtt["cert_file"] = str(target.tls_cert_file)
+            mqtt["key_file"] = str(target.tls_key_file)
     document["mqtt"] = mqtt
     if gateway.modbus.serial is not None and target.modbus_port is None:
         document["modbus"] = {"serial": gateway.modbus.serial, "baudrate": gateway.modbus.baudrate}

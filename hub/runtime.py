@@ -288,6 +288,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                     username=settings.mqtt_username,
                     password=password,
                     client_id=settings.mqtt_client_id,
+                    tls=settings.mqtt_tls_context(),
                 ),
                 store=store,
                 registry=registry,

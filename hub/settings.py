@@ -4,11 +4,14 @@ Secrets (MQTT password, API token) may come from ``*_FILE`` variables pointing a
 in systemd credentials or Docker secrets and never in the environment of every child process or a log.
 """
 
+import ssl
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.transport import TlsFileError, client_tls_context
 
 __all__ = ["HubSettings"]
 
@@ -26,6 +29,12 @@ class HubSettings(BaseSettings):
     mqtt_password: SecretStr | None = None
     mqtt_password_file: Path | None = None
     mqtt_client_id: str = "anju-hub"
+    mqtt_tls: bool = False
+    """TLS to the broker (deploy/mosquitto/secure.conf, port 8883), its certificate checked against ``mqtt_ca_file``."""
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    """A client certificate (with ``mqtt_key_file``), for a broker that requires one."""
+    mqtt_key_file: Path | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     api_token: SecretStr | None = None
@@ -66,7 +75,23 @@ class HubSettings(BaseSettings):
         token = self.api_token.get_secret_value() if self.api_token else None
         if token is not None and (len(token) < 16 or token.lower() in _PLACEHOLDERS):
             raise ValueError("api_token is a placeholder or shorter than 16 characters; generate a random one")
+        password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
+        if password is not None and password.lower() in _PLACEHOLDERS:
+            raise ValueError("mqtt_password is a placeholder; use the one `anju-hub provision init` wrote (hub.secret)")
+        if self.mqtt_tls:
+            self.mqtt_tls_context()
+        elif any(getattr(self, f"mqtt_{name}_file") for name in ("ca", "cert", "key")):
+            raise ValueError("mqtt_ca_file, mqtt_cert_file and mqtt_key_file need mqtt_tls = true")
         return self
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context to the broker, or None for plain TCP; ValueError naming the unusable file."""
+        if not self.mqtt_tls:
+            return None
+        try:
+            return client_tls_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
+        except TlsFileError as exc:
+            raise ValueError(f"mqtt_{exc}") from None
 
     @property
     def alerts_path(self) -> Path:

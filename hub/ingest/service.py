@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,12 +55,28 @@ log = logging.getLogger("anju.hub.ingest")
 
 @dataclass(frozen=True, slots=True)
 class MqttEndpoint:
+    """The broker and how the hub logs in to it.
+
+    The hub has two sessions, ``{client_id}`` and ``{client_id}-urgent``. With a ``username`` the urgent one logs
+    in as ``{username}-urgent``: a broker that takes each client's id from its user name
+    (``use_username_as_clientid``, deploy/mosquitto/secure.conf, so no client can take over another's session)
+    needs a user per session; ``anju-hub provision init`` creates both with one password.
+    """
+
     host: str
     port: int
     username: str | None = None
     password: str | None = None
     client_id: str = "anju-hub"
     keepalive_s: int = 30
+    tls: ssl.SSLContext | None = None
+    """TLS to the broker (its certificate checked against the CA, and the host name), or plain TCP when None."""
+
+    def session_user(self, identifier: str) -> str | None:
+        """The user name of the session whose client id is ``identifier``."""
+        if self.username is None or identifier == self.client_id:
+            return self.username
+        return f"{self.username}{identifier.removeprefix(self.client_id)}"
 
 
 def _now_ms() -> int:
@@ -267,9 +284,10 @@ class Ingest:
         return aiomqtt.Client(
             endpoint.host,
             endpoint.port,
-            username=endpoint.username,
+            username=endpoint.session_user(identifier),
             password=endpoint.password,
             identifier=identifier,
+            tls_context=endpoint.tls,
             clean_session=False,
             keepalive=endpoint.keepalive_s,
             will=aiomqtt.Will(HUB_STATE_TOPIC, will, qos=1, retain=True),

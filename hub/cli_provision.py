@@ -1,0 +1,178 @@
+"""``anju-hub provision init|gateway|rotate|revoke|list``: the broker's users, ACL and certificates
+(hub/provision/), run on the broker's machine as root (or the user that owns its files).
+
+``gateway`` and ``rotate`` write the gateway's files into a new directory to copy to the gateway; ``gateway``,
+``rotate`` and ``revoke`` then reload the broker (SIGHUP), so the change takes effect without a restart: a revoked
+or rotated gateway's open session is closed at once. Exit status: 0 done, 2 refused (nothing changed), 3 done but
+the broker was not reloaded (the message says what to run).
+"""
+
+import argparse
+import grp
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hub.provision import DEFAULT_DIR
+from hub.provision.acl import gateway_user
+
+if TYPE_CHECKING:  # the rest imports `cryptography`: only when a provision command runs
+    from hub.provision.broker_dir import BrokerDir, GatewayCredentials
+
+__all__ = ["add_provision_command"]
+
+DEFAULT_PID_FILE = Path("/run/mosquitto/mosquitto.pid")
+"""Where Debian's mosquitto.conf has the broker write its pid."""
+
+
+def _default_group() -> str | None:
+    """The broker's group when running as root on a machine that has one; else the caller's own group."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        grp.getgrnam("mosquitto")
+    except KeyError:
+        return None
+    return "mosquitto"
+
+
+def _broker_dir(args: argparse.Namespace) -> "BrokerDir":
+    from hub.provision.broker_dir import BrokerDir
+
+    group = args.group if args.group is not None else _default_group()
+    return BrokerDir(Path(args.dir), group=group or None)
+
+
+def _reload(args: argparse.Namespace, what: str) -> int:
+    from hub.provision.broker_dir import ProvisionError
+    from hub.provision.bundle import reload_broker
+
+    if args.no_reload:
+        sys.stdout.write(f"{what}; broker not reloaded (--no-reload): it applies at the broker's next reload\n")
+        return 0
+    try:
+        pid = reload_broker(Path(args.broker_pid_file))
+    except ProvisionError as exc:
+        sys.stderr.write(
+            f"anju-hub provision: {what}, but the broker was NOT reloaded: {exc}\n"
+            "  reload it yourself: systemctl reload mosquitto (or: docker compose kill -s HUP mosquitto)\n"
+        )
+        return 3
+    sys.stdout.write(f"{what}; broker reloaded (SIGHUP to pid {pid})\n")
+    return 0
+
+
+def _credentials_out(args: argparse.Namespace, credentials: "GatewayCredentials") -> str:
+    from hub.config import load_deployment
+    from hub.provision.bundle import BrokerAddress, write_bundle
+
+    deployment = load_deployment(args.config, check_secrets=False)
+    written = write_bundle(
+        Path(args.out),
+        deployment,
+        credentials,
+        BrokerAddress(args.mqtt_host, args.mqtt_port),
+        outbox=Path(args.outbox),
+    )
+    return f"wrote {', '.join(path.name for path in written)} into {args.out} (copy them to the gateway)"
+
+
+def _check_gateway(args: argparse.Namespace) -> None:
+    """Refuse before changing anything: the deployment must list the gateway, and --out must be new."""
+    from hub.config import load_deployment
+    from hub.provision.broker_dir import ProvisionError
+
+    deployment = load_deployment(args.config, check_secrets=False)
+    if deployment.community.id != args.community:
+        raise ProvisionError(f"community {args.community!r} is not the deployment's ({deployment.community.id!r})")
+    if args.id not in {gateway.id for gateway in deployment.gateways}:
+        raise ProvisionError(f"gateway {args.id!r} is not in {args.config}: add it to the deployment first")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ProvisionError(f"{out} exists and is not an empty directory: give a new --out")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hub.config import ConfigError
+    from hub.provision.broker_dir import ProvisionError
+
+    command = args.provision_command
+    try:
+        broker = _broker_dir(args)
+        if command == "init":
+            report = broker.init(args.host)
+            created = ", ".join(report.created) or "nothing (all there already)"
+            sys.stdout.write(f"{broker.path}: created {created}\n")
+            if "hub.secret" in report.created:
+                sys.stdout.write(f"  the hub's broker password is in {broker.path / 'hub.secret'}\n")
+            return 0
+        if command == "list":
+            for user in broker.gateways():
+                sys.stdout.write(f"{user.community}\t{user.gateway}\t{user.name}\n")
+            return 0
+        user = gateway_user(args.community, args.id)
+        if command == "revoke":
+            broker.revoke(user)
+            return _reload(args, f"revoked {user.name}")
+        _check_gateway(args)
+        credentials = (
+            broker.add_gateway(user, client_cert=args.client_cert) if command == "gateway" else broker.rotate(user)
+        )
+        done = "provisioned" if command == "gateway" else "rotated"
+        return _reload(args, f"{done} {user.name}; {_credentials_out(args, credentials)}")
+    except (ProvisionError, ConfigError, ValueError, OSError) as exc:
+        sys.stderr.write(f"anju-hub provision {command}: {exc}\n")
+        return 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", default=str(DEFAULT_DIR), help=f"the broker's security files (default {DEFAULT_DIR})")
+    parser.add_argument(
+        "--group", help="the broker's group, which may read its files (default: mosquitto when root, else yours)"
+    )
+
+
+def _reloading(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker-pid-file", default=str(DEFAULT_PID_FILE), help="the broker's pid file, to reload it")
+    parser.add_argument("--no-reload", action="store_true", help="only write the files (reload the broker yourself)")
+
+
+def _gateway_args(parser: argparse.ArgumentParser, *, issues: bool) -> None:
+    parser.add_argument("--community", required=True, help="the community id (the deployment's)")
+    parser.add_argument("--id", required=True, help="the gateway id, as in the deployment file")
+    if issues:
+        parser.add_argument("--config", required=True, help="the community's deployment file (lists the gateway)")
+        parser.add_argument("--out", required=True, help="a new directory for the gateway's files")
+        parser.add_argument("--mqtt-host", required=True, help="the broker name the gateway dials (in its certificate)")
+        parser.add_argument("--mqtt-port", type=int, default=8883)
+        parser.add_argument(
+            "--outbox", default="/var/lib/anju-edge/outbox.sqlite3", help="the gateway's outbox path (edge.yaml)"
+        )
+
+
+def add_provision_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    provision = commands.add_parser("provision", help="the broker's gateway users, ACL and TLS certificates")
+    actions = provision.add_subparsers(dest="provision_command", required=True)
+    init = actions.add_parser("init", help="create the CA, the broker's certificate and the hub's users (idempotent)")
+    _common(init)
+    init.add_argument(
+        "--host", action="append", required=True, help="a name or address gateways dial (repeat for more)"
+    )
+    gateway = actions.add_parser("gateway", help="new credentials for a gateway, and its files")
+    _common(gateway)
+    _gateway_args(gateway, issues=True)
+    gateway.add_argument("--client-cert", action="store_true", help="also issue a client certificate (mutual TLS)")
+    _reloading(gateway)
+    rotate = actions.add_parser("rotate", help="replace a gateway's secret (and certificate); the old stop working")
+    _common(rotate)
+    _gateway_args(rotate, issues=True)
+    _reloading(rotate)
+    revoke = actions.add_parser("revoke", help="remove a gateway's access; its open session is closed")
+    _common(revoke)
+    _gateway_args(revoke, issues=False)
+    _reloading(revoke)
+    listing = actions.add_parser("list", help="the provisioned gateways")
+    _common(listing)
+    for parser in (init, gateway, rotate, revoke, listing):
+        parser.set_defaults(handler=_run)
