@@ -197,7 +197,16 @@ case "$source_path" in
 *.whl) wheel="$source_path" ;;
 *)
     say "building a wheel of $source_path"
-    "${pip[@]}" wheel --quiet --no-deps --wheel-dir "$work" "$source_path" >"$work/wheel.log" 2>&1 ||
+    build="$source_path"
+    if [ -d "$source_path" ]; then
+        # From a copy: pip builds a checkout in place, which would leave build/ there and pack what a stale
+        # build/lib still holds.
+        build="$work/source"
+        mkdir "$build"
+        tar -C "$source_path" --exclude=./.git --exclude=./.venv --exclude=./run --exclude=./build \
+            --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$build" -xf -
+    fi
+    "${pip[@]}" wheel --quiet --no-deps --wheel-dir "$work" "$build" >"$work/wheel.log" 2>&1 ||
         { cat "$work/wheel.log" >&2; die "could not build a wheel from $source_path (pip's messages above)"; }
     wheel="$(find "$work" -maxdepth 1 -name 'anju-*.whl' -print -quit)"
     [ -n "$wheel" ] || die "$source_path built no anju wheel (is it an Anju checkout?)"
@@ -208,7 +217,8 @@ if [ "$pi" -eq 1 ]; then
     extras=edge,pi
 fi
 # The wheel's RECORD lists the SHA-256 of every file in it: the same files give the same identity, however and
-# whenever the wheel was built (a wheel's own bytes change with the build time).
+# whenever the wheel was built (a wheel's own bytes change with the build time). Its WHEEL file is left out: it
+# names the setuptools version that built it, not what gets installed.
 identity="$("$VENV/bin/python" - "$wheel" "$extras" <<'EOF'
 import hashlib
 import sys
@@ -218,8 +228,11 @@ with zipfile.ZipFile(sys.argv[1]) as archive:
     names = [name for name in archive.namelist() if name.endswith(".dist-info/RECORD")]
     if len(names) != 1 or not names[0].startswith("anju-"):
         sys.exit(f"{sys.argv[1]} is not an anju wheel")
-    record = archive.read(names[0])
-print(f"{names[0].split('/')[0].removesuffix('.dist-info')} record-sha256={hashlib.sha256(record).hexdigest()} extras={sys.argv[2]}")
+    lines = archive.read(names[0]).decode().splitlines()
+dist_info = names[0].split("/")[0]
+kept = sorted(line for line in lines if line.split(",")[0] not in (f"{dist_info}/WHEEL", f"{dist_info}/RECORD"))
+digest = hashlib.sha256("\n".join(kept).encode()).hexdigest()
+print(f"{dist_info.removesuffix('.dist-info')} files-sha256={digest} extras={sys.argv[2]}")
 EOF
 )" || die "--source $source_path: not an anju wheel"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" = "$identity" ] && "$VENV/bin/anju-edge" --help >/dev/null 2>&1; then

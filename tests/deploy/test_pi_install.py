@@ -131,9 +131,9 @@ def _cached_root_tar() -> Path:
     return tar
 
 
-def _wheel(target: Path) -> Path:
-    """``pip wheel --no-deps`` of a clean copy of this checkout (an in-tree build would pick up stale build/)."""
-    source = target / "source"
+def _wheel(target: Path, source: Path) -> Path:
+    """``pip wheel --no-deps`` of a clean copy of this checkout made at ``source`` (an in-tree build would pick up
+    a stale build/), into ``target``."""
     shutil.copytree(
         REPO,
         source,
@@ -175,8 +175,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Root]:
     tar = _cached_root_tar()
     # Not under pytest's temporary directories: their clean-up of old runs must never meet a mounted root.
     path = CACHE / f"root-{os.getpid()}"
-    for stale in CACHE.glob("root-*"):  # roots that earlier runs killed before their teardown left behind
-        _remove_root(stale)
+    for stale in CACHE.glob("root-*"):  # roots left by runs killed before their teardown (not by one still running)
+        if not Path(f"/proc/{stale.name.removeprefix('root-')}").exists():
+            _remove_root(stale)
     path.mkdir()
     try:
         # Numeric owners: the root's users are not the host's (a name could map to another uid here).
@@ -189,7 +190,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Root]:
         for part in ("pi/install.sh", "systemd/anju-edge.service"):
             (files / "deploy" / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / "deploy" / part, files / "deploy" / part)
-        wheel = _wheel(tmp_path_factory.mktemp("wheel"))
+        wheel = _wheel(tmp_path_factory.mktemp("wheel"), files / "source")
         shutil.copy(wheel, files / wheel.name)
         (files / "edge.yaml").write_text(_edge_config(), encoding="utf-8")
         subprocess.run(["mount", "-t", "proc", "proc", str(path / "proc")], check=True, timeout=30)
@@ -290,6 +291,16 @@ def test_the_second_run_changes_nothing_and_says_so(installed: Installed) -> Non
     assert [line for line in second.stdout.splitlines() if line.startswith("anju-edge install: changed:")] == []
     assert "nothing changed" in second.stdout.splitlines()[-1]
     assert installed.after_second == installed.before_second
+
+
+def test_the_same_code_from_a_checkout_is_not_installed_again(installed: Installed) -> None:
+    root = installed.root
+    again = root.install("--source", str(INSIDE / "source"), "--config", str(root.config))
+    assert again.returncode == 0, again.stderr
+    assert "building a wheel of /tmp/anju/source" in again.stdout
+    assert "ok: anju-0.1.0 [edge] already installed" in again.stdout, "the wheel built here has the same files"
+    assert "nothing changed" in again.stdout.splitlines()[-1]
+    assert snapshot(root.path) == installed.after_second
 
 
 @pytest.mark.parametrize(
