@@ -50,6 +50,11 @@ usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 }
 
+usage_error() {
+    printf 'anju-edge install: error: %s (see %s --help)\n' "$*" "$0" >&2
+    exit 2
+}
+
 changes=()
 changed() {
     changes+=("$1")
@@ -62,7 +67,7 @@ secrets=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
     --source | --config | --secret)
-        [ "$#" -ge 2 ] || { usage >&2; printf '\n%s needs a value\n' "$1" >&2; exit 2; }
+        [ "$#" -ge 2 ] || usage_error "$1 needs a value"
         case "$1" in
         --source) source_path="$2" ;;
         --config) config="$2" ;;
@@ -73,7 +78,7 @@ while [ "$#" -gt 0 ]; do
     --pi) pi=1; shift ;;
     --replace) replace=1; shift ;;
     -h | --help) usage; exit 0 ;;
-    *) usage >&2; printf '\nunknown argument: %s\n' "$1" >&2; exit 2 ;;
+    *) usage_error "unknown argument: $1" ;;
     esac
 done
 
