@@ -9,7 +9,7 @@ device nodes); it is unmounted at teardown, and a root still holding a mount is 
 Cost, measured on this 2-core machine: debootstrap takes 30-45 s (network and dpkg); the finished root is kept as a
 tar under ``run/pi-root/`` and reused for a week (about 3 s to unpack), so later local runs skip it — CI's fresh
 clone never has it. The wheel takes about 4 s, the first install (apt-get of Python and systemd, pip) about 16 s,
-the second about 1 s. The whole module: 72 s cold (as in CI), 31 s with the cached root. It needs root,
+the second about 1 s. The whole module: 72-75 s cold (as in CI), 25-35 s with the cached root. It needs root,
 debootstrap, chroot and shellcheck: a skip on a developer's machine without them, a failure under CI
 (``CI=true``; ``scripts/ensure-services`` installs debootstrap and shellcheck).
 
