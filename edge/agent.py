@@ -67,7 +67,7 @@ from protocol.session import decode_ack, decode_state
 from protocol.telemetry import DeviceStatus, Reply, encode_health, encode_reply
 from protocol.topics import HUB_STATE_TOPIC, Channel, ParsedTopic, parse_topic, topic
 
-__all__ = ["Agent", "AlarmLevel", "alarm_level", "serve"]
+__all__ = ["PROGRESS_EVERY_S", "Agent", "AlarmLevel", "alarm_level", "serve"]
 
 _log = logging.getLogger("edge.agent")
 DEVICE_REPORT_SPACING_S = 5.0
@@ -81,6 +81,9 @@ def _device_key(devices: Sequence[DeviceStatus]) -> _DeviceKey:
     return tuple((d.sensor, d.status, d.faults, d.battery_pct, d.garbage > 0) for d in devices)
 
 
+PROGRESS_EVERY_S = 5.0
+"""Longest sleep of the poll loop between two passes (the next poll may be due in up to an hour): each pass is a
+sign of life for systemd's watchdog (``last_progress_s``), so an idle loop is told apart from a stuck one."""
 HUB_STATE_WAIT_S = 10.0
 """Seconds after a connect to wait for the hub's retained state before readings go out without it (a broker whose
 hub never published one). The retained state normally arrives with the SUBACK, well under a second."""
@@ -141,6 +144,8 @@ class Agent:
         self.replies_unsent = 0
         self._devices_changed = asyncio.Event()
         self._devices_reported: _DeviceKey = ()
+        self._progress_at = time.monotonic()
+        self._bus_requests_seen = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         self._session.start()
@@ -191,7 +196,8 @@ class Agent:
     async def _poll_loop(self) -> None:
         schedule = PollSchedule(self._config, now=time.monotonic())
         while True:
-            due = schedule.due(time.monotonic())
+            self._progress_at = time.monotonic()
+            due = schedule.due(self._progress_at)
             if due:
                 takes = await self._driver.poll(self._cursors, due)
                 schedule.done(due, time.monotonic())
@@ -199,7 +205,17 @@ class Agent:
                     self._devices_changed.set()
                 if takes:
                     self._take(takes)
-            await asyncio.sleep(max(0.0, schedule.next_due() - time.monotonic()))
+            await asyncio.sleep(min(PROGRESS_EVERY_S, max(0.0, schedule.next_due() - time.monotonic())))
+
+    def last_progress_s(self) -> float:
+        """``time.monotonic()`` of the poll loop's last sign of life: a pass through it, or a bus request started by
+        its round in the bus thread (a round over many silent detectors lasts many request timeouts, yet moves on).
+        What systemd's watchdog is fed by (``anju-edge run``): a poll loop stuck on its bus stops the pings."""
+        requests = self._driver.requests + self._driver.header_requests
+        if requests != self._bus_requests_seen:
+            self._bus_requests_seen = requests
+            self._progress_at = max(self._progress_at, time.monotonic())
+        return self._progress_at
 
     def _take(self, takes: Sequence[Take]) -> None:
         entries: list[Entry] = []

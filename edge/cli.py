@@ -15,15 +15,18 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from edge.agent import PROGRESS_EVERY_S
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.drivers.bus import describe
 from edge.outbox import Outbox
 from edge.reconfigure import ConfigFile, Supervisor
 from edge.relay import RelayUnavailable
+from systemd_notify import notify, watchdog_forever, watchdog_interval_s
 
 __all__ = ["main"]
 
@@ -108,6 +111,25 @@ def _arm_stop_deadline() -> None:
 EXIT_STOP_TIMEOUT = 70  # EX_SOFTWARE: visible to systemd and tests, unlike a clean 0
 
 
+BUS_REQUESTS_OF_SILENCE = 3
+"""Request timeouts (``modbus.timeout_s``) a poll round may go without starting another bus request before the
+watchdog takes it for stuck: a request takes at most a connect and a read, each bounded by the timeout."""
+
+
+async def _tell_systemd(supervisor: Supervisor, config: EdgeConfig) -> None:
+    """Under systemd (``Type=notify``, deploy/systemd/anju-edge.service): ``READY=1`` once the first agent runs,
+    then watchdog pings while the poll loop shows life (``Supervisor.last_progress_s``) within the watchdog
+    interval, or within ``BUS_REQUESTS_OF_SILENCE`` request timeouts and one idle pass when that is longer. A loop
+    stuck on its bus (or an event loop stuck anywhere) stops the pings, and systemd restarts the agent."""
+    await supervisor.running.wait()
+    notify("READY=1")
+    interval_s = watchdog_interval_s()
+    if interval_s is None:
+        return
+    stale_after_s = max(interval_s, PROGRESS_EVERY_S + BUS_REQUESTS_OF_SILENCE * config.modbus.timeout_s)
+    await watchdog_forever(alive=lambda: time.monotonic() - supervisor.last_progress_s() <= stale_after_s)
+
+
 def _recover(file: ConfigFile) -> None:
     try:
         push_id = file.recover()
@@ -141,12 +163,19 @@ def _run(config: EdgeConfig, outbox: Outbox, path: Path) -> int:
         loop = asyncio.get_running_loop()
 
         def request_stop() -> None:
+            if not stop.is_set():
+                notify("STOPPING=1")
             stop.set()
             _arm_stop_deadline()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, request_stop)
-        await Supervisor(file=ConfigFile(path), config=config, outbox=outbox).run(stop)
+        supervisor = Supervisor(file=ConfigFile(path), config=config, outbox=outbox)
+        systemd = asyncio.create_task(_tell_systemd(supervisor, config), name="edge-systemd")
+        try:
+            await supervisor.run(stop)
+        finally:
+            systemd.cancel()
 
     try:
         asyncio.run(run())

@@ -164,6 +164,10 @@ class Supervisor:
         self._agent_stop = asyncio.Event()
         self._taken: _Taken | None = None
         self._on_trial: str | None = None
+        self._agents: list[Agent] = []
+        self._restarted_at = time.monotonic()
+        self.running = asyncio.Event()
+        """Set once the first agent has been assembled (bus open, MQTT session made): ``READY=1`` for systemd."""
         self.applied = 0
         self.refused = 0
         self.rolled_back = 0
@@ -174,10 +178,12 @@ class Supervisor:
         previous = self._config
         while True:
             agents: list[Agent] = []
+            self._agents = agents
+            self._restarted_at = time.monotonic()
             self._agent_stop = asyncio.Event()
             self._taken = None
             task = asyncio.create_task(
-                serve(self._config, self._outbox, self._agent_stop, on_config_push=self._take, on_agent=agents.append),
+                serve(self._config, self._outbox, self._agent_stop, on_config_push=self._take, on_agent=self._started),
                 name="edge-agent",
             )
             forward = asyncio.create_task(self._forward(stop), name="edge-stop")
@@ -222,6 +228,16 @@ class Supervisor:
             previous, self._config, trial = self._config, taken.config, taken
             _log.info("config push %s written to %s: starting the agent on it", taken.push_id, self._file.path)
 
+    def _started(self, agent: Agent) -> None:
+        self._agents.append(agent)
+        self.running.set()
+
+    def last_progress_s(self) -> float:
+        """``time.monotonic()`` of the last sign of life: of the running agent's poll loop
+        (``Agent.last_progress_s``), or the start of the latest restart of the agent for a pushed config."""
+        agent = self._agents[0] if self._agents else None
+        return max(self._restarted_at, agent.last_progress_s() if agent is not None else 0.0)
+
     async def _take(self, push: ConfigPush) -> str | None:
         """The agent's ``on_config_push`` hook: validate; when valid, stop the agent so the push can be applied."""
         busy = self._on_trial or (self._taken.push_id if self._taken is not None else None)
@@ -239,6 +255,7 @@ class Supervisor:
             return f"config push {self._taken.push_id} is being applied: send this one again after its answer"
         self._taken = _Taken(push.id, push.text, config)
         _log.info("config push %s valid: stopping the agent to apply it", push.id)
+        self._restarted_at = time.monotonic()
         self._agent_stop.set()
         return None
 
@@ -265,6 +282,7 @@ class Supervisor:
 
     async def _end(self, task: "asyncio.Task[None]") -> None:
         """Stop the agent on trial and wait for it; what it raised is already the reason of the roll back."""
+        self._restarted_at = time.monotonic()
         self._agent_stop.set()
         try:
             await task

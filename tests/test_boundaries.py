@@ -18,14 +18,16 @@ ALLOWED: dict[str, set[str]] = {
     "firmware_sim": {"firmware_sim", "protocol", "pymodbus", "numpy", "ruamel", "paho"},
     # gpiozero: only with alarm_gpio_pin; ruamel: issue 3 asks for the gateway config as one YAML file (the hub's
     # YAML library, for line numbers in errors)
-    "edge": {"edge", "protocol", "paho", "pymodbus", "orjson", "gpiozero", "ruamel"},
+    # systemd_notify: sd_notify for both edge and hub (the edge may not import the hub), standard library only
+    "systemd_notify": {"systemd_notify"},
+    "edge": {"edge", "protocol", "paho", "pymodbus", "orjson", "gpiozero", "ruamel", "systemd_notify"},
     # aiohttp instead of DESIGN.md's httpx: 14x the notification POSTs a second from one event loop (bench http_clients)
     "alerts": {"alerts", "protocol", "aiohttp", "pydantic"},
     # paho: the client aiomqtt wraps; hub/ingest/intake.py sets its manual PUBACKs (issue 4 back-pressure);
     # argon2: issue 7 asks for a modern password hash (hub/identity/passwords.py, argon2id)
     "hub": {
         "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",
-        "pydantic_settings", "ruamel", "orjson", "amqtt", "paho", "argon2",
+        "pydantic_settings", "ruamel", "orjson", "amqtt", "paho", "argon2", "systemd_notify",
     },
 }  # fmt: skip
 

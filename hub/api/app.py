@@ -32,8 +32,8 @@ from hub.api.routes import (
 )
 from hub.runtime import open_runtime
 from hub.settings import HubSettings
-from hub.systemd import notify, watchdog_forever
 from hub.web import install_pages
+from systemd_notify import notify, watchdog_forever
 
 __all__ = ["create_app"]
 

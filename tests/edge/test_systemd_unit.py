@@ -8,6 +8,9 @@ import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "anju-edge.service"
 REQUIRED = {
+    "Type": "notify",  # READY=1 and watchdog pings from anju-edge run (tests/edge/test_systemd.py)
+    "NotifyAccess": "main",
+    "WatchdogSec": "30",
     "User": "anju-edge",
     "ExecStart": "/opt/anju-edge/venv/bin/anju-edge run --config /etc/anju-edge/edge.yaml",
     "Restart": "always",
