@@ -37,6 +37,7 @@ from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
 from hub.ingest.latest import LatestValues
 from hub.ingest.ledger import SessionLedger
+from hub.ingest.limits import GatewayLimits, LimitsPolicy, Verdict
 from hub.ingest.liveness import Liveness
 from hub.ingest.registry import Registry, SensorInfo
 from hub.ingest.telemetry import GatewayTelemetry, judge_health, judge_reply
@@ -136,6 +137,7 @@ class Ingest:
         batch_messages: int = 500,
         round_bytes: int = 2 * 1024 * 1024,
         time_check_interval_s: float = 600.0,
+        limits: LimitsPolicy | None = None,
     ) -> None:
         """``inbox_capacity`` messages and ``inbox_bytes`` payload bytes per inbox lane bound the hub's memory.
 
@@ -144,6 +146,8 @@ class Ingest:
         alarm latency (DESIGN.md: threshold crossing to notification p99 <= 1 s): 2 MiB is ~45,000 readings in
         100-reading batches, a round of ~0.3 s with the embedded store on the 2-core reference machine (measured:
         50,000 readings 0.32-0.36 s, a one-message round 8-14 ms, so the fixed cost is a few percent).
+
+        ``limits``: each gateway's budget on the routine lane (``hub.ingest.limits``; None: the defaults).
         """
         if round_bytes < 1:
             raise ValueError(f"round_bytes must be >= 1, got {round_bytes}")
@@ -166,6 +170,7 @@ class Ingest:
         self.telemetry = GatewayTelemetry(registry=registry, metrics=metrics, saved=store.latest_health())
         self.time_checks = TimeChecks(registry=registry, metrics=metrics, interval_s=time_check_interval_s)
         self.liveness = Liveness(registry=registry, metrics=metrics)
+        self.limits = GatewayLimits(registry=registry, metrics=metrics, policy=limits)
         self.latest = LatestValues(len(registry.sensors))
         """Each sensor's newest committed reading (the live stream, ``hub.live``)."""
         self.connected = False
@@ -286,6 +291,13 @@ class Ingest:
             # Alarms and births/deaths jump the queue; health and replies wait in the bounded routine lane.
             urgent = channel in ("alarm", "state")
             item = Received(name, payload, _now_ms())
+            if not urgent:  # each gateway's budget (hub.ingest.limits); never an alarm's
+                judged = self.limits.judge(name, channel, payload)
+                if judged.verdict is Verdict.DEFER:
+                    intake.taken(message)  # off the broker's shared queue, never acked: the gateway replays it
+                    continue
+                if judged.verdict is Verdict.REFUSE:
+                    item = Received(name, judged.kept, item.received_ms, judged.rejection)
             if not self.inbox.has_room(item, urgent=urgent):
                 intake.flush()  # what the inbox holds is PUBACKed before the wait: the broker sees where the hub is
             waited_s = await self.inbox.put(item, urgent=urgent)
@@ -402,6 +414,9 @@ class Ingest:
         for index, item in enumerate(items):
             if index % PREPARE_SLICE == PREPARE_SLICE - 1:
                 await asyncio.sleep(0)
+            if item.refused is not None:
+                self._reject(item, item.refused, item.payload, dead)
+                continue
             channel = _channel(item.topic)
             if channel == "state":
                 self._state(item, dead)
