@@ -18,9 +18,9 @@ more set, so spoofed ids cannot make state grow nor starve a registered gateway.
   gateway is over, its messages wait until every bucket is back to half its burst, so what passes comes in long
   contiguous runs (acks move) rather than every n-th batch, and the head of the gateway's replay finds room;
 - larger than its ``max_message_bytes`` (or more records than its readings burst, which could never pass):
-  **refused** with reason ``oversized`` naming the gateway and the limit, counted and dead-lettered with its first
-  ``DEAD_LETTER_HEAD`` bytes (the head names the batch; keeping whole oversize payloads would let a gateway fill
-  the disk). The kept head is paid from the bytes budget; past it the message is deferred instead.
+  **refused** with reason ``oversized`` naming the gateway and the limit, counted and dead-lettered with its head
+  (``DEAD_LETTER_HEAD``: what the API shows of a dead letter anyway; keeping whole oversize payloads would let a
+  gateway fill the disk). The kept head is paid from the bytes budget; past it the message is deferred instead.
 
 **Flagged.** Per gateway counters (deferred messages, readings, bytes; oversize refusals) and a grade IV alert
 ``{community}/gateway/{gateway}/flood`` (kind ``gateway``, rule ``rate-limit``, maintenance: to the property
@@ -59,8 +59,9 @@ __all__ = [
 
 log = logging.getLogger("anju.hub.limits")
 
-DEAD_LETTER_HEAD = 4096
-"""Bytes of an oversize payload kept in its dead letter."""
+DEAD_LETTER_HEAD = 65_536
+"""Most bytes of an oversize payload kept in its dead letter: what ``GET /api/v1/dead-letters`` shows of any (and
+never more than the gateway's ``max_message_bytes``, so its bytes burst can always pay for it)."""
 RESUME_FRACTION = 0.5
 """A deferring gateway is let through again once every bucket holds this share of its burst."""
 UNREGISTERED = "(unregistered)"
@@ -218,7 +219,7 @@ class GatewayLimits:
 
     def _refuse(self, gateway: str, gate: _Gate, topic: str, payload: bytes, records: int, now: float) -> Judgement:
         self._over(gateway, gate, now)
-        kept = payload[:DEAD_LETTER_HEAD]
+        kept = payload[: min(DEAD_LETTER_HEAD, gate.budget.max_message_bytes)]
         if gate.bytes.refill(now) < len(kept) or gate.messages.refill(now) < 1:
             self._metrics.gateway_throttled_messages.inc(gateway=gateway)
             self._metrics.gateway_throttled_readings.inc(records, gateway=gateway)

@@ -280,7 +280,7 @@ async def test_a_message_over_its_gateways_size_limit_is_refused_counted_and_kep
         store.close()
     assert (letter.reason, letter.topic) == ("oversized", f"anju/v1/load/{gateway}/data")  # type: ignore[attr-defined]
     assert f"gateway {gateway}: {len(big)} bytes > its max_message_bytes 16384" in letter.detail  # type: ignore[attr-defined]
-    assert letter.payload == big[:4096]  # type: ignore[attr-defined]
+    assert letter.payload == big[:16_384]  # type: ignore[attr-defined]
     assert refused == oversize == 1
     assert stored == 200, "the batches around it were stored"
     assert [mark.acked_seq for mark in marks] == [1], "never acked past the refused batch: the gateway keeps it"
