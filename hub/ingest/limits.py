@@ -245,6 +245,11 @@ class GatewayLimits:
             )
         gate.last_over_s = now
 
+    def over(self, gateway: str) -> bool:
+        """True while ``gateway`` is in an episode over its limits (until ``calm_s`` after it last went over)."""
+        gate = self._gates.get(gateway)
+        return gate is not None and gate.episode_s is not None and self._clock() - gate.last_over_s < self.policy.calm_s
+
     # --- the alert -----------------------------------------------------------------------------------------
 
     def sweep(self, now_ms: int | None = None) -> list[RiskEvent]:

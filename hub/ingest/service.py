@@ -9,6 +9,10 @@ and dedups it, writes readings + dead letters + session marks in one store trans
 then runs detection and publishes each touched gateway session's highest contiguous seq on its ``ack`` topic.
 Messages still in the inbox when a broker connection drops are committed and acknowledged after the reconnect.
 
+Before a routine message takes room in the inbox, its gateway's budget judges it (``hub.ingest.limits``): over
+budget it is deferred — PUBACKed but neither stored nor acked, so the gateway replays it — and oversize it is
+refused; a flooding gateway cannot hold the others up behind it. Alarms and births are never judged.
+
 The gateways' own ``health`` and their ``reply/{name}`` answers go the same way (routine lane, judged in the
 round, bad ones counted and dead-lettered, the latest health stored with the round): ``hub.ingest.telemetry``.
 
@@ -488,12 +492,13 @@ class Ingest:
             # finds an earlier seq missing is a real gap (lost in the broker, or out of order).
             if channel is Channel.DATA and self.ledger.gap_before(gateway, session, seq):
                 self.metrics.seq_gaps.inc()
-                log.info(
-                    "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
-                    gateway,
-                    session,
-                    seq,
-                )
+                if not self.limits.over(gateway):  # deferred by its budget: a hole of the hub's making, said there
+                    log.info(
+                        "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
+                        gateway,
+                        session,
+                        seq,
+                    )
             self.ledger.record(gateway, session, seq)
         marks = [self.ledger.mark(gateway, session) for gateway, session in prepared.touched]
         rows = prepared.rows

@@ -82,7 +82,8 @@ def test_deferral_is_sticky_until_the_buckets_are_half_full_again(registry: Regi
     gateway = next(iter(registry.gateways))
     name, body = batch(registry, gateway, 50)
     while limits.judge(name, "data", body).verdict is Verdict.ADMIT:
-        pass
+        assert not limits.over(gateway)
+    assert limits.over(gateway)
     clock.now_s += 0.5  # 50 readings earned: one batch's worth, but not half the burst (100)
     assert limits.judge(name, "data", body).verdict is Verdict.DEFER
     clock.now_s += 0.5  # 100 readings: half the burst
