@@ -25,7 +25,7 @@ from hub.metrics import Metrics
 from hub.store import ChunkStore
 from protocol import Batch, Reading, encode_batch
 from tests.hub.flood_gateway import READINGS_PER_BATCH
-from tests.hub.harness import eventually
+from tests.hub.harness import T0, eventually, gateway, running_hub
 from tests.hub.test_ingest_flow import SlowStore, fleet_registry, metric, running_ingest
 
 pytestmark = pytest.mark.anyio
@@ -284,3 +284,36 @@ async def test_a_message_over_its_gateways_size_limit_is_refused_counted_and_kep
     assert refused == oversize == 1
     assert stored == 200, "the batches around it were stored"
     assert [mark.acked_seq for mark in marks] == [1], "never acked past the refused batch: the gateway keeps it"
+
+
+def with_own_limits(source: Path, target: Path, gateway_id: str, limits: str) -> Path:
+    text = source.read_text(encoding="utf-8")
+    marker = f"  - id: {gateway_id}\n"
+    assert marker in text
+    target.write_text(text.replace(marker, marker + f"    limits: {limits}\n"), encoding="utf-8")
+    return target
+
+
+async def test_the_hub_takes_a_gateways_limits_from_the_deployment_file(
+    mosquitto: int, demo_deployment: Path, tmp_path: Path
+) -> None:
+    """The whole hub (``anju-hub serve``'s app): ``limits`` under a gateway in the deployment file applies to it."""
+    source = with_own_limits(demo_deployment, tmp_path / "source.yaml", "gw-b1", "{max_message_bytes: 4096}")
+    async with (
+        running_hub(mosquitto=mosquitto, deployment=source, data_dir=tmp_path / "data") as hub,
+        gateway(hub.mqtt_port) as gw,
+    ):
+        await gw.publish(1, Reading("gas-b1-101", T0, 1.0, "%LEL"))
+        assert (await gw.ack()).seq == 1
+        readings = tuple(Reading("gas-b1-101", T0 + i, 1.0, "%LEL") for i in range(1, 101))
+        await gw.publish(2, *readings)  # ~5 KB
+        await gw.publish(3, Reading("gas-b1-101", T0 + 1_000, 1.0, "%LEL"))
+        assert (await gw.ack()).seq == 1, "not past the refused batch"
+
+        async def letters() -> list[dict[str, str]]:
+            return [x for x in (await hub.api.get("/api/v1/dead-letters")).json() if x["reason"] == "oversized"]
+
+        [letter] = await eventually(letters)
+        assert "gateway gw-b1:" in letter["detail"] and "> its max_message_bytes 4096" in letter["detail"]
+        assert await hub.metric_line('anju_gateway_oversize_total{gateway="gw-b1"}') == 1
+        assert await hub.metric_line('anju_gateway_over_budget{gateway="gw-b1"}') == 0
