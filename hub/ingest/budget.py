@@ -11,6 +11,9 @@ gateway catching up after an outage is never held back (edge/agent.py, edge/conf
 - A SenML record is at most ~128 bytes (a 64-character sensor id, a unit, a 17-digit value, a time offset;
   48-57 bytes measured with the fleet's ids), so readings bound bytes at 128 a reading.
 - Health (every ``health_interval_s``, 60 s by default) and command replies are a few small messages more.
+- A hub that crashed: until its Will fires (1.5 x its 30 s keepalive) the broker queues what the gateways produce
+  for it and delivers it at once when the hub is back: at 1,000 readings/s (500 detectors polled every 0.5 s),
+  45,000 readings in ~90 messages. Within the burst below. (A clean stop says offline at once: edges wait.)
 
 So the defaults are 1.5 times the doubled rate and 1.5 times the whole republish burst plus a tick of drain:
 readings 30,000/s with a burst of 165,000; bytes 128 times that (3.84 MB/s, a 21.1 MB burst); messages 100/s
