@@ -3,27 +3,28 @@
 Without names, every benchmark that can run here runs.
 
 Names: ``protocol_decode``, ``modbus_client`` (the edge's Modbus TCP transport against the pymodbus client),
-``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it
-needs Mosquitto, and runs its ThingsBoard part only where that gateway's own venv exists), ``hub_ingest`` (the
-hub's end-to-end ingest baseline at stepped loads, bench/hub_ingest.py; it needs Mosquitto), ``hub_influx`` (the
-hub end to end into InfluxDB against a bare line-protocol writer and Node-RED, bench/hub_influx.py; it needs
-influxd, and Mosquitto for the hub and Node-RED parts; Node-RED is npm-installed into run/peers on first use),
-``mqtt_receive`` (receive rate of the hub's MQTT client layouts against ``mosquitto_sub``, bench/mqtt_receive.py;
-it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded store against issue 4's
-targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's liveness bookkeeping per
-reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming anomaly detector on 10,000
-sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly detector through
-``anju-hub score``'s code path on a seeded corpus of labelled synthetic series, NAB-style, against a rolling z-score
-and a seasonal-naive z-score, bench/anomaly_quality.py; about 2 minutes),
-``detection`` (rules + health + anomaly on the firmware_sim
-incidents against SENSORS.md's norms, false events in a quiet month of >= 2,000 sensors against issue 5's target,
-and their CPU cost on 10,000 sensors against a bare numpy scatter, bench/detection.py; the month's samples are
-simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts`` (risk event → notification received at 1,000
-events/s through the alert service against Prometheus Alertmanager when installed, bench/alerts_latency.py),
-``alerts_storm`` (10,000 events in a minute from one building: pages per person, grouping against Alertmanager's,
-bench/alerts_storm.py), ``http_clients`` (notification POSTs a second from one event loop, aiohttp against httpx,
-bench/http_clients.py), ``web`` (the pages' API answers with 2,000 sensors and 10,000 alerts in history, and a gas alarm
-from the gateway's publish to its card in an open headless Chromium, bench/web.py).
+``edge`` (the edge agent against ThingsBoard IoT Gateway, bench/edge_vs_tbgw.py; it needs Mosquitto, and runs its
+ThingsBoard part only where that gateway's own venv exists), ``hub_ingest`` (the hub's end-to-end ingest baseline at
+stepped loads, bench/hub_ingest.py; it needs Mosquitto), ``hub_influx`` (the hub end to end into InfluxDB against a
+bare line-protocol writer and Node-RED, bench/hub_influx.py; it needs influxd, and Mosquitto for the hub and
+Node-RED parts; Node-RED is npm-installed into run/peers on first use), ``mqtt_receive`` (receive rate of the hub's
+MQTT client layouts against ``mosquitto_sub``, bench/mqtt_receive.py; it needs Mosquitto), ``gateway_limits`` (that
+receive path with per-gateway limits off, admitting and deferring a flood, against ``mosquitto_sub``,
+bench/gateway_limits.py; it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
+store against issue 4's targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's
+liveness bookkeeping per reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming
+anomaly detector on 10,000 sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly
+detector through ``anju-hub score``'s code path on a seeded corpus of labelled synthetic series, NAB-style, against
+a rolling z-score and a seasonal-naive z-score, bench/anomaly_quality.py; about 2 minutes), ``detection`` (rules +
+health + anomaly on the firmware_sim incidents against SENSORS.md's norms, false events in a quiet month of >= 2,000
+sensors against issue 5's target, and their CPU cost on 10,000 sensors against a bare numpy scatter,
+bench/detection.py; the month's samples are simulated once into run/bench-cache, ~10 min on 2 cores), ``alerts``
+(risk event → notification received at 1,000 events/s through the alert service against Prometheus Alertmanager when
+installed, bench/alerts_latency.py), ``alerts_storm`` (10,000 events in a minute from one building: pages per
+person, grouping against Alertmanager's, bench/alerts_storm.py), ``http_clients`` (notification POSTs a second from
+one event loop, aiohttp against httpx, bench/http_clients.py), ``web`` (the pages' API answers with 2,000 sensors
+and 10,000 alerts in history, and a gas alarm from the gateway's publish to its card in an open headless Chromium,
+bench/web.py).
 """
 
 import argparse
@@ -38,6 +39,7 @@ from bench import (
     anomaly_quality,
     detection,
     edge_vs_tbgw,
+    gateway_limits,
     http_clients,
     hub_influx,
     hub_ingest,
@@ -59,6 +61,7 @@ NAMES = (
     "hub_ingest",
     "hub_influx",
     "mqtt_receive",
+    "gateway_limits",
     "hub_queries",
     "liveness",
     "anomaly",
@@ -114,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("hub_ingest", "mosquitto", "mosquitto", mosquitto, lambda: hub_ingest.report(hub_ingest.run())),
         ("hub_influx", "influxd", "influxdb", influxd, lambda: hub_influx.report(hub_influx.run())),
         ("mqtt_receive", "mosquitto", "mosquitto", mosquitto, lambda: mqtt_receive.report(mqtt_receive.run())),
+        ("gateway_limits", "mosquitto", "mosquitto", mosquitto, lambda: gateway_limits.report(gateway_limits.run())),
     ]
     for name, program, package, found, work in needing:
         if name not in names:

@@ -55,14 +55,14 @@ def _payloads() -> list[bytes]:
     ]
 
 
-def _queue_for(port: int, client_id: str, payloads: list[bytes]) -> None:
+def _queue_for(port: int, client_id: str, payloads: list[bytes], *, topic: str = _TOPIC) -> None:
     """Register a persistent session for ``client_id`` and have the broker queue every payload for it."""
     subscribed = threading.Event()
     session = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     session.on_subscribe = lambda *_: subscribed.set()
     session.connect("127.0.0.1", port)
     session.loop_start()
-    session.subscribe(_TOPIC, qos=1)
+    session.subscribe(topic, qos=1)
     if not subscribed.wait(10):
         raise RuntimeError("no SUBACK from the broker")
     session.disconnect()
@@ -73,7 +73,7 @@ def _queue_for(port: int, client_id: str, payloads: list[bytes]) -> None:
     publisher.loop_start()
     info = None
     for payload in payloads:
-        info = publisher.publish(_TOPIC, payload, qos=1)
+        info = publisher.publish(topic, payload, qos=1)
     assert info is not None
     info.wait_for_publish(120)
     publisher.disconnect()
@@ -141,11 +141,11 @@ async def _paho_thread(port: int, client_id: str) -> float:
         client.loop_stop()
 
 
-def _mosquitto_sub(port: int, client_id: str) -> float:
+def _mosquitto_sub(port: int, client_id: str, *, topic: str = _TOPIC) -> float:
     tool = shutil.which("mosquitto_sub")
     if tool is None:
         return float("nan")
-    argv = [tool, "-p", str(port), "-h", "127.0.0.1", "-i", client_id, "-c", "-q", "1", "-t", _TOPIC]
+    argv = [tool, "-p", str(port), "-h", "127.0.0.1", "-i", client_id, "-c", "-q", "1", "-t", topic]
     start = time.perf_counter()
     subprocess.run([*argv, "-C", str(MESSAGES)], stdout=subprocess.DEVNULL, check=True, timeout=120)
     return time.perf_counter() - start

@@ -53,7 +53,9 @@ from alerts.receivers.sms import SmsGateway
 from alerts.receivers.voice import VoiceGateway
 from alerts.roster import Roster, Shift
 from alerts.work_orders import Department
+from hub.ingest.budget import DEFAULT_BUDGET, Budget
 from protocol.kinds import KINDS
+from protocol.senml import MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:
     from hub.detection.rules import SensorContext
@@ -359,11 +361,46 @@ class ModbusConfig(_Strict):
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
 
 
+_RATE = 10_000_000.0
+"""Highest rate or burst the file takes for a gateway's limits (a typo guard, far above any gateway)."""
+_BURST = 1e10
+
+
+class LimitsConfig(_Strict):
+    """One gateway's own limits (``gateways[].limits``): each key given replaces ``gateway_limits``'s for it."""
+
+    readings_per_s: float | None = Field(default=None, gt=0, le=_RATE)
+    readings_burst: float | None = Field(default=None, ge=1, le=_BURST)
+    bytes_per_s: float | None = Field(default=None, gt=0, le=_RATE * 1000)
+    bytes_burst: float | None = Field(default=None, ge=1024, le=_BURST)
+    messages_per_s: float | None = Field(default=None, gt=0, le=_RATE)
+    messages_burst: float | None = Field(default=None, ge=1, le=_BURST)
+    max_message_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD_BYTES)
+
+
+class GatewayLimitsConfig(_Strict):
+    """Every gateway's budget at the hub (hub/ingest/budget.py gives the arithmetic behind the defaults) and the
+    flood alert: after ``flood_alert_after_s`` over its limits, cleared after ``flood_calm_s`` within them."""
+
+    enabled: bool = True
+    readings_per_s: float = Field(default=DEFAULT_BUDGET.readings_per_s, gt=0, le=_RATE)
+    readings_burst: float = Field(default=DEFAULT_BUDGET.readings_burst, ge=1, le=_BURST)
+    bytes_per_s: float = Field(default=DEFAULT_BUDGET.bytes_per_s, gt=0, le=_RATE * 1000)
+    bytes_burst: float = Field(default=DEFAULT_BUDGET.bytes_burst, ge=1024, le=_BURST)
+    messages_per_s: float = Field(default=DEFAULT_BUDGET.messages_per_s, gt=0, le=_RATE)
+    messages_burst: float = Field(default=DEFAULT_BUDGET.messages_burst, ge=1, le=_BURST)
+    max_message_bytes: int = Field(default=DEFAULT_BUDGET.max_message_bytes, ge=1024, le=MAX_PAYLOAD_BYTES)
+    flood_alert_after_s: float = Field(default=30.0, ge=1, le=3600)
+    flood_calm_s: float = Field(default=60.0, ge=1, le=86_400)
+
+
 class GatewayConfig(_Strict):
     id: Id
     location: str = ""
     modbus: ModbusConfig = ModbusConfig()
     sensors: list[SensorConfig] = Field(min_length=1)
+    limits: LimitsConfig | None = None
+    """This gateway's own rate and size limits at the hub (over ``gateway_limits``)."""
 
 
 InfluxName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
@@ -408,6 +445,7 @@ class Deployment(_Strict):
     people: list[PersonConfig] = Field(min_length=1)
     gateways: list[GatewayConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
+    gateway_limits: GatewayLimitsConfig = GatewayLimitsConfig()
     escalation: EscalationConfig = EscalationConfig()
     grouping: GroupingConfig = GroupingConfig()
     rosters: list[RosterConfig] = Field(default_factory=list)
@@ -591,6 +629,7 @@ def _cross_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...
             if sensor.grid not in grids:
                 yield (*at, "grid"), sensor.grid, "no grid with this id in grids"
     yield from _storage_checks(deployment.storage)
+    yield from _limits_checks(deployment)
     yield from _mobilisation_checks(deployment, grids)
 
 
@@ -738,6 +777,36 @@ def _storage_checks(storage: StorageConfig) -> Iterable[tuple[tuple[int | str, .
             yield at, influx.username, "give both username and password_file, or neither"
     if influx.retention_policy == influx.rollup_retention_policy:
         yield (*at, "rollup_retention_policy"), influx.rollup_retention_policy, "must differ from retention_policy"
+
+
+_BUDGET_KEYS = (
+    "readings_per_s",
+    "readings_burst",
+    "bytes_per_s",
+    "bytes_burst",
+    "messages_per_s",
+    "messages_burst",
+    "max_message_bytes",
+)
+
+
+def _limits_checks(deployment: Deployment) -> Iterable[tuple[tuple[int | str, ...], object, str]]:
+    """Each gateway's budget as it will be (its own keys over ``gateway_limits``) must hold together."""
+    base = {name: getattr(deployment.gateway_limits, name) for name in _BUDGET_KEYS}
+    try:
+        Budget(**base)
+    except ValueError as exc:
+        yield ("gateway_limits", "bytes_burst"), base["bytes_burst"], str(exc)
+    for index, gateway in enumerate(deployment.gateways):
+        if gateway.limits is None:
+            continue
+        own = {name: value for name, value in gateway.limits.model_dump().items() if value is not None}
+        try:
+            Budget(**(base | own))
+        except ValueError as exc:
+            key = "bytes_burst" if "bytes_burst" in own else "max_message_bytes" if "max_message_bytes" in own else ""
+            at: tuple[int | str, ...] = ("gateways", index, "limits", key) if key else ("gateways", index, "limits")
+            yield at, own.get(key), f"gateway {gateway.id}: {exc}"
 
 
 def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True) -> Deployment:

@@ -142,6 +142,23 @@ class Metrics:
             "Sensors and gateways declared offline (reason stale, gateway-offline, heartbeat-lost) or back "
             "(reason cleared), by subject (sensor, gateway).",
         )
+        self.gateway_throttled_messages = Counter(
+            "anju_gateway_throttled_messages_total",
+            "Routine messages deferred because their gateway was over its limits (neither stored nor acked: the "
+            "gateway keeps and replays them), by gateway.",
+        )
+        self.gateway_throttled_readings = Counter(
+            "anju_gateway_throttled_readings_total",
+            "Records in those deferred messages (counted, not decoded), by gateway.",
+        )
+        self.gateway_throttled_bytes = Counter(
+            "anju_gateway_throttled_bytes_total", "Payload bytes of those deferred messages, by gateway."
+        )
+        self.gateway_oversize = Counter(
+            "anju_gateway_oversize_total",
+            "Messages refused as larger than their gateway's max_message_bytes (or with more records than its "
+            "readings burst), by gateway; each a dead letter (reason oversized).",
+        )
         self.live_dropped = Counter(
             "anju_live_subscribers_dropped_total",
             "Live-stream subscribers dropped for falling too far behind (they reconnect and resume).",

@@ -42,6 +42,7 @@ from hub.detection.layers import DetectionLayers
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
 from hub.identity import AccessRules, Identity, IdentityStore, Scopes
+from hub.ingest.limits import limits_policy
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.live import LiveFeed
@@ -299,6 +300,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 inbox_capacity=settings.inbox_capacity,
                 batch_messages=settings.batch_messages,
                 time_check_interval_s=settings.time_check_interval_s,
+                limits=limits_policy(deployment),
             )
             live = LiveFeed(
                 store=alert_store,
@@ -322,6 +324,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             )
             tune_gc()
             await ingest.liveness.restore_open(alerts)
+            await ingest.limits.restore_open(alerts)
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(ingest.run(), name="hub-ingest"),
@@ -332,6 +335,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                         ingest.liveness.run(connected=lambda: ingest.connected, on_risks=ingest.on_risks),
                         name="hub-ingest-liveness",
                     ),
+                    group.create_task(ingest.limits.run(on_risks=ingest.on_risks), name="hub-ingest-limits"),
                 ]
                 try:
                     yield runtime

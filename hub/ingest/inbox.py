@@ -15,6 +15,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from protocol import Rejection
+
 __all__ = ["Inbox", "Received"]
 
 
@@ -23,6 +25,8 @@ class Received:
     topic: str
     payload: bytes
     received_ms: int
+    refused: Rejection | None = None
+    """Already refused by the receiver (``hub.ingest.limits``): the committer only dead-letters it."""
 
 
 def _gateway(topic: str) -> str:

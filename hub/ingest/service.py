@@ -9,6 +9,10 @@ and dedups it, writes readings + dead letters + session marks in one store trans
 then runs detection and publishes each touched gateway session's highest contiguous seq on its ``ack`` topic.
 Messages still in the inbox when a broker connection drops are committed and acknowledged after the reconnect.
 
+Before a routine message takes room in the inbox, its gateway's budget judges it (``hub.ingest.limits``): over
+budget it is deferred — PUBACKed but neither stored nor acked, so the gateway replays it — and oversize it is
+refused; a flooding gateway cannot hold the others up behind it. Alarms and births are never judged.
+
 The gateways' own ``health`` and their ``reply/{name}`` answers go the same way (routine lane, judged in the
 round, bad ones counted and dead-lettered, the latest health stored with the round): ``hub.ingest.telemetry``.
 
@@ -38,6 +42,7 @@ from hub.ingest.inbox import Inbox, Received
 from hub.ingest.intake import Intake, publish_nowait
 from hub.ingest.latest import LatestValues
 from hub.ingest.ledger import SessionLedger
+from hub.ingest.limits import GatewayLimits, LimitsPolicy, Verdict
 from hub.ingest.liveness import Liveness
 from hub.ingest.registry import Registry, SensorInfo
 from hub.ingest.telemetry import GatewayTelemetry, judge_health, judge_reply
@@ -153,6 +158,7 @@ class Ingest:
         batch_messages: int = 500,
         round_bytes: int = 2 * 1024 * 1024,
         time_check_interval_s: float = 600.0,
+        limits: LimitsPolicy | None = None,
     ) -> None:
         """``inbox_capacity`` messages and ``inbox_bytes`` payload bytes per inbox lane bound the hub's memory.
 
@@ -161,6 +167,8 @@ class Ingest:
         alarm latency (DESIGN.md: threshold crossing to notification p99 <= 1 s): 2 MiB is ~45,000 readings in
         100-reading batches, a round of ~0.3 s with the embedded store on the 2-core reference machine (measured:
         50,000 readings 0.32-0.36 s, a one-message round 8-14 ms, so the fixed cost is a few percent).
+
+        ``limits``: each gateway's budget on the routine lane (``hub.ingest.limits``; None: the defaults).
         """
         if round_bytes < 1:
             raise ValueError(f"round_bytes must be >= 1, got {round_bytes}")
@@ -183,6 +191,7 @@ class Ingest:
         self.telemetry = GatewayTelemetry(registry=registry, metrics=metrics, saved=store.latest_health())
         self.time_checks = TimeChecks(registry=registry, metrics=metrics, interval_s=time_check_interval_s)
         self.liveness = Liveness(registry=registry, metrics=metrics)
+        self.limits = GatewayLimits(registry=registry, metrics=metrics, policy=limits)
         self.latest = LatestValues(len(registry.sensors))
         """Each sensor's newest committed reading (the live stream, ``hub.live``)."""
         self.connected = False
@@ -304,6 +313,13 @@ class Ingest:
             # Alarms and births/deaths jump the queue; health and replies wait in the bounded routine lane.
             urgent = channel in ("alarm", "state")
             item = Received(name, payload, _now_ms())
+            if not urgent:  # each gateway's budget (hub.ingest.limits); never an alarm's
+                judged = self.limits.judge(name, channel, payload)
+                if judged.verdict is Verdict.DEFER:
+                    intake.taken(message)  # off the broker's shared queue, never acked: the gateway replays it
+                    continue
+                if judged.verdict is Verdict.REFUSE:
+                    item = Received(name, judged.kept, item.received_ms, judged.rejection)
             if not self.inbox.has_room(item, urgent=urgent):
                 intake.flush()  # what the inbox holds is PUBACKed before the wait: the broker sees where the hub is
             waited_s = await self.inbox.put(item, urgent=urgent)
@@ -420,6 +436,9 @@ class Ingest:
         for index, item in enumerate(items):
             if index % PREPARE_SLICE == PREPARE_SLICE - 1:
                 await asyncio.sleep(0)
+            if item.refused is not None:
+                self._reject(item, item.refused, item.payload, dead)
+                continue
             channel = _channel(item.topic)
             if channel == "state":
                 self._state(item, dead)
@@ -491,12 +510,13 @@ class Ingest:
             # finds an earlier seq missing is a real gap (lost in the broker, or out of order).
             if channel is Channel.DATA and self.ledger.gap_before(gateway, session, seq):
                 self.metrics.seq_gaps.inc()
-                log.info(
-                    "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
-                    gateway,
-                    session,
-                    seq,
-                )
+                if not self.limits.over(gateway):  # deferred by its budget: a hole of the hub's making, said there
+                    log.info(
+                        "gateway %s session %d: seq %d arrived before an earlier one (gap); acks wait for it",
+                        gateway,
+                        session,
+                        seq,
+                    )
             self.ledger.record(gateway, session, seq)
         marks = [self.ledger.mark(gateway, session) for gateway, session in prepared.touched]
         rows = prepared.rows

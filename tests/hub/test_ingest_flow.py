@@ -24,6 +24,7 @@ from hub.demo.broker import find_mosquitto, mosquitto_config
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.detection.rules import RuleEngine, default_rules
 from hub.ingest.intake import WINDOW
+from hub.ingest.limits import LimitsPolicy
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.metrics import Metrics
@@ -75,8 +76,11 @@ async def running_ingest(
     registry: Registry,
     store: object,
     on_risks: Callable[[Sequence[RiskEvent]], Awaitable[object]] = _ignore,
-    **settings: int,
+    **settings: object,
 ) -> AsyncIterator[Ingest]:
+    """``settings``: more ``Ingest`` arguments. Per-gateway limits are off unless given (``limits``), as the load
+    fleet's deployment file has them (``firmware_sim.load_plan.render_deployment``): these fleets are no edges."""
+    settings.setdefault("limits", LimitsPolicy(enabled=False))
     ingest = Ingest(
         endpoint=MqttEndpoint(host="127.0.0.1", port=port, client_id=f"test-hub-{time.monotonic_ns()}"),
         store=store,  # type: ignore[arg-type]
