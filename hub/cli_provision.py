@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", default=str(DEFAULT_DIR), help=f"the broker's security files (default {DEFAULT_DIR})")
     parser.add_argument(
-        "--group", help="the broker's group, which may read its files (default: mosquitto when root, else yours)"
+        "--group",
+        help="the broker's group (name or number), which may read its files (default: mosquitto when root, else yours)",
     )
 
 

@@ -73,6 +73,9 @@ class BrokerDir:
 
     @staticmethod
     def _group_id(group: str) -> int:
+        """A group name, or a number (the broker's group inside a container image, unknown on this machine)."""
+        if group.isdigit():
+            return int(group)
         try:
             return grp.getgrnam(group).gr_gid
         except KeyError:

@@ -20,6 +20,7 @@ from hub.api.app import create_app
 from hub.config import ConfigError, load_deployment
 from hub.demo.broker import find_mosquitto
 from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.provision.broker_dir import BrokerDir
 from hub.settings import HubSettings
 from tests.conftest import require_service
 
@@ -160,7 +161,9 @@ def hub_settings_problems(data: Compose, secrets_dir: Path, monkeypatch: pytest.
         for name in os.environ:
             if name.startswith("ANJU_"):
                 scope.delenv(name)
+        broker_auth = str(secrets_dir.parent / "broker-auth")  # the volume, as `provision init` fills it
         for name, value in env.items():
+            value = value.replace("/etc/mosquitto/anju", broker_auth)
             scope.setenv(name, _RUN_SECRET.sub(lambda m: str(secrets_dir / m[1]), value))
         try:
             HubSettings()  # type: ignore[call-arg]  # deployment: from ANJU_DEPLOYMENT
@@ -181,6 +184,7 @@ def secrets_dir(tmp_path: Path) -> Path:
     folder.mkdir()
     for name in compose()["secrets"]:
         (folder / name).write_text(os.urandom(24).hex() + "\n", encoding="utf-8")
+    BrokerDir(tmp_path / "broker-auth").init(["broker.example.org", "mosquitto"])
     return folder
 
 
@@ -470,12 +474,16 @@ def broker_config_files(data: Compose) -> tuple[Path, list[Path]]:
     config_path = PurePosixPath(command.split("-c", 1)[1].split()[0]) if " -c " in f" {command} " else None
     sources = bind_sources(mosquitto)
     main = sources[config_path or MOSQUITTO_IMAGE_CONFIG]
-    included = []
+    included: list[Path] = []
     for option, value in _options(main):
         if option == "include_dir":
-            folder = sources.get(PurePosixPath(value))
-            assert folder is not None, f"include_dir {value} is not mounted"
-            included += sorted(folder.glob("*.conf"))
+            folder = PurePosixPath(value)
+            if folder in sources:  # the directory mounted as a whole
+                included += sorted(sources[folder].glob("*.conf"))
+            else:  # files mounted one by one into it
+                files = [source for target, source in sources.items() if target.parent == folder]
+                assert files, f"include_dir {value}: nothing is mounted there"
+                included += sorted(f for f in files if f.suffix == ".conf")
     return main, included
 
 
@@ -496,7 +504,8 @@ def unmounted_broker_paths(data: Compose) -> list[str]:
         for option, value in _options(file):
             if option in _PATH_OPTIONS | {"persistence_location"}:
                 path = PurePosixPath(value)
-                if not any(path == t or path.is_relative_to(t) for t in targets):
+                inside = any(path == t or path.is_relative_to(t) for t in targets)
+                if not inside and not (option == "include_dir" and any(t.parent == path for t in targets)):
                     problems.append(f"{file.name}: {option} {value} is not mounted")
     return problems
 
@@ -523,11 +532,10 @@ def test_the_published_broker_ports_have_listeners() -> None:
     ports = [int(value.split()[0]) for file in [main, *included] for o, value in _options(file) if o == "listener"]
     assert len(ports) == len(set(ports)), f"a port with two listeners (the broker would not start): {sorted(ports)}"
     listeners = set(ports)
-    assert 1883 in listeners, "the hub's listener"
-    assert str(1883) == environment(data["services"]["hub"])["ANJU_MQTT_PORT"]
+    hub = environment(data["services"]["hub"])
+    assert int(hub["ANJU_MQTT_PORT"]) in listeners, "the hub dials a port the broker listens on"
+    assert hub["ANJU_MQTT_TLS"] == "true" and hub["ANJU_MQTT_PORT"] == "8883", "the hub crosses the network over TLS"
     missing = {port for name, _, _, port in published(data) if name == "mosquitto"} - listeners
-    if missing == {8883} and not any("8883" in f.read_text(encoding="utf-8") for f in included):
-        pytest.xfail("the TLS listener on 8883 comes with deploy/mosquitto's production files (issue 8)")
     assert missing == set()
 
 
