@@ -376,6 +376,8 @@ class LimitsConfig(_Strict):
     messages_per_s: float | None = Field(default=None, gt=0, le=_RATE)
     messages_burst: float | None = Field(default=None, ge=1, le=_BURST)
     max_message_bytes: int | None = Field(default=None, ge=1024, le=MAX_PAYLOAD_BYTES)
+    alarm_messages_per_s: float | None = Field(default=None, gt=0, le=_RATE)
+    alarm_messages_burst: float | None = Field(default=None, ge=1, le=_BURST)
 
 
 class GatewayLimitsConfig(_Strict):
@@ -390,6 +392,8 @@ class GatewayLimitsConfig(_Strict):
     messages_per_s: float = Field(default=DEFAULT_BUDGET.messages_per_s, gt=0, le=_RATE)
     messages_burst: float = Field(default=DEFAULT_BUDGET.messages_burst, ge=1, le=_BURST)
     max_message_bytes: int = Field(default=DEFAULT_BUDGET.max_message_bytes, ge=1024, le=MAX_PAYLOAD_BYTES)
+    alarm_messages_per_s: float = Field(default=DEFAULT_BUDGET.alarm_messages_per_s, gt=0, le=_RATE)
+    alarm_messages_burst: float = Field(default=DEFAULT_BUDGET.alarm_messages_burst, ge=1, le=_BURST)
     flood_alert_after_s: float = Field(default=30.0, ge=1, le=3600)
     flood_calm_s: float = Field(default=60.0, ge=1, le=86_400)
 
@@ -787,6 +791,8 @@ _BUDGET_KEYS = (
     "messages_per_s",
     "messages_burst",
     "max_message_bytes",
+    "alarm_messages_per_s",
+    "alarm_messages_burst",
 )
 
 

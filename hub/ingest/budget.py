@@ -22,6 +22,12 @@ the protocol's 256 KiB. At the defaults one gateway may take ~10 % of the hub's 
 readings/s, BENCHMARKS.md), and what it takes within budget is shared round-robin with every other gateway in
 the inbox (``hub.ingest.inbox``). tests/hub/test_ingest_limits.py checks this against the edge's own defaults.
 
+Alarms have a budget of their own, in messages: the edge drains at most 20 alarm batches a tick too, and republishes
+them like data, so 1.5 x the doubled rate is 60 alarm messages/s with the same burst of 500. An honest gateway never
+reaches it (a fire that trips every detector at once is one tick's batches); a gateway that floods the alarm topic,
+which the hub serves before all data, is deferred beyond it like any flood, so it cannot starve the others' data.
+Alarms are judged only against this budget, never against the data's: no amount of data holds an alarm back.
+
 A gateway configured beyond the edge defaults (a larger ``max_batch`` or a faster ``publish_interval_s``)
 needs its own ``limits`` in the deployment file.
 """
@@ -39,7 +45,8 @@ BYTES_PER_READING = 128
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Budget:
-    """What one gateway may send the hub on its routine lane (``data``, ``health``, ``reply``).
+    """What one gateway may send the hub on its routine lane (``data``, ``health``, ``reply``), and how many
+    ``alarm`` messages.
 
     Rates are per second, bursts in the same unit (readings, bytes, messages); ``max_message_bytes`` is the
     largest single payload. Raises ValueError naming the field and the value; a burst must hold the largest
@@ -53,14 +60,19 @@ class Budget:
     messages_per_s: float = 100.0
     messages_burst: float = 500.0
     max_message_bytes: int = MAX_PAYLOAD_BYTES
+    alarm_messages_per_s: float = 60.0
+    alarm_messages_burst: float = 500.0
 
     def __post_init__(self) -> None:
-        for name in ("readings_per_s", "readings_burst", "bytes_per_s", "bytes_burst", "messages_per_s"):
+        positive = ("readings_per_s", "readings_burst", "bytes_per_s", "bytes_burst", "messages_per_s")
+        for name in (*positive, "alarm_messages_per_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (math.isfinite(self.messages_burst) and self.messages_burst >= 1):
-            raise ValueError(f"messages_burst must be >= 1 (one message), got {self.messages_burst!r}")
+        for name in ("messages_burst", "alarm_messages_burst"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 1):
+                raise ValueError(f"{name} must be >= 1 (one message), got {value!r}")
         if not 1024 <= self.max_message_bytes <= MAX_PAYLOAD_BYTES:
             raise ValueError(f"max_message_bytes must be 1024..{MAX_PAYLOAD_BYTES}, got {self.max_message_bytes!r}")
         if self.bytes_burst < self.max_message_bytes:

@@ -5,8 +5,10 @@ takes room in the inbox (``Ingest._receive``), without decoding it: its gateway 
 records counted as ``{`` bytes (every SenML record is one JSON object, so the count never undercounts a valid
 pack). Each registered gateway has three token buckets (readings, bytes, messages a second, with a burst:
 ``hub.ingest.budget``) and a largest message; every gateway not registered under the hub's community shares one
-more set, so spoofed ids cannot make state grow nor starve a registered gateway. Urgent messages (``alarm``,
-``state``) are never judged: an alarm is never held back by anyone's budget.
+more set, so spoofed ids cannot make state grow nor starve a registered gateway. ``alarm`` messages are judged by
+the urgent receiver against an alarm budget of their own (messages a second; ``hub.ingest.budget``), never against
+the data's, so no data holds an alarm back while a gateway flooding the alarm topic (which the hub serves first) is
+deferred beyond it; ``state`` (births and Wills) is never judged.
 
 **What happens to a message** (the delivery guarantee, DESIGN.md, holds because the hub acks only what it stored):
 
@@ -128,13 +130,24 @@ _DEFER = Judgement(Verdict.DEFER)
 class _Gate:
     """One gateway's buckets and flood state (monotonic seconds)."""
 
-    __slots__ = ("budget", "bytes", "deferring", "episode_s", "firing", "last_over_s", "messages", "readings")
+    __slots__ = (
+        "alarms",
+        "budget",
+        "bytes",
+        "deferring",
+        "episode_s",
+        "firing",
+        "last_over_s",
+        "messages",
+        "readings",
+    )
 
     def __init__(self, budget: Budget, now_s: float) -> None:
         self.budget = budget
         self.readings = TokenBucket(rate=budget.readings_per_s, burst=budget.readings_burst, now_s=now_s)
         self.bytes = TokenBucket(rate=budget.bytes_per_s, burst=budget.bytes_burst, now_s=now_s)
         self.messages = TokenBucket(rate=budget.messages_per_s, burst=budget.messages_burst, now_s=now_s)
+        self.alarms = TokenBucket(rate=budget.alarm_messages_per_s, burst=budget.alarm_messages_burst, now_s=now_s)
         self.deferring = False
         self.episode_s: float | None = None
         """When the gateway first went over after a calm stretch; None: calm."""
@@ -180,17 +193,36 @@ class GatewayLimits:
 
     # --- judging -------------------------------------------------------------------------------------------
 
+    def _gate(self, topic: str, now: float) -> tuple[str, _Gate]:
+        parts = topic.split("/", 4)
+        registered = len(parts) > 4 and parts[2] == self._registry.community and parts[3] in self._registry.gateways
+        gateway = parts[3] if registered else UNREGISTERED
+        gate = self._gates.get(gateway)
+        if gate is None:
+            gate = self._gates[gateway] = _Gate(self.policy.budget(gateway), now)
+        return gateway, gate
+
+    def judge_alarm(self, topic: str, payload: bytes) -> Judgement:
+        """Admit or defer one ``alarm`` message, against the gateway's alarm budget alone (``Budget``'s docstring:
+        an honest gateway never reaches it). Deferred like data: PUBACKed, not hub-acked, replayed by the gateway."""
+        if not self.policy.enabled:
+            return _ADMIT
+        now = self._clock()
+        gateway, gate = self._gate(topic, now)
+        if gate.alarms.refill(now) < 1:
+            self._over(gateway, gate, now)
+            self._metrics.gateway_throttled_messages.inc(gateway=gateway)
+            self._metrics.gateway_throttled_bytes.inc(len(payload), gateway=gateway)
+            return _DEFER
+        gate.alarms.tokens -= 1
+        return _ADMIT
+
     def judge(self, topic: str, channel: str, payload: bytes) -> Judgement:
         """Admit, defer or refuse one routine message (``channel``: data, health or reply) of ``topic``."""
         if not self.policy.enabled:
             return _ADMIT
-        parts = topic.split("/", 4)
-        registered = len(parts) > 4 and parts[2] == self._registry.community and parts[3] in self._registry.gateways
-        gateway = parts[3] if registered else UNREGISTERED
         now = self._clock()
-        gate = self._gates.get(gateway)
-        if gate is None:
-            gate = self._gates[gateway] = _Gate(self.policy.budget(gateway), now)
+        gateway, gate = self._gate(topic, now)
         budget = gate.budget
         size = len(payload)
         records = payload.count(b"{") if channel == "data" else 0

@@ -11,7 +11,8 @@ Messages still in the inbox when a broker connection drops are committed and ack
 
 Before a routine message takes room in the inbox, its gateway's budget judges it (``hub.ingest.limits``): over
 budget it is deferred — PUBACKed but neither stored nor acked, so the gateway replays it — and oversize it is
-refused; a flooding gateway cannot hold the others up behind it. Alarms and births are never judged.
+refused; a flooding gateway cannot hold the others up behind it. Alarms are judged against an alarm budget of their
+own (no data holds them back), births never.
 
 The gateways' own ``health`` and their ``reply/{name}`` answers go the same way (routine lane, judged in the
 round, bad ones counted and dead-lettered, the latest health stored with the round): ``hub.ingest.telemetry``.
@@ -313,8 +314,8 @@ class Ingest:
             # Alarms and births/deaths jump the queue; health and replies wait in the bounded routine lane.
             urgent = channel in ("alarm", "state")
             item = Received(name, payload, _now_ms())
-            if not urgent:  # each gateway's budget (hub.ingest.limits); never an alarm's
-                judged = self.limits.judge(name, channel, payload)
+            if channel != "state":  # each gateway's budget (hub.ingest.limits); alarms against their own
+                judged = self.limits.judge_alarm(name, payload) if urgent else self.limits.judge(name, channel, payload)
                 if judged.verdict is Verdict.DEFER:
                     intake.taken(message)  # off the broker's shared queue, never acked: the gateway replays it
                     continue

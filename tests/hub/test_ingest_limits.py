@@ -226,6 +226,42 @@ def test_the_defaults_leave_room_for_an_edge_catching_up_with_its_replay() -> No
     assert DEFAULT_BUDGET.messages_burst >= 1.5 * (republish + drain) / max_batch
     assert DEFAULT_BUDGET.bytes_per_s >= DEFAULT_BUDGET.readings_per_s * BYTES_PER_READING
     assert DEFAULT_BUDGET.bytes_burst >= DEFAULT_BUDGET.readings_burst * BYTES_PER_READING
+    # Alarms drain the same way, 20 batches a tick, and are republished the same way after an ack timeout.
+    assert DEFAULT_BUDGET.alarm_messages_per_s >= 1.5 * 2 * MAX_BATCHES_PER_TICK / tick_s
+    assert DEFAULT_BUDGET.alarm_messages_burst >= 1.5 * (ack_timeout_s + tick_s) * MAX_BATCHES_PER_TICK / tick_s
+
+
+def test_alarms_have_a_budget_of_their_own_that_no_data_uses_up(registry: Registry) -> None:
+    clock = Clock()
+    limits, metrics = make(registry, clock, alarm_messages_per_s=10.0, alarm_messages_burst=30.0)
+    first, second = list(registry.gateways)[:2]
+    name, body = batch(registry, first, 200)
+    assert limits.judge(name, "data", body).verdict is Verdict.ADMIT
+    assert limits.judge(name, "data", body).verdict is Verdict.DEFER  # its data budget is spent…
+    alarm = name.replace("/data", "/alarm")
+    verdicts = [limits.judge_alarm(alarm, body).verdict for _ in range(32)]
+    assert verdicts == [Verdict.ADMIT] * 30 + [Verdict.DEFER] * 2  # …its alarms pass up to their own burst
+    assert metrics.gateway_throttled_messages.get(gateway=first) == 1 + 2
+    other = batch(registry, second, 1)[0].replace("/data", "/alarm")
+    assert limits.judge_alarm(other, body).verdict is Verdict.ADMIT  # another gateway's alarms are its own
+    clock.now_s += 0.1
+    assert limits.judge_alarm(alarm, body).verdict is Verdict.ADMIT  # 10 a second: one more after 0.1 s
+
+
+def test_an_honest_gateways_alarms_are_never_deferred_even_with_a_replay(registry: Registry) -> None:
+    """Twenty alarm batches a tick for a minute, and the whole last ack timeout's worth republished at once."""
+    clock = Clock()
+    limits = GatewayLimits(registry=registry, metrics=Metrics(), policy=LimitsPolicy(), clock=clock)
+    alarm = f"anju/v1/{registry.community}/{next(iter(registry.gateways))}/alarm"
+    fields = EdgeConfig.__dataclass_fields__
+    tick_s, ack_timeout_s = fields["publish_interval_s"].default, fields["ack_timeout_s"].default
+    for tick in range(60):
+        sent = MAX_BATCHES_PER_TICK
+        if tick == 30:
+            sent += int(ack_timeout_s / tick_s) * MAX_BATCHES_PER_TICK
+        for _ in range(sent):
+            assert limits.judge_alarm(alarm, b"{}").verdict is Verdict.ADMIT, tick
+        clock.now_s += tick_s
 
 
 def test_a_record_stays_within_the_bytes_a_reading_the_defaults_assume() -> None:
