@@ -212,6 +212,7 @@ class GatewayLimits:
         if gate.alarms.refill(now) < 1:
             self._over(gateway, gate, now)
             self._metrics.gateway_throttled_messages.inc(gateway=gateway)
+            self._metrics.gateway_throttled_readings.inc(payload.count(b"{"), gateway=gateway)
             self._metrics.gateway_throttled_bytes.inc(len(payload), gateway=gateway)
             return _DEFER
         gate.alarms.tokens -= 1

@@ -1,9 +1,10 @@
 """A gateway that floods, then (``--replay``) behaves like an edge until the hub has acked all it sent.
 
-``python -m tests.hub.flood_gateway PORT GATEWAY N [--rate MSGS_PER_S] [--replay ACK_TIMEOUT_S] [--deadline S]``
+``python -m tests.hub.flood_gateway PORT GATEWAY N [--rate MSGS_PER_S] [--replay ACK_TIMEOUT_S] [--deadline S]
+[--channel data|alarm]``
 
 Runs in its own process (tests/hub/test_ingest_limits_flow.py), so its publishing does not share the hub's GIL.
-Publishes N 100-reading batches of session 1, seq 1..N, on ``anju/v1/load/GATEWAY/data`` at QoS 1 (device
+Publishes N 100-reading batches of session 1, seq 1..N, on ``anju/v1/load/GATEWAY/data`` (or ``alarm``) at QoS 1 (device
 times an hour back, values quiet), ``--rate`` messages a second (0: as fast as paho can), printing ``flooding``
 as it starts and ``published N`` once the broker has PUBACKed the last one. With ``--replay``, it then
 republishes every batch above the hub's ack in seq order whenever the ack has not advanced for ACK_TIMEOUT_S (as
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--replay", type=float, default=None, metavar="ACK_TIMEOUT_S")
     parser.add_argument("--deadline", type=float, default=60.0)
+    parser.add_argument("--channel", choices=("data", "alarm"), default="data")
     args = parser.parse_args()
     gateway: str = args.gateway
     acks: queue.Queue[int] = queue.Queue()
@@ -58,7 +60,7 @@ def main() -> None:
         encode_batch(Batch("load", gateway, 1, seq, tuple(Reading(s, t0_ms + seq * 100, 1.0, "%LEL") for s in sensors)))
         for seq in range(1, args.messages + 1)
     ]
-    name = f"anju/v1/load/{gateway}/data"
+    name = f"anju/v1/load/{gateway}/{args.channel}"
     _say("flooding")
     start = time.monotonic()
     info = None

@@ -8,6 +8,7 @@ The hub is ``Ingest`` itself on the embedded store (tests/hub/test_ingest_flow.p
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -79,12 +80,14 @@ class Outcome:
     paged: list[RiskEvent] = field(default_factory=list)
 
 
-async def flood_next_to_honest(port: int, directory: Path, *, limited: bool) -> Outcome:
+async def flood_next_to_honest(port: int, directory: Path, *, limited: bool, channel: str = "data") -> Outcome:
     """Three honest gateways (100 sensors at 5 Hz each, 4 s, the edge's 10 s ack timeout) and a flooder (4,800
     batches of 100 readings at 800 a second: 80,000 readings/s, for 6 s) into a hub whose store commits at most ~40
     messages each 0.25 s (~150 a second): the flood alone is five times what it can commit. ``limited``: the
     flooder's budget is 5,000 readings/s (50 of its batches a second); else no limits at all. With limits on, an
-    alarm of the flooder's own goes out while its data is deferred, and the run goes on until all is read."""
+    alarm of the flooder's own goes out while its data is deferred, and the run goes on until all is read.
+    ``channel="alarm"``: the flood goes to the alarm topic, which the hub serves before all data, against an alarm
+    budget of 2 messages a second (what this slow store can spare beside the data)."""
     registry = fleet_registry(LoadOptions(port=port, gateways=4, sensors_per_gateway=100, kinds=("gas",)), directory)
     *honest_ids, flooder = sorted(registry.gateways)
     honest = LoadOptions(
@@ -99,7 +102,9 @@ async def flood_next_to_honest(port: int, directory: Path, *, limited: bool) -> 
         drain_s=90.0,
     )
     assert honest.gateway_ids() == honest_ids
-    policy = LimitsPolicy(overrides={flooder: tight(5_000, 10_000)}, enabled=limited)
+    # Alarms at 2 a second (burst 4): each urgent round is committed at once, and this store takes 0.25 s a commit.
+    budget = dataclasses.replace(tight(5_000, 10_000), alarm_messages_per_s=2, alarm_messages_burst=4)
+    policy = LimitsPolicy(overrides={flooder: budget}, enabled=limited)
     store = ChunkStore(path=directory / "readings.anju")
     paged = asyncio.Event()
     pages: list[RiskEvent] = []
@@ -119,27 +124,30 @@ async def flood_next_to_honest(port: int, directory: Path, *, limited: bool) -> 
                 inbox_capacity=50,
                 batch_messages=40,
             ) as ingest,
-            flooding(port, flooder, FLOOD_MESSAGES, "--rate", "800") as flood,
+            flooding(port, flooder, FLOOD_MESSAGES, "--rate", "800", "--channel", channel) as flood,
         ):
             report = await run_load(honest)
             outcome = Outcome(report, flood.returncode is None, ingest.metrics, paged=pages)
             if not limited:
                 return outcome
-            # An alarm of the flooder itself, while its data is being deferred: the urgent lane has no budget.
-            alarm = Reading(f"{flooder}-s0001", now_ms(), 30.0, "%LEL")
-            async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-alarm-{flooder}") as client:
-                body = encode_batch(Batch("load", flooder, 1, FLOOD_MESSAGES + 1, (alarm,)))
-                await client.publish(f"anju/v1/load/{flooder}/alarm", body, qos=1)
-                await asyncio.wait_for(paged.wait(), 30)
+            if channel == "data":
+                # An alarm of the flooder itself, while its data is being deferred: no data budget holds it back.
+                alarm = Reading(f"{flooder}-s0001", now_ms(), 30.0, "%LEL")
+                async with aiomqtt.Client("127.0.0.1", port, identifier=f"test-alarm-{flooder}") as client:
+                    body = encode_batch(Batch("load", flooder, 1, FLOOD_MESSAGES + 1, (alarm,)))
+                    await client.publish(f"anju/v1/load/{flooder}/alarm", body, qos=1)
+                    await asyncio.wait_for(paged.wait(), 30)
             assert await said(flood) == f"published {FLOOD_MESSAGES}"
 
             async def all_read() -> bool:
                 received = ingest.metrics.messages_received.get(channel="data")
+                if channel == "alarm":
+                    received += ingest.metrics.messages_received.get(channel="alarm")
                 return received >= report.published_messages + FLOOD_MESSAGES and len(ingest.inbox) == 0
 
             await eventually(all_read, timeout_s=60)
             deferred = ingest.metrics.gateway_throttled_readings.get(gateway=flooder)
-            offered = report.published_readings + FLOOD_MESSAGES * READINGS_PER_BATCH + 1  # and the alarm's
+            offered = report.published_readings + FLOOD_MESSAGES * READINGS_PER_BATCH + (channel == "data")
 
             async def all_stored_or_deferred() -> bool:  # the rounds taken from the inbox are committed too
                 return await asyncio.to_thread(store.count_readings) + deferred == offered
@@ -183,6 +191,23 @@ async def test_without_limits_the_same_flood_holds_the_others_back_until_it_is_t
     assert outcome.report.acked_readings == outcome.report.published_readings, "acked in the end (drain 90 s)"
     assert not outcome.flood_going, "the honest gateways waited for the flood"
     assert outcome.metrics.gateway_throttled_messages.get(gateway="load-gw-0004") == 0
+
+
+async def test_a_gateway_flooding_the_alarm_topic_is_held_to_its_alarm_budget_while_the_others_data_flows(
+    mosquitto: int, tmp_path: Path
+) -> None:
+    """Alarms jump every queue in the hub; without their own budget this flood would hold everyone's data back as
+    the data flood does without limits (the test above)."""
+    outcome = await flood_next_to_honest(mosquitto, tmp_path, limited=True, channel="alarm")
+    report, metrics = outcome.report, outcome.metrics
+    flooder = "load-gw-0004"
+    assert report.acked_readings == report.published_readings and report.unacked_readings == 0
+    assert report.republished_batches == 0, "an honest batch waited a whole ack timeout (10 s) for its hub-ack"
+    assert outcome.flood_going, "every honest reading was acked while the alarm flood was still going"
+    admitted = outcome.stored - report.published_readings
+    deferred = metrics.gateway_throttled_readings.get(gateway=flooder)
+    assert admitted + deferred == FLOOD_MESSAGES * READINGS_PER_BATCH, "each flooded reading: stored or deferred"
+    assert 0 < admitted < deferred / 4, "the flooder's alarms got their budget's worth, far from all it sent"
 
 
 def now_ms() -> int:
