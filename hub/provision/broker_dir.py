@@ -202,7 +202,8 @@ class BrokerDir:
                 report.created.append("hub.secret")
             else:
                 report.kept.append("hub.secret")
-            self._save(users, self._revoked(), {})
+            if report.created or not all(self._file(name).exists() for name in ("passwd", "acl", "crl.pem")):
+                self._save(users, self._revoked(), {})
             self._log("init", hosts=server_hosts, created=report.created)
         return report
 
@@ -214,6 +215,7 @@ class BrokerDir:
                 raise ProvisionError(f"gateway {user.community}/{user.gateway} is provisioned already: use rotate")
             credentials = self._issue(user, users, client_cert=client_cert)
             self._save(users, self._revoked(), {})
+            self._keep_cert(credentials)
             self._log("gateway", user=user.name, client_cert=client_cert)
         return credentials
 
@@ -227,6 +229,7 @@ class BrokerDir:
             revoked, revoked_users = self._revoke_cert(user)
             credentials = self._issue(user, users, client_cert=bool(revoked_users))
             self._save(users, revoked, revoked_users)
+            self._keep_cert(credentials)
             self._log("rotate", user=user.name, revoked_serials=list(revoked_users))
         return credentials
 
@@ -240,6 +243,7 @@ class BrokerDir:
             del users[user.name]
             revoked, revoked_users = self._revoke_cert(user)
             self._save(users, revoked, revoked_users)
+            self._client_cert_path(user).unlink(missing_ok=True)  # revoked: kept only in `revoked` and the CRL
             self._log("revoke", user=user.name, revoked_serials=list(revoked_users))
 
     def _issue(self, user: GatewayUser, users: dict[str, str], *, client_cert: bool) -> GatewayCredentials:
@@ -247,9 +251,12 @@ class BrokerDir:
         users[user.name] = hash_secret(secret)
         ca = self._ca()
         client = issue_leaf(ca, user.name) if client_cert else None
-        if client is not None:
-            self._write(f"clients/{user.name}.crt", client.cert_pem, _PUBLIC_MODE)
         return GatewayCredentials(user, secret, ca.cert_pem, client)
+
+    def _keep_cert(self, credentials: GatewayCredentials) -> None:
+        """Keep the issued client certificate (after the state is saved), to revoke it by serial later."""
+        if credentials.client is not None:
+            self._write(f"clients/{credentials.user.name}.crt", credentials.client.cert_pem, _PUBLIC_MODE)
 
     def _revoke_cert(self, user: GatewayUser) -> tuple[dict[int, dt.datetime], dict[int, str]]:
         """The revoked serials with the gateway's client certificate added (if it has one), and that addition."""
@@ -259,7 +266,6 @@ class BrokerDir:
             return revoked, {}
         serial = x509.load_pem_x509_certificate(path.read_bytes()).serial_number
         revoked[serial] = dt.datetime.now(dt.UTC)
-        path.unlink()
         return revoked, {serial: user.name}
 
 
