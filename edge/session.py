@@ -67,6 +67,10 @@ thread or a client that keeps failing with settings a fresh one reads anew (a ro
 broker that is simply down costs one rebuild per ``stall_after_s``."""
 
 
+_CREDENTIALS_REFUSED = frozenset({4, 5, 0x86, 0x87})
+"""CONNACK codes that say the user or password is wrong (3.1.1: 4, 5; in paho's MQTT 5 numbering: 0x86, 0x87)."""
+
+
 class SessionError(Exception):
     """Base of the session's errors."""
 
@@ -144,6 +148,10 @@ class MqttSession:
         self.port = port
         self.client_id = f"anju-edge-{community}-{gateway}"
         self.client_rebuilds = 0
+        self._password_used: str | None = None
+        """The password the current paho client logs in with (read from ``password_file`` when it was made)."""
+        self._credentials_refused = False
+        """The broker refused the current client's credentials: a changed password file makes ``check`` rebuild."""
         """How many times ``supervise`` replaced a dead or stuck paho client."""
         self._state_topic = topic(community, gateway, Channel.STATE)
         self._subscriptions = [
@@ -297,8 +305,10 @@ class MqttSession:
         )
         client.will_set(self._state_topic, self._state("offline"), qos=1, retain=True)
         if self._username:
-            password = self._password_file.read_text(encoding="utf-8").strip() if self._password_file else None
+            password = self._read_password()
             client.username_pw_set(self._username, password)
+            self._password_used = password
+            self._credentials_refused = False
         if self._tls:
             client.tls_set(
                 ca_certs=str(self._ca_file) if self._ca_file is not None else None,
@@ -327,9 +337,19 @@ class MqttSession:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    def _read_password(self) -> str | None:
+        return self._password_file.read_text(encoding="utf-8").strip() if self._password_file else None
+
     def _fault(self) -> str | None:
         if not self._network_alive():
             return "paho's network thread died (an exception in its loop or a callback)"
+        if self._credentials_refused and not self._connected:
+            try:
+                changed = self._read_password() != self._password_used
+            except OSError:
+                changed = False  # mid-copy or gone: the next check reads it again
+            if changed:  # `anju-hub provision rotate`: the new secret is in place, use it now
+                return "the broker refused the credentials and the password file has changed since"
         down_s = time.monotonic() - self._down_since
         if not self._connected and down_s > self._stall_after_s:
             limit = f"limit {self._stall_after_s:.0f} s"
@@ -394,6 +414,8 @@ class MqttSession:
             return
         if reason.is_failure:
             _log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            if reason.value in _CREDENTIALS_REFUSED:
+                self._credentials_refused = True
             return
         self._last_connect_error = ""
         # The thread this runs in is the current client's network thread. ``_begin`` stores it too, but only once

@@ -217,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mqtt-username", dest="mqtt_username")
     serve.add_argument("--mqtt-password-file", dest="mqtt_password_file", help="file holding the broker password")
     serve.add_argument(
-        "--mqtt-tls", dest="mqtt_tls", action="store_true", default=None, help="TLS to the broker (port 8883)"
+        "--mqtt-tls",
+        dest="mqtt_tls",
+        action="store_true",
+        default=None,
+        help="TLS to the broker (give its TLS port too: --mqtt-port 8883)",
     )
     serve.add_argument("--mqtt-ca-file", dest="mqtt_ca_file", help="the CA that signed the broker's certificate")
     serve.add_argument("--http-host", dest="http_host")

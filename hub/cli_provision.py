@@ -24,6 +24,10 @@ __all__ = ["add_provision_command"]
 
 DEFAULT_PID_FILE = Path("/run/mosquitto/mosquitto.pid")
 """Where Debian's mosquitto.conf has the broker write its pid."""
+TLS_PORT = 8883
+"""deploy/mosquitto/secure.conf's listener for gateways with a password."""
+MTLS_PORT = 8884
+"""deploy/mosquitto/client-certs.conf's listener for gateways with a client certificate."""
 
 
 def _default_group() -> str | None:
@@ -63,26 +67,41 @@ def _reload(args: argparse.Namespace, what: str) -> int:
     return 0
 
 
+CRL_RESTART = (
+    "; its client certificate is on crl.pem, which Mosquitto reads only when it starts: restart the broker "
+    "(systemctl restart mosquitto) for the certificate listener to refuse it"
+)
+
+
 def _credentials_out(args: argparse.Namespace, credentials: "GatewayCredentials") -> str:
     from hub.config import load_deployment
     from hub.provision.bundle import BrokerAddress, write_bundle
 
     deployment = load_deployment(args.config, check_secrets=False)
+    port = args.mqtt_port or (MTLS_PORT if credentials.client is not None else TLS_PORT)
     written = write_bundle(
         Path(args.out),
         deployment,
         credentials,
-        BrokerAddress(args.mqtt_host, args.mqtt_port),
+        BrokerAddress(args.mqtt_host, port),
         outbox=Path(args.outbox),
     )
     return f"wrote {', '.join(path.name for path in written)} into {args.out} (copy them to the gateway)"
 
 
-def _check_gateway(args: argparse.Namespace) -> None:
-    """Refuse before changing anything: the deployment must list the gateway, and --out must be new."""
+def _check_gateway(args: argparse.Namespace, broker: "BrokerDir") -> None:
+    """Refuse before changing anything: the deployment must list the gateway, the broker's certificate must name
+    --mqtt-host (or the gateway's TLS check would fail), and --out must be new."""
     from hub.config import load_deployment
     from hub.provision.broker_dir import ProvisionError
 
+    names = broker.server_names()
+    if args.mqtt_host not in names:
+        raise ProvisionError(
+            f"--mqtt-host {args.mqtt_host} is not a name in the broker's certificate ({', '.join(names)}), so the "
+            f"gateway would refuse the broker: give one of those, or add it with "
+            f"`anju-hub provision init --dir {broker.path} --host {args.mqtt_host}` and every --host it has now"
+        )
     deployment = load_deployment(args.config, check_secrets=False)
     if deployment.community.id != args.community:
         raise ProvisionError(f"community {args.community!r} is not the deployment's ({deployment.community.id!r})")
@@ -104,6 +123,14 @@ def _run(args: argparse.Namespace) -> int:
             report = broker.init(args.host)
             created = ", ".join(report.created) or "nothing (all there already)"
             sys.stdout.write(f"{broker.path}: created {created}\n")
+            if report.names_before is not None:
+                dropped = sorted(set(report.names_before) - set(args.host))
+                sys.stdout.write(
+                    f"  replaced server.crt: its names are now {', '.join(sorted(args.host))} "
+                    f"(were {', '.join(report.names_before)}); reload the broker to serve it\n"
+                )
+                if dropped:
+                    sys.stdout.write(f"  gateways that dial {', '.join(dropped)} will refuse the broker now\n")
             if "hub.secret" in report.created:
                 sys.stdout.write(f"  the hub's broker password is in {broker.path / 'hub.secret'}\n")
             return 0
@@ -113,21 +140,23 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         user = gateway_user(args.community, args.id)
         if command == "revoke":
-            broker.revoke(user)
-            return _reload(args, f"revoked {user.name}")
-        _check_gateway(args)
+            certificate = broker.revoke(user)
+            return _reload(args, f"revoked {user.name}" + (CRL_RESTART if certificate else ""))
+        _check_gateway(args, broker)
+        had_cert = command == "rotate" and broker.has_client_cert(user)
         credentials = (
             broker.add_gateway(user, client_cert=args.client_cert) if command == "gateway" else broker.rotate(user)
         )
         done = "provisioned" if command == "gateway" else "rotated"
-        return _reload(args, f"{done} {user.name}; {_credentials_out(args, credentials)}")
+        what = f"{done} {user.name}; {_credentials_out(args, credentials)}" + (CRL_RESTART if had_cert else "")
+        return _reload(args, what)
     except (ProvisionError, ConfigError, ValueError, OSError) as exc:
         sys.stderr.write(f"anju-hub provision {command}: {exc}\n")
         return 2
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", default=str(DEFAULT_DIR), help=f"the broker's security files (default {DEFAULT_DIR})")
+    parser.add_argument("--dir", default=str(DEFAULT_DIR), help="the broker's security files (default %(default)s)")
     parser.add_argument(
         "--group",
         help="the broker's group (name or number), which may read its files (default: mosquitto when root, else yours)",
@@ -135,7 +164,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _reloading(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker-pid-file", default=str(DEFAULT_PID_FILE), help="the broker's pid file, to reload it")
+    parser.add_argument(
+        "--broker-pid-file",
+        default=str(DEFAULT_PID_FILE),
+        help="the broker's pid file, to reload it (default %(default)s)",
+    )
     parser.add_argument("--no-reload", action="store_true", help="only write the files (reload the broker yourself)")
 
 
@@ -146,9 +179,15 @@ def _gateway_args(parser: argparse.ArgumentParser, *, issues: bool) -> None:
         parser.add_argument("--config", required=True, help="the community's deployment file (lists the gateway)")
         parser.add_argument("--out", required=True, help="a new directory for the gateway's files")
         parser.add_argument("--mqtt-host", required=True, help="the broker name the gateway dials (in its certificate)")
-        parser.add_argument("--mqtt-port", type=int, default=8883)
         parser.add_argument(
-            "--outbox", default="/var/lib/anju-edge/outbox.sqlite3", help="the gateway's outbox path (edge.yaml)"
+            "--mqtt-port",
+            type=int,
+            help=f"the broker port the gateway dials (default {TLS_PORT}; {MTLS_PORT} with a client certificate)",
+        )
+        parser.add_argument(
+            "--outbox",
+            default="/var/lib/anju-edge/outbox.sqlite3",
+            help="the gateway's outbox path in its edge.yaml (default %(default)s)",
         )
 
 

@@ -2,7 +2,8 @@
 # Install or upgrade the Anju edge agent (anju-edge) on Raspberry Pi OS or Debian 12+, as root. Idempotent: a
 # second run with the same arguments changes nothing and says so.
 #
-#   sudo deploy/pi/install.sh --config edge.yaml [--secret mqtt.password ...] [--source PATH] [--pi] [--replace]
+#   sudo deploy/pi/install.sh --config edge.yaml [--secret mqtt.secret --secret ca.crt ...] [--source PATH] [--pi]
+#       [--replace]
 #
 # What it does, each step only when needed (the layout of deploy/systemd/anju-edge.service):
 #   - the Debian packages python3, python3-venv, ca-certificates, systemd (apt-get, only those missing);
@@ -12,10 +13,12 @@
 #     checkout this script sits in) and the .[edge] extra (.[edge,pi] with --pi, for the GPIO relay), its
 #     dependencies from PyPI; a source whose files are those already installed is not installed again;
 #   - the unit /etc/systemd/system/anju-edge.service, from deploy/systemd/ beside this script;
-#   - /etc/anju-edge/edge.yaml from --config (`anju-hub edge-config` makes one) and the files it names (the MQTT
-#     password file, TLS files) from --secret, mode 0640 root:anju-edge. An existing file that differs is kept,
-#     with a warning (the hub may have pushed a newer edge.yaml), unless --replace, which keeps the old one as
-#     NAME.replaced-TIMESTAMP. Without --config the installed edge.yaml is kept; there must be one;
+#   - /etc/anju-edge/edge.yaml from --config (`anju-hub provision gateway` makes one, with the files it names: the
+#     MQTT password file mqtt.secret and the CA ca.crt) and those files from --secret, mode 0640 root:anju-edge.
+#     An installed edge.yaml that differs is kept, with a warning (the hub may have pushed a newer one), unless
+#     --replace, which keeps the old one as NAME.replaced-TIMESTAMP; a --secret always replaces the installed one
+#     (after `anju-hub provision rotate`; the hub never pushes secrets). Without --config the installed edge.yaml
+#     is kept; there must be one;
 #   - `anju-edge check-config` on the config, as the anju-edge user; its outbox must be under /var/lib/anju-edge
 #     (the only state directory the unit can write);
 #   - enables the unit; starts (or restarts, after a change) it only when systemd runs: not in a chroot or an
@@ -268,8 +271,14 @@ fi
 # place SOURCE TARGET: install SOURCE as TARGET (0640 root:anju-edge) unless an equal one is there; one that
 # differs is kept with a warning, or with --replace moved aside first.
 place() {
-    local source="$1" target="$2" aside
+    local source="$1" target="$2" kind="${3:-config}" aside
     if [ -e "$target" ] && cmp -s "$source" "$target"; then
+        return
+    fi
+    if [ -e "$target" ] && [ "$kind" = secret ]; then
+        # The hub never pushes a secret: the one given here is the current one (`anju-hub provision rotate`).
+        install -o root -g "$ACCOUNT" -m 0640 "$source" "$target"
+        changed "$target replaced by $source (a secret given is always installed)"
         return
     fi
     if [ -e "$target" ] && [ "$replace" -eq 0 ]; then
@@ -288,7 +297,7 @@ place() {
 }
 
 for secret in "${secrets[@]}"; do
-    place "$secret" "$ETC/$(basename "$secret")"
+    place "$secret" "$ETC/$(basename "$secret")" secret
 done
 if [ -n "$config" ]; then
     if ! "$VENV/bin/anju-edge" check-config "$config" >"$work/check.log" 2>&1; then
@@ -298,7 +307,7 @@ if [ -n "$config" ]; then
 elif [ -f "$ETC/edge.yaml" ]; then
     say "ok: keeping the installed $ETC/edge.yaml"
 else
-    die "no config: pass --config edge.yaml (anju-hub edge-config --gateway ID ... > edge.yaml makes one)"
+    die "no config: pass --config edge.yaml (anju-hub provision gateway ... --out DIR writes one, with its secrets)"
 fi
 # As the service will: its user, so that a file it cannot read fails here, not at the first start.
 if ! setpriv --reuid="$ACCOUNT" --regid="$ACCOUNT" --init-groups -- \

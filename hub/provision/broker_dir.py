@@ -61,6 +61,8 @@ class GatewayCredentials:
 class InitReport:
     created: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    names_before: list[str] | None = None
+    """The server certificate's names before a renewal (None: there was none, or it was kept)."""
 
 
 class BrokerDir:
@@ -187,7 +189,9 @@ class BrokerDir:
                 report.created.append("ca.crt")
             else:
                 report.kept.append("ca.crt")
-            if _server_hosts(self._file("server.crt")) != sorted(server_hosts):
+            before = _server_hosts(self._file("server.crt"))
+            if before != sorted(server_hosts):
+                report.names_before = before
                 server = issue_leaf(self._ca(), server_hosts[0], server_hosts=server_hosts)
                 self._write("server.key", server.key_pem, _BROKER_MODE)
                 self._write("server.crt", server.cert_pem, _PUBLIC_MODE)
@@ -233,9 +237,20 @@ class BrokerDir:
             self._log("rotate", user=user.name, revoked_serials=list(revoked_users))
         return credentials
 
-    def revoke(self, user: GatewayUser) -> None:
+    def server_names(self) -> list[str]:
+        """The names (DNS names and addresses) in the broker's certificate, sorted."""
+        names = _server_hosts(self._file("server.crt"))
+        if names is None:
+            raise ProvisionError(f"{self._file('server.crt')} is missing: run `anju-hub provision init` first")
+        return names
+
+    def has_client_cert(self, user: GatewayUser) -> bool:
+        return self._client_cert_path(user).exists()
+
+    def revoke(self, user: GatewayUser) -> bool:
         """Remove the gateway's user (and revoke its client certificate): refused at its next connection, and its
-        open session closed, once the broker reloads."""
+        open session closed, once the broker reloads. True when a client certificate was revoked (on the CRL,
+        which Mosquitto reads only when it starts)."""
         with self._locked():
             users = self.users()
             if user.name not in users:
@@ -245,6 +260,7 @@ class BrokerDir:
             self._save(users, revoked, revoked_users)
             self._client_cert_path(user).unlink(missing_ok=True)  # revoked: kept only in `revoked` and the CRL
             self._log("revoke", user=user.name, revoked_serials=list(revoked_users))
+        return bool(revoked_users)
 
     def _issue(self, user: GatewayUser, users: dict[str, str], *, client_cert: bool) -> GatewayCredentials:
         secret = new_secret()

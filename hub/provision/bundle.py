@@ -60,7 +60,7 @@ def write_bundle(
         tls_key_file=Path("client.key") if client else None,
     )
     try:
-        text = render_edge_config(deployment, user.gateway, target)
+        text = render_edge_config(deployment, user.gateway, target, generated_by="anju-hub provision")
     except KeyError as exc:
         raise ProvisionError(str(exc.args[0])) from None
     files: dict[str, tuple[bytes, int]] = {

@@ -362,3 +362,48 @@ def test_the_hub_and_a_provisioned_edge_talk_through_the_secured_broker(secured:
             assert await hub.metric("anju_readings_stored_total") == 1
 
     asyncio.run(scenario())
+
+
+def test_an_edge_picks_up_a_rotated_secret_as_soon_as_it_is_in_place(secured: Secured, tmp_path: Path) -> None:
+    """After ``rotate`` the broker refuses the old secret; once the new one is copied over the gateway's
+    ``mqtt.secret`` the edge logs in with it at its next check (not only after the 90 s stall rebuild)."""
+    config = load_config(secured.bundles["gw-b1"] / "edge.yaml")
+    assert config.mqtt.username and config.mqtt.password_file and config.mqtt.ca_file
+    session = MqttSession(
+        community=C,
+        gateway="gw-b1",
+        session=3,
+        host="localhost",
+        port=secured.tls_port,
+        username=config.mqtt.username,
+        password_file=config.mqtt.password_file,
+        tls=True,
+        ca_file=config.mqtt.ca_file,
+        reconnect_min_s=0.2,
+        reconnect_max_s=0.5,
+        stall_after_s=600.0,  # the stall rebuild must not be what brings it back
+    )
+
+    async def wait_for(connected: bool) -> None:
+        deadline = time.monotonic() + 15
+        while session.connected != connected:
+            assert time.monotonic() < deadline, f"the edge's session did not become connected={connected}"
+            await asyncio.to_thread(session.check)  # what the agent's supervise() does every 5 s
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        session.start()
+        try:
+            await wait_for(True)
+            args = ["--community", C, "--id", "gw-b1", "--config", str(secured.deployment), "--mqtt-host", "localhost"]
+            assert secured.provision("rotate", *args, "--out", str(tmp_path / "new"), *secured.reloading()) == 0
+            await wait_for(False)
+            await asyncio.sleep(1.0)  # refused a few times with the old secret
+            assert await asyncio.to_thread(session.check) is None, "the old secret is in place: nothing to rebuild"
+            shutil.copy(tmp_path / "new" / "mqtt.secret", secured.bundles["gw-b1"] / "mqtt.secret")
+            await wait_for(True)
+            assert session.client_rebuilds == 1
+        finally:
+            session.stop()
+
+    asyncio.run(scenario())

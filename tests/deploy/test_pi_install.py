@@ -367,6 +367,22 @@ def test_a_differing_config_is_kept_unless_replace(installed: Installed) -> None
     assert (aside.read_bytes(), installed_config.read_bytes()) == (original, other.read_bytes())
 
 
+def test_a_secret_given_always_replaces_the_installed_one(installed: Installed) -> None:
+    """After `anju-hub provision rotate` the new mqtt.secret goes in without --replace (the hub never pushes
+    secrets), the old one is not kept beside it, and the installed edge.yaml is left as it is."""
+    root = installed.root
+    for content in ("first-secret\n", "rotated-secret\n"):
+        root.inside(INSIDE / "mqtt.secret").write_text(content, encoding="utf-8")
+        result = root.install("--source", str(root.wheel), "--secret", str(INSIDE / "mqtt.secret"))
+        assert result.returncode == 0, result.stderr
+        assert "WARNING" not in result.stderr
+        installed_secret = root.inside("/etc/anju-edge/mqtt.secret")
+        assert installed_secret.read_text(encoding="utf-8") == content
+        assert installed_secret.stat().st_mode & 0o777 == 0o640
+    assert "replaced by /tmp/anju/mqtt.secret (a secret given is always installed)" in result.stdout
+    assert not list(installed_secret.parent.glob("mqtt.secret.replaced-*"))
+
+
 def test_the_installer_is_shellcheck_clean() -> None:
     shellcheck = shutil.which("shellcheck")
     require_service("shellcheck", shellcheck)

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from hub.demo.processes import free_port
+from hub.provision.acl import HUB_USERS
+from hub.settings import HubSettings
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "anju-hub.service"
@@ -72,3 +74,7 @@ def test_the_unit_runs_the_hub_sandboxed_with_its_watchdog() -> None:
         assert service[key] == value, key
     environment = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith("Environment=")]
     assert "ANJU_API_TOKEN_FILE=/etc/anju-hub/api.token" in environment, "the token from a file, never the unit"
+    settings = {f"ANJU_{name.upper()}" for name in HubSettings.model_fields}
+    assert {entry.split("=", 1)[0] for entry in environment} <= settings, "every variable is a hub setting"
+    assert f"ANJU_MQTT_USERNAME={HUB_USERS[0]}" in environment, "the user `anju-hub provision init` creates"
+    assert "ANJU_MQTT_PASSWORD_FILE=/etc/anju-hub/mqtt.password" in environment
