@@ -805,14 +805,15 @@ class AlertService:
         matching: Callable[[Alert], bool] | None = None,
         *,
         states: Collection[AlertState] | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Alert]:
         """Alerts newest first, optionally only those in ``state`` and those ``matching`` accepts (the caller's
-        scope: the API filters what a grid manager or a property company may see), at most ``limit`` (1..11000: a
-        page of at most 1,000 at an offset of at most 10,000)."""
+        scope: the API filters what a grid manager or a property company may see), after the position ``after``
+        (``(opened_at_ms, id)`` of the last one seen: a keyset page), at most ``limit`` (1..11000)."""
         if not 1 <= limit <= 11_000:
             raise ValueError(f"limit must be 1..11000, got {limit!r}")
         return await asyncio.to_thread(
-            self._store.list_alerts, state=state, states=states, limit=limit, matching=matching
+            self._store.list_alerts, state=state, states=states, limit=limit, matching=matching, after=after
         )
 
     async def work_order(self, order_id: str) -> WorkOrder | None:

@@ -795,19 +795,27 @@ class AlertStore:
         states: Collection[AlertState] | None = None,
         limit: int = 100,
         matching: Callable[[Alert], bool] | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Alert]:
         """Alerts newest first, optionally only those in ``state`` or in ``states`` (both: in both); ``limit`` -1 for
         all of them (SQLite's LIMIT). ``matching``: only alerts it accepts count (a caller's scope), read in pages
-        until ``limit`` are found. States are filtered in SQL (index ``alerts_by_state``) before any row is read."""
+        until ``limit`` are found. States are filtered in SQL (index ``alerts_by_state``) before any row is read.
+        ``after``: only those after the position ``(opened_at_ms, id)`` in this order (a keyset page: alerts opened
+        meanwhile sort before it and do not shift the rest; ``opened_at_ms`` never changes once set)."""
         wanted = None if states is None else {s.value for s in states}
         if state is not None:
             wanted = {state.value} if wanted is None else wanted & {state.value}
-        if wanted is None:
-            where, params = "", []
-        elif not wanted:
-            return []
-        else:
-            where, params = f"WHERE state IN ({', '.join('?' * len(wanted))})", sorted(wanted)
+        clauses: list[str] = []
+        params: list[object] = []
+        if wanted is not None:
+            if not wanted:
+                return []
+            clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
+            params += sorted(wanted)
+        if after is not None:
+            clauses.append("(opened_at_ms < ? OR (opened_at_ms = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT * FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
         if matching is None:
             return [_alert_from(r) for r in self._query(sql, (*params, limit))]
