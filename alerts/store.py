@@ -1387,11 +1387,21 @@ class AlertStore:
         return [self._work_order_from(r) for r in rows]
 
     def list_work_orders(
-        self, *, departments: Collection[str] | None, open_only: bool, limit: int
+        self,
+        *,
+        departments: Collection[str] | None,
+        open_only: bool,
+        limit: int,
+        after: tuple[int, str] | None = None,
     ) -> list[tuple[WorkOrder, Alert]]:
         """Work orders with their alerts, newest first: only of ``departments`` (None: every one), only those still
-        expected to move (dispatched, accepted, done) with ``open_only``; at most ``limit``."""
-        where, params = [], []
+        expected to move (dispatched, accepted, done) with ``open_only``; only after the position ``after``
+        (``(created_ms, id)``, a keyset page); at most ``limit``."""
+        where: list[str] = []
+        params: list[object] = []
+        if after is not None:
+            where.append("(w.created_ms < ? OR (w.created_ms = ? AND w.id > ?))")
+            params += [after[0], after[0], after[1]]
         if departments is not None:
             if not departments:
                 return []

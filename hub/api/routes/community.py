@@ -9,10 +9,11 @@ manages and the gateways serving them; community-wide roles everything.
 import time
 from datetime import time as clock
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.identity import Scope
 from hub.runtime import Runtime
 
@@ -136,13 +137,23 @@ async def community(runtime: RuntimeDep, principal: CurrentPrincipal) -> Communi
     )
 
 
-@router.get("/rosters")
-async def rosters(runtime: RuntimeDep, principal: CurrentPrincipal) -> list[RosterPublic]:
-    """The duty rosters of the grids in view, each with who is on duty now and why."""
+_ROSTER_PAGES = paging("rosters", default=100, maximum=1000, shape=(str,))
+
+
+@router.get("/rosters", responses=LINKED)
+async def rosters(
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    page: PageRequest = _ROSTER_PAGES,
+) -> list[RosterPublic]:
+    """The duty rosters of the grids in view, each with who is on duty now and why; by id, paged with ``limit`` and
+    ``cursor`` (the ``Link`` header)."""
     scope = principal.scope
     now_ms = time.time_ns() // 1_000_000
     answer = []
-    for roster in runtime.directory.rosters:
+    for roster in page_of(request, response, page, runtime.directory.rosters, lambda r: (r.id,)):
         if not (scope.community_wide or any(g in scope.grids or scope.sees_grid_sensors(g) for g in roster.grids)):
             continue
         on_duty, why = roster.on_duty(now_ms)
