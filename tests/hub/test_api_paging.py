@@ -4,14 +4,15 @@ details naming the parameter; scope holds on every page. Against a real hub (Mos
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.hub.harness import Hub, running_hub
+from protocol import Reading
+from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
 from tests.hub.identity_support import add_users, identity_deployment, session
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +150,156 @@ async def test_bad_limits_and_cursors_are_problems_naming_the_parameter(hub: Hub
         assert ["query", name] in [e["loc"] for e in answer.json()["errors"]], answer.json()
     foreign = await hub.api.get("/api/v1/work-orders", params={"cursor": cursor})
     assert foreign.status_code == 400 and "another list" in foreign.json()["detail"]
+
+
+Maker = Callable[[Hub, int], Awaitable[None]]
+"""Adds the ``n``-th row to a list (through the API or a gateway, as in use)."""
+
+
+def _soon(**delta: float) -> str:
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
+async def _created(answer: Awaitable[httpx.Response]) -> None:
+    done = await answer
+    assert done.status_code in (200, 201, 202), done.text
+
+
+async def _an_alert(hub: Hub) -> str:
+    await raise_events(hub, event(999))
+    return str((await hub.api.get("/api/v1/alerts", params={"limit": 1})).json()[0]["id"])
+
+
+async def _an_incident(hub: Hub) -> str:
+    made = await hub.api.post("/api/v1/incidents", json={"by": "chen-subdistrict", "kind": "fire", "title": "1栋火情",
+                                                         "grids": ["grid-1"], "mobilise": False})  # fmt: skip
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+async def _another_incident(hub: Hub) -> None:
+    await _an_incident(hub)
+
+
+SEQ = [0]
+"""The gateway's last message number (per test: each test's hub starts afresh)."""
+
+
+async def _reading(hub: Hub, n: int) -> None:
+    SEQ[0] += 1
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.publish(SEQ[0], Reading("gas-b1-101", T0 + n * 1000, 1.0 + n / 100, "%LEL"),
+                         Reading("temp-b1-101", T0 + n * 1000, 20.0, "Cel"))  # fmt: skip
+        await gw.ack()
+
+
+async def _dead_letter(hub: Hub, n: int) -> None:
+    before = len((await hub.api.get("/api/v1/dead-letters", params={"limit": 1000})).json())
+    async with gateway(hub.mqtt_port) as gw:
+        await gw.raw("anju/v1/hongxing/gw-b1/data", f"not json {n}".encode())
+
+    async def stored() -> bool:
+        return len((await hub.api.get("/api/v1/dead-letters", params={"limit": 1000})).json()) > before
+
+    await eventually(stored)
+
+
+CASES: dict[str, tuple[str, dict[str, Any], Callable[[Any], list[dict[str, Any]]], str, Maker]] = {
+    # name: (path, params, the rows of a body, the field that tells rows apart, make the n-th row)
+    "work-orders": ("/api/v1/work-orders", {}, itself, "id", lambda hub, n: _created(hub.api.post(
+        f"/api/v1/alerts/{ALERT[0]}/work-orders",
+        json={"by": "chen-subdistrict", "department": "property", "task": f"清理 {n}", "due_at": _soon(days=1)}))),
+    "risk-events": ("/api/v1/risk-events", {}, itself, "key", lambda hub, n: raise_events(hub, event(n))),
+    "audit": ("/api/v1/audit", {}, lambda body: body["rows"], "seq", lambda hub, n: _created(hub.api.post(
+        f"/api/v1/alerts/{ALERT[0]}/comment", json={"by": "wang-li", "text": f"第{n}次巡查"}))),
+    "audit-identity": ("/api/v1/audit/identity", {}, itself, "seq", lambda hub, n: _created(hub.api.post(
+        "/api/v1/tokens", json={"name": f"integration-{n}", "role": "admin"}))),
+    "users": ("/api/v1/users", {}, itself, "name", lambda hub, n: _created(hub.api.post(
+        "/api/v1/users", json={"name": f"{'az'[n % 2]}user-{n}", "role": "community_committee",
+                               "password": "Lantern-harbour-7-quiet"}))),
+    "tokens": ("/api/v1/tokens", {}, itself, "id", lambda hub, n: _created(hub.api.post(
+        "/api/v1/tokens", json={"name": f"integration-{n}", "role": "admin"}))),
+    "dead-letters": ("/api/v1/dead-letters", {}, itself, "payload_base64", _dead_letter),
+    "silences": ("/api/v1/silences", {}, itself, "id", lambda hub, n: _created(hub.api.post(
+        "/api/v1/silences", json={"by": "li-property", "reason": f"烟感测试 {n}", "ends_at": _soon(hours=2),
+                                  "sensors": ["smoke-b1-f1"]}))),
+    "incidents": ("/api/v1/incidents", {}, itself, "id", lambda hub, n: _another_incident(hub)),
+    "hazards": ("/api/v1/hazards", {}, itself, "id", lambda hub, n: _created(hub.api.post("/api/v1/hazards", json={
+        "by": "wang-li", "grid": "grid-1", "place": f"1栋{n}层充电走廊", "title": "电动车违规充电",
+        "grade": ["II", "III", "IV"][n % 3], "owner": "wang-li"}))),
+    "households": ("/api/v1/incidents/{incident}/households", {}, itself, "household", lambda hub, n: _created(
+        hub.api.post(f"/api/v1/incidents/{ALERT[1]}/households",
+                     json={"by": "wang-li", "household": f"1栋{n:03d}", "status": "safe"}))),
+    "notices": ("/api/v1/incidents/{incident}/notices", {}, itself, "id", lambda hub, n: _created(hub.api.post(
+        f"/api/v1/incidents/{ALERT[1]}/notices", json={"by": "chen-subdistrict", "text_zh": f"通知 {n}"}))),
+    "measures": ("/api/v1/incidents/{incident}/measures", {}, itself, "id", lambda hub, n: _created(hub.api.post(
+        f"/api/v1/incidents/{ALERT[1]}/measures",
+        json={"by": "chen-subdistrict", "department": "property", "text": f"措施 {n}", "due": _soon(hours=1)}))),
+    "readings": ("/api/v1/readings", {"sensor": "gas-b1-101", "start": T0, "end": T0 + 10**9},
+                 lambda body: body["readings"], "time_ms", _reading),
+    "readings-window": ("/api/v1/readings/window", {"grid": "grid-1", "start": T0, "end": T0 + 10**9},
+                        lambda body: [{**r, "at": f"{r['time_ms']}/{r['sensor']}"} for r in body["readings"]], "at",
+                        _reading),
+}  # fmt: skip
+ALERT: list[str] = ["", ""]
+"""The alert and the incident the rows of some lists hang on (made per test)."""
+
+
+@pytest.mark.parametrize("name", CASES)
+async def test_each_list_is_read_exactly_once_while_rows_are_added(hub: Hub, name: str) -> None:
+    path, params, rows_of, field, make = CASES[name]
+    ALERT[0] = await _an_alert(hub)
+    ALERT[1] = await _an_incident(hub)
+    path = path.format(incident=ALERT[1])
+    SEQ[0] = 0
+    limit = 5 if name == "readings-window" else 3  # more than the rows added per page (two readings of two sensors)
+    for n in range(7):
+        await make(hub, n)
+    before = [r[field] for r in rows_of((await hub.api.get(path, params={**params, "limit": 1000})).json())]
+    assert len(before) >= 7, before
+    added = iter(range(100, 200))
+
+    async def two_more(page: int) -> None:
+        await make(hub, next(added))
+        await make(hub, next(added))
+
+    rows, pages = await walk(hub.api, path, {**params, "limit": limit}, rows_of, two_more)
+    seen = [r[field] for r in rows]
+    assert len(seen) == len(set(seen)), f"{name}: a row read twice"
+    assert set(before) <= set(seen), f"{name}: a row there from the start was skipped"
+    assert pages >= -(-len(before) // limit) >= 2
+
+
+async def test_a_grid_manager_pages_through_its_own_sensors_only(hub: Hub) -> None:
+    await add_users(hub, "zhang")
+    async with session(hub, "zhang") as zhang:
+        for path, rows_of in (
+            ("/api/v1/sensors/status", lambda body: body["sensors"]),
+            ("/api/v1/sensors", lambda body: body["sensors"]),
+        ):
+            rows, pages = await walk(zhang, path, {"limit": 3}, rows_of)
+            assert pages == 4 and len(rows) == 10 and {r["gateway"] for r in rows} == {"gw-b2"}, path
+        hidden = await hub.api.get("/api/v1/sensors", params={"limit": 3})
+        match = NEXT.match(hidden.headers["link"])
+        assert match is not None
+        answer = (await zhang.get(match["url"])).json()
+        assert {s["gateway"] for s in answer["sensors"]} == {"gw-b2"}, "the admin's cursor shows zhang only his own"
+
+
+async def test_the_schema_states_limit_and_cursor_of_every_list(hub: Hub) -> None:
+    schema = (await hub.api.get("/openapi.json")).json()
+    lists = 0
+    for path, operations in schema["paths"].items():
+        get = operations.get("get")
+        if get is None:
+            continue
+        names = {p["name"]: p for p in get.get("parameters", [])}
+        assert "offset" not in names, f"{path} still pages by offset"
+        if "limit" not in names:
+            continue
+        lists += 1
+        limit = names["limit"]["schema"]
+        assert limit["minimum"] == 1 and limit["maximum"] >= limit["default"] >= 1, path
+        assert "cursor" in names and "Link" in get["responses"]["200"].get("headers", {}), path
+        assert "400" in get["responses"], path
+    assert lists >= 19
