@@ -25,6 +25,7 @@ from hub.api.routes import (
     mobilisation,
     readings,
     risk_events,
+    rosters,
     sensors,
     silences,
     stream,
@@ -75,6 +76,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     for module in (
         health,
         community,
+        rosters,
         readings,
         alerts,
         events,

@@ -18,15 +18,17 @@ _MEDIA_TYPE = "application/problem+json"
 
 
 class ParameterProblem(Exception):
-    """A query parameter refused with its name, in the same shape as a validation error's (``errors[].loc``), so a
+    """A parameter refused with its name, in the same shape as a validation error's (``errors[].loc``), so a
     client finds the parameter at the same place whichever check refused it."""
 
-    def __init__(self, status: int, name: str, value: str, why: str) -> None:
+    def __init__(self, status: int, name: str, value: str, why: str, *, where: str = "query") -> None:
         super().__init__(f"{name}: {why}")
         self.status = status
         self.name = name
         self.value = value
         self.why = why
+        self.where = where
+        """``query``, ``path`` or ``body``: where the parameter was (the first part of ``loc``)."""
 
 
 @contextmanager
@@ -76,7 +78,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def parameter_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ParameterProblem)
-        errors = [{"loc": ["query", exc.name], "msg": exc.why, "input": repr(exc.value)[:200]}]
+        errors = [{"loc": [exc.where, exc.name], "msg": exc.why, "input": repr(exc.value)[:200]}]
         return problem(exc.status, _title(exc.status), str(exc), errors=errors)
 
     app.add_exception_handler(HTTPException, http_error)
