@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from protocol import Reading
+from tests.hub.events_support import event, raise_events
 from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
 from tests.hub.identity_support import add_users, identity_deployment, session
 
@@ -26,27 +27,6 @@ async def hub(mosquitto: int, tmp_path: Path) -> AsyncIterator[Hub]:
         mosquitto=mosquitto, deployment=identity_deployment(tmp_path), data_dir=tmp_path / "data"
     ) as running:
         yield running
-
-
-def event(n: int, *, grid: str = "grid-1", place: str = "b1", **changes: Any) -> dict[str, Any]:
-    """A risk event from another system, one condition (hence one alert) per ``n``."""
-    return {
-        "system": "video-ai",
-        "id": f"cam-{place}/lane-{n}",
-        "grade": "IV",
-        "grid": grid,
-        "place": place,
-        "kind": "fire-lane-blocked",
-        "location_zh": f"红星社区 {place} 消防通道 {n}",
-        "rule": "fire lane blocked",
-        "time": datetime.now(UTC).isoformat(),
-        **changes,
-    }
-
-
-async def raise_events(hub: Hub, *events: dict[str, Any]) -> None:
-    answer = await hub.api.post("/api/v1/events", json={"events": list(events)})
-    assert answer.status_code == 202 and not answer.json().get("refused"), answer.text
 
 
 async def walk(

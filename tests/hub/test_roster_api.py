@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.hub.events_support import event, raise_events
 from tests.hub.harness import Hub, eventually, running_hub
 from tests.hub.identity_support import add_users, identity_deployment, session
-from tests.hub.test_api_paging import event, raise_events
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
