@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 Key = tuple[int | str, ...]
-"""A row's position in its list, in an order where "after" is "greater than" (newest first: ``(-time_ms, id)``)."""
+"""A row's position in its list. For a list paged in memory (``page_of``) it sorts ascending in the list's order, so
+"after" is "greater than" (newest first: ``(-time_ms, id)``); for a list its store pages, the store's own position
+(``(opened_at_ms, id)`` of an alert, a sequence number…), which the route hands back to the store."""
 
 T = TypeVar("T")
 
