@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.api.routes import work_orders
 from protocol import Reading
 from tests.hub.events_support import event, raise_events
 from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
@@ -283,3 +284,25 @@ async def test_the_schema_states_limit_and_cursor_of_every_list(hub: Hub) -> Non
         assert "cursor" in names and "Link" in get["responses"]["200"].get("headers", {}), path
         assert "400" in get["responses"], path
     assert lists >= 19
+
+
+async def test_a_company_pages_its_work_orders_only_however_few_of_them_each_read_holds(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(work_orders, "_SCAN_BATCH", 2)  # a scoped page fills over several reads of the store
+    alert = await _an_alert(hub)
+    mine: list[str] = []
+    for n in range(8):
+        department = "property-b" if n % 3 == 0 else "property"
+        made = await hub.api.post(
+            f"/api/v1/alerts/{alert}/work-orders",
+            json={"by": "chen-subdistrict", "department": department, "task": f"清理 {n}", "due_at": _soon(days=1)},
+        )
+        assert made.status_code == 201, made.text
+        if department == "property-b":
+            mine.append(made.json()["id"])
+    await add_users(hub, "prop-b")
+    async with session(hub, "prop-b") as company:
+        rows, pages = await walk(company, "/api/v1/work-orders", {"limit": 2}, itself)
+    assert sorted(r["id"] for r in rows) == sorted(mine) and pages == 2
+    assert {r["department"] for r in rows} == {"property-b"}
