@@ -1,14 +1,17 @@
 """Who is responsible for what: grids, their managers, and where to reach each person.
 
 Plain frozen values. The hub builds a :class:`Directory` from its YAML deployment configuration (strict,
-secrets from env or ``*_file``); ``alerts`` only reads it. Later rosters and escalation chains sit next to
-these and answer the same question ("who gets this alert now?") with time and escalation in the answer.
+secrets from env or ``*_file``); ``alerts`` only reads it — but for the duty rosters' swaps and holidays changed
+while the hub runs (``Directory.amended`` and ``route_by``, made by ``alerts.duty``). Later rosters and escalation
+chains sit next to these and answer the same question ("who gets this alert now?") with time and escalation in the
+answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -225,9 +228,11 @@ class Directory:
     grids: tuple[Grid, ...]
     people: tuple[Person, ...]
     rosters: tuple[Roster, ...]
+    """The rosters as they route now: the deployment file's, with the changes made since (``route_by``)."""
     _grid_index: dict[str, Grid] = field(init=False, repr=False, compare=False)
     _person_index: dict[str, Person] = field(init=False, repr=False, compare=False)
     _roster_of: dict[str, Roster] = field(init=False, repr=False, compare=False)
+    _planned: dict[str, Roster] = field(init=False, repr=False, compare=False)
 
     def __init__(
         self, *, grids: Iterable[Grid] = (), people: Iterable[Person] = (), rosters: Iterable[Roster] = ()
@@ -264,6 +269,62 @@ class Directory:
         object.__setattr__(self, "_grid_index", grid_index)
         object.__setattr__(self, "_person_index", persons)
         object.__setattr__(self, "_roster_of", roster_of)
+        object.__setattr__(self, "_planned", {roster.id: roster for roster in self.rosters})
+
+    def roster(self, roster_id: str) -> Roster | None:
+        """The roster ``roster_id`` as it routes now, or None."""
+        return next((r for r in self.rosters if r.id == roster_id), None)
+
+    def planned_roster(self, roster_id: str) -> Roster | None:
+        """The roster ``roster_id`` as the deployment file has it (before any change through the API), or None."""
+        return self._planned.get(roster_id)
+
+    def amended(
+        self,
+        roster_id: str,
+        *,
+        holidays: Mapping[dt.date, tuple[str, ...]],
+        overrides: Mapping[tuple[dt.date, str], str],
+    ) -> Roster:
+        """The file's roster ``roster_id`` plus ``holidays`` and ``overrides`` (each replacing the file's entry for the
+        same date, or date and shift): the duty changes made at run time (a swap, a sick day, a holiday rota). Only
+        built and checked here; ``route_by`` puts it to use.
+
+        ValueError, its message starting with the field at fault, for an unknown roster, shift or person, a person
+        with no channel to be paged on, or a holiday with nobody on duty."""
+        planned = self._planned.get(roster_id)
+        if planned is None:
+            raise ValueError(f"roster: no roster {roster_id!r}")
+        shifts = {shift.name for shift in planned.shifts}
+        for (day, shift_name), person in overrides.items():
+            if shift_name not in shifts:
+                raise ValueError(f"shift: roster {roster_id!r} has no shift {shift_name!r} (it has {sorted(shifts)})")
+            self._check_reachable(person, f"the {day} {shift_name} shift")
+        for day, people in holidays.items():
+            if not people:
+                raise ValueError(f"people: the holiday {day} would leave roster {roster_id!r} with nobody on duty")
+            for person in people:
+                self._check_reachable(person, f"the holiday {day}")
+        return dataclasses.replace(
+            planned, holidays={**planned.holidays, **holidays}, overrides={**planned.overrides, **overrides}
+        )
+
+    def _check_reachable(self, person_id: str, where: str) -> None:
+        person = self._person_index.get(person_id)
+        if person is None:
+            raise ValueError(f"person: no person {person_id!r} in the directory ({where})")
+        if not person.targets:
+            raise ValueError(f"person: {person_id!r} has no channel to be paged on ({where}): nobody would be reached")
+
+    def route_by(self, roster: Roster) -> None:
+        """Route the grids of ``roster`` (one of this directory's, by id, e.g. from ``amended``) by it from now on.
+        The one change made to a directory while the hub runs — in place, so the alert service, the emergency desk
+        and the API, which share it, page by the new duty at once."""
+        if roster.id not in self._planned or roster.grids != self._planned[roster.id].grids:
+            raise ValueError(f"roster: {roster.id!r} is not one of the directory's rosters (or covers other grids)")
+        object.__setattr__(self, "rosters", tuple(roster if r.id == roster.id else r for r in self.rosters))
+        for grid_id in roster.grids:
+            self._roster_of[grid_id] = roster
 
     def managers_for(self, grid_id: str) -> tuple[Person, ...]:
         """The people managing ``grid_id``, in configured order; empty for an unknown grid.

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-__all__ = ["Roster", "Shift"]
+__all__ = ["Roster", "RosterChange", "Shift", "changes_of"]
 
 _DAY = dt.timedelta(days=1)
 
@@ -107,3 +107,44 @@ class Roster:
             return holiday
         occurrence = (day - self.epoch).days * len(self.shifts) + index
         return (self.team[occurrence % len(self.team)],)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RosterChange:
+    """A duty change made while the hub runs, on top of the deployment file's roster: ``shift`` of ``day`` given to
+    ``people[0]`` (a swap, a sick day — a roster *override*), or, with ``shift`` None, ``people`` on duty for every
+    shift starting on ``day`` (a *holiday* rota). Kept in the alert store and in its audit log; ``time_ms`` (Unix ms)
+    is when ``by`` made it."""
+
+    roster_id: str
+    day: dt.date
+    shift: str | None
+    people: tuple[str, ...]
+    by: str
+    time_ms: int
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.people:
+            raise ValueError(f"people: a change of roster {self.roster_id!r} on {self.day} leaves nobody on duty")
+        if self.shift is not None and len(self.people) != 1:
+            raise ValueError(f"people: one shift ({self.shift} of {self.day}) goes to one person, not {self.people}")
+
+    def describe(self) -> str:
+        """One line for the audit log: ``2026-12-01 day shift → zhang-wei`` / ``2026-12-01 holiday → a, b``."""
+        what = "holiday" if self.shift is None else f"{self.shift} shift"
+        return f"{self.day.isoformat()} {what} → {', '.join(self.people)}"
+
+
+def changes_of(
+    changes: Iterable[RosterChange],
+) -> tuple[dict[dt.date, tuple[str, ...]], dict[tuple[dt.date, str], str]]:
+    """``changes`` (of one roster) as the holidays and overrides a :class:`Roster` takes."""
+    holidays: dict[dt.date, tuple[str, ...]] = {}
+    overrides: dict[tuple[dt.date, str], str] = {}
+    for change in changes:
+        if change.shift is None:
+            holidays[change.day] = change.people
+        else:
+            overrides[(change.day, change.shift)] = change.people[0]
+    return holidays, overrides

@@ -102,6 +102,9 @@ class RecentEvent:
     outcome: Literal["muted", "taken"]
     alert: Alert | None
     """The alert it opened or changed (None: muted, or nothing changed)."""
+    seq: int = 0
+    """Its place in the order taken since the service started (1, 2, …): a position that later events do not move,
+    for paging (``recent_events(before=…)``)."""
 
 
 class TransitionError(Exception):
@@ -250,6 +253,7 @@ class AlertService:
         self._mutex = asyncio.Lock()  # one alert change at a time: dedup reads then writes
         self._pending: list[tuple[RiskEvent, asyncio.Future[Alert | None]]] = []
         self._recent: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
+        self._recent_seq = 0
         """Submitted events waiting for the next group commit."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -345,14 +349,22 @@ class AlertService:
         outcomes = [None if r is None else await r for r in results]
         received = self._clock()
         for event, waited, outcome in zip(events, results, outcomes, strict=True):
-            self._recent.append(RecentEvent(event, received, "muted" if waited is None else "taken", outcome))
+            self._recent_seq += 1
+            self._recent.append(
+                RecentEvent(event, received, "muted" if waited is None else "taken", outcome, self._recent_seq)
+            )
         return outcomes
 
-    def recent_events(self, *, matching: Callable[[RiskEvent], bool] | None = None, limit: int) -> list[RecentEvent]:
+    def recent_events(
+        self, *, matching: Callable[[RiskEvent], bool] | None = None, limit: int, before: int | None = None
+    ) -> list[RecentEvent]:
         """The risk events taken since the service started (the newest ``RECENT_EVENTS``), newest first, those
-        ``matching`` accepts, at most ``limit``."""
+        ``matching`` accepts, only those taken before the one numbered ``before`` (a keyset page), at most
+        ``limit``."""
         found = []
         for recent in reversed(self._recent):
+            if before is not None and recent.seq >= before:
+                continue
             if matching is None or matching(recent.event):
                 found.append(recent)
                 if len(found) >= limit:
@@ -805,14 +817,15 @@ class AlertService:
         matching: Callable[[Alert], bool] | None = None,
         *,
         states: Collection[AlertState] | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Alert]:
         """Alerts newest first, optionally only those in ``state`` and those ``matching`` accepts (the caller's
-        scope: the API filters what a grid manager or a property company may see), at most ``limit`` (1..11000: a
-        page of at most 1,000 at an offset of at most 10,000)."""
+        scope: the API filters what a grid manager or a property company may see), after the position ``after``
+        (``(opened_at_ms, id)`` of the last one seen: a keyset page), at most ``limit`` (1..11000)."""
         if not 1 <= limit <= 11_000:
             raise ValueError(f"limit must be 1..11000, got {limit!r}")
         return await asyncio.to_thread(
-            self._store.list_alerts, state=state, states=states, limit=limit, matching=matching
+            self._store.list_alerts, state=state, states=states, limit=limit, matching=matching, after=after
         )
 
     async def work_order(self, order_id: str) -> WorkOrder | None:
@@ -1212,11 +1225,17 @@ class AlertService:
         return order
 
     async def list_work_orders(
-        self, *, departments: Collection[str] | None = None, open_only: bool = False, limit: int = 200
+        self,
+        *,
+        departments: Collection[str] | None = None,
+        open_only: bool = False,
+        limit: int = 200,
+        after: tuple[int, str] | None = None,
     ) -> list[tuple[WorkOrder, Alert]]:
-        """Work orders with their alerts, newest first (``AlertStore.list_work_orders``)."""
+        """Work orders with their alerts, newest first, after the position ``after`` (``(created_ms, id)``)
+        (``AlertStore.list_work_orders``)."""
         return await asyncio.to_thread(
-            self._store.list_work_orders, departments=departments, open_only=open_only, limit=limit
+            self._store.list_work_orders, departments=departments, open_only=open_only, limit=limit, after=after
         )
 
     async def work_orders(self, alert_id: str) -> list[WorkOrder]:

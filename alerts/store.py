@@ -37,6 +37,7 @@ loop; one connection guarded by a lock serves those threads.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import sqlite3
@@ -54,6 +55,7 @@ from alerts.hazards import Hazard, HazardState
 from alerts.incidents import HouseholdStatus, Incident, ResidentReport
 from alerts.mobilisation import Answer, Callout, IncidentMessage, Measure, Notice
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
+from alerts.roster import RosterChange
 from alerts.silence import Silence, SilenceMatch
 from alerts.stats import AlertTimes
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
@@ -264,6 +266,16 @@ CREATE TABLE IF NOT EXISTS incident_messages (
 );
 CREATE INDEX IF NOT EXISTS incident_messages_due ON incident_messages(status, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS incident_messages_by_incident ON incident_messages(incident_id, created_ms);
+CREATE TABLE IF NOT EXISTS roster_changes (
+    roster_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    shift TEXT NOT NULL,
+    people TEXT NOT NULL,
+    by TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (roster_id, day, shift)
+);
 """
 
 _UNCHAINED_SUBJECTS = f"""
@@ -795,19 +807,27 @@ class AlertStore:
         states: Collection[AlertState] | None = None,
         limit: int = 100,
         matching: Callable[[Alert], bool] | None = None,
+        after: tuple[int, str] | None = None,
     ) -> list[Alert]:
         """Alerts newest first, optionally only those in ``state`` or in ``states`` (both: in both); ``limit`` -1 for
         all of them (SQLite's LIMIT). ``matching``: only alerts it accepts count (a caller's scope), read in pages
-        until ``limit`` are found. States are filtered in SQL (index ``alerts_by_state``) before any row is read."""
+        until ``limit`` are found. States are filtered in SQL (index ``alerts_by_state``) before any row is read.
+        ``after``: only those after the position ``(opened_at_ms, id)`` in this order (a keyset page: alerts opened
+        meanwhile sort before it and do not shift the rest; ``opened_at_ms`` never changes once set)."""
         wanted = None if states is None else {s.value for s in states}
         if state is not None:
             wanted = {state.value} if wanted is None else wanted & {state.value}
-        if wanted is None:
-            where, params = "", []
-        elif not wanted:
-            return []
-        else:
-            where, params = f"WHERE state IN ({', '.join('?' * len(wanted))})", sorted(wanted)
+        clauses: list[str] = []
+        params: list[object] = []
+        if wanted is not None:
+            if not wanted:
+                return []
+            clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
+            params += sorted(wanted)
+        if after is not None:
+            clauses.append("(opened_at_ms < ? OR (opened_at_ms = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT * FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
         if matching is None:
             return [_alert_from(r) for r in self._query(sql, (*params, limit))]
@@ -1019,6 +1039,68 @@ class AlertStore:
             _mark_sent_in(db, [(key, now_ms)])
 
     # --- silences -----------------------------------------------------------------------------------------
+
+    # --- duty rosters -------------------------------------------------------------------------------------
+
+    def roster_changes(self) -> list[RosterChange]:
+        """Every duty change made through the API (``shift`` '' in the table: a holiday), by roster, day and shift."""
+        rows = self._query("SELECT * FROM roster_changes ORDER BY roster_id, day, shift")
+        return [
+            RosterChange(
+                roster_id=r["roster_id"], day=dt.date.fromisoformat(r["day"]), shift=r["shift"] or None,
+                people=tuple(json.loads(r["people"])), by=r["by"], time_ms=r["time_ms"], note=r["note"],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def save_roster_change(self, change: RosterChange) -> RosterChange | None:
+        """Store ``change`` (replacing one of the same roster, day and shift) and audit it in the same transaction;
+        the change it replaced, or None."""
+        with self._transaction() as db:
+            before = self._roster_change_in(db, change.roster_id, change.day, change.shift)
+            db.execute(
+                "INSERT OR REPLACE INTO roster_changes (roster_id, day, shift, people, by, time_ms, note) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (change.roster_id, change.day.isoformat(), change.shift or "", json.dumps(list(change.people)),
+                 change.by, change.time_ms, change.note),
+            )  # fmt: skip
+            note = f"duty change: {change.describe()}" + (f" (was {before.describe()})" if before else "")
+            note += f"; {change.note}" if change.note else ""
+            from_state = None if before is None else "roster-changed"
+            _append_audit(
+                db, [(change.roster_id, from_state, "roster-changed", change.by, "api", change.time_ms, note)]
+            )
+        return before
+
+    def remove_roster_change(
+        self, roster_id: str, day: dt.date, shift: str | None, *, by: str, now_ms: int, note: str = ""
+    ) -> RosterChange | None:
+        """Undo the change of ``roster_id`` on ``day`` (``shift`` None: the holiday), audited: the file's roster
+        holds again for it. The change removed, or None when there was none (nothing audited)."""
+        with self._transaction() as db:
+            before = self._roster_change_in(db, roster_id, day, shift)
+            if before is None:
+                return None
+            db.execute(
+                "DELETE FROM roster_changes WHERE roster_id = ? AND day = ? AND shift = ?",
+                (roster_id, day.isoformat(), shift or ""),
+            )
+            text = f"duty change undone: {before.describe()}" + (f"; {note}" if note else "")
+            _append_audit(db, [(roster_id, "roster-changed", "roster-planned", by, "api", now_ms, text)])
+        return before
+
+    @staticmethod
+    def _roster_change_in(
+        db: sqlite3.Connection, roster_id: str, day: dt.date, shift: str | None
+    ) -> RosterChange | None:
+        row = db.execute(
+            "SELECT * FROM roster_changes WHERE roster_id = ? AND day = ? AND shift = ?",
+            (roster_id, day.isoformat(), shift or ""),
+        ).fetchone()
+        if row is None:
+            return None
+        return RosterChange(roster_id=row["roster_id"], day=day, shift=shift, people=tuple(json.loads(row["people"])),
+                            by=row["by"], time_ms=row["time_ms"], note=row["note"])  # fmt: skip
 
     def add_silence(self, silence: Silence) -> None:
         """Store a new silence and audit who set it, for what and until when."""
@@ -1379,11 +1461,21 @@ class AlertStore:
         return [self._work_order_from(r) for r in rows]
 
     def list_work_orders(
-        self, *, departments: Collection[str] | None, open_only: bool, limit: int
+        self,
+        *,
+        departments: Collection[str] | None,
+        open_only: bool,
+        limit: int,
+        after: tuple[int, str] | None = None,
     ) -> list[tuple[WorkOrder, Alert]]:
         """Work orders with their alerts, newest first: only of ``departments`` (None: every one), only those still
-        expected to move (dispatched, accepted, done) with ``open_only``; at most ``limit``."""
-        where, params = [], []
+        expected to move (dispatched, accepted, done) with ``open_only``; only after the position ``after``
+        (``(created_ms, id)``, a keyset page); at most ``limit``."""
+        where: list[str] = []
+        params: list[object] = []
+        if after is not None:
+            where.append("(w.created_ms < ? OR (w.created_ms = ? AND w.id > ?))")
+            params += [after[0], after[0], after[1]]
         if departments is not None:
             if not departments:
                 return []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from alerts.directory import Directory
+from alerts.duty import DutyChanges
 from alerts.emergency import EmergencyDesk
 from alerts.receivers.webhook import WebhookReceiver
 from alerts.service import AlertService
@@ -73,6 +74,8 @@ class Runtime:
     """Users, sessions, API tokens and each principal's scope (hub/identity/)."""
     directory: Directory
     """People, grids and duty rosters as the alerts route them (who is on duty now)."""
+    duty: DutyChanges
+    """Swaps, sick days and holiday rotas made through the API on top of the file's rosters (``/rosters/…``)."""
 
 
 GC_THRESHOLD_0 = 10_000
@@ -255,6 +258,8 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     alert_store = AlertStore(settings.alerts_path)
     identity_store = IdentityStore(settings.identity_path)
     try:
+        duty = DutyChanges(store=alert_store, directory=directory)
+        await duty.load()  # before the alert service routes anything: the swaps and holidays made before a restart
         async with (
             WebhookReceiver(
                 smtp=build_smtp(deployment, settings.deployment.parent),
@@ -321,6 +326,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 live,
                 identity(settings, deployment, identity_store),
                 directory,
+                duty,
             )
             tune_gc()
             await ingest.liveness.restore_open(alerts)

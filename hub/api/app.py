@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hub.api.limits import BodyLimit
+from hub.api.paging import load_cursor_key
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import (
     alerts,
@@ -24,6 +25,7 @@ from hub.api.routes import (
     mobilisation,
     readings,
     risk_events,
+    rosters,
     sensors,
     silences,
     stream,
@@ -47,6 +49,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            app.state.cursor_key = await asyncio.to_thread(load_cursor_key, settings.data_dir)
             notify("READY=1")  # under systemd (Type=notify): the runtime is up, the API listens next
             watchdog = asyncio.create_task(watchdog_forever(), name="hub-systemd-watchdog")
             try:
@@ -73,6 +76,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     for module in (
         health,
         community,
+        rosters,
         readings,
         alerts,
         events,

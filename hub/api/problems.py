@@ -12,9 +12,23 @@ from starlette.exceptions import HTTPException
 from alerts.service import NotFoundError, TransitionError
 from hub.identity import UserProblem
 
-__all__ = ["identity_errors", "install_problem_handlers", "problem", "service_errors"]
+__all__ = ["ParameterProblem", "identity_errors", "install_problem_handlers", "problem", "service_errors"]
 
 _MEDIA_TYPE = "application/problem+json"
+
+
+class ParameterProblem(Exception):
+    """A parameter refused with its name, in the same shape as a validation error's (``errors[].loc``), so a
+    client finds the parameter at the same place whichever check refused it."""
+
+    def __init__(self, status: int, name: str, value: str, why: str, *, where: str = "query") -> None:
+        super().__init__(f"{name}: {why}")
+        self.status = status
+        self.name = name
+        self.value = value
+        self.why = why
+        self.where = where
+        """``query``, ``path`` or ``body``: where the parameter was (the first part of ``loc``)."""
 
 
 @contextmanager
@@ -62,7 +76,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
         return problem(422, "Invalid request", detail, errors=errors)
 
+    async def parameter_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ParameterProblem)
+        errors = [{"loc": [exc.where, exc.name], "msg": exc.why, "input": repr(exc.value)[:200]}]
+        return problem(exc.status, _title(exc.status), str(exc), errors=errors)
+
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ParameterProblem, parameter_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 
 

@@ -406,12 +406,14 @@ class Liveness:
         *,
         gateway: str | None = None,
         status: SensorStatus | None = None,
-        offset: int = 0,
+        after_row: int = -1,
         limit: int = 1000,
         only: Collection[str] | None = None,
-    ) -> tuple[int, list[SensorLiveness]]:
-        """The total matching and one page of sensors (config order), optionally of one gateway or status, and only
-        of the sensor ids in ``only`` (the caller's scope) when given."""
+    ) -> tuple[int, int, list[SensorLiveness]]:
+        """The total matching, how many of them come before ``after_row`` (inclusive), and one page of sensors
+        (config order) after ``after_row`` (a keyset page: the sensor's ``SensorInfo.index``; -1: from the first),
+        optionally of one gateway or status, and only of the sensor ids in ``only`` (the caller's scope) when
+        given."""
         last = self.sensors.last_ms
         codes = np.where(self._state != FRESH, 1, np.where(last < 0, 2, 0))
         mask = np.ones(len(self._infos), bool)
@@ -422,7 +424,8 @@ class Liveness:
         if status is not None:
             mask &= codes == _STATUSES.index(status)
         rows = np.flatnonzero(mask)
-        page = rows[offset : offset + limit]
+        skipped = int(np.searchsorted(rows, after_row, side="right"))
+        page = rows[skipped : skipped + limit]
         sources = self.sensors.source(page)
         limits = self.sensors.limit_ms()
         views = []
@@ -442,7 +445,7 @@ class Liveness:
                     stale_after_s=float(limits[row]) / 1000,
                 )
             )
-        return rows.size, views
+        return rows.size, skipped, views
 
     def gateway_view(self, gateway: str) -> GatewayLiveness | None:
         """The gateway's declared liveness, or None when the deployment does not know it."""

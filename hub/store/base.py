@@ -14,7 +14,7 @@ Every backend passes the same contract suite (tests/hub/test_store_contract.py):
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Protocol, Self
 
@@ -113,6 +113,8 @@ class DeadLetter:
     reason: str
     detail: str
     payload: bytes
+    id: int = field(default=0, compare=False)
+    """The store's number for it, once stored (1, 2, … in the order refused; 0 before): a paging position."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,9 @@ class ReadingStore(Protocol):
 
     def session_marks(self) -> list[SessionMark]: ...
 
-    def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+    def dead_letters(self, limit: int, before: int | None = None) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first; only those numbered below ``before`` when given."""
+        ...
 
     def maintain(self, now_ms: int) -> None:
         """Housekeeping that is not on the ack path: retention, compaction. Safe to call at any time."""

@@ -84,9 +84,11 @@ def read_health(connection: sqlite3.Connection) -> list[HealthRecord]:
     return [HealthRecord(*row) for row in rows]
 
 
-def read_dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+def read_dead_letters(connection: sqlite3.Connection, limit: int, before: int | None = None) -> list[DeadLetter]:
     rows = connection.execute(
-        "SELECT received_ms, topic, reason, detail, payload FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
+        "SELECT received_ms, topic, reason, detail, payload, id FROM dead_letters WHERE id < ? "
+        "ORDER BY id DESC LIMIT ?",
+        (2**63 - 1 if before is None else before, limit),
     ).fetchall()
     return [DeadLetter(*row) for row in rows]
 
@@ -106,6 +108,6 @@ class MetaReads:
         with self._meta_lock:
             return read_health(self._meta)
 
-    def dead_letters(self, limit: int) -> list[DeadLetter]:
+    def dead_letters(self, limit: int, before: int | None = None) -> list[DeadLetter]:
         with self._meta_lock:
-            return read_dead_letters(self._meta, limit)
+            return read_dead_letters(self._meta, limit, before)

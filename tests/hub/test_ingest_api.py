@@ -622,12 +622,15 @@ async def test_alerts_are_filtered_and_paged(hub: Hub) -> None:
     assert set(await ids(grade=["III", "IV"])) == {newest["id"], oldest["id"]}
     assert await ids(grid="grid-2") == [a["id"] for a in (newest, oldest) if a["grid"] == "grid-2"]
     assert await ids(sensor="gas-b1-301", kind="gas") == [b1_alert["id"]]
-    assert await ids(offset=1, limit=1) == [oldest["id"]] and await ids(offset=2) == []
+    first = await hub.api.get("/api/v1/alerts", params={"limit": 1})
+    assert [a["id"] for a in first.json()] == [newest["id"]]
+    rest = await hub.api.get(first.headers["link"].removeprefix("<").split(">;")[0])
+    assert [a["id"] for a in rest.json()] == [oldest["id"]] and "link" not in rest.headers
     assert await ids(since="2099-01-01T00:00:00+08:00") == []
     await hub.api.post(f"/api/v1/alerts/{b1_alert['id']}/acknowledge", json={"by": "wang-li"})
     await hub.api.post(f"/api/v1/alerts/{b1_alert['id']}/resolve", json={"by": "wang-li", "note": "关阀"})
     assert b1_alert["id"] not in await ids(active="true") and len(await ids(active="true")) == 1
-    for bad in ({"grade": "V"}, {"since": "2026-01-01T00:00:00"}, {"offset": -1}, {"limit": 0}):
+    for bad in ({"grade": "V"}, {"since": "2026-01-01T00:00:00"}, {"limit": 0}):
         answer = await hub.api.get("/api/v1/alerts", params=bad)
         assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json", bad
 

@@ -85,7 +85,7 @@ def _every_10_s(liveness: Liveness, sensor: str, first_ms: int, count: int) -> i
 
 
 def _sensor(liveness: Liveness, sensor: str, now_ms: int) -> Any:
-    _, page = liveness.sensor_page(now_ms, limit=10_000)
+    _, _, page = liveness.sensor_page(now_ms, limit=10_000)
     return next(item for item in page if item.sensor == sensor)
 
 

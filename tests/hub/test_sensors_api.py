@@ -40,8 +40,11 @@ async def test_sensors_with_place_state_and_newest_reading_in_the_callers_view(h
     unseen = next(s for s in everything["sensors"] if s["sensor"] == "gas-b2-101")
     assert (unseen["status"], unseen["value"], unseen["last_seen"]) == ("unseen", None, None)
 
-    page = (await hub.api.get("/api/v1/sensors", params={"kind": "gas", "offset": 2, "limit": 2})).json()
+    first = await hub.api.get("/api/v1/sensors", params={"kind": "gas", "limit": 2})
+    second = await hub.api.get(first.headers["link"].removeprefix("<").split(">;")[0])
+    page = second.json()
     assert page["total"] == 6 and [s["sensor"] for s in page["sensors"]] == ["gas-b1-301", "gas-b2-101"]
+    assert page["offset"] == 2 and "kind=gas" in first.headers["link"], "the next link keeps the filters"
     fresh = (await hub.api.get("/api/v1/sensors", params={"status": "fresh"})).json()
     assert [s["sensor"] for s in fresh["sensors"]] == ["gas-b1-101"]
 

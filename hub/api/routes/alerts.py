@@ -4,15 +4,16 @@ verify, close, reopen — and the audit trail; every change is audited by the se
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.message import kind_names, rule_name_zh
 from alerts.model import OPEN_STATES, Alert, AlertState
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
+from hub.api.paging import LINKED, PageRequest, paged, paging
 from hub.api.problems import service_errors
 from hub.api.visible import alert_in_view
 from hub.identity import Principal
@@ -139,8 +140,13 @@ class TransitionPublic(BaseModel):
     note: str
 
 
-@router.get("/alerts")
+_ALERT_PAGES = paging("alerts", default=100, maximum=1000, shape=(int, str))
+
+
+@router.get("/alerts", responses=LINKED)
 async def list_alerts(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     state: AlertState | None = None,
@@ -150,12 +156,11 @@ async def list_alerts(
     sensor: str | None = None,
     kind: str | None = None,
     since: Annotated[AwareDatetime | None, Query(description="opened at or after (with its UTC offset)")] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: PageRequest = _ALERT_PAGES,
 ) -> list[AlertPublic]:
     """Alerts newest first, only those in the caller's scope (a grid manager's grids and escalations, a property
     company's buildings), narrowed by state (or ``active``), grades, grid, sensor, kind and opening time; paged
-    with ``offset`` and ``limit``."""
+    with ``limit`` and ``cursor`` (the next page in the ``Link`` header)."""
     scope = principal.scope
     if scope.sees_no_alerts:
         return []
@@ -176,8 +181,11 @@ async def list_alerts(
 
     matching = None if scope.community_wide and not any(f for f in filters[:-1]) else wanted
     states = OPEN_STATES if active else None
-    found = await runtime.alerts.list_alerts(state=state, states=states, limit=offset + limit, matching=matching)
-    return [AlertPublic.of(a) for a in found[offset:]]
+    after = cast("tuple[int, str] | None", page.after)
+    found = await runtime.alerts.list_alerts(
+        state=state, states=states, limit=page.limit + 1, matching=matching, after=after
+    )
+    return [AlertPublic.of(a) for a in paged(request, response, page, found, lambda a: (a.opened_at_ms, a.id))]
 
 
 @router.get("/alerts/{alert_id}")

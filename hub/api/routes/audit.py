@@ -2,18 +2,20 @@
 
 Every step anyone took — opened, notified, acknowledged, escalated, upgraded, cleared, resolved, verified, assigned,
 commented, a silence set or lifted — with who, when and through which channel, in order, each row linked to the one
-before by SHA-256 (``alerts.store``). Read it in pages (``after`` the last seq seen); ``verify`` walks the whole
-chain and names the first row that does not match. Community-wide roles only: the log covers every grid.
+before by SHA-256 (``alerts.store``). Read it in pages (``limit``, ``cursor`` and the ``Link`` header, as every list);
+``verify`` walks the whole chain and names the first row that does not match. Community-wide roles only: the log
+covers every grid.
 (Logins and role changes are in ``/audit/identity``.)
 """
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.api.deps import CommunityWide, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, paged, paging
 
 router = APIRouter(tags=["audit"], dependencies=[CommunityWide])
 
@@ -33,7 +35,9 @@ class AuditRowPublic(BaseModel):
 
 class AuditPage(BaseModel):
     rows: list[AuditRowPublic]
-    next_after: int | None = Field(description="pass as ``after`` for the next page; null when this is the end")
+    next_after: int | None = Field(
+        description="(older clients) pass as ``after`` for the next page; null when this is the end"
+    )
 
 
 class AuditVerdict(BaseModel):
@@ -45,13 +49,30 @@ class AuditVerdict(BaseModel):
     head: str = Field(description="hash of the newest row: keep it elsewhere to detect a rewritten tail later")
 
 
-@router.get("/audit")
+_AUDIT_PAGES = paging("audit", default=200, maximum=1000, shape=(int,))
+
+
+@router.get("/audit", responses=LINKED)
 async def audit(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="rows after this seq (0: from the start)")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            deprecated=True,
+            description="旧参数 / rows after this seq: kept for older archivers; use ``cursor`` (the Link header)",
+        ),
+    ] = None,
+    page: PageRequest = _AUDIT_PAGES,
 ) -> AuditPage:
-    rows = await runtime.alerts.audit_rows(after=after, limit=limit)
+    """Oldest first; paged with ``limit`` and ``cursor`` (the next page in the ``Link`` header) like every list."""
+    start = int(page.after[0]) if page.after is not None else (after or 0)
+    rows = paged(
+        request, response, page, await runtime.alerts.audit_rows(after=start, limit=page.limit + 1), lambda r: (r.seq,)
+    )
     public = [
         AuditRowPublic(
             seq=r.seq, subject=r.subject, from_state=r.from_state, to_state=r.to_state, by=r.by, channel=r.channel,
@@ -60,7 +81,8 @@ async def audit(
         )
         for r in rows
     ]  # fmt: skip
-    return AuditPage(rows=public, next_after=public[-1].seq if len(public) == limit else None)
+    more = "link" in response.headers
+    return AuditPage(rows=public, next_after=public[-1].seq if more else None)
 
 
 @router.get("/audit/verify")

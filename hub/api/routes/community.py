@@ -7,12 +7,15 @@ manages and the gateways serving them; community-wide roles everything.
 """
 
 import time
+from datetime import date, datetime
 from datetime import time as clock
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from alerts.roster import Roster
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.identity import Scope
 from hub.runtime import Runtime
 
@@ -70,6 +73,41 @@ class RosterPublic(BaseModel):
     fallback: list[PersonBrief]
     on_duty: list[PersonBrief]
     why: str = Field(description="the shift (with its date), holiday, override or fallback that puts them on duty")
+    changes: list["DutyChangePublic"] = Field(
+        default_factory=list,
+        description="值班调整 / swaps and holidays made through the API, on top of the file's plan",
+    )
+
+
+class DutyChangePublic(BaseModel):
+    day: date
+    shift: str | None = Field(description="the shift given to someone else; null: a holiday (every shift of the day)")
+    people: list[PersonBrief]
+    by: str
+    time: datetime = Field(description="when the change was made")
+    note: str
+
+
+def roster_public(runtime: Runtime, roster: Roster, now_ms: int) -> RosterPublic:
+    """One roster as the API shows it: its plan, who is on duty at ``now_ms`` (Unix ms) and why, and its changes."""
+    on_duty, why = roster.on_duty(now_ms)
+    return RosterPublic(
+        id=roster.id,
+        grids=list(roster.grids),
+        team=[_brief(runtime, p) for p in roster.team],
+        shifts=[ShiftPublic(name=s.name, start=s.start, end=s.end) for s in roster.shifts],
+        timezone=roster.timezone,
+        fallback=[_brief(runtime, p) for p in roster.fallback],
+        on_duty=[_brief(runtime, p) for p in on_duty],
+        why=why,
+        changes=[
+            DutyChangePublic(
+                day=c.day, shift=c.shift, people=[_brief(runtime, p) for p in c.people], by=c.by,
+                time=datetime.fromtimestamp(c.time_ms / 1000).astimezone(), note=c.note,
+            )
+            for c in runtime.duty.changes(roster.id)
+        ],
+    )  # fmt: skip
 
 
 def _brief(runtime: Runtime, person_id: str) -> PersonBrief:
@@ -136,26 +174,24 @@ async def community(runtime: RuntimeDep, principal: CurrentPrincipal) -> Communi
     )
 
 
-@router.get("/rosters")
-async def rosters(runtime: RuntimeDep, principal: CurrentPrincipal) -> list[RosterPublic]:
-    """The duty rosters of the grids in view, each with who is on duty now and why."""
+_ROSTER_PAGES = paging("rosters", default=100, maximum=1000, shape=(str,))
+
+
+@router.get("/rosters", responses=LINKED)
+async def rosters(
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    page: PageRequest = _ROSTER_PAGES,
+) -> list[RosterPublic]:
+    """The duty rosters of the grids in view, each with who is on duty now and why; by id, paged with ``limit`` and
+    ``cursor`` (the ``Link`` header)."""
     scope = principal.scope
     now_ms = time.time_ns() // 1_000_000
-    answer = []
-    for roster in runtime.directory.rosters:
-        if not (scope.community_wide or any(g in scope.grids or scope.sees_grid_sensors(g) for g in roster.grids)):
-            continue
-        on_duty, why = roster.on_duty(now_ms)
-        answer.append(
-            RosterPublic(
-                id=roster.id,
-                grids=list(roster.grids),
-                team=[_brief(runtime, p) for p in roster.team],
-                shifts=[ShiftPublic(name=s.name, start=s.start, end=s.end) for s in roster.shifts],
-                timezone=roster.timezone,
-                fallback=[_brief(runtime, p) for p in roster.fallback],
-                on_duty=[_brief(runtime, p) for p in on_duty],
-                why=why,
-            )
-        )
-    return answer
+    seen = [
+        roster
+        for roster in runtime.directory.rosters
+        if scope.community_wide or any(g in scope.grids or scope.sees_grid_sensors(g) for g in roster.grids)
+    ]
+    return [roster_public(runtime, r, now_ms) for r in page_of(request, response, page, seen, lambda r: (r.id,))]

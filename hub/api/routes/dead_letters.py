@@ -2,12 +2,12 @@
 
 import asyncio
 import base64
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from hub.api.deps import CommunityWide, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, paged, paging
 
 router = APIRouter(tags=["dead letters"], dependencies=[CommunityWide])
 
@@ -20,11 +20,17 @@ class DeadLetterPublic(BaseModel):
     payload_base64: str
 
 
-@router.get("/dead-letters")
+_LETTER_PAGES = paging("dead-letters", default=100, maximum=1000, shape=(int,))
+
+
+@router.get("/dead-letters", responses=LINKED)
 async def dead_letters(
-    runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    request: Request, response: Response, runtime: RuntimeDep, page: PageRequest = _LETTER_PAGES
 ) -> list[DeadLetterPublic]:
-    rows = await asyncio.to_thread(runtime.store.dead_letters, limit)
+    """Newest first; paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
+    before = None if page.after is None else int(page.after[0])
+    found = await asyncio.to_thread(runtime.store.dead_letters, page.limit + 1, before)
+    rows = paged(request, response, page, found, lambda letter: (letter.id,))
     return [
         DeadLetterPublic(
             received_ms=row.received_ms,

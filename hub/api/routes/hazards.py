@@ -3,12 +3,13 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from alerts.hazards import Hazard, HazardState
 from alerts.model import Grade
 from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
+from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
 
 router = APIRouter(tags=["hazards"], dependencies=[CommunityWide])
@@ -87,10 +88,23 @@ async def register(runtime: RuntimeDep, principal: CurrentPrincipal, body: Hazar
     return HazardPublic.of(hazard, _now_ms())
 
 
-@router.get("/hazards")
-async def list_hazards(runtime: RuntimeDep, open_only: Annotated[bool, Query()] = False) -> list[HazardPublic]:
+_HAZARD_PAGES = paging("hazards", default=100, maximum=1000, shape=(int, str))
+
+
+@router.get("/hazards", responses=LINKED)
+async def list_hazards(
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    open_only: Annotated[bool, Query()] = False,
+    page: PageRequest = _HAZARD_PAGES,
+) -> list[HazardPublic]:
+    """The register, soonest review first; paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
     now = _now_ms()
-    return [HazardPublic.of(h, now) for h in await runtime.alerts.hazards(open_only=open_only)]
+    found = await runtime.alerts.hazards(open_only=open_only)
+    return [
+        HazardPublic.of(h, now) for h in page_of(request, response, page, found, lambda h: (h.next_review_ms, h.id))
+    ]
 
 
 @router.post("/hazards/{hazard_id}/review")

@@ -4,11 +4,12 @@ collect and verify each household's status, export the register (CSV) and its co
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from alerts.incidents import HouseholdStatus, Incident, IncidentKind, ResidentReport, export_csv, summary
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
+from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
 from hub.api.routes.mobilisation import MeasurePublic, NoticePublic, VolunteersPublic
 from hub.api.visible import IncidentInView
@@ -107,13 +108,23 @@ async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: Declar
     return IncidentPublic.of(incident).model_copy(update={"volunteers": VolunteersPublic.of(board)})
 
 
-@router.get("/incidents")
+_INCIDENT_PAGES = paging("incidents", default=100, maximum=1000, shape=(int, str))
+_HOUSEHOLD_PAGES = paging("households", default=1000, maximum=5000, shape=(str,))
+
+
+@router.get("/incidents", responses=LINKED)
 async def list_incidents(
-    runtime: RuntimeDep, principal: CurrentPrincipal, active_only: bool = False
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    active_only: bool = False,
+    page: PageRequest = _INCIDENT_PAGES,
 ) -> list[IncidentPublic]:
-    """Incidents in the caller's view: the whole community's, and those of their grids or buildings."""
-    incidents = await runtime.alerts.incidents(active_only=active_only)
-    return [IncidentPublic.of(i) for i in incidents if principal.scope.sees_incident(i)]
+    """Incidents in the caller's view: the whole community's, and those of their grids or buildings; newest
+    declared first, paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
+    incidents = [i for i in await runtime.alerts.incidents(active_only=active_only) if principal.scope.sees_incident(i)]
+    return [IncidentPublic.of(i) for i in page_of(request, response, page, incidents, lambda i: (-i.declared_ms, i.id))]
 
 
 @router.get("/incidents/{incident_id}")
@@ -141,11 +152,14 @@ async def report(runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: 
         ))  # fmt: skip
 
 
-@router.get("/incidents/{incident_id}/households")
-async def households(runtime: RuntimeDep, incident_id: str) -> list[ReportPublic]:
+@router.get("/incidents/{incident_id}/households", responses=LINKED)
+async def households(
+    request: Request, response: Response, runtime: RuntimeDep, incident_id: str, page: PageRequest = _HOUSEHOLD_PAGES
+) -> list[ReportPublic]:
+    """By household; paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
     with service_errors("incident"):
         _, reports = await runtime.alerts.incident_register(incident_id)
-    return [ReportPublic.of(r) for r in reports]
+    return [ReportPublic.of(r) for r in page_of(request, response, page, reports, lambda r: (r.household,))]
 
 
 @router.post("/incidents/{incident_id}/households/{household}/verify")

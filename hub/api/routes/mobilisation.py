@@ -4,13 +4,14 @@ confirmations, and the printable summary for the sub-district."""
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from alerts.incident_summary import summary_html
 from alerts.mobilisation import Answer, Callout, IncidentBoard, IncidentMessage, Measure, Notice, mobilised_skills
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
+from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
 from hub.api.visible import IncidentInView
 
@@ -159,12 +160,21 @@ async def send_notice(
     return NoticePublic.of(board, notice)
 
 
-@router.get("/incidents/{incident_id}/notices")
-async def notices(runtime: RuntimeDep, incident_id: str) -> list[NoticePublic]:
-    """The notices sent, oldest first, with each broadcast receiver's delivery status."""
+_NOTICE_PAGES = paging("notices", default=100, maximum=1000, shape=(int, str))
+_MEASURE_PAGES = paging("measures", default=100, maximum=1000, shape=(int, str))
+
+
+@router.get("/incidents/{incident_id}/notices", responses=LINKED)
+async def notices(
+    request: Request, response: Response, runtime: RuntimeDep, incident_id: str, page: PageRequest = _NOTICE_PAGES
+) -> list[NoticePublic]:
+    """The notices sent, oldest first, with each broadcast receiver's delivery status; paged with ``limit`` and
+    ``cursor`` (the ``Link`` header)."""
     with service_errors("incident"):
         board = await runtime.emergency.board(incident_id)
-    return [NoticePublic.of(board, n) for n in board.notices]
+    return [
+        NoticePublic.of(board, n) for n in page_of(request, response, page, board.notices, lambda n: (n.sent_ms, n.id))
+    ]
 
 
 @router.post("/incidents/{incident_id}/volunteers/call", dependencies=[CommunityWide])
@@ -211,12 +221,18 @@ async def assign_measure(
     return MeasurePublic.of(board, measure)
 
 
-@router.get("/incidents/{incident_id}/measures")
-async def measures(runtime: RuntimeDep, incident_id: str) -> list[MeasurePublic]:
-    """The incident's measures, oldest first; ``overdue``: not confirmed by the deadline."""
+@router.get("/incidents/{incident_id}/measures", responses=LINKED)
+async def measures(
+    request: Request, response: Response, runtime: RuntimeDep, incident_id: str, page: PageRequest = _MEASURE_PAGES
+) -> list[MeasurePublic]:
+    """The incident's measures, oldest first; ``overdue``: not confirmed by the deadline. Paged with ``limit`` and
+    ``cursor`` (the ``Link`` header)."""
     with service_errors("incident"):
         board = await runtime.emergency.board(incident_id)
-    return [MeasurePublic.of(board, m) for m in board.measures]
+    return [
+        MeasurePublic.of(board, m)
+        for m in page_of(request, response, page, board.measures, lambda m: (m.assigned_ms, m.id))
+    ]
 
 
 @router.post("/incidents/{incident_id}/measures/{measure_id}/confirm")

@@ -15,10 +15,11 @@ import time
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, paged, paging
 from hub.api.visible import sensor_in_view
 from hub.store.base import ReadingFlag
 
@@ -89,21 +90,32 @@ def parse_instant(text: str | None, name: str, default_ms: int) -> int:
     return int(moment.timestamp() * 1000)
 
 
-@router.get("/readings")
+_READING_PAGES = paging("readings", default=10_000, maximum=100_000, shape=(int,))
+_WINDOW_PAGES = paging("readings-window", default=10_000, maximum=100_000, shape=(int, str))
+
+
+@router.get("/readings", responses=LINKED)
 async def readings(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     sensor: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
     start: str | None = None,
     end: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    page: PageRequest = _READING_PAGES,
 ) -> ReadingsPublic:
+    """A sensor's readings in [start, end), oldest first; paged with ``limit`` and ``cursor`` (the ``Link`` header:
+    keep ``end`` explicit when paging, or the window's default end moves with the clock)."""
     info = sensor_in_view(runtime, principal, sensor)
     end_ms = parse_instant(end, "end", int(time.time() * 1000) + 1)
     start_ms = parse_instant(start, "start", end_ms - _DEFAULT_SPAN_MS)
     if start_ms >= end_ms:
         raise HTTPException(422, f"start ({start_ms}) must be before end ({end_ms})")
-    rows = await asyncio.to_thread(runtime.store.readings, sensor, start_ms, end_ms, limit)
+    # one reading per (sensor, device time): the time alone is a position no later write moves
+    from_ms = start_ms if page.after is None else max(start_ms, int(page.after[0]) + 1)
+    found = await asyncio.to_thread(runtime.store.readings, sensor, from_ms, end_ms, page.limit + 1)
+    rows = paged(request, response, page, found, lambda r: (r.time_ms,))
     return ReadingsPublic(
         sensor=sensor,
         kind=info.kind.name,
@@ -179,16 +191,19 @@ class WindowPublic(BaseModel):
     readings: list[WindowReading]
 
 
-@router.get("/readings/window")
+@router.get("/readings/window", responses=LINKED)
 async def window(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     grid: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,64}$")],
     start: str | None = None,
     end: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    page: PageRequest = _WINDOW_PAGES,
 ) -> WindowPublic:
-    """Every reading of a grid's sensors in [start, end) (default: the last 10 minutes), by time then sensor."""
+    """Every reading of a grid's sensors in [start, end) (default: the last 10 minutes), by time then sensor; paged
+    with ``limit`` and ``cursor`` (the ``Link`` header; ``truncated``: more follow)."""
     scope = principal.scope
     sensors = [i.id for i in runtime.registry.by_id.values() if i.grid == grid and scope.sees_sensor(i.id)]
     if not sensors:
@@ -197,13 +212,22 @@ async def window(
     start_ms = parse_instant(start, "start", end_ms - 600_000)
     if start_ms >= end_ms:
         raise HTTPException(422, f"start ({start_ms}) must be before end ({end_ms})")
-    rows = await asyncio.to_thread(runtime.store.window, sensors, start_ms, end_ms, limit + 1)
+    if page.after is None:
+        found = await asyncio.to_thread(runtime.store.window, sensors, start_ms, end_ms, page.limit + 1)
+    else:
+        # rows at the cursor's own time may come before it (one per sensor at most): read that many more, drop them
+        after = (int(page.after[0]), str(page.after[1]))
+        found = await asyncio.to_thread(
+            runtime.store.window, sensors, max(start_ms, after[0]), end_ms, page.limit + 1 + len(sensors)
+        )
+        found = [r for r in found if (r.time_ms, r.sensor) > after][: page.limit + 1]
+    rows = paged(request, response, page, found, lambda r: (r.time_ms, r.sensor))
     return WindowPublic(
         grid=grid,
         start_ms=start_ms,
         end_ms=end_ms,
-        count=min(len(rows), limit),
-        truncated=len(rows) > limit,
+        count=len(rows),
+        truncated=len(found) > len(rows),
         readings=[
             WindowReading(
                 sensor=r.sensor,
@@ -212,7 +236,7 @@ async def window(
                 value=r.value,
                 clock_skew=bool(r.flags & ReadingFlag.CLOCK_SKEW),
             )
-            for r in rows[:limit]
+            for r in rows
         ],
     )
 

@@ -7,13 +7,14 @@ are the record that lasts. Only events in the caller's view: its sensors, its gr
 """
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from alerts.model import RiskEvent
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, paged, paging
 
 router = APIRouter(tags=["risk events"], dependencies=[Authorized])
 
@@ -41,16 +42,22 @@ def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
-@router.get("/risk-events")
+_EVENT_PAGES = paging("risk-events", default=100, maximum=1000, shape=(int,))
+
+
+@router.get("/risk-events", responses=LINKED)
 async def risk_events(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     grid: str | None = None,
     sensor: str | None = None,
     kind: str | None = None,
     status: Literal["firing", "cleared"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: PageRequest = _EVENT_PAGES,
 ) -> list[RiskEventPublic]:
+    """Newest first; paged with ``limit`` and ``cursor`` (the next page in the ``Link`` header)."""
     scope = principal.scope
 
     def wanted(event: RiskEvent) -> bool:
@@ -75,5 +82,7 @@ async def risk_events(
             value=r.event.value, unit=r.event.unit, threshold=r.event.threshold, time=_at(r.event.time_ms),
             received=_at(r.received_ms), outcome=r.outcome, alert_id=None if r.alert is None else r.alert.id,
         )
-        for r in runtime.alerts.recent_events(matching=wanted, limit=limit)
+        for r in paged(request, response, page, runtime.alerts.recent_events(
+            matching=wanted, limit=page.limit + 1, before=None if page.after is None else int(page.after[0])
+        ), lambda r: (r.seq,))
     ]  # fmt: skip

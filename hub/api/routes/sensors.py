@@ -11,13 +11,14 @@ gateway or one status; an unknown gateway is 404 (problem+json).
 import asyncio
 import time
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
+from hub.api.paging import LINKED, PageRequest, page_of, paged, paging
 from hub.api.visible import sensor_in_view
 from hub.ingest.registry import SensorInfo
 from hub.runtime import Runtime
@@ -45,19 +46,25 @@ class SensorStatusPublic(BaseModel):
 class SensorsStatusPublic(BaseModel):
     community: str
     total: int = Field(description="sensors matching the filters (all pages)")
-    offset: int
+    offset: int = Field(description="sensors matching the filters before this page (pages are read by cursor)")
     sensors: list[SensorStatusPublic]
 
 
-@router.get("/sensors/status")
+_STATUS_PAGES = paging("sensors-status", default=1000, maximum=10_000, shape=(int,))
+_SENSOR_PAGES = paging("sensors", default=1000, maximum=5000, shape=(int,))
+
+
+@router.get("/sensors/status", responses=LINKED)
 async def sensors_status(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     gateway: str | None = None,
     status: Literal["fresh", "stale", "unseen"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    page: PageRequest = _STATUS_PAGES,
 ) -> SensorsStatusPublic:
+    """Each sensor's liveness in configuration order; paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
     scope = principal.scope
     only = None if scope.community_wide else scope.sensors
     in_view = gateway in runtime.registry.gateways and (
@@ -66,13 +73,16 @@ async def sensors_status(
     if gateway is not None and not in_view:
         raise HTTPException(404, f"no gateway {gateway} in this deployment")
     now_ms = time.time_ns() // 1_000_000
-    total, page = runtime.ingest.liveness.sensor_page(
-        now_ms, gateway=gateway, status=status, offset=offset, limit=limit, only=only
+    after = -1 if page.after is None else int(page.after[0])
+    total, skipped, found = runtime.ingest.liveness.sensor_page(
+        now_ms, gateway=gateway, status=status, after_row=after, limit=page.limit + 1, only=only
     )
+    index = runtime.registry.by_id
+    shown = paged(request, response, page, found, lambda item: (index[item.sensor].index,))
     return SensorsStatusPublic(
         community=runtime.registry.community,
         total=total,
-        offset=offset,
+        offset=skipped,
         sensors=[
             SensorStatusPublic(
                 sensor=item.sensor,
@@ -86,7 +96,7 @@ async def sensors_status(
                 interval_source=item.interval_source,
                 stale_after_s=item.stale_after_s,
             )
-            for item in page
+            for item in shown
         ],
     )
 
@@ -133,7 +143,7 @@ class SensorDetailPublic(SensorPublic):
 class SensorsPublic(BaseModel):
     community: str
     total: int = Field(description="sensors matching the filters (all pages)")
-    offset: int
+    offset: int = Field(description="sensors matching the filters before this page (pages are read by cursor)")
     sensors: list[SensorPublic]
 
 
@@ -175,8 +185,10 @@ async def _views(runtime: Runtime, infos: list[SensorInfo]) -> list[SensorPublic
     return views
 
 
-@router.get("/sensors")
+@router.get("/sensors", responses=LINKED)
 async def list_sensors(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     grid: str | None = None,
@@ -184,11 +196,11 @@ async def list_sensors(
     building: str | None = None,
     kind: str | None = None,
     status: Literal["fresh", "stale", "unseen"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=5_000)] = 1000,
+    page: PageRequest = _SENSOR_PAGES,
 ) -> SensorsPublic:
     """The sensors in the caller's view with where each is, its state and its newest reading: what the overview
-    draws. Narrowed by grid, gateway, building, kind or status; a filter naming nothing in view is 404."""
+    draws. Narrowed by grid, gateway, building, kind or status; a filter naming nothing in view is 404. In
+    configuration order, paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
     scope = principal.scope
     infos = sorted(
         (i for i in runtime.registry.by_id.values() if scope.community_wide or i.id in scope.sensors),
@@ -216,9 +228,10 @@ async def list_sensors(
         infos = [
             i for i, (s, _) in zip(infos, runtime.ingest.liveness.sensor_statuses(rows), strict=True) if s == status
         ]
-    page = infos[offset : offset + limit]
+    skipped = 0 if page.after is None else sum(1 for i in infos if (i.index,) <= page.after)
+    shown = page_of(request, response, page, infos, lambda i: (i.index,))
     return SensorsPublic(
-        community=runtime.registry.community, total=len(infos), offset=offset, sensors=await _views(runtime, page)
+        community=runtime.registry.community, total=len(infos), offset=skipped, sensors=await _views(runtime, shown)
     )
 
 

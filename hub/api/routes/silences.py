@@ -9,11 +9,12 @@ own detectors. Other roles may not use silences (403).
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from alerts.silence import Silence, SilenceMatch
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep, acting_as, requires
+from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
 from hub.identity import COMMUNITY_WIDE, Principal, Role
 
@@ -137,12 +138,25 @@ async def set_silence(runtime: RuntimeDep, principal: CurrentPrincipal, body: Si
     return SilencePublic.of(silence)
 
 
-@router.get("/silences")
+_SILENCE_PAGES = paging("silences", default=100, maximum=1000, shape=(int, str))
+
+
+@router.get("/silences", responses=LINKED)
 async def list_silences(
-    runtime: RuntimeDep, principal: CurrentPrincipal, running: Annotated[bool, Query()] = False
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    running: Annotated[bool, Query()] = False,
+    page: PageRequest = _SILENCE_PAGES,
 ) -> list[SilencePublic]:
-    silences = await runtime.alerts.list_silences(running=running)
-    return [SilencePublic.of(s) for s in silences if _in_view(principal, s)]
+    """Newest first, or (``running``) the soonest started first; paged with ``limit`` and ``cursor`` (``Link``)."""
+    silences = [s for s in await runtime.alerts.list_silences(running=running) if _in_view(principal, s)]
+
+    def key(s: Silence) -> tuple[int, str]:
+        return (s.starts_at_ms, s.id) if running else (-s.created_ms, s.id)
+
+    return [SilencePublic.of(s) for s in page_of(request, response, page, silences, key)]
 
 
 @router.post("/silences/{silence_id}/lift")

@@ -9,10 +9,11 @@ token — shown once, stored as its SHA-256 only — listed by ``GET /tokens`` a
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.api.deps import AdminOnly, CurrentPrincipal, RuntimeDep, client_address
+from hub.api.paging import LINKED, PageRequest, page_of, paged, paging
 from hub.api.problems import identity_errors
 from hub.identity import ApiToken, Role, User
 
@@ -92,9 +93,16 @@ class AuditPublic(BaseModel):
     detail: str
 
 
-@router.get("/users")
-async def list_users(runtime: RuntimeDep) -> list[UserPublic]:
-    return [UserPublic.of(u) for u in await runtime.identity.users()]
+_USER_PAGES = paging("users", default=100, maximum=1000, shape=(str,))
+
+
+@router.get("/users", responses=LINKED)
+async def list_users(
+    request: Request, response: Response, runtime: RuntimeDep, page: PageRequest = _USER_PAGES
+) -> list[UserPublic]:
+    """By name; paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
+    users = page_of(request, response, page, await runtime.identity.users(), lambda u: (u.name,))
+    return [UserPublic.of(u) for u in users]
 
 
 @router.post("/users", status_code=201)
@@ -134,9 +142,16 @@ async def revoke_sessions(
     return {"sessions_revoked": count}
 
 
-@router.get("/tokens")
-async def list_tokens(runtime: RuntimeDep) -> list[TokenPublic]:
-    return [TokenPublic.of(t) for t in await runtime.identity.api_tokens()]
+_TOKEN_PAGES = paging("tokens", default=100, maximum=1000, shape=(int, str))
+
+
+@router.get("/tokens", responses=LINKED)
+async def list_tokens(
+    request: Request, response: Response, runtime: RuntimeDep, page: PageRequest = _TOKEN_PAGES
+) -> list[TokenPublic]:
+    """Oldest first; paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
+    tokens = page_of(request, response, page, await runtime.identity.api_tokens(), lambda t: (t.created_ms, t.id))
+    return [TokenPublic.of(t) for t in tokens]
 
 
 @router.post("/tokens", status_code=201)
@@ -161,15 +176,34 @@ async def revoke_token(
         )
 
 
-@router.get("/audit/identity")
+_IDENTITY_AUDIT_PAGES = paging("audit-identity", default=100, maximum=1000, shape=(int,))
+
+
+@router.get("/audit/identity", responses=LINKED)
 async def identity_audit(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     before: Annotated[
-        int | None, Query(ge=1, le=2**63 - 1, description="the seq of the last entry of the page before")
+        int | None,
+        Query(
+            ge=1,
+            le=2**63 - 1,
+            deprecated=True,
+            description="旧参数 / the seq of the last entry of the page before: use ``cursor`` (the Link header)",
+        ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: PageRequest = _IDENTITY_AUDIT_PAGES,
 ) -> list[AuditPublic]:
-    """Logins (success, failure, lockout), logouts, token creation and revocation, user and role changes."""
-    entries = await runtime.identity.audit(before_seq=before, limit=limit)
+    """Logins (success, failure, lockout), logouts, token creation and revocation, user and role changes; newest
+    first, paged with ``limit`` and ``cursor`` (the ``Link`` header)."""
+    before_seq = int(page.after[0]) if page.after is not None else before
+    entries = paged(
+        request,
+        response,
+        page,
+        await runtime.identity.audit(before_seq=before_seq, limit=page.limit + 1),
+        lambda e: (e.seq,),
+    )
     return [AuditPublic(seq=e.seq, time=_time(e.time_ms), event=e.event, actor=e.actor, subject=e.subject,
                         client=e.client, detail=e.detail) for e in entries]  # fmt: skip

@@ -1,13 +1,15 @@
 """Work orders (协同整治): dispatched from an alert to a department, accepted, done with evidence, verified."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal, cast
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from alerts.model import Alert
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep, acting_as
+from hub.api.paging import LINKED, PageRequest, paged, paging
 from hub.api.problems import service_errors
 from hub.api.visible import alert_in_view, work_order_in_view
 
@@ -116,19 +118,36 @@ class WorkOrderListed(WorkOrderPublic):
     alert_location: str
 
 
-@router.get("/work-orders")
+_ORDER_PAGES = paging("work-orders", default=200, maximum=1000, shape=(int, str))
+_SCAN_BATCH = 500
+"""Orders read per query while a scoped caller's page fills (most of them may be out of its view)."""
+
+
+@router.get("/work-orders", responses=LINKED)
 async def all_work_orders(
+    request: Request,
+    response: Response,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
     open_only: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    page: PageRequest = _ORDER_PAGES,
 ) -> list[WorkOrderListed]:
     """Work orders newest first, each with what its alert is about, only those in the caller's view (sent to the
     caller's department, or of an alert it sees); ``open_only``: still dispatched, accepted or done (not verified or
-    cancelled) — a property company's maintenance list."""
+    cancelled) — a property company's maintenance list. Paged with ``limit`` and ``cursor`` (``Link`` header)."""
     scope = principal.scope
-    found = await runtime.alerts.list_work_orders(open_only=open_only, limit=limit if scope.community_wide else 5_000)
-    listed = [
+    after = cast("tuple[int, str] | None", page.after)
+    found: list[tuple[WorkOrder, Alert]] = []
+    while len(found) <= page.limit:
+        batch = await runtime.alerts.list_work_orders(
+            open_only=open_only, limit=page.limit + 1 if scope.community_wide else _SCAN_BATCH, after=after
+        )
+        found += [(o, a) for o, a in batch if scope.community_wide or scope.sees_work_order(o, a)]
+        if scope.community_wide or len(batch) < _SCAN_BATCH:
+            break
+        after = (batch[-1][0].created_ms, batch[-1][0].id)
+    shown = paged(request, response, page, found[: page.limit + 1], lambda pair: (pair[0].created_ms, pair[0].id))
+    return [
         WorkOrderListed(
             **WorkOrderPublic.of(order).model_dump(),
             alert_grade=alert.grade.name,
@@ -136,10 +155,8 @@ async def all_work_orders(
             alert_sensor=alert.last_event.sensor,
             alert_location=alert.last_event.location_zh,
         )
-        for order, alert in found
-        if scope.community_wide or scope.sees_work_order(order, alert)
+        for order, alert in shown
     ]
-    return listed[:limit]
 
 
 @router.post("/work-orders/{order_id}/{step}")
