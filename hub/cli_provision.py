@@ -18,6 +18,7 @@ from hub.provision import DEFAULT_DIR
 from hub.provision.acl import gateway_user
 
 if TYPE_CHECKING:  # the rest imports `cryptography`: only when a provision command runs
+    from hub.provision.acl import GatewayUser
     from hub.provision.broker_dir import BrokerDir, GatewayCredentials
 
 __all__ = ["add_provision_command"]
@@ -89,6 +90,23 @@ def _credentials_out(args: argparse.Namespace, credentials: "GatewayCredentials"
     return f"wrote {', '.join(path.name for path in written)} into {args.out} (copy them to the gateway)"
 
 
+def _mark_offline(args: argparse.Namespace, broker: "BrokerDir", user: "GatewayUser") -> None:
+    """Replace the revoked gateway's retained ``online`` (hub/provision/state.py); a failure is only a warning."""
+    from hub.provision.broker_dir import ProvisionError
+    from hub.provision.state import BrokerLogin, mark_offline
+
+    try:
+        ca = broker.path / "ca.crt" if args.broker_tls else None
+        done = mark_offline(BrokerLogin(args.broker_host, args.broker_port, broker.provision_secret(), ca), user)
+    except ProvisionError as exc:
+        sys.stderr.write(
+            f"anju-hub provision revoke: warning: {exc}; its retained state may still say online (the hub then "
+            "reports it silent, heartbeat-lost, instead of offline)\n"
+        )
+        return
+    sys.stdout.write(f"{done}\n")
+
+
 def _check_gateway(args: argparse.Namespace, broker: "BrokerDir") -> None:
     """Refuse before changing anything: the deployment must list the gateway, the broker's certificate must name
     --mqtt-host (or the gateway's TLS check would fail), and --out must be new."""
@@ -141,7 +159,10 @@ def _run(args: argparse.Namespace) -> int:
         user = gateway_user(args.community, args.id)
         if command == "revoke":
             certificate = broker.revoke(user)
-            return _reload(args, f"revoked {user.name}" + (CRL_RESTART if certificate else ""))
+            status = _reload(args, f"revoked {user.name}" + (CRL_RESTART if certificate else ""))
+            if status == 0 and not args.no_reload and not args.keep_state:
+                _mark_offline(args, broker, user)
+            return status
         _check_gateway(args, broker)
         had_cert = command == "rotate" and broker.has_client_cert(user)
         credentials = (
@@ -212,6 +233,14 @@ def add_provision_command(commands: "argparse._SubParsersAction[argparse.Argumen
     _common(revoke)
     _gateway_args(revoke, issues=False)
     _reloading(revoke)
+    revoke.add_argument(
+        "--broker-host", default="127.0.0.1", help="where to mark the gateway offline (default %(default)s)"
+    )
+    revoke.add_argument("--broker-port", type=int, default=1883, help="(default %(default)s: the loopback listener)")
+    revoke.add_argument("--broker-tls", action="store_true", help="TLS to --broker-port, checked with the dir's CA")
+    revoke.add_argument(
+        "--keep-state", action="store_true", help="leave the gateway's retained state as it is (not marked offline)"
+    )
     listing = actions.add_parser("list", help="the provisioned gateways")
     _common(listing)
     for parser in (init, gateway, rotate, revoke, listing):

@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from protocol.ids import is_valid_id
 from protocol.topics import HUB_STATE_TOPIC, PREFIX, Channel, subscription, topic
 
-__all__ = ["HUB_USERS", "GatewayUser", "gateway_user", "parse_gateway_user", "render_acl"]
+__all__ = ["HUB_USERS", "PROVISION_USER", "GatewayUser", "gateway_user", "parse_gateway_user", "render_acl"]
 
 HUB_USER = "anju-hub"
 HUB_USERS = (HUB_USER, f"{HUB_USER}-urgent")
 """The hub's two sessions (hub/ingest/service.py): each its own user, since the client id is the user name."""
+
+PROVISION_USER = "anju-provision"
+"""``anju-hub provision``'s own user: it marks a revoked gateway offline (its Will is refused once its user is gone,
+so its retained ``online`` would stay). It may only read and write gateways' ``state``."""
 
 GATEWAY_PREFIX = "gw."
 """Gateway user names are ``gw.{community}.{gateway}``: ids never contain ``.``, so the name splits one way only."""
@@ -75,6 +79,8 @@ def render_acl(gateways: Iterable[GatewayUser]) -> str:
     ]
     for name in HUB_USERS:
         lines += [f"user {name}", f"topic readwrite {PREFIX}/#"]
+    lines.append("# Provisioning: gateways' retained state only (a revoked gateway is marked offline).")
+    lines += [f"user {PROVISION_USER}", f"topic readwrite {subscription(Channel.STATE)}"]
     lines.append("# Gateways: publish under their own prefix, read their own acks and commands and the hub state.")
     for user in sorted(set(gateways), key=lambda u: u.name):
         lines += _gateway_lines(user)

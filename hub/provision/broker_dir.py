@@ -7,6 +7,7 @@ Layout (deploy/mosquitto/secure.conf points Mosquitto at these paths)::
     crl.pem                  the client certificates revoked so far (empty at first)
     passwd acl               Mosquitto's password file and ACL file
     hub.secret               the hub's broker password (both hub users share it); give it to ANJU_MQTT_PASSWORD_FILE
+    provision.secret         the password of provisioning's own broker user (marks a revoked gateway offline)
     clients/<user>.crt       the client certificate issued to a gateway, kept to revoke it by serial
     revoked                  serial, time and user of each revoked certificate (the CRL is rendered from it)
     provision.log            one JSON line per operation: when, who (the Unix user), what
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hub.provision.acl import HUB_USERS, GatewayUser, parse_gateway_user, render_acl
+from hub.provision.acl import HUB_USERS, PROVISION_USER, GatewayUser, parse_gateway_user, render_acl
 from hub.provision.passwd import PasswdError, hash_secret, new_secret, parse_passwd, render_passwd
 from hub.provision.pki import Issued, issue_ca, issue_leaf, render_crl
 
@@ -206,6 +207,13 @@ class BrokerDir:
                 report.created.append("hub.secret")
             else:
                 report.kept.append("hub.secret")
+            if not self._file("provision.secret").exists() or PROVISION_USER not in users:
+                secret = new_secret()
+                users[PROVISION_USER] = hash_secret(secret)
+                self._write("provision.secret", secret.encode() + b"\n", _SECRET_MODE)
+                report.created.append("provision.secret")
+            else:
+                report.kept.append("provision.secret")
             if report.created or not all(self._file(name).exists() for name in ("passwd", "acl", "crl.pem")):
                 self._save(users, self._revoked(), {})
             self._log("init", hosts=server_hosts, created=report.created)
@@ -236,6 +244,9 @@ class BrokerDir:
             self._keep_cert(credentials)
             self._log("rotate", user=user.name, revoked_serials=list(revoked_users))
         return credentials
+
+    def provision_secret(self) -> str:
+        return self._read("provision.secret").decode().strip()
 
     def server_names(self) -> list[str]:
         """The names (DNS names and addresses) in the broker's certificate, sorted."""

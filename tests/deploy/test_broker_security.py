@@ -27,6 +27,7 @@ from hub.demo.broker import find_mosquitto
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.provision.pki import issue_ca, issue_leaf
 from protocol import Ack, Batch, Reading, decode_ack, encode_batch
+from protocol.session import GatewayState, decode_state, encode_state
 from protocol.topics import Channel, topic
 from tests.conftest import require_service
 from tests.deploy.probe import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, Probe, probe
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ("secure.conf", "client-certs.conf")
 C = "hongxing"
 GRANTED_QOS1 = 1
+ONLINE = encode_state(GatewayState("online", 5, 1_796_000_000.0))
 BAD_CREDENTIALS = (0x86, 0x87)  # MQTT 5: bad user name or password; not authorized
 
 
@@ -70,6 +72,10 @@ class Secured:
 
     def reloading(self) -> list[str]:
         return ["--broker-pid-file", str(self.run_dir / "mosquitto.pid")]
+
+    def revoking(self) -> list[str]:
+        """``reloading`` and where revoke marks the gateway offline: this broker's loopback listener."""
+        return [*self.reloading(), "--broker-port", str(self.plain_port)]
 
     def restart(self) -> None:
         self.child.stop(grace_s=5)
@@ -255,14 +261,22 @@ def _closed(event_set: object, timeout_s: float = 10.0) -> bool:
 
 def test_revoke_closes_the_open_session_at_the_reload_and_refuses_the_next(secured: Secured) -> None:
     with _gateway(secured, "gw-b1") as revoked, _gateway(secured, "gw-b2") as other:
-        assert secured.provision("revoke", "--community", C, "--id", "gw-b1", *secured.reloading()) == 0
+        assert revoked.publish(topic(C, "gw-b1", Channel.STATE), ONLINE, retain=True) in ACCEPTED
+        assert secured.provision("revoke", "--community", C, "--id", "gw-b1", *secured.revoking()) == 0
         assert _closed(revoked.disconnected.is_set), "the revoked gateway's session stayed open after the reload"
         assert other.publish(topic(C, "gw-b2", Channel.DATA)) in ACCEPTED
         assert not other.disconnected.is_set()
     with pytest.raises(ConnectRefused) as again, _gateway(secured, "gw-b1"):
         pass
     assert again.value.code in BAD_CREDENTIALS
-    assert secured.provision("revoke", "--community", C, "--id", "gw-b1", *secured.reloading()) == 2
+    assert secured.provision("revoke", "--community", C, "--id", "gw-b1", *secured.revoking()) == 2
+    # Its Will was refused with its user; revoke replaced its retained `online` by `offline`, same session.
+    with _hub(secured) as hub:
+        assert hub.subscribe(topic(C, "gw-b1", Channel.STATE)) == GRANTED_QOS1
+        name, payload = hub.next_message()
+    assert name == topic(C, "gw-b1", Channel.STATE)
+    state = decode_state(payload)
+    assert isinstance(state, GatewayState) and (state.status, state.session) == ("offline", 5)
 
 
 def test_rotate_replaces_the_secret_without_a_restart(secured: Secured, tmp_path: Path) -> None:
@@ -305,7 +319,7 @@ def test_client_certificate_logs_in_without_a_password_and_is_revoked(secured: S
         shutil.copy(path, kept / path.name)
     cert = (kept / "client.crt", kept / "client.key")
     with probe(secured.mtls_port, user=None, ca=secured.ca, cert=cert) as open_session:
-        assert secured.provision("revoke", "--community", C, "--id", "gw-b2", *secured.reloading()) == 0
+        assert secured.provision("revoke", "--community", C, "--id", "gw-b2", *secured.revoking()) == 0
         # At the reload its user and ACL entries are gone: whatever it sends is refused from then on.
         assert _closed(
             lambda: (

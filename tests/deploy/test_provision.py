@@ -196,7 +196,7 @@ def test_a_reload_is_a_sighup_to_the_pid_in_the_file(broker: Path, tmp_path: Pat
         assert child.stdout is not None and child.stdout.readline() == b"up\n"
         (tmp_path / "broker.pid").write_text(f"{child.pid}\n", encoding="ascii")
         assert gateway(broker, demo_deployment, tmp_path / "a") == 0
-        args = ["--community", C, "--id", "gw-b1", "--broker-pid-file", str(tmp_path / "broker.pid")]
+        args = ["--community", C, "--id", "gw-b1", "--broker-pid-file", str(tmp_path / "broker.pid"), "--keep-state"]
         assert hub_cli(["provision", "revoke", "--dir", str(broker), *args]) == 0
         assert child.wait(timeout=10) == 42
     finally:
