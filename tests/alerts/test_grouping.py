@@ -211,6 +211,8 @@ async def test_a_restart_keeps_the_window_and_a_failed_digest_is_retried_whole(t
                 assert len(failing.received) == 1
                 clock.now_ms += 60 * S  # past any backoff: the three go again, together, with the same key
                 await wait_until(lambda: len(failing.received) == 2)
+                # The "sent" records commit after the receiver answered (alerts/delivery.py): wait for them too.
+                await wait_until(lambda: all(n.status == "sent" for n in store.notifications() if n.reason == "opened"))
                 rows = store.notifications()
     digest = failing.received[1]
     assert digest["digest"]["count"] == 3 and digest["reason"] == "digest"
