@@ -10,7 +10,9 @@ bare line-protocol writer and Node-RED, bench/hub_influx.py; it needs influxd, a
 Node-RED parts; Node-RED is npm-installed into run/peers on first use), ``mqtt_receive`` (receive rate of the hub's
 MQTT client layouts against ``mosquitto_sub``, bench/mqtt_receive.py; it needs Mosquitto), ``gateway_limits`` (that
 receive path with per-gateway limits off, admitting and deferring a flood, against ``mosquitto_sub``,
-bench/gateway_limits.py; it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
+bench/gateway_limits.py; it needs Mosquitto), ``hub_workers`` (1, 2 and 3 hub processes, one community each, draining
+backlogs from one Mosquitto: aggregate and per-worker readings/s and efficiency against the 1-worker rate of the same
+run, bench/hub_workers.py; it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
 store against issue 4's targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's
 liveness bookkeeping per reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming
 anomaly detector on 10,000 sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly
@@ -44,6 +46,7 @@ from bench import (
     hub_influx,
     hub_ingest,
     hub_queries,
+    hub_workers,
     liveness,
     modbus_client,
     mqtt_receive,
@@ -62,6 +65,7 @@ NAMES = (
     "hub_influx",
     "mqtt_receive",
     "gateway_limits",
+    "hub_workers",
     "hub_queries",
     "liveness",
     "anomaly",
@@ -118,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("hub_influx", "influxd", "influxdb", influxd, lambda: hub_influx.report(hub_influx.run())),
         ("mqtt_receive", "mosquitto", "mosquitto", mosquitto, lambda: mqtt_receive.report(mqtt_receive.run())),
         ("gateway_limits", "mosquitto", "mosquitto", mosquitto, lambda: gateway_limits.report(gateway_limits.run())),
+        ("hub_workers", "mosquitto", "mosquitto", mosquitto, lambda: hub_workers.report(hub_workers.run())),
     ]
     for name, program, package, found, work in needing:
         if name not in names:

@@ -87,6 +87,7 @@ _SERVE_OPTIONS = (
     "mqtt_port",
     "mqtt_username",
     "mqtt_password_file",
+    "mqtt_client_id",
     "mqtt_tls",
     "mqtt_ca_file",
     "http_host",
@@ -95,10 +96,10 @@ _SERVE_OPTIONS = (
     "time_check_interval_s",
 )
 _SERVE_EPILOG = """Every option can also come from the environment: ANJU_DEPLOYMENT, ANJU_DATA_DIR, ANJU_MQTT_HOST,
-ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_MQTT_TLS,
-ANJU_MQTT_CA_FILE (ANJU_MQTT_CERT_FILE and ANJU_MQTT_KEY_FILE for a client certificate), ANJU_HTTP_HOST,
-ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S. Flags win over the
-environment. Secrets are best given as files; they are never printed, not even when rejected."""
+ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_MQTT_CLIENT_ID,
+ANJU_MQTT_TLS, ANJU_MQTT_CA_FILE (ANJU_MQTT_CERT_FILE and ANJU_MQTT_KEY_FILE for a client certificate),
+ANJU_HTTP_HOST, ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S. Flags win over
+the environment. Secrets are best given as files; they are never printed, not even when rejected."""
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -216,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mqtt-port", dest="mqtt_port", type=int)
     serve.add_argument("--mqtt-username", dest="mqtt_username")
     serve.add_argument("--mqtt-password-file", dest="mqtt_password_file", help="file holding the broker password")
+    serve.add_argument(
+        "--mqtt-client-id",
+        dest="mqtt_client_id",
+        help="the MQTT client id (default anju-hub-{community}: distinct per hub on a shared broker)",
+    )
     serve.add_argument(
         "--mqtt-tls",
         dest="mqtt_tls",

@@ -293,7 +293,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                     port=settings.mqtt_port,
                     username=settings.mqtt_username,
                     password=password,
-                    client_id=settings.mqtt_client_id,
+                    client_id=settings.client_id(deployment.community.id),
                     tls=settings.mqtt_tls_context(),
                 ),
                 store=store,

@@ -28,7 +28,12 @@ class HubSettings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_password_file: Path | None = None
-    mqtt_client_id: str = "anju-hub"
+    mqtt_client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    """The routine session's MQTT client id (the urgent one adds ``-urgent``); None: ``anju-hub-{community}``
+    (``client_id``). Hubs of different communities share a broker, and two hubs with one client id take each other's
+    session over on every connect, so the default differs per community. A broker that takes the client id from the
+    user name (``use_username_as_clientid``, deploy/mosquitto/secure.conf) ignores this: there the hub's user names
+    must differ per hub."""
     mqtt_tls: bool = False
     """TLS to the broker (deploy/mosquitto/secure.conf, port 8883), its certificate checked against ``mqtt_ca_file``."""
     mqtt_ca_file: Path | None = None
@@ -92,6 +97,10 @@ class HubSettings(BaseSettings):
             return client_tls_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
         except TlsFileError as exc:
             raise ValueError(f"mqtt_{exc}") from None
+
+    def client_id(self, community: str) -> str:
+        """The MQTT client id of the hub of ``community``: ``mqtt_client_id``, or ``anju-hub-{community}``."""
+        return self.mqtt_client_id or f"anju-hub-{community}"
 
     @property
     def alerts_path(self) -> Path:

@@ -1,6 +1,7 @@
 """The hub's MQTT ingest: receive, commit in batches, detect, hand risks to alerts, hub-ack.
 
-Two broker connections (``_session``): an urgent one for ``alarm`` and ``state``, a routine one for the rest.
+Two broker connections (``_session``): an urgent one for ``alarm`` and ``state``, a routine one for the rest, both
+subscribed to this hub's community only (``anju/v1/{community}/+/…``): one hub process per community shares a broker.
 Named tasks under one TaskGroup: a receiver per connection puts messages into the bounded ``Inbox`` (urgent
 lane, or the routine lane taken round-robin per gateway) and PUBACKs each only once the inbox holds it, so a
 full inbox stops the broker rather than growing a queue in the client (``hub.ingest.intake``); the committer
@@ -63,10 +64,12 @@ log = logging.getLogger("anju.hub.ingest")
 class MqttEndpoint:
     """The broker and how the hub logs in to it.
 
-    The hub has two sessions, ``{client_id}`` and ``{client_id}-urgent``. With a ``username`` the urgent one logs
-    in as ``{username}-urgent``: a broker that takes each client's id from its user name
-    (``use_username_as_clientid``, deploy/mosquitto/secure.conf, so no client can take over another's session)
-    needs a user per session; ``anju-hub provision init`` creates both with one password.
+    The hub has two sessions, ``{client_id}`` and ``{client_id}-urgent``; two hubs on one broker need distinct
+    client ids, or each connect takes the other's session over (``HubSettings.client_id`` derives one per
+    community). With a ``username`` the urgent one logs in as ``{username}-urgent``: a broker that takes each
+    client's id from its user name (``use_username_as_clientid``, deploy/mosquitto/secure.conf, so no client can take
+    over another's session) needs a user per session; ``anju-hub provision init`` creates both with one password.
+    There the user names are the client ids, so two hubs need two pairs of users (not provisioned yet).
     """
 
     host: str
@@ -96,6 +99,8 @@ PAST_SKEW_MS = 30 * 86_400_000
 byte bound), a month is far more likely a clock that jumped back; stored, flagged and reported, not judged."""
 
 _CHANNELS = frozenset({"data", "alarm", "state", "health", "reply"})
+_URGENT_CHANNELS = (Channel.ALARM, Channel.STATE)
+_ROUTINE_CHANNELS = (Channel.DATA, Channel.HEALTH, Channel.REPLY)
 _LANES = ("urgent", "routine")
 
 
@@ -252,11 +257,12 @@ class Ingest:
         """Two broker connections, each with a persistent session and the retained ``offline`` as its Will.
 
         ``{client_id}-urgent`` carries ``alarm`` and ``state`` and feeds the urgent lane; ``{client_id}`` carries
-        ``data``, ``health`` and ``reply`` and feeds the routine lane, and sends hub-acks and commands. A routine
-        backlog, held back by back-pressure in the broker's queue for the routine session, is never in front of
-        an alarm. Either connection's death publishes ``offline`` (its Will, and the other one is closed with
-        it); ``online`` goes out once both are subscribed, so gateways see the hub online only while it can take
-        both alarms and readings. A clean stop fires no Will, so the hub then says ``offline`` itself.
+        ``data``, ``health`` and ``reply`` and feeds the routine lane, and sends hub-acks and commands; both subscribe
+        to the hub's own community's topics only (``_subscription``). A routine backlog, held back by back-pressure
+        in the broker's queue for the routine session, is never in front of an alarm. Either connection's death
+        publishes ``offline`` (its Will, and the other one is closed with it); ``online`` goes out once both are
+        subscribed, so gateways see the hub online only while it can take both alarms and readings. A clean stop
+        fires no Will, so the hub then says ``offline`` itself.
         """
         endpoint = self.endpoint
         offline = encode_state(GatewayState("offline", 0, time.time()))
@@ -273,9 +279,12 @@ class Ingest:
                         intakes[name].attach()
                         group.create_task(self._receive(client, intakes[name]), name=f"hub-ingest-receive-{name}")
                     group.create_task(self._commit_forever(routine), name="hub-ingest-commit")
-                    await urgent.subscribe([(subscription(Channel.ALARM), 1), (subscription(Channel.STATE), 1)])
-                    routine_channels = (Channel.DATA, Channel.HEALTH, Channel.REPLY)
-                    await routine.subscribe([(subscription(channel), 1) for channel in routine_channels])
+                    await urgent.subscribe([(self._subscription(channel), 1) for channel in _URGENT_CHANNELS])
+                    await routine.subscribe([(self._subscription(channel), 1) for channel in _ROUTINE_CHANNELS])
+                    # A persistent session keeps the filters it ever took: hubs before the shard by community took
+                    # every community's (anju/v1/+/+/…), which would still deliver the others' traffic here.
+                    await urgent.unsubscribe([subscription(channel) for channel in _URGENT_CHANNELS])
+                    await routine.unsubscribe([subscription(channel) for channel in _ROUTINE_CHANNELS])
                     online = encode_state(GatewayState("online", 0, time.time()))
                     publish_nowait(urgent, HUB_STATE_TOPIC, online, retain=True)
                     self.connected = True
@@ -288,6 +297,13 @@ class Ingest:
                 goodbye = encode_state(GatewayState("offline", 0, time.time()))
                 with contextlib.suppress(aiomqtt.MqttError):  # the connection is gone: its Will says it
                     publish_nowait(urgent, HUB_STATE_TOPIC, goodbye, retain=True)
+
+    def _subscription(self, channel: Channel) -> str:
+        """``anju/v1/{community}/+/{channel}``: this hub's own community only, so hubs of other communities on the same
+        broker (one hub process per community, README "Production") each receive only their own traffic. What still
+        comes from another community (a broker that delivers beyond the filter) is dead-lettered as
+        ``community_mismatch`` (``check_origin``)."""
+        return subscription(channel, community=self.registry.community)
 
     def _client(self, identifier: str, will: bytes) -> aiomqtt.Client:
         endpoint = self.endpoint

@@ -76,13 +76,15 @@ async def running_ingest(
     registry: Registry,
     store: object,
     on_risks: Callable[[Sequence[RiskEvent]], Awaitable[object]] = _ignore,
+    client_id: str | None = None,
     **settings: object,
 ) -> AsyncIterator[Ingest]:
     """``settings``: more ``Ingest`` arguments. Per-gateway limits are off unless given (``limits``), as the load
-    fleet's deployment file has them (``firmware_sim.load_plan.render_deployment``): these fleets are no edges."""
+    fleet's deployment file has them (``firmware_sim.load_plan.render_deployment``): these fleets are no edges.
+    ``client_id``: the hub's MQTT client id (default: a new one, so a fresh persistent session)."""
     settings.setdefault("limits", LimitsPolicy(enabled=False))
     ingest = Ingest(
-        endpoint=MqttEndpoint(host="127.0.0.1", port=port, client_id=f"test-hub-{time.monotonic_ns()}"),
+        endpoint=MqttEndpoint(host="127.0.0.1", port=port, client_id=client_id or f"test-hub-{time.monotonic_ns()}"),
         store=store,  # type: ignore[arg-type]
         registry=registry,
         detector=RuleEngine(
