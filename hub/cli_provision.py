@@ -152,6 +152,13 @@ def _run(args: argparse.Namespace) -> int:
             if "hub.secret" in report.created:
                 sys.stdout.write(f"  the hub's broker password is in {broker.path / 'hub.secret'}\n")
             return 0
+        if command == "hub":
+            main, secret_file = broker.community_hub(args.community)
+            what = (
+                f"hub users {main} and {main}-urgent, password in {secret_file}: give the hub of {args.community} "
+                f"ANJU_MQTT_USERNAME={main} and that file as ANJU_MQTT_PASSWORD_FILE"
+            )
+            return _reload(args, what)
         if command == "list":
             for user in broker.gateways():
                 sys.stdout.write(f"{user.community}\t{user.gateway}\t{user.name}\n")
@@ -241,7 +248,14 @@ def add_provision_command(commands: "argparse._SubParsersAction[argparse.Argumen
     revoke.add_argument(
         "--keep-state", action="store_true", help="leave the gateway's retained state as it is (not marked offline)"
     )
+    hub = actions.add_parser(
+        "hub",
+        help="broker users for the hub of one community on a shared broker (again: a new password for them)",
+    )
+    _common(hub)
+    hub.add_argument("--community", required=True, help="the community id the hub serves")
+    _reloading(hub)
     listing = actions.add_parser("list", help="the provisioned gateways")
     _common(listing)
-    for parser in (init, gateway, rotate, revoke, listing):
+    for parser in (init, gateway, rotate, revoke, hub, listing):
         parser.set_defaults(handler=_run)

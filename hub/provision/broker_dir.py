@@ -32,7 +32,15 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hub.provision.acl import HUB_USERS, PROVISION_USER, GatewayUser, parse_gateway_user, render_acl
+from hub.provision.acl import (
+    HUB_USERS,
+    PROVISION_USER,
+    GatewayUser,
+    community_hub_users,
+    parse_community_hub,
+    parse_gateway_user,
+    render_acl,
+)
 from hub.provision.passwd import PasswdError, hash_secret, new_secret, parse_passwd, render_passwd
 from hub.provision.pki import Issued, issue_ca, issue_leaf, render_crl
 
@@ -161,8 +169,9 @@ class BrokerDir:
     def _save(self, users: dict[str, str], revoked: dict[int, dt.datetime], revoked_users: dict[int, str]) -> None:
         """Write the password file, then the ACL and CRL rendered from the same state."""
         gateways = [u for u in (parse_gateway_user(name) for name in users) if u is not None]
+        hubs = [c for c in (parse_community_hub(name) for name in users) if c is not None]
         self._write("passwd", render_passwd(users).encode(), _BROKER_MODE)
-        self._write("acl", render_acl(gateways).encode(), _BROKER_MODE)
+        self._write("acl", render_acl(gateways, hubs).encode(), _BROKER_MODE)
         if revoked_users:
             old = self._file("revoked").read_text(encoding="utf-8") if self._file("revoked").exists() else ""
             lines = [f"{serial}\t{revoked[serial].isoformat()}\t{user}\n" for serial, user in revoked_users.items()]
@@ -218,6 +227,24 @@ class BrokerDir:
                 self._save(users, self._revoked(), {})
             self._log("init", hosts=server_hosts, created=report.created)
         return report
+
+    def community_hub(self, community: str) -> tuple[str, Path]:
+        """New broker users (``hub.{community}``, ``hub.{community}-urgent``) with a new secret for the hub of one
+        community on a shared broker, or a new secret for them (the old stops working at the reload); returns the
+        main user and the secret's file (``hub-{community}.secret``, mode 0600)."""
+        main, urgent = community_hub_users(community)
+        with self._locked():
+            users = self.users()
+            for other in filter(None, map(parse_community_hub, users)):
+                if other != community and (urgent in community_hub_users(other) or main in community_hub_users(other)):
+                    raise ProvisionError(f"the hub users of {community!r} would be those of community {other!r}")
+            secret = new_secret()
+            users[main] = users[urgent] = hash_secret(secret)
+            name = f"hub-{community}.secret"
+            self._write(name, secret.encode() + b"\n", _SECRET_MODE)
+            self._save(users, self._revoked(), {})
+            self._log("hub", community=community, users=[main, urgent])
+        return main, self._file(name)
 
     def add_gateway(self, user: GatewayUser, *, client_cert: bool = False) -> GatewayCredentials:
         """New credentials for a gateway that has none; ProvisionError when it has (``rotate`` replaces them)."""

@@ -421,3 +421,33 @@ def test_an_edge_picks_up_a_rotated_secret_as_soon_as_it_is_in_place(secured: Se
             session.stop()
 
     asyncio.run(scenario())
+
+
+def test_hubs_of_two_communities_share_the_broker_each_on_its_own_topics(secured: Secured, tmp_path: Path) -> None:
+    """``provision hub``: each community's hub has its own users, so neither takes over the other's session (the
+    client id is the user name) and neither can touch the other's gateways."""
+    secrets = {}
+    for community in (C, "other"):
+        assert secured.provision("hub", "--community", community, *secured.reloading()) == 0
+        secrets[community] = (secured.dir / f"hub-{community}.secret").read_text(encoding="utf-8").strip()
+    ours = probe(secured.plain_port, user=f"hub.{C}", password=secrets[C])
+    theirs = probe(secured.plain_port, user="hub.other", password=secrets["other"])
+    with ours as hub, theirs as other, _gateway(secured, "gw-b1") as gw:
+        assert hub.subscribe(f"anju/v1/{C}/#") == GRANTED_QOS1
+        assert other.subscribe("anju/v1/other/#") == GRANTED_QOS1
+        assert hub.publish(topic("other", "gw-b1", Channel.CMD, "rebirth")) == NOT_AUTHORIZED
+        assert hub.publish("anju/v1/hub/state", b"{}", retain=False) in ACCEPTED
+        assert gw.publish(topic(C, "gw-b1", Channel.DATA), b"ours") in ACCEPTED
+        assert hub.next_message() == (topic(C, "gw-b1", Channel.DATA), b"ours")
+        assert not hub.disconnected.is_set() and not other.disconnected.is_set()
+
+    async def scenario() -> None:  # the real hub logs in both its sessions as hub.hongxing and hub.hongxing-urgent
+        login = {"mqtt_username": f"hub.{C}", "mqtt_password": secrets[C]}
+        data_dir = tmp_path / "hub" / "data"
+        data_dir.parent.mkdir()
+        async with running_hub(
+            mosquitto=secured.plain_port, deployment=secured.deployment, data_dir=data_dir, **login
+        ) as running:
+            assert (await running.api.get("/api/v1/health")).json()["mqtt_connected"]
+
+    asyncio.run(scenario())
