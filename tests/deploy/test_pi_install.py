@@ -18,6 +18,7 @@ root, as a site's trust would be on a Pi; the installer runs with an empty envir
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -238,7 +239,9 @@ def installed(root: Root) -> Installed:
     started = time.monotonic()
     second = root.install(*args)
     second_s = time.monotonic() - started
-    print(f"install.sh in a fresh {SUITE} root: first run {first_s:.1f} s, second {second_s:.1f} s")
+    logging.getLogger(__name__).info(
+        "install.sh in a fresh %s root: first run %.1f s, second %.1f s", SUITE, first_s, second_s
+    )
     return Installed(root, first, second, before, snapshot(root.path), first_s, second_s)
 
 
