@@ -314,3 +314,33 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
     export = await hub.api.get(f"/api/v1/incidents/{incident}/export.csv")
     assert export.status_code == 200 and "1-301" in export.text
     assert errors == [], errors
+
+
+async def test_the_pages_read_a_whole_list_by_following_the_next_links(hub: Hub, browser: Browser) -> None:
+    """``apiAll`` (hub/web/static/api.js) in the browser: with pages of one or two rows it still gathers every open
+    alert and every sensor the committee may see — what the overview and the inbox need when a list outgrows a page."""
+    await add_users(hub, "committee")
+    for seq, sensor in enumerate(("gas-b1-101", "gas-b1-201", "gas-b1-301"), start=1):
+        await gas_alarm(hub, seq, sensor, 30.0)
+
+    async def three_open() -> bool:
+        return len((await hub.api.get("/api/v1/alerts?active=true")).json()) == 3
+
+    await eventually(three_open)
+    page, errors = await phone(browser, hub)
+    await log_in(page, "committee")
+    script = """async () => {
+      const { apiAll } = await import("/app/static/api.js");
+      const alerts = await apiAll("/alerts?active=true&limit=1");
+      const sensors = await apiAll("/sensors?limit=2", { key: "sensors" });
+      return { alerts: alerts.map((a) => a.id), sensors: sensors.sensors.map((s) => s.sensor) };
+    }"""
+    gathered: dict[str, Any] = await page.evaluate(script)
+    committee = await page.evaluate("""async () => {
+      const response = await fetch("/api/v1/sensors?limit=5000", { credentials: "same-origin" });
+      return (await response.json()).sensors.map((s) => s.sensor);
+    }""")
+    every_alert = [a["id"] for a in (await hub.api.get("/api/v1/alerts?active=true")).json()]
+    assert sorted(gathered["alerts"]) == sorted(every_alert) and len(every_alert) == 3, "three pages of one"
+    assert len(committee) > 2 and gathered["sensors"] == committee, "pages of two, in the list's order"
+    assert errors == []

@@ -20,7 +20,29 @@ export function toLogin() {
   location.assign(`/app/login?next=${next}`);
 }
 
-export async function api(path, { method = "GET", body } = {}) {
+export async function api(path, options = {}) {
+  return (await request(path, options)).data;
+}
+
+// Every page of a list (`limit` + `cursor`, the next page's address in the `Link` header, hub/api/paging.py), at most
+// `maxPages` of them: the whole list for a view that must show all of it (every sensor on the plan, every open
+// alert), not only the first page. `key` is the field of an envelope body that holds the items (`/sensors`); the
+// envelope of the first page is returned with all the items in it.
+export async function apiAll(path, { key = null, maxPages = 50 } = {}) {
+  let first = null;
+  const items = [];
+  let next = path;
+  for (let page = 0; next && page < maxPages; page += 1) {
+    const { data, link } = await request(next);
+    if (first === null) first = data;
+    items.push(...(key ? data[key] : data));
+    const found = /<\/api\/v1([^>]*)>;\s*rel="next"/.exec(link || "");
+    next = found ? found[1] : null;
+  }
+  return key ? { ...first, [key]: items } : items;
+}
+
+async function request(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") {
     headers["Content-Type"] = "application/json";
@@ -42,7 +64,7 @@ export async function api(path, { method = "GET", body } = {}) {
     const detail = data && (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
     throw new ApiError(response.status, detail || `HTTP ${response.status}`);
   }
-  return data;
+  return { data, link: response.headers.get("Link") };
 }
 
 export function el(tag, attributes = {}, ...children) {

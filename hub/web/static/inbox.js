@@ -1,6 +1,6 @@
 // The grid manager's alert inbox: the alerts in the caller's scope, most severe first, each with the one button
 // for its next step (接单, 出发, 到场, 处置完成 …), updated live from /api/v1/stream with sound and vibration.
-import { api, ago, el, logout, STATES, when } from "/app/static/api.js";
+import { api, apiAll, ago, el, logout, STATES, when } from "/app/static/api.js";
 
 const ACTIVE = ["open", "acknowledged", "en_route", "on_site"];
 const SEVERITY = { I: 0, II: 1, III: 2, IV: 3 };
@@ -126,7 +126,7 @@ function ring(grade) {
 
 async function load() {
   // The inbox's two lists: what is still to handle (the index answers it), and resolved alerts awaiting a check.
-  const [active, resolved] = await Promise.all([api("/alerts?active=true&limit=500"), api("/alerts?state=resolved&limit=100")]);
+  const [active, resolved] = await Promise.all([apiAll("/alerts?active=true&limit=500"), api("/alerts?state=resolved&limit=100")]);
   const list = [...active, ...resolved];
   alerts.clear();
   for (const alert of list) alerts.set(alert.id, alert);

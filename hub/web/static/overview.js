@@ -1,7 +1,7 @@
 // The community at a glance: every sensor in view as a tile, grouped by building and space (or grid), coloured by
 // state — in an open alert (by grade), stale, not heard yet, or fine — with its newest value; the open alerts by
 // grade above. Updated live from /api/v1/stream (sensor values once a second, alert changes as they happen).
-import { api, el } from "/app/static/api.js";
+import { api, apiAll, el } from "/app/static/api.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "en_route", "on_site"]);
 const GRADES = ["I", "II", "III", "IV"];
@@ -110,7 +110,7 @@ function render() {
 
 async function load() {
   const [list, alerts, community] = await Promise.all([
-    api("/sensors?limit=5000"), api("/alerts?active=true&limit=1000"), api("/community"),
+    apiAll("/sensors?limit=5000", { key: "sensors" }), apiAll("/alerts?active=true&limit=1000"), api("/community"),
   ]);
   gateways = community.gateways;
   sensors.clear();

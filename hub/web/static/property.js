@@ -1,7 +1,7 @@
 // The property company's console: its buildings with every detector that needs attention (not reporting, never
 // heard, in an open alert), the work orders sent to it with their next step, and maintenance windows (silences)
 // for detector tests — set on its own detectors, lifted early when the test is over.
-import { api, el, when } from "/app/static/api.js";
+import { api, apiAll, el, when } from "/app/static/api.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "en_route", "on_site"]);
 const ORDER_STEP = { dispatched: ["accept", "接单 / Accept"], accepted: ["done", "完成 / Done"] };
@@ -108,7 +108,8 @@ function silenceForm(sensors) {
 
 async function load() {
   const [sensors, alerts, open, running] = await Promise.all([
-    api("/sensors?limit=5000"), api("/alerts?active=true&limit=1000"), api("/work-orders?open_only=true"), api("/silences?running=true"),
+    apiAll("/sensors?limit=5000", { key: "sensors" }), apiAll("/alerts?active=true&limit=1000"),
+    apiAll("/work-orders?open_only=true"), apiAll("/silences?running=true"),
   ]);
   document.getElementById("buildings").replaceChildren(...buildings(sensors.sensors, alerts));
   document.getElementById("orders").replaceChildren(...orders(open));
