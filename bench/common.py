@@ -9,8 +9,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Timing", "hub_metrics", "machine", "measure"]
+__all__ = ["Timing", "hub_metrics", "loadavg", "machine", "measure", "require_mosquitto", "run_dir"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,30 @@ def measure(work: Callable[[], object], *, repeats: int = 9) -> Timing:
         work()
         runs.append(time.perf_counter() - start)
     return Timing(statistics.median(runs), tuple(runs))
+
+
+def require_mosquitto() -> str:
+    """The mosquitto binary; RuntimeError saying how to install it when missing (these benchmarks need a real one)."""
+    from hub.demo.broker import find_mosquitto
+
+    binary = find_mosquitto()
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto): the benchmark needs a real broker")
+    return binary
+
+
+def run_dir(name: str, given: Path | None = None) -> Path:
+    """Where a run keeps its configs and logs: ``given``, or ``run/bench/{name}-{time}`` (created)."""
+    directory = (
+        given or Path(__file__).resolve().parents[1] / "run" / "bench" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def loadavg() -> list[str]:
+    """The 1, 5 and 15 minute load averages as /proc/loadavg says them: how busy the shared machine was."""
+    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def machine() -> str:

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import aiomqtt
 
-from bench.common import measure
+from bench.common import measure, require_mosquitto
 from bench.mqtt_receive import MESSAGES, READINGS_PER_MESSAGE, _mosquitto_sub, _queue_for
 from firmware_sim.load import LoadOptions, render_deployment
 from hub.config import load_deployment
-from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.broker import mosquitto_config
 from hub.demo.processes import free_port, wait_port
 from hub.ingest.budget import Budget
 from hub.ingest.intake import Intake
@@ -114,9 +114,7 @@ def _judge_cost(registry: Registry, payloads: list[bytes]) -> dict[str, float]:
 
 def run() -> dict[str, float]:
     """Readings/s per variant (median of ``REPEATS``), the reference ``mosquitto_sub``, and ``judge``'s CPU."""
-    binary = find_mosquitto()
-    if binary is None:
-        raise RuntimeError("mosquitto is not installed")
+    binary = require_mosquitto()
     payloads = _payloads()
     variants = ("off", "admitting", "deferring")
     runs: dict[str, list[float]] = {name: [] for name in [*variants, "mosquitto_sub"]}

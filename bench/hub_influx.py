@@ -62,7 +62,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench import nodered
-from bench.common import hub_metrics
+from bench.common import hub_metrics, loadavg, run_dir
 from bench.edge_vs_tbgw import Logs, cpu_seconds, start, status_kib
 from firmware_sim.load_plan import LoadOptions
 from hub.demo.broker import find_mosquitto, mosquitto_config
@@ -728,9 +728,8 @@ def run(*, say: Callable[[str], None] = lambda text: print(text, flush=True)) ->
     if binary is None:
         raise RuntimeError("influxd is not installed (scripts/ensure-services, or apt-get install influxdb)")
     mosquitto = find_mosquitto()
-    workdir = REPO / "run" / "bench" / f"hub-influx-{time.strftime('%Y%m%d-%H%M%S')}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, object] = {"workdir": str(workdir), "loadavg_before": _loadavg()}
+    workdir = run_dir("hub-influx")
+    results: dict[str, object] = {"workdir": str(workdir), "loadavg_before": loadavg()}
     rounds = stream()
     results["readings_per_direct_run"] = sum(len(r) for r in rounds)
     direct: dict[str, list[tuple[float, float, float]]] = {"bare": [], "store": []}
@@ -767,7 +766,7 @@ def run(*, say: Callable[[str], None] = lambda text: print(text, flush=True)) ->
                     influx.close()
         finally:
             logs.close()
-    results["loadavg_after"] = _loadavg()
+    results["loadavg_after"] = loadavg()
     for name, runs in direct.items():
         results[name] = {
             "readings_per_s": statistics.median(r[0] for r in runs),
@@ -816,10 +815,6 @@ def _lost(summary: dict[str, object]) -> str:
     if not any(lost):
         return "none"
     return f"{', '.join(f'{n:,}' for n in lost)} of {int(runs[0]['backlog']):,} in its {len(runs)} runs"
-
-
-def _loadavg() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def report(results: dict[str, object], say: Callable[[str], None] = lambda text: print(text, flush=True)) -> None:

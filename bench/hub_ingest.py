@@ -52,10 +52,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import hub_metrics
+from bench.common import hub_metrics, loadavg, require_mosquitto, run_dir
 from bench.edge_vs_tbgw import Logs, cpu_seconds, machine_busy_s, start, status_kib
 from firmware_sim.load_plan import LoadOptions
-from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.broker import mosquitto_config
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.store import ChunkStore
 from hub.store.open import embedded_path
@@ -495,13 +495,10 @@ def bare_sqlite_append(directory: Path, rate_hz: float, rows: int = BARE_ROWS) -
 def run(
     *, workdir: Path | None = None, say: Callable[[str], None] = lambda text: print(text, flush=True)
 ) -> dict[str, object]:
-    mosquitto = find_mosquitto()
-    if mosquitto is None:
-        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto): the benchmark needs a real broker")
-    workdir = workdir or REPO / "run" / "bench" / f"hub-ingest-{time.strftime('%Y%m%d-%H%M%S')}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    mosquitto = require_mosquitto()
+    workdir = run_dir("hub-ingest", workdir)
     logs = Logs(workdir / "logs")
-    results: dict[str, object] = {"workdir": str(workdir), "loadavg_before": _loadavg()}
+    results: dict[str, object] = {"workdir": str(workdir), "loadavg_before": loadavg()}
     broker_port = free_port()
     config = mosquitto_config(port=broker_port, directory=workdir)
     text = re.sub(r"(?m)^max_queued_messages .*$", f"max_queued_messages {MAX_QUEUED_MESSAGES}", config.read_text())
@@ -571,12 +568,8 @@ def run(
         broker.stop(grace_s=10.0)
         logs.close()
     results["steps"] = steps
-    results["loadavg_after"] = _loadavg()
+    results["loadavg_after"] = loadavg()
     return results
-
-
-def _loadavg() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def _ms(value: float | None) -> str:

@@ -42,9 +42,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import loadavg, require_mosquitto, run_dir
 from bench.edge_vs_tbgw import Logs, cpu_seconds, machine_busy_s, start
 from firmware_sim.load_plan import LoadOptions, render_deployment
-from hub.demo.broker import find_mosquitto, mosquitto_config
+from hub.demo.broker import mosquitto_config
 from hub.demo.processes import Child, free_port, wait_port
 
 __all__ = ["Run", "report", "run"]
@@ -260,13 +261,10 @@ def _pid(child: Child) -> int:
 def run(
     *, workdir: Path | None = None, say: Callable[[str], None] = lambda text: print(text, flush=True)
 ) -> dict[str, object]:
-    mosquitto = find_mosquitto()
-    if mosquitto is None:
-        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto): the benchmark needs a real broker")
-    workdir = workdir or REPO / "run" / "bench" / f"hub-workers-{time.strftime('%Y%m%d-%H%M%S')}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    mosquitto = require_mosquitto()
+    workdir = run_dir("hub-workers", workdir)
     logs = Logs(workdir / "logs")
-    results: dict[str, object] = {"workdir": str(workdir), "loadavg_before": _loadavg()}
+    results: dict[str, object] = {"workdir": str(workdir), "loadavg_before": loadavg()}
     broker_port = free_port()
     config = mosquitto_config(port=broker_port, directory=workdir, max_queued_messages=MAX_QUEUED_MESSAGES)
     broker = start(logs, "mosquitto", [mosquitto, "-c", str(config)])
@@ -284,12 +282,8 @@ def run(
         broker.stop(grace_s=10.0)
         logs.close()
     results["runs"] = runs
-    results["loadavg_after"] = _loadavg()
+    results["loadavg_after"] = loadavg()
     return results
-
-
-def _loadavg() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def _run_line(one: Run) -> str:

@@ -31,7 +31,8 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from hub.demo.broker import find_mosquitto, mosquitto_config
+from bench.common import require_mosquitto
+from hub.demo.broker import mosquitto_config
 from hub.demo.processes import free_port, wait_port
 from hub.ingest.intake import Intake
 from protocol import Batch, Reading, encode_batch
@@ -153,9 +154,7 @@ def _mosquitto_sub(port: int, client_id: str, *, topic: str = _TOPIC) -> float:
 
 def run() -> dict[str, float]:
     """Readings/s per layout (median of ``REPEATS``), and the reference ``mosquitto_sub``."""
-    binary = find_mosquitto()
-    if binary is None:
-        raise RuntimeError("mosquitto is not installed")
+    binary = require_mosquitto()
     payloads = _payloads()
     layouts: dict[str, Callable[[int, str], Awaitable[float]]] = {
         "aiomqtt": lambda port, cid: _aiomqtt(port, cid, manual_ack=False),
