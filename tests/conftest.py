@@ -1,6 +1,7 @@
 """Fixtures shared by every test package: a real Mosquitto and a real InfluxDB on free loopback ports, the demo
 deployment."""
 
+import contextlib
 import os
 import queue
 import shutil
@@ -31,21 +32,29 @@ def require_service(name: str, found: object) -> None:
     pytest.skip(f"{name} is not installed")
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[int]:
-    """A real Mosquitto on 127.0.0.1, anonymous, for this test only; yields its port."""
+@contextlib.contextmanager
+def mosquitto_running(config: Path, *ports: int) -> Iterator[Child]:
+    """Mosquitto on ``config`` until the block ends, listening on every one of ``ports`` (127.0.0.1) before it
+    starts; the test fails naming a port it did not listen on (or is skipped, off CI, without Mosquitto)."""
     binary = find_mosquitto()
     require_service("mosquitto", binary)
     assert binary is not None
-    port = free_port()
-    config = mosquitto_config(port=port, directory=tmp_path / "mosquitto")
     child = Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()).start()
     try:
-        if not wait_port(port, timeout_s=10):
-            pytest.fail(f"mosquitto did not listen on 127.0.0.1:{port}")
-        yield port
+        for port in ports:
+            if not wait_port(port, timeout_s=10):
+                pytest.fail(f"mosquitto ({config}) did not listen on 127.0.0.1:{port}")
+        yield child
     finally:
         child.stop(grace_s=5)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[int]:
+    """A real Mosquitto on 127.0.0.1, anonymous, for this test only; yields its port."""
+    port = free_port()
+    with mosquitto_running(mosquitto_config(port=port, directory=tmp_path / "mosquitto"), port):
+        yield port
 
 
 @pytest.fixture

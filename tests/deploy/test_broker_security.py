@@ -7,7 +7,7 @@ it read what it needs (the directory lies directly under /tmp: pytest's own temp
 """
 
 import asyncio
-import queue
+import contextlib
 import shutil
 import ssl
 import tempfile
@@ -23,13 +23,12 @@ import pytest
 from edge.config import load_config
 from edge.session import MqttSession
 from hub.cli import main as hub_cli
-from hub.demo.broker import find_mosquitto
-from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.demo.processes import free_port
 from hub.provision.pki import issue_ca, issue_leaf
 from protocol import Ack, Batch, Reading, decode_ack, encode_batch
 from protocol.session import GatewayState, decode_state, encode_state
 from protocol.topics import Channel, topic
-from tests.conftest import require_service
+from tests.conftest import mosquitto_running
 from tests.deploy.probe import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, Probe, probe
 from tests.hub.harness import T0, running_hub
 
@@ -53,8 +52,8 @@ class Secured:
     mtls_port: int
     bundles: dict[str, Path]
     deployment: Path
-    child: Child
-    binary: str
+    broker: contextlib.ExitStack
+    """The running Mosquitto (``mosquitto_running``), closed to stop it."""
 
     @property
     def ca(self) -> Path:
@@ -77,15 +76,13 @@ class Secured:
         """``reloading`` and where revoke marks the gateway offline: this broker's loopback listener."""
         return [*self.reloading(), "--broker-port", str(self.plain_port)]
 
+    def start(self) -> None:
+        ports = (self.tls_port, self.plain_port, self.mtls_port)
+        self.broker.enter_context(mosquitto_running(self.dir / "mosquitto.conf", *ports))
+
     def restart(self) -> None:
-        self.child.stop(grace_s=5)
-        self.child = _start(self.binary, self.dir)
-        for port in (self.tls_port, self.plain_port, self.mtls_port):
-            assert wait_port(port, timeout_s=10), f"mosquitto did not listen again on {port}"
-
-
-def _start(binary: str, directory: Path) -> Child:
-    return Child("mosquitto", [binary, "-c", str(directory / "mosquitto.conf")], queue.Queue[Line]()).start()
+        self.broker.close()
+        self.start()
 
 
 def _broker_config(directory: Path, run_dir: Path, tls_port: int, plain_port: int, mtls_port: int) -> str:
@@ -100,9 +97,6 @@ def _broker_config(directory: Path, run_dir: Path, tls_port: int, plain_port: in
 
 @pytest.fixture
 def secured(tmp_path: Path, demo_deployment: Path) -> Iterator[Secured]:
-    binary = find_mosquitto()
-    require_service("mosquitto", binary)
-    assert binary is not None
     directory = Path(tempfile.mkdtemp(prefix="anju-broker-", dir="/tmp"))
     run_dir = Path(tempfile.mkdtemp(prefix="anju-broker-run-", dir="/tmp"))
     run_dir.chmod(0o777)
@@ -118,23 +112,11 @@ def secured(tmp_path: Path, demo_deployment: Path) -> Iterator[Secured]:
         config = _broker_config(directory, run_dir, tls_port, plain_port, mtls_port)
         (directory / "mosquitto.conf").write_text(config, encoding="utf-8")
         secured = Secured(
-            directory,
-            run_dir,
-            tls_port,
-            plain_port,
-            mtls_port,
-            bundles,
-            demo_deployment,
-            _start(binary, directory),
-            binary,
+            directory, run_dir, tls_port, plain_port, mtls_port, bundles, demo_deployment, contextlib.ExitStack()
         )
-        try:
-            for port in (tls_port, plain_port, mtls_port):
-                if not wait_port(port, timeout_s=10):
-                    pytest.fail(f"mosquitto with the shipped config did not listen on {port}")
+        with secured.broker:
+            secured.start()
             yield secured
-        finally:
-            secured.child.stop(grace_s=5)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)

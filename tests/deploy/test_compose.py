@@ -4,7 +4,6 @@ hub, InfluxDB's first setup and Grafana agree on org, bucket, database and token
 the paths they name are where Mosquitto looks. Each check also runs on a broken copy, to show it can fail."""
 
 import os
-import queue
 import re
 import shlex
 import shutil
@@ -18,11 +17,10 @@ import yaml
 
 from hub.api.app import create_app
 from hub.config import ConfigError, load_deployment
-from hub.demo.broker import find_mosquitto
-from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.demo.processes import free_port
 from hub.provision.broker_dir import BrokerDir
 from hub.settings import HubSettings
-from tests.conftest import require_service
+from tests.conftest import mosquitto_running, require_service
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "deploy" / "compose"
@@ -542,19 +540,11 @@ def test_the_published_broker_ports_have_listeners() -> None:
 @pytest.fixture
 def broker_with_auth(tmp_path: Path) -> Iterator[int]:
     """A real Mosquitto on 127.0.0.1 that refuses anonymous clients, as the stack's does; yields its port."""
-    binary = find_mosquitto()
-    require_service("mosquitto", binary)
-    assert binary is not None
     port = free_port()
     config = tmp_path / "mosquitto.conf"
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n", encoding="utf-8")
-    child = Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()).start()
-    try:
-        if not wait_port(port, timeout_s=10):
-            pytest.fail(f"mosquitto did not listen on 127.0.0.1:{port}")
+    with mosquitto_running(config, port):
         yield port
-    finally:
-        child.stop(grace_s=5)
 
 
 def run_healthcheck(test: list[str], *, port: int) -> int:
