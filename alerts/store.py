@@ -40,10 +40,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import sqlite3
-import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -57,6 +55,7 @@ from alerts.mobilisation import Answer, Callout, IncidentMessage, Measure, Notic
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.roster import RosterChange
 from alerts.silence import Silence, SilenceMatch
+from alerts.sqldb import Database, Row, Session, SqliteDatabase, open_database, postgres_ddl
 from alerts.stats import AlertTimes
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 
@@ -311,11 +310,28 @@ CREATE INDEX IF NOT EXISTS alerts_escalation ON alerts(escalate_at_ms) WHERE esc
 CREATE INDEX IF NOT EXISTS notifications_group ON notifications(person_id, target_index, group_key, status)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_pages ON notifications(page_ms) WHERE page_ms IS NOT NULL;
+"""
+
+_APPEND_ONLY_SQLITE = """
 CREATE TRIGGER IF NOT EXISTS transitions_no_update BEFORE UPDATE ON transitions
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS transitions_no_delete BEFORE DELETE ON transitions
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+_APPEND_ONLY_POSTGRES = """
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE OR REPLACE TRIGGER transitions_no_change BEFORE UPDATE OR DELETE ON transitions
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE OR REPLACE TRIGGER transitions_no_truncate BEFORE TRUNCATE ON transitions
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"""
+"""PostgreSQL's triggers for the same rule; TRUNCATE too, which skips row triggers. The owner of the schema can still
+drop them: the hash chain is what makes such a change detectable."""
+
+_ALL = 2**62
+"""A ``LIMIT`` that takes every row (SQLite's -1 is an error in PostgreSQL)."""
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first chained audit row."""
@@ -415,7 +431,7 @@ def _event_json(event: RiskEvent) -> str:
     return json.dumps({name: getattr(event, name) for name in _EVENT_FIELDS}, ensure_ascii=False, separators=(",", ":"))
 
 
-def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition | AuditFields]) -> None:
+def _append_audit(db: Session, transitions: Sequence[Transition | AuditFields]) -> None:
     """Append ``transitions`` to the audit log, each chained to the one before (inside the caller's transaction,
     which BEGIN IMMEDIATE makes the only writer)."""
     if not transitions:
@@ -436,7 +452,7 @@ def _append_audit(db: sqlite3.Connection, transitions: Sequence[Transition | Aud
 
 
 def _write_alert(
-    db: sqlite3.Connection,
+    db: Session,
     alert: Alert,
     transitions: Sequence[Transition],
     notifications: Sequence[Notification],
@@ -484,9 +500,9 @@ def _write_alert(
         _write_work_order(db, work_order, new_evidence)
     _append_audit(db, transitions)
     db.executemany(
-        "INSERT OR IGNORE INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
+        "INSERT INTO notifications (key, alert_id, revision, reason, person_id, target_index, "
         "body, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms, group_key, page_ms) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         [
             (
                 n.key,
@@ -510,7 +526,7 @@ def _write_alert(
     )
 
 
-def _mark_sent_in(db: sqlite3.Connection, sent: Sequence[tuple[str, int]]) -> None:
+def _mark_sent_in(db: Session, sent: Sequence[tuple[str, int]]) -> None:
     """Record deliveries (key, ms) inside the caller's transaction: one audit row each, appended in one go."""
     found = _audit_deliveries(db, [(key, now_ms, "delivered") for key, now_ms in sent])
     db.executemany(
@@ -523,7 +539,7 @@ def _mark_sent_in(db: sqlite3.Connection, sent: Sequence[tuple[str, int]]) -> No
     )
 
 
-def _write_work_order(db: sqlite3.Connection, order: WorkOrder, new_evidence: Sequence[Evidence]) -> None:
+def _write_work_order(db: Session, order: WorkOrder, new_evidence: Sequence[Evidence]) -> None:
     db.execute(
         "INSERT INTO work_orders (id, alert_id, department, task, state, due_ms, created_by, created_ms, updated_ms, "
         "reminded_due_ms) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state, "
@@ -547,10 +563,10 @@ def _write_work_order(db: sqlite3.Connection, order: WorkOrder, new_evidence: Se
     )
 
 
-def _audit_deliveries(db: sqlite3.Connection, outcomes: Sequence[tuple[str, int, str]]) -> dict[str, str]:
+def _audit_deliveries(db: Session, outcomes: Sequence[tuple[str, int, str]]) -> dict[str, str]:
     """Audit rows for the end of notifications' deliveries — (key, ms, outcome) — the alerts' states unchanged,
     appended in one go; the alert id of each key found."""
-    found: dict[str, sqlite3.Row] = {}
+    found: dict[str, Row] = {}
     keys = [key for key, _, _ in outcomes]
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
@@ -578,7 +594,7 @@ def _audit_deliveries(db: sqlite3.Connection, outcomes: Sequence[tuple[str, int,
     return {key: row["alert_id"] for key, row in found.items()}
 
 
-def _incident_from(r: sqlite3.Row) -> Incident:
+def _incident_from(r: Row) -> Incident:
     return Incident(
         id=r["id"],
         community=r["community"],
@@ -595,33 +611,33 @@ def _incident_from(r: sqlite3.Row) -> Incident:
     )
 
 
-def _notice_from(r: sqlite3.Row) -> Notice:
+def _notice_from(r: Row) -> Notice:
     return Notice(id=r["id"], incident_id=r["incident_id"], text_zh=r["text_zh"], text_en=r["text_en"], by=r["by"],
                   sent_ms=r["sent_ms"], broadcasts=tuple(json.loads(r["broadcasts"])))  # fmt: skip
 
 
-def _callout_from(r: sqlite3.Row) -> Callout:
+def _callout_from(r: Row) -> Callout:
     return Callout(incident_id=r["incident_id"], volunteer_id=r["volunteer_id"], asked_by=r["asked_by"],
                    asked_ms=r["asked_ms"], answer=Answer(r["answer"]) if r["answer"] else None,
                    answered_by=r["answered_by"], answered_ms=r["answered_ms"], note=r["note"])  # fmt: skip
 
 
-def _measure_from(r: sqlite3.Row) -> Measure:
+def _measure_from(r: Row) -> Measure:
     return Measure(id=r["id"], incident_id=r["incident_id"], department=r["department"], text=r["text"],
                    due_ms=r["due_ms"], assigned_by=r["assigned_by"], assigned_ms=r["assigned_ms"],
                    confirmed_by=r["confirmed_by"], confirmed_ms=r["confirmed_ms"], note=r["note"],
                    reminded_due_ms=r["reminded_due_ms"])  # fmt: skip
 
 
-def _incident_message_from(r: sqlite3.Row) -> IncidentMessage:
-    return IncidentMessage(**{name: r[name] for name in r.keys()})  # noqa: SIM118 - sqlite3.Row
+def _incident_message_from(r: Row) -> IncidentMessage:
+    return IncidentMessage(**{name: r[name] for name in r.keys()})  # noqa: SIM118 - Row
 
 
 _MEASURE_WAITING = "m.confirmed_ms IS NULL AND (m.reminded_due_ms IS NULL OR m.reminded_due_ms != m.due_ms)"
 """An unconfirmed measure whose deadline was not reminded of yet."""
 
 
-def _disclosure_from(r: sqlite3.Row) -> Disclosure:
+def _disclosure_from(r: Row) -> Disclosure:
     return Disclosure(
         id=r["id"],
         subject_kind=r["subject_kind"],
@@ -635,7 +651,7 @@ def _disclosure_from(r: sqlite3.Row) -> Disclosure:
     )
 
 
-def _hazard_from(r: sqlite3.Row) -> Hazard:
+def _hazard_from(r: Row) -> Hazard:
     return Hazard(
         id=r["id"],
         community=r["community"],
@@ -655,7 +671,7 @@ def _hazard_from(r: sqlite3.Row) -> Hazard:
     )
 
 
-def _silence_from(r: sqlite3.Row) -> Silence:
+def _silence_from(r: Row) -> Silence:
     return Silence(
         id=r["id"],
         match=SilenceMatch.from_json(r["matchers"]),
@@ -670,7 +686,7 @@ def _silence_from(r: sqlite3.Row) -> Silence:
     )
 
 
-def _transition_from(r: sqlite3.Row) -> Transition:
+def _transition_from(r: Row) -> Transition:
     return Transition(
         alert_id=r["alert_id"],
         from_state=AlertState(r["from_state"]) if r["from_state"] else None,
@@ -689,7 +705,7 @@ def _event_from(text: str) -> RiskEvent:
     return RiskEvent(**data)
 
 
-def _alert_from(row: sqlite3.Row) -> Alert:
+def _alert_from(row: Row) -> Alert:
     return Alert(
         id=row["id"],
         key=row["key"],
@@ -715,37 +731,40 @@ def _alert_from(row: sqlite3.Row) -> Alert:
     )
 
 
-def _notification_from(row: sqlite3.Row) -> Notification:
-    return Notification(**{name: row[name] for name in row.keys()})  # noqa: SIM118 - sqlite3.Row
+def _notification_from(row: Row) -> Notification:
+    return Notification(**{name: row[name] for name in row.keys()})  # noqa: SIM118 - Row
 
 
 class AlertStore:
-    """The SQLite alert database at ``path`` (``":memory:"`` works for a single-process test)."""
+    """The alert database: a SQLite file at ``target`` (``":memory:"`` works for a single-process test), or the schema
+    ``schema`` of the PostgreSQL database at a ``postgresql://`` URL (hubs that share alert state, issue 8)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: an alert that was committed must survive a power cut of the hub box.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+    def __init__(self, target: str | Path, *, schema: str = "anju") -> None:
+        self._db: Database = open_database(target, schema=schema)
+        self.path = self._db.where
+        if isinstance(self._db, SqliteDatabase):
+            self._db.script(_SCHEMA)
             for table, name, declaration in _ADDED_COLUMNS:
-                present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if name not in present:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
-            if self._db.execute("PRAGMA foreign_key_list(transitions)").fetchall():
-                self._db.executescript(f"BEGIN IMMEDIATE;{_UNCHAINED_SUBJECTS}COMMIT;")
-            self._db.executescript(_LATER_INDEXES)
+                if name not in self._db.columns(table):
+                    self._db.script(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+            if self._db.has_foreign_keys("transitions"):
+                self._db.script(f"BEGIN IMMEDIATE;{_UNCHAINED_SUBJECTS}COMMIT;")
+            self._db.script(_LATER_INDEXES + _APPEND_ONLY_SQLITE)
+        else:
+            added = "".join(
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {declaration};\n"
+                for table, name, declaration in _ADDED_COLUMNS
+            )
+            self._db.script(postgres_ddl(_SCHEMA + added + _LATER_INDEXES) + _APPEND_ONLY_POSTGRES)
+
+    @property
+    def where(self) -> str:
+        """The file, or PostgreSQL's ``host:port/database/schema``, for messages."""
+        return self._db.where
 
     def close(self) -> None:
         """Close the database; further calls fail."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def __enter__(self) -> AlertStore:
         return self
@@ -755,28 +774,14 @@ class AlertStore:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction. ``durable=False`` commits without waiting for the disk (WAL, ``synchronous=NORMAL``):
-        a power cut may lose it, a crash of the hub does not — only for records whose loss repeats harmless work."""
-        with self._lock:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            finally:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+    def _transaction(self, *, durable: bool = True) -> AbstractContextManager[Session]:
+        """One write transaction, the only writer of the database while it runs (the audit chain's order).
+        ``durable=False`` commits without waiting for the disk: a power cut may lose it, a crash of the hub does
+        not — only for records whose loss repeats harmless work."""
+        return self._db.transaction(durable=durable)
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._db.query(sql, params)
 
     # --- alerts -------------------------------------------------------------------------------------------
 
@@ -830,16 +835,13 @@ class AlertStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT * FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
         if matching is None:
-            return [_alert_from(r) for r in self._query(sql, (*params, limit))]
+            return [_alert_from(r) for r in self._query(sql, (*params, _ALL if limit < 0 else limit))]
         found: list[Alert] = []
-        with self._lock:
-            cursor = self._db.execute(sql, (*params, -1))
-            while limit < 0 or len(found) < limit:
-                page = cursor.fetchmany(500)
-                if not page:
-                    break
+        with closing(self._db.stream(sql, (*params, _ALL))) as pages:
+            for page in pages:
                 found.extend(alert for alert in map(_alert_from, page) if matching(alert))
-            cursor.close()
+                if 0 <= limit <= len(found):
+                    break
         return found if limit < 0 else found[:limit]
 
     def commit(
@@ -955,9 +957,8 @@ class AlertStore:
         """Walk the whole audit log in order and check every link of the hash chain."""
         chained = unchained = 0
         prev: str | None = None
-        with self._lock:
-            cursor = self._db.execute("SELECT * FROM transitions ORDER BY seq")
-            for r in cursor:
+        with closing(self._db.stream("SELECT * FROM transitions ORDER BY seq")) as pages:
+            for r in (row for page in pages for row in page):
                 if r["hash"] is None:
                     if prev is not None:
                         return AuditReport(chained, unchained, r["seq"], "an unchained row after the chain began", prev)
@@ -1059,8 +1060,9 @@ class AlertStore:
         with self._transaction() as db:
             before = self._roster_change_in(db, change.roster_id, change.day, change.shift)
             db.execute(
-                "INSERT OR REPLACE INTO roster_changes (roster_id, day, shift, people, by, time_ms, note) "
-                "VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO roster_changes (roster_id, day, shift, people, by, time_ms, note) VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT (roster_id, day, shift) DO UPDATE SET people = excluded.people, by = excluded.by, "
+                "time_ms = excluded.time_ms, note = excluded.note",
                 (change.roster_id, change.day.isoformat(), change.shift or "", json.dumps(list(change.people)),
                  change.by, change.time_ms, change.note),
             )  # fmt: skip
@@ -1090,9 +1092,7 @@ class AlertStore:
         return before
 
     @staticmethod
-    def _roster_change_in(
-        db: sqlite3.Connection, roster_id: str, day: dt.date, shift: str | None
-    ) -> RosterChange | None:
+    def _roster_change_in(db: Session, roster_id: str, day: dt.date, shift: str | None) -> RosterChange | None:
         row = db.execute(
             "SELECT * FROM roster_changes WHERE roster_id = ? AND day = ? AND shift = ?",
             (roster_id, day.isoformat(), shift or ""),
@@ -1254,9 +1254,9 @@ class AlertStore:
                      m.confirmed_by, m.confirmed_ms, m.note, m.reminded_due_ms),
                 )  # fmt: skip
             db.executemany(
-                "INSERT OR IGNORE INTO incident_messages (key, incident_id, subject_id, reason, recipient_kind, "
+                "INSERT INTO incident_messages (key, incident_id, subject_id, reason, recipient_kind, "
                 "recipient_id, target_index, body, status, attempts, next_attempt_ms, last_error, created_ms, "
-                "sent_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "sent_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 [(x.key, x.incident_id, x.subject_id, x.reason, x.recipient_kind, x.recipient_id, x.target_index,
                   x.body, x.status, x.attempts, x.next_attempt_ms, x.last_error, x.created_ms, x.sent_ms)
                  for x in messages],
@@ -1515,7 +1515,7 @@ class AlertStore:
         value = rows[0]["t"]
         return int(value) if value is not None else None
 
-    def _work_order_from(self, r: sqlite3.Row) -> WorkOrder:
+    def _work_order_from(self, r: Row) -> WorkOrder:
         evidence = self._query("SELECT * FROM work_order_evidence WHERE work_order_id = ? ORDER BY seq", (r["id"],))
         return WorkOrder(
             id=r["id"],

@@ -12,6 +12,7 @@ import pytest
 
 from hub.demo.broker import find_mosquitto, mosquitto_config
 from hub.demo.influxd import find_influxd, running_influxd
+from hub.demo.postgres import Postgres, find_postgres, running_postgres
 from hub.demo.processes import Child, Line, free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,17 @@ def influxdb(tmp_path: Path) -> Iterator[str]:
     assert binary is not None
     with running_influxd(binary, tmp_path / "influxdb") as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """A real PostgreSQL (Debian's package) on 127.0.0.1 for the whole session; tests keep apart by schema or
+    database."""
+    bin_dir = find_postgres()
+    require_service("postgresql", bin_dir)
+    assert bin_dir is not None
+    with running_postgres(bin_dir) as server:
+        yield server
 
 
 @pytest.fixture

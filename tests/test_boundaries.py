@@ -22,13 +22,14 @@ ALLOWED: dict[str, set[str]] = {
     "systemd_notify": {"systemd_notify"},
     "edge": {"edge", "protocol", "paho", "pymodbus", "orjson", "gpiozero", "ruamel", "systemd_notify"},
     # aiohttp instead of DESIGN.md's httpx: 14x the notification POSTs a second from one event loop (bench http_clients)
-    "alerts": {"alerts", "protocol", "aiohttp", "pydantic"},
+    # psycopg: the alert database on PostgreSQL when hubs share it (issue 8, alerts/sqldb.py)
+    "alerts": {"alerts", "protocol", "aiohttp", "pydantic", "psycopg"},
     # paho: the client aiomqtt wraps; hub/ingest/intake.py sets its manual PUBACKs (issue 4 back-pressure);
     # argon2: issue 7 asks for a modern password hash (hub/identity/passwords.py, argon2id);
     # cryptography: issue 8 asks for a CA made by our tooling (hub/provision/pki.py: the broker's certificates, CRL)
     "hub": {
         "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",
-        "pydantic_settings", "ruamel", "orjson", "amqtt", "paho", "argon2", "systemd_notify", "cryptography",
+        "pydantic_settings", "ruamel", "orjson", "amqtt", "paho", "argon2", "systemd_notify", "cryptography", "psycopg",
     },
 }  # fmt: skip
 

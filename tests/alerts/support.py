@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from alerts import Directory, Grade, Grid, Person, RiskEvent, WebhookTarget
+from alerts import AlertStore, Directory, Grade, Grid, Person, RiskEvent, WebhookTarget
 from alerts.escalation import EscalationLevel
 from alerts.sink import RunningSink
 
@@ -88,3 +90,21 @@ class Clock:
 
 def pages(sink: RunningSink, reason: str) -> list[str]:
     return sorted(b["recipient"]["id"] for b in sink.sink.received if b["reason"] == reason)
+
+
+_engine_url: list[str] = []
+"""The PostgreSQL server the ``alerts_engine`` fixture chose for this test, or empty for SQLite."""
+
+
+def use_postgres(url: str | None) -> None:
+    """Open the next tests' alert stores on the PostgreSQL at ``url`` (None: SQLite files again)."""
+    _engine_url[:] = [url] if url else []
+
+
+def open_alert_store(path: Path) -> AlertStore:
+    """The test's alert store at ``path``: that SQLite file, or, when the ``alerts_engine`` fixture picked PostgreSQL,
+    a schema of the test server named after ``path`` — so opening the same path again is a restart of the hub on the
+    same database, and another test's path is another, empty, database."""
+    if not _engine_url:
+        return AlertStore(path)
+    return AlertStore(_engine_url[0], schema="t" + hashlib.sha256(str(path).encode()).hexdigest()[:20])

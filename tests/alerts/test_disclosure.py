@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from alerts import AlertService, AlertStore, WebhookReceiver
+from alerts import AlertService, WebhookReceiver
 from alerts.disclosure import personal_data_in
 from alerts.service import AlertNotFoundError
 from alerts.sink import RunningSink
-from tests.alerts.support import Clock, directory_for, event
+from tests.alerts.support import Clock, directory_for, event, open_alert_store
+
+pytestmark = pytest.mark.usefixtures("alerts_engine")
 
 
 @pytest.mark.parametrize(
@@ -35,7 +37,7 @@ def test_personal_data_is_recognised(text: str, found: str | None) -> None:
 
 @pytest.mark.anyio
 async def test_publishing_and_withdrawing_are_audited(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(store=store, directory=directory_for(sink.url), receiver=receiver, clock=Clock()) as alerts,

@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts import AlertStore, Directory, Grid, Person, WebhookTarget
+from alerts import Directory, Grid, Person, WebhookTarget
 from alerts.duty import DutyChanges, RosterNotFoundError
 from alerts.roster import Roster, Shift
+from tests.alerts.support import open_alert_store
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = round(dt.datetime(2026, 12, 1, 10, 0, tzinfo=SHANGHAI).timestamp() * 1000)
 TODAY = dt.date(2026, 12, 1)
@@ -45,7 +46,7 @@ def on_duty(found: Directory) -> list[str]:
 
 
 async def test_a_swap_routes_at_once_is_audited_and_outlives_a_restart(tmp_path: Path) -> None:
-    store = AlertStore(tmp_path / "alerts.sqlite3")
+    store = open_alert_store(tmp_path / "alerts.sqlite3")
     first = directory("a", "b")
     duty = DutyChanges(store=store, directory=first, clock=lambda: NOW)
     assert on_duty(first) == ["a"]
@@ -56,7 +57,7 @@ async def test_a_swap_routes_at_once_is_audited_and_outlives_a_restart(tmp_path:
     assert "2026-12-01 day shift → b" in row.note and "a 病假" in row.note
     store.close()
 
-    reopened = AlertStore(tmp_path / "alerts.sqlite3")
+    reopened = open_alert_store(tmp_path / "alerts.sqlite3")
     again = directory("a", "b")
     assert await DutyChanges(store=reopened, directory=again, clock=lambda: NOW).load() == 1
     assert on_duty(again) == ["b"]
@@ -66,7 +67,7 @@ async def test_a_swap_routes_at_once_is_audited_and_outlives_a_restart(tmp_path:
 async def test_a_stored_change_that_no_longer_fits_is_left_out(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = AlertStore(tmp_path / "alerts.sqlite3")
+    store = open_alert_store(tmp_path / "alerts.sqlite3")
     await DutyChanges(store=store, directory=directory("a", "b"), clock=lambda: NOW).change(
         "duty", day=TODAY, shift="day", people=["b"], by="committee"
     )
@@ -78,7 +79,7 @@ async def test_a_stored_change_that_no_longer_fits_is_left_out(
 
 
 async def test_refusals_name_the_field_and_change_nothing(tmp_path: Path) -> None:
-    store = AlertStore(tmp_path / "alerts.sqlite3")
+    store = open_alert_store(tmp_path / "alerts.sqlite3")
     found = directory("a", "b", unreachable=("mute",))
     duty = DutyChanges(store=store, directory=found, clock=lambda: NOW)
     for kwargs, start in (

@@ -13,13 +13,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from alerts import AlertService, AlertStore, Directory, Grid, Person, WebhookReceiver
+from alerts import AlertService, Directory, Grid, Person, WebhookReceiver
 from alerts.directory import EmailTarget
 from alerts.receivers.email import SmtpServer
 from hub.demo.processes import free_port
-from tests.alerts.support import event, wait_until
+from tests.alerts.support import event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 
 class Mailbox:
@@ -67,7 +67,7 @@ async def test_an_alert_arrives_by_email_after_a_temporary_refusal(
 ) -> None:
     box, port = mail_server
     smtp = SmtpServer(host="127.0.0.1", port=port, sender="anju@hongxing.example.cn", starttls=False)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver(smtp=smtp) as receiver,
             AlertService(
@@ -96,7 +96,7 @@ async def test_a_refused_recipient_is_permanent_and_no_smtp_server_is_said_plain
     box.answers = ["550 5.1.1 no such user"]
     smtp = SmtpServer(host="127.0.0.1", port=port, sender="anju@hongxing.example.cn", starttls=False)
     for receiver_smtp, why in ((smtp, "550"), (None, "no SMTP server")):
-        with AlertStore(tmp_path / f"alerts-{why}.db") as store:
+        with open_alert_store(tmp_path / f"alerts-{why}.db") as store:
             async with (
                 WebhookReceiver(smtp=receiver_smtp) as receiver,
                 AlertService(store=store, directory=directory("nobody@wy.example.cn"), receiver=receiver) as alerts,

@@ -11,9 +11,19 @@ from alerts import AlertService, AlertStore, Grade, WebhookReceiver
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.model import AlertState
 from alerts.sink import RunningSink
-from tests.alerts.support import CHAIN, MINUTE_MS, T0, Clock, chain_directory, event, pages, wait_until
+from tests.alerts.support import (
+    CHAIN,
+    MINUTE_MS,
+    T0,
+    Clock,
+    chain_directory,
+    event,
+    open_alert_store,
+    pages,
+    wait_until,
+)
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 
 def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock, **policy: object) -> AlertService:
@@ -32,7 +42,7 @@ async def test_an_unanswered_alert_climbs_the_chain_then_reminds_everyone_until_
     sink: RunningSink, tmp_path: Path
 ) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None and alert.level == 0 and alert.escalate_at_ms == T0 + 5 * MINUTE_MS
@@ -72,7 +82,7 @@ async def test_an_unanswered_alert_climbs_the_chain_then_reminds_everyone_until_
 
 async def test_grade_i_pages_every_level_at_once(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event(grade=Grade.I, confirmed_by_person=True))
             assert alert is not None and alert.grade is Grade.I and alert.level == 3
@@ -82,7 +92,7 @@ async def test_grade_i_pages_every_level_at_once(sink: RunningSink, tmp_path: Pa
 
 async def test_an_upgrade_before_anyone_answers_brings_the_deadline_forward(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             await alerts.submit(event())
             clock.now_ms += 30_000
@@ -96,14 +106,14 @@ async def test_an_upgrade_before_anyone_answers_brings_the_deadline_forward(sink
 async def test_escalation_survives_a_restart_once_and_only_once(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None
             await wait_until(lambda: len(sink.sink.received) == 1)
     clock.now_ms += 6 * MINUTE_MS  # the hub was down past the deadline
     for _ in range(2):  # the first start catches up at once, by itself; the second finds nothing to do
-        with AlertStore(path) as store:
+        with open_alert_store(path) as store:
             async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock):
                 await wait_until(lambda: len(sink.sink.received) == 4)
             stored = store.get(alert.id)
@@ -112,7 +122,7 @@ async def test_escalation_survives_a_restart_once_and_only_once(sink: RunningSin
 
 
 async def test_the_background_task_escalates_on_its_own_at_the_deadline(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         directory = chain_directory(sink.url)
         policy = EscalationPolicy(CHAIN, {Grade.III: 300})
         async with (

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
+from alerts import AlertService, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
 from alerts.escalation import EscalationPolicy
 from alerts.grouping import HOUR_MS, OVER_CAP, GroupingPolicy, PageWindows
 from alerts.message import DIGEST_ITEMS
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
-from tests.alerts.support import SECRET, T0, Clock, event, wait_until
+from tests.alerts.support import SECRET, T0, Clock, event, open_alert_store, wait_until
+
+pytestmark = pytest.mark.usefixtures("alerts_engine")
 
 POLICY = GroupingPolicy(interval_s={Grade.II: 10, Grade.III: 10, Grade.IV: 300}, max_pages_per_hour=5)
 S = 1000
@@ -127,7 +129,7 @@ async def test_storm_from_one_building_is_a_handful_of_pages_and_nothing_is_lost
 ) -> None:
     clock = Clock()
     changes = 0
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(
@@ -191,14 +193,14 @@ async def test_a_restart_keeps_the_window_and_a_failed_digest_is_retried_whole(t
     clock = Clock()
     failing = FailingFirst()
     async with start_sink(failing) as running, WebhookReceiver() as receiver:
-        with AlertStore(tmp_path / "alerts.db") as store:
+        with open_alert_store(tmp_path / "alerts.db") as store:
             async with AlertService(
                 store=store, directory=directory(running.url), receiver=receiver, clock=clock, grouping=POLICY
             ) as alerts:
                 await alerts.submit(fire_event(1, clock, grade=Grade.IV))
                 await wait_until(lambda: len(failing.received) == 1)
         clock.now_ms += 10 * S
-        with AlertStore(tmp_path / "alerts.db") as store:  # the hub restarted
+        with open_alert_store(tmp_path / "alerts.db") as store:  # the hub restarted
             async with AlertService(
                 store=store, directory=directory(running.url), receiver=receiver, clock=clock, grouping=POLICY
             ) as alerts:

@@ -11,9 +11,9 @@ from alerts import AlertService, AlertState, AlertStore, Grade, WebhookReceiver
 from alerts.hazards import REVIEW_EVERY_MS, HazardState
 from alerts.service import AlertNotFoundError, HazardNotFoundError, TransitionError
 from alerts.sink import RunningSink
-from tests.alerts.support import Clock, directory_for, event, pages, wait_until
+from tests.alerts.support import Clock, directory_for, event, open_alert_store, pages, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 DAY_MS = 86_400_000
 
@@ -25,7 +25,7 @@ def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock
 async def test_a_missed_review_raises_an_alert_that_the_review_clears(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             smoke = await alerts.submit(event(key="hongxing/smoke-b2-f1/smoke/level"))
             assert smoke is not None
@@ -43,7 +43,7 @@ async def test_a_missed_review_raises_an_alert_that_the_review_clears(sink: Runn
             overdue = [a for a in await alerts.list_alerts(limit=10) if a.key == hazard.review_key]
             assert [(a.grade, a.last_event.rule_zh) for a in overdue] == [(Grade.III, "隐患复查逾期")], "once"
             await wait_until(lambda: any(b["alert_key"] == hazard.review_key for b in sink.sink.received))
-    with AlertStore(path) as store:  # restart: the same missed date does not raise a second alert
+    with open_alert_store(path) as store:  # restart: the same missed date does not raise a second alert
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             await alerts.escalate_due()
             assert len([a for a in await alerts.list_alerts(limit=10) if a.key == hazard.review_key]) == 1
@@ -62,7 +62,7 @@ async def test_a_missed_review_raises_an_alert_that_the_review_clears(sink: Runn
 
 async def test_bad_register_entries_are_refused(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             base = {"community": "hongxing", "place": "p", "title": "t", "grade": Grade.IV, "by": "x", "channel": "app"}
             with pytest.raises(ValueError, match="no grid"):

@@ -13,9 +13,9 @@ from alerts import AlertService, AlertStore, Directory, Grid, Person, WebhookRec
 from alerts.incidents import HouseholdStatus, export_csv, summary
 from alerts.service import IncidentNotFoundError, TransitionError
 from alerts.sink import RunningSink
-from tests.alerts.support import SECRET, Clock, event
+from tests.alerts.support import SECRET, Clock, event, open_alert_store
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 
 def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock) -> AlertService:
@@ -35,7 +35,7 @@ async def test_an_incident_for_one_building_gathers_only_that_buildings_alerts(
 ) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             inside = await alerts.submit(event(key="k/smoke-b2", grid="g1", place="2栋"))
             next_door = await alerts.submit(event(key="k/smoke-b3", grid="g1", place="3栋"))
@@ -43,7 +43,7 @@ async def test_an_incident_for_one_building_gathers_only_that_buildings_alerts(
             incident = await alerts.declare_incident(community="hongxing", kind="fire", title="2栋火灾", by="chen",
                                                      grids=["g1"], buildings=["2栋"])  # fmt: skip
             assert incident.alerts == (inside.id,)
-    with AlertStore(path) as store:  # the area survives a restart
+    with open_alert_store(path) as store:  # the area survives a restart
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             late = await alerts.submit(event(key="k/heat-b2", grid="g1", place="2栋"))
             other = await alerts.submit(event(key="k/heat-b3", grid="g1", place="3栋"))
@@ -55,7 +55,7 @@ async def test_an_incident_for_one_building_gathers_only_that_buildings_alerts(
 async def test_an_incident_gathers_its_areas_alerts_and_who_is_safe(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             before = await alerts.submit(event(key="k/smoke-g1", grid="g1"))
             elsewhere = await alerts.submit(event(key="k/smoke-g2", grid="g2"))
@@ -73,7 +73,7 @@ async def test_an_incident_gathers_its_areas_alerts_and_who_is_safe(sink: Runnin
             with pytest.raises(ValueError, match="someone other"):
                 await alerts.verify_household(incident.id, household="2栋501", by="volunteer-1")
             await alerts.verify_household(incident.id, household="2栋501", by="chen")
-    with AlertStore(path) as store:  # after a restart the incident is still active and still gathers alerts
+    with open_alert_store(path) as store:  # after a restart the incident is still active and still gathers alerts
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             late = await alerts.submit(event(key="k/co-g1", grid="g1"))
             assert late is not None
@@ -98,7 +98,7 @@ async def test_an_incident_gathers_its_areas_alerts_and_who_is_safe(sink: Runnin
 async def test_an_epidemic_collects_the_fields_the_health_authorities_ask_for(
     sink: RunningSink, tmp_path: Path
 ) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, Clock()) as alerts:
             incident = await alerts.declare_incident(community="hongxing", kind="epidemic", title="流感排查",
                                                      by="chen", fields=["temperature", "symptoms"])  # fmt: skip

@@ -9,9 +9,9 @@ import pytest
 
 from alerts import AlertService, AlertStore, Grade, RiskEvent, WebhookReceiver
 from alerts.sink import RunningSink
-from tests.alerts.support import Clock, directory_for, event, wait_until
+from tests.alerts.support import Clock, directory_for, event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 GATEWAY_KEY = "hongxing/gateway/gw-b1/offline"
 
@@ -43,14 +43,14 @@ def service(store: AlertStore, url: str, receiver: WebhookReceiver) -> AlertServ
 
 async def test_a_dead_gateway_pages_once_not_once_per_detector(sink: RunningSink, tmp_path: Path) -> None:
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver) as alerts:
             assert await alerts.submit(sensor_silent("gas-b1-101")) is not None, "no gateway alert yet: not inhibited"
             gateway = await alerts.submit(gateway_down())
             assert gateway is not None
             assert [await alerts.submit(sensor_silent(f"gas-b1-{n}01")) for n in (2, 3)] == [None, None]
             assert alerts.counters.muted_total == 2
-    with AlertStore(path) as store:  # after a restart the open gateway alert still inhibits
+    with open_alert_store(path) as store:  # after a restart the open gateway alert still inhibits
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver) as alerts:
             assert await alerts.submit(sensor_silent("gas-b1-401")) is None
             await alerts.acknowledge(gateway.id, by="zhang-wei", channel="app")
@@ -61,7 +61,7 @@ async def test_a_dead_gateway_pages_once_not_once_per_detector(sink: RunningSink
 async def test_an_open_fire_alert_mutes_its_members_but_not_their_cleared_notices(
     sink: RunningSink, tmp_path: Path
 ) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver) as alerts:
             member = await alerts.submit(smoke("smoke-b1-f2"))
             incident = await alerts.submit(fire())
@@ -79,7 +79,7 @@ async def test_an_open_fire_alert_mutes_its_members_but_not_their_cleared_notice
 async def test_a_batch_is_muted_as_the_same_events_one_by_one(sink: RunningSink, tmp_path: Path) -> None:
     """An ingest round hands its events over together (``submit_many``, one transaction): the gateway's alert
     and the fire alert still mute the events after them in the same batch, and not those before."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver) as alerts:
             batch = [sensor_silent("gas-b1-101"), gateway_down(), sensor_silent("gas-b1-201"), smoke("smoke-b1-f2")]
             batch += [fire(), smoke("smoke-b1-f2", grade=Grade.II), smoke("smoke-b1-f3")]

@@ -13,9 +13,9 @@ import pytest
 from alerts import AlertService, AlertState, AlertStore, Grade, TransitionError, WebhookReceiver
 from alerts.escalation import EscalationPolicy
 from alerts.sink import RunningSink
-from tests.alerts.support import CHAIN, MINUTE_MS, Clock, chain_directory, event, pages, wait_until
+from tests.alerts.support import CHAIN, MINUTE_MS, Clock, chain_directory, event, open_alert_store, pages, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 
 def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock) -> AlertService:
@@ -32,7 +32,7 @@ def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock
 
 async def test_every_step_is_taken_in_order_and_audited(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None
@@ -71,7 +71,7 @@ async def test_every_step_is_taken_in_order_and_audited(sink: RunningSink, tmp_p
 
 async def test_an_acknowledgement_is_not_forever(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None
@@ -96,7 +96,7 @@ async def test_an_acknowledgement_is_not_forever(sink: RunningSink, tmp_path: Pa
 
 async def test_a_resolved_alert_still_in_alarm_reopens_unless_it_clears(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None
@@ -129,7 +129,7 @@ async def test_a_resolved_alert_still_in_alarm_reopens_unless_it_clears(sink: Ru
 
 async def test_reopening_yields_to_a_newer_alert_of_the_same_key(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             first = await alerts.submit(event())
             assert first is not None
@@ -145,7 +145,7 @@ async def test_reopening_yields_to_a_newer_alert_of_the_same_key(sink: RunningSi
 async def test_timers_survive_a_restart_in_every_state(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             acked = await alerts.submit(event(key="k/acked"))
             resolved = await alerts.submit(event(key="k/resolved"))
@@ -155,7 +155,7 @@ async def test_timers_survive_a_restart_in_every_state(sink: RunningSink, tmp_pa
             await alerts.resolve(resolved.id, by="zhang-wei", channel="app", note="x")
             await wait_until(lambda: len(sink.sink.received) == 2)
     clock.now_ms += 20 * MINUTE_MS  # down past the on-site deadline and the reopening
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock):
             await wait_until(lambda: len(sink.sink.received) == 4)
         assert [a.state for a in (store.get(acked.id), store.get(resolved.id)) if a] == [

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
+from alerts import AlertService, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
 from alerts.escalation import EscalationLevel, EscalationPolicy
 from alerts.sink import RunningSink
-from tests.alerts.support import SECRET, Clock, event, wait_until
+from tests.alerts.support import SECRET, Clock, event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 MINUTE_MS = 60_000
 
@@ -46,7 +46,7 @@ async def test_faults_go_to_the_property_company_and_risks_to_the_grid(sink: Run
         [EscalationLevel(id="subdistrict", name="街道", people=("chen-subdistrict",))],
         {Grade.IV: 10 * MINUTE_MS, Grade.III: 60 * MINUTE_MS},
     )
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(
@@ -72,7 +72,7 @@ async def test_faults_go_to_the_property_company_and_risks_to_the_grid(sink: Run
 
 
 async def test_without_a_property_company_faults_go_to_the_grid(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(store=store, directory=directory(sink.url), receiver=receiver) as alerts,
@@ -83,5 +83,5 @@ async def test_without_a_property_company_faults_go_to_the_grid(sink: RunningSin
 
 
 def test_an_unknown_maintenance_person_is_refused(tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store, pytest.raises(ValueError, match="nobody"):
+    with open_alert_store(tmp_path / "alerts.db") as store, pytest.raises(ValueError, match="nobody"):
         AlertService(store=store, directory=directory("http://127.0.0.1:9/"), receiver=None, maintenance=("nobody",))  # type: ignore[arg-type]

@@ -5,10 +5,9 @@ deliveries on loopback: the signed-webhook sink and a local server speaking the 
 from __future__ import annotations
 
 import json
-import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,9 @@ from alerts.mobilisation import NOTICE_ZH_MAX_CHARS, Answer, Broadcast, Voluntee
 from alerts.service import IncidentNotFoundError, TransitionError, wall_clock_ms
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
 from alerts.work_orders import Department
-from tests.alerts.support import MINUTE_MS, SECRET, Clock, event, pages, wait_until
+from tests.alerts.support import MINUTE_MS, SECRET, Clock, event, open_alert_store, pages, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 WECOM_KEY = "0d2f5c1e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"
 PROPERTY = Department(id="property", name="阳光物业", kind="property", people=("li-property",))
@@ -72,9 +71,10 @@ def volunteers(url: str) -> list[Volunteer]:
 
 
 def audit_notes(path: Path, subject: str) -> list[str]:
-    """The audit log's notes about ``subject``, read from the database file as an auditor would."""
-    with closing(sqlite3.connect(path)) as db:
-        return [r[0] for r in db.execute("SELECT note FROM transitions WHERE alert_id = ? ORDER BY seq", (subject,))]
+    """The audit log's notes about ``subject``, read through a second connection to the database, as an auditor
+    would."""
+    with open_alert_store(path) as store:
+        return [row.note for row in store.audit_rows(after=0, limit=100_000) if row.subject == subject]
 
 
 @asynccontextmanager
@@ -106,7 +106,7 @@ async def test_a_notice_reaches_the_areas_broadcast_receivers_once_and_is_listed
                       target=WebhookTarget(url=sink.url, secret=SECRET)),
         ]  # fmt: skip
         path = tmp_path / "alerts.db"
-        with AlertStore(path) as store:
+        with open_alert_store(path) as store:
             async with running(store, sink, clock, broadcasts) as (alerts, desk):
                 incident = await alerts.declare_incident(community="hongxing", kind="fire", title="1栋火灾", by="chen",
                                                          grids=["g1"])  # fmt: skip
@@ -134,7 +134,7 @@ async def test_a_notice_reaches_the_areas_broadcast_receivers_once_and_is_listed
                 await alerts.close_incident(incident.id, by="chen")
                 with pytest.raises(TransitionError, match="closed"):
                     await desk.send_notice(incident.id, text_zh="解除", by="chen")
-        with AlertStore(path) as store:  # after a restart nothing is sent again
+        with open_alert_store(path) as store:  # after a restart nothing is sent again
             async with running(store, sink, clock, broadcasts) as (_, desk):
                 assert [n.id for n in (await desk.board(incident.id)).notices] == [notice.id]
             assert len(robot.sink.messages) == 1 and sink.sink.duplicates == 0  # type: ignore[attr-defined]
@@ -152,13 +152,13 @@ async def test_a_pending_notice_goes_out_after_a_restart(sink: RunningSink, tmp_
         return [Broadcast(id="b-group", name="居民群", community="hongxing", target=target)]
 
     async with start_sink(WeComRobot(limited=1000)) as busy:
-        with AlertStore(path) as store:
+        with open_alert_store(path) as store:
             async with running(store, sink, wall_clock_ms, group(busy)) as (alerts, desk):
                 incident = await alerts.declare_incident(community="hongxing", kind="flood", title="内涝", by="chen")
                 await desk.send_notice(incident.id, text_zh="地下车库暂停使用", by="chen")
                 await wait_until(lambda: desk.counters.messages.failures_total["retryable"] >= 1)
     async with start_sink(WeComRobot()) as robot:  # the hub restarts; the group's robot answers again (a new URL)
-        with AlertStore(path) as store:
+        with open_alert_store(path) as store:
             async with running(store, sink, wall_clock_ms, group(robot)) as (_, desk):
                 await wait_until(lambda: len(robot.sink.messages) == 1)  # type: ignore[attr-defined]
                 await wait_until(lambda: desk.counters.messages.sent_total == 1)  # counted once it is on record
@@ -166,7 +166,7 @@ async def test_a_pending_notice_goes_out_after_a_restart(sink: RunningSink, tmp_
 
 
 async def test_no_broadcast_receiver_for_the_area_is_an_error_naming_it(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with running(store, sink, Clock()) as (alerts, desk):
             incident = await alerts.declare_incident(community="hongxing", kind="flood", title="地下室进水", by="chen")
             with pytest.raises(ValueError, match=r"no broadcast receiver covers .*红星社区（全社区）.*broadcasts:"):
@@ -176,7 +176,7 @@ async def test_no_broadcast_receiver_for_the_area_is_an_error_naming_it(sink: Ru
 async def test_volunteers_of_the_area_are_asked_and_those_available_are_mobilised(
     sink: RunningSink, tmp_path: Path
 ) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with running(store, sink, Clock()) as (alerts, desk):
             incident = await alerts.declare_incident(community="hongxing", kind="fire", title="1栋火灾", by="chen",
                                                      grids=["g1"])  # fmt: skip
@@ -210,7 +210,7 @@ async def test_a_measure_is_notified_reminded_once_when_overdue_and_confirmed_on
     sink: RunningSink, tmp_path: Path
 ) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with running(store, sink, clock) as (alerts, desk):
             incident = await alerts.declare_incident(community="hongxing", kind="flood", title="暴雨内涝", by="chen")
             due = clock.now_ms + 30 * MINUTE_MS
@@ -247,7 +247,7 @@ async def test_a_measure_is_notified_reminded_once_when_overdue_and_confirmed_on
 async def test_a_refused_message_is_given_up_and_audited(sink: RunningSink, tmp_path: Path) -> None:
     wrong = WebhookTarget(url=sink.url, secret="not-the-sink-secret-0000")
     broadcast = Broadcast(id="b-pa", name="全社区广播", community="hongxing", target=wrong)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with running(store, sink, Clock(), [broadcast]) as (alerts, desk):
             incident = await alerts.declare_incident(community="hongxing", kind="gas", title="燃气泄漏", by="chen")
             notice = await desk.send_notice(incident.id, text_zh="请关闭燃气总阀", by="chen")
@@ -261,7 +261,7 @@ async def test_a_refused_message_is_given_up_and_audited(sink: RunningSink, tmp_
 
 async def test_the_printable_summary_shows_the_incident_for_the_sub_district(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with running(store, sink, clock) as (alerts, desk):
             alert = await alerts.submit(event(key="k/smoke-g1", grid="g1", kind="smoke", location_zh="1栋3层走道"))
             assert alert is not None

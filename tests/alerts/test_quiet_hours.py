@@ -8,11 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
+from alerts import AlertService, Directory, Grade, Grid, Person, WebhookReceiver, WebhookTarget
 from alerts.directory import QuietHours
 from alerts.silence import Mute
 from alerts.sink import RunningSink
-from tests.alerts.support import SECRET, Clock, event
+from tests.alerts.support import SECRET, Clock, event, open_alert_store
+
+pytestmark = pytest.mark.usefixtures("alerts_engine")
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT = QuietHours(start=dt.time(22), end=dt.time(7))
@@ -52,7 +54,7 @@ async def test_pages_wait_for_the_morning_by_grade(
         ],
     )
     clock = Clock(at("2026-03-02 23:30"))
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(store=store, directory=directory, receiver=receiver, clock=clock) as alerts,
@@ -70,7 +72,7 @@ async def test_a_channel_kept_for_some_grades_gets_only_those(sink: RunningSink,
         id="zhang-wei", name="张伟", targets=(work_robot, phone), target_grades=(frozenset({4}), frozenset({1, 2, 3}))
     )
     directory = Directory(grids=[Grid(id="hongxing-01", name="红星一网格", managers=("zhang-wei",))], people=[person])
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(store=store, directory=directory, receiver=receiver) as alerts,

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grid, Person, WebhookReceiver
+from alerts import AlertService, Directory, Grid, Person, WebhookReceiver
 from alerts.directory import DingTalkTarget, Target, WeComTarget
 from alerts.receivers.robots import WECOM_MAX_BYTES
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
-from tests.alerts.support import event, wait_until
+from tests.alerts.support import event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 WECOM_KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
 DING_TOKEN = "c3f1a8d5e0b94e6f8a7d2c1b0e9f8a7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f"
@@ -100,7 +100,7 @@ async def wecom() -> AsyncIterator[RunningSink]:
 
 async def deliver_one(target: Target, tmp_path: Path) -> AlertService:
     """Open one alert for ``target``'s person and wait until its delivery ended (sent or failed)."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(

@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grid, Person, WebhookReceiver, WebhookTarget
+from alerts import AlertService, Directory, Grid, Person, WebhookReceiver, WebhookTarget
 from alerts.roster import Roster, Shift
 from alerts.sink import RunningSink
-from tests.alerts.support import SECRET, Clock, event, pages, wait_until
+from tests.alerts.support import SECRET, Clock, event, open_alert_store, pages, wait_until
+
+pytestmark = pytest.mark.usefixtures("alerts_engine")
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY = Shift(name="day", start=dt.time(8), end=dt.time(20))
@@ -89,7 +91,7 @@ async def test_pages_go_to_who_is_on_duty_and_after_the_handover_to_the_incoming
         rosters=[ROSTER],
     )
     clock = Clock(at("2026-01-05 19:58"))
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(store=store, directory=directory, receiver=receiver, clock=clock) as alerts,

@@ -22,9 +22,9 @@ from alerts import (
 )
 from alerts.sink import RunningSink, Sink, SinkResponse, start_sink
 from hub.demo.processes import free_port
-from tests.alerts.support import SECRET, directory_for, event, wait_until
+from tests.alerts.support import SECRET, directory_for, event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 FAST = {"retry_base_s": 0.05, "retry_max_s": 0.2}
 
@@ -49,7 +49,7 @@ def _service(store: AlertStore, directory: Directory, receiver: WebhookReceiver,
 
 
 async def test_open_notifies_within_a_second_with_signed_body(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
             started = time.monotonic()
             alert = await service.submit(event())
@@ -71,7 +71,7 @@ async def test_open_notifies_within_a_second_with_signed_body(sink: RunningSink,
 
 
 async def test_dedup_upgrade_and_cleared(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
             first = await service.submit(event())
             same = await service.submit(event(value=28.0))
@@ -98,7 +98,7 @@ async def test_dedup_upgrade_and_cleared(sink: RunningSink, tmp_path: Path) -> N
 
 
 async def test_lifecycle_and_illegal_transitions(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
             alert = await service.submit(event())
             assert alert is not None
@@ -124,7 +124,7 @@ async def test_lifecycle_and_illegal_transitions(sink: RunningSink, tmp_path: Pa
 
 async def test_retry_500_twice_then_200(tmp_path: Path) -> None:
     scripted = ScriptedSink(500, 500)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             start_sink(scripted) as running,
             WebhookReceiver() as receiver,
@@ -142,7 +142,7 @@ async def test_retry_500_twice_then_200(tmp_path: Path) -> None:
 
 async def test_400_is_a_permanent_failure(tmp_path: Path) -> None:
     scripted = ScriptedSink(400)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             start_sink(scripted) as running,
             WebhookReceiver() as receiver,
@@ -159,7 +159,7 @@ async def test_400_is_a_permanent_failure(tmp_path: Path) -> None:
 
 async def test_max_attempts_gives_up(tmp_path: Path) -> None:
     scripted = ScriptedSink(503, 503, 503, 503)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             start_sink(scripted) as running,
             WebhookReceiver() as receiver,
@@ -171,7 +171,7 @@ async def test_max_attempts_gives_up(tmp_path: Path) -> None:
 
 
 async def test_unknown_grid_is_unrouted_but_recorded(sink: RunningSink, tmp_path: Path) -> None:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
             alert = await service.submit(event(grid="nowhere"))
             assert alert is not None and service.counters.unrouted_total == 1
@@ -184,7 +184,7 @@ async def test_restart_delivers_pending_exactly_once(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/notify"
     sink = Sink(secret=SECRET, log_path=tmp_path / "sink.jsonl")
     # 1. The receiver is down: the alert and its notification are committed, delivery fails.
-    with AlertStore(db) as store:
+    with open_alert_store(db) as store:
         async with WebhookReceiver() as receiver, _service(store, directory_for(url), receiver) as service:
             alert = await service.submit(event())
             assert alert is not None
@@ -192,14 +192,14 @@ async def test_restart_delivers_pending_exactly_once(tmp_path: Path) -> None:
         assert store.notifications()[0].status == "pending"
     # 2. A new process on the same database, receiver up: the pending notification goes out; dedup holds.
     async with start_sink(sink, port=port):
-        with AlertStore(db) as store:
+        with open_alert_store(db) as store:
             async with WebhookReceiver() as receiver, _service(store, directory_for(url), receiver) as service:
                 await wait_until(lambda: len(sink.received) == 1)
                 again = await service.submit(event(value=30.0))
                 assert again is not None and again.id == alert.id and again.revision == 1
                 await wait_until(lambda: store.notifications()[0].status == "sent")
         # 3. And once more: a confirmed delivery is never resent.
-        with AlertStore(db) as store:
+        with open_alert_store(db) as store:
             async with WebhookReceiver() as receiver, _service(store, directory_for(url), receiver) as service:
                 await service.submit(event(status="cleared", value=1.0))
                 await wait_until(lambda: len(sink.received) == 2)
@@ -221,7 +221,7 @@ async def test_receiver_sees_same_bytes_on_retry(tmp_path: Path) -> None:
             return super().handle(method, path, headers, body)
 
     capture = Capture(502)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             start_sink(capture) as running,
             WebhookReceiver() as receiver,
@@ -236,7 +236,7 @@ async def test_a_stage_can_mute_events(sink: RunningSink, tmp_path: Path) -> Non
     async def silence_gas(e: RiskEvent) -> RiskEvent | None:
         return None if e.kind == "gas" else e
 
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             _service(store, directory_for(sink.url), receiver, stages=[silence_gas]) as service,
@@ -248,7 +248,7 @@ async def test_a_stage_can_mute_events(sink: RunningSink, tmp_path: Path) -> Non
 
 async def test_several_events_are_judged_in_order_and_committed_together(sink: RunningSink, tmp_path: Path) -> None:
     ticks = iter(range(1_790_000_000_000, 1_790_000_000_000 + 10_000_000, 1_000))  # each call a second later
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             _service(store, directory_for(sink.url), receiver, clock=lambda: next(ticks)) as service,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,9 @@ import pytest
 from alerts import AlertService, AlertStore, Grade, RiskEvent, WebhookReceiver
 from alerts.silence import MAX_SILENCE_MS, Silence, SilenceMatch
 from alerts.sink import RunningSink
-from tests.alerts.support import MINUTE_MS, Clock, directory_for, event, wait_until
+from tests.alerts.support import MINUTE_MS, Clock, directory_for, event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 B2_SMOKE = SilenceMatch(sensors=("smoke-b2-f1", "smoke-b2-f2"))
 
@@ -31,7 +30,7 @@ def service(store: AlertStore, url: str, receiver: WebhookReceiver, clock: Clock
 async def test_a_detector_test_window_mutes_its_detectors_only_and_ends(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             window = await alerts.silence(
                 B2_SMOKE, by="li-property", reason="2栋烟感年度测试", ends_at_ms=clock.now_ms + 60 * MINUTE_MS
@@ -49,12 +48,11 @@ async def test_a_detector_test_window_mutes_its_detectors_only_and_ends(sink: Ru
             assert await alerts.submit(smoke("smoke-b2-f2")) is not None, "the window ended"
             assert await alerts.list_silences(running=True) == []
             await wait_until(lambda: len(sink.sink.received) == 3)
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         report = store.verify_audit()
         [kept] = store.silences()
+        notes = [row.note for row in store.audit_rows(after=0, limit=10_000) if row.subject == window.id]
     assert report.intact and kept.muted == 2
-    with sqlite3.connect(path) as db:
-        notes = [r[0] for r in db.execute("SELECT note FROM transitions WHERE alert_id = ?", (window.id,))]
     assert notes == [f"silence set: sensors smoke-b2-f1, smoke-b2-f2; from {window.starts_at_ms} to "
                      f"{window.ends_at_ms} ms; 2栋烟感年度测试"]  # fmt: skip
 
@@ -62,7 +60,7 @@ async def test_a_detector_test_window_mutes_its_detectors_only_and_ends(sink: Ru
 async def test_a_silence_survives_a_restart_and_can_be_lifted(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             window = await alerts.silence(
                 SilenceMatch(kinds=("smoke",), grids=("hongxing-01",)),
@@ -70,7 +68,7 @@ async def test_a_silence_survives_a_restart_and_can_be_lifted(sink: RunningSink,
                 reason="消防检测",
                 ends_at_ms=clock.now_ms + 120 * MINUTE_MS,
             )
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             assert await alerts.submit(smoke("smoke-b1-f3")) is None, "the silence holds after a restart"
             lifted = await alerts.lift_silence(window.id, by="wang-li")
@@ -83,7 +81,7 @@ async def test_an_alert_opened_before_a_silence_still_gets_its_cleared_notice(
     sink: RunningSink, tmp_path: Path
 ) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             opened = await alerts.submit(smoke("smoke-b2-f1"))
             assert opened is not None

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grid, Person, WebhookReceiver
+from alerts import AlertService, Directory, Grid, Person, WebhookReceiver
 from alerts.directory import SmsTarget
 from alerts.receivers.sms import SmsGateway
 from alerts.sink import Sink, SinkResponse, start_sink
-from tests.alerts.support import event, wait_until
+from tests.alerts.support import event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 TOKEN = "gateway-token-0123456789abcdef"
 KEY_ID = "LTAI5tExampleKeyId"
@@ -77,7 +77,7 @@ def directory() -> Directory:
 
 
 async def deliver(gateway: SmsGateway | None, tmp_path: Path) -> AlertService:
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver(sms=gateway) as receiver,
             AlertService(

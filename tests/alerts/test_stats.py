@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from alerts import AlertService, AlertStore, WebhookReceiver
+from alerts import AlertService, WebhookReceiver
 from alerts.sink import RunningSink
-from tests.alerts.support import MINUTE_MS, T0, Clock, directory_for, event
+from tests.alerts.support import MINUTE_MS, T0, Clock, directory_for, event, open_alert_store
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 
 async def test_times_to_acknowledge_arrive_and_resolve(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver() as receiver,
             AlertService(store=store, directory=directory_for(sink.url), receiver=receiver, clock=clock) as alerts,

@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, WebhookReceiver
+from alerts import AlertService, Directory, Grade, Grid, Person, WebhookReceiver
 from alerts.directory import VoiceTarget
 from alerts.receivers.base import PermanentDeliveryError
 from alerts.receivers.voice import VOICE_MAX_CHARS, VoiceGateway, call_ref, calls_for, voice_text
 from alerts.sink import Sink, SinkResponse, start_sink
-from tests.alerts.support import event, wait_until
+from tests.alerts.support import event, open_alert_store, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 TOKEN = "voice-token-0123456789abcdef"
 KEY_ID = "LTAI5tExampleKeyId"
@@ -141,7 +141,7 @@ async def deliver(
     gateway: VoiceGateway | None, tmp_path: Path, *, grade: Grade = Grade.II, phone: str = MOBILE, timeout_s: float = 5
 ) -> tuple[AlertService, WebhookReceiver]:
     """Open one alert of ``grade`` for a person with one voice target; wait until its delivery ended."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with (
             WebhookReceiver(voice=gateway, timeout_s=timeout_s) as receiver,
             AlertService(

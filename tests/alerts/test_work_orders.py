@@ -11,9 +11,9 @@ from alerts import AlertService, AlertState, AlertStore, Directory, Grid, Person
 from alerts.service import TransitionError, WorkOrderNotFoundError
 from alerts.sink import RunningSink
 from alerts.work_orders import Department, Evidence, WorkOrderState
-from tests.alerts.support import MINUTE_MS, SECRET, Clock, event, pages, wait_until
+from tests.alerts.support import MINUTE_MS, SECRET, Clock, event, open_alert_store, pages, wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("alerts_engine")]
 
 GAS = Department(id="gas-company", name="燃气公司抢修中心", kind="gas", people=("zhao-gas",))
 
@@ -36,7 +36,7 @@ def photo(phase: str, clock: Clock) -> Evidence:
 
 async def test_a_work_order_from_dispatch_to_a_closed_alert(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with open_alert_store(tmp_path / "alerts.db") as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None
@@ -84,7 +84,7 @@ async def test_a_work_order_from_dispatch_to_a_closed_alert(sink: RunningSink, t
 async def test_an_overdue_order_pages_again_once_per_deadline(sink: RunningSink, tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with open_alert_store(path) as store:
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             alert = await alerts.submit(event())
             assert alert is not None
@@ -95,7 +95,7 @@ async def test_an_overdue_order_pages_again_once_per_deadline(sink: RunningSink,
             clock.now_ms += 60 * MINUTE_MS
             await alerts.escalate_due()
             await wait_until(lambda: pages(sink, "work_order_overdue") == ["zhang-wei", "zhao-gas"])
-    with AlertStore(path) as store:  # after a restart the same deadline is not reminded again
+    with open_alert_store(path) as store:  # after a restart the same deadline is not reminded again
         async with WebhookReceiver() as receiver, service(store, sink.url, receiver, clock) as alerts:
             await alerts.escalate_due()
             assert alerts.counters.work_orders_overdue_total == 0

@@ -1,0 +1,301 @@
+"""One SQL database under the alert store: a SQLite file (one hub, the default) or a PostgreSQL schema (hubs share it).
+
+The store writes its SQL once, in what both engines take: ``?`` placeholders, ``INSERT … ON CONFLICT``, ``excluded.``,
+partial indexes, ``LIMIT ?`` with a non-negative limit. This module opens either engine and gives the store the same
+four things: a write transaction that is the only writer of its database while it runs (the audit log is one hash
+chain, so its rows need one order), a read, a streamed read, and rows read by column name or position.
+
+On PostgreSQL each community has its own schema (``anju_{community}``): the tables, the audit chain and the write lock
+are that community's, so a standby hub that takes a community over (hub/lease.py) opens exactly what the dead one
+wrote, and one community's writes never wait for another's. Writers of one schema are serialised by a transaction
+advisory lock, PostgreSQL's counterpart of SQLite's ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+__all__ = ["Database", "DatabaseError", "Row", "Session", "is_postgres_url", "open_database", "postgres_ddl"]
+
+_SCHEMA_NAME = re.compile(r"^[a-z0-9_-]{1,50}$")
+
+
+class DatabaseError(Exception):
+    """The database could not be opened or reached; the message names which one and why (never its password)."""
+
+
+class Row(Protocol):
+    """A result row read as ``row["column"]`` or ``row[0]`` (``sqlite3.Row``'s reading interface)."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
+
+
+class Session(Protocol):
+    """The connection inside a transaction: what the store's statements run on."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class Database(ABC):
+    """Base of the two engines; ``dialect`` is ``"sqlite"`` or ``"postgresql"``."""
+
+    dialect: ClassVar[str]
+    where: str
+    """The file or ``host:port/database/schema`` this is, for messages (no password)."""
+
+    @abstractmethod
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Session]: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    @abstractmethod
+    def stream(self, sql: str, params: Sequence[Any] = (), *, page: int = 500) -> Generator[list[Any], None, None]:
+        """The rows of ``sql`` in pages of ``page``, without holding them all in memory (the audit walk)."""
+
+    @abstractmethod
+    def script(self, ddl: str) -> None:
+        """Run several DDL statements (the schema) as one transaction."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class SqliteDatabase(Database):
+    """A SQLite file in WAL mode, synchronous FULL; one connection guarded by a lock serves every thread."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.where = str(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.where, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: an alert that was committed must survive a power cut of the hub box.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[Session]:
+        """One write transaction (``BEGIN IMMEDIATE``: the only writer). ``durable=False`` commits without waiting for
+        the disk (``synchronous=NORMAL``): a power cut may lose it, a crash of the hub does not — only for records
+        whose loss repeats harmless work."""
+        with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def stream(self, sql: str, params: Sequence[Any] = (), *, page: int = 500) -> Generator[list[Any], None, None]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            try:
+                while rows := cursor.fetchmany(page):
+                    yield rows
+            finally:
+                cursor.close()
+
+    def script(self, ddl: str) -> None:
+        with self._lock:
+            self._db.executescript(ddl)
+
+    def columns(self, table: str) -> set[str]:
+        with self._lock:
+            return {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def has_foreign_keys(self, table: str) -> bool:
+        with self._lock:
+            return bool(self._db.execute(f"PRAGMA foreign_key_list({table})").fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _PgRow(tuple[Any, ...]):
+    __slots__ = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[_PgRow]:
+    return type("Row", (_PgRow,), {"__slots__": (), "_index": {name: i for i, name in enumerate(names)}})
+
+
+def _row_factory(cursor: Any) -> Any:
+    description = cursor.description
+    if description is None:
+        return tuple
+    return _row_class(tuple(column.name for column in description))
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled); the store's SQL has no ``?`` in a string."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _PgSession:
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._connection.execute(_pg_sql(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = list(rows)
+        if batch:
+            with self._connection.cursor() as cursor:
+                cursor.executemany(_pg_sql(sql), batch)
+
+
+def postgres_ddl(sqlite_ddl: str) -> str:
+    """The store's SQLite DDL in PostgreSQL's words: 64-bit integers (times are milliseconds) and identity keys."""
+    ddl = sqlite_ddl.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+    return re.sub(r"\bINTEGER\b", "BIGINT", ddl)
+
+
+class PostgresDatabase(Database):
+    """One schema of a PostgreSQL database; one connection (autocommit between transactions) guarded by a lock, opened
+    again at the next call after the server dropped it."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, schema: str) -> None:
+        import psycopg
+
+        if not _SCHEMA_NAME.match(schema):
+            raise DatabaseError(f"schema name {schema!r}: use 1-50 of a-z, 0-9, '_' and '-'")
+        self._psycopg = psycopg
+        self._url = url
+        self.schema = schema
+        info = psycopg.conninfo.conninfo_to_dict(url)
+        self.where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}/{schema}"
+        digest = hashlib.sha256(f"anju-writer:{schema}".encode()).digest()
+        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        with self._lock:
+            connection = self._connect(create_schema=True)
+            self._connection = connection
+
+    def _connect(self, *, create_schema: bool = False) -> Any:
+        psycopg = self._psycopg
+        try:
+            connection = psycopg.connect(self._url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL {self.where}: {_first_line(exc)}") from None
+        identifier = psycopg.sql.Identifier(self.schema)
+        if create_schema:
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                connection.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(identifier))
+        connection.execute(psycopg.sql.SQL("SET search_path TO {}").format(identifier))
+        return connection
+
+    def _live(self) -> Any:
+        """The connection, opened again when the last one broke (a server restart, a network cut)."""
+        if self._connection is None or self._connection.closed or self._connection.broken:
+            self._connection = self._connect()
+        return self._connection
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[Session]:
+        """One write transaction holding the schema's writer lock until it ends. ``durable=False``: committed
+        without waiting for the WAL flush (``synchronous_commit off``), as SQLite's ``synchronous=NORMAL``."""
+        with self._lock:
+            connection = self._live()
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                if not durable:
+                    connection.execute("SET LOCAL synchronous_commit TO off")
+                yield _PgSession(connection)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return list(self._live().execute(_pg_sql(sql), params).fetchall())
+
+    def stream(self, sql: str, params: Sequence[Any] = (), *, page: int = 500) -> Generator[list[Any], None, None]:
+        with self._lock:
+            connection = self._live()
+            with connection.transaction(), connection.cursor(name="anju_stream") as cursor:
+                cursor.itersize = page
+                cursor.execute(_pg_sql(sql), params)
+                while rows := cursor.fetchmany(page):
+                    yield rows
+
+    def script(self, ddl: str) -> None:
+        with self._lock:
+            connection = self._live()
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                connection.execute(ddl)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def open_database(target: str | Path, *, schema: str = "anju") -> Database:
+    """A SQLite file at ``target`` (``":memory:"`` for one process), or the ``schema`` of the PostgreSQL database at a
+    ``postgresql://`` URL (its password best from libpq's ``PGPASSFILE``, not the URL)."""
+    if is_postgres_url(target):
+        return PostgresDatabase(str(target), schema=schema)
+    return SqliteDatabase(target)
