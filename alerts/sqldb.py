@@ -19,18 +19,27 @@ import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 __all__ = ["Database", "DatabaseError", "Row", "Session", "is_postgres_url", "open_database", "postgres_ddl"]
 
-_SCHEMA_NAME = re.compile(r"^[a-z0-9_-]{1,50}$")
+_SCHEMA_NAME = re.compile(r"^[a-z0-9_-]{1,63}$")
 
 
 class DatabaseError(Exception):
     """The database could not be opened or reached; the message names which one and why (never its password)."""
+
+
+class FencedOut(DatabaseError):
+    """A write was refused because this process no longer holds the right to write (its lease, hub/lease.py)."""
+
+
+Fence = Callable[[], tuple[str, Sequence[Any]]]
+"""A statement (and its parameters) run first in every write transaction; no row means the write must not happen.
+The hub passes its lease check (hub/lease.py), which also locks the lease row until the write commits."""
 
 
 class Row(Protocol):
@@ -208,14 +217,15 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, schema: str) -> None:
+    def __init__(self, url: str, *, schema: str, fence: Fence | None = None) -> None:
         import psycopg
 
         if not _SCHEMA_NAME.match(schema):
-            raise DatabaseError(f"schema name {schema!r}: use 1-50 of a-z, 0-9, '_' and '-'")
+            raise DatabaseError(f"schema name {schema!r}: use 1-63 of a-z, 0-9, '_' and '-'")
         self._psycopg = psycopg
         self._url = url
         self.schema = schema
+        self._fence = fence
         info = psycopg.conninfo.conninfo_to_dict(url)
         self.where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}/{schema}"
         digest = hashlib.sha256(f"anju-writer:{schema}".encode()).digest()
@@ -254,9 +264,14 @@ class PostgresDatabase(Database):
             connection = self._live()
             with connection.transaction():
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                session = _PgSession(connection)
+                if self._fence is not None:
+                    sql, params = self._fence()
+                    if session.execute(sql, params).fetchone() is None:
+                        raise FencedOut(f"PostgreSQL {self.where}: write refused, this hub no longer holds the lease")
                 if not durable:
                     connection.execute("SET LOCAL synchronous_commit TO off")
-                yield _PgSession(connection)
+                yield session
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -293,9 +308,10 @@ def is_postgres_url(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-def open_database(target: str | Path, *, schema: str = "anju") -> Database:
+def open_database(target: str | Path, *, schema: str = "anju", fence: Fence | None = None) -> Database:
     """A SQLite file at ``target`` (``":memory:"`` for one process), or the ``schema`` of the PostgreSQL database at a
-    ``postgresql://`` URL (its password best from libpq's ``PGPASSFILE``, not the URL)."""
+    ``postgresql://`` URL (its password best from libpq's ``PGPASSFILE``, not the URL), every write there checked by
+    ``fence`` first."""
     if is_postgres_url(target):
-        return PostgresDatabase(str(target), schema=schema)
+        return PostgresDatabase(str(target), schema=schema, fence=fence)
     return SqliteDatabase(target)

@@ -55,7 +55,7 @@ from alerts.mobilisation import Answer, Callout, IncidentMessage, Measure, Notic
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.roster import RosterChange
 from alerts.silence import Silence, SilenceMatch
-from alerts.sqldb import Database, Row, Session, SqliteDatabase, open_database, postgres_ddl
+from alerts.sqldb import Database, Fence, Row, Session, SqliteDatabase, open_database, postgres_ddl
 from alerts.stats import AlertTimes
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 
@@ -737,10 +737,11 @@ def _notification_from(row: Row) -> Notification:
 
 class AlertStore:
     """The alert database: a SQLite file at ``target`` (``":memory:"`` works for a single-process test), or the schema
-    ``schema`` of the PostgreSQL database at a ``postgresql://`` URL (hubs that share alert state, issue 8)."""
+    ``schema`` of the PostgreSQL database at a ``postgresql://`` URL (hubs that share alert state, issue 8), where
+    ``fence`` guards every write (the hub's lease, hub/lease.py)."""
 
-    def __init__(self, target: str | Path, *, schema: str = "anju") -> None:
-        self._db: Database = open_database(target, schema=schema)
+    def __init__(self, target: str | Path, *, schema: str = "anju", fence: Fence | None = None) -> None:
+        self._db: Database = open_database(target, schema=schema, fence=fence)
         self.path = self._db.where
         if isinstance(self._db, SqliteDatabase):
             self._db.script(_SCHEMA)

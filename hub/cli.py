@@ -1,6 +1,7 @@
 """``anju-hub``: run the hub, validate a deployment file, render gateway configs, run the demo."""
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sqlite3
@@ -94,11 +95,15 @@ _SERVE_OPTIONS = (
     "http_port",
     "api_token_file",
     "time_check_interval_s",
+    "alerts_database_file",
+    "lease_term_s",
+    "lease_holder",
 )
 _SERVE_EPILOG = """Every option can also come from the environment: ANJU_DEPLOYMENT, ANJU_DATA_DIR, ANJU_MQTT_HOST,
 ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_MQTT_CLIENT_ID,
 ANJU_MQTT_TLS, ANJU_MQTT_CA_FILE (ANJU_MQTT_CERT_FILE and ANJU_MQTT_KEY_FILE for a client certificate),
-ANJU_HTTP_HOST, ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S. Flags win over
+ANJU_HTTP_HOST, ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S,
+ANJU_ALERTS_DATABASE_FILE (or ANJU_ALERTS_DATABASE), ANJU_LEASE_TERM_S, ANJU_LEASE_HOLDER. Flags win over
 the environment. Secrets are best given as files; they are never printed, not even when rejected."""
 
 
@@ -156,14 +161,43 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    from alerts.store import AlertStore
+def _database_url(file: str, command: str) -> str | None:
+    """The postgresql:// URL in ``file``, or None after saying what is wrong with it."""
+    try:
+        url = Path(file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        sys.stderr.write(f"anju-hub {command}: --database-file {file}: {exc.strerror}\n")
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        sys.stderr.write(f"anju-hub {command}: {file} does not hold a postgresql:// URL\n")
+        return None
+    return url
 
-    path = Path(args.alerts) if args.alerts else Path(args.data_dir) / "alerts.sqlite3"
-    if not path.is_file():
-        sys.stderr.write(f"anju-hub audit verify: no alert database at {path}\n")
-        return 2
-    with AlertStore(path) as store:
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from alerts.sqldb import DatabaseError
+    from alerts.store import AlertStore
+    from hub.settings import alerts_schema
+
+    if args.database_file and not args.alerts:
+        if not args.community:
+            sys.stderr.write("anju-hub audit verify: --database-file needs --community (whose audit log)\n")
+            return 2
+        url = _database_url(args.database_file, "audit verify")
+        if url is None:
+            return 2
+        try:
+            store = AlertStore(url, schema=alerts_schema(args.community))
+        except DatabaseError as exc:
+            sys.stderr.write(f"anju-hub audit verify: {exc}\n")
+            return 2
+    else:
+        path = Path(args.alerts) if args.alerts else Path(args.data_dir) / "alerts.sqlite3"
+        if not path.is_file():
+            sys.stderr.write(f"anju-hub audit verify: no alert database at {path}\n")
+            return 2
+        store = AlertStore(path)
+    with store:
         report = store.verify_audit()
     if report.intact:
         sys.stdout.write(
@@ -176,6 +210,27 @@ def _audit_verify(args: argparse.Namespace) -> int:
         f"last good hash {report.head}\n"
     )
     return 1
+
+
+def _leases(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from hub.lease import leases
+
+    url = _database_url(args.database_file, "leases")
+    if url is None:
+        return 2
+    try:
+        found = leases(url)
+    except psycopg.Error as exc:
+        sys.stderr.write(f"anju-hub leases: {str(exc).strip().splitlines()[0]}\n")
+        return 2
+    now = dt.datetime.now(dt.UTC)
+    for lease in found:
+        left = (lease.expires_at - now).total_seconds()
+        state = f"held, {left:.1f} s left" if left > 0 else f"free (ran out {-left:.1f} s ago)"
+        sys.stdout.write(f"{lease.community}\t{lease.holder}\tepoch {lease.epoch}\t{state}\n")
+    return 0
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -240,6 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between cmd/time clock checks of each online gateway (default 600; one also on each birth)",
     )
     serve.add_argument(
+        "--alerts-database-file",
+        dest="alerts_database_file",
+        help="file holding a postgresql:// URL: alert state in PostgreSQL, shared with standby hubs of the community "
+        "(default: alerts.sqlite3 in the data dir); the hub then waits as a standby until it holds the lease",
+    )
+    serve.add_argument(
+        "--lease-term",
+        dest="lease_term_s",
+        type=float,
+        help="seconds a lease renewal holds, the takeover bound less ~2 s (default 15; with --alerts-database-file)",
+    )
+    serve.add_argument("--lease-holder", dest="lease_holder", help="this hub's name in the lease table (default "
+                       "host:pid:random)")  # fmt: skip
+    serve.add_argument(
         "--api-max-body-bytes",
         dest="api_max_body_bytes",
         type=int,
@@ -291,7 +360,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
     verify.add_argument("--alerts", help="the alert database file itself (default DATA_DIR/alerts.sqlite3)")
+    verify.add_argument(
+        "--database-file",
+        default=os.environ.get("ANJU_ALERTS_DATABASE_FILE"),
+        help="file holding the postgresql:// URL of shared alert state (with --community) instead of a SQLite file",
+    )
+    verify.add_argument("--community", help="the community whose audit log to verify (with --database-file)")
     verify.set_defaults(handler=_audit_verify)
+    lease_parser = commands.add_parser(
+        "leases", help="which hub holds each community's lease in the shared PostgreSQL, and until when"
+    )
+    lease_parser.add_argument(
+        "--database-file",
+        default=os.environ.get("ANJU_ALERTS_DATABASE_FILE"),
+        required="ANJU_ALERTS_DATABASE_FILE" not in os.environ,
+        help="file holding the postgresql:// URL (or ANJU_ALERTS_DATABASE_FILE)",
+    )
+    lease_parser.set_defaults(handler=_leases)
     backup_parser = commands.add_parser(
         "backup",
         help="copy the data dir while the hub runs (SQLite online backup) into a new directory, with a manifest",

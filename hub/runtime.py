@@ -10,6 +10,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -46,11 +47,13 @@ from hub.identity import AccessRules, Identity, IdentityStore, Scopes
 from hub.ingest.limits import limits_policy
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
+from hub.lease import Lease
 from hub.live import LiveFeed
 from hub.metrics import Metrics
-from hub.settings import HubSettings
+from hub.settings import HubSettings, alerts_schema
 from hub.store import ReadingStore
 from hub.store.open import open_store
+from systemd_notify import notify, watchdog_forever
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -246,16 +249,62 @@ def identity(settings: HubSettings, deployment: Deployment, store: IdentityStore
     )
 
 
+LEASE_LOST_EXIT = 75
+"""The hub's exit status when it lost its community's lease (EX_TEMPFAIL): systemd starts it again, as a standby."""
+
+
+def _stop_at_once(reason: str) -> None:
+    """Leave now, without the graceful stop: another hub may already run this community, and every moment more could
+    page someone twice. Committed alert state is in PostgreSQL; unacknowledged readings are sent again by the
+    gateways to whichever hub subscribes next."""
+    logging.shutdown()
+    os._exit(LEASE_LOST_EXIT)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
-    """Build the hub, run its background tasks while the context is open, and close it cleanly."""
+    """Build the hub, run its background tasks while the context is open, and close it cleanly.
+
+    With ``alerts_database`` (PostgreSQL) the hub first waits as a standby until it holds its community's lease
+    (hub/lease.py): under systemd it reports itself ready and keeps the watchdog fed while it waits, so a standby is a
+    healthy service, and the API does not listen before the lease is taken."""
     deployment = load_deployment(settings.deployment)
+    url = settings.alerts_url
+    if url is None:
+        async with _open_runtime(settings, deployment, None) as runtime:
+            yield runtime
+        return
+    community = deployment.community.id
+    lease = Lease(url, community, holder=settings.lease_holder, term_s=settings.lease_term_s)
+    notify(f"READY=1\nSTATUS=standby: waiting for the lease on community {community}")
+    pinger = asyncio.create_task(watchdog_forever(), name="hub-standby-watchdog")
+    try:
+        await lease.acquire()
+    finally:
+        pinger.cancel()
+    notify(f"STATUS=running community {community} (lease epoch {lease.epoch})")
+    try:
+        async with _open_runtime(settings, deployment, lease) as runtime:
+            yield runtime
+    finally:
+        await lease.release()
+        await lease.close()
+
+
+@contextlib.asynccontextmanager
+async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Lease | None) -> AsyncIterator[Runtime]:
     directory = build_directory(deployment, settings.deployment.parent)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     registry = Registry(deployment)
     store = await asyncio.to_thread(open_store, deployment, settings.data_dir, config_dir=settings.deployment.parent)
-    alert_store = AlertStore(settings.alerts_path)
+    if lease is None:
+        alert_store = AlertStore(settings.alerts_path)
+    else:
+        held = lease
+        alert_store = await asyncio.to_thread(
+            AlertStore, lease.url, schema=alerts_schema(deployment.community.id), fence=lambda: held.fence
+        )
     identity_store = IdentityStore(settings.identity_path)
     try:
         duty = DutyChanges(store=alert_store, directory=directory)
@@ -343,6 +392,8 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                     ),
                     group.create_task(ingest.limits.run(on_risks=ingest.on_risks), name="hub-ingest-limits"),
                 ]
+                if lease is not None:
+                    tasks.append(group.create_task(lease.keep(on_lost=_stop_at_once), name="hub-lease"))
                 try:
                     yield runtime
                 finally:

@@ -4,6 +4,7 @@ Secrets (MQTT password, API token) may come from ``*_FILE`` variables pointing a
 in systemd credentials or Docker secrets and never in the environment of every child process or a log.
 """
 
+import hashlib
 import ssl
 from pathlib import Path
 from typing import Self
@@ -13,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.transport import TlsFileError, client_tls_context
 
-__all__ = ["HubSettings"]
+__all__ = ["HubSettings", "alerts_schema"]
 
 _PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "token", "admin"})
 
@@ -64,10 +65,20 @@ class HubSettings(BaseSettings):
     """Failed logins one client address may make in ``login_address_window_s`` (any user names) before it waits:
     guessing across many accounts from one place is slowed even though no single account locks."""
     login_address_window_s: float = Field(default=300.0, ge=1, le=86_400)
+    alerts_database: SecretStr | None = None
+    """A ``postgresql://`` URL: alert state (and the community's lease) in PostgreSQL, shared with standby hubs of the
+    same community, instead of ``alerts.sqlite3`` in the data dir. Secret, since a URL may carry a password (prefer
+    libpq's ``PGPASSFILE``); ``alerts_database_file`` reads it from a file."""
+    alerts_database_file: Path | None = None
+    lease_term_s: float = Field(default=15.0, ge=3, le=120)
+    """Seconds one lease renewal holds: a dead hub's community is taken over by a standby within this, plus the
+    standby's 1 s poll and its start (issue 8 asks for 30 s)."""
+    lease_holder: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    """This hub's name in the lease table; None: ``host:pid:random``."""
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Self:
-        for name in ("mqtt_password", "api_token"):
+        for name in ("mqtt_password", "api_token", "alerts_database"):
             file: Path | None = getattr(self, f"{name}_file")
             if file is not None:
                 if getattr(self, name) is not None:
@@ -83,6 +94,9 @@ class HubSettings(BaseSettings):
         password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
         if password is not None and password.lower() in _PLACEHOLDERS:
             raise ValueError("mqtt_password is a placeholder; use the one `anju-hub provision init` wrote (hub.secret)")
+        url = self.alerts_database.get_secret_value() if self.alerts_database else None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("alerts_database must be a postgresql:// URL (without it, alerts.sqlite3 in the data dir)")
         if self.mqtt_tls:
             self.mqtt_tls_context()
         elif any(getattr(self, f"mqtt_{name}_file") for name in ("ca", "cert", "key")):
@@ -107,6 +121,20 @@ class HubSettings(BaseSettings):
         return self.data_dir / "alerts.sqlite3"
 
     @property
+    def alerts_url(self) -> str | None:
+        """The PostgreSQL URL of the shared alert database, or None (SQLite in the data dir)."""
+        return self.alerts_database.get_secret_value() if self.alerts_database else None
+
+    @property
     def identity_path(self) -> Path:
         """Users, sessions, API tokens and their audit (hub/identity/store.py); ``anju-hub users`` edits it too."""
         return self.data_dir / "identity.sqlite3"
+
+
+def alerts_schema(community: str) -> str:
+    """The PostgreSQL schema of ``community``'s alert state: ``anju_{community}``, or for an id too long for
+    PostgreSQL's 63-byte names, its first 40 characters and a digest of the whole."""
+    name = f"anju_{community}"
+    if len(name) <= 63:
+        return name
+    return f"anju_{community[:40]}_{hashlib.sha256(community.encode()).hexdigest()[:16]}"
