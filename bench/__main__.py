@@ -12,7 +12,9 @@ MQTT client layouts against ``mosquitto_sub``, bench/mqtt_receive.py; it needs M
 receive path with per-gateway limits off, admitting and deferring a flood, against ``mosquitto_sub``,
 bench/gateway_limits.py; it needs Mosquitto), ``hub_workers`` (1, 2 and 3 hub processes, one community each, draining
 backlogs from one Mosquitto: aggregate and per-worker readings/s and efficiency against the 1-worker rate of the same
-run, bench/hub_workers.py; it needs Mosquitto), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
+run, bench/hub_workers.py; it needs Mosquitto), ``takeover`` (a hub killed while it holds its community's lease in
+PostgreSQL, until a standby serves it, against a hub's cold start and issue 8's 30 s, bench/takeover.py; it needs
+Mosquitto and PostgreSQL), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
 store against issue 4's targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's
 liveness bookkeeping per reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming
 anomaly detector on 10,000 sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly
@@ -51,11 +53,13 @@ from bench import (
     modbus_client,
     mqtt_receive,
     protocol_decode,
+    takeover,
     web,
 )
 from bench.common import machine
 from hub.demo.broker import find_mosquitto
 from hub.demo.influxd import find_influxd
+from hub.demo.postgres import find_postgres
 
 NAMES = (
     "protocol_decode",
@@ -66,6 +70,7 @@ NAMES = (
     "mqtt_receive",
     "gateway_limits",
     "hub_workers",
+    "takeover",
     "hub_queries",
     "liveness",
     "anomaly",
@@ -123,6 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("mqtt_receive", "mosquitto", "mosquitto", mosquitto, lambda: mqtt_receive.report(mqtt_receive.run())),
         ("gateway_limits", "mosquitto", "mosquitto", mosquitto, lambda: gateway_limits.report(gateway_limits.run())),
         ("hub_workers", "mosquitto", "mosquitto", mosquitto, lambda: hub_workers.report(hub_workers.run())),
+        (
+            "takeover",
+            "postgres",
+            "postgresql",
+            mosquitto and find_postgres() is not None,
+            lambda: takeover.report(takeover.run()),
+        ),
     ]
     for name, program, package, found, work in needing:
         if name not in names:
