@@ -315,3 +315,15 @@ def open_database(target: str | Path, *, schema: str = "anju", fence: Fence | No
     if is_postgres_url(target):
         return PostgresDatabase(str(target), schema=schema, fence=fence)
     return SqliteDatabase(target)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a constraint refusing a write (a UNIQUE name taken, a NOT NULL, a foreign key), from either
+    engine: ``sqlite3.IntegrityError`` or ``psycopg.errors.IntegrityError``. psycopg is looked for only once loaded
+    (it is imported when a PostgreSQL database opens), so SQLite-only hubs never import it."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    import sys
+
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.errors.IntegrityError)

@@ -1,5 +1,7 @@
-"""The identity database (SQLite, WAL, ``identity.sqlite3`` in the hub's data dir): users, login sessions and their
-tokens, API tokens, and the audit log (hub/identity/audit.py).
+"""The identity database: users, login sessions and their tokens, API tokens, and the audit log
+(hub/identity/audit.py) — a SQLite file (WAL, ``identity.sqlite3`` in the hub's data dir) or a schema of PostgreSQL,
+through the alert store's engine layer (alerts/sqldb.py). On PostgreSQL it may share the alert store's schema: no
+table, index, trigger or function name is the same.
 
 No token is stored: a token is 32 random bytes shown once, and only its SHA-256 is kept (a random 256-bit secret
 needs no slow hash — nobody can guess it back from the digest). A stolen file therefore opens no session. Passwords
@@ -15,20 +17,23 @@ Tables:
   then replaced (rotation), and a second use of it revokes the session.
 * ``api_tokens`` — integration tokens: name, role, person, hash, expiry, revocation.
 
-Methods are short and synchronous behind one lock; the hub calls them with ``asyncio.to_thread``, the CLI directly.
+Methods are short and synchronous behind the engine's one lock; the hub calls them with ``asyncio.to_thread``, the CLI
+directly. Lists are ordered in Python, not by ``ORDER BY`` on text: PostgreSQL would sort names by the database's
+collation, SQLite by code point.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal
 
-from hub.identity.audit import AUDIT_SCHEMA, AuditEntry, AuditEvent, append_audit, audit_entries
+from alerts.sqldb import Database, Row, Session, is_integrity_error, open_database, postgres_ddl
+from alerts.store import AuditReport
+from hub.identity.audit import AuditEntry, AuditEvent, append_audit, audit_entries, audit_schema, verify_audit
 from hub.identity.roles import Role
 
 __all__ = ["ApiToken", "Credential", "DuplicateError", "IdentityStore", "TokenKind", "User"]
@@ -127,7 +132,7 @@ class Credential:
     csrf_hash: str | None = field(default=None, repr=False)
 
 
-def _user(row: sqlite3.Row) -> User:
+def _user(row: Row) -> User:
     return User(
         id=row["id"],
         name=row["name"],
@@ -141,44 +146,49 @@ def _user(row: sqlite3.Row) -> User:
     )
 
 
-def _api_token(row: sqlite3.Row) -> ApiToken:
+def _api_token(row: Row) -> ApiToken:
     return ApiToken(row["id"], row["name"], Role(row["role"]), row["person"], row["created_by"], row["created_ms"],
                     row["expires_ms"], row["revoked_ms"], row["revoked_by"])  # fmt: skip
 
 
 class IdentityStore:
-    """The identity database at ``path``; the schema is created on first open."""
+    """The identity database: a SQLite file at ``target``, or the schema ``schema`` of the PostgreSQL database at a
+    ``postgresql://`` URL (the community's, beside its alert store). The tables are created on first open.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a revocation that was answered must hold after a power cut
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")  # the CLI and the hub share the file
-            self._db.executescript(_SCHEMA + AUDIT_SCHEMA)
+    Every write is durable before it returns (SQLite ``synchronous=FULL``, PostgreSQL's default commit): a revocation
+    that was answered must hold after a power cut. The CLI and the hub share the database (SQLite waits up to 5 s for
+    the other's write; PostgreSQL's writers queue on the schema's advisory lock)."""
+
+    def __init__(self, target: str | Path, *, schema: str = "anju") -> None:
+        self._db: Database = open_database(target, schema=schema)
+        self.path = self._db.where
+        if self._db.dialect == "sqlite":
+            self._db.script(_SCHEMA + audit_schema("sqlite"))
+        else:
+            self._db.script(postgres_ddl(_SCHEMA) + audit_schema("postgresql"))
+
+    @property
+    def where(self) -> str:
+        """The file, or PostgreSQL's ``host:port/database/schema``, for messages."""
+        return self._db.where
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def __enter__(self) -> IdentityStore:
+        return self
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _transaction(self) -> AbstractContextManager[Session]:
+        """One write transaction, the only writer of the database while it runs (the audit chain's order)."""
+        return self._db.transaction()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._db.query(sql, params)
 
     # --- users ----------------------------------------------------------------------------------------------
 
@@ -187,7 +197,7 @@ class IdentityStore:
         return _user(rows[0]) if rows else None
 
     def users(self) -> list[User]:
-        return [_user(r) for r in self._query("SELECT * FROM users ORDER BY name")]
+        return sorted((_user(r) for r in self._query("SELECT * FROM users")), key=lambda user: user.name)
 
     def add_user(
         self, name: str, role: Role, person: str | None, password_hash: str, *, by: str, client: str, now_ms: int
@@ -199,8 +209,10 @@ class IdentityStore:
                     "VALUES (?,?,?,?,?,?)",
                     (name, role.value, person, password_hash, now_ms, now_ms),
                 )
-            except sqlite3.IntegrityError:
-                raise DuplicateError("user", name) from None
+            except Exception as exc:
+                if is_integrity_error(exc):
+                    raise DuplicateError("user", name) from None
+                raise
             detail = f"role={role.value} person={person or '-'}"
             append_audit(db, "user.created", actor=by, subject=name, client=client, time_ms=now_ms, detail=detail)
         user = self.user(name)
@@ -368,6 +380,7 @@ class IdentityStore:
 
     def end_sessions(self, name: str, *, session_id: str | None, by: str, client: str, now_ms: int) -> int:
         """Revoke one session of ``name`` (``session_id``) or all of them (None), audited; how many were live."""
+        count: int  # rows changed (psycopg's and sqlite3's rowcount alike)
         with self._transaction() as db:
             if session_id is not None:
                 count = db.execute(
@@ -396,13 +409,16 @@ class IdentityStore:
                     (token.id, token.name, token.role.value, token.person, token_hash, token.created_by,
                      token.created_ms, token.expires_ms),
                 )  # fmt: skip
-            except sqlite3.IntegrityError:
-                raise DuplicateError("API token", token.name) from None
+            except Exception as exc:
+                if is_integrity_error(exc):
+                    raise DuplicateError("API token", token.name) from None
+                raise
             append_audit(db, "token.created", actor=token.created_by, subject=f"token:{token.id}", client=client,
                          time_ms=token.created_ms, detail=f"name={token.name} role={token.role.value}")  # fmt: skip
 
     def api_tokens(self) -> list[ApiToken]:
-        return [_api_token(r) for r in self._query("SELECT * FROM api_tokens ORDER BY created_ms, id")]
+        tokens = (_api_token(r) for r in self._query("SELECT * FROM api_tokens"))
+        return sorted(tokens, key=lambda token: (token.created_ms, token.id))
 
     def revoke_api_token(self, token_id: str, *, by: str, client: str, now_ms: int) -> ApiToken | None:
         """Revoke a live API token, audited; None when there is no live token of that id."""
@@ -420,5 +436,8 @@ class IdentityStore:
     # --- audit ----------------------------------------------------------------------------------------------
 
     def audit(self, *, before_seq: int | None = None, limit: int = 100) -> list[AuditEntry]:
-        with self._lock:
-            return audit_entries(self._db, before_seq=before_seq, limit=limit)
+        return audit_entries(self._db, before_seq=before_seq, limit=limit)
+
+    def verify_audit(self) -> AuditReport:
+        """Check the whole audit log's hash chain (hub/identity/audit.py); ``broken_at`` names the first bad row."""
+        return verify_audit(self._db)

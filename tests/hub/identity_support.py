@@ -1,6 +1,8 @@
-"""A deployment for the identity tests (the demo's, with buildings and two property companies) and logins."""
+"""A deployment for the identity tests (the demo's, with buildings and two property companies), logins, and the
+identity store on the engine the ``identity_engine`` fixture chose."""
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -8,6 +10,8 @@ from typing import Any
 import httpx
 from ruamel.yaml import YAML
 
+from alerts.sqldb import Database, open_database
+from hub.identity import IdentityStore
 from tests.conftest import DEMO_DEPLOYMENT
 from tests.hub.harness import Hub
 
@@ -86,3 +90,32 @@ async def session(hub: Hub, name: str) -> AsyncIterator[httpx.AsyncClient]:
 
 def anonymous(hub: Hub) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=str(hub.api.base_url))
+
+
+_engine_url: list[str] = []
+"""The PostgreSQL server the ``identity_engine`` fixture chose for this test, or empty for SQLite."""
+
+
+def use_postgres(url: str | None) -> None:
+    """Open the next tests' identity stores on the PostgreSQL at ``url`` (None: SQLite files again)."""
+    _engine_url[:] = [url] if url else []
+
+
+def identity_target(path: Path) -> tuple[str | Path, str]:
+    """``(target, schema)`` of the test's identity database at ``path``: that SQLite file, or, when the
+    ``identity_engine`` fixture picked PostgreSQL, a schema of the test server named after ``path`` — so opening the
+    same path again is a restart on the same database, and another test's path is another, empty, one."""
+    if not _engine_url:
+        return path, "anju"
+    return _engine_url[0], "t" + hashlib.sha256(str(path).encode()).hexdigest()[:20]
+
+
+def open_identity_store(path: Path) -> IdentityStore:
+    target, schema = identity_target(path)
+    return IdentityStore(target, schema=schema)
+
+
+def open_identity_database(path: Path) -> Database:
+    """The same database without the store: for a test that reaches around it (as someone with write access)."""
+    target, schema = identity_target(path)
+    return open_database(target, schema=schema)
