@@ -24,7 +24,18 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-__all__ = ["Database", "DatabaseError", "Row", "Session", "is_postgres_url", "open_database", "postgres_ddl"]
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "Fence",
+    "FencedOut",
+    "Row",
+    "Session",
+    "is_integrity_error",
+    "is_postgres_url",
+    "open_database",
+    "postgres_ddl",
+]
 
 _SCHEMA_NAME = re.compile(r"^[a-z0-9_-]{1,63}$")
 

@@ -163,15 +163,13 @@ def _score(args: argparse.Namespace) -> int:
 
 def _database_url(file: str, command: str) -> str | None:
     """The postgresql:// URL in ``file``, or None after saying what is wrong with it."""
+    from hub.settings import database_url
+
     try:
-        url = Path(file).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        sys.stderr.write(f"anju-hub {command}: --database-file {file}: {exc.strerror}\n")
+        return database_url(Path(file))
+    except ValueError as exc:
+        sys.stderr.write(f"anju-hub {command}: --database-file {exc}\n")
         return None
-    if not url.startswith(("postgresql://", "postgres://")):
-        sys.stderr.write(f"anju-hub {command}: {file} does not hold a postgresql:// URL\n")
-        return None
-    return url
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

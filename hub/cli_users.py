@@ -10,7 +10,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from alerts.sqldb import DatabaseError
 from hub.identity import AccessRules, Identity, IdentityStore, Role, Scopes, UserProblem
+from hub.settings import alerts_schema, database_url
 
 __all__ = ["add_users_command"]
 
@@ -29,9 +31,12 @@ def _identity(args: argparse.Namespace) -> Identity:
     from hub.config import load_deployment
 
     deployment = load_deployment(args.config, check_secrets=False)
-    data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = IdentityStore(data_dir / "identity.sqlite3")
+    if args.database_file:
+        store = IdentityStore(database_url(Path(args.database_file)), schema=alerts_schema(deployment.community.id))
+    else:
+        data_dir = Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = IdentityStore(data_dir / "identity.sqlite3")
     return Identity(store, Scopes(deployment), rules=AccessRules(), address_limit=(1, 1.0), static_token=None)
 
 
@@ -72,6 +77,9 @@ def _users(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    except (ValueError, DatabaseError) as exc:
+        sys.stderr.write(f"anju-hub users: {exc}\n")
+        return 2
     try:
         asyncio.run(_run(args, identity))
     except UserProblem as exc:
@@ -90,6 +98,12 @@ def add_users_command(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     users.add_argument("--config", default=os.environ.get("ANJU_DEPLOYMENT"), required="ANJU_DEPLOYMENT" not in
                        os.environ, help="deployment YAML file (people and places a role is linked to)")  # fmt: skip
     users.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
+    users.add_argument(
+        "--database-file",
+        default=os.environ.get("ANJU_ALERTS_DATABASE_FILE"),
+        help="file holding the postgresql:// URL of hubs that share state (their users too); default: the data dir's "
+        "identity.sqlite3",
+    )
     sub = users.add_subparsers(dest="users_command", required=True)
     roles = [r.value for r in Role]
     # allow_abbrev=False: ``--password SECRET`` must not pass as an abbreviation of --password-file.

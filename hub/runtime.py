@@ -300,12 +300,12 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
     store = await asyncio.to_thread(open_store, deployment, settings.data_dir, config_dir=settings.deployment.parent)
     if lease is None:
         alert_store = AlertStore(settings.alerts_path)
+        identity_store = IdentityStore(settings.identity_path)
     else:
-        held = lease
-        alert_store = await asyncio.to_thread(
-            AlertStore, lease.url, schema=alerts_schema(deployment.community.id), fence=lambda: held.fence
-        )
-    identity_store = IdentityStore(settings.identity_path)
+        held, schema = lease, alerts_schema(deployment.community.id)
+        alert_store = await asyncio.to_thread(AlertStore, lease.url, schema=schema, fence=lambda: held.fence)
+        # The users and their sessions are the community's, whichever hub serves it; not fenced: the CLI writes too.
+        identity_store = await asyncio.to_thread(IdentityStore, lease.url, schema=schema)
     try:
         duty = DutyChanges(store=alert_store, directory=directory)
         await duty.load()  # before the alert service routes anything: the swaps and holidays made before a restart

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.transport import TlsFileError, client_tls_context
 
-__all__ = ["HubSettings", "alerts_schema"]
+__all__ = ["HubSettings", "alerts_schema", "database_url"]
 
 _PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "token", "admin"})
 
@@ -138,3 +138,14 @@ def alerts_schema(community: str) -> str:
     if len(name) <= 63:
         return name
     return f"anju_{community[:40]}_{hashlib.sha256(community.encode()).hexdigest()[:16]}"
+
+
+def database_url(file: Path) -> str:
+    """The ``postgresql://`` URL held in ``file`` (``alerts_database_file``); ValueError naming what is wrong."""
+    try:
+        url = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{file}: {exc.strerror}") from None
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{file} does not hold a postgresql:// URL")
+    return url

@@ -69,10 +69,10 @@ class TwoHubs(System):
 
 
 class Api:
-    """One hub's API, as the people's apps use it."""
+    """One hub's API, as the people's apps use it: with the admin integration token, or a user's access token."""
 
-    def __init__(self, system: TwoHubs, hub: str) -> None:
-        token = system.plan.token_file.read_text(encoding="utf-8").strip()
+    def __init__(self, system: TwoHubs, hub: str, token: str | None = None) -> None:
+        token = token or system.plan.token_file.read_text(encoding="utf-8").strip()
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{system.ports[hub]}/api/v1",
             headers={"Authorization": f"Bearer {token}"},
@@ -147,6 +147,18 @@ def test_a_standby_takes_over_a_killed_hub_and_the_drill_completes(system: TwoHu
         assert leases.stdout.startswith("hongxing\thub-a\tepoch 1\theld"), leases.stdout
         assert not wait_port(system.ports["hub-b"], timeout_s=0.5), "a standby must not serve the API"
 
+        # The sub-district's user is added while hub A runs (the CLI writes to the shared database) and logs in there.
+        secret = "消防演练-drill-2026"
+        password = system.plan.run_dir / "chen.password"
+        password.write_text(secret + "\n", encoding="utf-8")
+        shared = ("--config", str(plan.deployment), "--database-file", str(system.database_file))
+        added = cli("users", *shared, "add", "chen", "--role", "sub_district", "--person", SUBDISTRICT,
+                    "--password-file", str(password))  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        login = httpx.post(f"{hub_a.http.base_url}auth/login", json={"username": "chen", "password": secret})
+        assert login.status_code == 200, login.text
+        chen_token = login.json()["access_token"]
+
         # 2. The corridor fire opens on hub A and pages the grid manager.
         fire = poll(lambda: the_corridor_fire(hub_a), system, "the corridor's corroborated alert", 90)  # type: ignore[arg-type]
         alert_id = str(fire["id"])
@@ -166,7 +178,12 @@ def test_a_standby_takes_over_a_killed_hub_and_the_drill_completes(system: TwoHu
             return any(p.recipient == SUBDISTRICT and p.level == 2 for p in received(plan, alert_id))
 
         wait_for(reached_sub_district, system, "the escalation to the sub-district by hub B", 2 * ANSWER_S + 30)
-        answered = hub_b.post(f"/alerts/{alert_id}/acknowledge", {"by": SUBDISTRICT})
+        # The session opened on hub A holds on hub B: users and sessions are the community's, not a hub's.
+        chen = Api(system, "hub-b", chen_token)
+        try:
+            answered = chen.post(f"/alerts/{alert_id}/acknowledge", {"by": SUBDISTRICT, "note": "接单 on our way"})
+        finally:
+            chen.http.close()
         assert answered["state"] == "acknowledged" and answered["escalation_level"] == 2, answered
         path = hub_b.get(f"/alerts/{alert_id}/transitions")
     finally:
@@ -189,3 +206,5 @@ def test_a_standby_takes_over_a_killed_hub_and_the_drill_completes(system: TwoHu
 
     verify = cli("audit", "verify", "--database-file", str(system.database_file), "--community", "hongxing")
     assert verify.returncode == 0 and verify.stdout.startswith("audit log intact: "), verify.stdout + verify.stderr
+    acknowledged = next(t for t in path if t["to_state"] == "acknowledged")
+    assert acknowledged["by"] == SUBDISTRICT and acknowledged["channel"] == "api", acknowledged
