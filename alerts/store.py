@@ -775,11 +775,12 @@ class AlertStore:
     ) -> None:
         self.close()
 
-    def _transaction(self, *, durable: bool = True) -> AbstractContextManager[Session]:
+    def _transaction(self, *, durable: bool = True, pipelined: bool = False) -> AbstractContextManager[Session]:
         """One write transaction, the only writer of the database while it runs (the audit chain's order).
         ``durable=False`` commits without waiting for the disk: a power cut may lose it, a crash of the hub does
-        not — only for records whose loss repeats harmless work."""
-        return self._db.transaction(durable=durable)
+        not — only for records whose loss repeats harmless work. ``pipelined`` (PostgreSQL) for the hot writes that
+        read no row count (alerts/sqldb.py)."""
+        return self._db.transaction(durable=durable, pipelined=pipelined)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._db.query(sql, params)
@@ -856,14 +857,14 @@ class AlertStore:
     ) -> None:
         """Write ``alert`` (insert or replace), its ``transitions``, pending ``notifications`` and a changed work
         order atomically."""
-        with self._transaction() as db:
+        with self._transaction(pipelined=True) as db:
             _write_alert(db, alert, transitions, notifications, work_order, new_evidence)
 
     def commit_many(self, writes: Sequence[tuple[Alert, Sequence[Transition], Sequence[Notification]]]) -> None:
         """``commit`` several alert changes, in order, in one transaction (one fsync: the service's group commit)."""
         if not writes:
             return
-        with self._transaction() as db:
+        with self._transaction(pipelined=True) as db:
             for alert, transitions, notifications in writes:
                 _write_alert(db, alert, transitions, notifications, None, ())
 
@@ -1032,7 +1033,7 @@ class AlertStore:
         """``mark_sent`` for several (key, ms) deliveries in one transaction, not waiting for the disk: a power cut
         that loses it makes the service send those notifications again, and receivers drop them by idempotency key
         (the audit chain stays whole: WAL keeps a prefix of the commits)."""
-        with self._transaction(durable=False) as db:
+        with self._transaction(durable=False, pipelined=True) as db:
             _mark_sent_in(db, sent)
 
     def mark_sent(self, key: str, *, now_ms: int) -> None:

@@ -11,6 +11,8 @@ not the previous ones are done, and its latency is measured from that instant to
   webhook — the issue's "alert persisted first". The garbage collector is set as ``anju-hub serve`` sets it for the
   process the service runs in (``hub.runtime.tune_gc``), and restored afterwards; a second run with the interpreter's
   defaults shows what that setting is worth.
+- Anju again with the alert state on PostgreSQL (Debian's package, a server of the run's own, fsync on) as hubs
+  that share state write it (issue 8): under a held lease, every write fenced by it (hub/lease.py).
 - Alertmanager 0.25 (Debian ``prometheus-alertmanager``): one ``POST /api/v2/alerts`` per event at its instant from
   eight threads with keep-alive connections (latency from the instant, as for Anju), our own minimal config (one
   route, one webhook, ``send_resolved: false``), its state in memory and in a temporary ``--storage.path``.
@@ -33,12 +35,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from alerts import AlertService, AlertStore, Directory, Grade, Grid, Person, RiskEvent, WebhookReceiver, WebhookTarget
+from hub.demo.postgres import find_postgres, running_postgres
 from hub.demo.processes import free_port, wait_port
+from hub.lease import Lease, LeaseLost
 from hub.runtime import tune_gc
 
 __all__ = ["find_alertmanager", "main", "report", "run", "start_alertmanager"]
@@ -179,7 +183,30 @@ def _event(i: int, due_s: float) -> RiskEvent:
     )
 
 
-async def _anju(workdir: Path, rate: int, seconds: float) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def _store(workdir: Path, postgres_url: str | None, rate: int) -> AsyncIterator[AlertStore]:
+    """SQLite in ``workdir``, or a schema of the PostgreSQL at ``postgres_url`` written as a hub writes it there: under
+    a held lease (hub/lease.py), every write fenced by it, the lease renewed meanwhile."""
+    if postgres_url is None:
+        with AlertStore(workdir / "alerts.sqlite3") as store:
+            yield store
+        return
+    lease = Lease(postgres_url, f"bench-{rate}", holder="bench")
+    if not await lease.try_acquire():
+        raise RuntimeError(f"the bench lease on {postgres_url} is held by another process")
+    keeper = asyncio.create_task(lease.keep(on_lost=lambda reason: None))
+    try:
+        with AlertStore(postgres_url, schema=f"bench_{rate}", fence=lambda: lease.fence) as store:
+            yield store
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+            await keeper
+        await lease.release()
+        await lease.close()
+
+
+async def _anju(workdir: Path, rate: int, seconds: float, postgres_url: str | None = None) -> dict[str, float]:
     receiver = _Receiver(workdir)
     directory = Directory(
         grids=[Grid(id="grid-1", name="网格", managers=("duty",))],
@@ -187,22 +214,22 @@ async def _anju(workdir: Path, rate: int, seconds: float) -> dict[str, float]:
                                                                       secret=SECRET),))],
     )  # fmt: skip
     total = int(rate * seconds)
-    with AlertStore(workdir / "alerts.sqlite3") as store:
-        async with (
-            WebhookReceiver() as webhook,
-            AlertService(store=store, directory=directory, receiver=webhook, max_in_flight=64) as service,
-        ):
-            start = time.time() + 0.2
-            tasks = []
-            for i in range(total):
-                due = start + i / rate
-                delay = due - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(service.submit(_event(i, due))))
-            await asyncio.gather(*tasks)
-            elapsed = time.time() - start
-            await _settle(lambda: service.counters.notifications_sent_total, total)
+    async with (
+        _store(workdir, postgres_url, rate) as store,
+        WebhookReceiver() as webhook,
+        AlertService(store=store, directory=directory, receiver=webhook, max_in_flight=64) as service,
+    ):
+        start = time.time() + 0.2
+        tasks = []
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(service.submit(_event(i, due))))
+        await asyncio.gather(*tasks)
+        elapsed = time.time() - start
+        await _settle(lambda: service.counters.notifications_sent_total, total)
     return _summary(total, receiver.arrivals(), elapsed)
 
 
@@ -291,6 +318,11 @@ def _run_at(rate: int, seconds: float) -> dict[str, dict[str, float]]:
             results["anju"] = asyncio.run(_anju(workdir / "anju", rate, seconds))
         (workdir / "anju-default-gc").mkdir()
         results["anju_default_gc"] = asyncio.run(_anju(workdir / "anju-default-gc", rate, seconds))
+        postgres = find_postgres()
+        if postgres is not None:
+            (workdir / "anju-postgres").mkdir()
+            with running_postgres(postgres, durable=True) as server, _as_in_the_hub():
+                results["anju_postgres"] = asyncio.run(_anju(workdir / "anju-postgres", rate, seconds, server.url))
         binary = find_alertmanager()
         if binary is not None:
             am_dir = workdir / "am"
@@ -322,6 +354,15 @@ def _report_one(results: dict[str, dict[str, float]], say: Callable[[str], None]
         f"{'met' if anju['p99_ms'] <= TARGET_P99_MS else 'not met'}; with the interpreter's default garbage "
         f"collector instead of the hub's: p50 {untuned['p50_ms']:.1f} ms, p99 {untuned['p99_ms']:.1f} ms)"
     )
+    pg = results.get("anju_postgres")
+    if pg is None:
+        line += "; on PostgreSQL: not installed (apt-get install postgresql)"
+    else:
+        line += (
+            f"; on PostgreSQL (fsync on, writes fenced by the lease, as hubs that share state): {pg['received']:,.0f} "
+            f"delivered, p50 {pg['p50_ms']:.1f} ms, p99 {pg['p99_ms']:.1f} ms, p99 ratio PostgreSQL / SQLite "
+            f"{pg['p99_ms'] / anju['p99_ms']:.2f}"
+        )
     am = results.get("alertmanager")
     if am is None:
         say(line + "; reference Alertmanager not installed (apt-get install prometheus-alertmanager)")
