@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-__all__ = ["Lease", "LeaseError", "LeaseLost", "LeaseState", "leases"]
+__all__ = ["Lease", "LeaseConfigError", "LeaseError", "LeaseLost", "LeaseState", "leases"]
 
 log = logging.getLogger("anju.hub.lease")
 
@@ -75,6 +75,17 @@ taken over until that write commits."""
 
 class LeaseError(RuntimeError):
     """PostgreSQL could not be reached for the lease; the message names the server (never its password)."""
+
+
+class LeaseConfigError(LeaseError):
+    """The server answered that the URL is wrong (no such database or role, a refused password): waiting will not
+    help, so a standby stops instead of retrying forever."""
+
+
+_CONFIG_SQLSTATES = ("28", "3D")
+"""Invalid authorization (28xxx) and invalid catalog name (3D000): the URL, not the network."""
+_CONFIG_MESSAGES = ("does not exist", "authentication failed", "no pg_hba.conf entry")
+"""The same, as libpq words them when the connection itself is refused (its error carries no SQLSTATE then)."""
 
 
 class LeaseLost(RuntimeError):
@@ -146,7 +157,10 @@ class Lease:
                 await self._connection.execute(_SCHEMA)
             except psycopg.Error as exc:
                 self._connection = None
-                raise LeaseError(f"PostgreSQL {self.where}: {str(exc).strip().splitlines()[0]}") from None
+                message = f"PostgreSQL {self.where}: {str(exc).strip().splitlines()[0]}"
+                if (exc.sqlstate or "")[:2] in _CONFIG_SQLSTATES or any(m in message for m in _CONFIG_MESSAGES):
+                    raise LeaseConfigError(message) from None
+                raise LeaseError(message) from None
         return self._connection
 
     async def _run(self, sql: str) -> int | None:
@@ -173,7 +187,8 @@ class Lease:
 
     async def acquire(self, *, timeout_s: float | None = None) -> None:
         """Wait as a standby until the lease is this holder's (polling every ``poll_s``; an unreachable server is
-        retried, logged once per cause). TimeoutError after ``timeout_s`` when given."""
+        retried, logged once per cause; :class:`LeaseConfigError` is raised at once). TimeoutError after
+        ``timeout_s`` when given."""
         deadline = None if timeout_s is None else self._clock() + timeout_s
         said = ""
         while True:
@@ -183,6 +198,8 @@ class Lease:
                     return
                 state = await self.state()
                 news = f"held by {state.holder}" if state else "free"
+            except LeaseConfigError:
+                raise
             except LeaseError as exc:
                 news = str(exc)
             if news != said:

@@ -54,3 +54,37 @@ def test_the_time_check_interval_is_a_flag_and_a_variable_and_must_be_positive(
     assert HubSettings(deployment=demo_deployment).time_check_interval_s == 30
     monkeypatch.delenv("ANJU_TIME_CHECK_INTERVAL_S")
     assert HubSettings(deployment=demo_deployment).time_check_interval_s == 600, "ten minutes by default"
+
+
+def test_the_shared_alert_database_is_a_postgresql_url_from_a_file_and_never_printed(
+    tmp_path: Path, demo_deployment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANJU_API_TOKEN", "a-long-random-token-0123456789")
+    url = tmp_path / "alerts-database.url"
+    url.write_text("mysql://anju:db-password-kept-secret@127.0.0.1/anju\n", encoding="utf-8")
+    assert main(["serve", "--config", str(demo_deployment), "--alerts-database-file", str(url)]) == 2
+    err = capsys.readouterr().err
+    assert "alerts_database must be a postgresql:// URL" in err and "db-password" not in err
+    assert main(["serve", "--config", str(demo_deployment), "--alerts-database-file", str(tmp_path / "nope")]) == 2
+    assert "alerts_database_file" in capsys.readouterr().err
+    monkeypatch.setenv("ANJU_ALERTS_DATABASE", "postgresql://anju@127.0.0.1/anju")
+    assert main(["serve", "--config", str(demo_deployment), "--alerts-database-file", str(url)]) == 2
+    assert "give alerts_database or alerts_database_file, not both" in capsys.readouterr().err
+    assert main(["serve", "--config", str(demo_deployment), "--lease-term", "2"]) == 2
+    assert "lease_term_s: Input should be greater than or equal to 3" in capsys.readouterr().err
+    url.write_text("postgresql://anju:db-password-kept-secret@127.0.0.1:5432/anju\n", encoding="utf-8")
+    monkeypatch.delenv("ANJU_ALERTS_DATABASE")
+    settings = HubSettings(deployment=demo_deployment, alerts_database_file=url)
+    assert settings.alerts_url == "postgresql://anju:db-password-kept-secret@127.0.0.1:5432/anju"
+    assert "db-password" not in repr(settings)
+
+
+def test_leases_and_audit_verify_name_a_bad_database_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = tmp_path / "url"
+    url.write_text("sqlite:///x\n", encoding="utf-8")
+    assert main(["leases", "--database-file", str(url)]) == 2
+    assert f"{url} does not hold a postgresql:// URL" in capsys.readouterr().err
+    assert main(["audit", "verify", "--database-file", str(url)]) == 2
+    assert "--database-file needs --community" in capsys.readouterr().err
+    assert main(["leases", "--database-file", str(tmp_path / "missing")]) == 2
+    assert "No such file or directory" in capsys.readouterr().err

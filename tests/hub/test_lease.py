@@ -13,7 +13,7 @@ from alerts.sqldb import FencedOut
 from alerts.store import AlertStore
 from hub.demo.postgres import Postgres
 from hub.demo.processes import free_port
-from hub.lease import Lease, LeaseLost, leases
+from hub.lease import Lease, LeaseConfigError, LeaseLost, leases
 from tests.alerts.support import event
 
 pytestmark = pytest.mark.anyio
@@ -174,3 +174,14 @@ async def test_a_takeover_waits_for_the_holders_write_in_flight(pair: tuple[Leas
 def test_a_short_term_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 3 s"):
         Lease("postgresql://anju@127.0.0.1:1/x", "hongxing", term_s=1)
+
+
+async def test_a_wrong_database_stops_a_standby_at_once_and_an_unreachable_server_is_waited_for(
+    postgres_server: Postgres,
+) -> None:
+    wrong = Lease(postgres_server.database_url("no_such_database"), "hongxing", term_s=3, poll_s=0.1)
+    with pytest.raises(LeaseConfigError, match='database "no_such_database" does not exist'):
+        await wrong.acquire(timeout_s=5)
+    away = Lease(f"postgresql://anju@127.0.0.1:{free_port()}/postgres", "hongxing", term_s=3, poll_s=0.1)
+    with pytest.raises(TimeoutError, match="not acquired within"):
+        await away.acquire(timeout_s=0.5)
