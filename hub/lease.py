@@ -219,6 +219,12 @@ class Lease:
         self._renewed_at = started
         return True
 
+    def renewal_age_s(self) -> float:
+        """Seconds since the last good renewal began (0 when none is held): near the term, a takeover is close."""
+        if self.epoch is None or self._renewed_at is None:
+            return 0.0
+        return self._clock() - self._renewed_at
+
     def deadline(self) -> float:
         """The local monotonic time by which this holder must have renewed or stop."""
         assert self._renewed_at is not None

@@ -296,6 +296,10 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
     directory = build_directory(deployment, settings.deployment.parent)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
+    metrics.gauge("anju_lease_epoch", "The community lease's epoch this hub holds; 0 without a shared database.",
+                  lambda: float(lease.epoch or 0) if lease else 0.0)  # fmt: skip
+    metrics.gauge("anju_lease_renewal_age_seconds", "Seconds since this hub's last good lease renewal began.",
+                  lease.renewal_age_s if lease else lambda: 0.0)  # fmt: skip
     registry = Registry(deployment)
     store = await asyncio.to_thread(open_store, deployment, settings.data_dir, config_dir=settings.deployment.parent)
     if lease is None:

@@ -10,6 +10,7 @@ through its own API, and leave an intact audit chain in PostgreSQL (``anju-hub a
 About 60 s of wall time.
 """
 
+import re
 import subprocess
 import sys
 import time
@@ -172,6 +173,8 @@ def test_a_standby_takes_over_a_killed_hub_and_the_drill_completes(system: TwoHu
         took_s = time.monotonic() - killed
         assert took_s <= TAKEOVER_BOUND_S, f"hub B took {took_s:.1f} s to take over"
         assert system.lines_of("hub-b", "lease on community hongxing taken by hub-b (epoch 2)"), system.tail()
+        metrics = httpx.get(f"http://127.0.0.1:{system.ports['hub-b']}/metrics", timeout=10).text
+        assert re.search(r"^anju_lease_epoch 2(\.0)?$", metrics, re.M), metrics
 
         # 4. Hub B fires the escalations that came due, once each and in order, and takes the acknowledgement.
         def reached_sub_district() -> bool:
@@ -208,3 +211,39 @@ def test_a_standby_takes_over_a_killed_hub_and_the_drill_completes(system: TwoHu
     assert verify.returncode == 0 and verify.stdout.startswith("audit log intact: "), verify.stdout + verify.stderr
     acknowledged = next(t for t in path if t["to_state"] == "acknowledged")
     assert acknowledged["by"] == SUBDISTRICT and acknowledged["channel"] == "api", acknowledged
+
+
+def test_a_hub_whose_lease_is_taken_stops_at_once_with_status_75(
+    mosquitto: int, database: Path, demo_deployment: Path, tmp_path: Path
+) -> None:
+    """The lease row is taken from a running hub (as a standby would after a partition): at its next renewal the hub
+    leaves at once with status 75 (systemd starts it again, as a standby), without its graceful stop."""
+    token = tmp_path / "api.token"
+    token.write_text("a-long-random-token-0123456789\n", encoding="utf-8")
+    port = free_port()
+    argv = [sys.executable, "-m", "hub", "serve", "--config", str(demo_deployment), "--data-dir", str(tmp_path / "d"),
+            "--mqtt-port", str(mosquitto), "--http-port", str(port), "--api-token-file", str(token),
+            "--alerts-database-file", str(database), "--lease-term", "3", "--lease-holder", "victim"]  # fmt: skip
+    log = (tmp_path / "hub.log").open("w+", encoding="utf-8")
+    hub = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_port(port, timeout_s=60), "the hub did not start"
+        url = database.read_text(encoding="utf-8").strip()
+        with psycopg.connect(url, autocommit=True) as db:
+            taken = db.execute(
+                "UPDATE anju.leases SET holder = 'thief', epoch = epoch + 1, expires_at = now() + interval '1 minute' "
+                "WHERE community = 'hongxing' AND holder = 'victim'"
+            ).rowcount
+        assert taken == 1
+        stolen = time.monotonic()
+        assert hub.wait(timeout=10) == 75
+        assert time.monotonic() - stolen <= 1 + 1.5, "within one renewal interval (term / 3) and its answer"
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait(timeout=10)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert "lease on community hongxing was taken over (epoch 1 is no longer ours); stopping" in output, output
+    assert "hub stopped" not in output, "no graceful stop after the lease is lost"
