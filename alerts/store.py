@@ -1,6 +1,7 @@
-"""The alert database: alerts, their audit trail, and the outbox of notifications (SQLite, WAL).
+"""The alert database: alerts, their audit trail, and the outbox of notifications.
 
-One database file per hub. Fourteen tables:
+One SQLite file (WAL) per hub, or — when hubs share alert state (issue 8) — one PostgreSQL schema per community
+(alerts/sqldb.py: the same SQL on both engines). Fourteen tables:
 
 * ``alerts`` — one row per alert; a partial unique index allows one not-yet-resolved alert per key (open,
   acknowledged, en route or on site), so the dedup rule holds in the data even if a bug slipped past the service.
@@ -32,7 +33,7 @@ One database file per hub. Fourteen tables:
 
 The methods are synchronous and short (indexed single-row reads and writes). :class:`alerts.service.AlertService`
 runs them with ``asyncio.to_thread`` so a slow disk (an SD card on a small box) never stalls the event
-loop; one connection guarded by a lock serves those threads.
+loop; one connection guarded by a lock serves those threads (on PostgreSQL, one for writes and one for reads).
 """
 
 from __future__ import annotations
