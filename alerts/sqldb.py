@@ -48,9 +48,9 @@ class FencedOut(DatabaseError):
     """A write was refused because this process no longer holds the right to write (its lease, hub/lease.py)."""
 
 
-Fence = Callable[[], tuple[str, Sequence[Any]]]
-"""A statement (and its parameters) run first in every write transaction; no row means the write must not happen.
-The hub passes its lease check (hub/lease.py), which also locks the lease row until the write commits."""
+Fence = Callable[[], Sequence[tuple[str, Sequence[Any]]]]
+"""Statements (with their parameters) run first in every write transaction; no row from the last one means the write
+must not happen. The hub passes its lease check (hub/lease.py): the lease lock, shared, then the lease's epoch."""
 
 
 class Row(Protocol):
@@ -225,6 +225,11 @@ def postgres_ddl(sqlite_ddl: str) -> str:
     return re.sub(r"\bINTEGER\b", "BIGINT", ddl)
 
 
+IDLE_IN_TRANSACTION_S = 10
+"""Seconds a session may wait inside a transaction before the server ends it; the store's transactions take
+milliseconds."""
+
+
 class PostgresDatabase(Database):
     """One schema of a PostgreSQL database over two connections, each guarded by its lock and opened again at the next
     call after the server dropped it: one for write transactions, one for reads (autocommit: each read sees every
@@ -264,6 +269,9 @@ class PostgresDatabase(Database):
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
                 connection.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(identifier))
         connection.execute(psycopg.sql.SQL("SET search_path TO {}").format(identifier))
+        # A process frozen inside a transaction (stopped, swapped out) would hold its locks — a standby's takeover
+        # waits for them — until its session ends: the server ends it after this long idle in a transaction.
+        connection.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
         return connection
 
     @staticmethod
@@ -295,8 +303,10 @@ class PostgresDatabase(Database):
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
                 session = _PgSession(connection)
                 if self._fence is not None:
-                    sql, params = self._fence()
-                    if session.execute(sql, params).fetchone() is None:
+                    cursor = None
+                    for sql, params in self._fence():
+                        cursor = session.execute(sql, params)
+                    if cursor is None or cursor.fetchone() is None:
                         raise FencedOut(f"PostgreSQL {self.where}: write refused, this hub no longer holds the lease")
                 if not durable:
                     connection.execute("SET LOCAL synchronous_commit TO off")

@@ -1,7 +1,10 @@
 """Community leases (hub/lease.py) against a real PostgreSQL: who holds, when a standby may take over, and fencing."""
 
 import asyncio
+import contextlib
+import dataclasses
 import secrets
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -157,7 +160,9 @@ async def test_a_store_write_is_refused_once_the_lease_was_taken_over(
         store.close()
 
 
-async def test_a_takeover_waits_for_the_holders_write_in_flight(pair: tuple[Lease, Lease], url: str) -> None:
+async def test_a_write_after_the_term_ran_out_is_refused_even_before_a_takeover(
+    pair: tuple[Lease, Lease], url: str
+) -> None:
     a, b = pair
     assert await a.try_acquire()
     held = a
@@ -169,6 +174,68 @@ async def test_a_takeover_waits_for_the_holders_write_in_flight(pair: tuple[Leas
         assert await b.try_acquire()
     finally:
         store.close()
+
+
+async def test_a_takeover_waits_for_the_holders_write_in_flight(pair: tuple[Lease, Lease], url: str) -> None:
+    a, b = pair
+    assert await a.try_acquire()
+    held = a
+    store = AlertStore(url, schema="anju_hongxing", fence=lambda: held.fence)
+    inside, leave = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with store._transaction() as db:  # past the fence: the write is in flight
+            db.execute("SELECT 1")
+            inside.set()
+            leave.wait(10)
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    try:
+        assert await asyncio.to_thread(inside.wait, 10)
+        await a.release()  # as if its term ran out now
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, leave.set)
+        started = loop.time()
+        assert await b.try_acquire(), "taken once the write in flight committed"
+        assert loop.time() - started >= 0.9, "the takeover waited for the write in flight"
+    finally:
+        leave.set()
+        await asyncio.to_thread(writer.join, 10)
+        store.close()
+
+
+async def test_the_holder_renews_while_its_writes_follow_each_other_back_to_back(url: str) -> None:
+    a = Lease(url, "hongxing", holder="hub-a", term_s=3, poll_s=0.1)
+    assert await a.try_acquire()
+    held = a
+    store = AlertStore(url, schema="anju_hongxing", fence=lambda: held.fence)
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writes() -> None:
+        base = _alert()
+        while not stop.is_set():
+            alert = dataclasses.replace(base, id=f"alert-{len(written)}", key=f"k-{len(written)}")
+            store.commit(alert)
+            written.append(1)
+
+    writer = threading.Thread(target=writes)
+    writer.start()
+    keeper = asyncio.create_task(a.keep(on_lost=lambda reason: None))
+    try:
+        await asyncio.sleep(2 * a.term_s)
+        assert not keeper.done(), "the lease was lost under a steady stream of writes"
+        assert a.renewal_age_s() < a.renew_every_s + 1
+        assert len(written) > 100
+    finally:
+        stop.set()
+        await asyncio.to_thread(writer.join, 10)
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        store.close()
+        await a.close()
 
 
 def test_a_short_term_is_refused() -> None:
