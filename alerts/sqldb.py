@@ -254,6 +254,7 @@ class PostgresDatabase(Database):
         self._read_lock = threading.Lock()
         self._writer: Any = None
         self._reader: Any = None
+        self._closed = False
         with self._lock:
             self._writer = self._connect(create_schema=True)
 
@@ -280,12 +281,16 @@ class PostgresDatabase(Database):
 
     def _write_connection(self) -> Any:
         """The writer, opened again when the last one broke (a server restart, a network cut); under ``_lock``."""
+        if self._closed:
+            raise DatabaseError(f"PostgreSQL {self.where}: the database was closed")
         if not self._usable(self._writer):
             self._writer = self._connect()
         return self._writer
 
     def _read_connection(self) -> Any:
         """The reader, opened at first use and again when it broke; under ``_read_lock``."""
+        if self._closed:
+            raise DatabaseError(f"PostgreSQL {self.where}: the database was closed")
         if not self._usable(self._reader):
             self._reader = self._connect()
         return self._reader
@@ -333,7 +338,9 @@ class PostgresDatabase(Database):
                 connection.execute(ddl)
 
     def close(self) -> None:
+        """Close both connections; a later call raises instead of opening new ones."""
         with self._lock, self._read_lock:
+            self._closed = True
             for connection in (self._writer, self._reader):
                 if connection is not None:
                     connection.close()
