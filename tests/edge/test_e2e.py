@@ -59,10 +59,13 @@ def test_every_reading_once_and_outbox_empties_after_acks(
     config = write_config(tmp_path, broker_port=broker.port, modbus_port=server.port, sensors=UNITS)
     edge = edge_process(config)
     edge.start()
+    # Produce once the edge runs: a detector's ring holds 15 samples, and an edge still starting on a busy machine
+    # (CI saw it) would find the first ones of 30 samples 20 ms apart overwritten, as a real detector's would be.
+    wait_until(lambda: bool(hub.states), 30, "the edge's birth")
     for i in range(30):
         server.produce(1, 30.0 if i == 10 else 3.0)  # one gas reading past the 25 %LEL local alarm
         server.produce(2, 21.0)
-        time.sleep(0.02)
+        time.sleep(0.05)  # 15 samples: 0.75 s of ring against the edge's 0.1 s polls
     hub.send_raw_ack(b"not json")  # counted and logged, never a crash
     _assert_all_arrive(hub, server, edge)
     wait_until(lambda: _stored(config) == 0, 5, "outbox empty after hub-acks")
