@@ -56,7 +56,16 @@ from alerts.mobilisation import Answer, Callout, IncidentMessage, Measure, Notic
 from alerts.model import OPEN_STATES, Alert, AlertState, Grade, RiskEvent, Transition
 from alerts.roster import RosterChange
 from alerts.silence import Silence, SilenceMatch
-from alerts.sqldb import Database, Fence, Row, Session, SqliteDatabase, open_database, postgres_ddl
+from alerts.sqldb import (
+    Database,
+    Fence,
+    Row,
+    Session,
+    SqliteDatabase,
+    append_only_ddl,
+    open_database,
+    postgres_ddl,
+)
 from alerts.stats import AlertTimes
 from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 
@@ -313,23 +322,6 @@ CREATE INDEX IF NOT EXISTS notifications_group ON notifications(person_id, targe
 CREATE INDEX IF NOT EXISTS notifications_pages ON notifications(page_ms) WHERE page_ms IS NOT NULL;
 """
 
-_APPEND_ONLY_SQLITE = """
-CREATE TRIGGER IF NOT EXISTS transitions_no_update BEFORE UPDATE ON transitions
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS transitions_no_delete BEFORE DELETE ON transitions
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-
-_APPEND_ONLY_POSTGRES = """
-CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
-CREATE OR REPLACE TRIGGER transitions_no_change BEFORE UPDATE OR DELETE ON transitions
-    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-CREATE OR REPLACE TRIGGER transitions_no_truncate BEFORE TRUNCATE ON transitions
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
-"""
-"""PostgreSQL's triggers for the same rule; TRUNCATE too, which skips row triggers. The owner of the schema can still
-drop them: the hash chain is what makes such a change detectable."""
 
 _ALL = 2**62
 """A ``LIMIT`` that takes every row (SQLite's -1 is an error in PostgreSQL)."""
@@ -751,13 +743,15 @@ class AlertStore:
                     self._db.script(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
             if self._db.has_foreign_keys("transitions"):
                 self._db.script(f"BEGIN IMMEDIATE;{_UNCHAINED_SUBJECTS}COMMIT;")
-            self._db.script(_LATER_INDEXES + _APPEND_ONLY_SQLITE)
+            self._db.script(_LATER_INDEXES + append_only_ddl("transitions", "sqlite"))
         else:
             added = "".join(
                 f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {declaration};\n"
                 for table, name, declaration in _ADDED_COLUMNS
             )
-            self._db.script(postgres_ddl(_SCHEMA + added + _LATER_INDEXES) + _APPEND_ONLY_POSTGRES)
+            self._db.script(
+                postgres_ddl(_SCHEMA + added + _LATER_INDEXES) + append_only_ddl("transitions", "postgresql")
+            )
 
     @property
     def where(self) -> str:

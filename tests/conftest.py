@@ -5,7 +5,7 @@ import contextlib
 import os
 import queue
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,6 +77,24 @@ def postgres_server() -> Iterator[Postgres]:
     assert bin_dir is not None
     with running_postgres(bin_dir) as server:
         yield server
+
+
+def engine_fixture(use_postgres: Callable[[str | None], None], what: str) -> Callable[..., Iterator[str]]:
+    """A fixture parametrized over ``sqlite`` and ``postgresql`` for tests whose ``what`` opens through a helper that
+    ``use_postgres(url)`` points at a schema of the session's PostgreSQL (and ``use_postgres(None)`` back at SQLite)."""
+
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+        if request.param == "postgresql":
+            server: Postgres = request.getfixturevalue("postgres_server")
+            use_postgres(server.url)
+        try:
+            yield request.param
+        finally:
+            use_postgres(None)
+
+    engine.__doc__ = f"The engine under {what}: a SQLite file, or a schema of the session's PostgreSQL."
+    return engine
 
 
 @pytest.fixture

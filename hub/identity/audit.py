@@ -13,7 +13,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Literal
 
-from alerts.sqldb import Database, Session, postgres_ddl
+from alerts.sqldb import Database, Session, append_only_ddl, postgres_ddl
 from alerts.store import GENESIS, AuditFields, AuditReport, audit_hash
 
 __all__ = ["AuditEntry", "AuditEvent", "append_audit", "audit_entries", "audit_schema", "verify_audit"]
@@ -50,31 +50,13 @@ CREATE TABLE IF NOT EXISTS identity_audit (
     hash TEXT NOT NULL
 );"""
 
-_APPEND_ONLY_SQLITE = """
-CREATE TRIGGER IF NOT EXISTS identity_audit_no_update BEFORE UPDATE ON identity_audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS identity_audit_no_delete BEFORE DELETE ON identity_audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
-
-_APPEND_ONLY_POSTGRES = """
-CREATE OR REPLACE FUNCTION identity_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
-CREATE OR REPLACE TRIGGER identity_audit_no_change BEFORE UPDATE OR DELETE ON identity_audit
-    FOR EACH ROW EXECUTE FUNCTION identity_audit_append_only();
-CREATE OR REPLACE TRIGGER identity_audit_no_truncate BEFORE TRUNCATE ON identity_audit
-    FOR EACH STATEMENT EXECUTE FUNCTION identity_audit_append_only();
-"""
-"""PostgreSQL's triggers for the same rule, under names of their own: the alert store's tables and its
-``audit_append_only()`` may live in the same schema. TRUNCATE too, which skips row triggers."""
-
 
 def audit_schema(dialect: str) -> str:
     """The audit table and its append-only triggers for ``dialect`` (``"sqlite"`` or ``"postgresql"``). The SQLite
     text is the one every identity file was made with, so an existing file opens unchanged."""
     if dialect == "sqlite":
-        return _AUDIT_TABLE + _APPEND_ONLY_SQLITE
-    return postgres_ddl(_AUDIT_TABLE) + _APPEND_ONLY_POSTGRES
+        return _AUDIT_TABLE + append_only_ddl("identity_audit", "sqlite")
+    return postgres_ddl(_AUDIT_TABLE) + append_only_ddl("identity_audit", "postgresql")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from alerts.sink import RunningSink, Sink, start_sink
-from hub.demo.postgres import Postgres
 from tests.alerts.support import SECRET, use_postgres
+from tests.conftest import engine_fixture
 
 
 @pytest.fixture
@@ -24,13 +24,4 @@ async def sink(tmp_path: Path) -> AsyncIterator[RunningSink]:
         yield running
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def alerts_engine(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The engine under this test's ``open_alert_store``: a SQLite file, or a schema of the session's PostgreSQL."""
-    if request.param == "postgresql":
-        server: Postgres = request.getfixturevalue("postgres_server")
-        use_postgres(server.url)
-    try:
-        yield request.param
-    finally:
-        use_postgres(None)
+alerts_engine = engine_fixture(use_postgres, "this test's ``open_alert_store``")
