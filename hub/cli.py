@@ -15,6 +15,7 @@ from hub.backup import BackupError, BackupReport, backup, restore
 from hub.cli_provision import add_provision_command
 from hub.cli_rules import add_rules_command
 from hub.cli_users import add_users_command
+from hub.cli_worker import add_worker_commands
 
 __all__ = ["main"]
 
@@ -31,7 +32,7 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the demo and the logs
 
 
-def _settings_problem(exc: ValidationError) -> str:
+def settings_problem(exc: ValidationError) -> str:
     """Name each bad setting and why, never its value: a rejected token or password must not reach a log."""
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
@@ -51,18 +52,14 @@ def _serve(args: argparse.Namespace) -> int:
     from hub.config import ConfigError, build_directory, load_deployment
     from hub.settings import HubSettings
 
-    overrides: dict[str, object] = {}
-    for name in _SERVE_OPTIONS:
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
+    overrides = hub_options(args)
     try:
         settings = HubSettings(**overrides)  # type: ignore[arg-type]
         deployment = load_deployment(settings.deployment)  # fail here, with line numbers, not inside the server
         build_directory(deployment, settings.deployment.parent)
         app = create_app(settings)
     except ValidationError as exc:
-        sys.stderr.write(f"anju-hub: {_settings_problem(exc)}\n")
+        sys.stderr.write(f"anju-hub: {settings_problem(exc)}\n")
         return 2
     except (ValueError, ConfigError) as exc:
         sys.stderr.write(f"anju-hub: {exc}\n")
@@ -81,29 +78,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_SERVE_OPTIONS = (
-    "deployment",
-    "data_dir",
-    "mqtt_host",
-    "mqtt_port",
-    "mqtt_username",
-    "mqtt_password_file",
-    "mqtt_client_id",
-    "mqtt_tls",
-    "mqtt_ca_file",
-    "http_host",
-    "http_port",
-    "api_token_file",
-    "time_check_interval_s",
-    "alerts_database_file",
-    "lease_term_s",
-    "lease_holder",
-)
 _SERVE_EPILOG = """Every option can also come from the environment: ANJU_DEPLOYMENT, ANJU_DATA_DIR, ANJU_MQTT_HOST,
 ANJU_MQTT_PORT, ANJU_MQTT_USERNAME, ANJU_MQTT_PASSWORD_FILE (or ANJU_MQTT_PASSWORD), ANJU_MQTT_CLIENT_ID,
 ANJU_MQTT_TLS, ANJU_MQTT_CA_FILE (ANJU_MQTT_CERT_FILE and ANJU_MQTT_KEY_FILE for a client certificate),
 ANJU_HTTP_HOST, ANJU_HTTP_PORT, ANJU_API_TOKEN_FILE (or ANJU_API_TOKEN), ANJU_TIME_CHECK_INTERVAL_S,
-ANJU_ALERTS_DATABASE_FILE (or ANJU_ALERTS_DATABASE), ANJU_LEASE_TERM_S, ANJU_LEASE_HOLDER. Flags win over
+ANJU_ALERTS_DATABASE_FILE (or ANJU_ALERTS_DATABASE), ANJU_LEASE_TERM_S, ANJU_LEASE_HOLDER,
+ANJU_API_MAX_BODY_BYTES. Flags win over
 the environment. Secrets are best given as files; they are never printed, not even when rejected."""
 
 
@@ -251,6 +231,72 @@ def _copy_data(command: str, done: str, work: Callable[[], BackupReport]) -> int
     return 0
 
 
+def hub_options(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given as flags (those of ``add_hub_options``), by setting name; flags win over the
+    environment."""
+    from hub.settings import HubSettings
+
+    return {name: value for name, value in vars(args).items() if name in HubSettings.model_fields and value is not None}
+
+
+def add_hub_options(parser: argparse.ArgumentParser, *, per_community: bool = True) -> None:
+    """The options of a hub (``serve``). Without ``per_community``, those that differ between the communities of one
+    worker are left out: the deployment, data dir, HTTP port, MQTT client id and lease holder come from the shard
+    map (hub/shards.py)."""
+    add = parser.add_argument
+    if per_community:
+        add("--config", dest="deployment", help="deployment YAML file (or ANJU_DEPLOYMENT)")
+        add("--data-dir", dest="data_dir", help="where the SQLite stores live (default ./data)")
+    add("--mqtt-host", dest="mqtt_host")
+    add("--mqtt-port", dest="mqtt_port", type=int)
+    add("--mqtt-username", dest="mqtt_username")
+    add("--mqtt-password-file", dest="mqtt_password_file", help="file holding the broker password")
+    if per_community:
+        add(
+            "--mqtt-client-id",
+            dest="mqtt_client_id",
+            help="the MQTT client id (default anju-hub-{community}: distinct per hub on a shared broker)",
+        )
+    add(
+        "--mqtt-tls",
+        dest="mqtt_tls",
+        action="store_true",
+        default=None,
+        help="TLS to the broker (give its TLS port too: --mqtt-port 8883)",
+    )
+    add("--mqtt-ca-file", dest="mqtt_ca_file", help="the CA that signed the broker's certificate")
+    add("--http-host", dest="http_host")
+    if per_community:
+        add("--http-port", dest="http_port", type=int)
+    add("--api-token-file", dest="api_token_file", help="file holding the API bearer token")
+    add(
+        "--time-check-interval",
+        dest="time_check_interval_s",
+        type=float,
+        help="seconds between cmd/time clock checks of each online gateway (default 600; one also on each birth)",
+    )
+    add(
+        "--alerts-database-file",
+        dest="alerts_database_file",
+        help="file holding a postgresql:// URL: alert state in PostgreSQL, shared with standby hubs of the community "
+        "(default: alerts.sqlite3 in the data dir); the hub then waits as a standby until it holds the lease",
+    )
+    add(
+        "--lease-term",
+        dest="lease_term_s",
+        type=float,
+        help="seconds a lease renewal holds, the takeover bound less ~2 s (default 15; with --alerts-database-file)",
+    )
+    if per_community:
+        add("--lease-holder", dest="lease_holder", help="this hub's name in the lease table (default host:pid:random)")
+    add(
+        "--api-max-body-bytes",
+        dest="api_max_body_bytes",
+        type=int,
+        help="largest API request body taken, bytes (default 1 MiB; larger ones get 413)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anju-hub", description="Anju 安居 hub: ingest, storage, detection, alerts, API."
@@ -264,54 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--config", dest="deployment", help="deployment YAML file (or ANJU_DEPLOYMENT)")
-    serve.add_argument("--data-dir", dest="data_dir", help="where the SQLite stores live (default ./data)")
-    serve.add_argument("--mqtt-host", dest="mqtt_host")
-    serve.add_argument("--mqtt-port", dest="mqtt_port", type=int)
-    serve.add_argument("--mqtt-username", dest="mqtt_username")
-    serve.add_argument("--mqtt-password-file", dest="mqtt_password_file", help="file holding the broker password")
-    serve.add_argument(
-        "--mqtt-client-id",
-        dest="mqtt_client_id",
-        help="the MQTT client id (default anju-hub-{community}: distinct per hub on a shared broker)",
-    )
-    serve.add_argument(
-        "--mqtt-tls",
-        dest="mqtt_tls",
-        action="store_true",
-        default=None,
-        help="TLS to the broker (give its TLS port too: --mqtt-port 8883)",
-    )
-    serve.add_argument("--mqtt-ca-file", dest="mqtt_ca_file", help="the CA that signed the broker's certificate")
-    serve.add_argument("--http-host", dest="http_host")
-    serve.add_argument("--http-port", dest="http_port", type=int)
-    serve.add_argument("--api-token-file", dest="api_token_file", help="file holding the API bearer token")
-    serve.add_argument(
-        "--time-check-interval",
-        dest="time_check_interval_s",
-        type=float,
-        help="seconds between cmd/time clock checks of each online gateway (default 600; one also on each birth)",
-    )
-    serve.add_argument(
-        "--alerts-database-file",
-        dest="alerts_database_file",
-        help="file holding a postgresql:// URL: alert state in PostgreSQL, shared with standby hubs of the community "
-        "(default: alerts.sqlite3 in the data dir); the hub then waits as a standby until it holds the lease",
-    )
-    serve.add_argument(
-        "--lease-term",
-        dest="lease_term_s",
-        type=float,
-        help="seconds a lease renewal holds, the takeover bound less ~2 s (default 15; with --alerts-database-file)",
-    )
-    serve.add_argument("--lease-holder", dest="lease_holder", help="this hub's name in the lease table (default "
-                       "host:pid:random)")  # fmt: skip
-    serve.add_argument(
-        "--api-max-body-bytes",
-        dest="api_max_body_bytes",
-        type=int,
-        help="largest API request body taken, bytes (default 1 MiB; larger ones get 413)",
-    )
+    add_hub_options(serve)
     serve.set_defaults(handler=_serve)
 
     check = commands.add_parser("check-config", help="validate a deployment file; exit 2 naming every problem")
@@ -391,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_command(commands)  # `rules test` (hub/cli_rules.py)
     add_users_command(commands)  # `users add|passwd|role|disable|enable|list` (hub/cli_users.py)
     add_provision_command(commands)  # `provision init|gateway|rotate|revoke|list` (hub/cli_provision.py)
+    add_worker_commands(commands)  # `worker`, `shards check` (hub/cli_worker.py)
     return parser
 
 

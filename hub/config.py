@@ -67,8 +67,12 @@ __all__ = [
     "InfluxConfig",
     "StorageConfig",
     "build_directory",
+    "issue_at",
     "load_deployment",
+    "model_issues",
+    "plain",
     "read_secret_file",
+    "read_yaml_mapping",
     "resolve_secret",
     "rule_contexts",
 ]
@@ -822,11 +826,30 @@ def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True)
     (rendering a gateway's config on a build machine that has no webhook secrets).
     """
     file = Path(path)
+    name, document = read_yaml_mapping(file)
+    try:
+        deployment = Deployment.model_validate(_plain(document))
+    except ValidationError as exc:
+        raise ConfigError(name, model_issues(exc, document)) from exc
+    problems = [issue_at(document, loc, value, message) for loc, value, message in _cross_checks(deployment)]
+    if check_secrets:
+        problems.extend(_secret_problems(deployment, document, file.parent))
+    problems.extend(_rule_problems(deployment, document))
+    if problems:
+        raise ConfigError(name, problems)
+    return deployment
+
+
+def read_yaml_mapping(file: Path) -> tuple[str, Any]:
+    """(the file's name, its YAML document with line information) for a YAML file whose top is a mapping; raises
+    ConfigError naming the line of a syntax error, an anchor named twice, or a top that is not a mapping."""
     name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(name, [ConfigIssue("", None, name, f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, [ConfigIssue("", None, None, f"not UTF-8 text: {exc}")]) from exc
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", ReusedAnchorWarning)  # an anchor named twice: which one is meant?
@@ -841,27 +864,29 @@ def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True)
         raise ConfigError(name, [ConfigIssue("", None, None, f"not valid YAML: {type(exc).__name__}: {exc}")]) from exc
     if not isinstance(document, Mapping):
         raise ConfigError(name, [ConfigIssue("", 1, type(document).__name__, "expected a mapping at the top")])
-    try:
-        deployment = Deployment.model_validate(_plain(document))
-    except ValidationError as exc:
-        issues = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            if error["type"] == "value_error":  # our own validators' text, without pydantic's prefix
-                message = str(error.get("ctx", {}).get("error", message))
-            issues.append(ConfigIssue(_path_text(loc), _line_of(document, loc), _value_at(document, loc), message))
-        raise ConfigError(name, issues) from exc
-    problems = [
-        ConfigIssue(_path_text(loc), _line_of(document, loc), value, message)
-        for loc, value, message in _cross_checks(deployment)
-    ]
-    if check_secrets:
-        problems.extend(_secret_problems(deployment, document, file.parent))
-    problems.extend(_rule_problems(deployment, document))
-    if problems:
-        raise ConfigError(name, problems)
-    return deployment
+    return name, document
+
+
+def plain(document: Any) -> Any:
+    """``document`` (ruamel's round-trip nodes) as plain dicts and lists with string keys, for pydantic."""
+    return _plain(document)
+
+
+def issue_at(document: Any, loc: Sequence[int | str], value: object, message: str) -> ConfigIssue:
+    """A problem at ``loc`` of the YAML ``document``, with its line."""
+    return ConfigIssue(_path_text(loc), _line_of(document, loc), value, message)
+
+
+def model_issues(exc: ValidationError, document: Any) -> list[ConfigIssue]:
+    """pydantic's errors on ``document`` as ConfigIssues with their lines and values."""
+    issues = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        if error["type"] == "value_error":  # our own validators' text, without pydantic's prefix
+            message = str(error.get("ctx", {}).get("error", message))
+        issues.append(ConfigIssue(_path_text(loc), _line_of(document, loc), _value_at(document, loc), message))
+    return issues
 
 
 def rule_contexts(deployment: Deployment) -> list[SensorContext]:

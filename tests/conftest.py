@@ -4,10 +4,12 @@ deployment."""
 import contextlib
 import os
 import queue
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.demo.broker import find_mosquitto, mosquitto_config
@@ -77,6 +79,17 @@ def postgres_server() -> Iterator[Postgres]:
     assert bin_dir is not None
     with running_postgres(bin_dir) as server:
         yield server
+
+
+@pytest.fixture
+def database_url(postgres_server: Postgres) -> Iterator[str]:
+    """A database of this test's own on the session's PostgreSQL (leases are per database); yields its URL."""
+    name = f"test_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.database_url(name)
+    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def engine_fixture(use_postgres: Callable[[str | None], None], what: str) -> Callable[..., Iterator[str]]:

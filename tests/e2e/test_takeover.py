@@ -24,7 +24,6 @@ import pytest
 
 from hub.config import load_deployment
 from hub.demo.orchestrator import prepare
-from hub.demo.postgres import Postgres
 from hub.demo.processes import free_port, wait_port
 from tests.e2e.system import System, running, wait_for
 from tests.e2e.test_drill import (
@@ -92,17 +91,12 @@ class Api:
 
 
 @pytest.fixture
-def database(postgres_server: Postgres, tmp_path: Path) -> Iterator[Path]:
-    """A database of this test's own on the session's PostgreSQL; yields the file holding its URL."""
-    name = f"takeover_{tmp_path.name.replace('-', '_').lower()}"[:60]
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+def database(database_url: str, tmp_path: Path) -> Path:
+    """The file holding the URL of a database of this test's own on the session's PostgreSQL."""
     file = tmp_path / "alerts-database.url"
-    file.write_text(postgres_server.database_url(name) + "\n", encoding="utf-8")
+    file.write_text(database_url + "\n", encoding="utf-8")
     file.chmod(0o600)
-    yield file
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return file
 
 
 @pytest.fixture

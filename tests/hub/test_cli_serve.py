@@ -88,3 +88,17 @@ def test_leases_and_audit_verify_name_a_bad_database_file(tmp_path: Path, capsys
     assert "--database-file needs --community" in capsys.readouterr().err
     assert main(["leases", "--database-file", str(tmp_path / "missing")]) == 2
     assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_every_serve_flag_reaches_the_settings(demo_deployment: Path) -> None:
+    """Each of serve's flags is a setting of the same name; --api-max-body-bytes was once parsed and dropped."""
+    from hub.cli import build_parser, hub_options
+
+    args = build_parser().parse_args(
+        ["serve", "--config", str(demo_deployment), "--api-max-body-bytes", "4096", "--http-port", "8123",
+         "--lease-term", "9"]
+    )  # fmt: skip
+    settings = HubSettings(**hub_options(args))  # type: ignore[arg-type]
+    assert (settings.api_max_body_bytes, settings.http_port, settings.lease_term_s) == (4096, 8123, 9)
+    flags = set(vars(args)) - {"log_level", "command", "handler"}
+    assert flags <= set(HubSettings.model_fields), f"flags that are no setting: {flags - set(HubSettings.model_fields)}"

@@ -3,9 +3,8 @@
 import asyncio
 import contextlib
 import dataclasses
-import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
@@ -23,14 +22,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def url(postgres_server: Postgres) -> Iterator[str]:
+def url(database_url: str) -> str:
     """A database of this test's own (the lease table is per database)."""
-    name = f"lease_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_server.database_url(name)
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return database_url
 
 
 class Clock:

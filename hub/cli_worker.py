@@ -1,0 +1,102 @@
+"""``anju-hub worker`` and ``anju-hub shards check``: hub workers run the communities a shard map gives them
+(hub/shards.py, hub/worker.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = ["add_worker_commands"]
+
+_WORKER_EPILOG = """The worker's hubs take the hub's settings from the environment (ANJU_*, see `anju-hub serve --help`)
+or from these flags; ANJU_ALERTS_DATABASE_FILE (or --alerts-database-file) is required, since the communities'
+leases live there, and ANJU_MQTT_CLIENT_ID must not be set (each community's hub has its own, anju-hub-{community}).
+The deployment, data dir, HTTP port and lease holder of each community come from the shard map."""
+
+
+def add_worker_commands(commands: Any) -> None:
+    """Add ``worker`` and ``shards`` to the ``anju-hub`` subcommands."""
+    from hub.cli import add_hub_options
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a hub for every community the shard map gives this worker, and take over a dead worker's",
+        epilog=_WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "--shard-map", default=os.environ.get("ANJU_SHARD_MAP"), help="shard map YAML (or ANJU_SHARD_MAP)"
+    )
+    worker.add_argument(
+        "--name", default=os.environ.get("ANJU_WORKER_NAME"), help="this worker in the shard map (or ANJU_WORKER_NAME)"
+    )
+    add_hub_options(worker, per_community=False)
+    worker.set_defaults(handler=_worker)
+
+    shards = commands.add_parser("shards", help="the shard map: which worker runs which community")
+    actions = shards.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="validate a shard map and its deployment files; print who runs what")
+    check.add_argument("file")
+    check.set_defaults(handler=_check)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"anju-hub: {message}\n")
+    return 2
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from hub.cli import hub_options, settings_problem
+    from hub.config import ConfigError
+    from hub.settings import HubSettings
+    from hub.shards import load_shard_map
+    from hub.worker import run_worker, seats
+
+    if not args.shard_map or not args.name:
+        return _fail("worker: --shard-map and --name are required (or ANJU_SHARD_MAP and ANJU_WORKER_NAME)")
+    try:
+        shards = load_shard_map(args.shard_map)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.name not in shards.workers():
+        return _fail(f"worker {args.name} is not in {args.shard_map} (its workers: {', '.join(shards.workers())})")
+    overrides = hub_options(args)
+    try:
+        for assignment in shards.assignments(args.name):
+            settings = HubSettings(deployment=assignment.shard.deployment, **overrides)  # type: ignore[arg-type]
+            if settings.alerts_url is None:
+                return _fail("worker: the alert database is required (ANJU_ALERTS_DATABASE_FILE or "
+                             "--alerts-database-file): the communities' leases live there")  # fmt: skip
+            if settings.mqtt_client_id is not None:
+                return _fail("worker: ANJU_MQTT_CLIENT_ID would give every community's hub the same MQTT client id; "
+                             "unset it (each uses anju-hub-{community})")  # fmt: skip
+    except ValidationError as exc:
+        return _fail(settings_problem(exc))
+    asyncio.run(run_worker(args.name, seats(args.name, shards, overrides, args.log_level, os.environ)))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from hub.config import ConfigError
+    from hub.shards import load_shard_map
+
+    try:
+        shards = load_shard_map(args.file)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    out = sys.stdout
+    out.write(f"{args.file}: {len(shards.communities)} communities on {len(shards.workers())} workers\n")
+    for community, shard in shards.communities.items():
+        owner, *standbys = shard.workers
+        then = ", then ".join(standbys) if standbys else "nobody: a dead owner leaves it down"
+        out.write(f"  {community}: port {shard.http_port}, run by {owner}, taken over by {then}\n")
+    for worker in shards.workers():
+        roles = shards.assignments(worker)
+        owned = sum(1 for a in roles if a.rank == 0)
+        out.write(f"  worker {worker}: owns {owned}, stands by for {len(roles) - owned}\n")
+    return 0

@@ -1,0 +1,185 @@
+"""A hub worker (issue 8, scale-out): one service that runs every community the shard map gives it.
+
+``anju-hub worker --shard-map shards.yaml --name hub-1`` starts one ``anju-hub serve`` process per community that
+names ``hub-1`` in the shard map (hub/shards.py), each with that community's deployment, data directory and HTTP
+port, and with the lease holder ``hub-1:{community}``. Every one of them waits for its community's lease in
+PostgreSQL (hub/lease.py): where ``hub-1`` is the owner it takes the lease at once; where it is a standby, only after
+``standby_delay_s`` per rank at start, and then whenever the holder's term runs out — so when a worker dies, the
+others take its communities over within the lease's bound, each community on its first standby that is alive.
+
+Why a process per community rather than all communities in one: each community keeps the hub's tested fault
+model. A hub that loses its lease leaves at once (status 75) and this worker starts it again as a standby, without
+stopping the worker's other communities; a community whose hub crashes is started again with a back-off while the
+others run on; and the communities of one worker use every core (one Python process is held to one by its GIL,
+``bench hub_workers``). The price is memory: an idle hub process takes tens of MB (``bench worker`` prints it).
+
+The hubs stop with the worker. On SIGTERM the worker stops them gracefully (each releases its lease, so a standby
+elsewhere takes it at its next poll); if the worker itself is killed, the kernel sends each hub SIGTERM too
+(``PR_SET_PDEATHSIG``), so no hub outlives its worker unsupervised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hub.runtime import LEASE_LOST_EXIT
+from hub.shards import Assignment, ShardMap
+from systemd_notify import notify, watchdog_forever
+
+__all__ = ["Seat", "child_environment", "run_worker", "seat_argv"]
+
+log = logging.getLogger("anju.hub.worker")
+
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 30.0
+"""A hub that exits for another reason than a lost lease is started again after a back-off that doubles from
+``BACKOFF_MIN_S`` to this, so a community whose configuration is broken does not spin the machine."""
+HEALTHY_RUN_S = 60.0
+"""A hub that ran this long before it exited is started again after the shortest back-off."""
+STOP_TIMEOUT_S = 20.0
+"""How long the hubs get to stop gracefully (their own stop takes ~3 s) before they are killed."""
+
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+"""The worker's own systemd protocol: its hubs must not speak it (they would report the worker READY, or feed its
+watchdog while it hangs)."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def child_environment(environment: Mapping[str, str], settings: Mapping[str, object]) -> dict[str, str]:
+    """The environment of a worker's hub: the worker's, without systemd's notification variables, with the worker's
+    flags as ``ANJU_*`` variables (HubSettings reads them; a flag's value wins over the worker's environment)."""
+    child = {name: value for name, value in environment.items() if name not in _SYSTEMD_VARIABLES}
+    for name, value in settings.items():
+        child[f"ANJU_{name.upper()}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return child
+
+
+def seat_argv(worker: str, assignment: Assignment, log_level: str) -> list[str]:
+    """The command line of ``worker``'s hub for ``assignment``'s community."""
+    shard = assignment.shard
+    return [
+        sys.executable, "-m", "hub", "--log-level", log_level, "serve",
+        "--config", str(shard.deployment), "--data-dir", str(shard.data_dir),
+        "--http-port", str(shard.http_port), "--lease-holder", f"{worker}:{assignment.community}",
+    ]  # fmt: skip
+
+
+def _die_with_the_worker() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """In the forked hub before exec: ask the kernel for SIGTERM when the worker dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getppid()
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the worker died before prctl took effect
+        os._exit(1)
+
+
+@dataclass(slots=True)
+class Seat:
+    """One community of this worker: its hub process, started again whenever it exits until the worker stops."""
+
+    assignment: Assignment
+    argv: list[str]
+    env: dict[str, str]
+    first_delay_s: float
+    process: asyncio.subprocess.Process | None = None
+    starts: int = 0
+    exits: list[int] = field(default_factory=list)
+
+    async def keep(self, stopping: asyncio.Event) -> None:
+        """Run the hub, and again after it exits (at once after a lost lease, else after a back-off), until
+        ``stopping``; then stop it gracefully."""
+        community = self.assignment.community
+        backoff = BACKOFF_MIN_S
+        delay = self.first_delay_s
+        while not await _wait(stopping, delay):
+            started = time.monotonic()
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, preexec_fn=_die_with_the_worker
+            )
+            self.starts += 1
+            log.info("community %s: hub started (pid %d, %s)", community, self.process.pid, self.assignment.role)
+            code = await _exit_or_stop(self.process, stopping, community)
+            self.exits.append(code)
+            if stopping.is_set():
+                return
+            if code == LEASE_LOST_EXIT:
+                log.warning("community %s: its hub lost the lease; starting it again as a standby", community)
+                delay = 0.0
+                continue
+            if time.monotonic() - started >= HEALTHY_RUN_S:
+                backoff = BACKOFF_MIN_S
+            delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX_S)
+            log.error("community %s: its hub exited with status %d; starting again in %.0f s", community, code, delay)
+
+
+async def _exit_or_stop(process: asyncio.subprocess.Process, stopping: asyncio.Event, community: str) -> int:
+    """The hub's exit status; if ``stopping`` comes first, SIGTERM it, and SIGKILL after ``STOP_TIMEOUT_S``."""
+    exited = asyncio.ensure_future(process.wait())
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((exited, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not exited.done():
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.error("community %s: its hub did not stop in %.0f s; killed", community, STOP_TIMEOUT_S)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    return await exited
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether ``event`` is set within ``timeout_s``."""
+    if timeout_s <= 0:
+        return event.is_set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout_s)
+    return event.is_set()
+
+
+def seats(
+    worker: str, shards: ShardMap, settings: Mapping[str, object], log_level: str, environment: Mapping[str, str]
+) -> list[Seat]:
+    """The seats of ``worker``: one per community of the shard map that names it."""
+    env = child_environment(environment, settings)
+    return [
+        Seat(assignment, seat_argv(worker, assignment, log_level), env, shards.standby_delay_s * assignment.rank)
+        for assignment in shards.assignments(worker)
+    ]
+
+
+async def run_worker(worker: str, all_seats: Sequence[Seat]) -> None:
+    """Keep every seat's hub running until SIGTERM or SIGINT, then stop them all."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    owned = [s.assignment.community for s in all_seats if s.assignment.rank == 0]
+    standby = [s.assignment.community for s in all_seats if s.assignment.rank > 0]
+    log.info("worker %s: owns %s; stands by for %s", worker, ", ".join(owned) or "none", ", ".join(standby) or "none")
+    keepers = [asyncio.create_task(s.keep(stopping), name=f"seat-{s.assignment.community}") for s in all_seats]
+    notify(f"READY=1\nSTATUS=worker {worker}: {len(owned)} communities owned, {len(standby)} stood by for")
+    watchdog = asyncio.create_task(watchdog_forever(), name="worker-watchdog")
+    try:
+        await stopping.wait()
+        notify("STOPPING=1")
+        log.info("worker %s: stopping its hubs", worker)
+    finally:
+        stopping.set()
+        await asyncio.gather(*keepers, return_exceptions=True)
+        watchdog.cancel()
+        log.info("worker %s: stopped", worker)
