@@ -14,7 +14,9 @@ bench/gateway_limits.py; it needs Mosquitto), ``hub_workers`` (1, 2 and 3 hub pr
 backlogs from one Mosquitto: aggregate and per-worker readings/s and efficiency against the 1-worker rate of the same
 run, bench/hub_workers.py; it needs Mosquitto), ``takeover`` (a hub killed while it holds its community's lease in
 PostgreSQL, until a standby serves it, against a hub's cold start and issue 8's 30 s, bench/takeover.py; it needs
-Mosquitto and PostgreSQL), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
+Mosquitto and PostgreSQL), ``worker_takeover`` (a worker killed with its hubs until the other worker of the shard map
+serves all its communities, against a worker's cold start and 30 s, and the hubs' memory, bench/worker_takeover.py;
+it needs Mosquitto and PostgreSQL), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
 store against issue 4's targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's
 liveness bookkeeping per reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming
 anomaly detector on 10,000 sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly
@@ -55,6 +57,7 @@ from bench import (
     protocol_decode,
     takeover,
     web,
+    worker_takeover,
 )
 from bench.common import machine
 from hub.demo.broker import find_mosquitto
@@ -71,6 +74,7 @@ NAMES = (
     "gateway_limits",
     "hub_workers",
     "takeover",
+    "worker_takeover",
     "hub_queries",
     "liveness",
     "anomaly",
@@ -134,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "postgresql",
             mosquitto and find_postgres() is not None,
             lambda: takeover.report(takeover.run()),
+        ),
+        (
+            "worker_takeover",
+            "postgres",
+            "postgresql",
+            mosquitto and find_postgres() is not None,
+            lambda: worker_takeover.report(worker_takeover.run()),
         ),
     ]
     for name, program, package, found, work in needing:

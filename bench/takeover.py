@@ -41,7 +41,7 @@ from hub.demo.orchestrator import prepare
 from hub.demo.postgres import find_postgres, running_postgres
 from hub.demo.processes import Child, Line, free_port, wait_port
 
-__all__ = ["Kill", "report", "run"]
+__all__ = ["Kill", "report", "run", "services", "serving", "wait_until"]
 
 KILLS = 5
 TERM_S = 15.0
@@ -91,14 +91,14 @@ class Chain:
         return (str(row[0]), int(row[1]), row[2]) if row else None
 
 
-def _serving(port: int) -> bool:
+def serving(port: int) -> bool:
     with contextlib.suppress(httpx.HTTPError, ValueError):
         health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1, trust_env=False).json()
         return bool(health.get("mqtt_connected"))
     return False
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout_s: float = START_TIMEOUT_S) -> float:
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = START_TIMEOUT_S) -> float:
     """Poll every 20 ms; the monotonic time it became true. RuntimeError naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -109,7 +109,7 @@ def _wait(condition: Callable[[], bool], what: str, timeout_s: float = START_TIM
 
 
 @contextlib.contextmanager
-def _services(directory: Path, lines: "queue.Queue[Line]") -> Iterator[tuple[int, str]]:
+def services(directory: Path, lines: "queue.Queue[Line]") -> Iterator[tuple[int, str]]:
     mosquitto = require_mosquitto()
     bin_dir = find_postgres()
     if bin_dir is None:
@@ -146,11 +146,11 @@ def run(kills: int = KILLS, *, directory: Path | None = None, seed: int = 8) -> 
 
 def _chain(where: Path, lines: "queue.Queue[Line]", chance: random.Random, kills: int, results: list[Kill]) -> float:
     """Run the chain of hubs, appending each takeover to ``results``; the cold start of the first hub, seconds."""
-    with _services(where, lines) as (mqtt_port, url):
+    with services(where, lines) as (mqtt_port, url):
         chain = Chain(where, mqtt_port, url, lines)
         started = time.monotonic()
         holder, holder_port, holder_name = chain.start()
-        cold_start_s = _wait(lambda: _serving(holder_port), "the first hub to serve") - started
+        cold_start_s = wait_until(lambda: serving(holder_port), "the first hub to serve") - started
         try:
             for index in range(kills + 1):
                 graceful = index == kills
@@ -166,11 +166,11 @@ def _chain(where: Path, lines: "queue.Queue[Line]", chance: random.Random, kills
                         holder.signal(signal.SIGTERM)
                     else:
                         holder.kill()
-                    serving = _wait(partial(_serving, standby_port), f"{standby_name} to take over")
+                    served_at = wait_until(partial(serving, standby_port), f"{standby_name} to take over")
                     held = chain.holder()
                     if held is None or held[0] != standby_name:
                         raise RuntimeError(f"the lease is {held}, not {standby_name}'s")
-                    results.append(Kill(graceful, phase, held[2].timestamp() - killed_wall, serving - killed))
+                    results.append(Kill(graceful, phase, held[2].timestamp() - killed_wall, served_at - killed))
                 except BaseException:
                     standby.stop(grace_s=5)
                     raise

@@ -35,6 +35,12 @@ def add_worker_commands(commands: Any) -> None:
     worker.add_argument(
         "--name", default=os.environ.get("ANJU_WORKER_NAME"), help="this worker in the shard map (or ANJU_WORKER_NAME)"
     )
+    worker.add_argument(
+        "--hub-watchdog",
+        type=float,
+        default=30.0,
+        help="seconds a hub may send no watchdog ping before the worker kills and restarts it (default 30)",
+    )
     add_hub_options(worker, per_community=False)
     worker.set_defaults(handler=_worker)
 
@@ -77,7 +83,10 @@ def _worker(args: argparse.Namespace) -> int:
                              "unset it (each uses anju-hub-{community})")  # fmt: skip
     except ValidationError as exc:
         return _fail(settings_problem(exc))
-    asyncio.run(run_worker(args.name, seats(args.name, shards, overrides, args.log_level, os.environ)))
+    if not 1 <= args.hub_watchdog <= 600:
+        return _fail(f"worker: --hub-watchdog {args.hub_watchdog:g}: give 1 to 600 seconds")
+    all_seats = seats(args.name, shards, overrides, args.log_level, os.environ, watchdog_s=args.hub_watchdog)
+    asyncio.run(run_worker(args.name, all_seats))
     return 0
 
 

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-__all__ = ["Lease", "LeaseConfigError", "LeaseError", "LeaseLost", "LeaseState", "leases"]
+__all__ = ["LEASE_LOST_EXIT", "Lease", "LeaseConfigError", "LeaseError", "LeaseLost", "LeaseState", "leases"]
 
 log = logging.getLogger("anju.hub.lease")
 
@@ -73,6 +73,10 @@ lock shared (:meth:`Lease.fence`). A takeover takes that lock exclusively, so it
 the writes that come after it see the new epoch. Not a row lock on the lease (``FOR SHARE``): the holder's renewal,
 an UPDATE of that row, waits behind such locks, and in one run of ``bench alerts`` at 1,000 alerts/s on PostgreSQL
 the holder's renewal timed out and it lost its lease; with the advisory lock the same run kept it."""
+
+LEASE_LOST_EXIT = 75
+"""A hub's exit status when it lost its community's lease (EX_TEMPFAIL): systemd, or its worker (hub/worker.py),
+starts it again, as a standby."""
 
 TAKEOVER_LOCK_TIMEOUT = "2s"
 """How long a takeover waits for the writes in flight; past it, it tries again at its next poll."""

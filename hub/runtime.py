@@ -47,7 +47,7 @@ from hub.identity import AccessRules, Identity, IdentityStore, Scopes
 from hub.ingest.limits import limits_policy
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
-from hub.lease import Lease
+from hub.lease import LEASE_LOST_EXIT, Lease
 from hub.live import LiveFeed
 from hub.metrics import Metrics
 from hub.settings import HubSettings, alerts_schema
@@ -247,10 +247,6 @@ def identity(settings: HubSettings, deployment: Deployment, store: IdentityStore
         address_limit=(settings.login_address_failures, settings.login_address_window_s),
         static_token=settings.api_token.get_secret_value() if settings.api_token else None,
     )
-
-
-LEASE_LOST_EXIT = 75
-"""The hub's exit status when it lost its community's lease (EX_TEMPFAIL): systemd starts it again, as a standby."""
 
 
 def _stop_at_once(reason: str) -> None:

@@ -28,11 +28,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hub.runtime import LEASE_LOST_EXIT
+from hub.lease import LEASE_LOST_EXIT
 from hub.shards import Assignment, ShardMap
+from hub.worker_notify import HubNotifications
 from systemd_notify import notify, watchdog_forever
 
 __all__ = ["Seat", "child_environment", "run_worker", "seat_argv"]
@@ -47,6 +48,11 @@ HEALTHY_RUN_S = 60.0
 """A hub that ran this long before it exited is started again after the shortest back-off."""
 STOP_TIMEOUT_S = 20.0
 """How long the hubs get to stop gracefully (their own stop takes ~3 s) before they are killed."""
+HUB_WATCHDOG_S = 30.0
+"""A hub that said READY and then sends nothing (no ``WATCHDOG=1``) for this long is stuck: the worker kills it and
+starts it again, as systemd does with the hub unit's ``WatchdogSec=30``."""
+HUB_START_TIMEOUT_S = 120.0
+"""How long a hub may take from its start to ``READY=1`` (the unit's ``TimeoutStartSec=120``)."""
 
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 """The worker's own systemd protocol: its hubs must not speak it (they would report the worker READY, or feed its
@@ -85,15 +91,23 @@ def _die_with_the_worker() -> None:  # pragma: no cover - runs in the child betw
 
 @dataclass(slots=True)
 class Seat:
-    """One community of this worker: its hub process, started again whenever it exits until the worker stops."""
+    """One community of this worker: its hub process, started again whenever it exits or stops answering, until the
+    worker stops."""
 
     assignment: Assignment
     argv: list[str]
     env: dict[str, str]
     first_delay_s: float
+    watchdog_s: float = HUB_WATCHDOG_S
+    on_status: Callable[[], None] = lambda: None
     process: asyncio.subprocess.Process | None = None
+    notifications: HubNotifications | None = None
     starts: int = 0
     exits: list[int] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.notifications.status if self.notifications is not None else "not started"
 
     async def keep(self, stopping: asyncio.Event) -> None:
         """Run the hub, and again after it exits (at once after a lost lease, else after a back-off), until
@@ -101,36 +115,52 @@ class Seat:
         community = self.assignment.community
         backoff = BACKOFF_MIN_S
         delay = self.first_delay_s
-        while not await _wait(stopping, delay):
-            started = time.monotonic()
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv, env=self.env, preexec_fn=_die_with_the_worker
-            )
-            self.starts += 1
-            log.info("community %s: hub started (pid %d, %s)", community, self.process.pid, self.assignment.role)
-            code = await _exit_or_stop(self.process, stopping, community)
-            self.exits.append(code)
-            if stopping.is_set():
-                return
-            if code == LEASE_LOST_EXIT:
-                log.warning("community %s: its hub lost the lease; starting it again as a standby", community)
-                delay = 0.0
-                continue
-            if time.monotonic() - started >= HEALTHY_RUN_S:
-                backoff = BACKOFF_MIN_S
-            delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX_S)
-            log.error("community %s: its hub exited with status %d; starting again in %.0f s", community, code, delay)
+        self.notifications = notifications = HubNotifications(community, self.on_status)
+        notifications.listen()
+        env = {**self.env, "NOTIFY_SOCKET": notifications.address, "WATCHDOG_USEC": str(int(self.watchdog_s * 1e6))}
+        try:
+            while not await _wait(stopping, delay):
+                started = time.monotonic()
+                self.process = await asyncio.create_subprocess_exec(
+                    *self.argv, env=env, preexec_fn=_die_with_the_worker
+                )
+                notifications.expect(self.process.pid)
+                self.starts += 1
+                log.info("community %s: hub started (pid %d, %s)", community, self.process.pid, self.assignment.role)
+                code = await self._exit_or_stop(self.process, stopping)
+                self.exits.append(code)
+                if stopping.is_set():
+                    return
+                if code == LEASE_LOST_EXIT:
+                    log.warning("community %s: its hub lost the lease; starting it again as a standby", community)
+                    delay = 0.0
+                    continue
+                if time.monotonic() - started >= HEALTHY_RUN_S:
+                    backoff = BACKOFF_MIN_S
+                delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX_S)
+                log.error("community %s: its hub exited (status %d); starting again in %.0f s", community, code, delay)
+        finally:
+            notifications.close()
 
-
-async def _exit_or_stop(process: asyncio.subprocess.Process, stopping: asyncio.Event, community: str) -> int:
-    """The hub's exit status; if ``stopping`` comes first, SIGTERM it, and SIGKILL after ``STOP_TIMEOUT_S``."""
-    exited = asyncio.ensure_future(process.wait())
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait((exited, stop), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if not exited.done():
+    async def _exit_or_stop(self, process: asyncio.subprocess.Process, stopping: asyncio.Event) -> int:
+        """The hub's exit status. If ``stopping`` comes first: SIGTERM, and SIGKILL after ``STOP_TIMEOUT_S``; if the
+        hub stops answering first (no watchdog ping): SIGKILL at once."""
+        community = self.assignment.community
+        exited = asyncio.ensure_future(process.wait())
+        stop = asyncio.ensure_future(stopping.wait())
+        stuck = asyncio.ensure_future(self._stuck())
+        try:
+            await asyncio.wait((exited, stop, stuck), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            stuck.cancel()
+        if exited.done():
+            return exited.result()
+        if not stopping.is_set():
+            log.error("community %s: its hub (pid %d) stopped answering its watchdog; killed", community, process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            return await exited
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
@@ -139,7 +169,16 @@ async def _exit_or_stop(process: asyncio.subprocess.Process, stopping: asyncio.E
             log.error("community %s: its hub did not stop in %.0f s; killed", community, STOP_TIMEOUT_S)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-    return await exited
+        return await exited
+
+    async def _stuck(self) -> None:
+        """Return once the hub has sent nothing for longer than its watchdog (or its start timeout)."""
+        assert self.notifications is not None
+        while True:
+            left = self.notifications.starved_for(self.watchdog_s, HUB_START_TIMEOUT_S)
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 1.0))
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
@@ -152,14 +191,33 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
 
 
 def seats(
-    worker: str, shards: ShardMap, settings: Mapping[str, object], log_level: str, environment: Mapping[str, str]
+    worker: str,
+    shards: ShardMap,
+    settings: Mapping[str, object],
+    log_level: str,
+    environment: Mapping[str, str],
+    *,
+    watchdog_s: float = HUB_WATCHDOG_S,
 ) -> list[Seat]:
     """The seats of ``worker``: one per community of the shard map that names it."""
     env = child_environment(environment, settings)
     return [
-        Seat(assignment, seat_argv(worker, assignment, log_level), env, shards.standby_delay_s * assignment.rank)
+        Seat(
+            assignment,
+            seat_argv(worker, assignment, log_level),
+            env,
+            shards.standby_delay_s * assignment.rank,
+            watchdog_s=watchdog_s,
+        )
         for assignment in shards.assignments(worker)
     ]
+
+
+def worker_status(worker: str, all_seats: Sequence[Seat]) -> str:
+    """One line for ``systemctl status``: the communities this worker runs now and those it stands by for."""
+    running = [s.assignment.community for s in all_seats if s.status.startswith("running")]
+    waiting = [s.assignment.community for s in all_seats if not s.status.startswith("running")]
+    return f"worker {worker}: running {', '.join(running) or 'none'}; standby for {', '.join(waiting) or 'none'}"
 
 
 async def run_worker(worker: str, all_seats: Sequence[Seat]) -> None:
@@ -171,8 +229,16 @@ async def run_worker(worker: str, all_seats: Sequence[Seat]) -> None:
     owned = [s.assignment.community for s in all_seats if s.assignment.rank == 0]
     standby = [s.assignment.community for s in all_seats if s.assignment.rank > 0]
     log.info("worker %s: owns %s; stands by for %s", worker, ", ".join(owned) or "none", ", ".join(standby) or "none")
+
+    def report_status() -> None:
+        status = worker_status(worker, all_seats)
+        log.info("%s", status)
+        notify(f"STATUS={status}")
+
+    for seat in all_seats:
+        seat.on_status = report_status
     keepers = [asyncio.create_task(s.keep(stopping), name=f"seat-{s.assignment.community}") for s in all_seats]
-    notify(f"READY=1\nSTATUS=worker {worker}: {len(owned)} communities owned, {len(standby)} stood by for")
+    notify(f"READY=1\nSTATUS={worker_status(worker, all_seats)}")
     watchdog = asyncio.create_task(watchdog_forever(), name="worker-watchdog")
     try:
         await stopping.wait()
