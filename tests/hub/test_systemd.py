@@ -4,6 +4,7 @@ from its event loop at half the period and says it is stopping; the unit file as
 import configparser
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,9 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hub.demo.processes import free_port
 from hub.provision.acl import HUB_USERS
 from hub.settings import HubSettings
+from hub.worker import STOP_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "anju-hub.service"
@@ -78,3 +82,48 @@ def test_the_unit_runs_the_hub_sandboxed_with_its_watchdog() -> None:
     assert {entry.split("=", 1)[0] for entry in environment} <= settings, "every variable is a hub setting"
     assert f"ANJU_MQTT_USERNAME={HUB_USERS[0]}" in environment, "the user `anju-hub provision init` creates"
     assert "ANJU_MQTT_PASSWORD_FILE=/etc/anju-hub/mqtt.password" in environment
+
+
+def test_the_worker_unit_stops_its_hubs_itself_and_names_only_settings() -> None:
+    """The worker unit (deploy/systemd/anju-hub-worker.service) is the hub unit's sandbox with what a worker needs:
+    SIGTERM to the worker alone (it stops its hubs in order), the shard map checked before start, the database set."""
+    worker_unit = UNIT.with_name("anju-hub-worker.service")
+    units = []
+    for path in (UNIT, worker_unit):
+        unit = configparser.ConfigParser(strict=False, interpolation=None)
+        unit.optionxform = str  # type: ignore[assignment,method-assign]
+        unit.read(path, encoding="utf-8")
+        units.append(unit["Service"])
+    hub, worker = units
+    assert worker["ExecStart"] == "/opt/anju-hub/venv/bin/anju-hub worker"
+    assert worker["ExecStartPre"] == "/opt/anju-hub/venv/bin/anju-hub shards check /etc/anju-hub/shards.yaml"
+    assert (worker["Type"], worker["NotifyAccess"], worker["KillMode"]) == ("notify", "main", "mixed")
+    assert float(worker["TimeoutStopSec"]) > STOP_TIMEOUT_S + 3, "the hubs' graceful stop fits in the unit's"
+    differing = {"ExecStart", "ExecStartPre", "KillMode", "TimeoutStopSec", "Environment"}
+    for key in set(hub) | set(worker):
+        if key not in differing:
+            assert hub.get(key) == worker.get(key), f"{key}: the worker's sandbox differs from the hub's"
+    environment = [
+        line.split("=", 1)[1] for line in worker_unit.read_text().splitlines() if line.startswith("Environment=")
+    ]
+    names = {entry.split("=", 1)[0] for entry in environment}
+    assert names <= {f"ANJU_{name.upper()}" for name in HubSettings.model_fields} | {
+        "ANJU_SHARD_MAP",
+        "ANJU_WORKER_NAME",
+    }
+    assert (
+        "ANJU_ALERTS_DATABASE_FILE" in names and "ANJU_DEPLOYMENT" not in names and "ANJU_MQTT_CLIENT_ID" not in names
+    )
+
+
+@pytest.mark.parametrize("name", ["anju-hub.service", "anju-hub-worker.service"])
+def test_systemd_analyze_verifies_the_hub_units(name: str, tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    # The venv does not exist here: the commands point at /bin/true, so that only the unit itself is judged.
+    unit = tmp_path / name
+    unit.write_text(
+        UNIT.with_name(name).read_text(encoding="utf-8").replace("/opt/anju-hub/venv/bin/anju-hub", "/bin/true")
+    )
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
