@@ -134,3 +134,12 @@ def test_a_worker_refuses_settings_that_could_not_hand_its_communities_over(
 def test_a_hub_of_a_worker_gets_the_worker_flags_as_settings_and_not_its_systemd_socket() -> None:
     env = child_environment({"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1", "PATH": "/bin"}, {"mqtt_port": 8883})
     assert env == {"PATH": "/bin", "ANJU_MQTT_PORT": "8883"}
+
+
+def test_the_readme_shard_map_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("# /etc/anju-hub/shards.yaml", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "shards.yaml").write_text(block, encoding="utf-8")
+    shards = load_shard_map(tmp_path / "shards.yaml", check_deployments=False)
+    assert [(a.community, a.role) for a in shards.assignments("hub-1")] == [("hongxing", "owner"), ("jinhua",
+            "standby")]  # fmt: skip
