@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -80,12 +81,16 @@ def seat_argv(worker: str, assignment: Assignment, log_level: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _die_with_the_worker() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """In the forked hub before exec: ask the kernel for SIGTERM when the worker dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getppid()
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # the worker died before prctl took effect
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+"""libc's prctl, looked up here in the worker: the forked child before exec must not load libraries (another thread
+of the worker may hold the loader's lock at the fork)."""
+
+
+def _die_with(worker_pid: int) -> None:  # pragma: no cover - runs in the child between fork and exec
+    """In the forked hub before exec: ask the kernel for SIGTERM when the worker dies. The signal follows the thread
+    that forked, the event loop's, which lives as long as the worker."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != worker_pid:  # the worker died before prctl took effect
         os._exit(1)
 
 
@@ -122,7 +127,7 @@ class Seat:
             while not await _wait(stopping, delay):
                 started = time.monotonic()
                 self.process = await asyncio.create_subprocess_exec(
-                    *self.argv, env=env, preexec_fn=_die_with_the_worker
+                    *self.argv, env=env, preexec_fn=functools.partial(_die_with, os.getpid())
                 )
                 notifications.expect(self.process.pid)
                 self.starts += 1
