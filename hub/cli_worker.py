@@ -49,6 +49,14 @@ def add_worker_commands(commands: Any) -> None:
     check = actions.add_parser("check", help="validate a shard map and its deployment files; print who runs what")
     check.add_argument("file")
     check.set_defaults(handler=_check)
+    proxy = actions.add_parser(
+        "proxy",
+        help="print an nginx configuration giving each community one address, {community}.DOMAIN, wherever it runs",
+    )
+    proxy.add_argument("file")
+    proxy.add_argument("--domain", required=True, help="each community is served as {community}.DOMAIN")
+    proxy.add_argument("--listen", default="80", help="nginx's listen parameters (default 80; e.g. '443 ssl')")
+    proxy.set_defaults(handler=_proxy)
 
 
 def _fail(message: str) -> int:
@@ -108,4 +116,23 @@ def _check(args: argparse.Namespace) -> int:
         roles = shards.assignments(worker)
         owned = sum(1 for a in roles if a.rank == 0)
         out.write(f"  worker {worker}: owns {owned}, stands by for {len(roles) - owned}\n")
+    return 0
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    import re
+
+    from hub.config import ConfigError
+    from hub.shards import load_shard_map
+    from hub.shards_proxy import nginx_config
+
+    if not re.fullmatch(r"([a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}", args.domain):
+        return _fail(f"shards proxy: --domain {args.domain!r} is not a domain name (a-z, 0-9, '-' and '.')")
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\] _-]{1,100}", args.listen):
+        return _fail(f"shards proxy: --listen {args.listen!r} is not nginx listen parameters")
+    try:
+        shards = load_shard_map(args.file, check_deployments=False)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    sys.stdout.write(nginx_config(shards, domain=args.domain, listen=args.listen))
     return 0

@@ -10,6 +10,9 @@ One YAML file, the same on every worker (configuration management copies it, as 
         data_dir: /var/lib/anju/jinjiang-hongxing
         http_port: 8101
         workers: [hub-1, hub-2]                 # the first runs it; the others, in order, are its standbys
+    hosts:                      # optional: the address each worker's hubs listen on (and a proxy reaches them at)
+      hub-1: 10.0.0.11
+      hub-2: 10.0.0.12
 
 A worker (``anju-hub worker --name hub-1``, hub/worker.py) runs one hub process for every community that names it,
 each waiting for that community's lease in PostgreSQL (hub/lease.py): the owner takes it at once, a standby when
@@ -34,6 +37,8 @@ __all__ = ["Assignment", "CommunityShard", "ShardMap", "load_shard_map"]
 
 CommunityId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
 WorkerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,63}$")]
+Host = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$|^\[?[0-9A-Fa-f:]+\]?$")]
+"""An IPv4 address or a host name (letters, digits, hyphens, dots), or an IPv6 address."""
 """A worker's name; with ``:`` and the community's id it is the lease holder (``anju-hub leases`` shows it), at
 most 128 characters."""
 
@@ -63,6 +68,9 @@ class ShardMap(_Strict):
     """At a worker's start, seconds a community's n-th standby waits (n × this) before it may take the lease: when
     the whole fleet starts together, each community lands on its owner, not on whichever worker came up first."""
     communities: dict[CommunityId, CommunityShard] = Field(min_length=1)
+    hosts: dict[WorkerName, Host] = Field(default_factory=dict)
+    """Worker → the address its hubs listen on (their ``http_host``) and a reverse proxy reaches them at
+    (``anju-hub shards proxy``); a worker not listed keeps the hub's own setting (127.0.0.1 by default)."""
 
     def workers(self) -> list[str]:
         """Every worker named in the map, sorted."""
@@ -105,6 +113,7 @@ def load_shard_map(path: str | os.PathLike[str], *, check_deployments: bool = Tr
     shards = ShardMap(
         version=raw.version,
         standby_delay_s=raw.standby_delay_s,
+        hosts=raw.hosts,
         communities={
             community: shard.model_copy(
                 update={"deployment": base / shard.deployment, "data_dir": base / shard.data_dir}
@@ -113,6 +122,11 @@ def load_shard_map(path: str | os.PathLike[str], *, check_deployments: bool = Tr
         },
     )
     problems = [issue_at(document, loc, value, message) for loc, value, message in _clashes(shards)]
+    problems.extend(
+        issue_at(document, ("hosts", worker), host, "not a worker of any community")
+        for worker, host in shards.hosts.items()
+        if worker not in shards.workers()
+    )
     if check_deployments:
         problems.extend(_deployment_problems(shards, document))
     if problems:

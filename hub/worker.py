@@ -71,12 +71,13 @@ def child_environment(environment: Mapping[str, str], settings: Mapping[str, obj
     return child
 
 
-def seat_argv(worker: str, assignment: Assignment, log_level: str) -> list[str]:
-    """The command line of ``worker``'s hub for ``assignment``'s community."""
+def seat_argv(worker: str, assignment: Assignment, log_level: str, host: str | None = None) -> list[str]:
+    """The command line of ``worker``'s hub for ``assignment``'s community (listening on ``host`` if given)."""
     shard = assignment.shard
     return [
         sys.executable, "-m", "hub", "--log-level", log_level, "serve",
         "--config", str(shard.deployment), "--data-dir", str(shard.data_dir),
+        *(("--http-host", host.strip("[]")) if host else ()),
         "--http-port", str(shard.http_port), "--lease-holder", f"{worker}:{assignment.community}",
     ]  # fmt: skip
 
@@ -209,7 +210,7 @@ def seats(
     return [
         Seat(
             assignment,
-            seat_argv(worker, assignment, log_level),
+            seat_argv(worker, assignment, log_level, shards.hosts.get(worker)),
             env,
             shards.standby_delay_s * assignment.rank,
             watchdog_s=watchdog_s,

@@ -9,6 +9,7 @@ from under a running hub, kill a worker alone (its hubs must not outlive it), an
 import asyncio
 import os
 import queue
+import shutil
 import signal
 import sys
 import time
@@ -22,8 +23,11 @@ import psycopg
 import pytest
 
 from firmware_sim.load_plan import LoadOptions, render_deployment
-from hub.demo.processes import Child, Line, free_port
+from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.shards import load_shard_map
+from hub.shards_proxy import nginx_config
 from protocol.topics import Channel, topic
+from tests.conftest import require_service
 from tests.hub.test_ingest_shards import _acked, _batch
 
 pytestmark = pytest.mark.e2e
@@ -215,3 +219,71 @@ def test_a_hub_that_stops_answering_its_watchdog_is_killed_and_started_again(
           40, (w1,))  # fmt: skip
     assert holders(fleet.url)["west"] == ("w1:west", 1), "the worker's other hub was left alone"
     assert f"community east: its hub (pid {east}) stopped answering its watchdog; killed" in log_text(w1)
+
+
+NGINX_MAIN = """\
+{user}worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    include {dir}/anju.conf;
+}}
+"""
+
+
+@pytest.fixture
+def nginx(fleet: Fleet, tmp_path: Path) -> Iterator[int]:
+    """A real nginx (Debian's package) on 127.0.0.1 running what ``anju-hub shards proxy`` renders for the fleet,
+    with w1's hubs on 127.0.0.2 and w2's on 127.0.0.3 (the shard map's ``hosts``: two machines on one loopback)."""
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    require_service("nginx", binary)
+    assert binary is not None
+    with fleet.shard_map.open("a", encoding="utf-8") as shard_map:
+        shard_map.write("hosts: {w1: 127.0.0.2, w2: 127.0.0.3}\n")
+    port = free_port()
+    directory = tmp_path / "nginx"
+    directory.mkdir()
+    conf = directory / "anju.conf"
+    conf.write_text(nginx_config(load_shard_map(fleet.shard_map), domain="anju.test", listen=f"127.0.0.1:{port}"))
+    main = directory / "nginx.conf"
+    main.write_text(NGINX_MAIN.format(dir=directory, user="user root;\n" if os.geteuid() == 0 else ""))
+    child = Child("nginx", [binary, "-p", str(directory), "-c", str(main), "-g", "daemon off;"], queue.Queue()).start()
+    try:
+        if not wait_port(port, timeout_s=10):
+            pytest.fail(f"nginx did not listen: {(directory / 'error.log').read_text(errors='replace')[-2000:]}")
+        yield port
+    finally:
+        child.stop(grace_s=5)
+
+
+def through(port: int, community: str) -> int:
+    """The status of ``/api/v1/health`` asked of the proxy for ``{community}.anju.test`` (0: no answer)."""
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/health"
+        return httpx.get(url, headers={"Host": f"{community}.anju.test"}, timeout=5).status_code
+    except httpx.TransportError:
+        return 0
+
+
+def test_a_proxy_keeps_each_community_at_one_address_through_a_takeover(
+    fleet: Fleet, nginx: int, start: Callable[..., Child]
+) -> None:
+    w1, w2 = start("w1"), start("w2")
+    until("each community on its owner", lambda: holders(fleet.url) == {"east": ("w1:east", 1), "west": ("w2:west",
+          1)}, 60, (w1, w2))  # fmt: skip
+    until("both through the proxy", lambda: through(nginx, "east") == through(nginx, "west") == 200, 30, (w1, w2))
+    assert not serving(fleet.ports["east"]), "the hubs listen on their worker's host, not on 127.0.0.1"
+    assert through(nginx, "north") == 404, "a name that is no community's"
+
+    w1.kill()
+    took = until("east through the proxy on w2", lambda: holders(fleet.url).get("east") == ("w2:east", 2)
+                 and through(nginx, "east") == 200, TAKEOVER_BOUND_S + 5, (w2,))  # fmt: skip
+    assert took <= TAKEOVER_BOUND_S
+    assert through(nginx, "west") == 200

@@ -143,3 +143,39 @@ def test_the_readme_shard_map_is_valid(tmp_path: Path) -> None:
     shards = load_shard_map(tmp_path / "shards.yaml", check_deployments=False)
     assert [(a.community, a.role) for a in shards.assignments("hub-1")] == [("hongxing", "owner"), ("jinhua",
             "standby")]  # fmt: skip
+
+
+def test_hosts_name_only_workers_and_become_each_hubs_address(shard_dir: Path) -> None:
+    path = shard_dir / "shards.yaml"
+    path.write_text(GOOD + "hosts: {w1: 10.0.0.11, w2: hub-2.example.org}\n", encoding="utf-8")
+    shards = load_shard_map(path)
+    (east, _) = seats("w1", shards, {}, "info", {})
+    assert east.argv[east.argv.index("--http-host") + 1] == "10.0.0.11"
+    (w3,) = seats("w3", shards, {}, "info", {})
+    assert "--http-host" not in w3.argv, "a worker without a host keeps the hub's own setting"
+    path.write_text(GOOD + "hosts: {w9: 10.0.0.19, w1: 'a b'}\n", encoding="utf-8")
+    text = problems(path)
+    assert "hosts.w1 = 'a b'" in text and "hosts.w9" not in text, "the schema first"
+    path.write_text(GOOD + "hosts: {w9: 10.0.0.19}\n", encoding="utf-8")
+    assert f"{path}:6: hosts.w9 = '10.0.0.19': not a worker of any community" in problems(path)
+
+
+def test_the_proxy_lists_every_worker_of_a_community_owner_first(
+    shard_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = shard_dir / "shards.yaml"
+    path.write_text(GOOD + "hosts: {w1: 10.0.0.11, w2: 10.0.0.12}\n", encoding="utf-8")
+    assert main(["shards", "proxy", str(path), "--domain", "anju.example.org", "--listen", "8080"]) == 0
+    conf = capsys.readouterr().out
+    east = conf.split("upstream anju_east {", 1)[1].split("}", 1)[0]
+    assert [line.strip() for line in east.strip().splitlines()[:3]] == [
+        "server 10.0.0.11:18101 max_fails=1 fail_timeout=5s;",
+        "server 10.0.0.12:18101 max_fails=1 fail_timeout=5s backup;",
+        "server 127.0.0.1:18101 max_fails=1 fail_timeout=5s backup;",
+    ], "w3 has no host: the hub's default address"
+    assert "server_name east.anju.example.org;" in conf and "listen 8080 default_server;" in conf
+    assert "proxy_buffering off;" in conf, "the live stream is not held back"
+    assert main(["shards", "proxy", str(path), "--domain", "Anju Example"]) == 2
+    assert "is not a domain name" in capsys.readouterr().err
+    assert main(["shards", "proxy", str(path), "--domain", "anju.example.org", "--listen", "80; include /x"]) == 2
+    assert "is not nginx listen parameters" in capsys.readouterr().err
