@@ -129,13 +129,19 @@ class Seat:
         try:
             while not await _wait(stopping, delay):
                 started = time.monotonic()
-                self.process = await asyncio.create_subprocess_exec(
-                    *self.argv, env=env, preexec_fn=functools.partial(_die_with, os.getpid())
-                )
-                notifications.expect(self.process.pid)
-                self.starts += 1
-                log.info("community %s: hub started (pid %d, %s)", community, self.process.pid, self.assignment.role)
-                code = await self._exit_or_stop(self.process, stopping)
+                try:
+                    self.process = await asyncio.create_subprocess_exec(
+                        *self.argv, env=env, preexec_fn=functools.partial(_die_with, os.getpid())
+                    )
+                except OSError as exc:  # no memory, no process slots left: as a crash, tried again after a back-off
+                    log.error("community %s: its hub could not be started: %s", community, exc)
+                    code = -1
+                else:
+                    notifications.expect(self.process.pid)
+                    self.starts += 1
+                    pid, role = self.process.pid, self.assignment.role
+                    log.info("community %s: hub started (pid %d, %s)", community, pid, role)
+                    code = await self._exit_or_stop(self.process, stopping)
                 self.exits.append(code)
                 if stopping.is_set():
                     return

@@ -11,6 +11,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -287,3 +288,17 @@ def test_a_proxy_keeps_each_community_at_one_address_through_a_takeover(
                  and through(nginx, "east") == 200, TAKEOVER_BOUND_S + 5, (w2,))  # fmt: skip
     assert took <= TAKEOVER_BOUND_S
     assert through(nginx, "west") == 200
+
+
+def test_a_hub_that_cannot_start_is_started_again_with_a_back_off(fleet: Fleet, start: Callable[..., Child]) -> None:
+    blocker = socket.create_server(("127.0.0.1", fleet.ports["east"]))  # east's port is taken by something else
+    try:
+        w1 = start("w1")
+        seen: list[str] = []
+        until("two failed starts", lambda: log_text(w1, seen).count("community east: its hub exited") >= 2, 60, (w1,))
+        text = log_text(w1, seen)
+        assert "starting again in 1 s" in text and "starting again in 2 s" in text, "the back-off doubles"
+    finally:
+        blocker.close()
+    until("east served once its port is free", lambda: serving(fleet.ports["east"]), 60, (w1,))
+    assert serving(fleet.ports["west"]), "west, on the same worker, ran on meanwhile"
