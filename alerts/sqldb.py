@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 __all__ = [
+    "CHAIN_SQLSTATE",
+    "FENCE_SQLSTATE",
     "Database",
     "DatabaseError",
     "Fence",
@@ -32,6 +34,7 @@ __all__ = [
     "Row",
     "Session",
     "append_only_ddl",
+    "chained_ddl",
     "is_integrity_error",
     "is_postgres_url",
     "open_database",
@@ -50,8 +53,15 @@ class FencedOut(DatabaseError):
 
 
 Fence = Callable[[], Sequence[tuple[str, Sequence[Any]]]]
-"""Statements (with their parameters) run first in every write transaction; no row from the last one means the write
-must not happen. The hub passes its lease check (hub/lease.py): the lease lock, shared, then the lease's epoch."""
+"""Statements (with their parameters) run first in every write transaction; one of them raises an error with SQLSTATE
+``FENCE_SQLSTATE`` when the write must not happen, and the transaction ends with :class:`FencedOut`. No row is read,
+so in pipeline mode the check costs no round trip of its own. The hub passes its lease check (hub/lease.py): the
+lease lock, shared, then the lease's epoch."""
+
+FENCE_SQLSTATE = "AJ001"
+"""The SQLSTATE of a fence's refusal (class ``AJ``: Anju's own)."""
+CHAIN_SQLSTATE = "AJ002"
+"""The SQLSTATE of an audit row whose ``prev_hash`` is not the chain's head (``chained_ddl``)."""
 
 
 class Row(Protocol):
@@ -207,8 +217,11 @@ def _pg_sql(sql: str) -> str:
 
 
 class _PgSession:
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, memo: dict[str, Any]) -> None:
         self._connection = connection
+        self.memo = memo
+        """Values the store keeps from one of its transactions to the next (the audit chain's head), valid while this
+        process is the schema's only writer; kept only when the transaction commits (``PostgresDatabase``)."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._connection.execute(_pg_sql(sql), params)
@@ -256,6 +269,7 @@ class PostgresDatabase(Database):
         self._writer: Any = None
         self._reader: Any = None
         self._closed = False
+        self._memo: dict[str, Any] = {}
         with self._lock:
             self._writer = self._connect(create_schema=True)
 
@@ -300,23 +314,43 @@ class PostgresDatabase(Database):
     def transaction(self, *, durable: bool = True, pipelined: bool = False) -> Iterator[Session]:
         """One write transaction holding the schema's writer lock until it ends. ``durable=False``: committed
         without waiting for the WAL flush (``synchronous_commit off``), as SQLite's ``synchronous=NORMAL``.
-        ``pipelined``: in pipeline mode, where a transaction waits for the server only where it reads a row (the
-        fence, the audit chain's head) and at its commit, fewer round trips for the hot writes; but a row count or a
-        statement's error arrives only at the next wait."""
+        ``pipelined``: in pipeline mode, where a transaction waits for the server only where it reads a row and at its
+        commit — the fence reads none, and the audit chain's head is read once and then kept in the session's memo —
+        so a hot write is one round trip; but a row count or a statement's error arrives only at the next wait."""
         with self._lock:
             connection = self._write_connection()
-            with connection.pipeline() if pipelined else nullcontext(), connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-                session = _PgSession(connection)
-                if self._fence is not None:
-                    cursor = None
-                    for sql, params in self._fence():
-                        cursor = session.execute(sql, params)
-                    if cursor is None or cursor.fetchone() is None:
-                        raise FencedOut(f"PostgreSQL {self.where}: write refused, this hub no longer holds the lease")
-                if not durable:
-                    connection.execute("SET LOCAL synchronous_commit TO off")
-                yield session
+            session = _PgSession(connection, dict(self._memo))
+            try:
+                with connection.pipeline() if pipelined else nullcontext(), connection.transaction():
+                    connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                    if self._fence is not None:
+                        for sql, params in self._fence():
+                            session.execute(sql, params)
+                    if not durable:
+                        connection.execute("SET LOCAL synchronous_commit TO off")
+                    yield session
+            except self._psycopg.Error as exc:
+                self._memo = {}
+                refused = self._refusal(exc)
+                if refused is None:
+                    raise
+                raise refused from None
+            except BaseException:
+                self._memo = {}
+                raise
+            self._memo = session.memo
+
+    def _refusal(self, exc: BaseException) -> DatabaseError | None:
+        """The error to raise for a write the server refused on purpose (the fence, the audit chain), else None."""
+        state = getattr(exc, "sqlstate", None)
+        if state == FENCE_SQLSTATE:
+            return FencedOut(f"PostgreSQL {self.where}: write refused, this hub no longer holds the lease")
+        if state == CHAIN_SQLSTATE:
+            return DatabaseError(
+                f"PostgreSQL {self.where}: the audit chain moved under this writer (another process appended to it); "
+                "nothing was written, and the next write reads the chain's head again"
+            )
+        return None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._read_lock:
@@ -375,6 +409,26 @@ def is_integrity_error(exc: BaseException) -> bool:
 
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(exc, psycopg.errors.IntegrityError)
+
+
+def chained_ddl(table: str, genesis: str) -> str:
+    """PostgreSQL: a trigger that refuses a row of the audit log ``table`` whose ``prev_hash`` is not the hash of the
+    chain's head (``genesis`` for the first), with SQLSTATE ``CHAIN_SQLSTATE``. The store may then keep the head
+    between its transactions instead of reading it in each (a round trip): should another process have appended
+    meanwhile, the write fails whole instead of forking the chain."""
+    return f"""
+CREATE OR REPLACE FUNCTION {table}_chained() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE head TEXT;
+BEGIN
+    IF NEW.hash IS NULL THEN RETURN NEW; END IF;
+    SELECT hash INTO head FROM {table} WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1;
+    IF NEW.prev_hash IS DISTINCT FROM COALESCE(head, '{genesis}') THEN
+        RAISE EXCEPTION 'audit row does not follow the head of the chain' USING ERRCODE = '{CHAIN_SQLSTATE}';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER {table}_chained BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_chained();
+"""
 
 
 def append_only_ddl(table: str, dialect: str) -> str:

@@ -63,6 +63,7 @@ from alerts.sqldb import (
     Session,
     SqliteDatabase,
     append_only_ddl,
+    chained_ddl,
     open_database,
     postgres_ddl,
 )
@@ -424,19 +425,28 @@ def _event_json(event: RiskEvent) -> str:
     return json.dumps({name: getattr(event, name) for name in _EVENT_FIELDS}, ensure_ascii=False, separators=(",", ":"))
 
 
+_CHAIN_HEAD = "transitions.head"
+"""The session memo's key for the audit chain's head (alerts/sqldb.py; its trigger ``chained_ddl`` guards it)."""
+
+
 def _append_audit(db: Session, transitions: Sequence[Transition | AuditFields]) -> None:
     """Append ``transitions`` to the audit log, each chained to the one before (inside the caller's transaction,
     which BEGIN IMMEDIATE makes the only writer)."""
     if not transitions:
         return
-    row = db.execute("SELECT hash FROM transitions WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1").fetchone()
-    prev = row[0] if row else GENESIS
+    memo: dict[str, Any] | None = getattr(db, "memo", None)  # PostgreSQL: the head kept from the last commit
+    prev = memo.get(_CHAIN_HEAD) if memo is not None else None
+    if prev is None:
+        row = db.execute("SELECT hash FROM transitions WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1").fetchone()
+        prev = row[0] if row else GENESIS
     rows = []
     for t in transitions:
         fields = _fields(t) if isinstance(t, Transition) else t
         digest = audit_hash(prev, fields)
         rows.append((*fields, prev, digest))
         prev = digest
+    if memo is not None:
+        memo[_CHAIN_HEAD] = prev
     db.executemany(
         "INSERT INTO transitions (alert_id, from_state, to_state, by, channel, time_ms, note, prev_hash, hash) "
         "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -750,7 +760,9 @@ class AlertStore:
                 for table, name, declaration in _ADDED_COLUMNS
             )
             self._db.script(
-                postgres_ddl(_SCHEMA + added + _LATER_INDEXES) + append_only_ddl("transitions", "postgresql")
+                postgres_ddl(_SCHEMA + added + _LATER_INDEXES)
+                + append_only_ddl("transitions", "postgresql")
+                + chained_ddl("transitions", GENESIS)
             )
 
     @property

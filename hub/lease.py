@@ -31,11 +31,18 @@ from typing import Any, NoReturn
 
 import psycopg
 
+from alerts.sqldb import FENCE_SQLSTATE
+
 __all__ = ["LEASE_LOST_EXIT", "Lease", "LeaseConfigError", "LeaseError", "LeaseLost", "LeaseState", "leases"]
 
 log = logging.getLogger("anju.hub.lease")
 
-_SCHEMA = """
+_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"anju-lease-schema").digest()[:8], "big", signed=True)
+"""Taken while the lease table and ``anju.hold`` are created: hubs that start together would otherwise race to
+replace the function ("tuple concurrently updated")."""
+
+_SCHEMA = f"""
+SELECT pg_advisory_xact_lock({_SCHEMA_LOCK});
 CREATE SCHEMA IF NOT EXISTS anju;
 CREATE TABLE IF NOT EXISTS anju.leases (
     community TEXT PRIMARY KEY,
@@ -45,6 +52,13 @@ CREATE TABLE IF NOT EXISTS anju.leases (
     renewed_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
+CREATE OR REPLACE FUNCTION anju.hold(c TEXT, h TEXT, e BIGINT) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM anju.leases WHERE community = c AND holder = h AND epoch = e AND expires_at > now())
+    THEN
+        RAISE EXCEPTION 'the lease on % is not held by % at epoch %', c, h, e USING ERRCODE = '{FENCE_SQLSTATE}';
+    END IF;
+END $$;
 """
 
 _ACQUIRE = """
@@ -67,9 +81,11 @@ UPDATE anju.leases SET expires_at = now()
 WHERE community = %(community)s AND holder = %(holder)s AND epoch = %(epoch)s
 """
 
-FENCE_SQL = "SELECT epoch FROM anju.leases WHERE community = ? AND holder = ? AND epoch = ? AND expires_at > now()"
+FENCE_SQL = "SELECT anju.hold(?, ?, ?)"
 """The check every alert-store write makes (``?`` placeholders, alerts/sqldb.py), after taking the community's lease
-lock shared (:meth:`Lease.fence`). A takeover takes that lock exclusively, so it waits for the writes in flight, and
+lock shared (:meth:`Lease.fence`): ``anju.hold`` raises (SQLSTATE ``FENCE_SQLSTATE``, alerts/sqldb.py) unless the
+lease is this holder's at this epoch and its term has not run out, so the check reads no row and costs a pipelined
+write no round trip. A takeover takes that lock exclusively, so it waits for the writes in flight, and
 the writes that come after it see the new epoch. Not a row lock on the lease (``FOR SHARE``): the holder's renewal,
 an UPDATE of that row, waits behind such locks, and in one run of ``bench alerts`` at 1,000 alerts/s on PostgreSQL
 the holder's renewal timed out and it lost its lease; with the advisory lock the same run kept it."""

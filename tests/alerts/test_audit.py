@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from alerts import AlertService, AlertStore, WebhookReceiver
+from alerts.silence import Silence, SilenceMatch
 from alerts.sink import RunningSink
+from alerts.sqldb import DatabaseError
 from hub.cli import main
+from hub.demo.postgres import Postgres
 from tests.alerts.support import directory_for, event, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -92,3 +96,28 @@ async def test_a_changed_removed_or_replayed_row_breaks_the_chain_there(
 def test_verify_without_a_database_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 2
     assert "no alert database" in capsys.readouterr().err
+
+
+def _silence(n: int) -> Silence:
+    return Silence(match=SilenceMatch(sensors=(f"s-{n}",)), starts_at_ms=0, ends_at_ms=3_600_000, created_by="wang",
+                   created_ms=n, reason="探测器年检")  # fmt: skip
+
+
+def test_on_postgresql_a_writer_keeps_the_chain_head_and_never_forks_the_chain(postgres_server: Postgres) -> None:
+    """The store keeps the audit chain's head between its PostgreSQL transactions (one round trip less a write); a
+    trigger refuses a row that does not follow the head, so another process appending meanwhile makes the stale
+    writer's next write fail whole — and the one after it succeeds — instead of forking the chain."""
+    schema = f"chain_{secrets.token_hex(4)}"
+    with (
+        AlertStore(postgres_server.url, schema=schema) as first,
+        AlertStore(postgres_server.url, schema=schema) as second,
+    ):
+        first.add_silence(_silence(1))
+        first.add_silence(_silence(2))  # from the head kept after the first write
+        second.add_silence(_silence(3))  # another writer: the first one's head is stale now
+        with pytest.raises(DatabaseError, match="the audit chain moved under this writer"):
+            first.add_silence(_silence(4))
+        assert {s.id for s in first.silences()} == {s.id for s in second.silences()}, "the refused write left nothing"
+        first.add_silence(_silence(5))  # reads the head again
+        report = first.verify_audit()
+        assert report.intact and report.chained == 4, report
