@@ -217,8 +217,9 @@ def _pg_sql(sql: str) -> str:
 
 
 class _PgSession:
-    def __init__(self, connection: Any, memo: dict[str, Any]) -> None:
+    def __init__(self, connection: Any, memo: dict[str, Any], *, pipelined: bool = False) -> None:
         self._connection = connection
+        self._pipelined = pipelined
         self.memo = memo
         """Values the store keeps from one of its transactions to the next (the audit chain's head), valid while this
         process is the schema's only writer; kept only when the transaction commits (``PostgresDatabase``)."""
@@ -228,9 +229,16 @@ class _PgSession:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
-        if batch:
-            with self._connection.cursor() as cursor:
-                cursor.executemany(_pg_sql(sql), batch)
+        if not batch:
+            return
+        if self._pipelined:
+            # Queued one by one: psycopg's executemany opens a nested pipeline, whose end is a sync — a round trip
+            # each time, where the whole transaction otherwise waits once, at its commit.
+            for row in batch:
+                self._connection.execute(_pg_sql(sql), row)
+            return
+        with self._connection.cursor() as cursor:
+            cursor.executemany(_pg_sql(sql), batch)
 
 
 def postgres_ddl(sqlite_ddl: str) -> str:
@@ -319,7 +327,7 @@ class PostgresDatabase(Database):
         so a hot write is one round trip; but a row count or a statement's error arrives only at the next wait."""
         with self._lock:
             connection = self._write_connection()
-            session = _PgSession(connection, dict(self._memo))
+            session = _PgSession(connection, dict(self._memo), pipelined=pipelined)
             try:
                 with connection.pipeline() if pipelined else nullcontext(), connection.transaction():
                     connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
