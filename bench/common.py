@@ -3,6 +3,7 @@
 import collections
 import os
 import platform
+import queue
 import re
 import statistics
 import time
@@ -11,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Timing", "hub_metrics", "loadavg", "machine", "measure", "require_mosquitto", "run_dir"]
+from hub.demo.processes import Line
+
+__all__ = ["Timing", "hub_metrics", "loadavg", "machine", "measure", "require_mosquitto", "run_dir", "save_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,14 @@ def run_dir(name: str, given: Path | None = None) -> Path:
     )
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def save_lines(lines: "queue.Queue[Line]", path: Path) -> None:
+    """Write the child processes' output gathered in ``lines`` to ``path``, one ``source: text`` a line."""
+    with path.open("w", encoding="utf-8") as log:
+        while not lines.empty():
+            line = lines.get_nowait()
+            log.write(f"{line.source}: {line.text}\n")
 
 
 def loadavg() -> list[str]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.common import loadavg, require_mosquitto, run_dir
+from bench.common import loadavg, require_mosquitto, run_dir, save_lines
 from hub.demo.broker import mosquitto_config
 from hub.demo.orchestrator import prepare
 from hub.demo.postgres import find_postgres, running_postgres
@@ -136,10 +136,7 @@ def run(kills: int = KILLS, *, directory: Path | None = None, seed: int = 8) -> 
     try:
         cold_start_s = _chain(where, lines, chance, kills, results)
     finally:
-        with (where / "processes.log").open("w", encoding="utf-8") as log:
-            while not lines.empty():
-                line = lines.get_nowait()
-                log.write(f"{line.source}: {line.text}\n")
+        save_lines(lines, where / "processes.log")
     return {"kills": results, "cold_start_s": cold_start_s, "loadavg_before": before, "loadavg_after": loadavg(),
             "logs": str(where)}  # fmt: skip
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import loadavg, run_dir
+from bench.common import loadavg, run_dir, save_lines
 from bench.takeover import BOUND_S, TERM_S, services, serving, wait_until
 from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port
@@ -121,10 +121,7 @@ def run(kills: int = KILLS, *, directory: Path | None = None, seed: int = 8) -> 
                 holder.stop(grace_s=30)
                 standby.stop(grace_s=30)
     finally:
-        with (where / "processes.log").open("w", encoding="utf-8") as log:
-            while not lines.empty():
-                line = lines.get_nowait()
-                log.write(f"{line.source}: {line.text}\n")
+        save_lines(lines, where / "processes.log")
     return {"kills": results, "cold_start_s": cold_start_s, "loadavg_before": before, "loadavg_after": loadavg(),
             "logs": str(where)}  # fmt: skip
 
