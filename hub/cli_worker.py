@@ -74,7 +74,7 @@ def _worker(args: argparse.Namespace) -> int:
     if not args.shard_map or not args.name:
         return _fail("worker: --shard-map and --name are required (or ANJU_SHARD_MAP and ANJU_WORKER_NAME)")
     try:
-        shards = load_shard_map(args.shard_map)
+        shards = load_shard_map(args.shard_map, worker=args.name)
     except ConfigError as exc:
         return _fail(str(exc))
     if args.name not in shards.workers():

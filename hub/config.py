@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -69,8 +69,8 @@ __all__ = [
     "build_directory",
     "issue_at",
     "load_deployment",
+    "load_model",
     "model_issues",
-    "plain",
     "read_secret_file",
     "read_yaml_mapping",
     "resolve_secret",
@@ -826,11 +826,7 @@ def load_deployment(path: str | os.PathLike[str], *, check_secrets: bool = True)
     (rendering a gateway's config on a build machine that has no webhook secrets).
     """
     file = Path(path)
-    name, document = read_yaml_mapping(file)
-    try:
-        deployment = Deployment.model_validate(_plain(document))
-    except ValidationError as exc:
-        raise ConfigError(name, model_issues(exc, document)) from exc
+    name, document, deployment = load_model(file, Deployment)
     problems = [issue_at(document, loc, value, message) for loc, value, message in _cross_checks(deployment)]
     if check_secrets:
         problems.extend(_secret_problems(deployment, document, file.parent))
@@ -865,6 +861,19 @@ def read_yaml_mapping(file: Path) -> tuple[str, Any]:
     if not isinstance(document, Mapping):
         raise ConfigError(name, [ConfigIssue("", 1, type(document).__name__, "expected a mapping at the top")])
     return name, document
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def load_model(file: Path, model: type[_Model]) -> tuple[str, Any, _Model]:
+    """(the file's name, its YAML document, ``model`` validated from it); raises ConfigError naming every problem of
+    the YAML or the schema with its line."""
+    name, document = read_yaml_mapping(file)
+    try:
+        return name, document, model.model_validate(_plain(document))
+    except ValidationError as exc:
+        raise ConfigError(name, model_issues(exc, document)) from exc
 
 
 def plain(document: Any) -> Any:

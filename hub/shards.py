@@ -11,8 +11,8 @@ One YAML file, the same on every worker (configuration management copies it, as 
         http_port: 8101
         workers: [hub-1, hub-2]                 # the first runs it; the others, in order, are its standbys
     hosts:                      # optional: the address each worker's hubs listen on (and a proxy reaches them at)
-      hub-1: 10.0.0.11
-      hub-2: 10.0.0.12
+      hub-1: hub-1.example.org
+      hub-2: hub-2.example.org
 
 A worker (``anju-hub worker --name hub-1``, hub/worker.py) runs one hub process for every community that names it,
 each waiting for that community's lease in PostgreSQL (hub/lease.py): the owner takes it at once, a standby when
@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from hub.config import ConfigError, ConfigIssue, issue_at, load_deployment, model_issues, plain, read_yaml_mapping
+from hub.config import ConfigError, ConfigIssue, issue_at, load_deployment, load_model
 
 __all__ = ["Assignment", "CommunityShard", "ShardMap", "load_shard_map"]
 
@@ -98,17 +98,16 @@ class Assignment:
         return "owner" if self.rank == 0 else "standby"
 
 
-def load_shard_map(path: str | os.PathLike[str], *, check_deployments: bool = True) -> ShardMap:
+def load_shard_map(
+    path: str | os.PathLike[str], *, check_deployments: bool = True, worker: str | None = None
+) -> ShardMap:
     """Read and validate a shard map; paths in it become absolute (relative ones are relative to the file).
 
     Raises ConfigError listing every problem with its line: the schema, a port or data directory given to two
-    communities, and (``check_deployments``) a deployment file that does not load or is another community's."""
+    communities, and (``check_deployments``) a deployment file that does not load or is another community's — only
+    those of ``worker``'s communities when it is given (a worker need not read a whole city's files to start)."""
     file = Path(path)
-    name, document = read_yaml_mapping(file)
-    try:
-        raw = ShardMap.model_validate(plain(document))
-    except ValidationError as exc:
-        raise ConfigError(name, model_issues(exc, document)) from exc
+    name, document, raw = load_model(file, ShardMap)
     base = file.resolve().parent
     shards = ShardMap(
         version=raw.version,
@@ -128,7 +127,8 @@ def load_shard_map(path: str | os.PathLike[str], *, check_deployments: bool = Tr
         if worker not in shards.workers()
     )
     if check_deployments:
-        problems.extend(_deployment_problems(shards, document))
+        names = set(shards.communities) if worker is None else {a.community for a in shards.assignments(worker)}
+        problems.extend(_deployment_problems(shards, document, names))
     if problems:
         raise ConfigError(name, problems)
     return shards
@@ -147,8 +147,10 @@ def _clashes(shards: ShardMap) -> Iterable[tuple[tuple[str, ...], object, str]]:
                 first[value] = community
 
 
-def _deployment_problems(shards: ShardMap, document: Any) -> Iterable[ConfigIssue]:
+def _deployment_problems(shards: ShardMap, document: Any, communities: Collection[str]) -> Iterable[ConfigIssue]:
     for community, shard in shards.communities.items():
+        if community not in communities:
+            continue
         loc = ("communities", community, "deployment")
         try:
             deployment = load_deployment(shard.deployment)

@@ -20,7 +20,8 @@ __all__ = ["FAIL_TIMEOUT_S", "nginx_config"]
 FAIL_TIMEOUT_S = 5
 """Seconds nginx skips a server that refused (a standby, or a dead worker) before it tries it again."""
 CONNECT_TIMEOUT_S = 2
-"""A worker whose machine is gone does not refuse, it does not answer: give up on it after this long."""
+"""A worker whose machine is gone does not refuse, it does not answer: give up on it after this long (nginx's own
+timeout; the tests, on loopback, only see refusals)."""
 STREAM_TIMEOUT_S = 3600
 """The live stream (``/api/v1/stream``, Server-Sent Events) is one long response."""
 

@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hub.lease import LEASE_LOST_EXIT
 from hub.shards import Assignment, ShardMap
@@ -110,8 +110,6 @@ class Seat:
     on_status: Callable[[], None] = lambda: None
     process: asyncio.subprocess.Process | None = None
     notifications: HubNotifications | None = None
-    starts: int = 0
-    exits: list[int] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -138,11 +136,9 @@ class Seat:
                     code = -1
                 else:
                     notifications.expect(self.process.pid)
-                    self.starts += 1
                     pid, role = self.process.pid, self.assignment.role
                     log.info("community %s: hub started (pid %d, %s)", community, pid, role)
                     code = await self._exit_or_stop(self.process, stopping)
-                self.exits.append(code)
                 if stopping.is_set():
                     return
                 if code == LEASE_LOST_EXIT:

@@ -52,8 +52,7 @@ class HubNotifications:
         asyncio.get_running_loop().add_reader(self._socket.fileno(), self._read)
 
     def close(self) -> None:
-        with_loop = asyncio.get_running_loop()
-        with_loop.remove_reader(self._socket.fileno())
+        asyncio.get_running_loop().remove_reader(self._socket.fileno())
         self._socket.close()
 
     def _read(self) -> None:

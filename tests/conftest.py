@@ -42,11 +42,19 @@ def mosquitto_running(config: Path, *ports: int) -> Iterator[Child]:
     binary = find_mosquitto()
     require_service("mosquitto", binary)
     assert binary is not None
-    child = Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()).start()
+    with listening(Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()), *ports) as child:
+        yield child
+
+
+@contextlib.contextmanager
+def listening(child: Child, *ports: int, problem: Callable[[], str] = lambda: "") -> Iterator[Child]:
+    """``child`` started and listening on every one of ``ports`` (127.0.0.1) until the block ends, then stopped; the
+    test fails naming a port it did not listen on, with ``problem()`` (say, the end of its log) appended."""
+    child.start()
     try:
         for port in ports:
             if not wait_port(port, timeout_s=10):
-                pytest.fail(f"mosquitto ({config}) did not listen on 127.0.0.1:{port}")
+                pytest.fail(f"{child.name} ({' '.join(child.argv)}) did not listen on 127.0.0.1:{port} {problem()}")
         yield child
     finally:
         child.stop(grace_s=5)

@@ -24,11 +24,11 @@ import psycopg
 import pytest
 
 from firmware_sim.load_plan import LoadOptions, render_deployment
-from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.demo.processes import Child, Line, free_port
 from hub.shards import load_shard_map
 from hub.shards_proxy import nginx_config
 from protocol.topics import Channel, topic
-from tests.conftest import require_service
+from tests.conftest import listening, require_service
 from tests.hub.test_ingest_shards import _acked, _batch
 
 pytestmark = pytest.mark.e2e
@@ -255,13 +255,9 @@ def nginx(fleet: Fleet, tmp_path: Path) -> Iterator[int]:
     conf.write_text(nginx_config(load_shard_map(fleet.shard_map), domain="anju.test", listen=f"127.0.0.1:{port}"))
     main = directory / "nginx.conf"
     main.write_text(NGINX_MAIN.format(dir=directory, user="user root;\n" if os.geteuid() == 0 else ""))
-    child = Child("nginx", [binary, "-p", str(directory), "-c", str(main), "-g", "daemon off;"], queue.Queue()).start()
-    try:
-        if not wait_port(port, timeout_s=10):
-            pytest.fail(f"nginx did not listen: {(directory / 'error.log').read_text(errors='replace')[-2000:]}")
+    child = Child("nginx", [binary, "-p", str(directory), "-c", str(main), "-g", "daemon off;"], queue.Queue())
+    with listening(child, port, problem=lambda: (directory / "error.log").read_text(errors="replace")[-2000:]):
         yield port
-    finally:
-        child.stop(grace_s=5)
 
 
 def through(port: int, community: str) -> int:

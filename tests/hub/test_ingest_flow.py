@@ -21,7 +21,7 @@ from alerts.model import RiskEvent
 from firmware_sim.load import LoadOptions, render_deployment, run_load
 from hub.config import load_deployment
 from hub.demo.broker import find_mosquitto, mosquitto_config
-from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.demo.processes import Child, Line, free_port
 from hub.detection.rules import RuleEngine, default_rules
 from hub.ingest.intake import WINDOW
 from hub.ingest.limits import LimitsPolicy
@@ -33,7 +33,7 @@ from hub.store.influx import InfluxStore
 from hub.store.influx_http import InfluxTarget
 from protocol import Batch, GatewayState, Reading, decode_state, encode_batch
 from protocol.topics import HUB_STATE_TOPIC
-from tests.conftest import require_service
+from tests.conftest import listening, require_service
 
 pytestmark = pytest.mark.anyio
 
@@ -124,13 +124,8 @@ def small_queue_broker(tmp_path: Path) -> Iterator[int]:
     assert binary is not None
     port = free_port()
     config = mosquitto_config(port=port, directory=tmp_path / "mosquitto", max_queued_messages=20)
-    child = Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()).start()
-    try:
-        if not wait_port(port, timeout_s=10):
-            pytest.fail(f"mosquitto did not listen on 127.0.0.1:{port}")
+    with listening(Child("mosquitto", [binary, "-c", str(config)], queue.Queue[Line]()), port):
         yield port
-    finally:
-        child.stop(grace_s=5)
 
 
 async def test_a_hub_behind_its_store_holds_a_bounded_backlog_and_stores_every_acked_reading(

@@ -1,6 +1,9 @@
 """The shard map (hub/shards.py) and the worker's command line: every mistake is named with its line, and a worker
 refuses to start on settings that could not hand its communities over."""
 
+import asyncio
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ from hub.cli import main
 from hub.config import ConfigError
 from hub.shards import load_shard_map
 from hub.worker import child_environment, seats
+from hub.worker_notify import HubNotifications
+from systemd_notify import notify
 
 GOOD = """\
 version: 1
@@ -147,30 +152,30 @@ def test_the_readme_shard_map_is_valid(tmp_path: Path) -> None:
 
 def test_hosts_name_only_workers_and_become_each_hubs_address(shard_dir: Path) -> None:
     path = shard_dir / "shards.yaml"
-    path.write_text(GOOD + "hosts: {w1: 10.0.0.11, w2: hub-2.example.org}\n", encoding="utf-8")
+    path.write_text(GOOD + "hosts: {w1: 127.0.0.11, w2: hub-2.example.org}\n", encoding="utf-8")
     shards = load_shard_map(path)
     (east, _) = seats("w1", shards, {}, "info", {})
-    assert east.argv[east.argv.index("--http-host") + 1] == "10.0.0.11"
+    assert east.argv[east.argv.index("--http-host") + 1] == "127.0.0.11"
     (w3,) = seats("w3", shards, {}, "info", {})
     assert "--http-host" not in w3.argv, "a worker without a host keeps the hub's own setting"
-    path.write_text(GOOD + "hosts: {w9: 10.0.0.19, w1: 'a b'}\n", encoding="utf-8")
+    path.write_text(GOOD + "hosts: {w9: 127.0.0.19, w1: 'a b'}\n", encoding="utf-8")
     text = problems(path)
     assert "hosts.w1 = 'a b'" in text and "hosts.w9" not in text, "the schema first"
-    path.write_text(GOOD + "hosts: {w9: 10.0.0.19}\n", encoding="utf-8")
-    assert f"{path}:6: hosts.w9 = '10.0.0.19': not a worker of any community" in problems(path)
+    path.write_text(GOOD + "hosts: {w9: 127.0.0.19}\n", encoding="utf-8")
+    assert f"{path}:6: hosts.w9 = '127.0.0.19': not a worker of any community" in problems(path)
 
 
 def test_the_proxy_lists_every_worker_of_a_community_owner_first(
     shard_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = shard_dir / "shards.yaml"
-    path.write_text(GOOD + "hosts: {w1: 10.0.0.11, w2: 10.0.0.12}\n", encoding="utf-8")
+    path.write_text(GOOD + "hosts: {w1: 127.0.0.11, w2: 127.0.0.12}\n", encoding="utf-8")
     assert main(["shards", "proxy", str(path), "--domain", "anju.example.org", "--listen", "8080"]) == 0
     conf = capsys.readouterr().out
     east = conf.split("upstream anju_east {", 1)[1].split("}", 1)[0]
     assert [line.strip() for line in east.strip().splitlines()[:3]] == [
-        "server 10.0.0.11:18101 max_fails=1 fail_timeout=5s;",
-        "server 10.0.0.12:18101 max_fails=1 fail_timeout=5s backup;",
+        "server 127.0.0.11:18101 max_fails=1 fail_timeout=5s;",
+        "server 127.0.0.12:18101 max_fails=1 fail_timeout=5s backup;",
         "server 127.0.0.1:18101 max_fails=1 fail_timeout=5s backup;",
     ], "w3 has no host: the hub's default address"
     assert "server_name east.anju.example.org;" in conf and "listen 8080 default_server;" in conf
@@ -179,3 +184,38 @@ def test_the_proxy_lists_every_worker_of_a_community_owner_first(
     assert "is not a domain name" in capsys.readouterr().err
     assert main(["shards", "proxy", str(path), "--domain", "anju.example.org", "--listen", "80; include /x"]) == 2
     assert "is not nginx listen parameters" in capsys.readouterr().err
+
+
+def test_a_worker_checks_only_the_deployments_of_its_own_communities(shard_dir: Path) -> None:
+    (shard_dir / "west.yaml").write_text("community: {id: Not Valid}\n", encoding="utf-8")
+    assert load_shard_map(shard_dir / "shards.yaml", worker="w3").assignments("w3")[0].community == "east"
+    with pytest.raises(ConfigError, match=r"communities\.west\.deployment"):
+        load_shard_map(shard_dir / "shards.yaml", worker="w1")
+
+
+@pytest.mark.anyio
+async def test_a_hubs_notifications_count_only_from_that_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another local process cannot feed a stuck hub's watchdog: the sender's pid (SO_PASSCRED) must be the hub's."""
+    notifications = HubNotifications("east")
+    notifications.listen()
+    monkeypatch.setenv("NOTIFY_SOCKET", notifications.address)
+    try:
+        notifications.expect(os.getpid() + 1)  # the hub is another process: this one is a stranger
+        started = notifications.last_s
+        assert notify("WATCHDOG=1\nREADY=1")
+        await _until(lambda: notifications.refused == 1)
+        assert notifications.last_s == started and not notifications.ready, "a stranger's ping is not a sign of life"
+        notifications.expect(os.getpid())  # now this process is the hub
+        assert notify("READY=1\nSTATUS=running community east (lease epoch 1)")
+        await _until(lambda: notifications.ready)
+        assert notifications.status == "running community east (lease epoch 1)" and notifications.refused == 1
+    finally:
+        notifications.close()
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 2 s")
