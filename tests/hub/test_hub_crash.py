@@ -18,6 +18,8 @@ from pathlib import Path
 from hub.demo.processes import Child, Line, free_port, wait_port
 from hub.store.chunks import ChunkStore
 from hub.store.open import embedded_path
+from protocol.topics import PREFIX
+from tests.deploy.probe import probe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,8 +61,13 @@ def test_sigkill_of_the_hub_under_load_loses_no_acked_reading(mosquitto: int, tm
             report = tmp_path / f"load-{cycle}.json"
             load_argv = [sys.executable, "-m", "firmware_sim", "load", *common, "--rate", "20", "--duration", "3"]
             load_argv += ["--ack-timeout", "60", "--drain", "0", "--seed", str(cycle), "--report", str(report)]
-            load = subprocess.Popen(load_argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.8, 2.6))
+            with probe(mosquitto, user=None) as watch:
+                watch.subscribe(f"{PREFIX}/+/+/ack")
+                load = subprocess.Popen(load_argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                # The kill's moment is random from the hub's first ack of this cycle's load on, not from the load's
+                # start: on a busy machine a fixed delay can end before anything was acked, and proves nothing.
+                watch.next_message(timeout_s=60)
+            time.sleep(rng.uniform(0.0, 1.8))
             assert hub.process is not None
             hub.process.kill()
             hub.process.wait(timeout=10)
