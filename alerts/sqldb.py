@@ -259,7 +259,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, schema: str, fence: Fence | None = None) -> None:
+    def __init__(self, url: str, *, schema: str, fence: Fence | None = None, read_only: bool = False) -> None:
         import psycopg
 
         if not _SCHEMA_NAME.match(schema):
@@ -278,6 +278,9 @@ class PostgresDatabase(Database):
         self._reader: Any = None
         self._closed = False
         self._memo: dict[str, Any] = {}
+        self.read_only = read_only
+        if read_only:
+            return
         with self._lock:
             self._writer = self._connect(create_schema=True)
 
@@ -296,6 +299,9 @@ class PostgresDatabase(Database):
         # A process frozen inside a transaction (stopped, swapped out) would hold its locks — a standby's takeover
         # waits for them — until its session ends: the server ends it after this long idle in a transaction.
         connection.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_S}s'")
+        if self.read_only:
+            # The server refuses every write of this session: a reader of another process's schema cannot alter it.
+            connection.execute("SET default_transaction_read_only = on")
         return connection
 
     @staticmethod
@@ -306,6 +312,8 @@ class PostgresDatabase(Database):
         """The writer, opened again when the last one broke (a server restart, a network cut); under ``_lock``."""
         if self._closed:
             raise DatabaseError(f"PostgreSQL {self.where}: the database was closed")
+        if self.read_only:
+            raise DatabaseError(f"PostgreSQL {self.where}: opened read-only, nothing may be written")
         if not self._usable(self._writer):
             self._writer = self._connect()
         return self._writer
@@ -398,12 +406,17 @@ def is_postgres_url(target: str | Path) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-def open_database(target: str | Path, *, schema: str = "anju", fence: Fence | None = None) -> Database:
+def open_database(
+    target: str | Path, *, schema: str = "anju", fence: Fence | None = None, read_only: bool = False
+) -> Database:
     """A SQLite file at ``target`` (``":memory:"`` for one process), or the ``schema`` of the PostgreSQL database at a
     ``postgresql://`` URL (its password best from libpq's ``PGPASSFILE``, not the URL), every write there checked by
-    ``fence`` first."""
+    ``fence`` first. ``read_only`` (PostgreSQL only: another process's schema, read by the district node) creates
+    nothing and refuses every write, in this process and at the server."""
     if is_postgres_url(target):
-        return PostgresDatabase(str(target), schema=schema, fence=fence)
+        return PostgresDatabase(str(target), schema=schema, fence=fence, read_only=read_only)
+    if read_only:
+        raise DatabaseError(f"{target}: a read-only view is for a PostgreSQL schema, not a SQLite file")
     return SqliteDatabase(target)
 
 

@@ -741,11 +741,17 @@ def _notification_from(row: Row) -> Notification:
 class AlertStore:
     """The alert database: a SQLite file at ``target`` (``":memory:"`` works for a single-process test), or the schema
     ``schema`` of the PostgreSQL database at a ``postgresql://`` URL (hubs that share alert state, issue 8), where
-    ``fence`` guards every write (the hub's lease, hub/lease.py)."""
+    ``fence`` guards every write (the hub's lease, hub/lease.py). ``read_only`` (PostgreSQL): another process's
+    alert state, read as it is (the district node, hub/district/): no table is created or altered and every write
+    is refused; a schema no hub has created yet fails at the first read."""
 
-    def __init__(self, target: str | Path, *, schema: str = "anju", fence: Fence | None = None) -> None:
-        self._db: Database = open_database(target, schema=schema, fence=fence)
+    def __init__(
+        self, target: str | Path, *, schema: str = "anju", fence: Fence | None = None, read_only: bool = False
+    ) -> None:
+        self._db: Database = open_database(target, schema=schema, fence=fence, read_only=read_only)
         self.path = self._db.where
+        if read_only:
+            return
         if isinstance(self._db, SqliteDatabase):
             self._db.script(_SCHEMA)
             for table, name, declaration in _ADDED_COLUMNS:

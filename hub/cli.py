@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -16,6 +17,12 @@ from hub.cli_provision import add_provision_command
 from hub.cli_rules import add_rules_command
 from hub.cli_users import add_users_command
 from hub.cli_worker import add_worker_commands
+from hub.district.cli import add_district_commands
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from hub.settings import ServerSettings
 
 __all__ = ["main"]
 
@@ -46,8 +53,6 @@ GRACEFUL_STOP_S = 3
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from hub.api import create_app
     from hub.config import ConfigError, build_directory, load_deployment
     from hub.settings import HubSettings
@@ -64,6 +69,13 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, ConfigError) as exc:
         sys.stderr.write(f"anju-hub: {exc}\n")
         return 2
+    return run_server(app, settings)
+
+
+def run_server(app: "FastAPI", settings: "ServerSettings") -> int:
+    """Serve ``app`` at the settings' address until SIGINT/SIGTERM (uvicorn handles both); 0 when it stopped."""
+    import uvicorn
+
     log.info("API on http://%s:%d/api/v1 (OpenAPI at /docs)", settings.http_host, settings.http_port)
     config = uvicorn.Config(
         app,
@@ -73,8 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_STOP_S,
     )
-    server = uvicorn.Server(config)
-    server.run()
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -391,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_users_command(commands)  # `users add|passwd|role|disable|enable|list` (hub/cli_users.py)
     add_provision_command(commands)  # `provision init|gateway|rotate|revoke|list` (hub/cli_provision.py)
     add_worker_commands(commands)  # `worker`, `shards check` (hub/cli_worker.py)
+    add_district_commands(commands)  # `district serve` (hub/district/cli.py)
     return parser
 
 

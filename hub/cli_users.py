@@ -30,6 +30,10 @@ def _password(args: argparse.Namespace) -> str:
 def _identity(args: argparse.Namespace) -> Identity:
     from hub.config import load_deployment
 
+    if args.shard_map is not None:
+        return _district_identity(args)
+    if args.config is None:
+        raise ValueError("give --config (a hub's users) or --shard-map (the district node's users)")
     deployment = load_deployment(args.config, check_secrets=False)
     if args.database_file:
         store = IdentityStore(database_url(Path(args.database_file)), schema=alerts_schema(deployment.community.id))
@@ -38,6 +42,20 @@ def _identity(args: argparse.Namespace) -> Identity:
         data_dir.mkdir(parents=True, exist_ok=True)
         store = IdentityStore(data_dir / "identity.sqlite3")
     return Identity(store, Scopes(deployment), rules=AccessRules(), address_limit=(1, 1.0), static_token=None)
+
+
+def _district_identity(args: argparse.Namespace) -> Identity:
+    """The district node's users (hub/district/): in the shared database's schema ``anju_district``, linked to the
+    shard map's sub-districts."""
+    from hub.district.scopes import DistrictScopes
+    from hub.district.settings import DISTRICT_SCHEMA
+    from hub.shards import load_shard_map
+
+    if not args.database_file:
+        raise ValueError("the district node's users live in PostgreSQL: give --database-file with --shard-map")
+    scopes = DistrictScopes(load_shard_map(args.shard_map, check_deployments=False))
+    store = IdentityStore(database_url(Path(args.database_file)), schema=DISTRICT_SCHEMA)
+    return Identity(store, scopes, rules=AccessRules(), address_limit=(1, 1.0), static_token=None)
 
 
 def _by() -> str:
@@ -95,8 +113,10 @@ def _users(args: argparse.Namespace) -> int:
 
 def add_users_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     users = commands.add_parser("users", help="manage the hub's users (roles, passwords, access)")
-    users.add_argument("--config", default=os.environ.get("ANJU_DEPLOYMENT"), required="ANJU_DEPLOYMENT" not in
-                       os.environ, help="deployment YAML file (people and places a role is linked to)")  # fmt: skip
+    users.add_argument("--config", default=os.environ.get("ANJU_DEPLOYMENT"),
+                       help="deployment YAML file (people and places a role is linked to)")  # fmt: skip
+    users.add_argument("--shard-map", help="the district node's users instead (hub/district/): the shard map, whose "
+                       "sub-districts a sub_district user is linked to")  # fmt: skip
     users.add_argument("--data-dir", default=os.environ.get("ANJU_DATA_DIR", "data"), help="the hub's data dir")
     users.add_argument(
         "--database-file",
@@ -110,7 +130,11 @@ def add_users_command(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     add = sub.add_parser("add", help="add a user; the password from a prompt or --password-file", allow_abbrev=False)
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=roles)
-    add.add_argument("--person", help="the deployment person (or volunteer) id the user stands for")
+    add.add_argument(
+        "--person",
+        help="the deployment person (or volunteer) id the user stands for; on the district "
+        "node, a sub_district user's sub-district id",
+    )
     add.add_argument("--password-file", help="a file holding the password (one line)")
     passwd = sub.add_parser("passwd", help="set a new password (ends the user's sessions)", allow_abbrev=False)
     passwd.add_argument("name")

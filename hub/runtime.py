@@ -44,13 +44,14 @@ from hub.detection.layers import DetectionLayers
 from hub.detection.rules import RuleEngine, resolve_rules
 from hub.files import replacing, set_aside
 from hub.identity import AccessRules, Identity, IdentityStore, Scopes
+from hub.identity.scope import ScopeRules
 from hub.ingest.limits import limits_policy
 from hub.ingest.registry import Registry
 from hub.ingest.service import Ingest, MqttEndpoint
 from hub.lease import LEASE_LOST_EXIT, Lease
 from hub.live import LiveFeed
 from hub.metrics import Metrics
-from hub.settings import HubSettings, alerts_schema
+from hub.settings import HubSettings, ServerSettings, alerts_schema
 from hub.store import ReadingStore
 from hub.store.open import open_store
 from systemd_notify import notify, watchdog_forever
@@ -230,9 +231,10 @@ async def _maintain(store: ReadingStore) -> None:
             log.exception("store maintenance failed; retrying in %.0f s", MAINTAIN_EVERY_S)
 
 
-def identity(settings: HubSettings, deployment: Deployment, store: IdentityStore) -> Identity:
-    """Logins and scopes of the hub: the settings' lifetimes and limits, the deployment's people and places, and the
-    settings' static token kept as an admin integration token."""
+def identity(settings: ServerSettings, scopes: ScopeRules, store: IdentityStore) -> Identity:
+    """Logins and scopes of a server: the settings' lifetimes and limits, what each principal sees (a hub's
+    deployment, the district node's sub-districts), and the settings' static token kept as an admin integration
+    token."""
     rules = AccessRules(
         access_ttl_s=settings.access_token_ttl_s,
         refresh_ttl_s=settings.refresh_token_ttl_s,
@@ -242,7 +244,7 @@ def identity(settings: HubSettings, deployment: Deployment, store: IdentityStore
     )
     return Identity(
         store,
-        Scopes(deployment),
+        scopes,
         rules=rules,
         address_limit=(settings.login_address_failures, settings.login_address_window_s),
         static_token=settings.api_token.get_secret_value() if settings.api_token else None,
@@ -373,7 +375,7 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
                 ingest,
                 emergency,
                 live,
-                identity(settings, deployment, identity_store),
+                identity(settings, Scopes(deployment), identity_store),
                 directory,
                 duty,
             )

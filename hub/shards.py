@@ -13,6 +13,10 @@ One YAML file, the same on every worker (configuration management copies it, as 
     hosts:                      # optional: the address each worker's hubs listen on (and a proxy reaches them at)
       hub-1: hub-1.example.org
       hub-2: hub-2.example.org
+    sub_districts:              # optional: 街道 and their communities, for the district node's scopes
+      chunxi:
+        name: 春熙路街道
+        communities: [jinjiang-hongxing]
 
 A worker (``anju-hub worker --name hub-1``, hub/worker.py) runs one hub process for every community that names it,
 each waiting for that community's lease in PostgreSQL (hub/lease.py): the owner takes it at once, a standby when
@@ -33,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from hub.config import ConfigError, ConfigIssue, issue_at, load_deployment, load_model
 
-__all__ = ["Assignment", "CommunityShard", "ShardMap", "load_shard_map"]
+__all__ = ["Assignment", "CommunityShard", "ShardMap", "SubDistrict", "load_shard_map"]
 
 CommunityId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
 WorkerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,63}$")]
@@ -62,6 +66,14 @@ class CommunityShard(_Strict):
         return workers
 
 
+class SubDistrict(_Strict):
+    """A sub-district (街道): a user of the district node standing for it sees its communities (hub/district/)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    """Its name as people read it, 春熙路街道."""
+    communities: list[CommunityId] = Field(min_length=1)
+
+
 class ShardMap(_Strict):
     version: Literal[1]
     standby_delay_s: float = Field(default=5.0, ge=0, le=300)
@@ -71,6 +83,8 @@ class ShardMap(_Strict):
     hosts: dict[WorkerName, Host] = Field(default_factory=dict)
     """Worker → the address its hubs listen on (their ``http_host``) and a reverse proxy reaches them at
     (``anju-hub shards proxy``); a worker not listed keeps the hub's own setting (127.0.0.1 by default)."""
+    sub_districts: dict[CommunityId, SubDistrict] = Field(default_factory=dict)
+    """Sub-district id → its name and communities; each community in one sub-district at most."""
 
     def workers(self) -> list[str]:
         """Every worker named in the map, sorted."""
@@ -113,6 +127,7 @@ def load_shard_map(
         version=raw.version,
         standby_delay_s=raw.standby_delay_s,
         hosts=raw.hosts,
+        sub_districts=raw.sub_districts,
         communities={
             community: shard.model_copy(
                 update={"deployment": base / shard.deployment, "data_dir": base / shard.data_dir}
@@ -126,12 +141,27 @@ def load_shard_map(
         for worker, host in shards.hosts.items()
         if worker not in shards.workers()
     )
+    problems.extend(issue_at(document, loc, value, message) for loc, value, message in _sub_district_problems(shards))
     if check_deployments:
         names = set(shards.communities) if worker is None else {a.community for a in shards.assignments(worker)}
         problems.extend(_deployment_problems(shards, document, names))
     if problems:
         raise ConfigError(name, problems)
     return shards
+
+
+def _sub_district_problems(shards: ShardMap) -> Iterable[tuple[tuple[str | int, ...], object, str]]:
+    """A sub-district's community the map does not run, or one claimed by two sub-districts."""
+    first: dict[str, str] = {}
+    for sub_district, entry in shards.sub_districts.items():
+        for index, community in enumerate(entry.communities):
+            loc: tuple[str | int, ...] = ("sub_districts", sub_district, "communities", index)
+            if community not in shards.communities:
+                yield loc, community, "not a community of this map"
+            elif community in first:
+                yield loc, community, f"already in the sub-district {first[community]!r}"
+            else:
+                first[community] = sub_district
 
 
 def _clashes(shards: ShardMap) -> Iterable[tuple[tuple[str, ...], object, str]]:

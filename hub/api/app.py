@@ -96,6 +96,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         audit,
     ):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(auth.me_router, prefix="/api/v1")
     app.include_router(metrics.router)
     install_pages(app)
     return app

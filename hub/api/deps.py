@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from hub.identity import COMMUNITY_WIDE, Principal, Role
+from hub.identity import COMMUNITY_WIDE, Identity, Principal, Role
 from hub.runtime import Runtime
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Authorized",
     "CommunityWide",
     "CurrentPrincipal",
+    "IdentityDep",
     "RuntimeDep",
     "acting_as",
     "client_address",
@@ -46,6 +47,15 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _identity(request: Request) -> Identity:
+    """The server's logins and scopes: ``app.state.runtime.identity`` on a hub and on the district node alike."""
+    identity: Identity = request.app.state.runtime.identity
+    return identity
+
+
+IdentityDep = Annotated[Identity, Depends(_identity)]
+
+
 def client_address(request: Request) -> str:
     """The peer's address (behind a reverse proxy: the proxy's — see the report's note on forwarded headers)."""
     return request.client.host if request.client is not None else "unknown"
@@ -57,17 +67,17 @@ def _unauthorized(detail: str) -> HTTPException:
 
 async def _principal(
     request: Request,
-    runtime: Annotated[Runtime, Depends(_runtime)],
+    identity: IdentityDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_cookie)],
 ) -> Principal:
     if credentials is not None:
-        principal = await runtime.identity.authenticate(credentials.credentials)
+        principal = await identity.authenticate(credentials.credentials)
         if principal is None or principal.via == "cookie":
             raise _unauthorized("令牌无效、已过期或已撤销 / the bearer token is unknown, expired or revoked")
         return principal
     if cookie is not None:
-        principal = await runtime.identity.authenticate(cookie)
+        principal = await identity.authenticate(cookie)
         if principal is None or principal.via != "cookie":
             raise _unauthorized("会话无效或已过期，请重新登录 / the session is unknown or expired; log in again")
         if request.method not in _SAFE_METHODS:

@@ -17,9 +17,10 @@ class Role(StrEnum):
     COMMUNITY_COMMITTEE = "community_committee"
     """社区居委会: the whole community."""
     SUB_DISTRICT = "sub_district"
-    """街道: the whole community (one community per hub)."""
+    """街道: on a hub, the whole community; on the district node (hub/district/), the communities of its sub-district
+    (the person it stands for is the sub-district's id in the shard map)."""
     EMERGENCY_OFFICE = "emergency_office"
-    """区应急办: the whole community."""
+    """区应急办: the whole community; on the district node, every community."""
     VOLUNTEER = "volunteer"
     """志愿者: the incidents of the area they cover, nothing of sensors or alerts."""
 

@@ -17,6 +17,7 @@ routes, like something that does not exist: a 403 would tell another company tha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from alerts.incidents import Incident
 from alerts.model import Alert
@@ -24,7 +25,20 @@ from alerts.work_orders import WorkOrder
 from hub.config import Deployment
 from hub.identity.roles import COMMUNITY_WIDE, Role
 
-__all__ = ["Scope", "Scopes"]
+__all__ = ["Scope", "ScopeRules", "Scopes"]
+
+
+class ScopeRules(Protocol):
+    """Where a principal's scope comes from: a hub's deployment (:class:`Scopes`) or the district node's sub-districts
+    (hub/district/scopes.py)."""
+
+    def person_problem(self, role: Role, person: str | None) -> str | None:
+        """Why ``person`` cannot stand for ``role`` here (None when it can)."""
+        ...
+
+    def scope(self, role: Role, person: str | None) -> Scope:
+        """What ``role`` standing for ``person`` sees; a link no longer valid sees nothing rather than more."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +61,16 @@ class Scope:
     sees_incidents: bool = True
     person: str | None = None
     """The principal's person: an alert assigned to them (指派) is in view wherever it is."""
+    communities: frozenset[str] | None = None
+    """On the district node (hub/district/), the communities seen — each whole, by ``community_wide`` — and None
+    for all of them. A hub serves one community, and there it is always None."""
 
     @classmethod
     def everything(cls) -> Scope:
         return cls(community_wide=True)
+
+    def sees_community(self, community: str) -> bool:
+        return self.communities is None or community in self.communities
 
     @property
     def sees_no_alerts(self) -> bool:

@@ -29,7 +29,7 @@ from hub.identity.limits import FailureWindow
 from hub.identity.passwords import Passwords, password_problem
 from hub.identity.principal import Principal
 from hub.identity.roles import Role
-from hub.identity.scope import Scopes
+from hub.identity.scope import ScopeRules
 from hub.identity.store import ApiToken, IdentityStore, TokenKind, User
 from hub.identity.tokens import new_token, token_hash
 
@@ -103,7 +103,7 @@ class Identity:
     def __init__(
         self,
         store: IdentityStore,
-        scopes: Scopes,
+        scopes: ScopeRules,
         *,
         rules: AccessRules,
         address_limit: tuple[int, float],

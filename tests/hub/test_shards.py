@@ -165,6 +165,21 @@ def test_hosts_name_only_workers_and_become_each_hubs_address(shard_dir: Path) -
     assert f"{path}:6: hosts.w9 = '127.0.0.19': not a worker of any community" in problems(path)
 
 
+def test_sub_districts_name_communities_of_the_map_each_once(shard_dir: Path) -> None:
+    path = shard_dir / "shards.yaml"
+    path.write_text(GOOD + "sub_districts:\n  chunxi: {name: 春熙路街道, communities: [east, west]}\n", encoding="utf-8")
+    shards = load_shard_map(path)
+    assert shards.sub_districts["chunxi"].communities == ["east", "west"]
+    two = "sub_districts:\n  a: {name: 甲街道, communities: [east]}\n  b: {name: 乙街道, communities: [north, east]}\n"
+    path.write_text(GOOD + two, encoding="utf-8")
+    text = problems(path)
+    assert f"{path}:8: sub_districts.b.communities[0] = 'north': not a community of this map" in text, text
+    assert f"{path}:8: sub_districts.b.communities[1] = 'east': already in the sub-district 'a'" in text, text
+    path.write_text(GOOD + "sub_districts:\n  a: {name: '', communities: []}\n", encoding="utf-8")
+    text = problems(path)
+    assert "sub_districts.a.name" in text and "sub_districts.a.communities" in text, text
+
+
 def test_the_proxy_lists_every_worker_of_a_community_owner_first(
     shard_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.message import kind_names, rule_name_zh
-from alerts.model import OPEN_STATES, Alert, AlertState
+from alerts.model import OPEN_STATES, Alert, AlertState, Transition
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.paging import LINKED, PageRequest, paged, paging
 from hub.api.problems import service_errors
@@ -138,6 +138,11 @@ class TransitionPublic(BaseModel):
     channel: str
     time: datetime | None
     note: str
+
+    @classmethod
+    def of(cls, t: Transition) -> "TransitionPublic":
+        return cls(from_state=t.from_state, to_state=t.to_state, by=t.by, channel=t.channel, time=_iso(t.time_ms),
+                   note=t.note)  # fmt: skip
 
 
 _ALERT_PAGES = paging("alerts", default=100, maximum=1000, shape=(int, str))
@@ -353,12 +358,7 @@ async def comment(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: st
 async def transitions(runtime: RuntimeDep, principal: CurrentPrincipal, alert_id: str) -> list[TransitionPublic]:
     """The alert's audit trail, oldest first: every step, escalation and page with who, when and how."""
     await alert_in_view(runtime, principal, alert_id)
-    return [
-        TransitionPublic(
-            from_state=t.from_state, to_state=t.to_state, by=t.by, channel=t.channel, time=_iso(t.time_ms), note=t.note
-        )
-        for t in await runtime.alerts.transitions(alert_id)
-    ]
+    return [TransitionPublic.of(t) for t in await runtime.alerts.transitions(alert_id)]
 
 
 class ResponseStatsPublic(BaseModel):

@@ -13,11 +13,14 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from hub.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentPrincipal, RuntimeDep, client_address
+from hub.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentPrincipal, IdentityDep, RuntimeDep, client_address
 from hub.api.problems import identity_errors
 from hub.identity import Issued, LoginRefused, Role
 
 router = APIRouter(tags=["auth"])
+"""Login, refresh and logout: what every Anju server with users answers (a hub, the district node)."""
+me_router = APIRouter(tags=["auth"])
+"""``/auth/me`` of a hub, which counts the sensors in the caller's view."""
 
 
 class LoginIn(BaseModel):
@@ -86,12 +89,10 @@ def _tokens(issued: Issued) -> TokensOut:
 
 @router.post("/auth/login", response_model=TokensOut | CookieSessionOut)
 async def login(
-    runtime: RuntimeDep, request: Request, response: Response, body: LoginIn
+    identity: IdentityDep, request: Request, response: Response, body: LoginIn
 ) -> TokensOut | CookieSessionOut:
     try:
-        issued = await runtime.identity.login(
-            body.username, body.password, client=client_address(request), mode=body.mode
-        )
+        issued = await identity.login(body.username, body.password, client=client_address(request), mode=body.mode)
     except LoginRefused as exc:
         raise _refused(exc) from None
     if issued.mode == "bearer":
@@ -108,19 +109,19 @@ async def login(
 
 
 @router.post("/auth/refresh")
-async def refresh(runtime: RuntimeDep, request: Request, body: RefreshIn) -> TokensOut:
+async def refresh(identity: IdentityDep, request: Request, body: RefreshIn) -> TokensOut:
     """Spend a refresh token for a new access and refresh token; a refresh token used twice revokes its session."""
     try:
-        issued = await runtime.identity.refresh(body.refresh_token, client=client_address(request))
+        issued = await identity.refresh(body.refresh_token, client=client_address(request))
     except LoginRefused as exc:
         raise _refused(exc) from None
     return _tokens(issued)
 
 
-async def _logout(runtime: RuntimeDep, request: Request, response: Response, principal: CurrentPrincipal,
+async def _logout(identity: IdentityDep, request: Request, response: Response, principal: CurrentPrincipal,
                   everywhere: bool) -> LoggedOut:  # fmt: skip
     with identity_errors():
-        count = await runtime.identity.logout(principal, everywhere=everywhere, client=client_address(request))
+        count = await identity.logout(principal, everywhere=everywhere, client=client_address(request))
     if principal.via == "cookie":
         for name in (SESSION_COOKIE, CSRF_COOKIE):
             response.delete_cookie(name, path="/", secure=True, httponly=name == SESSION_COOKIE, samesite="strict")
@@ -128,20 +129,20 @@ async def _logout(runtime: RuntimeDep, request: Request, response: Response, pri
 
 
 @router.post("/auth/logout")
-async def logout(runtime: RuntimeDep, request: Request, response: Response, principal: CurrentPrincipal) -> LoggedOut:
+async def logout(identity: IdentityDep, request: Request, response: Response, principal: CurrentPrincipal) -> LoggedOut:
     """End this session: its access and refresh tokens (or its cookie) stop working at once."""
-    return await _logout(runtime, request, response, principal, everywhere=False)
+    return await _logout(identity, request, response, principal, everywhere=False)
 
 
 @router.post("/auth/logout-all")
 async def logout_all(
-    runtime: RuntimeDep, request: Request, response: Response, principal: CurrentPrincipal
+    identity: IdentityDep, request: Request, response: Response, principal: CurrentPrincipal
 ) -> LoggedOut:
     """End every session of the calling user (a lost phone)."""
-    return await _logout(runtime, request, response, principal, everywhere=True)
+    return await _logout(identity, request, response, principal, everywhere=True)
 
 
-@router.get("/auth/me")
+@me_router.get("/auth/me")
 async def me(principal: CurrentPrincipal, runtime: RuntimeDep) -> MeOut:
     scope = principal.scope
     sensors = len(runtime.registry.by_id) if scope.community_wide else len(scope.sensors)

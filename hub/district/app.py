@@ -1,0 +1,264 @@
+"""``create_district_app(settings)``: the district node's API (``/api/v1``), read-only over every community.
+
+* ``GET /communities`` — each community in view at a glance: open alerts by grade, escalated and unacknowledged
+  ones, active incidents and their households by status, its sub-district; or why it could not be read.
+* ``GET /alerts`` — alerts across the communities in view, newest first, narrowed by community, grade and state,
+  paged with ``limit`` and ``cursor`` as on a hub.
+* ``GET /communities/{community}/alerts/{id}`` — one alert with its steps (who, when, through which channel).
+* ``GET /incidents`` — emergencies declared in the communities in view, with households by status.
+* ``/auth/login|refresh|logout`` as on a hub, and ``/auth/me`` with the communities in view.
+
+A community out of the caller's view is answered as one that does not exist (404). A list answered without some
+community — its state could not be read — says which in the ``Anju-Unavailable`` header, and ``/communities`` says
+why. Acting on an alert is done on the community's own hub, which holds the lease: this node writes nothing there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from alerts.model import OPEN_STATES, AlertState, Grade
+from hub.api.deps import Authorized, CurrentPrincipal
+from hub.api.limits import BodyLimit
+from hub.api.paging import LINKED, CursorKey, PageRequest, load_cursor_key, page_of, paged, paging
+from hub.api.problems import ParameterProblem, install_problem_handlers
+from hub.api.routes import auth
+from hub.api.routes.alerts import AlertPublic, TransitionPublic
+from hub.api.routes.incidents import IncidentPublic
+from hub.district.reader import DistrictReader, Position, Unavailable
+from hub.district.scopes import DistrictScopes
+from hub.district.settings import DISTRICT_SCHEMA, DistrictSettings
+from hub.identity import Identity, IdentityStore, Principal, Role
+from hub.runtime import identity
+from hub.shards import ShardMap, load_shard_map
+from systemd_notify import notify, watchdog_forever
+
+__all__ = ["DistrictRuntime", "create_district_app"]
+
+UNAVAILABLE_HEADER = "Anju-Unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictRuntime:
+    shards: ShardMap
+    identity: Identity
+    reader: DistrictReader
+
+    def sub_district_of(self, community: str) -> tuple[str, str] | tuple[None, None]:
+        for key, entry in self.shards.sub_districts.items():
+            if community in entry.communities:
+                return key, entry.name
+        return None, None
+
+
+def _runtime(request: Request) -> DistrictRuntime:
+    runtime: DistrictRuntime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[DistrictRuntime, Depends(_runtime)]
+
+
+def _in_view(runtime: DistrictRuntime, principal: Principal) -> list[str]:
+    return [c for c in runtime.reader.communities if principal.scope.sees_community(c)]
+
+
+def _chosen(runtime: DistrictRuntime, principal: Principal, community: Sequence[str] | None) -> list[str]:
+    """The communities a list covers: those asked for (repeatable ``community``), each of which must be in view —
+    one that is not is answered like one that does not exist — or every one in view."""
+    seen = _in_view(runtime, principal)
+    if not community:
+        return seen
+    for name in community:
+        if name not in seen:
+            raise ParameterProblem(404, "community", name, f"没有社区 {name} / no community {name!r}")
+    return [c for c in seen if c in community]
+
+
+def _say_unavailable(response: Response, missing: Sequence[Unavailable]) -> None:
+    if missing:
+        response.headers[UNAVAILABLE_HEADER] = ", ".join(m.community for m in missing)
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    communities: int
+
+
+class MeOut(BaseModel):
+    name: str
+    role: Role
+    role_zh: str
+    person: str | None
+    via: str
+    communities: list[str] = Field(description="the communities in view")
+
+
+class CommunityOut(BaseModel):
+    id: str
+    sub_district: str | None
+    sub_district_name: str | None
+    open_by_grade: dict[str, int] = Field(description="open alerts (open … on site) by grade, I to IV")
+    escalated: int = Field(description="open alerts paged up the escalation chain")
+    unacknowledged: int = Field(description="open alerts nobody has taken (接单) yet")
+    active_incidents: int
+    households: dict[str, int] = Field(description="households of the active incidents by status")
+    unavailable: str | None = Field(description="why the community's state could not be read; null when it was")
+
+
+class AlertDetailOut(AlertPublic):
+    transitions: list[TransitionPublic]
+
+
+class DistrictIncidentOut(IncidentPublic):
+    community: str
+
+
+router = APIRouter(tags=["district"], dependencies=[Authorized])
+open_router = APIRouter(tags=["district"])
+
+_ALERT_PAGES = paging("district-alerts", default=100, maximum=1000, shape=(int, str, str))
+_INCIDENT_PAGES = paging("district-incidents", default=100, maximum=1000, shape=(int, str, str))
+
+
+@open_router.get("/health")
+async def health(runtime: RuntimeDep) -> HealthOut:
+    """Liveness: the node is up (it reads no community here; ``/communities`` does)."""
+    return HealthOut(status="ok", communities=len(runtime.reader.communities))
+
+
+@router.get("/auth/me")
+async def me(principal: CurrentPrincipal, runtime: RuntimeDep) -> MeOut:
+    return MeOut(name=principal.name, role=principal.role, role_zh=principal.role.title_zh, person=principal.person,
+                 via=principal.via, communities=_in_view(runtime, principal))  # fmt: skip
+
+
+@router.get("/communities")
+async def communities(runtime: RuntimeDep, principal: CurrentPrincipal, response: Response) -> list[CommunityOut]:
+    """Every community in view at a glance, by id."""
+    statuses = await runtime.reader.statuses(_in_view(runtime, principal))
+    _say_unavailable(response, [Unavailable(s.community, s.unavailable) for s in statuses if s.unavailable])
+    out = []
+    for status in statuses:
+        key, name = runtime.sub_district_of(status.community)
+        fields = {f: getattr(status, f) for f in CommunityOut.model_fields if hasattr(status, f)}
+        out.append(CommunityOut(id=status.community, sub_district=key, sub_district_name=name, **fields))
+    return out
+
+
+@router.get("/alerts", responses=LINKED)
+async def alerts(
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    community: Annotated[list[str] | None, Query(description="repeatable; default: every community in view")] = None,
+    state: AlertState | None = None,
+    active: Annotated[bool, Query(description="only alerts still to handle (open … on site)")] = False,
+    grade: Annotated[list[Literal["I", "II", "III", "IV"]] | None, Query(description="repeatable")] = None,
+    page: PageRequest = _ALERT_PAGES,
+) -> list[AlertPublic]:
+    """Alerts of the communities in view, newest first (each names its ``community``); ``Anju-Unavailable`` names
+    the communities that could not be read for this page."""
+    chosen = _chosen(runtime, principal, community)
+    states: frozenset[AlertState] | None = frozenset(OPEN_STATES) if active else None
+    if state is not None:
+        states = frozenset({state}) if states is None else states & {state}
+    found, missing = await runtime.reader.alerts(
+        chosen,
+        limit=page.limit + 1,
+        after=cast("Position | None", page.after),
+        states=states,
+        grades=[Grade[g] for g in grade or ()],
+    )
+    _say_unavailable(response, missing)
+    shown = paged(request, response, page, found, lambda pair: (pair[1].opened_at_ms, pair[0], pair[1].id))
+    return [AlertPublic.of(alert) for _, alert in shown]
+
+
+@router.get("/communities/{community}/alerts/{alert_id}")
+async def alert(runtime: RuntimeDep, principal: CurrentPrincipal, community: str, alert_id: str) -> AlertDetailOut:
+    """One alert and its steps, oldest first."""
+    if community not in _in_view(runtime, principal):
+        raise HTTPException(404, f"没有社区 {community} / no community {community!r}")
+    try:
+        found = await runtime.reader.alert(community, alert_id)
+    except Unavailable as exc:
+        raise HTTPException(503, f"社区 {community} 暂时无法读取 / {exc}", headers={"Retry-After": "5"}) from None
+    if found is None:
+        raise HTTPException(404, f"没有告警 {alert_id} / no alert {alert_id!r} in {community}")
+    record, steps = found
+    return AlertDetailOut(**AlertPublic.of(record).model_dump(), transitions=[TransitionPublic.of(t) for t in steps])
+
+
+@router.get("/incidents", responses=LINKED)
+async def incidents(
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    community: Annotated[list[str] | None, Query(description="repeatable; default: every community in view")] = None,
+    active_only: bool = False,
+    page: PageRequest = _INCIDENT_PAGES,
+) -> list[DistrictIncidentOut]:
+    """Emergencies (应急事件) of the communities in view, newest declared first, with households by status."""
+    rows, missing = await runtime.reader.incidents(_chosen(runtime, principal, community), active_only=active_only)
+    _say_unavailable(response, missing)
+    shown = page_of(request, response, page, rows, lambda row: (-row[1].declared_ms, row[0], row[1].id))
+    return [
+        DistrictIncidentOut(**IncidentPublic.of(incident, counts).model_dump(), community=name)
+        for name, incident, counts in shown
+    ]
+
+
+def _cursor_key(data_dir: Path) -> CursorKey:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return load_cursor_key(data_dir)
+
+
+def create_district_app(settings: DistrictSettings) -> FastAPI:
+    """The district node: logins of its own users (schema ``anju_district``; ``anju-hub users --shard-map``), and
+    every community of the shard map read from its schema. Nothing is opened before the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.alerts_url
+        assert url is not None  # DistrictSettings requires it
+        shards = await asyncio.to_thread(load_shard_map, settings.shard_map, check_deployments=False)
+        store = await asyncio.to_thread(IdentityStore, url, schema=DISTRICT_SCHEMA)
+        reader = await asyncio.to_thread(DistrictReader, url, shards.communities)
+        try:
+            app.state.runtime = DistrictRuntime(shards, identity(settings, DistrictScopes(shards), store), reader)
+            app.state.cursor_key = await asyncio.to_thread(_cursor_key, settings.data_dir)
+            notify("READY=1")
+            watchdog = asyncio.create_task(watchdog_forever(), name="district-systemd-watchdog")
+            try:
+                yield
+            finally:
+                notify("STOPPING=1")
+                watchdog.cancel()
+        finally:
+            reader.close()
+            store.close()
+
+    app = FastAPI(
+        title="Anju 安居 district API",
+        version="1",
+        description="区/街道视图 — every community's alerts and incidents, read-only, for the district emergency "
+        "office and the sub-districts.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, refused=lambda: None)
+    for module_router in (open_router, auth.router, router):
+        app.include_router(module_router, prefix="/api/v1")
+    return app
