@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["HouseholdStatus", "Incident", "IncidentKind", "ResidentReport", "check_values", "export_csv", "summary"]
+__all__ = [
+    "HouseholdStatus",
+    "Incident",
+    "IncidentKind",
+    "ResidentReport",
+    "check_values",
+    "export_csv",
+    "register_csv",
+    "summary",
+]
 
 IncidentKind = Literal["fire", "flood", "gas", "earthquake", "epidemic", "power-outage", "other"]
 
@@ -112,13 +121,27 @@ def summary(reports: Iterable[ResidentReport]) -> dict[str, int]:
 
 def export_csv(incident: Incident, reports: Sequence[ResidentReport], time_text: Callable[[int], str]) -> str:
     """The register as CSV (UTF-8 with a BOM so spreadsheet programs read the Chinese), one row per household."""
+    return register_csv(incident.fields, [("", r) for r in reports], time_text, with_community=False)
+
+
+def register_csv(
+    fields: Sequence[str],
+    reports: Iterable[tuple[str, ResidentReport]],
+    time_text: Callable[[int], str],
+    *,
+    with_community: bool,
+) -> str:
+    """``(community, report)`` rows as the register's CSV, sorted by community and household; ``with_community``
+    adds the community as the first column (one incident declared in several communities, hub/district/)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["household", "status", "status_zh", "note", *incident.fields, "reported_by", "reported_at",
+    first = ["community"] if with_community else []
+    writer.writerow([*first, "household", "status", "status_zh", "note", *fields, "reported_by", "reported_at",
                      "verified_by", "verified_at"])  # fmt: skip
-    for r in sorted(reports, key=lambda r: r.household):
+    for community, r in sorted(reports, key=lambda row: (row[0], row[1].household)):
         writer.writerow([
-            r.household, r.status.value, r.status.label_zh, r.note, *(r.values.get(f, "") for f in incident.fields),
+            *([community] if with_community else []),
+            r.household, r.status.value, r.status.label_zh, r.note, *(r.values.get(f, "") for f in fields),
             r.reported_by, time_text(r.reported_ms), r.verified_by or "",
             time_text(r.verified_ms) if r.verified_ms is not None else "",
         ])  # fmt: skip

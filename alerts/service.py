@@ -865,9 +865,12 @@ class AlertService:
         grids: Sequence[str] = (),
         buildings: Sequence[str] = (),
         fields: Sequence[str] = (),
+        incident_id: str | None = None,
     ) -> Incident:
         """Declare an incident for ``grids`` of ``community`` (none: all of it), or only ``buildings`` of them; the
-        area's open alerts attach to it now, and every alert opened in the area while it is active as it opens."""
+        area's open alerts attach to it now, and every alert opened in the area while it is active as it opens.
+        ``incident_id``: the caller's id for it (the district node declares one incident under one id in several
+        communities); None: a new random one."""
         for grid in grids:
             if self._directory.grid(grid) is None:
                 raise ValueError(f"no grid {grid!r}")
@@ -875,6 +878,8 @@ class AlertService:
         incident = Incident(community=community, kind=kind, title=title, grids=tuple(grids),
                             buildings=tuple(buildings), fields=tuple(fields), declared_by=by,
                             declared_ms=now)  # fmt: skip
+        if incident_id is not None:
+            incident = dataclasses.replace(incident, id=incident_id)
         open_alerts = [a for state in OPEN_STATES for a in await self.every_alert_in(state)]
         incident = dataclasses.replace(
             incident,

@@ -328,10 +328,17 @@ class Lease:
             await self._connection.close()
 
 
-def leases(url: str) -> list[LeaseState]:
-    """Every community's lease (``anju-hub leases``), by community."""
+def leases(url: str, *, read_only: bool = False) -> list[LeaseState]:
+    """Every community's lease (``anju-hub leases``), by community. ``read_only`` (the district node): create
+    nothing, and answer none when no hub has made the table yet."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
-        connection.execute(_SCHEMA)
+        if read_only:
+            connection.execute("SET default_transaction_read_only = on")
+            found = connection.execute("SELECT to_regclass('anju.leases')").fetchone()
+            if found is None or found[0] is None:
+                return []
+        else:
+            connection.execute(_SCHEMA)
         rows = connection.execute(
             "SELECT community, holder, epoch, acquired_at, renewed_at, expires_at FROM anju.leases ORDER BY community"
         ).fetchall()

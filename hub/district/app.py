@@ -16,76 +16,35 @@ why. Acting on an alert is done on the community's own hub, which holds the leas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from alerts.model import OPEN_STATES, AlertState, Grade
 from hub.api.deps import Authorized, CurrentPrincipal
 from hub.api.limits import BodyLimit
 from hub.api.paging import LINKED, CursorKey, PageRequest, load_cursor_key, page_of, paged, paging
-from hub.api.problems import ParameterProblem, install_problem_handlers
+from hub.api.problems import install_problem_handlers
 from hub.api.routes import auth
 from hub.api.routes.alerts import AlertPublic, TransitionPublic
 from hub.api.routes.incidents import IncidentPublic
+from hub.district import declaration_routes
+from hub.district.declarations import Declarations, FanOut
+from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view, say_unavailable
 from hub.district.reader import DistrictReader, Position, Unavailable
 from hub.district.scopes import DistrictScopes
 from hub.district.settings import DISTRICT_SCHEMA, DistrictSettings
-from hub.identity import Identity, IdentityStore, Principal, Role
+from hub.identity import IdentityStore, Role
 from hub.runtime import identity
-from hub.shards import ShardMap, load_shard_map
+from hub.shards import load_shard_map
 from systemd_notify import notify, watchdog_forever
 
-__all__ = ["DistrictRuntime", "create_district_app"]
-
-UNAVAILABLE_HEADER = "Anju-Unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class DistrictRuntime:
-    shards: ShardMap
-    identity: Identity
-    reader: DistrictReader
-
-    def sub_district_of(self, community: str) -> tuple[str, str] | tuple[None, None]:
-        for key, entry in self.shards.sub_districts.items():
-            if community in entry.communities:
-                return key, entry.name
-        return None, None
-
-
-def _runtime(request: Request) -> DistrictRuntime:
-    runtime: DistrictRuntime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[DistrictRuntime, Depends(_runtime)]
-
-
-def _in_view(runtime: DistrictRuntime, principal: Principal) -> list[str]:
-    return [c for c in runtime.reader.communities if principal.scope.sees_community(c)]
-
-
-def _chosen(runtime: DistrictRuntime, principal: Principal, community: Sequence[str] | None) -> list[str]:
-    """The communities a list covers: those asked for (repeatable ``community``), each of which must be in view —
-    one that is not is answered like one that does not exist — or every one in view."""
-    seen = _in_view(runtime, principal)
-    if not community:
-        return seen
-    for name in community:
-        if name not in seen:
-            raise ParameterProblem(404, "community", name, f"没有社区 {name} / no community {name!r}")
-    return [c for c in seen if c in community]
-
-
-def _say_unavailable(response: Response, missing: Sequence[Unavailable]) -> None:
-    if missing:
-        response.headers[UNAVAILABLE_HEADER] = ", ".join(m.community for m in missing)
+__all__ = ["create_district_app"]
 
 
 class HealthOut(BaseModel):
@@ -138,14 +97,14 @@ async def health(runtime: RuntimeDep) -> HealthOut:
 @router.get("/auth/me")
 async def me(principal: CurrentPrincipal, runtime: RuntimeDep) -> MeOut:
     return MeOut(name=principal.name, role=principal.role, role_zh=principal.role.title_zh, person=principal.person,
-                 via=principal.via, communities=_in_view(runtime, principal))  # fmt: skip
+                 via=principal.via, communities=in_view(runtime, principal))  # fmt: skip
 
 
 @router.get("/communities")
 async def communities(runtime: RuntimeDep, principal: CurrentPrincipal, response: Response) -> list[CommunityOut]:
     """Every community in view at a glance, by id."""
-    statuses = await runtime.reader.statuses(_in_view(runtime, principal))
-    _say_unavailable(response, [Unavailable(s.community, s.unavailable) for s in statuses if s.unavailable])
+    statuses = await runtime.reader.statuses(in_view(runtime, principal))
+    say_unavailable(response, [Unavailable(s.community, s.unavailable) for s in statuses if s.unavailable])
     out = []
     for status in statuses:
         key, name = runtime.sub_district_of(status.community)
@@ -168,18 +127,18 @@ async def alerts(
 ) -> list[AlertPublic]:
     """Alerts of the communities in view, newest first (each names its ``community``); ``Anju-Unavailable`` names
     the communities that could not be read for this page."""
-    chosen = _chosen(runtime, principal, community)
+    wanted = chosen(runtime, principal, community)
     states: frozenset[AlertState] | None = frozenset(OPEN_STATES) if active else None
     if state is not None:
         states = frozenset({state}) if states is None else states & {state}
     found, missing = await runtime.reader.alerts(
-        chosen,
+        wanted,
         limit=page.limit + 1,
         after=cast("Position | None", page.after),
         states=states,
         grades=[Grade[g] for g in grade or ()],
     )
-    _say_unavailable(response, missing)
+    say_unavailable(response, missing)
     shown = paged(request, response, page, found, lambda pair: (pair[1].opened_at_ms, pair[0], pair[1].id))
     return [AlertPublic.of(alert) for _, alert in shown]
 
@@ -187,7 +146,7 @@ async def alerts(
 @router.get("/communities/{community}/alerts/{alert_id}")
 async def alert(runtime: RuntimeDep, principal: CurrentPrincipal, community: str, alert_id: str) -> AlertDetailOut:
     """One alert and its steps, oldest first."""
-    if community not in _in_view(runtime, principal):
+    if community not in in_view(runtime, principal):
         raise HTTPException(404, f"没有社区 {community} / no community {community!r}")
     try:
         found = await runtime.reader.alert(community, alert_id)
@@ -210,8 +169,8 @@ async def incidents(
     page: PageRequest = _INCIDENT_PAGES,
 ) -> list[DistrictIncidentOut]:
     """Emergencies (应急事件) of the communities in view, newest declared first, with households by status."""
-    rows, missing = await runtime.reader.incidents(_chosen(runtime, principal, community), active_only=active_only)
-    _say_unavailable(response, missing)
+    rows, missing = await runtime.reader.incidents(chosen(runtime, principal, community), active_only=active_only)
+    say_unavailable(response, missing)
     shown = page_of(request, response, page, rows, lambda row: (-row[1].declared_ms, row[0], row[1].id))
     return [
         DistrictIncidentOut(**IncidentPublic.of(incident, counts).model_dump(), community=name)
@@ -235,8 +194,13 @@ def create_district_app(settings: DistrictSettings) -> FastAPI:
         shards = await asyncio.to_thread(load_shard_map, settings.shard_map, check_deployments=False)
         store = await asyncio.to_thread(IdentityStore, url, schema=DISTRICT_SCHEMA)
         reader = await asyncio.to_thread(DistrictReader, url, shards.communities)
+        declarations = await asyncio.to_thread(Declarations, url, schema=DISTRICT_SCHEMA)
+        fan_out = FanOut(declarations, shards, database_url=url, hub_token=settings.hub_token_value,
+                         hub_url_template=settings.hub_url_template)  # fmt: skip
+        handing = asyncio.create_task(fan_out.run(), name="district-fan-out")
         try:
-            app.state.runtime = DistrictRuntime(shards, identity(settings, DistrictScopes(shards), store), reader)
+            scopes = DistrictScopes(shards)
+            app.state.runtime = DistrictRuntime(shards, identity(settings, scopes, store), reader, fan_out)
             app.state.cursor_key = await asyncio.to_thread(_cursor_key, settings.data_dir)
             notify("READY=1")
             watchdog = asyncio.create_task(watchdog_forever(), name="district-systemd-watchdog")
@@ -246,6 +210,10 @@ def create_district_app(settings: DistrictSettings) -> FastAPI:
                 notify("STOPPING=1")
                 watchdog.cancel()
         finally:
+            handing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handing
+            declarations.close()
             reader.close()
             store.close()
 
@@ -259,6 +227,6 @@ def create_district_app(settings: DistrictSettings) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, refused=lambda: None)
-    for module_router in (open_router, auth.router, router):
+    for module_router in (open_router, auth.router, router, declaration_routes.router):
         app.include_router(module_router, prefix="/api/v1")
     return app

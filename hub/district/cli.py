@@ -13,8 +13,9 @@ __all__ = ["add_district_commands"]
 
 _EPILOG = """Every option can also come from the environment: ANJU_SHARD_MAP, ANJU_ALERTS_DATABASE_FILE (or
 ANJU_ALERTS_DATABASE; required), ANJU_DATA_DIR, ANJU_HTTP_HOST, ANJU_HTTP_PORT (default 8090), ANJU_API_TOKEN_FILE,
-and the login settings of `anju-hub serve`. Its users are added with `anju-hub users --shard-map FILE
---database-file FILE add NAME --role sub_district --person SUB_DISTRICT` (or emergency_office, admin)."""
+ANJU_HUB_TOKEN_FILE, ANJU_HUB_URL_TEMPLATE, and the login settings of `anju-hub serve`. Its users are added with
+`anju-hub users --shard-map FILE --database-file FILE add NAME --role sub_district --person SUB_DISTRICT` (or
+emergency_office, admin, without a person)."""
 
 
 def add_district_commands(commands: Any) -> None:
@@ -33,6 +34,14 @@ def add_district_commands(commands: Any) -> None:
     add("--http-host", dest="http_host")
     add("--http-port", dest="http_port", type=int)
     add("--api-token-file", dest="api_token_file", help="file holding an admin bearer token")
+    add("--hub-token-file", dest="hub_token_file", help="file holding the hubs' API token: the node may then declare "
+        "incidents in several communities through their hubs (without it, it only reads)")  # fmt: skip
+    add(
+        "--hub-url-template",
+        dest="hub_url_template",
+        help="where a community's hub answers, e.g. "
+        "https://{community}.anju.example.org (default: the lease holder's worker's host, the community's port)",
+    )
     serve.set_defaults(handler=_serve)
 
 

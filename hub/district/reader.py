@@ -79,7 +79,7 @@ class DistrictReader:
             log.warning("community %s: alert state not readable: %s", community, reason)
             raise Unavailable(community, reason) from None
 
-    async def _each(
+    async def each(
         self, communities: Collection[str], work: Callable[[str, AlertStore], T]
     ) -> tuple[dict[str, T], list[Unavailable]]:
         """``work(community, store)`` on each of ``communities`` at once; the answers, and the communities that could
@@ -98,7 +98,7 @@ class DistrictReader:
         return found, missing
 
     async def statuses(self, communities: Collection[str]) -> list[CommunityStatus]:
-        found, missing = await self._each(communities, _status)
+        found, missing = await self.each(communities, _status)
         out = list(found.values())
         out += [CommunityStatus(m.community, unavailable=m.reason) for m in missing]
         return sorted(out, key=lambda s: s.community)
@@ -121,7 +121,7 @@ class DistrictReader:
             position = None if after is None else _store_position(after, community)
             return store.list_alerts(states=states, limit=limit, matching=matching, after=position)
 
-        found, missing = await self._each(communities, page)
+        found, missing = await self.each(communities, page)
         streams = [[(community, alert) for alert in alerts] for community, alerts in sorted(found.items())]
         merged = heapq.merge(*streams, key=lambda pair: (-pair[1].opened_at_ms, pair[0]))
         return [pair for _, pair in zip(range(limit), merged, strict=False)], missing
@@ -141,7 +141,7 @@ class DistrictReader:
         def read(_community: str, store: AlertStore) -> list[tuple[Incident, dict[str, int]]]:
             return [(i, summary(store.reports(i.id))) for i in store.incidents(active_only=active_only)]
 
-        found, missing = await self._each(communities, read)
+        found, missing = await self.each(communities, read)
         rows = [(community, incident, counts) for community, pairs in found.items() for incident, counts in pairs]
         rows.sort(key=lambda row: (-row[1].declared_ms, row[0], row[1].id))
         return rows, missing

@@ -4,9 +4,9 @@ database) and the shard map naming the communities and sub-districts. ``ANJU_*``
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from hub.settings import ServerSettings
+from hub.settings import ServerSettings, secret_from_file
 
 __all__ = ["DISTRICT_SCHEMA", "DistrictSettings"]
 
@@ -21,9 +21,22 @@ class DistrictSettings(ServerSettings):
 
     shard_map: Path
     http_port: int = Field(default=8090, ge=0, le=65535)
+    hub_token: SecretStr | None = None
+    """The hubs' static API token (the workers' ``ANJU_API_TOKEN_FILE``), with which the node hands an incident
+    declared in several communities to each community's hub (hub/district/declarations.py); without it the node
+    only reads. ``hub_token_file`` reads it from a file."""
+    hub_token_file: Path | None = None
+    hub_url_template: str | None = Field(default=None, pattern=r"^https?://[^\s]*\{community\}[^\s]*$")
+    """Where a community's hub answers, e.g. ``https://{community}.anju.example.org`` (``anju-hub shards proxy``);
+    None: at the shard map's host of the worker holding the community's lease, and the community's port."""
 
     @model_validator(mode="after")
     def _needs_database(self) -> Self:
+        secret_from_file(self, "hub_token")
         if self.alerts_url is None:
             raise ValueError("the district node reads the communities from PostgreSQL: set alerts_database_file")
         return self
+
+    @property
+    def hub_token_value(self) -> str | None:
+        return self.hub_token.get_secret_value() if self.hub_token else None

@@ -18,6 +18,13 @@ router = APIRouter(tags=["incidents"], dependencies=[Authorized, IncidentInView]
 
 
 class DeclareIn(BaseModel):
+    id: str | None = Field(
+        default=None,
+        pattern=r"^inc-[a-z0-9-]{4,60}$",
+        description="the caller's id for the incident, which makes declaring it idempotent: declared again with the "
+        "same id and the same kind, title and area, the incident is answered as it is (200); with another, 409. The "
+        "district node declares one incident under one id in each of its communities. Omitted: a new id.",
+    )
     by: str = Field(min_length=1, max_length=64)
     kind: IncidentKind
     title: str = Field(min_length=1, max_length=500)
@@ -91,15 +98,27 @@ def _time(ms: int) -> datetime:
 
 
 @router.post("/incidents", status_code=201, dependencies=[CommunityWide])
-async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: DeclareIn) -> IncidentPublic:
+async def declare(
+    runtime: RuntimeDep, principal: CurrentPrincipal, body: DeclareIn, response: Response
+) -> IncidentPublic:
     known = {sensor.building for _, sensor in runtime.deployment.sensors() if sensor.building}
     unknown = [b for b in body.buildings if b not in known]
     if unknown:
         raise HTTPException(422, f"buildings: no sensor of this deployment is in {', '.join(unknown)}")
+    by = acting_as(principal, body.by)
+    if body.id is not None:
+        existing = await runtime.alerts.incident(body.id)
+        if existing is not None:
+            asked = (body.kind, body.title, tuple(body.grids), tuple(body.buildings), tuple(body.fields))
+            if asked != (existing.kind, existing.title, existing.grids, existing.buildings, existing.fields):
+                raise HTTPException(409, f"事件编号 {body.id} 已用于另一事件 / incident id {body.id!r} is another "
+                                    "incident's (another kind, title or area)")  # fmt: skip
+            response.status_code = 200
+            return IncidentPublic.of(existing)
     with service_errors("incident"):
         incident = await runtime.alerts.declare_incident(
-            community=runtime.registry.community, kind=body.kind, title=body.title, by=acting_as(principal, body.by),
-            grids=body.grids, buildings=body.buildings, fields=body.fields,
+            community=runtime.registry.community, kind=body.kind, title=body.title, by=by,
+            grids=body.grids, buildings=body.buildings, fields=body.fields, incident_id=body.id,
         )  # fmt: skip
         if not body.mobilise:
             return IncidentPublic.of(incident)

@@ -1,0 +1,174 @@
+"""``/api/v1/declarations``: one incident declared in several communities at once (hub/district/declarations.py).
+
+``POST`` declares it — the emergency office or an admin in any communities, a sub-district in its own — and tries
+each community's hub at once; those that could not take it yet are retried in the background. ``GET`` of one is
+the board across communities: where it is declared, pending (why) or refused, and each community's households by
+status, with their sum; ``households.csv`` exports every community's register in one file for the sub-district.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from alerts.incidents import HouseholdStatus, IncidentKind, ResidentReport, register_csv, summary
+from alerts.mobilisation import local_text
+from alerts.store import AlertStore
+from hub.api.deps import CurrentPrincipal, acting_as, requires
+from hub.api.paging import LINKED, PageRequest, page_of, paging
+from hub.district.declarations import HUB_TIMEOUT_S, Declaration, Part, PartState
+from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view
+from hub.district.scopes import DISTRICT_ROLES
+from hub.identity import Principal
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["district"], dependencies=[Depends(requires(*DISTRICT_ROLES))])
+
+TIMEZONE = "Asia/Shanghai"
+"""The register's times are written for people in China (a hub uses its community's; the node serves one city)."""
+
+
+class DeclareIn(BaseModel):
+    by: str = Field(min_length=1, max_length=55, description="who declares it (the calling user themself)")
+    kind: IncidentKind
+    title: str = Field(min_length=1, max_length=500)
+    communities: list[str] = Field(min_length=1, max_length=500, description="each in the caller's view")
+    fields: list[str] = Field(default_factory=list, max_length=20, description="an epidemic's required fields")
+    mobilise: bool = Field(default=True, description="each hub asks its volunteers to join at once")
+
+
+class PartOut(BaseModel):
+    community: str
+    state: PartState
+    attempts: int
+    error: str | None = Field(description="why the last attempt did not declare it there")
+    next_attempt_at: datetime | None = Field(description="when a pending one is tried again")
+    declared_at: datetime | None
+    households: dict[str, int] | None = Field(description="households by status there (read from the community)")
+
+
+class DeclarationOut(BaseModel):
+    id: str = Field(description="the incident's id in every community")
+    kind: IncidentKind
+    title: str
+    fields: list[str]
+    declared_by: str
+    declared_at: datetime
+    parts: list[PartOut]
+    households: dict[str, int] = Field(description="the sum of the communities' households by status")
+
+
+def _moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else _moment(ms)
+
+
+def _part_out(part: Part, households: dict[str, int] | None) -> PartOut:
+    retry = _time(part.next_attempt_ms) if part.state == "pending" else None
+    return PartOut(community=part.community, state=part.state, attempts=part.attempts, error=part.error,
+                   next_attempt_at=retry, declared_at=_time(part.declared_ms), households=households)  # fmt: skip
+
+
+def _visible(declaration: Declaration, seen: list[str]) -> Declaration | None:
+    """The declaration with only the parts of communities in view; None when none is."""
+    parts = tuple(p for p in declaration.parts if p.community in seen)
+    if not parts:
+        return None
+    return Declaration(**{**{f: getattr(declaration, f) for f in Declaration.__dataclass_fields__}, "parts": parts})
+
+
+async def _households(runtime: DistrictRuntime, declaration: Declaration) -> dict[str, dict[str, int] | None]:
+    declared = [p.community for p in declaration.parts if p.state == "declared"]
+
+    def read(_community: str, store: AlertStore) -> dict[str, int]:
+        return summary(store.reports(declaration.id))
+
+    found, _missing = await runtime.reader.each(declared, read)
+    return {p.community: found.get(p.community) for p in declaration.parts}
+
+
+async def _out(runtime: DistrictRuntime, declaration: Declaration) -> DeclarationOut:
+    counts = await _households(runtime, declaration)
+    total = {status.value: 0 for status in HouseholdStatus}
+    for part_counts in counts.values():
+        for key, value in (part_counts or {}).items():
+            total[key] = total.get(key, 0) + value
+    parts = [_part_out(p, counts[p.community]) for p in declaration.parts]
+    return DeclarationOut(id=declaration.id, kind=declaration.kind, title=declaration.title,
+                          fields=list(declaration.fields), declared_by=declaration.declared_by,
+                          declared_at=_moment(declaration.declared_ms), parts=parts, households=total)  # fmt: skip
+
+
+async def _in_view(runtime: DistrictRuntime, principal: Principal, declaration_id: str) -> Declaration:
+    found = await asyncio.to_thread(runtime.fan_out.declarations.get, declaration_id)
+    shown = None if found is None else _visible(found, in_view(runtime, principal))
+    if shown is None:
+        raise HTTPException(404, f"没有事件 {declaration_id} / no declaration {declaration_id!r}")
+    return shown
+
+
+@router.post("/declarations", status_code=201)
+async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: DeclareIn) -> DeclarationOut:
+    """Declare one incident in ``communities``: recorded here first, then handed to each community's hub (at once,
+    and again in the background where a hub could not take it yet)."""
+    fan_out = runtime.fan_out
+    if not fan_out.can_declare:
+        raise HTTPException(503, "未配置 hub_token，区级节点只能查看 / the node has no hub_token_file: it only reads")
+    communities = chosen(runtime, principal, body.communities)
+    if len(set(body.communities)) != len(body.communities):
+        raise HTTPException(422, "communities: a community is named twice")
+    declaration = await asyncio.to_thread(
+        fan_out.declarations.add, kind=body.kind, title=body.title, fields=body.fields, mobilise=body.mobilise,
+        by=acting_as(principal, body.by), communities=communities,
+    )  # fmt: skip
+    async with httpx.AsyncClient(timeout=HUB_TIMEOUT_S) as client:
+        await asyncio.gather(*(fan_out.attempt(client, declaration, c) for c in communities))
+    fan_out.wake()
+    found = await asyncio.to_thread(fan_out.declarations.get, declaration.id)
+    assert found is not None
+    return await _out(runtime, found)
+
+
+_PAGES = paging("declarations", default=100, maximum=1000, shape=(int, str))
+
+
+@router.get("/declarations", responses=LINKED)
+async def declarations(
+    request: Request, response: Response, runtime: RuntimeDep, principal: CurrentPrincipal, page: PageRequest = _PAGES
+) -> list[DeclarationOut]:
+    """Declarations touching the communities in view (only those communities' parts), newest first."""
+    seen = in_view(runtime, principal)
+    every = await asyncio.to_thread(runtime.fan_out.declarations.all)
+    shown = [d for d in (_visible(d, seen) for d in every) if d is not None]
+    return [await _out(runtime, d) for d in page_of(request, response, page, shown, lambda d: (-d.declared_ms, d.id))]
+
+
+@router.get("/declarations/{declaration_id}")
+async def declaration(runtime: RuntimeDep, principal: CurrentPrincipal, declaration_id: str) -> DeclarationOut:
+    return await _out(runtime, await _in_view(runtime, principal, declaration_id))
+
+
+@router.get("/declarations/{declaration_id}/households.csv", response_class=Response)
+async def households_csv(runtime: RuntimeDep, principal: CurrentPrincipal, declaration_id: str) -> Response:
+    """Every household reported in the communities in view, one CSV (UTF-8 with a BOM), by community and household;
+    ``Anju-Unavailable`` names a community whose register could not be read."""
+    shown = await _in_view(runtime, principal, declaration_id)
+
+    def read(_community: str, store: AlertStore) -> list[ResidentReport]:
+        return store.reports(declaration_id)
+
+    found, missing = await runtime.reader.each([p.community for p in shown.parts if p.state == "declared"], read)
+    rows = [(community, report) for community, reports in found.items() for report in reports]
+    text = register_csv(shown.fields, rows, lambda ms: local_text(ms, TIMEZONE), with_community=True)
+    headers = {"Content-Disposition": f'attachment; filename="{declaration_id}-households.csv"'}
+    if missing:
+        headers["Anju-Unavailable"] = ", ".join(m.community for m in missing)
+    return Response(text, media_type="text/csv; charset=utf-8", headers=headers)

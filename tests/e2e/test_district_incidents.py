@@ -1,0 +1,169 @@
+"""One incident declared in several communities from the district node (issue 6, Art. 25 "several communities"),
+through real hub workers on a real PostgreSQL and Mosquitto.
+
+east is run by worker w1 and west by w2 (``anju-hub worker``). The district node (``anju-hub district serve``) holds
+the hubs' token; it records a declaration in its own schema and hands it to each community's hub, found where the
+shard map says the lease holder's worker listens. west's worker is down when the emergency office declares: east
+takes it at once, west is pending, and takes it when its worker comes up — under the same incident id, once.
+"""
+
+import csv
+import io
+import queue
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from firmware_sim.load_plan import LoadOptions, render_deployment
+from hub.demo.processes import Child, Line, free_port, wait_port
+from tests.e2e.test_workers import serving, until
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "Lantern-harbour-7-quiet"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def city(tmp_path: Path, database_url: str, mosquitto: int) -> Iterator[dict[str, Any]]:
+    ports = {"east": free_port(), "west": free_port()}
+    lines = ["version: 1", "communities:"]
+    for community, worker in (("east", "w1"), ("west", "w2")):
+        options = LoadOptions(community=community, gateways=1, sensors_per_gateway=1, kinds=("gas",))
+        _write(tmp_path / f"{community}.yaml", render_deployment(options))
+        lines.append(f"  {community}: {{deployment: {community}.yaml, data_dir: data/{community}, "
+                     f"http_port: {ports[community]}, workers: [{worker}]}}")  # fmt: skip
+    lines += ["sub_districts:", "  chunxi: {name: 春熙路街道, communities: [east]}"]
+    shard_map = _write(tmp_path / "shards.yaml", "\n".join(lines) + "\n")
+    database_file = _write(tmp_path / "database.url", database_url + "\n")
+    token_file = _write(tmp_path / "hub.token", secrets.token_hex(24) + "\n")
+    password = _write(tmp_path / "password", PASSWORD + "\n")
+    started: list[Child] = []
+
+    def start(name: str, argv: list[str]) -> Child:
+        child = Child(name, [sys.executable, "-m", "hub", "--log-level", "info", *argv], queue.Queue[Line](), cwd=REPO)
+        started.append(child.start())
+        return child
+
+    def worker(name: str) -> Child:
+        return start(name, ["worker", "--shard-map", str(shard_map), "--name", name, "--alerts-database-file",
+                            str(database_file), "--mqtt-port", str(mosquitto), "--lease-term", "6",
+                            "--api-token-file", str(token_file)])  # fmt: skip
+
+    users = [sys.executable, "-m", "hub", "users", "--shard-map", str(shard_map), "--database-file", str(database_file)]
+    for name, role, person in (("wang", "emergency_office", []), ("chen", "sub_district", ["--person", "chunxi"])):
+        import subprocess
+
+        subprocess.run([*users, "add", name, "--role", role, *person, "--password-file", str(password)], check=True,
+                       cwd=REPO, capture_output=True, timeout=60)  # fmt: skip
+    node_port = free_port()
+    try:
+        yield {"ports": ports, "worker": worker, "token": token_file.read_text().strip(), "node_port": node_port,
+               "start_node": lambda: start("district", ["district", "serve", "--shard-map", str(shard_map),
+                                                        "--alerts-database-file", str(database_file),
+                                                        "--hub-token-file", str(token_file),
+                                                        "--data-dir", str(tmp_path / "node"),
+                                                        "--http-port", str(node_port)])}  # fmt: skip
+    finally:
+        for child in reversed(started):
+            child.stop(grace_s=30)
+
+
+def _login(base: str, name: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=30)
+    answer = client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return client
+
+
+def _state(client: httpx.Client, declaration_id: str) -> Callable[[], dict[str, str]]:
+    def states() -> dict[str, str]:
+        body = client.get(f"/api/v1/declarations/{declaration_id}").json()
+        return {part["community"]: part["state"] for part in body["parts"]}
+
+    return states
+
+
+def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_when_it_comes_up(
+    city: dict[str, Any],
+) -> None:
+    ports: dict[str, int] = city["ports"]
+    w1 = city["worker"]("w1")
+    until("east is served by w1", lambda: serving(ports["east"]), 60, (w1,))
+    node = city["start_node"]()
+    assert wait_port(city["node_port"], timeout_s=30), "the district node did not start"
+    base = f"http://127.0.0.1:{city['node_port']}"
+    office = _login(base, "wang")
+    chunxi = _login(base, "chen")
+    try:
+        refused = chunxi.post("/api/v1/declarations", json={"by": "chen", "kind": "flood", "title": "暴雨",
+                                                           "communities": ["east", "west"]})  # fmt: skip
+        assert refused.status_code == 404, "west is not chunxi's: answered as if it did not exist"
+        answer = office.post("/api/v1/declarations", json={"by": "wang", "kind": "flood", "title": "锦江暴雨内涝",
+                                                          "communities": ["east", "west"]})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        declared = answer.json()
+        incident_id = declared["id"]
+        parts = {p["community"]: p for p in declared["parts"]}
+        assert parts["east"]["state"] == "declared" and parts["east"]["attempts"] == 1
+        assert parts["west"]["state"] == "pending" and "no hub holds" in parts["west"]["error"]
+
+        hub = {c: httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30,
+                               headers={"Authorization": f"Bearer {city['token']}"}) for c, p in ports.items()}  # fmt: skip
+        east = hub["east"].get(f"/api/v1/incidents/{incident_id}").json()
+        assert (east["kind"], east["title"], east["declared_by"]) == ("flood", "锦江暴雨内涝", "district:wang")
+        assert east["grids"] == [] and east["active"], "the whole community"
+
+        w2 = city["worker"]("w2")
+        until("west's hub took the declaration", lambda: _state(office, incident_id)() == {"east": "declared",
+              "west": "declared"}, 90, (w2, node))  # fmt: skip
+        west = hub["west"].get("/api/v1/incidents").json()
+        assert [i["id"] for i in west] == [incident_id], "declared there once, under the district's id"
+
+        again = hub["east"].post("/api/v1/incidents", json={"id": incident_id, "by": "district:wang", "kind": "flood",
+                                                           "title": "锦江暴雨内涝"})  # fmt: skip
+        assert again.status_code == 200 and again.json()["id"] == incident_id, "a replay is answered, not repeated"
+        clash = hub["east"].post("/api/v1/incidents", json={"id": incident_id, "by": "x", "kind": "fire",
+                                                           "title": "another"})  # fmt: skip
+        assert clash.status_code == 409
+        assert len(hub["east"].get("/api/v1/incidents").json()) == 1
+
+        for community, household, status in (("east", "1栋101", "safe"), ("east", "1栋102", "needs-help"),
+                                             ("west", "3栋301", "unreachable")):  # fmt: skip
+            report = hub[community].post(f"/api/v1/incidents/{incident_id}/households",
+                                         json={"by": "li-na", "household": household, "status": status})  # fmt: skip
+            assert report.status_code in (200, 201), report.text
+        board = office.get(f"/api/v1/declarations/{incident_id}").json()
+        assert board["households"] == {"safe": 1, "needs-help": 1, "unreachable": 1, "households": 3, "verified": 0}
+        assert {p["community"]: p["households"]["safe"] for p in board["parts"]} == {"east": 1, "west": 0}
+        exported = office.get(f"/api/v1/declarations/{incident_id}/households.csv")
+        assert exported.headers["content-type"].startswith("text/csv")
+        rows = list(csv.reader(io.StringIO(exported.text.removeprefix("\ufeff"))))
+        assert rows[0][:3] == ["community", "household", "status"]
+        assert [(r[0], r[1], r[2]) for r in rows[1:]] == [("east", "1栋101", "safe"), ("east", "1栋102", "needs-help"),
+                                                          ("west", "3栋301", "unreachable")]  # fmt: skip
+
+        mine = chunxi.get(f"/api/v1/declarations/{incident_id}").json()
+        assert [p["community"] for p in mine["parts"]] == ["east"], "a sub-district sees its own communities' parts"
+        assert mine["households"]["unreachable"] == 0
+        chunxi_csv = chunxi.get(f"/api/v1/declarations/{incident_id}/households.csv").text
+        assert "3栋301" not in chunxi_csv and "1栋101" in chunxi_csv
+        listed = office.get("/api/v1/incidents", params={"active_only": "true"}).json()
+        assert sorted((i["community"], i["id"]) for i in listed) == [("east", incident_id), ("west", incident_id)]
+        for client in hub.values():
+            client.close()
+    finally:
+        office.close()
+        chunxi.close()
