@@ -120,8 +120,8 @@ def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_w
         assert parts["east"]["state"] == "declared" and parts["east"]["attempts"] == 1
         assert parts["west"]["state"] == "pending" and "no hub holds" in parts["west"]["error"]
 
-        hub = {c: httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30,
-                               headers={"Authorization": f"Bearer {city['token']}"}) for c, p in ports.items()}  # fmt: skip
+        bearer = {"Authorization": f"Bearer {city['token']}"}
+        hub = {c: httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30, headers=bearer) for c, p in ports.items()}
         east = hub["east"].get(f"/api/v1/incidents/{incident_id}").json()
         assert (east["kind"], east["title"], east["declared_by"]) == ("flood", "锦江暴雨内涝", "district:wang")
         assert east["grids"] == [] and east["active"], "the whole community"

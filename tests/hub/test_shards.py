@@ -167,7 +167,8 @@ def test_hosts_name_only_workers_and_become_each_hubs_address(shard_dir: Path) -
 
 def test_sub_districts_name_communities_of_the_map_each_once(shard_dir: Path) -> None:
     path = shard_dir / "shards.yaml"
-    path.write_text(GOOD + "sub_districts:\n  chunxi: {name: 春熙路街道, communities: [east, west]}\n", encoding="utf-8")
+    one = "sub_districts:\n  chunxi: {name: 春熙路街道, communities: [east, west]}\n"
+    path.write_text(GOOD + one, encoding="utf-8")
     shards = load_shard_map(path)
     assert shards.sub_districts["chunxi"].communities == ["east", "west"]
     two = "sub_districts:\n  a: {name: 甲街道, communities: [east]}\n  b: {name: 乙街道, communities: [north, east]}\n"
