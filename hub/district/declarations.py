@@ -7,7 +7,8 @@ the declaration's id, which makes the hub's answer idempotent — until every hu
 
 * ``pending`` → ``declared`` when the hub answers 201 (or 200: it had it already, a retry after a lost answer);
 * ``pending`` again, ``attempts`` + 1, after a connection failure, a timeout, a 429 or a 5xx — the hub is down,
-  restarting or being taken over — retried after 1 s doubling to 60 s, for as long as it takes;
+  restarting or being taken over — or a 401/403 (the token is wrong: mended by an operator, it goes on by itself),
+  retried after 1 s doubling to 60 s, for as long as it takes;
 * ``refused`` on any other answer (a 409: the id is another incident's there; a 422), with the hub's words.
 
 The hub of a community is found at ``hub_url_template`` (``https://{community}.anju.example.org``: the proxy of
@@ -43,6 +44,9 @@ PartState = Literal["pending", "declared", "refused"]
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 60.0
 HUB_TIMEOUT_S = 10.0
+_RETRIED = frozenset({401, 403, 408, 429})
+"""Answers after which a part is tried again: a token the hub does not take yet (an operator mends it: the node
+should then go on by itself), a timeout, a rate limit — and every 5xx."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS district_incidents (
@@ -255,7 +259,7 @@ class FanOut:
             else:
                 if answer.status_code in (200, 201):
                     state = "declared"
-                elif answer.status_code in (408, 429) or answer.status_code >= 500:
+                elif answer.status_code in _RETRIED or answer.status_code >= 500:
                     error = f"{base}: HTTP {answer.status_code}"
                 else:
                     state = "refused"

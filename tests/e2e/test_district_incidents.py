@@ -11,6 +11,7 @@ import csv
 import io
 import queue
 import secrets
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,8 +64,6 @@ def city(tmp_path: Path, database_url: str, mosquitto: int) -> Iterator[dict[str
 
     users = [sys.executable, "-m", "hub", "users", "--shard-map", str(shard_map), "--database-file", str(database_file)]
     for name, role, person in (("wang", "emergency_office", []), ("chen", "sub_district", ["--person", "chunxi"])):
-        import subprocess
-
         subprocess.run([*users, "add", name, "--role", role, *person, "--password-file", str(password)], check=True,
                        cwd=REPO, capture_output=True, timeout=60)  # fmt: skip
     node_port = free_port()
