@@ -820,6 +820,71 @@ class AlertStore:
         rows = self._query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         return _alert_from(rows[0]) if rows else None
 
+    def alert_positions(
+        self,
+        *,
+        states: Collection[AlertState] | None,
+        grades: Collection[Grade],
+        limit: int,
+        after: tuple[int, str] | None,
+    ) -> list[tuple[int, str]]:
+        """The positions ``(opened_at_ms, id)`` of up to ``limit`` alerts in ``list_alerts``' order, in ``states``
+        (None: any) and ``grades`` (empty: any), after ``after``: a page's keys without reading its rows, for a
+        caller merging several stores' lists (hub/district/), who then reads only the rows it shows (``get_many``)."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if states is not None:
+            if not states:
+                return []
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            params += sorted(s.value for s in states)
+        if grades:
+            clauses.append(f"grade IN ({', '.join('?' * len(grades))})")
+            params += sorted(int(g) for g in grades)
+        if after is not None:
+            clauses.append("(opened_at_ms < ? OR (opened_at_ms = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT opened_at_ms, id FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
+        return [(r["opened_at_ms"], r["id"]) for r in self._query(sql, (*params, limit))]
+
+    def get_many(self, alert_ids: Collection[str]) -> dict[str, Alert]:
+        """The alerts with these ids (those that exist), by id."""
+        if not alert_ids:
+            return {}
+        marks = ", ".join("?" * len(alert_ids))
+        rows = self._query(f"SELECT * FROM alerts WHERE id IN ({marks})", [*alert_ids])
+        return {r["id"]: _alert_from(r) for r in rows}
+
+    def open_counts(self) -> tuple[dict[Grade, int], int, int]:
+        """Open alerts (open … on site) by grade, how many of them were paged up the escalation chain, and how many
+        nobody has acknowledged yet — counted by the database, no row read."""
+        rows = self._query(
+            "SELECT grade, count(*) AS n, sum(CASE WHEN level > 0 THEN 1 ELSE 0 END) AS escalated, "
+            "sum(CASE WHEN state = 'open' THEN 1 ELSE 0 END) AS unacknowledged "
+            f"FROM alerts WHERE state IN ({_OPEN_SQL}) GROUP BY grade"
+        )
+        by_grade = {Grade(r["grade"]): int(r["n"]) for r in rows}
+        return by_grade, sum(int(r["escalated"]) for r in rows), sum(int(r["unacknowledged"]) for r in rows)
+
+    def report_counts(self, incident_ids: Collection[str]) -> dict[str, int]:
+        """Households of the incidents ``incident_ids`` by status, with ``households`` and ``verified`` — as
+        ``alerts.incidents.summary`` counts them, by the database."""
+        counts = {status.value: 0 for status in HouseholdStatus}
+        total = verified = 0
+        if incident_ids:
+            marks = ", ".join("?" * len(incident_ids))
+            rows = self._query(
+                "SELECT status, count(*) AS n, sum(CASE WHEN verified_ms IS NULL THEN 0 ELSE 1 END) AS verified "
+                f"FROM resident_reports WHERE incident_id IN ({marks}) GROUP BY status",
+                [*incident_ids],
+            )
+            for r in rows:
+                counts[r["status"]] = counts.get(r["status"], 0) + int(r["n"])
+                total += int(r["n"])
+                verified += int(r["verified"])
+        return {**counts, "households": total, "verified": verified}
+
     def list_alerts(
         self,
         *,

@@ -16,7 +16,9 @@ run, bench/hub_workers.py; it needs Mosquitto), ``takeover`` (a hub killed while
 PostgreSQL, until a standby serves it, against a hub's cold start and issue 8's 30 s, bench/takeover.py; it needs
 Mosquitto and PostgreSQL), ``worker_takeover`` (a worker killed with its hubs until the other worker of the shard map
 serves all its communities, against a worker's cold start and 30 s, and the hubs' memory, bench/worker_takeover.py;
-it needs Mosquitto and PostgreSQL), ``hub_queries`` (dashboard queries on 100 M readings in the embedded
+it needs Mosquitto and PostgreSQL), ``district`` (the district node's API across 20 communities' 10,000 alerts in
+PostgreSQL, against one community's page through the same node, bench/district.py; it needs PostgreSQL),
+``hub_queries`` (dashboard queries on 100 M readings in the embedded
 store against issue 4's targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's
 liveness bookkeeping per reading against a bare numpy scatter, bench/liveness.py), ``anomaly`` (the streaming
 anomaly detector on 10,000 sensors against a bare numpy scatter, bench/anomaly.py), ``anomaly_quality`` (the anomaly
@@ -44,6 +46,7 @@ from bench import (
     anomaly,
     anomaly_quality,
     detection,
+    district,
     edge_vs_tbgw,
     gateway_limits,
     http_clients,
@@ -75,6 +78,7 @@ NAMES = (
     "hub_workers",
     "takeover",
     "worker_takeover",
+    "district",
     "hub_queries",
     "liveness",
     "anomaly",
@@ -146,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mosquitto and find_postgres() is not None,
             lambda: worker_takeover.report(worker_takeover.run()),
         ),
+        ("district", "postgres", "postgresql", find_postgres() is not None, lambda: district.report(district.run())),
     ]
     for name, program, package, found, work in needing:
         if name not in names:

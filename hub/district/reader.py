@@ -19,7 +19,7 @@ from typing import TypeVar
 import psycopg
 
 from alerts.incidents import Incident, summary
-from alerts.model import OPEN_STATES, Alert, AlertState, Grade, Transition
+from alerts.model import Alert, AlertState, Grade, Transition
 from alerts.sqldb import DatabaseError
 from alerts.store import AlertStore
 from hub.settings import alerts_schema
@@ -113,18 +113,29 @@ class DistrictReader:
         grades: Collection[Grade],
     ) -> tuple[list[tuple[str, Alert]], list[Unavailable]]:
         """Up to ``limit`` alerts of ``communities`` after ``after``, newest first (ties: by community, then as each
-        community's store orders them), in ``states`` (None: any) and ``grades`` (empty: any)."""
-        wanted = frozenset(grades)
-        matching = (lambda alert: alert.grade in wanted) if wanted else None
+        community's store orders them), in ``states`` (None: any) and ``grades`` (empty: any).
 
-        def page(community: str, store: AlertStore) -> list[Alert]:
+        Two reads per community: the positions of its first ``limit`` (no row parsed), merged across communities;
+        then only the rows of the page's alerts — a page of 100 out of 20 communities parses 100 rows, not 2,000."""
+
+        def positions(community: str, store: AlertStore) -> list[tuple[int, str]]:
             position = None if after is None else _store_position(after, community)
-            return store.list_alerts(states=states, limit=limit, matching=matching, after=position)
+            return store.alert_positions(states=states, grades=grades, limit=limit, after=position)
 
-        found, missing = await self.each(communities, page)
-        streams = [[(community, alert) for alert in alerts] for community, alerts in sorted(found.items())]
-        merged = heapq.merge(*streams, key=lambda pair: (-pair[1].opened_at_ms, pair[0]))
-        return [pair for _, pair in zip(range(limit), merged, strict=False)], missing
+        found, missing = await self.each(communities, positions)
+        streams = [[(community, key) for key in keys] for community, keys in sorted(found.items())]
+        merged = heapq.merge(*streams, key=lambda pair: (-pair[1][0], pair[0]))
+        page = [pair for _, pair in zip(range(limit), merged, strict=False)]
+        wanted: dict[str, list[str]] = {}
+        for community, (_, alert_id) in page:
+            wanted.setdefault(community, []).append(alert_id)
+
+        def rows(community: str, store: AlertStore) -> dict[str, Alert]:
+            return store.get_many(wanted[community])
+
+        read, more_missing = await self.each(wanted, rows)
+        shown = [(c, read[c][i]) for c, (_, i) in page if c in read and i in read[c]]
+        return shown, [*missing, *more_missing]
 
     async def alert(self, community: str, alert_id: str) -> tuple[Alert, list[Transition]] | None:
         def read(_community: str, store: AlertStore) -> tuple[Alert, list[Transition]] | None:
@@ -159,20 +170,13 @@ def _store_position(after: Position, community: str) -> tuple[int, str]:
 
 
 def _status(community: str, store: AlertStore) -> CommunityStatus:
-    open_alerts = store.list_alerts(states=OPEN_STATES, limit=-1)
-    by_grade = {grade.name: 0 for grade in sorted(Grade)}
-    for alert in open_alerts:
-        by_grade[alert.grade.name] += 1
+    by_grade, escalated, unacknowledged = store.open_counts()
     active = store.incidents(active_only=True)
-    households: dict[str, int] = {}
-    for incident in active:
-        for status, count in summary(store.reports(incident.id)).items():
-            households[status] = households.get(status, 0) + count
     return CommunityStatus(
         community=community,
-        open_by_grade=by_grade,
-        escalated=sum(1 for a in open_alerts if a.level > 0),
-        unacknowledged=sum(1 for a in open_alerts if a.state is AlertState.OPEN),
+        open_by_grade={grade.name: by_grade.get(grade, 0) for grade in sorted(Grade)},
+        escalated=escalated,
+        unacknowledged=unacknowledged,
         active_incidents=len(active),
-        households=households,
+        households=store.report_counts([i.id for i in active]) if active else {},
     )
