@@ -117,7 +117,35 @@ def test_the_worker_unit_stops_its_hubs_itself_and_names_only_settings() -> None
     )
 
 
-@pytest.mark.parametrize("name", ["anju-hub.service", "anju-hub-worker.service"])
+def test_the_district_unit_has_the_hub_sandbox_and_names_only_its_settings() -> None:
+    """deploy/systemd/anju-district.service: the hub unit's sandbox around ``anju-hub district serve``, writing only its
+    own state directory (the list cursors' key), its variables all district settings."""
+    from hub.district.settings import DistrictSettings
+
+    district_unit = UNIT.with_name("anju-district.service")
+    units = []
+    for path in (UNIT, district_unit):
+        unit = configparser.ConfigParser(strict=False, interpolation=None)
+        unit.optionxform = str  # type: ignore[assignment,method-assign]
+        unit.read(path, encoding="utf-8")
+        units.append(unit["Service"])
+    hub, district = units
+    assert district["ExecStart"] == "/opt/anju-hub/venv/bin/anju-hub district serve"
+    assert (district["StateDirectory"], district["ReadWritePaths"]) == ("anju-district", "/var/lib/anju-district")
+    differing = {"ExecStart", "ExecStartPre", "Environment", "StateDirectory", "ReadWritePaths", "TimeoutStopSec"}
+    for key in set(hub) | set(district):
+        if key not in differing:
+            assert hub.get(key) == district.get(key), f"{key}: the district node's sandbox differs from the hub's"
+    environment = [
+        line.split("=", 1)[1] for line in district_unit.read_text().splitlines() if line.startswith("Environment=")
+    ]
+    names = {entry.split("=", 1)[0] for entry in environment}
+    assert names <= {f"ANJU_{name.upper()}" for name in DistrictSettings.model_fields}, names
+    assert {"ANJU_SHARD_MAP", "ANJU_ALERTS_DATABASE_FILE", "ANJU_HUB_TOKEN_FILE"} <= names
+    assert "ANJU_DATA_DIR=/var/lib/anju-district" in environment
+
+
+@pytest.mark.parametrize("name", ["anju-hub.service", "anju-hub-worker.service", "anju-district.service"])
 def test_systemd_analyze_verifies_the_hub_units(name: str, tmp_path: Path) -> None:
     require_service("systemd-analyze", shutil.which("systemd-analyze"))  # under CI: a failure, not a skip
     # The venv does not exist here: the commands point at /bin/true, so that only the unit itself is judged.
