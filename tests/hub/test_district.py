@@ -8,7 +8,9 @@ node runs as the real ``anju-hub district serve`` process, its users made with t
 
 from __future__ import annotations
 
+import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -96,9 +98,11 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 class District:
-    def __init__(self, base: str, root: Path) -> None:
+    def __init__(self, base: str, root: Path, token: str) -> None:
         self.base = base
         self.root = root
+        self.token = token
+        """The node's static admin token (``--api-token-file``)."""
 
     @contextmanager
     def login(self, name: str) -> Iterator[httpx.Client]:
@@ -124,16 +128,23 @@ def district(database_url: str, tmp_path: Path) -> Iterator[District]:
         linked = ["--person", person] if person else []
         made = _cli(*users, "add", name, "--role", role, *linked, "--password-file", str(password))
         assert made.returncode == 0, made.stderr
+    token = secrets.token_hex(24)
+    (tmp_path / "api.token").write_text(token + "\n", encoding="utf-8")
+    # The hubs' token, for declarations; their address is a closed port, so a declaration stays pending here.
+    (tmp_path / "hub.token").write_text(secrets.token_hex(24) + "\n", encoding="utf-8")
+    nowhere = f"http://127.0.0.1:{free_port()}/{{community}}"
     port = free_port()
     lines = queue.Queue[Line]()
     argv = [sys.executable, "-m", "hub", "--log-level", "warning", "district", "serve", "--shard-map", str(shard_map)]
     argv += ["--alerts-database-file", str(url_file), "--data-dir", str(tmp_path / "data"), "--http-port", str(port)]
+    argv += ["--api-token-file", str(tmp_path / "api.token"), "--hub-token-file", str(tmp_path / "hub.token")]
+    argv += ["--hub-url-template", nowhere]
     node = Child("district", argv, lines, cwd=REPO).start()
     try:
         if not wait_port(port, timeout_s=30):
             said = "\n".join(str(line) for line in list(lines.queue)[-30:])
             raise AssertionError(f"the district node did not start:\n{said}")
-        yield District(f"http://127.0.0.1:{port}", tmp_path)
+        yield District(f"http://127.0.0.1:{port}", tmp_path, token)
     finally:
         # uvicorn stops gracefully on SIGTERM, then re-raises it so that the exit says which signal ended it.
         assert node.stop(grace_s=10) == -signal.SIGTERM
@@ -276,3 +287,42 @@ def test_district_users_and_settings_are_refused_by_name(database_url: str, tmp_
     serve = _cli("district", "serve", "--shard-map", str(bad_map), "--alerts-database-file", str(url_file))
     assert serve.returncode == 2 and "already in the sub-district 'chunxi'" in serve.stderr, serve.stderr
     assert time.monotonic() - started < 60
+
+
+def test_no_district_operation_answers_a_server_error_or_breaks_its_schema(district: District) -> None:
+    """Schemathesis over the node's published OpenAPI schema, as on a hub (tests/hub/test_api_fuzz.py): no 5xx, and
+    every documented answer in its documented shape."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.core.failures import FailureGroup
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    schema = schemathesis.openapi.from_url(f"{district.base}/openapi.json")
+    headers = {"Authorization": f"Bearer {district.token}"}
+    failures: list[str] = []
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+
+        @settings(max_examples=int(os.environ.get("ANJU_FUZZ_EXAMPLES", "12")), deadline=None, derandomize=True,
+                  database=None, suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(case=operation.as_strategy())
+        def run(case: schemathesis.Case) -> None:
+            response = case.call(base_url=district.base, headers=headers, timeout=15)
+            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+
+        try:
+            run()
+        except (Exception, FailureGroup) as exc:  # each operation's first failure, reported together
+            detail = "; ".join(str(e)[:300] for e in getattr(exc, "exceptions", [exc]))
+            failures.append(f"{operation.method.upper()} {operation.path}: {detail}")
+    assert operations >= 11, "the schema lists the node's routes"
+    assert not failures, "\n\n".join(failures)
+    with district.login("wang") as office:
+        declared = office.post("/api/v1/declarations", json={"by": "wang", "kind": "fire", "title": "演练",
+                                                             "communities": ["hongxing"]})  # fmt: skip
+        assert declared.status_code == 201, declared.text
+        (part,) = declared.json()["parts"]
+        assert part["state"] == "pending" and "ConnectError" in part["error"], "its hub is nowhere: tried again later"
