@@ -42,6 +42,7 @@ from hub.district.settings import DISTRICT_SCHEMA, DistrictSettings
 from hub.identity import IdentityStore, Role
 from hub.runtime import identity
 from hub.shards import load_shard_map
+from hub.web import DISTRICT_PAGES, DISTRICT_REDIRECTS, install_pages
 from systemd_notify import notify, watchdog_forever
 
 __all__ = ["create_district_app"]
@@ -229,4 +230,5 @@ def create_district_app(settings: DistrictSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, refused=lambda: None)
     for module_router in (open_router, auth.router, router, declaration_routes.router):
         app.include_router(module_router, prefix="/api/v1")
+    install_pages(app, DISTRICT_PAGES, DISTRICT_REDIRECTS)
     return app

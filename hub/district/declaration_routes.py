@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from alerts.incidents import HouseholdStatus, IncidentKind, ResidentReport, register_csv, summary
 from alerts.mobilisation import local_text
 from alerts.store import AlertStore
-from hub.api.deps import CurrentPrincipal, acting_as, requires
+from hub.api.deps import CurrentPrincipal, requires
 from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.district.declarations import HUB_TIMEOUT_S, Declaration, Part, PartState
 from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view
@@ -115,6 +115,16 @@ async def _in_view(runtime: DistrictRuntime, principal: Principal, declaration_i
     return shown
 
 
+def _acting(principal: Principal, by: str) -> str:
+    """Who a declaration is recorded as: a user by their user name (a sub-district user's person is their
+    sub-district, no one person), and naming anyone else is refused (403); an integration relays the person."""
+    if principal.via in ("api-token", "static-token"):
+        return by
+    if by != principal.name:
+        raise HTTPException(403, f"只能以本人身份操作 / a user acts as themself ({principal.name!r}), not as {by!r}")
+    return principal.name
+
+
 @router.post("/declarations", status_code=201)
 async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: DeclareIn) -> DeclarationOut:
     """Declare one incident in ``communities``: recorded here first, then handed to each community's hub (at once,
@@ -127,7 +137,7 @@ async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: Declar
         raise HTTPException(422, "communities: a community is named twice")
     declaration = await asyncio.to_thread(
         fan_out.declarations.add, kind=body.kind, title=body.title, fields=body.fields, mobilise=body.mobilise,
-        by=acting_as(principal, body.by), communities=communities,
+        by=_acting(principal, body.by), communities=communities,
     )  # fmt: skip
     async with httpx.AsyncClient(timeout=HUB_TIMEOUT_S) as client:
         await asyncio.gather(*(fan_out.attempt(client, declaration, c) for c in communities))

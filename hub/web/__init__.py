@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SecurityHeaders", "install_pages"]
+__all__ = ["DISTRICT_PAGES", "DISTRICT_REDIRECTS", "SecurityHeaders", "install_pages"]
 
 STATIC = Path(__file__).parent / "static"
 
@@ -50,7 +50,9 @@ PAGES = {
 the address and asks the API, which applies the caller's scope."""
 REDIRECTS = {"/": "/app/", "/app": "/app/", "/public": "/public/"}
 
-router = APIRouter(include_in_schema=False)
+DISTRICT_PAGES = {"/app/": "district.html", "/app/login": "login.html"}
+"""The district node's pages (hub/district/): its overview, and the same login form."""
+DISTRICT_REDIRECTS = {"/": "/app/", "/app": "/app/"}
 
 
 def _serving(name: str) -> Callable[[], Awaitable[FileResponse]]:
@@ -67,10 +69,13 @@ def _redirecting(target: str) -> Callable[[], Awaitable[RedirectResponse]]:
     return redirect
 
 
-for _path, _file in PAGES.items():
-    router.add_api_route(_path, _serving(_file), methods=["GET"])
-for _path, _target in REDIRECTS.items():
-    router.add_api_route(_path, _redirecting(_target), methods=["GET"])
+def _router(pages: dict[str, str], redirects: dict[str, str]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    for path, file in pages.items():
+        router.add_api_route(path, _serving(file), methods=["GET"])
+    for path, target in redirects.items():
+        router.add_api_route(path, _redirecting(target), methods=["GET"])
+    return router
 
 
 class SecurityHeaders:
@@ -100,8 +105,9 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def install_pages(app: FastAPI) -> None:
-    """Mount the pages and their static files on ``app`` and add the security headers."""
-    app.include_router(router)
+def install_pages(app: FastAPI, pages: dict[str, str] = PAGES, redirects: dict[str, str] = REDIRECTS) -> None:
+    """Mount ``pages`` (a hub's by default; ``DISTRICT_PAGES`` on the district node) and the static files on ``app``,
+    and add the security headers."""
+    app.include_router(_router(pages, redirects))
     app.mount("/app/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)

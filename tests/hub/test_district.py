@@ -210,6 +210,14 @@ def test_a_sub_district_sees_only_its_communities_and_the_others_do_not_exist(di
         assert filtered_other.json()["errors"][0]["loc"] == ["query", "community"]
         only = chunxi.get("/api/v1/alerts", params={"community": "jinjiang"}).json()
         assert [a["id"] for a in only] == ["jj-1", "jj-2"]
+        flood = {"kind": "flood", "title": "内涝", "communities": ["jinjiang"]}
+        as_other = chunxi.post("/api/v1/declarations", json={**flood, "by": "wang"})
+        assert as_other.status_code == 403, "a user declares as themself"
+        not_theirs = chunxi.post("/api/v1/declarations", json={**flood, "by": "chen", "communities": ["qingyang"]})
+        assert not_theirs.status_code == 404
+        twice = chunxi.post("/api/v1/declarations", json={**flood, "by": "chen", "communities": ["jinjiang"] * 2})
+        assert twice.status_code == 422 and "twice" in twice.json()["detail"]
+        assert chunxi.get("/api/v1/declarations").json() == [], "nothing was recorded by the refused ones"
     anonymous = httpx.get(f"{district.base}/api/v1/alerts")
     assert anonymous.status_code == 401
 

@@ -1,0 +1,97 @@
+// The district node's page (hub/district/): every community in view at a glance, the open alerts of all of them
+// (grades I and II first), and the incidents declared in several communities — where each stands, and the households
+// by status summed — with the form that declares one. Refreshed every 10 s; the caller's scope applies as to any
+// API client (a sub-district sees its own communities only).
+import { api, el, logout, STATES, ago, when } from "/app/static/api.js";
+
+const GRADES = ["I", "II", "III", "IV"];
+const KINDS = { fire: "火灾 / fire", flood: "内涝 / flood", gas: "燃气 / gas", earthquake: "地震 / earthquake",
+  epidemic: "疫情 / epidemic", "power-outage": "停电 / power outage", other: "其他 / other" };
+const PART = { declared: "已启动 / declared", pending: "等待中 / pending", refused: "被拒 / refused" };
+let me = null;
+
+function problem(text) {
+  document.getElementById("problem").replaceChildren(text ? el("p", { class: "banner error", role: "alert" }, text) : "");
+}
+
+function communities(rows) {
+  const head = el("tr", {}, el("th", {}, "社区 / community"), el("th", {}, "街道 / sub-district"),
+    ...GRADES.map((g) => el("th", {}, `${g} 级`)), el("th", {}, "已升级 / escalated"), el("th", {}, "未接单 / unacked"),
+    el("th", {}, "应急事件 / incidents"), el("th", {}, "需帮助·失联 / help·unreachable"));
+  const body = rows.map((c) => el("tr", { "data-community": c.id, class: c.unavailable ? "unavailable" : "" },
+    el("td", {}, c.id), el("td", {}, c.sub_district_name || "—"),
+    ...(c.unavailable
+      ? [el("td", { colspan: 8 }, `无法读取 / unavailable: ${c.unavailable}`)]
+      : [...GRADES.map((g) => el("td", { class: c.open_by_grade[g] ? `grade-${g}` : "" }, c.open_by_grade[g] ?? 0)),
+        el("td", {}, c.escalated), el("td", {}, c.unacknowledged), el("td", {}, c.active_incidents),
+        el("td", {}, `${c.households["needs-help"] ?? 0} · ${c.households.unreachable ?? 0}`)])));
+  document.getElementById("communities").replaceChildren(rows.length
+    ? el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, ...body))
+    : el("p", { class: "empty" }, "没有可见的社区 / no community in view"));
+}
+
+function alerts(rows) {
+  const ordered = [...rows].sort((a, b) => GRADES.indexOf(a.grade) - GRADES.indexOf(b.grade));
+  document.getElementById("alerts").replaceChildren(...(ordered.length ? ordered.map((a) =>
+    el("article", { class: `card grade-${a.grade}`, "data-alert": a.id },
+      el("div", { class: "top" }, el("span", { class: "what" }, `${a.grade} 级 · ${a.kind_zh} / ${a.kind_en}`),
+        el("span", { class: "state" }, STATES[a.state] || a.state)),
+      el("div", { class: "facts" }, `${a.community} · ${a.location}`),
+      el("div", { class: "facts" }, `${when(a.opened_at)} · ${ago(a.opened_at)}${a.escalation_level ? ` · 已升级至第 ${a.escalation_level} 级` : ""}`)))
+    : [el("p", { class: "empty" }, "没有待处置的告警 / no open alerts")]));
+}
+
+function declarations(rows) {
+  document.getElementById("declarations").replaceChildren(...(rows.length ? rows.map((d) =>
+    el("article", { class: "card grade-II", "data-declaration": d.id },
+      el("div", { class: "top" }, el("span", { class: "what" }, d.title), el("span", { class: "state" }, KINDS[d.kind] || d.kind)),
+      el("div", { class: "facts" }, `${when(d.declared_at)} · ${d.declared_by} · 平安 ${d.households.safe ?? 0} · 需帮助 ${d.households["needs-help"] ?? 0} · 失联 ${d.households.unreachable ?? 0}`),
+      el("ul", {}, ...d.parts.map((p) => el("li", { "data-part": p.community, "data-state": p.state },
+        `${p.community}: ${PART[p.state] || p.state}${p.error && p.state !== "declared" ? ` — ${p.error}` : ""}`))),
+      el("div", { class: "actions" }, el("a", { class: "button", href: `/api/v1/declarations/${encodeURIComponent(d.id)}/households.csv` }, "导出住户 CSV / Export"))))
+    : [el("p", { class: "empty" }, "暂无 / none")]));
+}
+
+function declareForm() {
+  const form = el("form", { class: "place", id: "declare-form" },
+    el("label", { for: "kind" }, "类型 / kind"),
+    el("select", { id: "kind" }, ...Object.entries(KINDS).map(([value, label]) => el("option", { value }, label))),
+    el("label", { for: "title" }, "标题 / title"), el("input", { id: "title", required: true, maxlength: 500 }),
+    el("fieldset", {}, el("legend", {}, "社区 / communities"),
+      ...me.communities.map((c) => el("label", {}, el("input", { type: "checkbox", name: "community", value: c }), ` ${c}`))),
+    el("div", { class: "actions" }, el("button", { class: "primary", type: "submit" }, "启动应急 / Declare")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const chosen = [...form.querySelectorAll("input[name=community]:checked")].map((box) => box.value);
+    if (!chosen.length) { problem("请选择社区 / choose at least one community"); return; }
+    try {
+      await api("/declarations", { method: "POST", body: { by: me.name,
+        kind: form.querySelector("#kind").value, title: form.querySelector("#title").value.trim(), communities: chosen } });
+      problem("");
+      form.reset();
+      await refresh();
+    } catch (error) { problem(error.message); }
+  });
+  document.getElementById("declare").replaceChildren(form);
+}
+
+async function refresh() {
+  try {
+    const [rows, open, declared] = await Promise.all([
+      api("/communities"), api("/alerts?active=true&limit=100"), api("/declarations")]);
+    communities(rows);
+    alerts(open);
+    declarations(declared);
+  } catch (error) { problem(error.message); }
+}
+
+async function start() {
+  me = await api("/auth/me");
+  document.getElementById("me").textContent = `${me.name} · ${me.role_zh}`;
+  document.getElementById("logout").addEventListener("click", logout);
+  declareForm();
+  await refresh();
+  setInterval(refresh, 10_000);
+}
+
+start().catch((error) => problem(error.message));
