@@ -164,15 +164,19 @@ class EmergencyDesk:
 
     # --- notices to residents -----------------------------------------------------------------------------
 
-    async def send_notice(self, incident_id: str, *, text_zh: str, text_en: str = "", by: str) -> Notice:
+    async def send_notice(
+        self, incident_id: str, *, text_zh: str, text_en: str = "", by: str, notice_id: str | None = None
+    ) -> Notice:
         """Send a notice to the residents of the incident's area through every broadcast receiver covering it
         (audited). ValueError for a text too long to reach a residents' group whole, or an area no receiver
-        covers."""
+        covers. ``notice_id``: the caller's id for it (the district node's, so that a retry sends it once)."""
         async with self._mutex:
             incident = await self._active(incident_id, "notice")
             now = self._clock()
             notice = Notice(incident_id=incident_id, text_zh=text_zh.strip(), text_en=text_en.strip(), by=by,
                             sent_ms=now)  # fmt: skip
+            if notice_id is not None:
+                notice = dataclasses.replace(notice, id=notice_id)
             area = self._area(incident)
             targets = [b for b in self._broadcasts.values() if b.covers(incident)]
             if not targets:

@@ -40,6 +40,12 @@ class DeclareIn(BaseModel):
     communities: list[str] = Field(min_length=1, max_length=500, description="each in the caller's view")
     fields: list[str] = Field(default_factory=list, max_length=20, description="an epidemic's required fields")
     mobilise: bool = Field(default=True, description="each hub asks its volunteers to join at once")
+    notice_zh: str | None = Field(
+        default=None, min_length=1, max_length=5000,
+        description="a notice to the residents of every community, sent through each hub's broadcast receivers "
+        "(Chinese first; at most 500 characters are sent)",
+    )  # fmt: skip
+    notice_en: str = Field(default="", max_length=5000, description="English second")
 
 
 class PartOut(BaseModel):
@@ -57,6 +63,8 @@ class DeclarationOut(BaseModel):
     kind: IncidentKind
     title: str
     fields: list[str]
+    notice_zh: str | None
+    notice_en: str
     declared_by: str
     declared_at: datetime
     parts: list[PartOut]
@@ -103,7 +111,8 @@ async def _out(runtime: DistrictRuntime, declaration: Declaration) -> Declaratio
             total[key] = total.get(key, 0) + value
     parts = [_part_out(p, counts[p.community]) for p in declaration.parts]
     return DeclarationOut(id=declaration.id, kind=declaration.kind, title=declaration.title,
-                          fields=list(declaration.fields), declared_by=declaration.declared_by,
+                          fields=list(declaration.fields), notice_zh=declaration.notice_zh,
+                          notice_en=declaration.notice_en, declared_by=declaration.declared_by,
                           declared_at=_moment(declaration.declared_ms), parts=parts, households=total)  # fmt: skip
 
 
@@ -137,7 +146,7 @@ async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: Declar
         raise HTTPException(422, "communities: a community is named twice")
     declaration = await asyncio.to_thread(
         fan_out.declarations.add, kind=body.kind, title=body.title, fields=body.fields, mobilise=body.mobilise,
-        by=_acting(principal, body.by), communities=communities,
+        by=_acting(principal, body.by), communities=communities, notice_zh=body.notice_zh, notice_en=body.notice_en,
     )  # fmt: skip
     async with httpx.AsyncClient(timeout=HUB_TIMEOUT_S) as client:
         await asyncio.gather(*(fan_out.attempt(client, declaration, c) for c in communities))

@@ -25,7 +25,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS district_incidents (
     title TEXT NOT NULL,
     fields TEXT NOT NULL,
     mobilise BOOLEAN NOT NULL,
+    notice_zh TEXT,
+    notice_en TEXT NOT NULL DEFAULT '',
     declared_by TEXT NOT NULL,
     declared_ms BIGINT NOT NULL
 );
@@ -94,6 +96,14 @@ class Declaration:
     declared_by: str
     declared_ms: int
     parts: tuple[Part, ...]
+    notice_zh: str | None = None
+    """A notice to the residents of every community, sent through each hub's broadcast receivers once declared."""
+    notice_en: str = ""
+
+    @property
+    def notice_id(self) -> str:
+        """The notice's id at every hub (``ntc-`` and the declaration's own), so that a retry sends it once."""
+        return "ntc-" + self.id.removeprefix("inc-")
 
     @property
     def communities(self) -> list[str]:
@@ -121,16 +131,17 @@ class Declarations:
 
     def add(
         self, *, kind: IncidentKind, title: str, fields: Sequence[str], mobilise: bool, by: str,
-        communities: Sequence[str],
+        communities: Sequence[str], notice_zh: str | None = None, notice_en: str = "",
     ) -> Declaration:  # fmt: skip
         now = _now_ms()
         incident_id = f"inc-d{secrets.token_hex(8)}"
         with self._db.transaction() as db:
             db.execute(
-                "INSERT INTO district_incidents (id, kind, title, fields, mobilise, declared_by, declared_ms) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (incident_id, kind, title, json.dumps(list(fields), ensure_ascii=False), mobilise, by, now),
-            )
+                "INSERT INTO district_incidents (id, kind, title, fields, mobilise, notice_zh, notice_en, declared_by, "
+                "declared_ms) VALUES (?,?,?,?,?,?,?,?,?)",
+                (incident_id, kind, title, json.dumps(list(fields), ensure_ascii=False), mobilise, notice_zh,
+                 notice_en, by, now),
+            )  # fmt: skip
             db.executemany(
                 "INSERT INTO district_incident_parts (incident_id, community, state, next_attempt_ms) "
                 "VALUES (?,?,'pending',?)",
@@ -161,7 +172,8 @@ class Declarations:
     def _declaration(row: Row, parts: list[Part]) -> Declaration:
         return Declaration(id=row["id"], kind=row["kind"], title=row["title"], fields=tuple(json.loads(row["fields"])),
                            mobilise=bool(row["mobilise"]), declared_by=row["declared_by"],
-                           declared_ms=row["declared_ms"], parts=tuple(parts))  # fmt: skip
+                           declared_ms=row["declared_ms"], parts=tuple(parts), notice_zh=row["notice_zh"],
+                           notice_en=row["notice_en"])  # fmt: skip
 
     def due(self, now_ms: int) -> list[tuple[Declaration, str]]:
         """The (declaration, community) pairs whose next attempt is due."""
@@ -181,16 +193,19 @@ class Declarations:
         rows = self._db.query("SELECT min(next_attempt_ms) AS due FROM district_incident_parts WHERE state = 'pending'")
         return rows[0]["due"] if rows and rows[0]["due"] is not None else None
 
-    def settle(self, incident_id: str, community: str, state: PartState, *, error: str | None, retry_s: float) -> None:
-        """Record one attempt's outcome; a ``pending`` one is tried again ``retry_s`` from now."""
+    def settle(
+        self, incident_id: str, community: str, state: PartState, *, error: str | None, retry_s: float, declared: bool
+    ) -> None:
+        """Record one attempt's outcome; a ``pending`` one is tried again ``retry_s`` from now. ``declared``: the
+        incident runs at the hub now (its ``declared_ms`` is kept from the first such attempt)."""
         now = _now_ms()
         with self._db.transaction() as db:
             db.execute(
                 "UPDATE district_incident_parts SET state = ?, attempts = attempts + 1, error = ?, "
-                "next_attempt_ms = ?, declared_ms = ? WHERE incident_id = ? AND community = ?",
-                (state, error, now + round(retry_s * 1000), now if state == "declared" else None, incident_id,
-                 community),
-            )  # fmt: skip
+                "next_attempt_ms = ?, declared_ms = CASE WHEN ? THEN coalesce(declared_ms, ?) END "
+                "WHERE incident_id = ? AND community = ?",
+                (state, error, now + round(retry_s * 1000), declared, now, incident_id, community),
+            )
 
 
 class FanOut:
@@ -237,40 +252,53 @@ class FanOut:
         return None
 
     async def attempt(self, client: httpx.AsyncClient, declaration: Declaration, community: str) -> None:
-        """One try at ``community``'s hub, its outcome recorded."""
+        """One try at ``community``'s hub — the incident, then its notice if it has one — its outcome recorded."""
         part = next(p for p in declaration.parts if p.community == community)
         retry_s = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(part.attempts, 10))
         self.attempts += 1
         state: PartState = "pending"
         error: str | None = None
+        declared = False
         base = await self.hub_url(community)
         if base is None:
             error = "no hub holds the community's lease now"
         else:
-            body = {"id": declaration.id, "by": f"district:{declaration.declared_by}"[:64], "kind": declaration.kind,
-                    "title": declaration.title, "fields": list(declaration.fields),
-                    "mobilise": declaration.mobilise}  # fmt: skip
-            try:
-                answer = await client.post(
-                    f"{base}/api/v1/incidents", json=body, headers={"Authorization": f"Bearer {self._token}"}
-                )
-            except httpx.HTTPError as exc:
-                error = f"{base}: {type(exc).__name__}: {exc}".strip()
-            else:
-                if answer.status_code in (200, 201):
-                    state = "declared"
-                elif answer.status_code in _RETRIED or answer.status_code >= 500:
-                    error = f"{base}: HTTP {answer.status_code}"
-                else:
-                    state = "refused"
-                    detail = answer.json().get("detail", "") if _is_json(answer) else answer.text[:200]
-                    error = f"{base}: HTTP {answer.status_code}: {detail}"
-        if state != "declared":
+            by = f"district:{declaration.declared_by}"[:64]
+            body = {"id": declaration.id, "by": by, "kind": declaration.kind, "title": declaration.title,
+                    "fields": list(declaration.fields), "mobilise": declaration.mobilise}  # fmt: skip
+            state, error = await self._post(client, f"{base}/api/v1/incidents", body)
+            declared = state == "declared"
+            if declared and declaration.notice_zh:
+                notice = {"id": declaration.notice_id, "by": by, "text_zh": declaration.notice_zh,
+                          "text_en": declaration.notice_en}  # fmt: skip
+                url = f"{base}/api/v1/incidents/{declaration.id}/notices"
+                state, error = await self._post(client, url, notice)
+                if state == "refused":  # the incident runs there; only its notice could not go (no receiver…)
+                    state, error = "declared", f"通知未发出 / notice not sent: {error}"
+                elif error is not None:
+                    error = f"notice: {error}"
+        if error is not None:
             self.failures += 1
             log.warning("incident %s in %s: %s (%s)", declaration.id, community, state, error)
         await asyncio.to_thread(
-            self.declarations.settle, declaration.id, community, state, error=error, retry_s=retry_s
+            self.declarations.settle, declaration.id, community, state, error=error, retry_s=retry_s, declared=declared
         )
+
+    async def _post(
+        self, client: httpx.AsyncClient, url: str, body: Mapping[str, object]
+    ) -> tuple[PartState, str | None]:
+        """POST ``body`` to a hub: ``declared`` (201, or 200: it had it already), ``pending`` (tried again) or
+        ``refused``, with the reason."""
+        try:
+            answer = await client.post(url, json=body, headers={"Authorization": f"Bearer {self._token}"})
+        except httpx.HTTPError as exc:
+            return "pending", f"{url}: {type(exc).__name__}: {exc}".strip()
+        if answer.status_code in (200, 201):
+            return "declared", None
+        if answer.status_code in _RETRIED or answer.status_code >= 500:
+            return "pending", f"{url}: HTTP {answer.status_code}"
+        detail = answer.json().get("detail", "") if _is_json(answer) else answer.text[:200]
+        return "refused", f"{url}: HTTP {answer.status_code}: {detail}"
 
     async def run(self) -> None:
         """Until cancelled (the node stops): every due part tried, then sleep until the next is due or a new

@@ -42,7 +42,9 @@ def city(tmp_path: Path, database_url: str, mosquitto: int) -> Iterator[dict[str
     lines = ["version: 1", "communities:"]
     for community, worker in (("east", "w1"), ("west", "w2")):
         options = LoadOptions(community=community, gateways=1, sensors_per_gateway=1, kinds=("gas",))
-        _write(tmp_path / f"{community}.yaml", render_deployment(options))
+        pa = f'  - {{id: pa, name: 小区广播, channel: {{type: webhook, url: "http://127.0.0.1:{free_port()}/pa", '
+        pa += 'secret: "0123456789abcdef0123"}}\n'  # nobody listens: the hub's outbox retries; the notice is recorded
+        _write(tmp_path / f"{community}.yaml", render_deployment(options) + "broadcasts:\n" + pa)
         lines.append(f"  {community}: {{deployment: {community}.yaml, data_dir: data/{community}, "
                      f"http_port: {ports[community]}, workers: [{worker}]}}")  # fmt: skip
     lines += ["sub_districts:", "  chunxi: {name: 春熙路街道, communities: [east]}"]
@@ -111,7 +113,8 @@ def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_w
                                                            "communities": ["east", "west"]})  # fmt: skip
         assert refused.status_code == 404, "west is not chunxi's: answered as if it did not exist"
         answer = office.post("/api/v1/declarations", json={"by": "wang", "kind": "flood", "title": "锦江暴雨内涝",
-                                                          "communities": ["east", "west"]})  # fmt: skip
+                                                          "communities": ["east", "west"],
+                                                          "notice_zh": "请勿前往地下车库"})  # fmt: skip
         assert answer.status_code == 201, answer.text
         declared = answer.json()
         incident_id = declared["id"]
@@ -130,6 +133,18 @@ def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_w
               "west": "declared"}, 90, (w2, node))  # fmt: skip
         west = hub["west"].get("/api/v1/incidents").json()
         assert [i["id"] for i in west] == [incident_id], "declared there once, under the district's id"
+        for community in ports:
+            notices = hub[community].get(f"/api/v1/incidents/{incident_id}/notices").json()
+            assert [(n["text_zh"], n["by"]) for n in notices] == [("请勿前往地下车库", "district:wang")], community
+        notice_id = "ntc-" + incident_id.removeprefix("inc-")
+        notices_path = f"/api/v1/incidents/{incident_id}/notices"
+        replay = hub["east"].post(notices_path, json={"id": notice_id, "by": "x", "text_zh": "请勿前往地下车库"})
+        assert replay.status_code == 200 and replay.json()["id"] == notice_id, "sent once, answered again"
+        other = hub["east"].post(notices_path, json={"id": notice_id, "by": "x", "text_zh": "另一条"})
+        assert other.status_code == 409
+        assert len(hub["east"].get(notices_path).json()) == 1
+        bad = hub["east"].post("/api/v1/incidents", json={"id": "no spaces", "by": "x", "kind": "fire", "title": "t"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "id"]
 
         again = hub["east"].post("/api/v1/incidents", json={"id": incident_id, "by": "district:wang", "kind": "flood",
                                                            "title": "锦江暴雨内涝"})  # fmt: skip

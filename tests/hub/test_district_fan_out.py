@@ -29,6 +29,8 @@ pytestmark = pytest.mark.anyio
 COMMUNITIES = ("c-created", "c-replayed", "c-conflict", "c-invalid", "c-busy", "c-token", "c-down")
 ANSWERS = {"c-created": 201, "c-replayed": 200, "c-conflict": 409, "c-invalid": 422, "c-busy": 503, "c-token": 401}
 """What the stand-in hub of each community answers; c-down's address refuses connections."""
+NOTICE_ANSWERS = {"c-replayed": 503, "c-busy": 422}
+"""What it answers a notice (201 for the others)."""
 
 
 @asynccontextmanager
@@ -44,7 +46,17 @@ async def hubs() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         status = ANSWERS[community]
         return JSONResponse({"detail": f"answer {status}", "id": "x"}, status_code=status)
 
-    app = Starlette(routes=[Route("/c/{community}/api/v1/incidents", incidents, methods=["POST"])])
+    async def notices(request: Request) -> Response:
+        community = request.path_params["community"]
+        taken.append({"community": community, "notice": json.loads(await request.body()),
+                      "incident": request.path_params["incident"]})  # fmt: skip
+        status = NOTICE_ANSWERS.get(community, 201)
+        return JSONResponse({"detail": f"notice answer {status}"}, status_code=status)
+
+    app = Starlette(routes=[
+        Route("/c/{community}/api/v1/incidents", incidents, methods=["POST"]),
+        Route("/c/{community}/api/v1/incidents/{incident}/notices", notices, methods=["POST"]),
+    ])  # fmt: skip
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
@@ -150,5 +162,55 @@ async def test_without_a_template_the_hub_is_found_where_its_lease_holder_listen
         finally:
             await other.release()
             await other.close()
+    finally:
+        store.close()
+
+
+async def test_a_notice_goes_with_the_incident_and_is_retried_until_it_is_sent(database_url: str) -> None:
+    store = Declarations(database_url, schema="anju_district")
+    try:
+        async with hubs() as (template, taken):
+            fan_out = FanOut(store, _shards(), database_url=database_url, hub_token="t" * 32,
+                             hub_url_template=template)  # fmt: skip
+            communities = ["c-created", "c-replayed", "c-conflict"]
+            declaration = store.add(kind="flood", title="内涝", fields=[], mobilise=True, by="wang",
+                                    communities=communities, notice_zh="请勿前往地下车库", notice_en="Keep out of the "
+                                    "underground car park")  # fmt: skip
+            async with httpx.AsyncClient(timeout=5) as client:
+                for community in communities:
+                    await fan_out.attempt(client, declaration, community)
+            after = store.get(declaration.id)
+            assert after is not None
+            parts = {p.community: p for p in after.parts}
+            assert parts["c-created"].state == "declared" and parts["c-created"].error is None
+            assert parts["c-replayed"].state == "pending", "its notice could not go yet: tried again"
+            assert (parts["c-replayed"].error or "").startswith("notice: ") and "HTTP 503" in (
+                parts["c-replayed"].error or ""
+            )
+            assert parts["c-replayed"].declared_ms is not None, "the incident runs there already"
+            assert parts["c-conflict"].state == "refused"
+            sent = [t for t in taken if "notice" in t]
+            assert [t["community"] for t in sent] == ["c-created", "c-replayed"], "no notice where no incident runs"
+            expected = {"id": "ntc-" + declaration.id.removeprefix("inc-"), "by": "district:wang",
+                        "text_zh": "请勿前往地下车库", "text_en": "Keep out of the underground car park"}  # fmt: skip
+            assert sent[0]["notice"] == expected
+            assert sent[0]["incident"] == declaration.id
+
+            quiet = store.add(kind="fire", title="火灾", fields=[], mobilise=False, by="wang", communities=["c-busy"],
+                              notice_zh="关窗")  # fmt: skip
+            ANSWERS["c-busy"] = 201  # the incident is taken; the notice is refused (no receiver covers the area)
+            try:
+                async with httpx.AsyncClient(timeout=5) as client:
+                    await fan_out.attempt(client, quiet, "c-busy")
+            finally:
+                ANSWERS["c-busy"] = 503
+            done = store.get(quiet.id)
+            assert done is not None
+            (part,) = done.parts
+            assert (
+                part.state == "declared"
+                and "notice not sent" in (part.error or "")
+                and "HTTP 422" in (part.error or "")
+            )
     finally:
         store.close()

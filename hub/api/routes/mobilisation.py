@@ -4,7 +4,7 @@ confirmations, and the printable summary for the sub-district."""
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -25,6 +25,12 @@ def _time(ms: int | None) -> datetime | None:
 
 
 class NoticeIn(BaseModel):
+    id: str | None = Field(
+        default=None,
+        pattern=r"^ntc-[a-z0-9-]{4,60}$",
+        description="the caller's id for the notice, which makes sending it idempotent: sent again with the same id, "
+        "the notice already sent is answered (200) and nothing goes out twice; with another text, 409",
+    )
     by: str = Field(min_length=1, max_length=64)
     text_zh: str = Field(min_length=1, max_length=5000, description="Chinese first; at most 500 characters are sent")
     text_en: str = Field(default="", max_length=5000, description="English second; at most 1,000 characters")
@@ -150,12 +156,22 @@ class MeasurePublic(BaseModel):
 
 @router.post("/incidents/{incident_id}/notices", status_code=201, dependencies=[CommunityWide])
 async def send_notice(
-    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: NoticeIn
+    runtime: RuntimeDep, principal: CurrentPrincipal, incident_id: str, body: NoticeIn, response: Response
 ) -> NoticePublic:
     """Send a notice to the residents of the incident's area through every broadcast receiver covering it."""
+    by = acting_as(principal, body.by)
     with service_errors("incident"):
-        notice = await runtime.emergency.send_notice(incident_id, text_zh=body.text_zh, text_en=body.text_en,
-                                                     by=acting_as(principal, body.by))  # fmt: skip
+        if body.id is not None:
+            board = await runtime.emergency.board(incident_id)
+            sent = next((n for n in board.notices if n.id == body.id), None)
+            if sent is not None:
+                if (sent.text_zh, sent.text_en) != (body.text_zh.strip(), body.text_en.strip()):
+                    raise HTTPException(409, f"通知编号 {body.id} 已用于另一通知 / notice id {body.id!r} is another "
+                                        "notice's")  # fmt: skip
+                response.status_code = 200
+                return NoticePublic.of(board, sent)
+        notice = await runtime.emergency.send_notice(incident_id, text_zh=body.text_zh, text_en=body.text_en, by=by,
+                                                     notice_id=body.id)  # fmt: skip
         board = await runtime.emergency.board(incident_id)
     return NoticePublic.of(board, notice)
 

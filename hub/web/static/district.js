@@ -57,6 +57,8 @@ function declareForm() {
     el("label", { for: "kind" }, "类型 / kind"),
     el("select", { id: "kind" }, ...Object.entries(KINDS).map(([value, label]) => el("option", { value }, label))),
     el("label", { for: "title" }, "标题 / title"), el("input", { id: "title", required: true, maxlength: 500 }),
+    el("label", { for: "notice" }, "致居民通知（可选）/ notice to residents (optional)"),
+    el("textarea", { id: "notice", maxlength: 500, rows: 3 }),
     el("fieldset", {}, el("legend", {}, "社区 / communities"),
       ...me.communities.map((c) => el("label", {}, el("input", { type: "checkbox", name: "community", value: c }), ` ${c}`))),
     el("div", { class: "actions" }, el("button", { class: "primary", type: "submit" }, "启动应急 / Declare")));
@@ -66,7 +68,8 @@ function declareForm() {
     if (!chosen.length) { problem("请选择社区 / choose at least one community"); return; }
     try {
       await api("/declarations", { method: "POST", body: { by: me.name,
-        kind: form.querySelector("#kind").value, title: form.querySelector("#title").value.trim(), communities: chosen } });
+        kind: form.querySelector("#kind").value, title: form.querySelector("#title").value.trim(), communities: chosen,
+        notice_zh: form.querySelector("#notice").value.trim() || undefined } });
       problem("");
       form.reset();
       await refresh();
