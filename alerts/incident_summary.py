@@ -15,12 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 
-from alerts.incidents import HouseholdStatus
+from alerts.incidents import HouseholdStatus, ResidentReport
 from alerts.mobilisation import INCIDENT_KIND_LABELS, IncidentBoard, IncidentMessage, local_text
 from alerts.model import Grade
 from protocol import kind_for
 
-__all__ = ["ALERT_ROWS", "summary_html"]
+__all__ = ["ALERT_ROWS", "district_summary_html", "summary_html"]
 
 ALERT_ROWS = 100
 """Alerts listed one by one (most severe first); the rest are counted — an alert storm must not print 400 pages."""
@@ -214,3 +214,73 @@ def _measures(board: IncidentBoard, at: _At, who: Callable[[str | None], str]) -
     overdue = len(board.overdue())
     line = f'<p class="overdue">逾期未确认 {overdue} 项 / {overdue} overdue</p>' if overdue else ""
     return f"<h2>{_h('应急措施', 'Measures')}</h2>" + line + _table(head, rows, "未布置措施 / no measure assigned")
+
+
+def district_summary_html(
+    *,
+    incident_id: str,
+    title: str,
+    kind: str,
+    declared_by: str,
+    declared_ms: int,
+    notice_zh: str | None,
+    parts: Sequence[tuple[str, str, str | None]],
+    reports: Sequence[tuple[str, ResidentReport]],
+    fields: Sequence[str],
+    now_ms: int,
+    timezone: str = "Asia/Shanghai",
+) -> str:
+    """The printable summary of one incident declared in several communities (the district node): where it runs —
+    ``parts`` as (community, state, why not yet) — the households of every community counted by status, each
+    community's counts, and every household that needs help or is unreachable, with the community it is in."""
+
+    def at(ms: int | None) -> str:
+        return "" if ms is None else _e(local_text(ms, timezone))
+
+    states = {"declared": ("已启动", "declared"), "pending": ("等待中", "pending"), "refused": ("被拒", "refused")}
+    kind_zh, kind_en = INCIDENT_KIND_LABELS.get(kind, (kind, kind))
+    facts = [
+        (_h("事件编号", "Incident"), _e(incident_id)),
+        (_h("类型", "Kind"), _h(kind_zh, kind_en)),
+        (_h("宣布人 / 时间", "Declared by / at"), f"{_e(declared_by)}，{at(declared_ms)}"),
+        (_h("致居民通知", "Notice to residents"), _e(notice_zh or "—")),
+        (_h("报告时间", "As of"), f"{at(now_ms)}（{_e(timezone)}）"),
+    ]
+    by_community: dict[str, Counter[HouseholdStatus]] = {}
+    for community, report in reports:
+        by_community.setdefault(community, Counter())[report.status] += 1
+    statuses = list(HouseholdStatus)
+    part_rows = [
+        [_e(community), _h(*states.get(state, (state, state))), *(str(by_community.get(community, Counter())[s])
+         for s in statuses), _e(why or "")]
+        for community, state, why in parts
+    ]  # fmt: skip
+    total = Counter(report.status for _, report in reports)
+    part_rows.append([_h("合计", "Total"), "", *(str(total[s]) for s in statuses), ""])
+    part_head = [_h("社区", "Community"), _h("状态", "State"), *(_h(s.label_zh, s.value) for s in statuses),
+                 _h("说明", "Note")]  # fmt: skip
+    order = {HouseholdStatus.NEEDS_HELP: 0, HouseholdStatus.UNREACHABLE: 1}
+    attention = sorted((row for row in reports if row[1].status in order),
+                       key=lambda row: (order[row[1].status], row[0], row[1].household))  # fmt: skip
+    rows = [
+        [_e(community), _e(r.household), f'<span class="overdue">{_e(r.status.label_zh)}</span>', _e(r.note),
+         *(_e(r.values.get(f, "")) for f in fields), f"{_e(r.reported_by)}，{at(r.reported_ms)}"]
+        for community, r in attention
+    ]  # fmt: skip
+    head = [_h("社区", "Community"), _h("住户", "Household"), _h("情况", "Status"), _h("说明", "Note"),
+            *(_e(f) for f in fields), _h("上报", "Reported")]  # fmt: skip
+    parts_html = [
+        f'<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>跨社区突发事件情况报告 {_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n",
+        f"<h1>{_h('跨社区突发事件情况报告', 'Incident summary, several communities')}</h1>\n"
+        f"<p><strong>{_e(title)}</strong></p>",
+        "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
+        f"<h2>{_h('各社区', 'Communities')}</h2>" + _table(part_head, part_rows, ""),
+        f"<h2>{_h('需要帮助及联系不上的住户', 'Households needing help or unreachable')}</h2>"
+        + _table(head, rows, "无 / none"),
+        f"<h2>{_h('签字', 'Signatures')}</h2>"
+        '<table class="sign"><tr><th>填报单位（盖章）<span class="en">Reporting office (seal)</span></th><td></td></tr>'
+        '<tr><th>填报人 <span class="en">Reported by</span></th><td></td></tr></table>',
+        "\n</body>\n</html>\n",
+    ]
+    return "\n".join(parts_html)

@@ -9,12 +9,15 @@ status, with their sum; ``households.csv`` exports every community's register in
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from alerts.incident_summary import district_summary_html
 from alerts.incidents import HouseholdStatus, IncidentKind, ResidentReport, register_csv, summary
 from alerts.mobilisation import local_text
 from alerts.store import AlertStore
@@ -22,6 +25,7 @@ from hub.api.deps import CurrentPrincipal, requires
 from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.district.declarations import HUB_TIMEOUT_S, Declaration, Part, PartState
 from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view
+from hub.district.reader import Unavailable
 from hub.district.scopes import DISTRICT_ROLES
 from hub.identity import Principal
 
@@ -175,17 +179,40 @@ async def declaration(runtime: RuntimeDep, principal: CurrentPrincipal, declarat
     return await _out(runtime, await _in_view(runtime, principal, declaration_id))
 
 
+@router.get("/declarations/{declaration_id}/summary.html", response_class=HTMLResponse)
+async def summary_page(runtime: RuntimeDep, principal: CurrentPrincipal, declaration_id: str) -> HTMLResponse:
+    """The printable summary for the sub-district (A4, Chinese first): where the incident runs, the households of the
+    communities in view counted by status, and every one that needs help or is unreachable."""
+    shown = await _in_view(runtime, principal, declaration_id)
+    rows, missing = await _reports(runtime, shown)
+    unread = {m.community for m in missing}
+    parts = [(p.community, p.state, f"无法读取 / unavailable: {p.community}" if p.community in unread else p.error)
+             for p in shown.parts]  # fmt: skip
+    page = district_summary_html(incident_id=shown.id, title=shown.title, kind=shown.kind,
+                                 declared_by=shown.declared_by, declared_ms=shown.declared_ms,
+                                 notice_zh=shown.notice_zh, parts=parts, reports=rows, fields=shown.fields,
+                                 now_ms=time.time_ns() // 1_000_000, timezone=TIMEZONE)  # fmt: skip
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+async def _reports(
+    runtime: DistrictRuntime, shown: Declaration
+) -> tuple[list[tuple[str, ResidentReport]], list[Unavailable]]:
+    """Every household reported for the declaration in the communities where it runs, with its community."""
+
+    def read(_community: str, store: AlertStore) -> list[ResidentReport]:
+        return store.reports(shown.id)
+
+    found, missing = await runtime.reader.each([p.community for p in shown.parts if p.declared_ms is not None], read)
+    return [(community, report) for community, reports in found.items() for report in reports], missing
+
+
 @router.get("/declarations/{declaration_id}/households.csv", response_class=Response)
 async def households_csv(runtime: RuntimeDep, principal: CurrentPrincipal, declaration_id: str) -> Response:
     """Every household reported in the communities in view, one CSV (UTF-8 with a BOM), by community and household;
     ``Anju-Unavailable`` names a community whose register could not be read."""
     shown = await _in_view(runtime, principal, declaration_id)
-
-    def read(_community: str, store: AlertStore) -> list[ResidentReport]:
-        return store.reports(declaration_id)
-
-    found, missing = await runtime.reader.each([p.community for p in shown.parts if p.state == "declared"], read)
-    rows = [(community, report) for community, reports in found.items() for report in reports]
+    rows, missing = await _reports(runtime, shown)
     text = register_csv(shown.fields, rows, lambda ms: local_text(ms, TIMEZONE), with_community=True)
     headers = {"Content-Disposition": f'attachment; filename="{declaration_id}-households.csv"'}
     if missing:

@@ -69,3 +69,23 @@ def test_positions_and_counts_agree_with_reading_every_row() -> None:
         assert store.report_counts(["inc-one", "inc-two"]) == summary(reports)
         assert store.report_counts(["inc-one"]) == summary(r for r in reports if r.incident_id == "inc-one")
         assert store.report_counts([]) == summary([])
+
+
+def test_the_district_summary_escapes_what_people_typed_and_lists_who_needs_help_first() -> None:
+    from alerts.incident_summary import district_summary_html
+
+    reports = [
+        ("east", ResidentReport(incident_id="inc-d1", household="1栋101", status=HouseholdStatus.SAFE,
+                                reported_by="li", reported_ms=T0)),
+        ("west", ResidentReport(incident_id="inc-d1", household="2栋<b>", status=HouseholdStatus.UNREACHABLE,
+                                note="<script>x</script>", reported_by="li", reported_ms=T0)),
+        ("east", ResidentReport(incident_id="inc-d1", household="1栋102", status=HouseholdStatus.NEEDS_HELP,
+                                reported_by="li", reported_ms=T0)),
+    ]  # fmt: skip
+    page = district_summary_html(incident_id="inc-d1", title="暴雨 <i>", kind="flood", declared_by="wang",
+                                 declared_ms=T0, notice_zh=None, parts=[("east", "declared", None),
+                                 ("west", "pending", "HTTP 503")], reports=reports, fields=[], now_ms=T0)  # fmt: skip
+    assert "<script>" not in page and "&lt;script&gt;" in page and "暴雨 &lt;i&gt;" in page
+    assert page.index("1栋102") < page.index("2栋&lt;b&gt;"), "needs help before unreachable"
+    assert "1栋101" not in page, "the safe are counted, not listed"
+    assert "HTTP 503" in page and "等待中" in page

@@ -169,6 +169,14 @@ def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_w
         assert [(r[0], r[1], r[2]) for r in rows[1:]] == [("east", "1栋101", "safe"), ("east", "1栋102", "needs-help"),
                                                           ("west", "3栋301", "unreachable")]  # fmt: skip
 
+        printed = office.get(f"/api/v1/declarations/{incident_id}/summary.html")
+        assert printed.status_code == 200 and printed.headers["content-type"].startswith("text/html")
+        for text in ("跨社区突发事件情况报告", "锦江暴雨内涝", "请勿前往地下车库", "1栋102", "3栋301", "east", "west"):
+            assert text in printed.text, text
+        assert "1栋101" not in printed.text, "a safe household is counted, not listed"
+        mine_printed = chunxi.get(f"/api/v1/declarations/{incident_id}/summary.html").text
+        assert "1栋102" in mine_printed and "3栋301" not in mine_printed and "<td>west</td>" not in mine_printed
+
         mine = chunxi.get(f"/api/v1/declarations/{incident_id}").json()
         assert [p["community"] for p in mine["parts"]] == ["east"], "a sub-district sees its own communities' parts"
         assert mine["households"]["unreachable"] == 0

@@ -48,7 +48,9 @@ function declarations(rows) {
       el("div", { class: "facts" }, `${when(d.declared_at)} · ${d.declared_by} · 平安 ${d.households.safe ?? 0} · 需帮助 ${d.households["needs-help"] ?? 0} · 失联 ${d.households.unreachable ?? 0}`),
       el("ul", {}, ...d.parts.map((p) => el("li", { "data-part": p.community, "data-state": p.state },
         `${p.community}: ${PART[p.state] || p.state}${p.error && p.state !== "declared" ? ` — ${p.error}` : ""}`))),
-      el("div", { class: "actions" }, el("a", { class: "button", href: `/api/v1/declarations/${encodeURIComponent(d.id)}/households.csv` }, "导出住户 CSV / Export"))))
+      el("div", { class: "actions" },
+        el("a", { class: "button", href: `/api/v1/declarations/${encodeURIComponent(d.id)}/summary.html` }, "情况报告 / Summary"),
+        el("a", { class: "button", href: `/api/v1/declarations/${encodeURIComponent(d.id)}/households.csv` }, "导出住户 CSV / Export"))))
     : [el("p", { class: "empty" }, "暂无 / none")]));
 }
 
