@@ -334,3 +334,29 @@ def test_no_district_operation_answers_a_server_error_or_breaks_its_schema(distr
         assert declared.status_code == 201, declared.text
         (part,) = declared.json()["parts"]
         assert part["state"] == "pending" and "ConnectError" in part["error"], "its hub is nowhere: tried again later"
+
+
+@pytest.mark.anyio
+async def test_a_node_without_the_hubs_token_only_reads(database_url: str, tmp_path: Path) -> None:
+    """Declaring needs the hubs' token (``hub_token_file``): without it the node answers 503 saying so, and records
+    nothing."""
+    from hub.district.app import create_district_app
+    from hub.district.settings import DistrictSettings
+
+    shard_map = tmp_path / "city.yaml"
+    shard_map.write_text(SHARD_MAP, encoding="utf-8")
+    token = secrets.token_hex(24)
+    settings = DistrictSettings(shard_map=shard_map, alerts_database=database_url, data_dir=tmp_path / "data",
+                                api_token=token)  # fmt: skip
+    app = create_district_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
+                                     headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
+            answer = await client.post("/api/v1/declarations", json={"by": "ops", "kind": "fire", "title": "演练",
+                                                                     "communities": ["hongxing"]})  # fmt: skip
+            assert answer.status_code == 503 and "hub_token_file" in answer.json()["detail"]
+            assert (await client.get("/api/v1/declarations")).json() == []
+            page = await client.get("/app/")
+            assert page.status_code == 200 and "district.js" in page.text
+            assert "script-src 'self'" in page.headers["content-security-policy"]
