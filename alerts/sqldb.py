@@ -31,6 +31,7 @@ __all__ = [
     "DatabaseError",
     "Fence",
     "FencedOut",
+    "InvalidValue",
     "Row",
     "Session",
     "append_only_ddl",
@@ -46,6 +47,12 @@ _SCHEMA_NAME = re.compile(r"^[a-z0-9_-]{1,63}$")
 
 class DatabaseError(Exception):
     """The database could not be opened or reached; the message names which one and why (never its password)."""
+
+
+class InvalidValue(ValueError):
+    """A value the database will not store or compare — text with a NUL character (PostgreSQL refuses it), a number
+    out of its column's range: SQLSTATE class 22, the caller's input at fault, not the database. Nothing was
+    written (the transaction rolled back); the API answers 422."""
 
 
 class FencedOut(DatabaseError):
@@ -356,9 +363,12 @@ class PostgresDatabase(Database):
                 raise
             self._memo = session.memo
 
-    def _refusal(self, exc: BaseException) -> DatabaseError | None:
-        """The error to raise for a write the server refused on purpose (the fence, the audit chain), else None."""
+    def _refusal(self, exc: BaseException) -> DatabaseError | InvalidValue | None:
+        """The error to raise for a write the server refused on purpose (the fence, the audit chain) or for a value
+        it cannot take (class 22), else None."""
         state = getattr(exc, "sqlstate", None)
+        if state is not None and state.startswith("22"):
+            return InvalidValue(_first_line(exc))
         if state == FENCE_SQLSTATE:
             return FencedOut(f"PostgreSQL {self.where}: write refused, this hub no longer holds the lease")
         if state == CHAIN_SQLSTATE:
@@ -370,7 +380,10 @@ class PostgresDatabase(Database):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._read_lock:
-            return list(self._read_connection().execute(_pg_sql(sql), params).fetchall())
+            try:
+                return list(self._read_connection().execute(_pg_sql(sql), params).fetchall())
+            except self._psycopg.DataError as exc:
+                raise InvalidValue(_first_line(exc)) from None
 
     def stream(self, sql: str, params: Sequence[Any] = (), *, page: int = 500) -> Generator[list[Any], None, None]:
         with self._read_lock:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from alerts.service import NotFoundError, TransitionError
+from alerts.sqldb import InvalidValue
 from hub.identity import UserProblem
 
 __all__ = ["ParameterProblem", "identity_errors", "install_problem_handlers", "problem", "service_errors"]
@@ -81,6 +82,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [{"loc": [exc.where, exc.name], "msg": exc.why, "input": repr(exc.value)[:200]}]
         return problem(exc.status, _title(exc.status), str(exc), errors=errors)
 
+    async def invalid_value(request: Request, exc: Exception) -> JSONResponse:
+        return problem(422, "Invalid request", f"一个值无法保存 / a value the database cannot take: {exc}")
+
+    app.add_exception_handler(InvalidValue, invalid_value)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(ParameterProblem, parameter_error)
     app.add_exception_handler(RequestValidationError, validation_error)

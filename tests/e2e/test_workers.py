@@ -291,7 +291,10 @@ def test_a_hub_that_cannot_start_is_started_again_with_a_back_off(fleet: Fleet, 
     try:
         w1 = start("w1")
         seen: list[str] = []
-        until("two failed starts", lambda: log_text(w1, seen).count("community east: its hub exited") >= 2, 60, (w1,))
+        try:
+            until("two failed starts", lambda: log_text(w1, seen).count("community east: its hub exited") >= 2, 120)
+        except pytest.fail.Exception:
+            pytest.fail("not within 120 s: two failed starts; the worker said:\n" + "\n".join(seen[-80:]))
         text = log_text(w1, seen)
         assert "starting again in 1 s" in text and "starting again in 2 s" in text, "the back-off doubles"
     finally:

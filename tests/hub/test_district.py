@@ -360,3 +360,16 @@ async def test_a_node_without_the_hubs_token_only_reads(database_url: str, tmp_p
             page = await client.get("/app/")
             assert page.status_code == 200 and "district.js" in page.text
             assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_text_postgresql_cannot_store_is_a_422_naming_it_not_a_server_error(district: District) -> None:
+    """PostgreSQL refuses a NUL character in text (SQLite takes it): a login or a lookup carrying one is the caller's
+    bad input, answered 422 (found by the fuzz above, on the district's PostgreSQL identity store)."""
+    with httpx.Client(base_url=district.base, timeout=20) as client:
+        answer = client.post("/api/v1/auth/login", json={"username": "wa\u0000ng", "password": PASSWORD})
+        assert answer.status_code == 422 and "NUL" in answer.json()["detail"], answer.text
+        fine = client.post("/api/v1/auth/login", json={"username": "wang", "password": PASSWORD})
+        assert fine.status_code == 200
+        bearer = {"Authorization": f"Bearer {fine.json()['access_token']}"}
+        lookup = client.get("/api/v1/communities/hongxing/alerts/hx%001", headers=bearer)
+        assert lookup.status_code == 422, lookup.text
