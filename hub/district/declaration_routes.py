@@ -9,6 +9,7 @@ status, with their sum; ``households.csv`` exports every community's register in
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from alerts.incident_summary import district_summary_html
-from alerts.incidents import HouseholdStatus, IncidentKind, ResidentReport, register_csv, summary
+from alerts.incidents import HouseholdStatus, IncidentKind, ResidentReport, register_csv
 from alerts.mobilisation import local_text
 from alerts.store import AlertStore
 from hub.api.deps import CurrentPrincipal, requires
@@ -94,14 +95,15 @@ def _visible(declaration: Declaration, seen: list[str]) -> Declaration | None:
     parts = tuple(p for p in declaration.parts if p.community in seen)
     if not parts:
         return None
-    return Declaration(**{**{f: getattr(declaration, f) for f in Declaration.__dataclass_fields__}, "parts": parts})
+    return dataclasses.replace(declaration, parts=parts)
 
 
 async def _households(runtime: DistrictRuntime, declaration: Declaration) -> dict[str, dict[str, int] | None]:
-    declared = [p.community for p in declaration.parts if p.state == "declared"]
+    """Each community's households by status, counted where the incident runs (None elsewhere, or unreadable)."""
+    declared = [p.community for p in declaration.parts if p.declared_ms is not None]
 
     def read(_community: str, store: AlertStore) -> dict[str, int]:
-        return summary(store.reports(declaration.id))
+        return store.report_counts([declaration.id])
 
     found, _missing = await runtime.reader.each(declared, read)
     return {p.community: found.get(p.community) for p in declaration.parts}
