@@ -734,6 +734,25 @@ def _alert_from(row: Row) -> Alert:
     )
 
 
+def _alert_where(
+    states: Collection[str] | None, grades: Collection[Grade], after: tuple[int, str] | None
+) -> tuple[str, list[object]]:
+    """The WHERE clause (or "") and its parameters of an alert list: in ``states`` (values; None: any), in
+    ``grades`` (empty: any), after the position ``(opened_at_ms, id)`` in the newest-first order."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if states is not None:
+        clauses.append(f"state IN ({', '.join('?' * len(states))})")
+        params += sorted(states)
+    if grades:
+        clauses.append(f"grade IN ({', '.join('?' * len(grades))})")
+        params += sorted(int(g) for g in grades)
+    if after is not None:
+        clauses.append("(opened_at_ms < ? OR (opened_at_ms = ? AND id > ?))")
+        params += [after[0], after[0], after[1]]
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
 def _notification_from(row: Row) -> Notification:
     return Notification(**{name: row[name] for name in row.keys()})  # noqa: SIM118 - Row
 
@@ -831,20 +850,10 @@ class AlertStore:
         """The positions ``(opened_at_ms, id)`` of up to ``limit`` alerts in ``list_alerts``' order, in ``states``
         (None: any) and ``grades`` (empty: any), after ``after``: a page's keys without reading its rows, for a
         caller merging several stores' lists (hub/district/), who then reads only the rows it shows (``get_many``)."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if states is not None:
-            if not states:
-                return []
-            clauses.append(f"state IN ({', '.join('?' * len(states))})")
-            params += sorted(s.value for s in states)
-        if grades:
-            clauses.append(f"grade IN ({', '.join('?' * len(grades))})")
-            params += sorted(int(g) for g in grades)
-        if after is not None:
-            clauses.append("(opened_at_ms < ? OR (opened_at_ms = ? AND id > ?))")
-            params += [after[0], after[0], after[1]]
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        if states is not None and not states:
+            return []
+        wanted = None if states is None else {s.value for s in states}
+        where, params = _alert_where(wanted, grades, after)
         sql = f"SELECT opened_at_ms, id FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
         return [(r["opened_at_ms"], r["id"]) for r in self._query(sql, (*params, limit))]
 
@@ -902,17 +911,9 @@ class AlertStore:
         wanted = None if states is None else {s.value for s in states}
         if state is not None:
             wanted = {state.value} if wanted is None else wanted & {state.value}
-        clauses: list[str] = []
-        params: list[object] = []
-        if wanted is not None:
-            if not wanted:
-                return []
-            clauses.append(f"state IN ({', '.join('?' * len(wanted))})")
-            params += sorted(wanted)
-        if after is not None:
-            clauses.append("(opened_at_ms < ? OR (opened_at_ms = ? AND id > ?))")
-            params += [after[0], after[0], after[1]]
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        if wanted is not None and not wanted:
+            return []
+        where, params = _alert_where(wanted, (), after)
         sql = f"SELECT * FROM alerts {where} ORDER BY opened_at_ms DESC, id LIMIT ?"
         if matching is None:
             return [_alert_from(r) for r in self._query(sql, (*params, _ALL if limit < 0 else limit))]

@@ -4,6 +4,6 @@ A package of its own, standard library only, because both ``anju-hub`` and ``anj
 not import the hub (a Pi installs ``.[edge]`` alone). See ``_notify`` for the protocol and the watchdog's rules.
 """
 
-from systemd_notify._notify import notify, watchdog_forever, watchdog_interval_s
+from systemd_notify._notify import notify, serving, watchdog_forever, watchdog_interval_s
 
-__all__ = ["notify", "watchdog_forever", "watchdog_interval_s"]
+__all__ = ["notify", "serving", "watchdog_forever", "watchdog_interval_s"]

@@ -10,10 +10,11 @@ the demo) every call does nothing.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 __all__ = ["notify", "watchdog_forever", "watchdog_interval_s"]
 
@@ -73,3 +74,16 @@ async def watchdog_forever(alive: Callable[[], bool] | None = None) -> None:
                 interval_s,
             )
         await asyncio.sleep(interval_s / 2)
+
+
+@contextlib.asynccontextmanager
+async def serving(name: str) -> AsyncIterator[None]:
+    """While the body runs, the service is ready: READY=1 on entry, the watchdog fed (task ``name``), and
+    STOPPING=1 on exit — what an API server's lifespan says once everything it serves is open."""
+    notify("READY=1")
+    watchdog = asyncio.create_task(watchdog_forever(), name=name)
+    try:
+        yield
+    finally:
+        notify("STOPPING=1")
+        watchdog.cancel()

@@ -35,7 +35,7 @@ from hub.api.routes import (
 from hub.runtime import open_runtime
 from hub.settings import HubSettings
 from hub.web import install_pages
-from systemd_notify import notify, watchdog_forever
+from systemd_notify import serving
 
 __all__ = ["create_app"]
 
@@ -50,13 +50,8 @@ def create_app(settings: HubSettings) -> FastAPI:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
             app.state.cursor_key = await asyncio.to_thread(load_cursor_key, settings.data_dir)
-            notify("READY=1")  # under systemd (Type=notify): the runtime is up, the API listens next
-            watchdog = asyncio.create_task(watchdog_forever(), name="hub-systemd-watchdog")
-            try:
+            async with serving("hub-systemd-watchdog"):  # under systemd (Type=notify): the runtime is up
                 yield
-            finally:
-                notify("STOPPING=1")
-                watchdog.cancel()
 
     app = FastAPI(
         title="Anju 安居 hub API",

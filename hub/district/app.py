@@ -43,7 +43,7 @@ from hub.identity import IdentityStore, Role
 from hub.runtime import identity
 from hub.shards import load_shard_map
 from hub.web import DISTRICT_PAGES, DISTRICT_REDIRECTS, install_pages
-from systemd_notify import notify, watchdog_forever
+from systemd_notify import serving
 
 __all__ = ["create_district_app"]
 
@@ -203,13 +203,8 @@ def create_district_app(settings: DistrictSettings) -> FastAPI:
             scopes = DistrictScopes(shards)
             app.state.runtime = DistrictRuntime(shards, identity(settings, scopes, store), reader, fan_out)
             app.state.cursor_key = await asyncio.to_thread(_cursor_key, settings.data_dir)
-            notify("READY=1")
-            watchdog = asyncio.create_task(watchdog_forever(), name="district-systemd-watchdog")
-            try:
+            async with serving("district-systemd-watchdog"):
                 yield
-            finally:
-                notify("STOPPING=1")
-                watchdog.cancel()
         finally:
             handing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -36,15 +36,17 @@ def hub_url(mosquitto: int, demo_deployment: Path, tmp_path: Path) -> Iterator[t
         yield served
 
 
-def test_no_operation_answers_a_server_error_or_breaks_its_schema(hub_url: tuple[str, str]) -> None:
-    base, token = hub_url
+def fuzz_schema(base: str, token: str, skipped: set[tuple[str, str]] = frozenset()) -> tuple[int, list[str]]:
+    """Every operation of the OpenAPI schema at ``base`` (but ``skipped``), ``EXAMPLES`` requests each with the
+    ``token``: how many operations ran, and each one's first failure (a 5xx, or a documented answer in another
+    shape). Shared by the hub's fuzz and the district node's (tests/hub/test_district.py)."""
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     headers = {"Authorization": f"Bearer {token}"}
     failures: list[str] = []
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
-        if (operation.method.upper(), operation.path) in SKIPPED:
+        if (operation.method.upper(), operation.path) in skipped:
             continue
         operations += 1
 
@@ -65,5 +67,11 @@ def test_no_operation_answers_a_server_error_or_breaks_its_schema(hub_url: tuple
         except (Exception, FailureGroup) as exc:  # each operation's first failure, reported together
             detail = "; ".join(str(e)[:300] for e in getattr(exc, "exceptions", [exc]))
             failures.append(f"{operation.method.upper()} {operation.path}: {detail}")
+    return operations, failures
+
+
+def test_no_operation_answers_a_server_error_or_breaks_its_schema(hub_url: tuple[str, str]) -> None:
+    base, token = hub_url
+    operations, failures = fuzz_schema(base, token, SKIPPED)
     assert operations > 50, "the schema lists the hub's routes"
     assert not failures, "\n\n".join(failures)

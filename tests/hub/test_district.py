@@ -8,7 +8,6 @@ node runs as the real ``anju-hub district serve`` process, its users made with t
 
 from __future__ import annotations
 
-import os
 import queue
 import secrets
 import signal
@@ -93,6 +92,14 @@ def _write_communities(url: str) -> None:
                     store.save_report(report, ("inc-flood", None, "report", "li-na", "app", T0 + 1, household))
 
 
+def _city_files(directory: Path, database_url: str) -> tuple[Path, Path, Path]:
+    """The shard map, the file with the database's URL, and the users' password file, written in ``directory``."""
+    files = (directory / "city.yaml", directory / "database.url", directory / "password")
+    for path, text in zip(files, (SHARD_MAP, database_url + "\n", PASSWORD + "\n"), strict=True):
+        path.write_text(text, encoding="utf-8")
+    return files
+
+
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hub", *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
 
@@ -117,12 +124,7 @@ class District:
 @pytest.fixture
 def district(database_url: str, tmp_path: Path) -> Iterator[District]:
     _write_communities(database_url)
-    shard_map = tmp_path / "city.yaml"
-    shard_map.write_text(SHARD_MAP, encoding="utf-8")
-    url_file = tmp_path / "database.url"
-    url_file.write_text(database_url + "\n", encoding="utf-8")
-    password = tmp_path / "password"
-    password.write_text(PASSWORD + "\n", encoding="utf-8")
+    shard_map, url_file, password = _city_files(tmp_path, database_url)
     users = ["users", "--shard-map", str(shard_map), "--database-file", str(url_file)]
     for name, role, person in (("wang", "emergency_office", None), ("chen", "sub_district", "chunxi")):
         linked = ["--person", person] if person else []
@@ -264,12 +266,7 @@ def test_the_district_node_writes_nothing_to_a_community(database_url: str) -> N
 
 
 def test_district_users_and_settings_are_refused_by_name(database_url: str, tmp_path: Path) -> None:
-    shard_map = tmp_path / "city.yaml"
-    shard_map.write_text(SHARD_MAP, encoding="utf-8")
-    url_file = tmp_path / "database.url"
-    url_file.write_text(database_url + "\n", encoding="utf-8")
-    password = tmp_path / "password"
-    password.write_text(PASSWORD + "\n", encoding="utf-8")
+    shard_map, url_file, password = _city_files(tmp_path, database_url)
     users = ["users", "--shard-map", str(shard_map), "--database-file", str(url_file)]
     add = [*users, "add", "zhou", "--password-file", str(password)]
     refused = {
@@ -300,32 +297,9 @@ def test_district_users_and_settings_are_refused_by_name(database_url: str, tmp_
 def test_no_district_operation_answers_a_server_error_or_breaks_its_schema(district: District) -> None:
     """Schemathesis over the node's published OpenAPI schema, as on a hub (tests/hub/test_api_fuzz.py): no 5xx, and
     every documented answer in its documented shape."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.core.failures import FailureGroup
-    from schemathesis.specs.openapi.checks import response_schema_conformance
+    from tests.hub.test_api_fuzz import fuzz_schema
 
-    schema = schemathesis.openapi.from_url(f"{district.base}/openapi.json")
-    headers = {"Authorization": f"Bearer {district.token}"}
-    failures: list[str] = []
-    operations = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        operations += 1
-
-        @settings(max_examples=int(os.environ.get("ANJU_FUZZ_EXAMPLES", "12")), deadline=None, derandomize=True,
-                  database=None, suppress_health_check=list(HealthCheck))  # fmt: skip
-        @given(case=operation.as_strategy())
-        def run(case: schemathesis.Case) -> None:
-            response = case.call(base_url=district.base, headers=headers, timeout=15)
-            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
-
-        try:
-            run()
-        except (Exception, FailureGroup) as exc:  # each operation's first failure, reported together
-            detail = "; ".join(str(e)[:300] for e in getattr(exc, "exceptions", [exc]))
-            failures.append(f"{operation.method.upper()} {operation.path}: {detail}")
+    operations, failures = fuzz_schema(district.base, district.token)
     assert operations >= 11, "the schema lists the node's routes"
     assert not failures, "\n\n".join(failures)
     with district.login("wang") as office:

@@ -85,17 +85,19 @@ def test_the_unit_runs_the_hub_sandboxed_with_its_watchdog() -> None:
     assert "ANJU_MQTT_PASSWORD_FILE=/etc/anju-hub/mqtt.password" in environment
 
 
+def _service(path: Path) -> configparser.SectionProxy:
+    """The ``[Service]`` section of the unit file at ``path`` (keys case-sensitive, as systemd's are)."""
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(path, encoding="utf-8")
+    return unit["Service"]
+
+
 def test_the_worker_unit_stops_its_hubs_itself_and_names_only_settings() -> None:
     """The worker unit (deploy/systemd/anju-hub-worker.service) is the hub unit's sandbox with what a worker needs:
     SIGTERM to the worker alone (it stops its hubs in order), the shard map checked before start, the database set."""
     worker_unit = UNIT.with_name("anju-hub-worker.service")
-    units = []
-    for path in (UNIT, worker_unit):
-        unit = configparser.ConfigParser(strict=False, interpolation=None)
-        unit.optionxform = str  # type: ignore[assignment,method-assign]
-        unit.read(path, encoding="utf-8")
-        units.append(unit["Service"])
-    hub, worker = units
+    hub, worker = _service(UNIT), _service(worker_unit)
     assert worker["ExecStart"] == "/opt/anju-hub/venv/bin/anju-hub worker"
     assert worker["ExecStartPre"] == "/opt/anju-hub/venv/bin/anju-hub shards check /etc/anju-hub/shards.yaml"
     assert (worker["Type"], worker["NotifyAccess"], worker["KillMode"]) == ("notify", "main", "mixed")
@@ -123,13 +125,7 @@ def test_the_district_unit_has_the_hub_sandbox_and_names_only_its_settings() -> 
     from hub.district.settings import DistrictSettings
 
     district_unit = UNIT.with_name("anju-district.service")
-    units = []
-    for path in (UNIT, district_unit):
-        unit = configparser.ConfigParser(strict=False, interpolation=None)
-        unit.optionxform = str  # type: ignore[assignment,method-assign]
-        unit.read(path, encoding="utf-8")
-        units.append(unit["Service"])
-    hub, district = units
+    hub, district = _service(UNIT), _service(district_unit)
     assert district["ExecStart"] == "/opt/anju-hub/venv/bin/anju-hub district serve"
     assert (district["StateDirectory"], district["ReadWritePaths"]) == ("anju-district", "/var/lib/anju-district")
     differing = {"ExecStart", "ExecStartPre", "Environment", "StateDirectory", "ReadWritePaths", "TimeoutStopSec"}
