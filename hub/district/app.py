@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from alerts.model import OPEN_STATES, AlertState, Grade
@@ -40,6 +41,7 @@ from hub.district.reader import DistrictReader, Position, Unavailable
 from hub.district.scopes import DistrictScopes
 from hub.district.settings import DISTRICT_SCHEMA, DistrictSettings
 from hub.identity import IdentityStore, Role
+from hub.metrics import Counter
 from hub.runtime import identity
 from hub.shards import load_shard_map
 from hub.web import DISTRICT_PAGES, DISTRICT_REDIRECTS, install_pages
@@ -93,6 +95,13 @@ _INCIDENT_PAGES = paging("district-incidents", default=100, maximum=1000, shape=
 async def health(runtime: RuntimeDep) -> HealthOut:
     """Liveness: the node is up (it reads no community here; ``/communities`` does)."""
     return HealthOut(status="ok", communities=len(runtime.reader.communities))
+
+
+async def metrics(runtime: RuntimeDep, request: Request) -> PlainTextResponse:
+    """The node's counters in the Prometheus text format (mounted at ``/metrics``, as on a hub)."""
+    counters = (request.app.state.refused, runtime.reader.failures, runtime.fan_out.attempts)
+    text = "\n".join(line for counter in counters for line in counter.render()) + "\n"
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @router.get("/auth/me")
@@ -221,9 +230,15 @@ def create_district_app(settings: DistrictSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.refused = Counter("anju_district_api_refused_total", "API requests refused before any route, by reason.")
     install_problem_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, refused=lambda: None)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api_max_body_bytes,
+        refused=lambda: app.state.refused.inc(reason="body_too_large"),
+    )
     for module_router in (open_router, auth.router, router, declaration_routes.router):
         app.include_router(module_router, prefix="/api/v1")
+    app.add_api_route("/metrics", metrics, methods=["GET"], response_class=PlainTextResponse, include_in_schema=False)
     install_pages(app, DISTRICT_PAGES, DISTRICT_REDIRECTS)
     return app

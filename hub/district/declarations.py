@@ -34,6 +34,7 @@ import httpx
 from alerts.incidents import IncidentKind
 from alerts.sqldb import Database, Row, open_database
 from hub.lease import leases
+from hub.metrics import Counter
 from hub.shards import ShardMap
 
 __all__ = ["Declaration", "Declarations", "FanOut", "Part", "PartState"]
@@ -226,8 +227,11 @@ class FanOut:
         self._token = hub_token
         self._template = hub_url_template
         self._wake = asyncio.Event()
-        self.attempts = 0
-        self.failures = 0
+        self.attempts = Counter(
+            "anju_district_handover_attempts_total",
+            "Attempts to hand a declaration (and its notice) to a community's hub, by outcome: declared, pending "
+            "(tried again), refused.",
+        )
 
     @property
     def can_declare(self) -> bool:
@@ -255,7 +259,6 @@ class FanOut:
         """One try at ``community``'s hub — the incident, then its notice if it has one — its outcome recorded."""
         part = next(p for p in declaration.parts if p.community == community)
         retry_s = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(part.attempts, 10))
-        self.attempts += 1
         state: PartState = "pending"
         error: str | None = None
         declared = False
@@ -277,8 +280,8 @@ class FanOut:
                     state, error = "declared", f"通知未发出 / notice not sent: {error}"
                 elif error is not None:
                     error = f"notice: {error}"
+        self.attempts.inc(outcome=state)
         if error is not None:
-            self.failures += 1
             log.warning("incident %s in %s: %s (%s)", declaration.id, community, state, error)
         await asyncio.to_thread(
             self.declarations.settle, declaration.id, community, state, error=error, retry_s=retry_s, declared=declared

@@ -22,6 +22,7 @@ from alerts.incidents import Incident, summary
 from alerts.model import Alert, AlertState, Grade, Transition
 from alerts.sqldb import DatabaseError
 from alerts.store import AlertStore
+from hub.metrics import Counter
 from hub.settings import alerts_schema
 
 __all__ = ["CommunityStatus", "DistrictReader", "Position", "Unavailable"]
@@ -63,8 +64,9 @@ class DistrictReader:
     def __init__(self, url: str, communities: Iterable[str]) -> None:
         self.communities = sorted(communities)
         self._stores = {c: AlertStore(url, schema=alerts_schema(c), read_only=True) for c in self.communities}
-        self.failures = 0
-        """Reads that failed since start (each names its community in the log)."""
+        self.failures = Counter(
+            "anju_district_read_failures_total", "Reads of a community's alert state that failed, by community."
+        )
 
     def close(self) -> None:
         for store in self._stores.values():
@@ -74,7 +76,7 @@ class DistrictReader:
         try:
             return await asyncio.to_thread(work, community, self._stores[community])
         except (DatabaseError, psycopg.Error) as exc:
-            self.failures += 1
+            self.failures.inc(community=community)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning("community %s: alert state not readable: %s", community, reason)
             raise Unavailable(community, reason) from None

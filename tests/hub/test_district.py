@@ -347,3 +347,10 @@ def test_text_postgresql_cannot_store_is_a_422_naming_it_not_a_server_error(dist
         bearer = {"Authorization": f"Bearer {fine.json()['access_token']}"}
         lookup = client.get("/api/v1/communities/hongxing/alerts/hx%001", headers=bearer)
         assert lookup.status_code == 422, lookup.text
+        huge = client.post("/api/v1/declarations", content=b"x" * (2 << 20), headers=bearer)
+        assert huge.status_code == 413
+        client.get("/api/v1/communities", headers=bearer)  # dongfeng cannot be read: counted
+        metrics = client.get("/metrics").text
+    assert 'anju_district_api_refused_total{reason="body_too_large"} 1' in metrics, metrics
+    assert 'anju_district_read_failures_total{community="dongfeng"}' in metrics, metrics
+    assert "anju_district_handover_attempts_total 0" in metrics, "no declaration yet"
