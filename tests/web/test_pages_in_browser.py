@@ -17,6 +17,9 @@ from tests.hub.harness import T0, Hub, eventually, gateway, running_hub
 from tests.hub.identity_support import PASSWORD, add_users, identity_deployment
 
 pytestmark = pytest.mark.anyio
+expect.set_options(timeout=15_000)
+"""An expectation waits up to 15 s, not Playwright's 5 s: with the soak and another test file beside, a page's next
+request can take that long. Each still fails if the page never gets there."""
 
 
 @pytest.fixture
