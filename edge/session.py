@@ -424,8 +424,11 @@ class MqttSession:
         # would raise ``NotConnected`` right after this very ``Connected`` (the owner would wait for a next one).
         self._thread = threading.current_thread()
         send_at_once(client.socket())
-        self.publish_birth()
+        # Subscribe before the birth: the broker takes one client's packets in order, so the subscription is in place
+        # when the hub sees the birth — the hub answers a birth with commands (cmd/time), which would otherwise race
+        # the SUBSCRIBE and be lost on a busy broker (a first connection has no earlier subscription to catch them).
         client.subscribe([(name, 1) for name in self._subscriptions])
+        self.publish_birth()
         self._connected = True
         self._emit(Connected(self.host, self.port))
 
