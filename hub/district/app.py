@@ -33,6 +33,7 @@ from hub.api.paging import LINKED, CursorKey, PageRequest, load_cursor_key, page
 from hub.api.problems import install_problem_handlers
 from hub.api.routes import auth
 from hub.api.routes.alerts import AlertPublic, TransitionPublic
+from hub.api.routes.auth import PrincipalOut
 from hub.api.routes.incidents import IncidentPublic
 from hub.district import declaration_routes
 from hub.district.declarations import Declarations, FanOut
@@ -40,7 +41,7 @@ from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view, say_
 from hub.district.reader import DistrictReader, Position, Unavailable
 from hub.district.scopes import DistrictScopes
 from hub.district.settings import DISTRICT_SCHEMA, DistrictSettings
-from hub.identity import IdentityStore, Role
+from hub.identity import IdentityStore
 from hub.metrics import Counter
 from hub.runtime import identity
 from hub.shards import load_shard_map
@@ -55,12 +56,7 @@ class HealthOut(BaseModel):
     communities: int
 
 
-class MeOut(BaseModel):
-    name: str
-    role: Role
-    role_zh: str
-    person: str | None
-    via: str
+class MeOut(PrincipalOut):
     communities: list[str] = Field(description="the communities in view")
 
 
@@ -106,8 +102,7 @@ async def metrics(runtime: RuntimeDep, request: Request) -> PlainTextResponse:
 
 @router.get("/auth/me")
 async def me(principal: CurrentPrincipal, runtime: RuntimeDep) -> MeOut:
-    return MeOut(name=principal.name, role=principal.role, role_zh=principal.role.title_zh, person=principal.person,
-                 via=principal.via, communities=in_view(runtime, principal))  # fmt: skip
+    return MeOut(**PrincipalOut.fields_of(principal), communities=in_view(runtime, principal))
 
 
 @router.get("/communities")

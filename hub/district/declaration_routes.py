@@ -155,7 +155,7 @@ async def declare(runtime: RuntimeDep, principal: CurrentPrincipal, body: Declar
         by=_acting(principal, body.by), communities=communities, notice_zh=body.notice_zh, notice_en=body.notice_en,
     )  # fmt: skip
     async with httpx.AsyncClient(timeout=HUB_TIMEOUT_S) as client:
-        await asyncio.gather(*(fan_out.attempt(client, declaration, c) for c in communities))
+        await fan_out.attempt_all(client, [(declaration, c) for c in communities])
     fan_out.wake()
     found = await asyncio.to_thread(fan_out.declarations.get, declaration.id)
     assert found is not None

@@ -25,7 +25,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -240,29 +240,46 @@ class FanOut:
     def wake(self) -> None:
         self._wake.set()
 
-    async def hub_url(self, community: str) -> str | None:
-        """Where ``community``'s hub answers now, or None (no holder: nobody runs it at the moment)."""
+    async def hub_urls(self, communities: Collection[str]) -> dict[str, str | None]:
+        """Where each community's hub answers now, or None (no holder: nobody runs it at the moment), from one read
+        of the lease table."""
         if self._template is not None:
-            return self._template.format(community=community).rstrip("/")
-        for lease in await asyncio.to_thread(leases, self._url, read_only=True):
-            if lease.community != community:
-                continue
-            worker, _, of = lease.holder.rpartition(":")
+            return {c: self._template.format(community=c).rstrip("/") for c in communities}
+        holders = {
+            lease.community: lease.holder for lease in await asyncio.to_thread(leases, self._url, read_only=True)
+        }
+        found: dict[str, str | None] = {}
+        for community in communities:
+            worker, _, of = holders.get(community, "").rpartition(":")
             if of != community or not worker:
-                return None  # a hub not run by a worker of this map: give hub_url_template
+                found[community] = None  # nobody, or a hub not run by a worker of this map: give hub_url_template
+                continue
             host = self._shards.hosts.get(worker, "127.0.0.1")
             host = f"[{host}]" if ":" in host else host
-            return f"http://{host}:{self._shards.communities[community].http_port}"
-        return None
+            found[community] = f"http://{host}:{self._shards.communities[community].http_port}"
+        return found
+
+    async def hub_url(self, community: str) -> str | None:
+        return (await self.hub_urls([community]))[community]
+
+    async def attempt_all(self, client: httpx.AsyncClient, pairs: Sequence[tuple[Declaration, str]]) -> None:
+        """One try at each (declaration, community), at once; the hubs' addresses read once for all of them."""
+        urls = await self.hub_urls({community for _, community in pairs})
+        await asyncio.gather(*(self._attempt(client, d, c, urls[c]) for d, c in pairs))
 
     async def attempt(self, client: httpx.AsyncClient, declaration: Declaration, community: str) -> None:
-        """One try at ``community``'s hub — the incident, then its notice if it has one — its outcome recorded."""
+        await self.attempt_all(client, [(declaration, community)])
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, declaration: Declaration, community: str, base: str | None
+    ) -> None:
+        """One try at ``community``'s hub at ``base`` — the incident, then its notice if it has one — its outcome
+        recorded."""
         part = next(p for p in declaration.parts if p.community == community)
         retry_s = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** min(part.attempts, 10))
         state: PartState = "pending"
         error: str | None = None
         declared = False
-        base = await self.hub_url(community)
         if base is None:
             error = "no hub holds the community's lease now"
         else:
@@ -311,7 +328,7 @@ class FanOut:
                 self._wake.clear()
                 try:
                     due = await asyncio.to_thread(self.declarations.due, _now_ms())
-                    await asyncio.gather(*(self.attempt(client, d, c) for d, c in due))
+                    await self.attempt_all(client, due)
                     next_ms = await asyncio.to_thread(self.declarations.next_due_ms)
                 except Exception:
                     log.exception("handing declarations to the hubs failed; trying again in 5 s")

@@ -8,14 +8,14 @@ wrong credentials (the same for an unknown user), 429 with ``Retry-After`` while
 
 import time
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentPrincipal, IdentityDep, RuntimeDep, client_address
 from hub.api.problems import identity_errors
-from hub.identity import Issued, LoginRefused, Role
+from hub.identity import Issued, LoginRefused, Principal, Role
 
 router = APIRouter(tags=["auth"])
 """Login, refresh and logout: what every Anju server with users answers (a hub, the district node)."""
@@ -54,12 +54,24 @@ class CookieSessionOut(BaseModel):
     user: UserBrief
 
 
-class MeOut(BaseModel):
+class PrincipalOut(BaseModel):
+    """Who is calling, as every server's ``/auth/me`` begins (a hub's adds its scope, the district node's its
+    communities)."""
+
     name: str
     role: Role
     role_zh: str
     person: str | None
     via: str
+
+    @staticmethod
+    def fields_of(principal: Principal) -> dict[str, Any]:
+        """The base's fields, for a subclass's constructor."""
+        return PrincipalOut(name=principal.name, role=principal.role, role_zh=principal.role.title_zh,
+                            person=principal.person, via=principal.via).model_dump()  # fmt: skip
+
+
+class MeOut(PrincipalOut):
     community_wide: bool
     grids: list[str]
     buildings: list[str]
@@ -146,6 +158,5 @@ async def logout_all(
 async def me(principal: CurrentPrincipal, runtime: RuntimeDep) -> MeOut:
     scope = principal.scope
     sensors = len(runtime.registry.by_id) if scope.community_wide else len(scope.sensors)
-    return MeOut(name=principal.name, role=principal.role, role_zh=principal.role.title_zh, person=principal.person,
-                 via=principal.via, community_wide=scope.community_wide, grids=sorted(scope.grids),
+    return MeOut(**PrincipalOut.fields_of(principal), community_wide=scope.community_wide, grids=sorted(scope.grids),
                  buildings=sorted(scope.buildings), sensors=sensors)  # fmt: skip
