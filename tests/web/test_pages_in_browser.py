@@ -2,13 +2,15 @@
 in, sees the alerts of their grids arrive live, takes and resolves one in a few taps; the detail page shows the
 readings and the timeline; residents read the public notices without logging in."""
 
+import json
 import shutil
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from protocol import Reading
 from protocol.topics import Channel
@@ -116,11 +118,14 @@ async def test_a_grid_manager_sees_alerts_arrive_live_and_takes_one_to_resolved(
     await expect(first.locator(".deadline")).to_contain_text("升级 / escalates at")
     await check_layout(page, "inbox")
 
-    # A second alarm in wang-li's grid arrives without a reload; one in zhang-wei's grid never shows here.
+    # A second alarm in wang-li's grid arrives without a reload; one in zhang-wei's grid never shows here. The card
+    # already shown stays the same node: a live update never swallows a tap in progress on it.
+    await first.evaluate("card => { card.dataset.probe = 'kept'; }")
     await gas_alarm(hub, 2, "gas-b2-101", 30.0)
     await gas_alarm(hub, 3, "gas-b1-101", 26.0)
     await expect(page.locator("#active article.card")).to_have_count(2)
     await expect(page.locator("#active")).not_to_contain_text("2栋")
+    await expect(page.locator("#active article.card", has_text="1栋301室")).to_have_attribute("data-probe", "kept")
 
     # One tap each: take it, on my way, on site, then resolve with a note.
     card = page.locator("#active article.card", has_text="1栋301室")
@@ -143,6 +148,49 @@ async def test_a_grid_manager_sees_alerts_arrive_live_and_takes_one_to_resolved(
     assert resolved["resolved_note"] == "关阀通风，燃气公司已检修"
     trail = (await hub.api.get(f"/api/v1/alerts/{resolved['id']}/transitions")).json()
     assert [t["channel"] for t in trail if t["by"] == "wang-li"] == ["api"] * 4
+    assert errors == [], errors
+
+
+async def test_the_inbox_keeps_the_newer_of_an_answer_and_a_late_event(hub: Hub, browser: Browser) -> None:
+    """Events of the stream can arrive after the answer to a later step (or after a later event): the inbox keeps the
+    alert as of its newest ``updated_at``, so 接单 is not shown again for an alert already taken. The stream is
+    replaced by one that sends a newer and then an older version of the hub's own alert, in that order."""
+    await add_users(hub, "wang")
+    await gas_alarm(hub, 1, "gas-b1-301", 27.4)
+    alert_id = await first_alert_id(hub)
+    alert: dict[str, Any] = (await hub.api.get(f"/api/v1/alerts/{alert_id}")).json()
+    updated = datetime.fromisoformat(alert["updated_at"])
+    newer = alert | {
+        "state": "acknowledged",
+        "acknowledged_by": "wang-li",
+        "updated_at": (updated + timedelta(seconds=5)).isoformat(),
+    }
+    older = alert | {"state": "open", "updated_at": (updated + timedelta(seconds=1)).isoformat()}
+
+    def event(seq: int, changed: dict[str, Any], from_state: str) -> str:
+        transition = {"from_state": from_state, "to_state": changed["state"], "by": "wang-li", "channel": "api"}
+        data = {"seq": seq, "transition": transition | {"time": changed["updated_at"], "note": ""}, "alert": changed}
+        return f"event: alert\nid: {seq}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    streams: list[str] = []
+
+    async def late_stream(route: Route) -> None:
+        streams.append(route.request.url)
+        body = event(1, newer, "open") + event(2, older, "acknowledged")
+        await route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    page, errors = await phone(browser, hub)
+    await page.route("**/api/v1/stream*", late_stream)
+    await log_in(page, "wang")
+    card = page.locator(f"#alert-{alert_id}")
+    await expect(card).to_have_attribute("data-state", "acknowledged")
+
+    async def reconnected() -> bool:  # the browser opened the stream again (it ended): both events came twice
+        return len(streams) > 1
+
+    await eventually(reconnected, timeout_s=30)
+    await expect(card).to_have_attribute("data-state", "acknowledged")
+    await expect(card.locator("button.primary")).to_have_text("出发 / On my way")
     assert errors == [], errors
 
 
@@ -306,6 +354,22 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
         await expect(page.locator("#households")).to_contain_text(household)
     await expect(page.locator("#counts [data-status=needs-help]")).to_contain_text("1")
     await expect(page.locator("#counts [data-status=safe]")).to_contain_text("2")
+
+    # A report half typed outlives the board's refresh on a live alert: same form, same text, the caret still there.
+    await page.fill("#household", "1-501")
+    await page.fill("#note", "独居老人，电话未接")
+    await page.locator("#report").evaluate("form => { form.dataset.probe = 'kept'; }")
+    reported = await hub.api.post(
+        f"/api/v1/incidents/{incident}/households", json={"by": "committee", "household": "1-601", "status": "safe"}
+    )
+    assert reported.status_code == 200, reported.text
+    await gas_alarm(hub, 1, "gas-b1-301", 27.4)  # any alert change refreshes the board at once
+    await expect(page.locator("#households")).to_contain_text("1-601")
+    await expect(page.locator("#report")).to_have_attribute("data-probe", "kept")
+    await expect(page.locator("#household")).to_have_value("1-501")
+    await expect(page.locator("#note")).to_be_focused()
+    await page.fill("#household", "")
+    await page.fill("#note", "")
     await check_layout(page, "incident")
     await expect(page.locator("#households div").first).to_have_attribute("data-status", "needs-help")
     reports = (await hub.api.get(f"/api/v1/incidents/{incident}/households")).json()
@@ -313,6 +377,7 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
         ("1-301", "liu-yang"),
         ("1-302", "liu-yang"),
         ("1-401", "liu-yang"),
+        ("1-601", "committee"),
     }
     export = await hub.api.get(f"/api/v1/incidents/{incident}/export.csv")
     assert export.status_code == 200 and "1-301" in export.text

@@ -83,6 +83,18 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Puts exactly `nodes` into `box`, in order, moving or removing only what differs. A node that stays is never
+// detached, so a live update cannot swallow a tap in progress on it (mousedown on one node, mouseup on its
+// replacement, is no click) nor take the focus or the caret from a field being typed in.
+export function reconcile(box, nodes) {
+  const wanted = new Set(nodes);
+  for (const child of [...box.childNodes]) if (!wanted.has(child)) child.remove();
+  nodes.forEach((node, index) => {
+    const there = box.childNodes[index];
+    if (there !== node) box.insertBefore(node, there || null);  // new, or moved because the order changed
+  });
+}
+
 const TIME = new Intl.DateTimeFormat("zh-CN", {
   month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
 });

@@ -1,6 +1,6 @@
 // The grid manager's alert inbox: the alerts in the caller's scope, most severe first, each with the one button
 // for its next step (接单, 出发, 到场, 处置完成 …), updated live from /api/v1/stream with sound and vibration.
-import { api, apiAll, ago, el, logout, STATES, when } from "/app/static/api.js";
+import { api, apiAll, ago, el, logout, reconcile, STATES, when } from "/app/static/api.js";
 
 const ACTIVE = ["open", "acknowledged", "en_route", "on_site"];
 const SEVERITY = { I: 0, II: 1, III: 2, IV: 3 };
@@ -15,6 +15,7 @@ const NEXT = {
 
 const alerts = new Map();
 const drafts = new Map();
+const cards = new Map();  // alert id → { shown: the alert as its card shows it (JSON), node }
 let me = null;
 let audio = null;
 
@@ -32,7 +33,7 @@ async function step(alert, next, note) {
   if (next.note || note) body.note = note || "";
   try {
     const changed = await api(`/alerts/${encodeURIComponent(alert.id)}/${next.path}`, { method: "POST", body });
-    alerts.set(changed.id, changed);
+    remember(changed);
     drafts.delete(changed.id);
     problem("");
     render();
@@ -41,7 +42,28 @@ async function step(alert, next, note) {
   }
 }
 
-function card(alert, fresh) {
+// The newer of what is known and what arrived: a step's answer and the stream's events for the same alert race,
+// and an event of an earlier step arriving after the answer must not turn the card back (出发 after 到场).
+function remember(alert) {
+  const known = alerts.get(alert.id);
+  if (known && known.updated_at && alert.updated_at && Date.parse(alert.updated_at) < Date.parse(known.updated_at)) {
+    return false;
+  }
+  alerts.set(alert.id, alert);
+  return true;
+}
+
+// An alert's card, built again only when the alert changed: an unchanged card keeps its node (see reconcile).
+function cardOf(alert) {
+  const shown = JSON.stringify(alert);
+  const known = cards.get(alert.id);
+  if (known && known.shown === shown) return known.node;
+  const node = card(alert);
+  cards.set(alert.id, { shown, node });
+  return node;
+}
+
+function card(alert) {
   const next = NEXT[alert.state];
   const actions = el("div", { class: "actions" });
   if (next) {
@@ -78,7 +100,7 @@ function card(alert, fresh) {
     : "";
   return el(
     "article",
-    { class: `card grade-${alert.grade}${fresh ? " fresh" : ""}`, id: `alert-${alert.id}`, "data-state": alert.state },
+    { class: `card grade-${alert.grade}`, id: `alert-${alert.id}`, "data-state": alert.state },
     el(
       "div",
       { class: "top" },
@@ -101,12 +123,14 @@ function sorted(states) {
 
 let freshIds = new Set();
 
+const NOTHING = el("p", { class: "empty" }, "暂无待处理告警 / nothing to handle");
+
 function render() {
-  const active = sorted(ACTIVE);
-  document.getElementById("active").replaceChildren(
-    ...(active.length ? active.map((a) => card(a, freshIds.has(a.id))) : [el("p", { class: "empty" }, "暂无待处理告警 / nothing to handle")]),
-  );
-  document.getElementById("resolved").replaceChildren(...sorted(["resolved"]).map((a) => card(a, false)));
+  for (const id of cards.keys()) if (!alerts.has(id)) cards.delete(id);
+  const active = sorted(ACTIVE).map(cardOf);
+  for (const node of active) if (freshIds.has(node.id.slice("alert-".length))) node.classList.add("fresh");
+  reconcile(document.getElementById("active"), active.length ? active : [NOTHING]);
+  reconcile(document.getElementById("resolved"), sorted(["resolved"]).map(cardOf));
   freshIds = new Set();
   document.title = `${active.length ? `(${active.length}) ` : ""}告警 / Alerts — 安居 Anju`;
 }
@@ -147,7 +171,7 @@ function listen() {
   source.addEventListener("alert", (message) => {
     const change = JSON.parse(message.data);
     const known = alerts.has(change.alert.id);
-    alerts.set(change.alert.id, change.alert);
+    if (!remember(change.alert)) return;
     if (!known || change.transition.from_state === null) {
       freshIds.add(change.alert.id);
       ring(change.alert.grade);

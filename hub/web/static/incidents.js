@@ -2,7 +2,7 @@
 // residents' status counted and listed (who needs help first), the volunteers mobilised, the notices sent and the
 // measures with their deadlines; households are reported from here; export for the record. Refreshed every 10 s
 // and at once on any alert change.
-import { api, el, when } from "/app/static/api.js";
+import { api, el, reconcile, when } from "/app/static/api.js";
 
 const STATUS = { "needs-help": "需要帮助 / needs help", unreachable: "联系不上 / unreachable", safe: "平安 / safe" };
 const ORDER = ["needs-help", "unreachable", "safe"];
@@ -26,14 +26,19 @@ function section(title, ...children) {
   return el("section", {}, el("h2", {}, title), ...children);
 }
 
-async function board(id) {
+let residentsSection = null;  // the residents' section: built once, so the report being typed outlives every refresh
+
+function residents(id, reported) {
+  if (residentsSection === null) residentsSection = reportSection(id);
+  const list = el("div", { id: "households" }, ...reported.map((h) =>
+    el("div", { class: "facts", "data-status": h.status }, `${h.household} · ${STATUS[h.status] || h.status} · ${h.note || ""} · ${h.reported_by} ${when(h.reported_at)}${h.verified_by ? " ✓" : ""}`)));
+  const [title, , form] = residentsSection.childNodes;
+  reconcile(residentsSection, [title, list, form]);
+  return residentsSection;
+}
+
+function reportSection(id) {
   const path = `/incidents/${encodeURIComponent(id)}`;
-  const [incident, households] = await Promise.all([api(path), api(`${path}/households`)]);
-  const alerts = await Promise.all(incident.alerts.map((a) => api(`/alerts/${encodeURIComponent(a)}`).catch(() => null)));
-  document.title = `${incident.title} — 安居 Anju`;
-  const counts = incident.counts || {};
-  const attached = alerts.filter((a) => a !== null);
-  households.sort((a, b) => ORDER.indexOf(a.status) - ORDER.indexOf(b.status) || a.household.localeCompare(b.household));
   const report = el("form", { class: "place", id: "report" },
     el("label", { for: "household" }, "住户 / household"), el("input", { id: "household", required: true, maxlength: 64 }),
     el("label", { for: "status" }, "状况 / status"),
@@ -47,11 +52,23 @@ async function board(id) {
         by: me.person || me.name, household: report.querySelector("#household").value.trim(),
         status: report.querySelector("#status").value, note: report.querySelector("#note").value } });
       problem("");
+      report.reset();
       await board(id);
     } catch (error) { problem(error.message); }
   });
+  return section("住户 / Households", el("div", { id: "households" }), report);
+}
+
+async function board(id) {
+  const path = `/incidents/${encodeURIComponent(id)}`;
+  const [incident, households] = await Promise.all([api(path), api(`${path}/households`)]);
+  const alerts = await Promise.all(incident.alerts.map((a) => api(`/alerts/${encodeURIComponent(a)}`).catch(() => null)));
+  document.title = `${incident.title} — 安居 Anju`;
+  const counts = incident.counts || {};
+  const attached = alerts.filter((a) => a !== null);
+  households.sort((a, b) => ORDER.indexOf(a.status) - ORDER.indexOf(b.status) || a.household.localeCompare(b.household));
   const volunteers = incident.volunteers || { asked: 0, mobilised: 0, skills: {}, volunteers: [] };
-  document.getElementById("board").replaceChildren(
+  reconcile(document.getElementById("board"), [
     el("article", { class: `card ${incident.active ? "grade-II" : ""}` },
       el("div", { class: "top" }, el("span", { class: "what" }, incident.title),
         el("span", { class: "state" }, incident.active ? "进行中 / active" : "已结束 / closed")),
@@ -61,8 +78,7 @@ async function board(id) {
         el("a", { class: "button", href: `/api/v1${path}/export.csv`, download: "" }, "导出 / Export CSV"),
         el("a", { class: "button", href: `/api/v1${path}/summary.html` }, "汇总 / Summary"))),
     el("div", { class: "summary", id: "counts" }, ...ORDER.map((s) => el("span", { class: "count", "data-status": s }, `${STATUS[s]} ${counts[s] || 0}`))),
-    section("住户 / Households", el("div", { id: "households" }, ...households.map((h) =>
-      el("div", { class: "facts", "data-status": h.status }, `${h.household} · ${STATUS[h.status] || h.status} · ${h.note || ""} · ${h.reported_by} ${when(h.reported_at)}${h.verified_by ? " ✓" : ""}`))), report),
+    residents(id, households),
     section("关联告警 / Alerts", ...attached.map((a) => el("a", { class: "button", href: `/app/alerts/${encodeURIComponent(a.id)}` }, `${a.grade} ${a.location}`))),
     section(`志愿者 / Volunteers（${volunteers.mobilised} / ${volunteers.asked}）`, ...volunteers.volunteers.map((v) =>
       el("div", { class: "facts" }, `${v.name} · ${v.skills.join("、")} · ${v.mobilised ? "已到位 / mobilised" : v.answer || "待答复 / asked"}`))),
@@ -70,7 +86,7 @@ async function board(id) {
     section("整治措施 / Measures", ...(incident.measures || []).map((m) =>
       el("div", { class: "facts" }, `${m.department_name} · ${m.text} · 期限 / due ${when(m.due)}` +
         (m.confirmed_by ? ` · 已确认 / confirmed by ${m.confirmed_by}` : m.overdue ? " · 已逾期 / overdue" : "")))),
-  );
+  ]);
 }
 
 async function main() {
