@@ -119,7 +119,9 @@ class LeaseLost(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class LeaseState:
-    """A lease row as stored: who holds ``community``, since when, until when (the server's clock)."""
+    """A lease row as stored: who holds ``community``, since when, until when (the server's clock). ``live``: its
+    term is still running by the server's clock as it was read (a released or lapsed lease keeps its last holder's
+    name, but nobody holds it)."""
 
     community: str
     holder: str
@@ -127,6 +129,7 @@ class LeaseState:
     acquired_at: dt.datetime
     renewed_at: dt.datetime
     expires_at: dt.datetime
+    live: bool
 
 
 def default_holder() -> str:
@@ -316,7 +319,7 @@ class Lease:
         """The community's lease row, or None when it never had one."""
         connection = await self._live()
         cursor = await connection.execute(
-            "SELECT community, holder, epoch, acquired_at, renewed_at, expires_at FROM anju.leases "
+            "SELECT community, holder, epoch, acquired_at, renewed_at, expires_at, expires_at > now() FROM anju.leases "
             "WHERE community = %s",
             (self.community,),
         )
@@ -340,6 +343,7 @@ def leases(url: str, *, read_only: bool = False) -> list[LeaseState]:
         else:
             connection.execute(_SCHEMA)
         rows = connection.execute(
-            "SELECT community, holder, epoch, acquired_at, renewed_at, expires_at FROM anju.leases ORDER BY community"
+            "SELECT community, holder, epoch, acquired_at, renewed_at, expires_at, expires_at > now() "
+            "FROM anju.leases ORDER BY community"
         ).fetchall()
     return [LeaseState(*row) for row in rows]

@@ -242,12 +242,12 @@ class FanOut:
 
     async def hub_urls(self, communities: Collection[str]) -> dict[str, str | None]:
         """Where each community's hub answers now, or None (no holder: nobody runs it at the moment), from one read
-        of the lease table."""
+        of the lease table. A lease whose term ran out (released, or its holder died) names nobody: its last holder
+        is not asked, and the part waits for the standby that takes the lease."""
         if self._template is not None:
             return {c: self._template.format(community=c).rstrip("/") for c in communities}
-        holders = {
-            lease.community: lease.holder for lease in await asyncio.to_thread(leases, self._url, read_only=True)
-        }
+        held = await asyncio.to_thread(leases, self._url, read_only=True)
+        holders = {lease.community: lease.holder for lease in held if lease.live}
         found: dict[str, str | None] = {}
         for community in communities:
             worker, _, of = holders.get(community, "").rpartition(":")

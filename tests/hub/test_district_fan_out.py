@@ -156,6 +156,8 @@ async def test_without_a_template_the_hub_is_found_where_its_lease_holder_listen
         try:
             assert await lease.try_acquire()
             assert await fan_out.hub_url("east") == "http://127.0.0.2:18301"
+            await lease.release()
+            assert await fan_out.hub_url("east") is None, "released: its last holder is named, but nobody holds it"
         finally:
             await lease.release()
             await lease.close()
