@@ -7,13 +7,17 @@ shard map says the lease holder's worker listens. west's worker is down when the
 takes it at once, west is pending, and takes it when its worker comes up — under the same incident id, once.
 """
 
+import concurrent.futures
+import contextlib
 import csv
 import io
 import queue
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +75,11 @@ def city(tmp_path: Path, database_url: str, mosquitto: int) -> Iterator[dict[str
     node_port = free_port()
     try:
         yield {"ports": ports, "worker": worker, "token": token_file.read_text().strip(), "node_port": node_port,
-               "start_node": lambda: start("district", ["district", "serve", "--shard-map", str(shard_map),
-                                                        "--alerts-database-file", str(database_file),
-                                                        "--hub-token-file", str(token_file),
-                                                        "--data-dir", str(tmp_path / "node"),
-                                                        "--http-port", str(node_port)])}  # fmt: skip
+               "start_node": lambda *more: start("district", ["district", "serve", "--shard-map", str(shard_map),
+                                                              "--alerts-database-file", str(database_file),
+                                                              "--hub-token-file", str(token_file),
+                                                              "--data-dir", str(tmp_path / "node"),
+                                                              "--http-port", str(node_port), *more])}  # fmt: skip
     finally:
         for child in reversed(started):
             child.stop(grace_s=30)
@@ -189,3 +193,113 @@ def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_w
     finally:
         office.close()
         chunxi.close()
+
+
+class HoldingProxy:
+    """The hubs behind one address, ``/{community}/…`` forwarded to that community's hub (the node's
+    ``--hub-url-template`` points here). ``hold_next(community, suffix)``: the next request there whose path ends
+    with ``suffix`` reaches the hub, and the hub's answer is held until ``release`` — the hub has taken it, the node
+    has not heard yet."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        self.ports = ports
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self._hold: tuple[str, str] | None = None
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.port = self.server.server_address[1]
+
+    def hold_next(self, community: str, suffix: str) -> None:
+        self.held.clear()
+        self.release.clear()
+        self._hold = (community, suffix)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+            def _forward(self, method: str) -> None:
+                community, _, rest = self.path.lstrip("/").partition("/")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k in ("Authorization", "Content-Type") if (v := self.headers.get(k))}
+                try:
+                    answer = httpx.request(method, f"http://127.0.0.1:{proxy.ports[community]}/{rest}", content=body,
+                                           headers=headers, timeout=30)  # fmt: skip
+                    status, content = answer.status_code, answer.content
+                except httpx.TransportError:
+                    status, content = 502, b""
+                if proxy._hold is not None and proxy._hold[0] == community and f"/{rest}".endswith(proxy._hold[1]):
+                    proxy._hold = None
+                    proxy.held.set()
+                    proxy.release.wait(60)
+                with contextlib.suppress(OSError):  # the node may be gone: its answer goes nowhere
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Forward
+
+    def __enter__(self) -> "HoldingProxy":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_node_killed_mid_hand_over_declares_each_incident_once_when_it_is_back(city: dict[str, Any]) -> None:
+    """The node is killed (SIGKILL) after a hub took an incident, or its notice, and before the node heard so. The
+    declaration was recorded first; the node started again hands its parts over again under the same ids, and each
+    hub holds the incident and its notice once."""
+    ports: dict[str, int] = city["ports"]
+    workers = (city["worker"]("w1"), city["worker"]("w2"))
+    for community in ports:
+        until(f"{community} is served", lambda c=community: serving(ports[c]), 60, workers)
+    base = f"http://127.0.0.1:{city['node_port']}"
+    bearer = {"Authorization": f"Bearer {city['token']}"}
+    hub = {c: httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30, headers=bearer) for c, p in ports.items()}
+    with HoldingProxy(ports) as proxy, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        template = f"http://127.0.0.1:{proxy.port}/{{community}}"
+        for held, title in (("/api/v1/incidents", "燃气管道泄漏"), ("/notices", "暴雨内涝")):
+            proxy.hold_next("east", held)
+            node = city["start_node"]("--hub-url-template", template)
+            assert wait_port(city["node_port"], timeout_s=30), "the district node did not start"
+            with contextlib.closing(_login(base, "wang")) as office:
+                body = {"by": "wang", "kind": "flood", "title": title, "communities": ["east", "west"],
+                        "notice_zh": f"{title}：请勿靠近"}  # fmt: skip
+                declaring = pool.submit(office.post, "/api/v1/declarations", json=body)
+                assert proxy.held.wait(60), f"east's hub was not asked ({held})"
+                node.kill()
+                proxy.release.set()
+                with pytest.raises(httpx.TransportError):
+                    declaring.result(timeout=60)  # the node died before it answered
+
+            node = city["start_node"]("--hub-url-template", template)
+            assert wait_port(city["node_port"], timeout_s=30), "the district node did not start again"
+            with contextlib.closing(_login(base, "wang")) as office:
+                [declaration] = [d for d in office.get("/api/v1/declarations").json() if d["title"] == title]
+                incident_id = declaration["id"]
+                until(f"{title}: every part declared after the restart",
+                      lambda i=incident_id: _state(office, i)() == {"east": "declared", "west": "declared"}, 60,
+                      (node,))  # fmt: skip
+            for community, client in hub.items():
+                incidents = [i["id"] for i in client.get("/api/v1/incidents").json() if i["title"] == title]
+                assert incidents == [incident_id], f"{community}: declared once, under the district's id"
+                notices = client.get(f"/api/v1/incidents/{incident_id}/notices").json()
+                assert [n["text_zh"] for n in notices] == [f"{title}：请勿靠近"], f"{community}: the notice went once"
+            node.stop(grace_s=30)
+    for client in hub.values():
+        client.close()
