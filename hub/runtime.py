@@ -51,6 +51,7 @@ from hub.ingest.service import Ingest, MqttEndpoint
 from hub.lease import LEASE_LOST_EXIT, Lease
 from hub.live import LiveFeed
 from hub.metrics import Metrics
+from hub.registry_mirror import RegistryMirror, RegistryStore
 from hub.settings import HubSettings, ServerSettings, alerts_schema
 from hub.store import ReadingStore
 from hub.store.open import open_store
@@ -300,6 +301,7 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
                   lease.renewal_age_s if lease else lambda: 0.0)  # fmt: skip
     registry = Registry(deployment)
     store = await asyncio.to_thread(open_store, deployment, settings.data_dir, config_dir=settings.deployment.parent)
+    registry_store: RegistryStore | None = None
     if lease is None:
         alert_store = AlertStore(settings.alerts_path)
         identity_store = IdentityStore(settings.identity_path)
@@ -308,6 +310,10 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
         alert_store = await asyncio.to_thread(AlertStore, lease.url, schema=schema, fence=lambda: held.fence)
         # The users and their sessions are the community's, whichever hub serves it; not fenced: the CLI writes too.
         identity_store = await asyncio.to_thread(IdentityStore, lease.url, schema=schema)
+        registry_store = await asyncio.to_thread(RegistryStore, lease.url, schema=schema, fence=lambda: held.fence)
+    mirror = None if registry_store is None else RegistryMirror(registry_store, registry)
+    metrics.gauge("anju_registry_mirror_write_failures", "Writes of the registry to the shared database that failed "
+                  "(each is made again); 0 without one.", lambda: float(mirror.failures if mirror else 0))  # fmt: skip
     try:
         duty = DutyChanges(store=alert_store, directory=directory)
         await duty.load()  # before the alert service routes anything: the swaps and holidays made before a restart
@@ -396,6 +402,8 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
                 ]
                 if lease is not None:
                     tasks.append(group.create_task(lease.keep(on_lost=_stop_at_once), name="hub-lease"))
+                if mirror is not None:
+                    tasks.append(group.create_task(mirror.run(), name="hub-registry-mirror"))
                 try:
                     yield runtime
                 finally:
@@ -406,4 +414,6 @@ async def _open_runtime(settings: HubSettings, deployment: Deployment, lease: Le
         store.close()
         alert_store.close()
         identity_store.close()
+        if registry_store is not None:
+            registry_store.close()
         log.info("hub stopped")

@@ -5,6 +5,7 @@
 * ``GET /alerts`` — alerts across the communities in view, newest first, narrowed by community, grade and state,
   paged with ``limit`` and ``cursor`` as on a hub.
 * ``GET /communities/{community}/alerts/{id}`` — one alert with its steps (who, when, through which channel).
+* ``GET /communities/{community}/gateways`` — its gateways, offline first, as its hub publishes them.
 * ``GET /incidents`` — emergencies declared in the communities in view, with households by status.
 * ``/auth/login|refresh|logout`` as on a hub, and ``/auth/me`` with the communities in view.
 
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
@@ -43,6 +45,7 @@ from hub.district.scopes import DistrictScopes
 from hub.district.settings import DISTRICT_SCHEMA, DistrictSettings
 from hub.identity import IdentityStore
 from hub.metrics import Counter
+from hub.registry_mirror import GatewayRow
 from hub.runtime import identity
 from hub.shards import load_shard_map
 from hub.web import DISTRICT_PAGES, DISTRICT_REDIRECTS, install_pages
@@ -70,6 +73,29 @@ class CommunityOut(BaseModel):
     active_incidents: int
     households: dict[str, int] = Field(description="households of the active incidents by status")
     unavailable: str | None = Field(description="why the community's state could not be read; null when it was")
+    gateways: int | None = Field(description="its gateways, as its hub published them; null until it has")
+    gateways_online: int | None = Field(description="of those, online now (null until published)")
+    sensors: int | None = Field(description="its detectors (null until published)")
+
+
+class GatewayOut(BaseModel):
+    id: str
+    location: str
+    sensors: int = Field(description="detectors wired to it")
+    online: bool
+    changed_at: datetime = Field(description="when it last came online or went offline (as its hub saw it)")
+    last_message_at: datetime | None = Field(description="its last message to the hub; null: none since the hub "
+                                             "started")  # fmt: skip
+
+    @classmethod
+    def of(cls, row: GatewayRow) -> GatewayOut:
+        last = None if row.last_message_ms is None else _time(row.last_message_ms)
+        return cls(id=row.id, location=row.location, sensors=row.sensors, online=row.online,
+                   changed_at=_time(row.changed_ms), last_message_at=last)  # fmt: skip
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class AlertDetailOut(AlertPublic):
@@ -116,6 +142,21 @@ async def communities(runtime: RuntimeDep, principal: CurrentPrincipal, response
         fields = {f: getattr(status, f) for f in CommunityOut.model_fields if hasattr(status, f)}
         out.append(CommunityOut(id=status.community, sub_district=key, sub_district_name=name, **fields))
     return out
+
+
+@router.get("/communities/{community}/gateways")
+async def gateways(runtime: RuntimeDep, principal: CurrentPrincipal, community: str) -> list[GatewayOut]:
+    """The community's gateways, offline first: where each is, its detectors, since when it is online or not, and
+    its last message — as the hub holding the community's lease publishes them (within a second of a change)."""
+    if community not in in_view(runtime, principal):
+        raise HTTPException(404, f"没有社区 {community} / no community {community!r}")
+    try:
+        rows = await runtime.reader.gateways(community)
+    except Unavailable as exc:
+        raise HTTPException(
+            503, f"社区 {community} 的设备登记暂时无法读取 / {exc}", headers={"Retry-After": "5"}
+        ) from None
+    return [GatewayOut.of(row) for row in rows]
 
 
 @router.get("/alerts", responses=LINKED)

@@ -10,6 +10,7 @@ one is down.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 from collections.abc import Callable, Collection, Iterable
@@ -23,6 +24,7 @@ from alerts.model import Alert, AlertState, Grade, Transition
 from alerts.sqldb import DatabaseError
 from alerts.store import AlertStore
 from hub.metrics import Counter
+from hub.registry_mirror import GatewayRow, RegistryCounts, RegistryStore
 from hub.settings import alerts_schema
 
 __all__ = ["CommunityStatus", "DistrictReader", "Position", "Unavailable"]
@@ -47,7 +49,9 @@ class Unavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class CommunityStatus:
     """One community at a glance: its open alerts by grade (and how many were escalated), its active incidents and
-    their households by status; ``unavailable`` says why nothing could be read, and everything else is then empty."""
+        their households by status; its gateways (how many, how many online) and sensors as its hub published them
+    (hub/registry_mirror.py; None until it has); ``unavailable`` says why nothing could be read, and everything else is
+    then empty."""
 
     community: str
     open_by_grade: dict[str, int] = field(default_factory=dict)
@@ -56,6 +60,9 @@ class CommunityStatus:
     active_incidents: int = 0
     households: dict[str, int] = field(default_factory=dict)
     unavailable: str | None = None
+    gateways: int | None = None
+    gateways_online: int | None = None
+    sensors: int | None = None
 
 
 class DistrictReader:
@@ -64,6 +71,7 @@ class DistrictReader:
     def __init__(self, url: str, communities: Iterable[str]) -> None:
         self.communities = sorted(communities)
         self._stores = {c: AlertStore(url, schema=alerts_schema(c), read_only=True) for c in self.communities}
+        self._registries = {c: RegistryStore(url, schema=alerts_schema(c), read_only=True) for c in self.communities}
         self.failures = Counter(
             "anju_district_read_failures_total", "Reads of a community's alert state that failed, by community."
         )
@@ -71,15 +79,31 @@ class DistrictReader:
     def close(self) -> None:
         for store in self._stores.values():
             store.close()
+        for registry in self._registries.values():
+            registry.close()
 
     async def _read(self, community: str, work: Callable[[str, AlertStore], T]) -> T:
+        return await self._guarded(community, "alert state", lambda: work(community, self._stores[community]))
+
+    async def _guarded(self, community: str, what: str, work: Callable[[], T]) -> T:
         try:
-            return await asyncio.to_thread(work, community, self._stores[community])
+            return await asyncio.to_thread(work)
         except (DatabaseError, psycopg.Error) as exc:
             self.failures.inc(community=community)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.warning("community %s: alert state not readable: %s", community, reason)
+            log.warning("community %s: %s not readable: %s", community, what, reason)
             raise Unavailable(community, reason) from None
+
+    async def gateways(self, community: str) -> list[GatewayRow]:
+        """``community``'s gateways as its hub published them, offline first (Unavailable: not published, or the
+        server is away)."""
+        return await self._guarded(community, "registry", self._registries[community].gateways)
+
+    async def _registry_counts(self, community: str) -> RegistryCounts | None:
+        try:
+            return await self._guarded(community, "registry", self._registries[community].counts)
+        except Unavailable:
+            return None  # a hub of an earlier release, or not started since: the alert state is still shown
 
     async def each(
         self, communities: Collection[str], work: Callable[[str, AlertStore], T]
@@ -101,7 +125,13 @@ class DistrictReader:
 
     async def statuses(self, communities: Collection[str]) -> list[CommunityStatus]:
         found, missing = await self.each(communities, _status)
-        out = list(found.values())
+        counted = await asyncio.gather(*(self._registry_counts(c) for c in found))
+        out = [
+            dataclasses.replace(status, gateways=c.gateways, gateways_online=c.online, sensors=c.sensors)
+            if c is not None
+            else status
+            for status, c in zip(found.values(), counted, strict=True)
+        ]
         out += [CommunityStatus(m.community, unavailable=m.reason) for m in missing]
         return sorted(out, key=lambda s: s.community)
 

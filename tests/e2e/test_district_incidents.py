@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,9 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
+from paho.mqtt import publish
 
 from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port, wait_port
+from protocol import GatewayState, encode_state
+from protocol.topics import Channel, topic
 from tests.e2e.test_workers import serving, until
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +78,8 @@ def city(tmp_path: Path, database_url: str, mosquitto: int) -> Iterator[dict[str
                        cwd=REPO, capture_output=True, timeout=60)  # fmt: skip
     node_port = free_port()
     try:
-        yield {"ports": ports, "worker": worker, "token": token_file.read_text().strip(), "node_port": node_port,
+        yield {"ports": ports, "worker": worker, "mqtt_port": mosquitto, "token": token_file.read_text().strip(),
+               "node_port": node_port,
                "start_node": lambda *more: start("district", ["district", "serve", "--shard-map", str(shard_map),
                                                               "--alerts-database-file", str(database_file),
                                                               "--hub-token-file", str(token_file),
@@ -113,6 +118,22 @@ def test_an_incident_declared_in_two_communities_reaches_the_hub_that_was_down_w
     office = _login(base, "wang")
     chunxi = _login(base, "chen")
     try:
+        # east's hub publishes its registry to the shared database; the node shows it (no edge runs: offline).
+        def east_published() -> bool:
+            east = next(c for c in office.get("/api/v1/communities").json() if c["id"] == "east")
+            return [east["gateways"], east["gateways_online"], east["sensors"]] == [1, 0, 1]
+
+        until("east's registry is on the district node", east_published, 30, (w1, node))
+        [gateway] = office.get("/api/v1/communities/east/gateways").json()
+        assert gateway["online"] is False and gateway["sensors"] == 1
+        birth = encode_state(GatewayState("online", 1, time.time()))
+        publish.single(topic("east", gateway["id"], Channel.STATE), birth, qos=1, hostname="127.0.0.1",
+                       port=city["mqtt_port"])  # fmt: skip
+
+        def east_online() -> bool:
+            return bool(office.get("/api/v1/communities/east/gateways").json()[0]["online"])
+
+        until("the gateway's birth shows on the district node", east_online, 30, (w1, node))
         refused = chunxi.post("/api/v1/declarations", json={"by": "chen", "kind": "flood", "title": "暴雨",
                                                            "communities": ["east", "west"]})  # fmt: skip
         assert refused.status_code == 404, "west is not chunxi's: answered as if it did not exist"

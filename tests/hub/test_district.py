@@ -28,6 +28,7 @@ from alerts.model import Alert, AlertState, Grade, Transition
 from alerts.sqldb import DatabaseError
 from alerts.store import AlertStore
 from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.registry_mirror import GatewayRow, RegistryStore, SensorRow
 from hub.settings import alerts_schema
 from tests.alerts.support import event
 
@@ -71,6 +72,17 @@ def _write_communities(url: str) -> None:
         ],
         "qingyang": [_alert("qingyang", "qy-1", Grade.I, AlertState.ON_SITE, T0 - 30_000)],
     }
+    registry = RegistryStore(url, schema=alerts_schema("hongxing"))  # jinjiang's hub is of an earlier release
+    try:
+        registry.replace(
+            [GatewayRow("gw-b1", "1栋弱电间", 2, True, 3, T0 - 3_600_000, T0 - 5_000),
+             GatewayRow("gw-b2", "2栋地下车库", 1, False, 2, T0 - 600_000, T0 - 600_000)],
+            [SensorRow("gw-b1", "gas-b1-301", "gas", "%LEL", "1栋301室厨房", "grid-1"),
+             SensorRow("gw-b1", "smoke-b1-f1", "smoke", "dB/m", "1栋1层", "grid-1"),
+             SensorRow("gw-b2", "water-b2-p1", "water", "cm", "2栋地下车库", "grid-2")],
+        )  # fmt: skip
+    finally:
+        registry.close()
     for community, alerts in written.items():
         with AlertStore(url, schema=alerts_schema(community)) as store:
             for alert in alerts:
@@ -171,6 +183,13 @@ def test_the_emergency_office_sees_every_community_and_which_one_cannot_be_read(
         assert jinjiang["active_incidents"] == 1
         assert jinjiang["households"]["safe"] == 2 and jinjiang["households"]["needs-help"] == 1
         assert by_id["qingyang"]["open_by_grade"]["I"] == 1
+        assert [hongxing["gateways"], hongxing["gateways_online"], hongxing["sensors"]] == [2, 1, 3]
+        assert [jinjiang["gateways"], jinjiang["sensors"]] == [None, None], "not published: unknown, not zero"
+        gateways = office.get("/api/v1/communities/hongxing/gateways").json()
+        assert [(g["id"], g["online"], g["sensors"]) for g in gateways] == [("gw-b2", False, 1), ("gw-b1", True, 2)]
+        assert gateways[0]["location"] == "2栋地下车库" and gateways[0]["last_message_at"].startswith("20")
+        unpublished = office.get("/api/v1/communities/jinjiang/gateways")
+        assert unpublished.status_code == 503 and "jinjiang" in unpublished.json()["detail"]
 
         alerts = office.get("/api/v1/alerts")
         assert alerts.headers["Anju-Unavailable"] == "dongfeng"
@@ -200,6 +219,8 @@ def test_a_sub_district_sees_only_its_communities_and_the_others_do_not_exist(di
         assert {a["community"] for a in alerts} == {"hongxing", "jinjiang"} and len(alerts) == 5
         assert [i["id"] for i in chunxi.get("/api/v1/incidents").json()] == ["inc-flood"]
 
+        assert chunxi.get("/api/v1/communities/hongxing/gateways").status_code == 200
+        assert chunxi.get("/api/v1/communities/qingyang/gateways").status_code == 404, "not theirs: as if absent"
         other = chunxi.get("/api/v1/communities/qingyang/alerts/qy-1")
         nowhere = chunxi.get("/api/v1/communities/nowhere/alerts/qy-1")
         assert other.status_code == nowhere.status_code == 404

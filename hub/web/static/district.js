@@ -17,17 +17,27 @@ function problem(text) {
 function communities(rows) {
   const head = el("tr", {}, el("th", {}, "社区 / community"), el("th", {}, "街道 / sub-district"),
     ...GRADES.map((g) => el("th", {}, `${g} 级`)), el("th", {}, "已升级 / escalated"), el("th", {}, "未接单 / unacked"),
-    el("th", {}, "应急事件 / incidents"), el("th", {}, "需帮助·失联 / help·unreachable"));
+    el("th", {}, "应急事件 / incidents"), el("th", {}, "需帮助·失联 / help·unreachable"),
+    el("th", {}, "网关在线 / gateways online"));
   const body = rows.map((c) => el("tr", { "data-community": c.id, class: c.unavailable ? "unavailable" : "" },
     el("td", {}, c.id), el("td", {}, c.sub_district_name || "—"),
     ...(c.unavailable
-      ? [el("td", { colspan: 8 }, `无法读取 / unavailable: ${c.unavailable}`)]
+      ? [el("td", { colspan: 9 }, `无法读取 / unavailable: ${c.unavailable}`)]
       : [...GRADES.map((g) => el("td", { class: c.open_by_grade[g] ? `grade-${g}` : "" }, c.open_by_grade[g] ?? 0)),
         el("td", {}, c.escalated), el("td", {}, c.unacknowledged), el("td", {}, c.active_incidents),
-        el("td", {}, `${c.households["needs-help"] ?? 0} · ${c.households.unreachable ?? 0}`)])));
+        el("td", {}, `${c.households["needs-help"] ?? 0} · ${c.households.unreachable ?? 0}`),
+        gateways(c)])));
   document.getElementById("communities").replaceChildren(rows.length
     ? el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, ...body))
     : el("p", { class: "empty" }, "没有可见的社区 / no community in view"));
+}
+
+// Online of all, as the community's hub published them; marked when any is offline; "—" until it has published.
+function gateways(c) {
+  if (c.gateways === null || c.gateways === undefined) return el("td", { class: "gateways" }, "—");
+  const offline = c.gateways - c.gateways_online;
+  return el("td", { class: `gateways${offline ? " offline" : ""}`, title: `${offline} 离线 / offline` },
+    `${c.gateways_online} / ${c.gateways}`);
 }
 
 function alerts(rows) {
