@@ -40,6 +40,8 @@ def test_a_sub_district_sees_its_communities_and_declares_an_incident_from_the_p
     expect(page.locator("tr[data-community=hongxing] td.grade-II")).to_have_text("1")
     expect(page.locator("tr[data-community=hongxing] td.gateways.offline")).to_have_text("1 / 2")
     expect(page.locator("tr[data-community=jinjiang] td.gateways")).to_have_text("—")  # not published yet
+    expect(page.locator("#offline li")).to_have_count(1)
+    expect(page.locator("#offline li[data-gateway='hongxing/gw-b2']")).to_contain_text("2栋地下车库")
     expect(page.locator("#alerts article[data-alert=hx-2]")).to_contain_text("已升级至第 1 级")
     expect(page.locator("#alerts article.card")).to_have_count(4)  # hx-1, hx-2, jj-1, jj-2: qingyang is not theirs
     expect(page.locator("#alerts article[data-alert=qy-1]")).to_have_count(0)

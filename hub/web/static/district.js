@@ -40,6 +40,19 @@ function gateways(c) {
     `${c.gateways_online} / ${c.gateways}`);
 }
 
+// The gateways offline, by community: asked only of the communities whose count says some are.
+async function offline(rows) {
+  const down = rows.filter((c) => c.gateways !== null && c.gateways !== undefined && c.gateways_online < c.gateways);
+  const lists = await Promise.all(down.map((c) => api(`/communities/${encodeURIComponent(c.id)}/gateways`)
+    .then((gateways) => [c.id, gateways.filter((g) => !g.online)], () => [c.id, []])));
+  const items = lists.flatMap(([community, gateways]) => gateways.map((g) =>
+    el("li", { "data-gateway": `${community}/${g.id}` },
+      `${community} · ${g.id} · ${g.location} · ${g.sensors} 个探测器 / detectors · 离线自 / offline since ${when(g.changed_at)}` +
+      (g.last_message_at ? ` · 最后消息 / last message ${ago(g.last_message_at)}` : ""))));
+  document.getElementById("offline").replaceChildren(...(items.length
+    ? [el("h3", {}, "离线网关 / Gateways offline"), el("ul", { class: "facts" }, ...items)] : []));
+}
+
 function alerts(rows) {
   const ordered = [...rows].sort((a, b) => GRADES.indexOf(a.grade) - GRADES.indexOf(b.grade));
   document.getElementById("alerts").replaceChildren(...(ordered.length ? ordered.map((a) =>
@@ -97,6 +110,7 @@ async function refresh() {
     communities(rows);
     alerts(open);
     declarations(declared);
+    await offline(rows);
   } catch (error) { problem(error.message); }
 }
 
