@@ -216,8 +216,8 @@ def _leases(args: argparse.Namespace) -> int:
         return 2
     now = dt.datetime.now(dt.UTC)
     for lease in found:
-        left = (lease.expires_at - now).total_seconds()
-        state = f"held, {left:.1f} s left" if left > 0 else f"free (ran out {-left:.1f} s ago)"
+        left = (lease.expires_at - now).total_seconds()  # by this machine's clock; held or not by the server's
+        state = f"held, {max(left, 0.0):.1f} s left" if lease.live else f"free (ran out {max(-left, 0.0):.1f} s ago)"
         sys.stdout.write(f"{lease.community}\t{lease.holder}\tepoch {lease.epoch}\t{state}\n")
     return 0
 
