@@ -256,11 +256,17 @@ async def test_the_overview_colours_each_sensor_by_state_live_and_a_sensor_shows
     await expect(page.locator("#status")).to_have_class("status live")
     await expect(page.locator("#count-gateways")).to_contain_text("网关离线 / gateways offline 1 / 1")
 
+    # Live updates change the tiles, dots and floor buttons in place: a tap in progress on one is never swallowed.
+    probed = ("#tile-gas-b1-301", "#dot-temp-b1-101", "#floors button:has-text('3 层')")
+    for selector in probed:
+        await page.locator(selector).evaluate("node => { node.dataset.probe = 'kept'; }")
     await gas_alarm(hub, 2, "gas-b1-301", 27.4)  # live: the value and the alarm colour, no reload
     await expect(page.locator("#tile-gas-b1-301")).to_have_attribute("data-state", "alarm-III")
     await expect(page.locator("#tile-gas-b1-301")).to_contain_text("27.4 %LEL")
     await expect(page.locator("#count-III")).to_contain_text("1")
     await expect(page.locator("svg.plan circle.dot")).to_have_count(3)  # floor 1 of building 1: gas, temperature, smoke
+    for selector in probed:
+        await expect(page.locator(selector)).to_have_attribute("data-probe", "kept")
     await page.locator("#floors button", has_text="3 层").click()
     await expect(page.locator("#dot-gas-b1-301")).to_have_attribute("data-state", "alarm-III")
     await expect(page.locator("#dot-temp-b1-101")).to_have_count(0), "another floor"

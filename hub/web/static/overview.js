@@ -1,7 +1,7 @@
 // The community at a glance: every sensor in view as a tile, grouped by building and space (or grid), coloured by
 // state — in an open alert (by grade), stale, not heard yet, or fine — with its newest value; the open alerts by
 // grade above. Updated live from /api/v1/stream (sensor values once a second, alert changes as they happen).
-import { api, apiAll, el } from "/app/static/api.js";
+import { api, apiAll, el, reconcile } from "/app/static/api.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "en_route", "on_site"]);
 const GRADES = ["I", "II", "III", "IV"];
@@ -9,6 +9,12 @@ const sensors = new Map();
 const alarms = new Map(); // alert id -> {sensor, grade, state}
 let gateways = [];
 let floor = null; // the site plan's floor shown (null: chosen from where the alarms are)
+// Live updates change the nodes on screen in place, never replace them: a tap in progress on a tile, a dot or a floor
+// button (mousedown … mouseup on one node) survives the once-a-second sensor update.
+const tiles = new Map(); // sensor id -> { node, value, why }
+const places = new Map(); // place name -> { node, box }
+let planShown = null; // what the site plan was built for (floor, floors, sensors placed)
+const dots = new Map(); // sensor id -> its circle on the plan
 const SVG = "http://www.w3.org/2000/svg";
 
 function svg(tag, attributes = {}, text) {
@@ -34,6 +40,21 @@ function sitePlan() {
     const alarmed = placed.filter((s) => worstGrade(s.sensor));
     floor = alarmed.length ? alarmed[0].position.floor : floors.includes(1) ? 1 : floors[0];
   }
+  const here = placed.filter((s) => s.position.floor === floor);
+  const shown = JSON.stringify([floor, floors, placed.map((s) => s.sensor)]);
+  if (shown === planShown) {
+    for (const s of here) {
+      const dot = dots.get(s.sensor);
+      const state = stateOf(s);
+      if (dot && dot.getAttribute("data-state") !== state) {
+        dot.setAttribute("class", `dot ${state}`);
+        dot.setAttribute("data-state", state);
+      }
+    }
+    return;
+  }
+  planShown = shown;
+  dots.clear();
   const xs = placed.map((s) => s.position.x), ys = placed.map((s) => s.position.y);
   const left = Math.min(...xs) - 6, top = Math.min(...ys) - 8;
   const width = Math.max(...xs) - left + 6, height = Math.max(...ys) - top + 6;
@@ -50,14 +71,15 @@ function sitePlan() {
     plan.append(svg("rect", { class: "building", x: b.x0 - 3, y: b.y0 - 3, width: b.x1 - b.x0 + 6, height: b.y1 - b.y0 + 6, rx: 1 }));
     plan.append(svg("text", { x: b.x0 - 3, y: b.y0 - 4, class: "label" }, name));
   }
-  const here = placed.filter((s) => s.position.floor === floor);
   for (const s of here) {
     const link = svg("a", { href: `/app/sensors/${encodeURIComponent(s.sensor)}` });
     const spread = here.filter((o) => o.position.x === s.position.x && o.position.y === s.position.y);
     const offset = spread.indexOf(s) * 2.2;  // detectors at one spot side by side
-    link.append(svg("circle", { class: `dot ${stateOf(s)}`, cx: s.position.x + offset, cy: s.position.y, r: 1,
-      id: `dot-${s.sensor}`, "data-state": stateOf(s) }));
-    link.lastChild.append(svg("title", {}, `${s.location} ${s.kind_zh} ${s.sensor}`));
+    const dot = svg("circle", { class: `dot ${stateOf(s)}`, cx: s.position.x + offset, cy: s.position.y, r: 1,
+      id: `dot-${s.sensor}`, "data-state": stateOf(s) });
+    dot.append(svg("title", {}, `${s.location} ${s.kind_zh} ${s.sensor}`));
+    dots.set(s.sensor, dot);
+    link.append(dot);
     plan.append(link);
   }
   const tabs = el("div", { class: "ranges", id: "floors" }, ...floors.map((f) => el("button", { type: "button",
@@ -75,13 +97,41 @@ function worstGrade(sensor) {
   return worst;
 }
 
+// A sensor's tile: made once, then its state, value and reason set in place.
 function tile(sensor) {
+  let shown = tiles.get(sensor.sensor);
+  if (!shown) {
+    const value = el("span", { class: "v" });
+    const why = el("div", { hidden: true });
+    const node = el("a", { href: `/app/sensors/${encodeURIComponent(sensor.sensor)}`, id: `tile-${sensor.sensor}`,
+      title: `${sensor.location} ${sensor.sensor}` }, value, `${sensor.kind_zh} · ${sensor.sensor}`, why);
+    shown = { node, value, why };
+    tiles.set(sensor.sensor, shown);
+  }
   const state = stateOf(sensor);
   const value = sensor.value === null || sensor.value === undefined ? "—" : `${+sensor.value.toPrecision(4)} ${sensor.unit}`;
   const why = sensor.status === "stale" ? (sensor.reason === "gateway-offline" ? "网关离线 / gateway offline" : "失联 / stale") : "";
-  return el("a", { class: `tile ${state}`, href: `/app/sensors/${encodeURIComponent(sensor.sensor)}`,
-    id: `tile-${sensor.sensor}`, "data-state": state, title: `${sensor.location} ${sensor.sensor}` },
-  el("span", { class: "v" }, value), `${sensor.kind_zh} · ${sensor.sensor}`, why ? el("div", {}, why) : "");
+  if (shown.node.dataset.state !== state) {
+    shown.node.className = `tile ${state}`;
+    shown.node.dataset.state = state;
+  }
+  if (shown.value.textContent !== value) shown.value.textContent = value;
+  if (shown.why.textContent !== why) {
+    shown.why.textContent = why;
+    shown.why.hidden = !why;
+  }
+  return shown.node;
+}
+
+function place(name, members) {
+  let shown = places.get(name);
+  if (!shown) {
+    const box = el("div", { class: "tiles" });
+    shown = { node: el("section", { class: "place" }, el("h3", {}, name), box), box };
+    places.set(name, shown);
+  }
+  reconcile(shown.box, members.map(tile));
+  return shown.node;
 }
 
 function render() {
@@ -93,8 +143,7 @@ function render() {
     groups.get(key).push(sensor);
   }
   sitePlan();
-  document.getElementById("places").replaceChildren(...[...groups.entries()].sort().map(([name, members]) =>
-    el("section", { class: "place" }, el("h3", {}, name), el("div", { class: "tiles" }, members.map(tile)))));
+  reconcile(document.getElementById("places"), [...groups.entries()].sort().map(([name, members]) => place(name, members)));
   const open = [...alarms.values()].filter((a) => ACTIVE.has(a.state));
   document.getElementById("alert-counts").replaceChildren(...GRADES.map((g) =>
     el("span", { class: "count", id: `count-${g}` }, el("span", { class: `grade ${g}` }, g), ` ${open.filter((a) => a.grade === g).length}`)));
