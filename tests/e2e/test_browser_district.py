@@ -21,6 +21,7 @@ def test_a_sub_district_sees_its_communities_and_declares_an_incident_from_the_p
 ) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=district.base)
     page = context.new_page()
+    page.clock.install()  # time flows; the 10-s refresh is fast-forwarded below
     page.set_default_timeout(15_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -56,6 +57,17 @@ def test_a_sub_district_sees_its_communities_and_declares_an_incident_from_the_p
     expect(card.locator(".facts")).to_contain_text("chen")
     expect(card.locator("li[data-part=jinjiang]")).to_have_attribute("data-state", "pending")
     expect(card.locator("li")).to_have_count(1)
+
+    # The 10-s refresh draws a section again only when what it shows changed: nothing here did.
+    kept = ("#communities table", "#alerts article[data-alert=hx-1]", "#offline li")
+    for selector in kept:  # a property, not an attribute: the page compares what it draws with the HTML shown
+        page.locator(selector).evaluate("node => { node.anjuProbe = 'kept'; }")
+    with page.expect_response(lambda answer: answer.url.endswith("/api/v1/communities/hongxing/gateways")):
+        page.clock.fast_forward(11_000)  # the refresh's last request
+    page.wait_for_timeout(500)
+    for selector in kept:
+        assert page.locator(selector).evaluate("node => node.anjuProbe") == "kept", f"{selector} was drawn again"
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "district-phone.png"), full_page=True)
     width = page.evaluate("document.documentElement.scrollWidth")

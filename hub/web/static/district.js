@@ -14,6 +14,15 @@ function problem(text) {
   document.getElementById("problem").replaceChildren(text ? el("p", { class: "banner error", role: "alert" }, text) : "");
 }
 
+// The section drawn again only when what it shows changed: the 10-s refresh redrawing the same rows could swallow a
+// tap on a link in them, and scrolled the communities table back on a phone. (These sections hold no listeners.)
+function show(id, ...nodes) {
+  const box = document.getElementById(id);
+  const next = document.createElement("div");
+  next.append(...nodes);
+  if (next.innerHTML !== box.innerHTML) box.replaceChildren(...next.childNodes);
+}
+
 function communities(rows) {
   const head = el("tr", {}, el("th", {}, "社区 / community"), el("th", {}, "街道 / sub-district"),
     ...GRADES.map((g) => el("th", {}, `${g} 级`)), el("th", {}, "已升级 / escalated"), el("th", {}, "未接单 / unacked"),
@@ -27,7 +36,7 @@ function communities(rows) {
         el("td", {}, c.escalated), el("td", {}, c.unacknowledged), el("td", {}, c.active_incidents),
         el("td", {}, `${c.households["needs-help"] ?? 0} · ${c.households.unreachable ?? 0}`),
         gateways(c)])));
-  document.getElementById("communities").replaceChildren(rows.length
+  show("communities", rows.length
     ? el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, ...body))
     : el("p", { class: "empty" }, "没有可见的社区 / no community in view"));
 }
@@ -49,13 +58,13 @@ async function offline(rows) {
     el("li", { "data-gateway": `${community}/${g.id}` },
       `${community} · ${g.id} · ${g.location} · ${g.sensors} 个探测器 / detectors · 离线自 / offline since ${when(g.changed_at)}` +
       (g.last_message_at ? ` · 最后消息 / last message ${ago(g.last_message_at)}` : ""))));
-  document.getElementById("offline").replaceChildren(...(items.length
+  show("offline", ...(items.length
     ? [el("h3", {}, "离线网关 / Gateways offline"), el("ul", { class: "facts" }, ...items)] : []));
 }
 
 function alerts(rows) {
   const ordered = [...rows].sort((a, b) => GRADES.indexOf(a.grade) - GRADES.indexOf(b.grade));
-  document.getElementById("alerts").replaceChildren(...(ordered.length ? ordered.map((a) =>
+  show("alerts", ...(ordered.length ? ordered.map((a) =>
     el("article", { class: `card grade-${a.grade}`, "data-alert": a.id },
       el("div", { class: "top" }, el("span", { class: "what" }, `${a.grade} 级 · ${a.kind_zh} / ${a.kind_en}`),
         el("span", { class: "state" }, STATES[a.state] || a.state)),
@@ -65,7 +74,7 @@ function alerts(rows) {
 }
 
 function declarations(rows) {
-  document.getElementById("declarations").replaceChildren(...(rows.length ? rows.map((d) =>
+  show("declarations", ...(rows.length ? rows.map((d) =>
     el("article", { class: "card grade-II", "data-declaration": d.id },
       el("div", { class: "top" }, el("span", { class: "what" }, d.title), el("span", { class: "state" }, KINDS[d.kind] || d.kind)),
       el("div", { class: "facts" }, `${when(d.declared_at)} · ${d.declared_by} · 平安 ${d.households.safe ?? 0} · 需帮助 ${d.households["needs-help"] ?? 0} · 失联 ${d.households.unreachable ?? 0}`),
