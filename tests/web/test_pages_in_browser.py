@@ -365,6 +365,8 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
     await page.fill("#household", "1-501")
     await page.fill("#note", "独居老人，电话未接")
     await page.locator("#report").evaluate("form => { form.dataset.probe = 'kept'; }")
+    export = page.locator("#board a.button", has_text="导出")  # a property: the page compares the HTML it draws
+    await export.evaluate("link => { link.anjuProbe = 'kept'; }")
     reported = await hub.api.post(
         f"/api/v1/incidents/{incident}/households", json={"by": "committee", "household": "1-601", "status": "safe"}
     )
@@ -374,6 +376,7 @@ async def test_the_incident_board_counts_households_reported_from_it(hub: Hub, b
     await expect(page.locator("#report")).to_have_attribute("data-probe", "kept")
     await expect(page.locator("#household")).to_have_value("1-501")
     await expect(page.locator("#note")).to_be_focused()
+    assert await export.evaluate("link => link.anjuProbe") == "kept", "the unchanged head of the board was redrawn"
     await page.fill("#household", "")
     await page.fill("#note", "")
     await check_layout(page, "incident")

@@ -26,6 +26,17 @@ function section(title, ...children) {
   return el("section", {}, el("h2", {}, title), ...children);
 }
 
+const drawn = new Map(); // board section -> its node on screen
+
+// The node already on screen when the fresh one draws the same (these sections hold links, no listeners): a refresh
+// every 10 s and on every alert change must not swallow a tap on a link in them.
+function same(name, fresh) {
+  const shown = drawn.get(name);
+  if (shown && shown.outerHTML === fresh.outerHTML) return shown;
+  drawn.set(name, fresh);
+  return fresh;
+}
+
 let residentsSection = null;  // the residents' section: built once, so the report being typed outlives every refresh
 
 function residents(id, reported) {
@@ -33,7 +44,7 @@ function residents(id, reported) {
   const list = el("div", { id: "households" }, ...reported.map((h) =>
     el("div", { class: "facts", "data-status": h.status }, `${h.household} · ${STATUS[h.status] || h.status} · ${h.note || ""} · ${h.reported_by} ${when(h.reported_at)}${h.verified_by ? " ✓" : ""}`)));
   const [title, , form] = residentsSection.childNodes;
-  reconcile(residentsSection, [title, list, form]);
+  reconcile(residentsSection, [title, same("households", list), form]);
   return residentsSection;
 }
 
@@ -69,23 +80,23 @@ async function board(id) {
   households.sort((a, b) => ORDER.indexOf(a.status) - ORDER.indexOf(b.status) || a.household.localeCompare(b.household));
   const volunteers = incident.volunteers || { asked: 0, mobilised: 0, skills: {}, volunteers: [] };
   reconcile(document.getElementById("board"), [
-    el("article", { class: `card ${incident.active ? "grade-II" : ""}` },
+    same("head", el("article", { class: `card ${incident.active ? "grade-II" : ""}` },
       el("div", { class: "top" }, el("span", { class: "what" }, incident.title),
         el("span", { class: "state" }, incident.active ? "进行中 / active" : "已结束 / closed")),
       el("div", { class: "facts" }, `区域 / area: ${[...incident.grids, ...incident.buildings].join("、") || "全社区 / whole community"}`),
       el("div", { class: "facts" }, `${incident.kind} · ${when(incident.declared_at)} · ${incident.declared_by}`),
       el("div", { class: "actions" },
         el("a", { class: "button", href: `/api/v1${path}/export.csv`, download: "" }, "导出 / Export CSV"),
-        el("a", { class: "button", href: `/api/v1${path}/summary.html` }, "汇总 / Summary"))),
-    el("div", { class: "summary", id: "counts" }, ...ORDER.map((s) => el("span", { class: "count", "data-status": s }, `${STATUS[s]} ${counts[s] || 0}`))),
+        el("a", { class: "button", href: `/api/v1${path}/summary.html` }, "汇总 / Summary")))),
+    same("counts", el("div", { class: "summary", id: "counts" }, ...ORDER.map((s) => el("span", { class: "count", "data-status": s }, `${STATUS[s]} ${counts[s] || 0}`)))),
     residents(id, households),
-    section("关联告警 / Alerts", ...attached.map((a) => el("a", { class: "button", href: `/app/alerts/${encodeURIComponent(a.id)}` }, `${a.grade} ${a.location}`))),
-    section(`志愿者 / Volunteers（${volunteers.mobilised} / ${volunteers.asked}）`, ...volunteers.volunteers.map((v) =>
-      el("div", { class: "facts" }, `${v.name} · ${v.skills.join("、")} · ${v.mobilised ? "已到位 / mobilised" : v.answer || "待答复 / asked"}`))),
-    section("已发通知 / Notices", ...(incident.notices || []).map((n) => el("div", { class: "facts" }, `${when(n.sent_at)} ${n.text_zh}`))),
-    section("整治措施 / Measures", ...(incident.measures || []).map((m) =>
+    same("alerts", section("关联告警 / Alerts", ...attached.map((a) => el("a", { class: "button", href: `/app/alerts/${encodeURIComponent(a.id)}` }, `${a.grade} ${a.location}`)))),
+    same("volunteers", section(`志愿者 / Volunteers（${volunteers.mobilised} / ${volunteers.asked}）`, ...volunteers.volunteers.map((v) =>
+      el("div", { class: "facts" }, `${v.name} · ${v.skills.join("、")} · ${v.mobilised ? "已到位 / mobilised" : v.answer || "待答复 / asked"}`)))),
+    same("notices", section("已发通知 / Notices", ...(incident.notices || []).map((n) => el("div", { class: "facts" }, `${when(n.sent_at)} ${n.text_zh}`)))),
+    same("measures", section("整治措施 / Measures", ...(incident.measures || []).map((m) =>
       el("div", { class: "facts" }, `${m.department_name} · ${m.text} · 期限 / due ${when(m.due)}` +
-        (m.confirmed_by ? ` · 已确认 / confirmed by ${m.confirmed_by}` : m.overdue ? " · 已逾期 / overdue" : "")))),
+        (m.confirmed_by ? ` · 已确认 / confirmed by ${m.confirmed_by}` : m.overdue ? " · 已逾期 / overdue" : ""))))),
   ]);
 }
 
