@@ -267,7 +267,7 @@ class HoldingProxy:
                     self.wfile.write(content)
 
             def log_message(self, format: str, *args: object) -> None:
-                pass
+                """Quiet: a failure shows the hubs' and the node's own logs."""
 
         return Forward
 
