@@ -14,8 +14,9 @@ alert store's: a hub that lost its community cannot overwrite what its successor
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,8 @@ def rows_of(registry: Registry) -> tuple[list[GatewayRow], list[SensorRow]]:
 
 @dataclass(frozen=True, slots=True)
 class RegistryCounts:
+    """A community at a glance: its gateways, how many of them are online, its detectors."""
+
     gateways: int
     online: int
     sensors: int
@@ -162,6 +165,7 @@ class RegistryMirror:
         self._poll_s = poll_s
         self._refresh_s = refresh_s
         self._written: dict[str, tuple[bool, int | None]] = {}
+        self._failing = False
         self.failures = 0
 
     def _row(self, gateway: str) -> GatewayRow:
@@ -170,14 +174,21 @@ class RegistryMirror:
     def _state(self) -> dict[str, tuple[bool, int | None]]:
         return {g: (s.online, s.session) for g, s in self._registry.gateways.items()}
 
-    async def _write(self, work: str, *args: object) -> bool:
+    async def _write(self, work: Callable[[], None]) -> bool:
+        """Whether ``work`` (a store write) was done; a failure is counted, and logged when the writes start failing
+        (not once a second while the database is away)."""
         try:
-            await asyncio.to_thread(getattr(self._store, work), *args)
-            return True
+            await asyncio.to_thread(work)
         except (DatabaseError, psycopg.Error, OSError, LeaseLost) as exc:
             self.failures += 1
-            log.warning("registry not written to the shared database (%s); trying again: %s", work, exc)
+            if not self._failing:
+                log.warning("registry not written to the shared database; trying again each second: %s", exc)
+            self._failing = True
             return False
+        if self._failing:
+            log.warning("registry written to the shared database again")
+        self._failing = False
+        return True
 
     async def run(self) -> None:
         """Until cancelled (the hub stops)."""
@@ -187,14 +198,16 @@ class RegistryMirror:
         while True:
             if not published:
                 state = self._state()
-                published = await self._write("replace", *rows_of(self._registry))
+                gateways, sensors = rows_of(self._registry)
+                published = await self._write(functools.partial(self._store.replace, gateways, sensors))
                 if published:
                     self._written, refreshed = state, loop.time()
             else:
                 state = self._state()
                 due = loop.time() - refreshed >= self._refresh_s
                 changed = [g for g, now in state.items() if due or self._written.get(g) != now]
-                if changed and await self._write("update", [self._row(g) for g in changed]):
+                rows = [self._row(g) for g in changed]
+                if rows and await self._write(functools.partial(self._store.update, rows)):
                     self._written.update({g: state[g] for g in changed})
                     if due:
                         refreshed = loop.time()
