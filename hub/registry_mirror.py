@@ -149,9 +149,10 @@ class RegistryStore:
         return [GatewayRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def counts(self) -> RegistryCounts:
-        gateways = self._db.query("SELECT count(*), coalesce(sum(online), 0) FROM registry_gateways")[0]
-        sensors = self._db.query("SELECT count(*) FROM registry_sensors")[0]
-        return RegistryCounts(int(gateways[0]), int(gateways[1]), int(sensors[0]))
+        row = self._db.query(
+            "SELECT count(*), coalesce(sum(online), 0), (SELECT count(*) FROM registry_sensors) FROM registry_gateways"
+        )[0]
+        return RegistryCounts(int(row[0]), int(row[1]), int(row[2]))
 
 
 class RegistryMirror:

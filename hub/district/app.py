@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
@@ -37,6 +37,7 @@ from hub.api.routes import auth
 from hub.api.routes.alerts import AlertPublic, TransitionPublic
 from hub.api.routes.auth import PrincipalOut
 from hub.api.routes.incidents import IncidentPublic
+from hub.api.times import moment
 from hub.district import declaration_routes
 from hub.district.declarations import Declarations, FanOut
 from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view, say_unavailable
@@ -89,13 +90,8 @@ class GatewayOut(BaseModel):
 
     @classmethod
     def of(cls, row: GatewayRow) -> GatewayOut:
-        last = None if row.last_message_ms is None else _time(row.last_message_ms)
         return cls(id=row.id, location=row.location, sensors=row.sensors, online=row.online,
-                   changed_at=_time(row.changed_ms), last_message_at=last)  # fmt: skip
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+                   changed_at=moment(row.changed_ms), last_message_at=moment(row.last_message_ms))  # fmt: skip
 
 
 class AlertDetailOut(AlertPublic):

@@ -24,6 +24,7 @@ from alerts.mobilisation import local_text
 from alerts.store import AlertStore
 from hub.api.deps import CurrentPrincipal, requires
 from hub.api.paging import LINKED, PageRequest, page_of, paging
+from hub.api.times import moment
 from hub.district.declarations import HUB_TIMEOUT_S, Declaration, Part, PartState
 from hub.district.deps import DistrictRuntime, RuntimeDep, chosen, in_view
 from hub.district.reader import Unavailable
@@ -76,18 +77,10 @@ class DeclarationOut(BaseModel):
     households: dict[str, int] = Field(description="the sum of the communities' households by status")
 
 
-def _moment(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
-
-
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else _moment(ms)
-
-
 def _part_out(part: Part, households: dict[str, int] | None) -> PartOut:
-    retry = _time(part.next_attempt_ms) if part.state == "pending" else None
+    retry = moment(part.next_attempt_ms) if part.state == "pending" else None
     return PartOut(community=part.community, state=part.state, attempts=part.attempts, error=part.error,
-                   next_attempt_at=retry, declared_at=_time(part.declared_ms), households=households)  # fmt: skip
+                   next_attempt_at=retry, declared_at=moment(part.declared_ms), households=households)  # fmt: skip
 
 
 def _visible(declaration: Declaration, seen: list[str]) -> Declaration | None:
@@ -119,7 +112,7 @@ async def _out(runtime: DistrictRuntime, declaration: Declaration) -> Declaratio
     return DeclarationOut(id=declaration.id, kind=declaration.kind, title=declaration.title,
                           fields=list(declaration.fields), notice_zh=declaration.notice_zh,
                           notice_en=declaration.notice_en, declared_by=declaration.declared_by,
-                          declared_at=_moment(declaration.declared_ms), parts=parts, households=total)  # fmt: skip
+                          declared_at=moment(declaration.declared_ms), parts=parts, households=total)  # fmt: skip
 
 
 async def _in_view(runtime: DistrictRuntime, principal: Principal, declaration_id: str) -> Declaration:

@@ -15,15 +15,12 @@ from alerts.model import OPEN_STATES, Alert, AlertState, Transition
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.paging import LINKED, PageRequest, paged, paging
 from hub.api.problems import service_errors
+from hub.api.times import moment
 from hub.api.visible import alert_in_view
 from hub.identity import Principal
 from hub.runtime import Runtime
 
 router = APIRouter(tags=["alerts"], dependencies=[Authorized])
-
-
-def _iso(time_ms: int | None) -> datetime | None:
-    return None if time_ms is None else datetime.fromtimestamp(time_ms / 1000).astimezone()
 
 
 class AlertPublic(BaseModel):
@@ -86,18 +83,18 @@ class AlertPublic(BaseModel):
             value=event.value,
             unit=event.unit,
             threshold=event.threshold,
-            opened_at=_iso(alert.opened_at_ms),
-            updated_at=_iso(alert.updated_at_ms),
-            notified_at=_iso(alert.notified_at_ms),
+            opened_at=moment(alert.opened_at_ms),
+            updated_at=moment(alert.updated_at_ms),
+            notified_at=moment(alert.notified_at_ms),
             acknowledged_by=alert.acknowledged_by,
-            acknowledged_at=_iso(alert.acknowledged_at_ms),
+            acknowledged_at=moment(alert.acknowledged_at_ms),
             resolved_by=alert.resolved_by,
-            resolved_at=_iso(alert.resolved_at_ms),
+            resolved_at=moment(alert.resolved_at_ms),
             resolved_note=alert.resolved_note,
-            cleared_at=_iso(alert.cleared_at_ms),
+            cleared_at=moment(alert.cleared_at_ms),
             escalation_level=alert.level,
             assigned_to=list(alert.assigned_to),
-            next_deadline=_iso(alert.escalate_at_ms),
+            next_deadline=moment(alert.escalate_at_ms),
         )
 
 
@@ -141,7 +138,7 @@ class TransitionPublic(BaseModel):
 
     @classmethod
     def of(cls, t: Transition) -> "TransitionPublic":
-        return cls(from_state=t.from_state, to_state=t.to_state, by=t.by, channel=t.channel, time=_iso(t.time_ms),
+        return cls(from_state=t.from_state, to_state=t.to_state, by=t.by, channel=t.channel, time=moment(t.time_ms),
                    note=t.note)  # fmt: skip
 
 

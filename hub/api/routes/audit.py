@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from hub.api.deps import CommunityWide, RuntimeDep
 from hub.api.paging import LINKED, PageRequest, paged, paging
+from hub.api.times import moment
 
 router = APIRouter(tags=["audit"], dependencies=[CommunityWide])
 
@@ -76,7 +77,7 @@ async def audit(
     public = [
         AuditRowPublic(
             seq=r.seq, subject=r.subject, from_state=r.from_state, to_state=r.to_state, by=r.by, channel=r.channel,
-            time=datetime.fromtimestamp(r.time_ms / 1000).astimezone(), note=r.note, prev_hash=r.prev_hash,
+            time=moment(r.time_ms), note=r.note, prev_hash=r.prev_hash,
             hash=r.hash,
         )
         for r in rows

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from hub.api.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentPrincipal, IdentityDep, RuntimeDep, client_address
 from hub.api.problems import identity_errors
+from hub.api.times import moment
 from hub.identity import Issued, LoginRefused, Principal, Role
 
 router = APIRouter(tags=["auth"])
@@ -116,7 +117,7 @@ async def login(
         (CSRF_COOKIE, issued.csrf_token, False),
     ):
         response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=http_only, samesite="strict")
-    expires = datetime.fromtimestamp(issued.expires_ms / 1000).astimezone()
+    expires = moment(issued.expires_ms)
     return CookieSessionOut(csrf_token=issued.csrf_token, expires_at=expires, user=_brief(issued))
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from alerts.roster import Roster
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.paging import LINKED, PageRequest, page_of, paging
+from hub.api.times import moment
 from hub.identity import Scope
 from hub.runtime import Runtime
 
@@ -103,7 +104,7 @@ def roster_public(runtime: Runtime, roster: Roster, now_ms: int) -> RosterPublic
         changes=[
             DutyChangePublic(
                 day=c.day, shift=c.shift, people=[_brief(runtime, p) for p in c.people], by=c.by,
-                time=datetime.fromtimestamp(c.time_ms / 1000).astimezone(), note=c.note,
+                time=moment(c.time_ms), note=c.note,
             )
             for c in runtime.duty.changes(roster.id)
         ],

@@ -12,6 +12,7 @@ from alerts.hazards import Hazard
 from alerts.model import Alert
 from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.problems import service_errors
+from hub.api.times import moment
 
 router = APIRouter(tags=["disclosure"])
 staff = [CommunityWide]
@@ -54,10 +55,6 @@ class PublicFeed(BaseModel):
     open_hazards_by_grade: dict[str, int]
 
 
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
-
-
 def public_place(location: str) -> str:
     """A place as residents may see it: up to the building (``红星社区 1栋301厨房`` → ``红星社区 1栋``)."""
     if "栋" in location:
@@ -83,7 +80,7 @@ def _public(item: Disclosure, subject: Alert | Hazard | None) -> DisclosurePubli
         id=item.id,
         title=item.title,
         text=item.text,
-        published_at=_time(item.published_ms),
+        published_at=moment(item.published_ms),
         subject_kind=item.subject_kind,
         **fields,
     )
@@ -117,7 +114,7 @@ def _staff(item: Disclosure, subject: Alert | Hazard | None) -> DisclosureStaff:
         subject_id=item.subject_id,
         published_by=item.published_by,
         withdrawn_by=item.withdrawn_by,
-        withdrawn_at=None if item.withdrawn_ms is None else _time(item.withdrawn_ms),
+        withdrawn_at=None if item.withdrawn_ms is None else moment(item.withdrawn_ms),
     )
 
 

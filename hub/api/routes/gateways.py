@@ -14,12 +14,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from hub.api.deps import CommunityWide, RuntimeDep
+from hub.api.times import moment
 
 router = APIRouter(tags=["gateways"], dependencies=[CommunityWide])
-
-
-def _at(time_ms: int) -> datetime:
-    return datetime.fromtimestamp(time_ms / 1000).astimezone()
 
 
 class ReplyPublic(BaseModel):
@@ -70,7 +67,7 @@ async def gateway_health(runtime: RuntimeDep, community: str, gateway: str) -> G
             id=item.reply.id,
             skew_s=item.reply.skew_s,
             gateway_time_s=item.reply.time_s,
-            received_at=_at(item.received_ms),
+            received_at=moment(item.received_ms),
         )
         for item in telemetry.replies.get(gateway, {}).values()
     ]
@@ -80,13 +77,13 @@ async def gateway_health(runtime: RuntimeDep, community: str, gateway: str) -> G
         online=status.online,
         session=status.session,
         reported=seen is not None,
-        received_at=_at(seen.received_ms) if seen else None,
+        received_at=moment(seen.received_ms) if seen else None,
         age_s=max(0.0, time.time() - seen.received_ms / 1000) if seen else None,
         gateway_time_s=seen.report.time_s if seen else None,
         values=dict(seen.report.values) if seen else {},
         silent_detectors=list(seen.report.silent) if seen else [],
         replies=replies,
         liveness=alive.status,
-        last_heard=_at(alive.last_heard_ms) if alive.last_heard_ms is not None else None,
+        last_heard=moment(alive.last_heard_ms) if alive.last_heard_ms is not None else None,
         heartbeat_interval_s=alive.heartbeat_interval_s,
     )

@@ -11,6 +11,7 @@ from alerts.model import Grade
 from hub.api.deps import CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
+from hub.api.times import moment
 
 router = APIRouter(tags=["hazards"], dependencies=[CommunityWide])
 
@@ -55,16 +56,12 @@ class HazardPublic(BaseModel):
             grade=hazard.grade.name,
             owner=hazard.owner,
             state=hazard.state,
-            next_review=_time(hazard.next_review_ms),
-            last_review=None if hazard.last_review_ms is None else _time(hazard.last_review_ms),
+            next_review=moment(hazard.next_review_ms),
+            last_review=None if hazard.last_review_ms is None else moment(hazard.last_review_ms),
             last_finding=hazard.last_finding,
             alerts=list(hazard.alerts),
             review_overdue=hazard.state is HazardState.OPEN and hazard.next_review_ms <= now_ms,
         )
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 def _now_ms() -> int:

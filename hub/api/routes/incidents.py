@@ -12,6 +12,7 @@ from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep
 from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
 from hub.api.routes.mobilisation import MeasurePublic, NoticePublic, VolunteersPublic
+from hub.api.times import moment
 from hub.api.visible import IncidentInView
 
 router = APIRouter(tags=["incidents"], dependencies=[Authorized, IncidentInView])
@@ -62,8 +63,8 @@ class ReportPublic(BaseModel):
     @classmethod
     def of(cls, r: ResidentReport) -> "ReportPublic":
         return cls(household=r.household, status=r.status, note=r.note, values=dict(r.values),
-                   reported_by=r.reported_by, reported_at=_time(r.reported_ms), verified_by=r.verified_by,
-                   verified_at=None if r.verified_ms is None else _time(r.verified_ms))  # fmt: skip
+                   reported_by=r.reported_by, reported_at=moment(r.reported_ms), verified_by=r.verified_by,
+                   verified_at=None if r.verified_ms is None else moment(r.verified_ms))  # fmt: skip
 
 
 class IncidentPublic(BaseModel):
@@ -88,13 +89,9 @@ class IncidentPublic(BaseModel):
     def of(cls, incident: Incident, counts: dict[str, int] | None = None) -> "IncidentPublic":
         return cls(id=incident.id, kind=incident.kind, title=incident.title, grids=list(incident.grids),
                    buildings=list(incident.buildings), fields=list(incident.fields), declared_by=incident.declared_by,
-                   declared_at=_time(incident.declared_ms), active=incident.active,
-                   closed_at=None if incident.closed_ms is None else _time(incident.closed_ms),
+                   declared_at=moment(incident.declared_ms), active=incident.active,
+                   closed_at=None if incident.closed_ms is None else moment(incident.closed_ms),
                    alerts=list(incident.alerts), counts=counts)  # fmt: skip
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 @router.post("/incidents", status_code=201, dependencies=[CommunityWide])
@@ -196,7 +193,7 @@ async def export(runtime: RuntimeDep, incident_id: str) -> Response:
     """The register as CSV for the sub-district (UTF-8 with a BOM, one row per household)."""
     with service_errors("incident"):
         incident, reports = await runtime.alerts.incident_register(incident_id)
-    text = export_csv(incident, reports, lambda ms: _time(ms).isoformat(timespec="seconds"))
+    text = export_csv(incident, reports, lambda ms: moment(ms).isoformat(timespec="seconds"))
     headers = {"Content-Disposition": f'attachment; filename="{incident_id}.csv"'}
     return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
 

@@ -13,15 +13,12 @@ from alerts.mobilisation import Answer, Callout, IncidentBoard, IncidentMessage,
 from hub.api.deps import Authorized, CommunityWide, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
+from hub.api.times import moment
 from hub.api.visible import IncidentInView
 
 __all__ = ["MeasurePublic", "NoticePublic", "VolunteersPublic", "router"]
 
 router = APIRouter(tags=["incidents"], dependencies=[Authorized, IncidentInView])
-
-
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 class NoticeIn(BaseModel):
@@ -77,7 +74,8 @@ class DeliveryPublic(BaseModel):
     @classmethod
     def of(cls, board: IncidentBoard, m: IncidentMessage) -> "DeliveryPublic":
         return cls(recipient_kind=m.recipient_kind, recipient=m.recipient_id, recipient_name=board.recipient_name(m),
-                   status=m.status, attempts=m.attempts, last_error=m.last_error, sent_at=_time(m.sent_ms))  # fmt: skip
+                   status=m.status, attempts=m.attempts, last_error=m.last_error,
+                   sent_at=moment(m.sent_ms))  # fmt: skip
 
 
 class NoticePublic(BaseModel):
@@ -91,7 +89,7 @@ class NoticePublic(BaseModel):
 
     @classmethod
     def of(cls, board: IncidentBoard, n: Notice) -> "NoticePublic":
-        return cls(id=n.id, text_zh=n.text_zh, text_en=n.text_en, by=n.by, sent_at=_time(n.sent_ms),
+        return cls(id=n.id, text_zh=n.text_zh, text_en=n.text_en, by=n.by, sent_at=moment(n.sent_ms),
                    broadcasts=list(n.broadcasts),
                    deliveries=[DeliveryPublic.of(board, m) for m in board.deliveries(n.id)])  # fmt: skip
 
@@ -112,8 +110,8 @@ class VolunteerPublic(BaseModel):
     def of(cls, board: IncidentBoard, c: Callout) -> "VolunteerPublic":
         volunteer = board.volunteers.get(c.volunteer_id)
         return cls(id=c.volunteer_id, name=volunteer.name if volunteer else c.volunteer_id,
-                   skills=list(volunteer.skills) if volunteer else [], asked_by=c.asked_by, asked_at=_time(c.asked_ms),
-                   answer=c.answer, answered_by=c.answered_by, answered_at=_time(c.answered_ms), note=c.note,
+                   skills=list(volunteer.skills) if volunteer else [], asked_by=c.asked_by, asked_at=moment(c.asked_ms),
+                   answer=c.answer, answered_by=c.answered_by, answered_at=moment(c.answered_ms), note=c.note,
                    mobilised=c.mobilised)  # fmt: skip
 
 
@@ -148,8 +146,8 @@ class MeasurePublic(BaseModel):
     def of(cls, board: IncidentBoard, m: Measure) -> "MeasurePublic":
         department = board.departments.get(m.department)
         return cls(id=m.id, department=m.department, department_name=department.name if department else m.department,
-                   text=m.text, due=_time(m.due_ms), assigned_by=m.assigned_by, assigned_at=_time(m.assigned_ms),
-                   confirmed_by=m.confirmed_by, confirmed_at=_time(m.confirmed_ms), note=m.note,
+                   text=m.text, due=moment(m.due_ms), assigned_by=m.assigned_by, assigned_at=moment(m.assigned_ms),
+                   confirmed_by=m.confirmed_by, confirmed_at=moment(m.confirmed_ms), note=m.note,
                    overdue=m.overdue(board.now_ms),
                    deliveries=[DeliveryPublic.of(board, d) for d in board.deliveries(m.id)])  # fmt: skip
 

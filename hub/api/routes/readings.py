@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.paging import LINKED, PageRequest, paged, paging
+from hub.api.times import moment
 from hub.api.visible import sensor_in_view
 from hub.store.base import ReadingFlag
 
@@ -82,12 +83,12 @@ def parse_instant(text: str | None, name: str, default_ms: int) -> int:
     if text.lstrip("-").isdigit():
         return int(text)
     try:
-        moment = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise HTTPException(422, f"{name}={text!r} is neither Unix milliseconds nor ISO 8601") from None
-    if moment.tzinfo is None:
+    if parsed.tzinfo is None:
         raise HTTPException(422, f"{name}={text!r} has no UTC offset; add Z or +08:00")
-    return int(moment.timestamp() * 1000)
+    return int(parsed.timestamp() * 1000)
 
 
 _READING_PAGES = paging("readings", default=10_000, maximum=100_000, shape=(int,))
@@ -125,7 +126,7 @@ async def readings(
         count=len(rows),
         readings=[
             ReadingPublic(
-                time=_local(r.time_ms),
+                time=moment(r.time_ms),
                 time_ms=r.time_ms,
                 value=r.value,
                 clock_skew=bool(r.flags & ReadingFlag.CLOCK_SKEW),
@@ -133,10 +134,6 @@ async def readings(
             for r in rows
         ],
     )
-
-
-def _local(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 _WIDTHS_S = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
@@ -170,7 +167,7 @@ async def buckets(
         start_ms=start_ms,
         end_ms=end_ms,
         width_s=width_s,
-        buckets=[BucketPublic(start=_local(b.start_ms), **dataclasses.asdict(b)) for b in rows],
+        buckets=[BucketPublic(start=moment(b.start_ms), **dataclasses.asdict(b)) for b in rows],
     )
 
 
@@ -231,7 +228,7 @@ async def window(
         readings=[
             WindowReading(
                 sensor=r.sensor,
-                time=_local(r.time_ms),
+                time=moment(r.time_ms),
                 time_ms=r.time_ms,
                 value=r.value,
                 clock_skew=bool(r.flags & ReadingFlag.CLOCK_SKEW),
@@ -260,7 +257,7 @@ async def latest(
             unit=i.kind.unit,
             grid=i.grid,
             location=i.location,
-            time=_local(rows[i.id].time_ms),
+            time=moment(rows[i.id].time_ms),
             time_ms=rows[i.id].time_ms,
             value=rows[i.id].value,
         )

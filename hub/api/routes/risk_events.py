@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from alerts.model import RiskEvent
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.paging import LINKED, PageRequest, paged, paging
+from hub.api.times import moment
 
 router = APIRouter(tags=["risk events"], dependencies=[Authorized])
 
@@ -36,10 +37,6 @@ class RiskEventPublic(BaseModel):
     received: datetime = Field(description="when the alert service took it (hub clock)")
     outcome: Literal["muted", "taken"]
     alert_id: str | None = Field(description="the alert it opened or changed (null: muted, or nothing changed)")
-
-
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 _EVENT_PAGES = paging("risk-events", default=100, maximum=1000, shape=(int,))
@@ -79,8 +76,8 @@ async def risk_events(
         RiskEventPublic(
             key=r.event.key, grid=r.event.grid, sensor=r.event.sensor, kind=r.event.kind, location=r.event.location_zh,
             rule=r.event.rule, source=r.event.source, grade=r.event.grade.name, status=r.event.status,
-            value=r.event.value, unit=r.event.unit, threshold=r.event.threshold, time=_at(r.event.time_ms),
-            received=_at(r.received_ms), outcome=r.outcome, alert_id=None if r.alert is None else r.alert.id,
+            value=r.event.value, unit=r.event.unit, threshold=r.event.threshold, time=moment(r.event.time_ms),
+            received=moment(r.received_ms), outcome=r.outcome, alert_id=None if r.alert is None else r.alert.id,
         )
         for r in paged(request, response, page, runtime.alerts.recent_events(
             matching=wanted, limit=page.limit + 1, before=None if page.after is None else int(page.after[0])

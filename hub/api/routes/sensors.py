@@ -19,15 +19,12 @@ from pydantic import BaseModel, Field
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.paging import LINKED, PageRequest, page_of, paged, paging
+from hub.api.times import moment
 from hub.api.visible import sensor_in_view
 from hub.ingest.registry import SensorInfo
 from hub.runtime import Runtime
 
 router = APIRouter(tags=["sensors"], dependencies=[Authorized])
-
-
-def _at(time_ms: int) -> datetime:
-    return datetime.fromtimestamp(time_ms / 1000).astimezone()
 
 
 class SensorStatusPublic(BaseModel):
@@ -90,7 +87,7 @@ async def sensors_status(
                 kind=item.kind,
                 status=item.status,
                 reason=item.reason,
-                last_seen=_at(item.last_seen_ms) if item.last_seen_ms is not None else None,
+                last_seen=moment(item.last_seen_ms),
                 age_s=item.age_s,
                 expected_interval_s=item.interval_s,
                 interval_source=item.interval_source,
@@ -177,9 +174,9 @@ async def _views(runtime: Runtime, infos: list[SensorInfo]) -> list[SensorPublic
                 position=None if config.position is None else PositionPublic(**config.position.model_dump()),
                 status=status,
                 reason=reason,
-                last_seen=_at(int(seen)) if seen >= 0 else None,
+                last_seen=moment(int(seen)) if seen >= 0 else None,
                 value=reading.value if reading is not None else None,
-                time=_at(reading.time_ms) if reading is not None else None,
+                time=moment(reading.time_ms) if reading is not None else None,
             )
         )
     return views

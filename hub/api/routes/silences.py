@@ -16,6 +16,7 @@ from alerts.silence import Silence, SilenceMatch
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep, acting_as, requires
 from hub.api.paging import LINKED, PageRequest, page_of, paging
 from hub.api.problems import service_errors
+from hub.api.times import moment
 from hub.identity import COMMUNITY_WIDE, Principal, Role
 
 router = APIRouter(
@@ -38,8 +39,8 @@ class SilenceIn(BaseModel):
 
     @model_validator(mode="after")
     def _aware(self) -> "SilenceIn":
-        for moment in (self.ends_at, self.starts_at):
-            if moment is not None and moment.tzinfo is None:
+        for given in (self.ends_at, self.starts_at):
+            if given is not None and given.tzinfo is None:
                 raise ValueError("times need an offset (…+08:00 or …Z)")
         return self
 
@@ -70,23 +71,19 @@ class SilencePublic(BaseModel):
             grids=list(match.grids),
             key_prefixes=list(match.key_prefixes),
             include_grade_ii=match.include_grade_ii,
-            starts_at=_time(silence.starts_at_ms),
-            ends_at=_time(silence.ends_at_ms),
+            starts_at=moment(silence.starts_at_ms),
+            ends_at=moment(silence.ends_at_ms),
             created_by=silence.created_by,
-            created_at=_time(silence.created_ms),
+            created_at=moment(silence.created_ms),
             reason=silence.reason,
             lifted_by=silence.cancelled_by,
-            lifted_at=None if silence.cancelled_ms is None else _time(silence.cancelled_ms),
+            lifted_at=None if silence.cancelled_ms is None else moment(silence.cancelled_ms),
             muted=silence.muted,
         )
 
 
 class LiftIn(BaseModel):
     by: str = Field(min_length=1, max_length=64)
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 def _ms(moment: datetime) -> int:

@@ -17,7 +17,6 @@ EventSource sends on reconnect) resumes after that seq: the missed alert changes
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query
@@ -25,6 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep
 from hub.api.routes.alerts import AlertPublic, TransitionPublic
+from hub.api.times import moment
 from hub.live import AlertChange, Interest, LiveFeed, SensorChanges
 
 router = APIRouter(tags=["stream"], dependencies=[Authorized])
@@ -35,7 +35,7 @@ RETRY_MS = 3_000
 
 
 def _iso(time_ms: int) -> str:
-    return datetime.fromtimestamp(time_ms / 1000).astimezone().isoformat()
+    return moment(time_ms).isoformat()
 
 
 def _event(name: str, data: object, event_id: int | None = None) -> str:
@@ -50,7 +50,7 @@ def _alert_event(change: AlertChange) -> str:
         to_state=t.to_state,
         by=t.by,
         channel=t.channel,
-        time=datetime.fromtimestamp(t.time_ms / 1000).astimezone(),
+        time=moment(t.time_ms),
         note=t.note,
     )
     data = {

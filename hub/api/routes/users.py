@@ -15,13 +15,10 @@ from pydantic import BaseModel, Field
 from hub.api.deps import AdminOnly, CurrentPrincipal, RuntimeDep, client_address
 from hub.api.paging import LINKED, PageRequest, page_of, paged, paging
 from hub.api.problems import identity_errors
+from hub.api.times import moment
 from hub.identity import ApiToken, Role, User
 
 router = APIRouter(tags=["users"], dependencies=[AdminOnly])
-
-
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 class UserIn(BaseModel):
@@ -50,8 +47,8 @@ class UserPublic(BaseModel):
     @classmethod
     def of(cls, user: User) -> "UserPublic":
         return cls(name=user.name, role=user.role, role_zh=user.role.title_zh, person=user.person,
-                   disabled=user.disabled, locked_until=_time(user.locked_until_ms),
-                   created_at=_time(user.created_ms))  # fmt: skip
+                   disabled=user.disabled, locked_until=moment(user.locked_until_ms),
+                   created_at=moment(user.created_ms))  # fmt: skip
 
 
 class TokenIn(BaseModel):
@@ -75,8 +72,8 @@ class TokenPublic(BaseModel):
     @classmethod
     def of(cls, token: ApiToken) -> "TokenPublic":
         return cls(id=token.id, name=token.name, role=token.role, person=token.person, created_by=token.created_by,
-                   created_at=_time(token.created_ms), expires_at=_time(token.expires_ms),
-                   revoked_at=_time(token.revoked_ms), revoked_by=token.revoked_by)  # fmt: skip
+                   created_at=moment(token.created_ms), expires_at=moment(token.expires_ms),
+                   revoked_at=moment(token.revoked_ms), revoked_by=token.revoked_by)  # fmt: skip
 
 
 class TokenCreated(TokenPublic):
@@ -205,5 +202,5 @@ async def identity_audit(
         await runtime.identity.audit(before_seq=before_seq, limit=page.limit + 1),
         lambda e: (e.seq,),
     )
-    return [AuditPublic(seq=e.seq, time=_time(e.time_ms), event=e.event, actor=e.actor, subject=e.subject,
+    return [AuditPublic(seq=e.seq, time=moment(e.time_ms), event=e.event, actor=e.actor, subject=e.subject,
                         client=e.client, detail=e.detail) for e in entries]  # fmt: skip

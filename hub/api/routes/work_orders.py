@@ -11,6 +11,7 @@ from alerts.work_orders import Evidence, WorkOrder, WorkOrderState
 from hub.api.deps import Authorized, CurrentPrincipal, RuntimeDep, acting_as
 from hub.api.paging import LINKED, PageRequest, paged, paging
 from hub.api.problems import service_errors
+from hub.api.times import moment
 from hub.api.visible import alert_in_view, work_order_in_view
 
 router = APIRouter(tags=["work orders"], dependencies=[Authorized])
@@ -71,19 +72,15 @@ class WorkOrderPublic(BaseModel):
             department=order.department,
             task=order.task,
             state=order.state,
-            due_at=_time(order.due_ms),
+            due_at=moment(order.due_ms),
             created_by=order.created_by,
-            created_at=_time(order.created_ms),
-            updated_at=_time(order.updated_ms),
+            created_at=moment(order.created_ms),
+            updated_at=moment(order.updated_ms),
             evidence=[
-                EvidencePublic(phase=e.phase, url=e.url, by=e.by, time=_time(e.time_ms), note=e.note)
+                EvidencePublic(phase=e.phase, url=e.url, by=e.by, time=moment(e.time_ms), note=e.note)
                 for e in order.evidence
             ],
         )
-
-
-def _time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).astimezone()
 
 
 @router.post("/alerts/{alert_id}/work-orders", status_code=201)
