@@ -2,13 +2,14 @@
 
 Real processes on loopback: PostgreSQL (Debian's package, fsync on) holding ``COMMUNITIES`` communities' alert state
 as their hubs write it — ``ALERTS_EACH`` alerts each (10,000 in all, a third of them still open, grades I–IV) and an
-incident with ``HOUSEHOLDS`` household reports in every fifth community — and ``anju-hub district serve`` reading it
-over read-only connections. Each route is asked ``REQUESTS`` times in turn by one client (after a warm-up), as an
-admin (every community in view):
+incident with ``HOUSEHOLDS`` household reports in every fifth community, and a registry of ``GATEWAYS_EACH`` gateways
+(every seventh offline) and ``SENSORS_EACH`` detectors as the community's hub publishes it — and ``anju-hub district
+serve`` reading it over read-only connections. Each route is asked ``REQUESTS`` times in turn by one client (after a
+warm-up), as an admin (every community in view):
 
 * ``/alerts`` of every community, one page of 100, newest first — the district inbox;
 * ``/alerts?active=true&grade=I&grade=II`` — what still needs a person, grades I–II;
-* ``/communities`` — every community at a glance (counts by grade, incidents, households);
+* ``/communities`` — every community at a glance (counts by grade, incidents, households, gateways online);
 
 References, same run and same server: ``/alerts`` of **one** community (the cost of merging the others is the
 difference), and ``/health`` (the HTTP floor). Figures are medians and p95 in milliseconds.
@@ -33,6 +34,7 @@ from alerts.store import AlertStore
 from bench.common import loadavg, run_dir, save_lines
 from hub.demo.postgres import find_postgres, running_postgres
 from hub.demo.processes import Child, Line, free_port, wait_port
+from hub.registry_mirror import GatewayRow, RegistryStore, SensorRow
 from hub.settings import alerts_schema
 
 __all__ = ["report", "run"]
@@ -40,6 +42,8 @@ __all__ = ["report", "run"]
 COMMUNITIES = 20
 ALERTS_EACH = 500
 HOUSEHOLDS = 200
+GATEWAYS_EACH = 20
+SENSORS_EACH = 2_000
 REQUESTS = 200
 WARM_UP = 20
 _STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.RESOLVED)
@@ -61,6 +65,16 @@ def _alert(community: str, n: int, now_ms: int) -> Alert:
 def _fill(url: str, communities: list[str]) -> None:
     now_ms = time.time_ns() // 1_000_000
     for index, community in enumerate(communities):
+        registry = RegistryStore(url, schema=alerts_schema(community))  # as the community's hub publishes it
+        try:
+            wired = SENSORS_EACH // GATEWAYS_EACH
+            gateways = [GatewayRow(f"gw-{g}", f"{g}栋弱电间", wired, g % 7 != 0, 1, now_ms, now_ms)
+                        for g in range(GATEWAYS_EACH)]  # fmt: skip
+            sensors = [SensorRow(f"gw-{n % GATEWAYS_EACH}", f"gas-{n}", "gas", "%LEL", f"{n % 20}栋厨房", "grid-1")
+                       for n in range(SENSORS_EACH)]  # fmt: skip
+            registry.replace(gateways, sensors)
+        finally:
+            registry.close()
         with AlertStore(url, schema=alerts_schema(community)) as store:
             store.commit_many([(_alert(community, n, now_ms), (), ()) for n in range(ALERTS_EACH)])
             if index % 5 == 0:

@@ -113,8 +113,19 @@ class RegistryStore:
 
     def __init__(self, target: str | Path, *, schema: str, fence: Fence | None = None, read_only: bool = False) -> None:
         self._db: Database = open_database(target, schema=schema, fence=fence, read_only=read_only)
+        self._published = not read_only
         if not read_only:
             self._db.script(_SCHEMA if self._db.dialect == "sqlite" else postgres_ddl(_SCHEMA))
+
+    def published(self) -> bool:
+        """Whether a hub has made the registry's tables (a hub of an earlier release, or one not started since, has
+        not): asked of the database until it says yes, then remembered — tables are never dropped."""
+        if not self._published:
+            sql = ("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'registry_gateways'"
+                   if self._db.dialect == "sqlite" else "SELECT to_regclass('registry_gateways')")  # fmt: skip
+            rows = self._db.query(sql)
+            self._published = bool(rows) and rows[0][0] is not None
+        return self._published
 
     def close(self) -> None:
         self._db.close()
@@ -143,12 +154,17 @@ class RegistryStore:
                 [(int(r.online), r.session, r.changed_ms, r.last_message_ms, r.id) for r in rows],
             )
 
-    def gateways(self) -> list[GatewayRow]:
-        """Every gateway, offline first, then by id."""
+    def gateways(self) -> list[GatewayRow] | None:
+        """Every gateway, offline first, then by id; None when the registry was never published."""
+        if not self.published():
+            return None
         rows = self._db.query(f"SELECT {_GATEWAY_COLUMNS} FROM registry_gateways ORDER BY online, id")
         return [GatewayRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in rows]
 
-    def counts(self) -> RegistryCounts:
+    def counts(self) -> RegistryCounts | None:
+        """None when the registry was never published (not a failure: unknown, and shown as unknown)."""
+        if not self.published():
+            return None
         row = self._db.query(
             "SELECT count(*), coalesce(sum(online), 0), (SELECT count(*) FROM registry_sensors) FROM registry_gateways"
         )[0]

@@ -152,6 +152,11 @@ async def gateways(runtime: RuntimeDep, principal: CurrentPrincipal, community: 
         raise HTTPException(
             503, f"社区 {community} 的设备登记暂时无法读取 / {exc}", headers={"Retry-After": "5"}
         ) from None
+    if rows is None:
+        raise HTTPException(
+            503, f"社区 {community} 的枢纽尚未发布设备登记 / {community}: its hub has not published its registry yet",
+            headers={"Retry-After": "30"},
+        )  # fmt: skip
     return [GatewayOut.of(row) for row in rows]
 
 

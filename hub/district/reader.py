@@ -24,7 +24,7 @@ from alerts.model import Alert, AlertState, Grade, Transition
 from alerts.sqldb import DatabaseError
 from alerts.store import AlertStore
 from hub.metrics import Counter
-from hub.registry_mirror import GatewayRow, RegistryCounts, RegistryStore
+from hub.registry_mirror import GatewayRow, RegistryStore
 from hub.settings import alerts_schema
 
 __all__ = ["CommunityStatus", "DistrictReader", "Position", "Unavailable"]
@@ -89,21 +89,19 @@ class DistrictReader:
         try:
             return await asyncio.to_thread(work)
         except (DatabaseError, psycopg.Error) as exc:
-            self.failures.inc(community=community)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.warning("community %s: %s not readable: %s", community, what, reason)
-            raise Unavailable(community, reason) from None
+            raise Unavailable(community, self._failed(community, what, exc)) from None
 
-    async def gateways(self, community: str) -> list[GatewayRow]:
-        """``community``'s gateways as its hub published them, offline first (Unavailable: not published, or the
-        server is away)."""
+    def _failed(self, community: str, what: str, exc: Exception) -> str:
+        """Count and log a failed read; its reason, the database's first line."""
+        self.failures.inc(community=community)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("community %s: %s not readable: %s", community, what, reason)
+        return reason
+
+    async def gateways(self, community: str) -> list[GatewayRow] | None:
+        """``community``'s gateways as its hub published them, offline first; None: never published (Unavailable:
+        the server is away)."""
         return await self._guarded(community, "registry", self._registries[community].gateways)
-
-    async def _registry_counts(self, community: str) -> RegistryCounts | None:
-        try:
-            return await self._guarded(community, "registry", self._registries[community].counts)
-        except Unavailable:
-            return None  # a hub of an earlier release, or not started since: the alert state is still shown
 
     async def each(
         self, communities: Collection[str], work: Callable[[str, AlertStore], T]
@@ -124,15 +122,23 @@ class DistrictReader:
         return found, missing
 
     async def statuses(self, communities: Collection[str]) -> list[CommunityStatus]:
-        found, missing = await self.each(communities, _status)
-        counted = await asyncio.gather(*(self._registry_counts(c) for c in found))
-        out = [
-            dataclasses.replace(status, gateways=c.gateways, gateways_online=c.online, sensors=c.sensors)
-            if c is not None
-            else status
-            for status, c in zip(found.values(), counted, strict=True)
-        ]
-        out += [CommunityStatus(m.community, unavailable=m.reason) for m in missing]
+        """Each community at a glance, its alert state and its registry read in one go (one thread hop each)."""
+
+        def read(community: str, store: AlertStore) -> CommunityStatus:
+            status = _status(community, store)
+            try:
+                counted = self._registries[community].counts()
+            except (DatabaseError, psycopg.Error) as exc:  # the alert state is still shown
+                self._failed(community, "registry", exc)
+                return status
+            if counted is None:
+                return status
+            return dataclasses.replace(
+                status, gateways=counted.gateways, gateways_online=counted.online, sensors=counted.sensors
+            )
+
+        found, missing = await self.each(communities, read)
+        out = [*found.values(), *(CommunityStatus(m.community, unavailable=m.reason) for m in missing)]
         return sorted(out, key=lambda s: s.community)
 
     async def alerts(

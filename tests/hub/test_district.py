@@ -189,7 +189,9 @@ def test_the_emergency_office_sees_every_community_and_which_one_cannot_be_read(
         assert [(g["id"], g["online"], g["sensors"]) for g in gateways] == [("gw-b2", False, 1), ("gw-b1", True, 2)]
         assert gateways[0]["location"] == "2栋地下车库" and gateways[0]["last_message_at"].startswith("20")
         unpublished = office.get("/api/v1/communities/jinjiang/gateways")
-        assert unpublished.status_code == 503 and "jinjiang" in unpublished.json()["detail"]
+        assert unpublished.status_code == 503 and "not published" in unpublished.json()["detail"]
+        failures = office.get("/metrics").text
+        assert "registry" not in failures and 'community="jinjiang"' not in failures, "not published is no failure"
 
         alerts = office.get("/api/v1/alerts")
         assert alerts.headers["Anju-Unavailable"] == "dongfeng"
