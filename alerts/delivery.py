@@ -277,9 +277,9 @@ class Courier:
             await asyncio.to_thread(self._store.mark_failed, keys, error=error, now_ms=self._clock())
             self._counters.notification_failures_total["exhausted"] += len(page)  # counted once it is on record
             return
-        self._counters.notification_failures_total["retryable"] += len(page)
         delay_s = self.retry.delay_s(attempts)
         if error != page[0].last_error:  # log when the error changes, not every retry
             log.warning("notification %s failed (attempt %d), retrying in %.1f s: %s", key, attempts, delay_s, error)
         next_ms = self._clock() + round(delay_s * 1000)
         await asyncio.to_thread(self._store.mark_retry, keys, next_attempt_ms=next_ms, error=error)
+        self._counters.notification_failures_total["retryable"] += len(page)  # counted once it is on record

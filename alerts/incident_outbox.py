@@ -38,7 +38,8 @@ log = logging.getLogger("anju.alerts.emergency")
 class OutboxCounters:
     """Monotonic counters; failure kinds as the alert service counts them: ``retryable`` (each failed attempt that
     will be retried), ``permanent`` (receiver refused), ``exhausted`` (gave up after ``max_attempts``),
-    ``no_target`` (the recipient left the deployment before delivery)."""
+    ``no_target`` (the recipient left the deployment before delivery). Each is counted once its outcome is on record,
+    so a reader who sees the count finds the message's state in the store."""
 
     sent_total: int = 0
     failures_total: dict[str, int] = dataclasses.field(
@@ -131,16 +132,16 @@ class IncidentOutbox:
         try:
             target = self._resolve(message)
             if target is None:
-                self._counters.failures_total["no_target"] += 1
                 log.error("incident message %s: recipient or target no longer in the deployment", key)
                 await self._finish(message, "outbox", sent=False, error="recipient not in the deployment")
+                self._counters.failures_total["no_target"] += 1
                 return
             channel = type(target).__name__.removesuffix("Target").lower()
             failure = await send(self._receiver, target=target, key=key, body=message.body.encode())
             if failure is not None and failure.permanent:
-                self._counters.failures_total["permanent"] += 1
                 log.error("incident message %s refused, giving up: %s", key, failure.error)
                 await self._finish(message, channel, sent=False, error=failure.error)
+                self._counters.failures_total["permanent"] += 1
                 return
             if failure is not None:
                 await self._retry_later(message, channel, failure.error)
@@ -169,7 +170,6 @@ class IncidentOutbox:
             await self._finish(message, channel, sent=False, error=error)
             self._counters.failures_total["exhausted"] += 1
             return
-        self._counters.failures_total["retryable"] += 1
         delay_s = self._retry.delay_s(attempts)
         if error != message.last_error:  # log when the error changes, not every retry
             log.warning(
@@ -177,3 +177,4 @@ class IncidentOutbox:
             )
         next_ms = self._clock() + round(delay_s * 1000)
         await asyncio.to_thread(self._store.retry_incident_message, message.key, next_attempt_ms=next_ms, error=error)
+        self._counters.failures_total["retryable"] += 1
