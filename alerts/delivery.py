@@ -131,6 +131,9 @@ class Courier:
         """Deliveries under way (each a notification or a digest): at most ``max_in_flight``."""
         self._lanes: set[tuple[str, str, int]] = set()
         """(alert, person, target) with a delivery in flight."""
+        self._taken_while_reading: set[str] = set()
+        """Keys taken since the loop's outbox read began: that read may show them pending still, although they were
+        sent (and left ``_in_flight``) meanwhile, and they must not go out twice."""
 
     def wake(self) -> None:
         """Look at the outbox now (notifications were committed that ``send_now`` did not start)."""
@@ -152,12 +155,13 @@ class Courier:
             now = self._clock()
             free = self._max_in_flight - self._pages_in_flight
             if free > 0:
+                self._taken_while_reading.clear()
                 due = await asyncio.to_thread(
                     self._store.due, now_ms=now, limit=free, exclude=frozenset(self._in_flight)
                 )
                 self._waiting = len(due) >= free
                 for notification in due:
-                    if notification.key in self._in_flight:
+                    if self._taken(notification.key):
                         continue
                     if not self._take(await self._page_of(notification, now)):
                         self._waiting = True
@@ -173,17 +177,18 @@ class Courier:
         # happened ("cleared" never before the "upgraded" that came first); the next one follows when this one is
         # done (_deliver wakes the loop).
         lanes = {(n.alert_id, n.person_id, n.target_index) for n in page}
-        if (
-            self._pages_in_flight >= self._max_in_flight
-            or lanes & self._lanes
-            or any(n.key in self._in_flight for n in page)
-        ):
+        if self._pages_in_flight >= self._max_in_flight or lanes & self._lanes or any(self._taken(n.key) for n in page):
             return False
         self._lanes |= lanes
         self._in_flight.update(n.key for n in page)
+        self._taken_while_reading.update(n.key for n in page)
         self._pages_in_flight += 1
         self._spawn(self._deliver(page), f"anju-alerts-deliver-{page[0].key}")
         return True
+
+    def _taken(self, key: str) -> bool:
+        """Whether ``key`` is being delivered, or was taken since the outbox read that shows it began."""
+        return key in self._in_flight or key in self._taken_while_reading
 
     async def _page_of(self, notification: Notification, now: int) -> list[Notification]:
         """What goes out with ``notification`` as one page: itself, or every due notification of its group to the
@@ -198,7 +203,7 @@ class Courier:
             now_ms=now,
             limit=MAX_DIGEST,
         )
-        page = [n for n in members if n.key not in self._in_flight]
+        page = [n for n in members if not self._taken(n.key)]
         return page if any(n.key == notification.key for n in page) else [notification, *page][:MAX_DIGEST]
 
     def _target(self, notification: Notification) -> Target | None:

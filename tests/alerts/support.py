@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -96,15 +96,18 @@ _engine_url: list[str] = []
 """The PostgreSQL server the ``alerts_engine`` fixture chose for this test, or empty for SQLite."""
 
 
+StoreT = TypeVar("StoreT", bound=AlertStore)
+
+
 def use_postgres(url: str | None) -> None:
     """Open the next tests' alert stores on the PostgreSQL at ``url`` (None: SQLite files again)."""
     _engine_url[:] = [url] if url else []
 
 
-def open_alert_store(path: Path) -> AlertStore:
+def open_alert_store(path: Path, kind: type[StoreT] = AlertStore) -> StoreT:  # type: ignore[assignment]
     """The test's alert store at ``path``: that SQLite file, or, when the ``alerts_engine`` fixture picked PostgreSQL,
     a schema of the test server named after ``path`` — so opening the same path again is a restart of the hub on the
-    same database, and another test's path is another, empty, database."""
+    same database, and another test's path is another, empty, database. ``kind``: a subclass of the store to open."""
     if not _engine_url:
-        return AlertStore(path)
-    return AlertStore(_engine_url[0], schema="t" + hashlib.sha256(str(path).encode()).hexdigest()[:20])
+        return kind(path)
+    return kind(_engine_url[0], schema="t" + hashlib.sha256(str(path).encode()).hexdigest()[:20])

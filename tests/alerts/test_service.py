@@ -5,18 +5,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from alerts import (
+    Alert,
     AlertService,
     AlertState,
     AlertStore,
     Directory,
     Grade,
+    Notification,
     RiskEvent,
+    Transition,
     TransitionError,
     WebhookReceiver,
 )
@@ -206,6 +213,47 @@ async def test_restart_delivers_pending_exactly_once(tmp_path: Path) -> None:
     keys = [json.loads(line)["idempotency_key"] for line in (tmp_path / "sink.jsonl").read_text().splitlines()]
     assert keys == [f"{alert.id}:1:zhang-wei:0", f"{alert.id}:2:zhang-wei:0"]
     assert sink.duplicates == 0
+
+
+class ReadsLate(AlertStore):
+    """A store whose commit returns only once the outbox loop has read the committed notification, and whose read
+    answers only after that notification's delivery is on record: the read shows it pending, as a slow read on a busy
+    database does (PostgreSQL under load)."""
+
+    def __init__(self, target: str | Path, **options: Any) -> None:
+        super().__init__(target, **options)
+        self.committed, self.recorded, self.read = threading.Event(), threading.Event(), threading.Event()
+
+    def commit_many(self, writes: Sequence[tuple[Alert, Sequence[Transition], Sequence[Notification]]]) -> None:
+        super().commit_many(writes)
+        self.committed.set()
+        self.read.wait(timeout=5)  # the outbox loop polls at least once a second
+
+    def due(self, *, now_ms: int, limit: int, exclude: Collection[str] = ()) -> list[Notification]:
+        found = super().due(now_ms=now_ms, limit=limit, exclude=exclude)
+        if found and self.committed.is_set() and not self.read.is_set():
+            self.read.set()
+            self.recorded.wait(timeout=5)
+            time.sleep(0.2)  # the delivery's task, woken at the same time, leaves the keys in flight first
+        return found
+
+    def mark_sent_many(self, sent: Sequence[tuple[str, int]]) -> None:
+        super().mark_sent_many(sent)
+        self.recorded.set()
+
+
+async def test_a_stale_outbox_read_does_not_send_a_notification_twice(sink: RunningSink, tmp_path: Path) -> None:
+    """The service starts a committed notification at once; its outbox loop, reading meanwhile, may still see it
+    pending after it was sent. Before the loop skipped what was taken during its read, that was a second page (a
+    second phone call on a voice target), seen on PostgreSQL under CI's load."""
+    with open_alert_store(tmp_path / "alerts.db", ReadsLate) as store:
+        async with WebhookReceiver() as receiver, _service(store, directory_for(sink.url), receiver) as service:
+            await service.submit(event())
+            await wait_until(lambda: store.recorded.is_set() and service.counters.notifications_sent_total == 1)
+            assert store.read.is_set(), "the loop read the outbox while the notification was on its way"
+            await anyio.sleep(0.5)  # what the loop does with its stale read
+        assert len(sink.sink.received) == 1 and sink.sink.duplicates == 0
+        assert [n.status for n in store.notifications()] == ["sent"]
 
 
 async def test_receiver_sees_same_bytes_on_retry(tmp_path: Path) -> None:
