@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench services clean
+.PHONY: demo test lint typecheck audit unit bench services clean
 
 # A stamp per install profile: re-installs when pyproject.toml changes.
 $(VENV)/.stamp-demo: pyproject.toml scripts/venv
@@ -18,8 +18,8 @@ $(VENV)/.stamp-dev: pyproject.toml scripts/venv
 demo: $(VENV)/.stamp-demo
 	$(BIN)/anju-hub demo --run-dir run/demo
 
-## make test: lint, types and the whole suite, with a real Mosquitto.
-test: services $(VENV)/.stamp-dev lint typecheck unit
+## make test: lint, types, the dependency audit and the whole suite, with a real Mosquitto.
+test: services $(VENV)/.stamp-dev lint typecheck audit unit
 
 services:
 	@scripts/ensure-services
@@ -30,6 +30,10 @@ lint: $(VENV)/.stamp-dev
 
 typecheck: $(VENV)/.stamp-dev
 	$(BIN)/mypy
+
+# Every installed distribution against PyPI's vulnerability records (devtools/audit.py); fails on a known one.
+audit: $(VENV)/.stamp-dev
+	$(BIN)/python -m devtools.audit
 
 unit: $(VENV)/.stamp-dev
 	scripts/run-tests $(BIN)
