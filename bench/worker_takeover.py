@@ -9,8 +9,14 @@ answers ``/api/v1/health`` with its broker sessions connected. The killed worker
 the standby for every community) and the roles swap for the next kill.
 
 Reference, same run: issue 8's bound (30 s) and the **cold start** of the first worker (exec → every community
-served, the leases free), which is what a takeover adds to the lease's wait. Memory, before each kill: the resident
-set (VmRSS) of a hub that runs its community, of a standby hub, and of the worker process itself.
+served, the leases free), which is what a takeover adds to the lease's wait.
+
+Memory, before each kill, from /proc/PID/smaps_rollup: of a hub that runs its community, of a standby hub (both forked
+by the worker's zygote, hub/zygote.py), of the zygote and of the worker process. Each as RSS (resident, shared pages
+counted whole), PSS (shared pages divided among the processes that share them: what the machine pays, summed) and
+USS (private pages only: what one more community costs). Reference, same run: a hub started by exec, as workers
+started them before the zygote, running a community of its own (``c0``, the same deployment shape, outside the
+shard map) and a standby for it.
 
 ``python -m bench worker_takeover`` runs it (``KILLS`` kills; about 2 minutes); logs go to
 run/bench/worker-takeover-TIMESTAMP.
@@ -31,6 +37,7 @@ from bench.common import loadavg, run_dir, save_lines
 from bench.takeover import BOUND_S, TERM_S, services, serving, wait_until
 from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port
+from hub.zygote import forked_hubs
 
 __all__ = ["WorkerKill", "report", "run"]
 
@@ -40,29 +47,52 @@ SENSORS = 20
 
 
 @dataclass(frozen=True, slots=True)
+class Memory:
+    """One process's memory (MB): resident, proportional (shared pages divided among their sharers), unique."""
+
+    rss: float
+    pss: float
+    uss: float
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerKill:
     """One worker killed with every community on it; seconds from the kill until each community was served again."""
 
     phase_s: float
     serving_s: tuple[float, ...]
-    running_hub_rss_mb: tuple[float, ...]
-    standby_hub_rss_mb: tuple[float, ...]
-    worker_rss_mb: float
+    running_hubs: tuple[Memory, ...]
+    standby_hubs: tuple[Memory, ...]
+    zygote: Memory
+    worker: Memory
+    exec_running: Memory
+    exec_standby: Memory
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+def _memory(pid: int) -> Memory:
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="ascii").splitlines()[1:]:
+        name, _, value = line.partition(":")
+        fields[name] = int(value.split()[0])
+    if "Rss" not in fields:
+        raise RuntimeError(f"no smaps_rollup for process {pid}")
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return Memory(fields["Rss"] / 1024, fields["Pss"] / 1024, uss / 1024)
+
+
+def _zygote(worker: Child) -> int:
+    assert worker.process is not None
+    pid = worker.process.pid
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split():
+        if b"hub.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    raise RuntimeError(f"worker {worker.name} has no zygote")
 
 
 def _hubs(worker: Child) -> list[int]:
-    """The pids of the worker's hub processes (its children)."""
+    """The pids of the worker's hub processes (its zygote's children)."""
     assert worker.process is not None
-    pid = worker.process.pid
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
-    return [int(child) for child in text.split()]
+    return forked_hubs(worker.process.pid)
 
 
 class Fleet:
@@ -89,6 +119,23 @@ class Fleet:
                 "--mqtt-port", str(self.mqtt_port)]  # fmt: skip
         return Child(name, argv, self.lines).start()
 
+    def start_exec_reference(self) -> tuple[Child, Child]:
+        """Community ``c0``, outside the shard map, run by ``anju-hub serve`` started by exec, and a standby for it
+        started the same way: (running, standby)."""
+        options = LoadOptions(community="c0", gateways=1, sensors_per_gateway=SENSORS, kinds=("gas", "smoke"))
+        (self.where / "c0.yaml").write_text(render_deployment(options), encoding="utf-8")
+        hubs = []
+        for name in ("x1", "x2"):
+            argv = [sys.executable, "-m", "hub", "--log-level", "info", "serve",
+                    "--config", str(self.where / "c0.yaml"), "--data-dir", str(self.where / "data" / f"c0-{name}"),
+                    "--http-port", str(free_port()), "--lease-holder", f"{name}:c0",
+                    "--alerts-database-file", str(self.url_file), "--mqtt-port", str(self.mqtt_port)]  # fmt: skip
+            hubs.append(Child(f"exec-{name}", argv, self.lines).start())
+            if name == "x1":
+                port = int(argv[argv.index("--http-port") + 1])
+                wait_until(lambda port=port: serving(port), "the exec'd hub of c0 to serve")  # type: ignore[misc]
+        return hubs[0], hubs[1]
+
     def holders(self) -> set[str]:
         """The workers that hold a lease now."""
         with psycopg.connect(self.url, autocommit=True) as db:
@@ -111,28 +158,34 @@ def run(kills: int = KILLS, *, directory: Path | None = None, seed: int = 8) -> 
             all_served = wait_until(lambda: all(serving(p) for p in fleet.ports.values()), "w1 to serve them all")
             cold_start_s = all_served - started
             standby = fleet.start("w2")
+            reference = fleet.start_exec_reference()
             try:
                 for _ in range(kills):
                     time.sleep(4.0)  # the standby's hubs are up and polling
-                    results.append(_kill(fleet, holder, standby, chance))
+                    results.append(_kill(fleet, holder, standby, reference, chance))
                     holder.stop(grace_s=20)
                     holder, standby = standby, fleet.start(holder.name)
             finally:
                 holder.stop(grace_s=30)
                 standby.stop(grace_s=30)
+                for hub in reference:
+                    hub.stop(grace_s=30)
     finally:
         save_lines(lines, where / "processes.log")
     return {"kills": results, "cold_start_s": cold_start_s, "loadavg_before": before, "loadavg_after": loadavg(),
             "logs": str(where)}  # fmt: skip
 
 
-def _kill(fleet: Fleet, holder: Child, standby: Child, chance: random.Random) -> WorkerKill:
-    if fleet.holders() != {holder.name}:
+def _kill(
+    fleet: Fleet, holder: Child, standby: Child, reference: tuple[Child, Child], chance: random.Random
+) -> WorkerKill:
+    if fleet.holders() - {"x1"} != {holder.name}:
         raise RuntimeError(f"the leases are held by {fleet.holders()}, not by {holder.name} alone")
-    running = tuple(_rss_mb(pid) for pid in _hubs(holder))
-    waiting = tuple(_rss_mb(pid) for pid in _hubs(standby))
-    assert holder.process is not None
-    worker_rss = _rss_mb(holder.process.pid)
+    running = tuple(_memory(pid) for pid in _hubs(holder))
+    waiting = tuple(_memory(pid) for pid in _hubs(standby))
+    assert holder.process is not None and reference[0].process is not None and reference[1].process is not None
+    zygote, worker = _memory(_zygote(holder)), _memory(holder.process.pid)
+    exec_running, exec_standby = _memory(reference[0].process.pid), _memory(reference[1].process.pid)
     phase = chance.uniform(0, TERM_S / 3)
     time.sleep(phase)
     killed = time.monotonic()
@@ -146,9 +199,10 @@ def _kill(fleet: Fleet, holder: Child, standby: Child, chance: random.Random) ->
         time.sleep(0.02)
     if len(served) < len(fleet.ports):
         raise RuntimeError(f"only {sorted(served)} taken over by {standby.name} in {BOUND_S * 3:.0f} s")
-    if fleet.holders() != {standby.name}:
+    if fleet.holders() - {"x1"} != {standby.name}:
         raise RuntimeError(f"the leases are held by {fleet.holders()}, not by {standby.name}")
-    return WorkerKill(phase, tuple(sorted(served.values())), running, waiting, worker_rss)
+    return WorkerKill(phase, tuple(sorted(served.values())), running, waiting, zygote, worker, exec_running,
+                      exec_standby)  # fmt: skip
 
 
 def report(results: dict[str, object], say: Callable[[str], None] = lambda text: print(text, flush=True)) -> None:
@@ -167,11 +221,23 @@ def report(results: dict[str, object], say: Callable[[str], None] = lambda text:
         f"(runs {' / '.join(f'{s:.2f}' for s in every)}); each community median {statistics.median(each):.2f} s; "
         f"max / bound {max(every) / BOUND_S:.2f}"
     )
-    running = [r for k in kills for r in k.running_hub_rss_mb]
-    waiting = [r for k in kills for r in k.standby_hub_rss_mb]
-    workers = [k.worker_rss_mb for k in kills]
-    say(f"memory (VmRSS, medians): a hub running its community {statistics.median(running):.0f} MB, a standby hub "
-        f"{statistics.median(waiting):.0f} MB, the worker process {statistics.median(workers):.0f} MB")  # fmt: skip
+
+    def median(memories: list[Memory]) -> str:
+        rss, pss, uss = (statistics.median(getattr(m, kind) for m in memories) for kind in ("rss", "pss", "uss"))
+        return f"RSS {rss:.0f} / PSS {pss:.0f} / USS {uss:.0f} MB"
+
+    def uss_ratio(forked: list[Memory], started: list[Memory]) -> float:
+        return statistics.median(m.uss for m in forked) / statistics.median(m.uss for m in started)
+
+    running = [m for k in kills for m in k.running_hubs]
+    waiting = [m for k in kills for m in k.standby_hubs]
+    say(f"memory (medians of {len(kills)} samples): forked by the zygote, a hub running its community "
+        f"{median(running)}, a standby hub {median(waiting)}; the zygote {median([k.zygote for k in kills])}; "
+        f"the worker {median([k.worker for k in kills])}")  # fmt: skip
+    exec_running, exec_standby = [k.exec_running for k in kills], [k.exec_standby for k in kills]
+    say(f"reference, same run: started by exec, a hub running its community {median(exec_running)}, a standby hub "
+        f"{median(exec_standby)}; USS ratio forked / exec: running {uss_ratio(running, exec_running):.2f}, standby "
+        f"{uss_ratio(waiting, exec_standby):.2f}")  # fmt: skip
     say(f"load average before {results.get('loadavg_before')}, after {results.get('loadavg_after')}")
     say(f"logs in {results.get('logs')}")
 

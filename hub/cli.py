@@ -29,6 +29,16 @@ __all__ = ["main"]
 log = logging.getLogger("anju.hub")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level(text: str) -> str:
+    """``--log-level`` (or ANJU_LOG_LEVEL): one of ``LOG_LEVELS``, in any case."""
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level: give one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -312,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anju-hub", description="Anju 安居 hub: ingest, storage, detection, alerts, API."
     )
-    parser.add_argument("--log-level", default=os.environ.get("ANJU_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level", type=_log_level, default=os.environ.get("ANJU_LOG_LEVEL", "info"),
+        help="debug, info, warning or error (default: ANJU_LOG_LEVEL, else info)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(

@@ -69,7 +69,7 @@ def _worker(args: argparse.Namespace) -> int:
     from hub.config import ConfigError
     from hub.settings import HubSettings
     from hub.shards import load_shard_map
-    from hub.worker import run_worker, seats
+    from hub.worker import child_environment, run_worker, seats
 
     if not args.shard_map or not args.name:
         return _fail("worker: --shard-map and --name are required (or ANJU_SHARD_MAP and ANJU_WORKER_NAME)")
@@ -94,8 +94,7 @@ def _worker(args: argparse.Namespace) -> int:
     if not 1 <= args.hub_watchdog <= 600:
         return _fail(f"worker: --hub-watchdog {args.hub_watchdog:g}: give 1 to 600 seconds")
     all_seats = seats(args.name, shards, overrides, args.log_level, os.environ, watchdog_s=args.hub_watchdog)
-    asyncio.run(run_worker(args.name, all_seats))
-    return 0
+    return asyncio.run(run_worker(args.name, all_seats, child_environment(os.environ, {})))
 
 
 def _check(args: argparse.Namespace) -> int:

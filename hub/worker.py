@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
 import logging
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +33,7 @@ from dataclasses import dataclass
 from hub.lease import LEASE_LOST_EXIT
 from hub.shards import Assignment, ShardMap
 from hub.worker_notify import HubNotifications
+from hub.zygote import ForkedHub, Zygote, ZygoteGone
 from systemd_notify import notify, watchdog_forever
 
 __all__ = ["Seat", "child_environment", "run_worker", "seat_argv"]
@@ -61,8 +58,6 @@ _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_
 """The worker's own systemd protocol: its hubs must not speak it (they would report the worker READY, or feed its
 watchdog while it hangs)."""
 
-_PR_SET_PDEATHSIG = 1
-
 
 def child_environment(environment: Mapping[str, str], settings: Mapping[str, object]) -> dict[str, str]:
     """The environment of a worker's hub: the worker's, without systemd's notification variables, with the worker's
@@ -74,27 +69,15 @@ def child_environment(environment: Mapping[str, str], settings: Mapping[str, obj
 
 
 def seat_argv(worker: str, assignment: Assignment, log_level: str, host: str | None = None) -> list[str]:
-    """The command line of ``worker``'s hub for ``assignment``'s community (listening on ``host`` if given)."""
+    """The ``anju-hub`` arguments of ``worker``'s hub for ``assignment``'s community (listening on ``host`` if
+    given)."""
     shard = assignment.shard
     return [
-        sys.executable, "-m", "hub", "--log-level", log_level, "serve",
+        "--log-level", log_level, "serve",
         "--config", str(shard.deployment), "--data-dir", str(shard.data_dir),
         *(("--http-host", host.strip("[]")) if host else ()),
         "--http-port", str(shard.http_port), "--lease-holder", f"{worker}:{assignment.community}",
     ]  # fmt: skip
-
-
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-"""libc's prctl, looked up here in the worker: the forked child before exec must not load libraries (another thread
-of the worker may hold the loader's lock at the fork)."""
-
-
-def _die_with(worker_pid: int) -> None:  # pragma: no cover - runs in the child between fork and exec
-    """In the forked hub before exec: ask the kernel for SIGTERM when the worker dies. The signal follows the thread
-    that forked, the event loop's, which lives as long as the worker."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != worker_pid:  # the worker died before prctl took effect
-        os._exit(1)
 
 
 @dataclass(slots=True)
@@ -104,20 +87,21 @@ class Seat:
 
     assignment: Assignment
     argv: list[str]
+    """The hub's ``anju-hub`` arguments."""
     env: dict[str, str]
     first_delay_s: float
     watchdog_s: float = HUB_WATCHDOG_S
     on_status: Callable[[], None] = lambda: None
-    process: asyncio.subprocess.Process | None = None
+    process: ForkedHub | None = None
     notifications: HubNotifications | None = None
 
     @property
     def status(self) -> str:
         return self.notifications.status if self.notifications is not None else "not started"
 
-    async def keep(self, stopping: asyncio.Event) -> None:
-        """Run the hub, and again after it exits (at once after a lost lease, else after a back-off), until
-        ``stopping``; then stop it gracefully."""
+    async def keep(self, stopping: asyncio.Event, zygote: Zygote) -> None:
+        """Run the hub (forked by ``zygote``), and again after it exits (at once after a lost lease, else after a
+        back-off), until ``stopping``; then stop it gracefully."""
         community = self.assignment.community
         backoff = BACKOFF_MIN_S
         delay = self.first_delay_s
@@ -128,9 +112,9 @@ class Seat:
             while not await _wait(stopping, delay):
                 started = time.monotonic()
                 try:
-                    self.process = await asyncio.create_subprocess_exec(
-                        *self.argv, env=env, preexec_fn=functools.partial(_die_with, os.getpid())
-                    )
+                    self.process = await zygote.spawn(self.argv, env)
+                except ZygoteGone:
+                    return  # the worker stops (run_worker)
                 except OSError as exc:  # no memory, no process slots left: as a crash, tried again after a back-off
                     log.error("community %s: its hub could not be started: %s", community, exc)
                     code = -1
@@ -152,7 +136,7 @@ class Seat:
         finally:
             notifications.close()
 
-    async def _exit_or_stop(self, process: asyncio.subprocess.Process, stopping: asyncio.Event) -> int:
+    async def _exit_or_stop(self, process: ForkedHub, stopping: asyncio.Event) -> int:
         """The hub's exit status. If ``stopping`` comes first: SIGTERM, and SIGKILL after ``STOP_TIMEOUT_S``; if the
         hub stops answering first (no watchdog ping): SIGKILL at once."""
         community = self.assignment.community
@@ -230,8 +214,10 @@ def worker_status(worker: str, all_seats: Sequence[Seat]) -> str:
     return f"worker {worker}: running {', '.join(running) or 'none'}; standby for {', '.join(waiting) or 'none'}"
 
 
-async def run_worker(worker: str, all_seats: Sequence[Seat]) -> None:
-    """Keep every seat's hub running until SIGTERM or SIGINT, then stop them all."""
+async def run_worker(worker: str, all_seats: Sequence[Seat], zygote_env: Mapping[str, str]) -> int:
+    """Keep every seat's hub running until SIGTERM or SIGINT, then stop them all: 0. The hubs are forked by a zygote
+    started in ``zygote_env`` (hub/zygote.py); if it cannot start, or exits while the worker runs, the worker stops
+    with 1 (its unit restarts it; the hubs died with the zygote, and standbys elsewhere take their communities)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -239,6 +225,11 @@ async def run_worker(worker: str, all_seats: Sequence[Seat]) -> None:
     owned = [s.assignment.community for s in all_seats if s.assignment.rank == 0]
     standby = [s.assignment.community for s in all_seats if s.assignment.rank > 0]
     log.info("worker %s: owns %s; stands by for %s", worker, ", ".join(owned) or "none", ", ".join(standby) or "none")
+    try:
+        zygote = await Zygote(zygote_env).__aenter__()
+    except ZygoteGone as exc:
+        log.error("worker %s: %s", worker, exc)
+        return 1
 
     def report_status() -> None:
         status = worker_status(worker, all_seats)
@@ -247,15 +238,25 @@ async def run_worker(worker: str, all_seats: Sequence[Seat]) -> None:
 
     for seat in all_seats:
         seat.on_status = report_status
-    keepers = [asyncio.create_task(s.keep(stopping), name=f"seat-{s.assignment.community}") for s in all_seats]
+    keepers = [asyncio.create_task(s.keep(stopping, zygote), name=f"seat-{s.assignment.community}") for s in all_seats]
     notify(f"READY=1\nSTATUS={worker_status(worker, all_seats)}")
     watchdog = asyncio.create_task(watchdog_forever(), name="worker-watchdog")
+    zygote_gone = asyncio.create_task(zygote.gone.wait(), name="worker-zygote")
+    stop = asyncio.create_task(stopping.wait(), name="worker-stop")
+    failed = False
     try:
-        await stopping.wait()
+        await asyncio.wait((stop, zygote_gone), return_when=asyncio.FIRST_COMPLETED)
+        failed = zygote_gone.done() and not stopping.is_set()
+        if failed:
+            log.error("worker %s: its hub zygote exited; stopping so that the worker is started again", worker)
         notify("STOPPING=1")
         log.info("worker %s: stopping its hubs", worker)
     finally:
         stopping.set()
         await asyncio.gather(*keepers, return_exceptions=True)
+        await zygote.__aexit__(None, None, None)
+        zygote_gone.cancel()
+        stop.cancel()
         watchdog.cancel()
         log.info("worker %s: stopped", worker)
+    return 1 if failed else 0

@@ -27,6 +27,7 @@ from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port
 from hub.shards import load_shard_map
 from hub.shards_proxy import nginx_config
+from hub.zygote import forked_hubs
 from protocol.topics import Channel, topic
 from tests.conftest import listening, require_service
 from tests.hub.test_ingest_shards import _acked, _batch
@@ -148,8 +149,7 @@ def log_text(child: Child, seen: list[str] | None = None) -> str:
 
 def hub_pids(worker: Child) -> list[int]:
     assert worker.process is not None
-    pid = worker.process.pid
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()]
+    return forked_hubs(worker.process.pid)
 
 
 def test_workers_run_their_own_communities_and_take_over_a_dead_ones(fleet: Fleet, start: Callable[..., Child]) -> None:

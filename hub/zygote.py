@@ -1,0 +1,365 @@
+"""Warm starts for a worker's hubs: one process imports the hub once, and forks each community's hub from itself.
+
+A worker (hub/worker.py) runs a hub process per community. Started by exec, every one of them loaded the interpreter
+and the hub's modules on its own: ``bench worker_takeover`` measured about 105 MB resident for a hub running its
+community and 47 MB for a standby, most of it the same imported code in every process. That bounded the communities
+of one machine (docs/scale-out.md). The zygote imports the modules ``anju-hub serve`` needs (``PRELOAD``), freezes them
+out of the garbage collector's reach (``gc.freeze``: a collection would otherwise write to every object's header and
+unshare its page), and then forks a hub for each request. Its hubs share those pages with it, copy on write, so a
+community costs what its hub writes: its own state.
+
+Each hub is still its own process: a crash, a lost lease (status 75) or a kill stays that community's, and the worker
+restarts it as before. The worker talks to the zygote over a ``SOCK_SEQPACKET`` socket pair, one JSON object a
+message:
+
+- the zygote says ``{"ready": pid, "modules": n}`` once it has imported what it preloads;
+- the worker asks ``{"id": n, "args": [...], "env": {...}}``: run ``anju-hub`` with ``args``, in the environment
+  ``env`` (nothing of the zygote's own environment is kept);
+- the zygote answers ``{"id": n, "pid": p}`` with a pidfd of the hub attached (``SCM_RIGHTS``), through which the
+  worker signals it (never another process that reused the pid), or ``{"id": n, "error": "..."}``;
+- when a hub exits, the zygote, its parent, reaps it and says ``{"exited": p, "status": s}`` (status as
+  ``asyncio.subprocess.Process.returncode``: negative for a signal).
+
+The zygote exits when the worker closes its end; it and its hubs ask the kernel for SIGTERM when their parent dies
+(``PR_SET_PDEATHSIG``), so a killed worker leaves no hub running unsupervised. Linux only (pidfds: Linux 5.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import gc
+import importlib
+import json
+import logging
+import os
+import selectors
+import shlex
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import setproctitle
+
+__all__ = ["PRELOAD", "ForkedHub", "Zygote", "ZygoteGone", "die_with", "forked_hubs"]
+
+log = logging.getLogger("anju.hub.zygote")
+
+PRELOAD = ("hub.cli", "hub.api", "hub.runtime", "uvicorn", "uvicorn.protocols.http.h11_impl", "psycopg")
+"""What ``anju-hub serve`` imports before it serves (the rest each hub imports itself, into its own pages)."""
+MESSAGE_BYTES = 1 << 20
+"""The largest message either side sends: a hub's environment and arguments."""
+READY_TIMEOUT_S = 120.0
+"""How long the zygote may take to import what it preloads (seconds; ~1.5 s on a Raspberry Pi 4)."""
+_PR_SET_PDEATHSIG = 1
+
+
+class ZygoteGone(OSError):
+    """The zygote exited (or never became ready): no hub can be started through it."""
+
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+"""libc's prctl, looked up at import: a forked child must not load libraries (in a process with threads, such as the
+worker, another thread may hold the loader's lock at the fork)."""
+
+
+def die_with(parent: int) -> None:  # pragma: no cover - runs in a forked child
+    """In a forked child: ask the kernel for SIGTERM when ``parent`` dies (the signal follows the thread that forked,
+    which lives as long as its process here), and exit at once if it already has."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+# -- the zygote process ----------------------------------------------------------------------------------------------
+
+
+def _send(control: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
+    socket.send_fds(control, [json.dumps(message).encode()], list(fds))
+
+
+def serve(control: socket.socket) -> int:
+    """The zygote's loop: preload, then fork a hub per request and report each hub's exit, until the worker closes
+    ``control``."""
+    # One BLAS thread per hub (numpy is preloaded): a worker runs many hubs, and the zygote must fork single-threaded.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    for name in PRELOAD:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so that the wakeup fd hears it
+    _send(control, {"ready": os.getpid(), "modules": len(sys.modules)})
+    with selectors.DefaultSelector() as selector:
+        selector.register(control, selectors.EVENT_READ)
+        selector.register(wake_r, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is control:
+                    data = control.recv(MESSAGE_BYTES)
+                    if not data:
+                        return 0  # the worker closed its end (or died): the hubs follow by PR_SET_PDEATHSIG
+                    _fork_hub(control, json.loads(data), (wake_r, wake_w))
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+                    _reap(control)
+
+
+def _fork_hub(control: socket.socket, request: dict[str, Any], private: tuple[int, int]) -> None:
+    try:
+        pid = os.fork()
+    except OSError as exc:  # no memory, no process slots left
+        _send(control, {"id": request["id"], "error": f"fork: {exc}"})
+        return
+    if pid == 0:
+        _run_hub(request, control, private)
+    pidfd = os.pidfd_open(pid)
+    try:
+        _send(control, {"id": request["id"], "pid": pid}, [pidfd])
+    finally:
+        os.close(pidfd)
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(control, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
+
+
+def _run_hub(request: Mapping[str, Any], control: socket.socket, private: Sequence[int]) -> NoReturn:
+    """In the forked child: become the hub that ``request`` asks for, and exit with its status."""
+    code = 1
+    try:
+        zygote = os.getppid()
+        control.close()
+        signal.set_wakeup_fd(-1)
+        for fd in private:
+            os.close(fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        die_with(zygote)
+        sys.argv = ["anju-hub", *request["args"]]
+        # `ps` names the hub's community, not the zygote; before the environment changes, whose memory it takes
+        setproctitle.setproctitle(shlex.join(sys.argv))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        from hub.cli import main
+
+        code = main(list(request["args"]))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def forked_hubs(worker_pid: int) -> list[int]:
+    """The pids of the hubs a worker's zygote runs now (read from /proc: for tools and tests that watch a worker)."""
+    hubs = []
+    for child in _children(worker_pid):
+        with contextlib.suppress(OSError):
+            if b"hub.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
+                hubs.extend(_children(child))
+    return hubs
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()]
+    except OSError:
+        return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hub.zygote FD``: serve the worker on the inherited socket ``FD``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1 or not args[0].isdigit():
+        sys.stderr.write("usage: python -m hub.zygote FD (started by anju-hub worker, not by hand)\n")
+        return 2
+    with socket.socket(fileno=int(args[0])) as control:
+        return serve(control)
+
+
+# -- the worker's side -----------------------------------------------------------------------------------------------
+
+
+class ForkedHub:
+    """A hub the zygote forked: the parts of ``asyncio.subprocess.Process`` the worker uses."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+        self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exit.result() if self._exit.done() else None
+
+    async def wait(self) -> int:
+        """The hub's exit status, once the zygote has reaped it."""
+        return await asyncio.shield(self._exit)
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the hub through its pidfd; ProcessLookupError once it has exited."""
+        if self._exit.done():
+            raise ProcessLookupError(self.pid)
+        signal.pidfd_send_signal(self._pidfd, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _exited(self, status: int) -> None:
+        if not self._exit.done():
+            self._exit.set_result(status)
+            os.close(self._pidfd)
+
+
+class Zygote:
+    """The worker's zygote process and its socket. ``async with Zygote(env) as zygote``: started and ready (or
+    :class:`ZygoteGone`); ``await zygote.spawn(args, env)`` forks a hub; ``zygote.gone`` is set if the zygote exits
+    while in use."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self._socket: socket.socket | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[ForkedHub]] = {}
+        self._hubs: dict[int, ForkedHub] = {}
+        self._ready: asyncio.Future[int] | None = None
+        self.gone = asyncio.Event()
+        self.pid: int | None = None
+
+    async def __aenter__(self) -> Zygote:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        self._socket = ours
+        self._ready = loop.create_future()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hub.zygote", str(theirs.fileno()),
+                env=self._env, pass_fds=(theirs.fileno(),), preexec_fn=functools.partial(die_with, os.getpid()),
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        loop.add_reader(ours, self._read)
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                self.pid = await self._ready
+        except (TimeoutError, ZygoteGone) as exc:
+            await self._close()
+            raise ZygoteGone(f"the hub zygote did not become ready: {exc or 'timed out'}") from None
+        log.info("hub zygote ready (pid %d): hubs start warm", self.pid)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    async def spawn(self, args: Sequence[str], env: Mapping[str, str]) -> ForkedHub:
+        """Fork a hub running ``anju-hub *args`` in ``env``. Raises :class:`ZygoteGone` when the zygote is gone, and
+        OSError when it could not fork."""
+        if self._socket is None or self.gone.is_set():
+            raise ZygoteGone("the hub zygote has exited")
+        self._next_id += 1
+        number = self._next_id
+        reply: asyncio.Future[ForkedHub] = asyncio.get_running_loop().create_future()
+        self._pending[number] = reply
+        try:
+            self._socket.send(json.dumps({"id": number, "args": list(args), "env": dict(env)}).encode())
+            return await reply
+        finally:
+            self._pending.pop(number, None)
+
+    def _read(self) -> None:
+        assert self._socket is not None
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._socket, MESSAGE_BYTES, 1)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._lost(f"its socket failed: {exc}")
+                return
+            if not data:
+                self._lost("it exited")
+                return
+            self._take(json.loads(data), fds)
+
+    def _take(self, message: dict[str, Any], fds: list[int]) -> None:
+        if "ready" in message and self._ready is not None and not self._ready.done():
+            self._ready.set_result(int(message["ready"]))
+        elif "exited" in message:
+            hub = self._hubs.pop(int(message["exited"]), None)
+            if hub is not None:
+                hub._exited(int(message["status"]))
+        elif "id" in message:
+            reply = self._pending.get(int(message["id"]))
+            if "pid" in message and fds:
+                hub = ForkedHub(int(message["pid"]), fds[0])
+                self._hubs[hub.pid] = hub
+                if reply is not None and not reply.done():
+                    reply.set_result(hub)
+                return
+            if reply is not None and not reply.done():
+                reply.set_exception(OSError(message.get("error", "the zygote did not start the hub")))
+        for fd in fds:
+            os.close(fd)
+
+    def _lost(self, why: str) -> None:
+        """The zygote is gone: its hubs' statuses are unknown (-1), and no hub can start."""
+        if self.gone.is_set():
+            return
+        self.gone.set()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ZygoteGone(why))
+        else:
+            log.error("hub zygote: %s; its hubs stop with it", why)
+        for reply in self._pending.values():
+            if not reply.done():
+                reply.set_exception(ZygoteGone(f"the hub zygote {why}"))
+        for hub in self._hubs.values():
+            hub._exited(-1)
+        self._hubs.clear()
+        if self._socket is not None:
+            asyncio.get_running_loop().remove_reader(self._socket)
+
+    async def _close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self._socket)
+            self._socket.close()
+            self._socket = None
+        self.gone.set()
+        if self._process is not None:
+            try:
+                await asyncio.wait_for(self._process.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
+                await self._process.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
