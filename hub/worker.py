@@ -11,13 +11,14 @@ Why a process per community rather than all communities in one: each community k
 model. A hub that loses its lease leaves at once (status 75) and this worker starts it again as a standby, without
 stopping the worker's other communities; a community whose hub crashes is started again with a back-off while the
 others run on; and the communities of one worker use every core (one Python process is held to one by its GIL,
-``bench hub_workers``). The price is memory: ``bench worker_takeover`` measured a hub running its community at
-about 105 MB resident and a standby at about 47 MB (the interpreter and the imports), which bounds the communities
-of one machine (docs/scale-out.md).
+``bench hub_workers``). The price was memory, the interpreter and the imports in every hub, which bounded the
+communities of one machine (docs/scale-out.md): so the hubs are forked from a zygote that imported the hub once
+(hub/zygote.py) and share those pages with it.
 
 The hubs stop with the worker. On SIGTERM the worker stops them gracefully (each releases its lease, so a standby
-elsewhere takes it at its next poll); if the worker itself is killed, the kernel sends each hub SIGTERM too
-(``PR_SET_PDEATHSIG``), so no hub outlives its worker unsupervised.
+elsewhere takes it at its next poll); if the worker itself is killed, the kernel sends the zygote SIGTERM, and the
+zygote's death sends each hub SIGTERM (``PR_SET_PDEATHSIG``), so no hub outlives its worker unsupervised. A zygote
+that dies while the worker runs stops the worker (status 1), for its unit to start it again.
 """
 
 from __future__ import annotations

@@ -96,7 +96,10 @@ def serve(control: socket.socket) -> int:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so that the wakeup fd hears it
-    _send(control, {"ready": os.getpid(), "modules": len(sys.modules)})
+    # Ctrl-C reaches the whole process group: the worker stops its hubs, and the zygote must outlive them to reap them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threads = len(os.listdir("/proc/self/task"))
+    _send(control, {"ready": os.getpid(), "modules": len(sys.modules), "threads": threads})
     with selectors.DefaultSelector() as selector:
         selector.register(control, selectors.EVENT_READ)
         selector.register(wake_r, selectors.EVENT_READ)
@@ -149,6 +152,7 @@ def _run_hub(request: Mapping[str, Any], control: socket.socket, private: Sequen
         for fd in private:
             os.close(fd)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         die_with(zygote)
         sys.argv = ["anju-hub", *request["args"]]
         # `ps` names the hub's community, not the zygote; before the environment changes, whose memory it takes
@@ -309,6 +313,8 @@ class Zygote:
 
     def _take(self, message: dict[str, Any], fds: list[int]) -> None:
         if "ready" in message and self._ready is not None and not self._ready.done():
+            if message.get("threads", 1) > 1:  # a library started a thread at import: a fork copies only one
+                log.warning("hub zygote: %d threads after its imports; its hubs may hang", message["threads"])
             self._ready.set_result(int(message["ready"]))
         elif "exited" in message:
             hub = self._hubs.pop(int(message["exited"]), None)

@@ -209,8 +209,9 @@ async def test_a_restart_keeps_the_window_and_a_failed_digest_is_retried_whole(t
                 held = [n for n in store.notifications() if n.status == "pending"]
                 assert {n.next_attempt_ms for n in held} == {T0 + 300 * S}  # the window before the restart holds
                 clock.now_ms = T0 + 300 * S
-                await wait_until(lambda: failing.failures == 1)
-                assert len(failing.received) == 1
+                # the retry is scheduled from the clock when the failure is recorded: wait for the record, not the sink
+                await wait_until(lambda: alerts.counters.notification_failures_total["retryable"] == 3)
+                assert failing.failures == 1 and len(failing.received) == 1
                 clock.now_ms += 60 * S  # past any backoff: the three go again, together, with the same key
                 await wait_until(lambda: len(failing.received) == 2)
                 # The "sent" records commit after the receiver answered (alerts/delivery.py): wait for them too.

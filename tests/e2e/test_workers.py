@@ -204,6 +204,22 @@ def test_a_standby_takes_a_community_whose_owner_never_came_and_hubs_never_outli
     until("the APIs closed", lambda: not any(serving(port) for port in fleet.ports.values()), 10, (w1,))
 
 
+def test_a_worker_whose_zygote_dies_stops_and_its_hubs_release_their_leases(
+    fleet: Fleet, start: Callable[..., Child]
+) -> None:
+    w1 = start("w1")
+    until("w1 runs both", lambda: holders(fleet.url) == {"east": ("w1:east", 1), "west": ("w1:west", 1)}, 60, (w1,))
+    until("both APIs", lambda: all(serving(port) for port in fleet.ports.values()), 30, (w1,))
+    assert w1.process is not None
+    children = Path(f"/proc/{w1.process.pid}/task/{w1.process.pid}/children").read_text(encoding="ascii").split()
+    [zygote] = [int(pid) for pid in children if b"hub.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(zygote, signal.SIGKILL)
+    assert w1.process.wait(timeout=45) == 1, "a worker that cannot start hubs any more exits for its unit to restart"
+    assert "w1: its hub zygote exited; stopping so that the worker is started again" in log_text(w1)
+    until("the hubs stopped and released", lambda: holders(fleet.url) == {}, 30)
+    assert not any(serving(port) for port in fleet.ports.values())
+
+
 def test_a_hub_that_stops_answering_its_watchdog_is_killed_and_started_again(
     fleet: Fleet, start: Callable[..., Child]
 ) -> None:
