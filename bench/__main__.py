@@ -16,7 +16,9 @@ run, bench/hub_workers.py; it needs Mosquitto), ``takeover`` (a hub killed while
 PostgreSQL, until a standby serves it, against a hub's cold start and issue 8's 30 s, bench/takeover.py; it needs
 Mosquitto and PostgreSQL), ``worker_takeover`` (a worker killed with its hubs until the other worker of the shard map
 serves all its communities, against a worker's cold start and 30 s, and the hubs' memory, bench/worker_takeover.py;
-it needs Mosquitto and PostgreSQL), ``district`` (the district node's API across 20 communities' 10,000 alerts in
+it needs Mosquitto and PostgreSQL), ``hub_memory`` (a community's hub forked by the worker's zygote against one
+started by exec, both fed the same load for 4 minutes: private memory, bench/hub_memory.py; it needs Mosquitto and
+PostgreSQL), ``district`` (the district node's API across 20 communities' 10,000 alerts in
 PostgreSQL, against one community's page through the same node, bench/district.py; it needs PostgreSQL),
 ``hub_queries`` (dashboard queries on 100 M readings in the embedded
 store against issue 4's targets, bench/hub_queries.py; ~4.5 GB of disk while it runs), ``liveness`` (the hub's
@@ -52,6 +54,7 @@ from bench import (
     http_clients,
     hub_influx,
     hub_ingest,
+    hub_memory,
     hub_queries,
     hub_workers,
     liveness,
@@ -78,6 +81,7 @@ NAMES = (
     "hub_workers",
     "takeover",
     "worker_takeover",
+    "hub_memory",
     "district",
     "hub_queries",
     "liveness",
@@ -149,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "postgresql",
             mosquitto and find_postgres() is not None,
             lambda: worker_takeover.report(worker_takeover.run()),
+        ),
+        (
+            "hub_memory",
+            "postgres",
+            "postgresql",
+            mosquitto and find_postgres() is not None,
+            lambda: hub_memory.report(hub_memory.run()),
         ),
         ("district", "postgres", "postgresql", find_postgres() is not None, lambda: district.report(district.run())),
     ]
