@@ -26,6 +26,7 @@ The zygote exits when the worker closes its end; it and its hubs ask the kernel 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import ctypes
@@ -53,8 +54,9 @@ log = logging.getLogger("anju.hub.zygote")
 
 PRELOAD = ("hub.cli", "hub.api", "hub.runtime", "uvicorn", "uvicorn.protocols.http.h11_impl", "psycopg")
 """What ``anju-hub serve`` imports before it serves (the rest each hub imports itself, into its own pages)."""
-MESSAGE_BYTES = 1 << 20
-"""The largest message either side sends: a hub's environment and arguments."""
+MESSAGE_BYTES = 64 * 1024
+"""The largest message either side sends: a hub's environment and arguments (a datagram must also fit the socket's
+send buffer, ~208 KiB by default)."""
 READY_TIMEOUT_S = 120.0
 """How long the zygote may take to import what it preloads (seconds; ~1.5 s on a Raspberry Pi 4)."""
 _PR_SET_PDEATHSIG = 1
@@ -93,40 +95,71 @@ def serve(control: socket.socket) -> int:
         importlib.import_module(name)
     gc.collect()
     gc.freeze()
+    os.close(os.pidfd_open(os.getpid()))  # no pidfds (Linux < 5.3, a seccomp filter): fail now, saying so
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so that the wakeup fd hears it
-    # Ctrl-C reaches the whole process group: the worker stops its hubs, and the zygote must outlive them to reap them.
+    # A signal to the whole process group (Ctrl-C, a group SIGTERM) must not end the zygote before its hubs: the
+    # worker stops them, and the zygote reaps them. It leaves when the worker closes its end (or dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threads = len(os.listdir("/proc/self/task"))
     _send(control, {"ready": os.getpid(), "modules": len(sys.modules), "threads": threads})
     with selectors.DefaultSelector() as selector:
         selector.register(control, selectors.EVENT_READ)
         selector.register(wake_r, selectors.EVENT_READ)
+        private = (wake_r, wake_w, selector.fileno())
         while True:
             for key, _ in selector.select():
                 if key.fileobj is control:
-                    data = control.recv(MESSAGE_BYTES)
+                    data, _, flags, _ = control.recvmsg(MESSAGE_BYTES)
                     if not data:
                         return 0  # the worker closed its end (or died): the hubs follow by PR_SET_PDEATHSIG
-                    _fork_hub(control, json.loads(data), (wake_r, wake_w))
+                    _take_request(control, data, flags, private)
                 else:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)
                     _reap(control)
 
 
-def _fork_hub(control: socket.socket, request: dict[str, Any], private: tuple[int, int]) -> None:
+def _take_request(control: socket.socket, data: bytes, flags: int, private: Sequence[int]) -> None:
+    """One request of the worker: a hub to fork, or one to kill. A bad request is answered, never fatal: every
+    community's hub depends on this loop."""
+    try:
+        if flags & socket.MSG_TRUNC:
+            raise ValueError(f"a request longer than {MESSAGE_BYTES} bytes")
+        request = json.loads(data)
+        if "kill" in request:
+            # Only a child not yet reaped can be named: its pid cannot have been reused.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(request["kill"]), signal.SIGKILL)
+            return
+        number, args, env = int(request["id"]), list(request["args"]), dict(request["env"])
+    except (ValueError, KeyError, TypeError) as exc:
+        _send(control, {"error": f"bad request: {exc}"})
+        return
+    _fork_hub(control, number, args, env, private)
+
+
+def _fork_hub(
+    control: socket.socket, number: int, args: list[str], env: dict[str, str], private: Sequence[int]
+) -> None:
+    zygote = os.getpid()
     try:
         pid = os.fork()
     except OSError as exc:  # no memory, no process slots left
-        _send(control, {"id": request["id"], "error": f"fork: {exc}"})
+        _send(control, {"id": number, "error": f"fork: {exc}"})
         return
     if pid == 0:
-        _run_hub(request, control, private)
-    pidfd = os.pidfd_open(pid)
+        _run_hub(zygote, args, env, control, private)
     try:
-        _send(control, {"id": request["id"], "pid": pid}, [pidfd])
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:
+        os.kill(pid, signal.SIGKILL)  # a hub the worker could not signal must not run; reaped as any other
+        _send(control, {"id": number, "error": f"pidfd_open: {exc}"})
+        return
+    try:
+        _send(control, {"id": number, "pid": pid}, [pidfd])
     finally:
         os.close(pidfd)
 
@@ -142,26 +175,28 @@ def _reap(control: socket.socket) -> None:
         _send(control, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
 
 
-def _run_hub(request: Mapping[str, Any], control: socket.socket, private: Sequence[int]) -> NoReturn:
-    """In the forked child: become the hub that ``request`` asks for, and exit with its status."""
+def _run_hub(
+    zygote: int, args: list[str], env: dict[str, str], control: socket.socket, private: Sequence[int]
+) -> NoReturn:
+    """In the forked child: become the hub ``anju-hub *args`` in ``env``, and exit with its status."""
     code = 1
     try:
-        zygote = os.getppid()
+        die_with(zygote)  # first: the zygote may die at any moment, and its pid is taken before the fork
         control.close()
         signal.set_wakeup_fd(-1)
         for fd in private:
             os.close(fd)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        die_with(zygote)
-        sys.argv = ["anju-hub", *request["args"]]
+        sys.argv = ["anju-hub", *args]
         # `ps` names the hub's community, not the zygote; before the environment changes, whose memory it takes
         setproctitle.setproctitle(shlex.join(sys.argv))
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update(env)
         from hub.cli import main
 
-        code = main(list(request["args"]))
+        code = main(args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
@@ -218,7 +253,7 @@ class ForkedHub:
         return self._exit.result() if self._exit.done() else None
 
     async def wait(self) -> int:
-        """The hub's exit status, once the zygote has reaped it."""
+        """The hub's exit status, once the zygote has reaped it (-1: the zygote died first, the status is unknown)."""
         return await asyncio.shield(self._exit)
 
     def send_signal(self, signum: int) -> None:
@@ -233,6 +268,18 @@ class ForkedHub:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
+    def watch_orphaned(self) -> None:
+        """The zygote died: learn of the hub's end from its pidfd (readable once it has exited), status unknown."""
+        if self._exit.done():
+            return
+        loop = asyncio.get_running_loop()
+
+        def ended() -> None:
+            loop.remove_reader(self._pidfd)
+            self._exited(-1)
+
+        loop.add_reader(self._pidfd, ended)
+
     def _exited(self, status: int) -> None:
         if not self._exit.done():
             self._exit.set_result(status)
@@ -242,7 +289,7 @@ class ForkedHub:
 class Zygote:
     """The worker's zygote process and its socket. ``async with Zygote(env) as zygote``: started and ready (or
     :class:`ZygoteGone`); ``await zygote.spawn(args, env)`` forks a hub; ``zygote.gone`` is set if the zygote exits
-    while in use."""
+    while in use (its hubs, told by the kernel, stop; each one's ``wait`` returns once it has)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = dict(env)
@@ -262,19 +309,22 @@ class Zygote:
         self._socket = ours
         self._ready = loop.create_future()
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hub.zygote", str(theirs.fileno()),
-                env=self._env, pass_fds=(theirs.fileno(),), preexec_fn=functools.partial(die_with, os.getpid()),
-            )  # fmt: skip
-        finally:
-            theirs.close()
-        loop.add_reader(ours, self._read)
-        try:
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "hub.zygote", str(theirs.fileno()),
+                    env=self._env, pass_fds=(theirs.fileno(),), preexec_fn=functools.partial(die_with, os.getpid()),
+                )  # fmt: skip
+            finally:
+                theirs.close()
+            loop.add_reader(ours, self._read)
             async with asyncio.timeout(READY_TIMEOUT_S):
                 self.pid = await self._ready
-        except (TimeoutError, ZygoteGone) as exc:
+        except (TimeoutError, OSError) as exc:  # ZygoteGone is an OSError
             await self._close()
-            raise ZygoteGone(f"the hub zygote did not become ready: {exc or 'timed out'}") from None
+            raise ZygoteGone(f"the hub zygote did not become ready: {str(exc) or 'timed out'}") from None
+        except BaseException:
+            await self._close()
+            raise
         log.info("hub zygote ready (pid %d): hubs start warm", self.pid)
         return self
 
@@ -282,16 +332,19 @@ class Zygote:
         await self._close()
 
     async def spawn(self, args: Sequence[str], env: Mapping[str, str]) -> ForkedHub:
-        """Fork a hub running ``anju-hub *args`` in ``env``. Raises :class:`ZygoteGone` when the zygote is gone, and
-        OSError when it could not fork."""
+        """Fork a hub running ``anju-hub *args`` in ``env``. Raises :class:`ZygoteGone` when the zygote is gone,
+        ValueError for a request over ``MESSAGE_BYTES``, and OSError when it could not fork."""
         if self._socket is None or self.gone.is_set():
             raise ZygoteGone("the hub zygote has exited")
         self._next_id += 1
         number = self._next_id
+        request = json.dumps({"id": number, "args": list(args), "env": dict(env)}).encode()
+        if len(request) > MESSAGE_BYTES:
+            raise ValueError(f"a hub's arguments and environment take {len(request)} bytes; at most {MESSAGE_BYTES}")
         reply: asyncio.Future[ForkedHub] = asyncio.get_running_loop().create_future()
         self._pending[number] = reply
         try:
-            self._socket.send(json.dumps({"id": number, "args": list(args), "env": dict(env)}).encode())
+            self._socket.send(request)
             return await reply
         finally:
             self._pending.pop(number, None)
@@ -300,7 +353,9 @@ class Zygote:
         assert self._socket is not None
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(self._socket, MESSAGE_BYTES, 1)
+                data, ancillary, flags, _ = self._socket.recvmsg(
+                    MESSAGE_BYTES, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC
+                )
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -309,9 +364,15 @@ class Zygote:
             if not data:
                 self._lost("it exited")
                 return
-            self._take(json.loads(data), fds)
+            fds = [
+                fd
+                for level, kind, payload in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                for fd in array.array("i", payload[: len(payload) - len(payload) % 4])
+            ]
+            self._take(json.loads(data), fds, truncated=bool(flags & socket.MSG_CTRUNC))
 
-    def _take(self, message: dict[str, Any], fds: list[int]) -> None:
+    def _take(self, message: dict[str, Any], fds: list[int], *, truncated: bool = False) -> None:
         if "ready" in message and self._ready is not None and not self._ready.done():
             if message.get("threads", 1) > 1:  # a library started a thread at import: a fork copies only one
                 log.warning("hub zygote: %d threads after its imports; its hubs may hang", message["threads"])
@@ -320,21 +381,39 @@ class Zygote:
             hub = self._hubs.pop(int(message["exited"]), None)
             if hub is not None:
                 hub._exited(int(message["status"]))
+        elif "pid" in message:
+            self._started(int(message["id"]), int(message["pid"]), fds[0] if fds else None, truncated)
+            fds = fds[1:]
         elif "id" in message:
             reply = self._pending.get(int(message["id"]))
-            if "pid" in message and fds:
-                hub = ForkedHub(int(message["pid"]), fds[0])
-                self._hubs[hub.pid] = hub
-                if reply is not None and not reply.done():
-                    reply.set_result(hub)
-                return
             if reply is not None and not reply.done():
                 reply.set_exception(OSError(message.get("error", "the zygote did not start the hub")))
+        else:
+            log.error("hub zygote: %s", message.get("error", message))
         for fd in fds:
             os.close(fd)
 
+    def _started(self, number: int, pid: int, pidfd: int | None, truncated: bool) -> None:
+        """A hub was forked. One that nobody waits for any more (the seat was cancelled), or whose pidfd did not
+        arrive (the worker at its limit of open files), is killed: a second hub of its community would follow."""
+        reply = self._pending.get(number)
+        if pidfd is None:
+            assert self._socket is not None
+            self._socket.send(json.dumps({"kill": pid}).encode())  # the zygote has not reaped it: the pid is its own
+            if reply is not None and not reply.done():
+                why = "its pidfd was not received" + (" (too many open files?)" if truncated else "")
+                reply.set_exception(OSError(f"the hub (pid {pid}) was killed: {why}"))
+            return
+        hub = ForkedHub(pid, pidfd)
+        self._hubs[pid] = hub
+        if reply is None or reply.done():
+            hub.kill()
+            return
+        reply.set_result(hub)
+
     def _lost(self, why: str) -> None:
-        """The zygote is gone: its hubs' statuses are unknown (-1), and no hub can start."""
+        """The zygote is gone: no hub can start, and its hubs stop (the kernel sends each SIGTERM); each one's exit
+        is then seen on its pidfd, with the status unknown (-1)."""
         if self.gone.is_set():
             return
         self.gone.set()
@@ -346,7 +425,7 @@ class Zygote:
             if not reply.done():
                 reply.set_exception(ZygoteGone(f"the hub zygote {why}"))
         for hub in self._hubs.values():
-            hub._exited(-1)
+            hub.watch_orphaned()
         self._hubs.clear()
         if self._socket is not None:
             asyncio.get_running_loop().remove_reader(self._socket)

@@ -108,3 +108,42 @@ async def test_hubs_stop_when_their_zygote_dies_and_the_worker_is_told(
             await zygote.spawn(args, base_env())
         orphan_stopped = await asyncio.to_thread(gone, hub.pid, 30)
         assert orphan_stopped, "the kernel sent the orphaned hub SIGTERM (PR_SET_PDEATHSIG) and it stopped"
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()]
+
+
+async def test_bad_requests_are_refused_and_the_zygote_serves_on(caplog: pytest.LogCaptureFixture) -> None:
+    async with Zygote(base_env()) as zygote:
+        with pytest.raises(ValueError, match=r"take \d+ bytes; at most 65536"):
+            await zygote.spawn(["--help"], {"PADDING": "x" * 70_000})
+        assert zygote._socket is not None
+        zygote._socket.send(b"{not json")  # as a worker of another release might
+        hub = await zygote.spawn(["--help"], base_env())
+        assert await asyncio.wait_for(hub.wait(), 30) == 0, "the zygote answered and forked on"
+    assert any("hub zygote: bad request: Expecting property name" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_hub_nobody_waits_for_any_more_is_killed(mosquitto: int, demo_deployment: Path, tmp_path: Path) -> None:
+    args = ["serve", "--config", str(demo_deployment), "--data-dir", str(tmp_path / "d"),
+            "--mqtt-port", str(mosquitto), "--http-port", str(free_port())]  # fmt: skip
+    async with Zygote(base_env()) as zygote:
+        assert zygote.pid is not None
+        kept = await zygote.spawn(args, base_env())
+        assert await asyncio.to_thread(gone, kept.pid, 5) is False, "such a hub serves on"
+        kept.kill()
+        assert await asyncio.wait_for(kept.wait(), 10) == -signal.SIGKILL
+        spawning = asyncio.ensure_future(zygote.spawn(args, base_env()))
+        await asyncio.sleep(0)  # the request is sent; the seat waiting for it is cancelled (the worker stops)
+        spawning.cancel()
+        left = await asyncio.to_thread(gone_children, zygote.pid, 10)
+        assert left == [], "the forked hub, which would serve on, was killed rather than left without its seat"
+
+
+def gone_children(pid: int, timeout_s: float) -> list[int]:
+    """The children of ``pid`` left after ``timeout_s`` (or as soon as there are none)."""
+    deadline = time.monotonic() + timeout_s
+    while children_of(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return children_of(pid)
