@@ -37,7 +37,7 @@ from bench.common import loadavg, run_dir, save_lines
 from bench.takeover import BOUND_S, TERM_S, services, serving, wait_until
 from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port
-from hub.zygote import forked_hubs
+from hub.zygote import forked_hubs, zygote_of
 
 __all__ = ["WorkerKill", "report", "run"]
 
@@ -82,11 +82,10 @@ def _memory(pid: int) -> Memory:
 
 def _zygote(worker: Child) -> int:
     assert worker.process is not None
-    pid = worker.process.pid
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split():
-        if b"hub.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
-            return int(child)
-    raise RuntimeError(f"worker {worker.name} has no zygote")
+    zygote = zygote_of(worker.process.pid)
+    if zygote is None:
+        raise RuntimeError(f"worker {worker.name} has no zygote")
+    return zygote
 
 
 def _hubs(worker: Child) -> list[int]:

@@ -48,7 +48,7 @@ from typing import Any, NoReturn
 
 import setproctitle
 
-__all__ = ["PRELOAD", "ForkedHub", "Zygote", "ZygoteGone", "die_with", "forked_hubs"]
+__all__ = ["PRELOAD", "ForkedHub", "Zygote", "ZygoteGone", "die_with", "forked_hubs", "zygote_of"]
 
 log = logging.getLogger("anju.hub.zygote")
 
@@ -210,14 +210,19 @@ def _run_hub(
         os._exit(code)
 
 
-def forked_hubs(worker_pid: int) -> list[int]:
-    """The pids of the hubs a worker's zygote runs now (read from /proc: for tools and tests that watch a worker)."""
-    hubs = []
+def zygote_of(worker_pid: int) -> int | None:
+    """The pid of a worker's zygote, or None (read from /proc: for tools and tests that watch a worker)."""
     for child in _children(worker_pid):
         with contextlib.suppress(OSError):
             if b"hub.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
-                hubs.extend(_children(child))
-    return hubs
+                return child
+    return None
+
+
+def forked_hubs(worker_pid: int) -> list[int]:
+    """The pids of the hubs a worker's zygote runs now (read from /proc, as ``zygote_of``)."""
+    zygote = zygote_of(worker_pid)
+    return [] if zygote is None else _children(zygote)
 
 
 def _children(pid: int) -> list[int]:

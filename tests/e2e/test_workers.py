@@ -27,7 +27,7 @@ from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port
 from hub.shards import load_shard_map
 from hub.shards_proxy import nginx_config
-from hub.zygote import forked_hubs
+from hub.zygote import forked_hubs, zygote_of
 from protocol.topics import Channel, topic
 from tests.conftest import listening, require_service
 from tests.hub.test_ingest_shards import _acked, _batch
@@ -211,8 +211,8 @@ def test_a_worker_whose_zygote_dies_stops_and_its_hubs_release_their_leases(
     until("w1 runs both", lambda: holders(fleet.url) == {"east": ("w1:east", 1), "west": ("w1:west", 1)}, 60, (w1,))
     until("both APIs", lambda: all(serving(port) for port in fleet.ports.values()), 30, (w1,))
     assert w1.process is not None
-    children = Path(f"/proc/{w1.process.pid}/task/{w1.process.pid}/children").read_text(encoding="ascii").split()
-    [zygote] = [int(pid) for pid in children if b"hub.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    zygote = zygote_of(w1.process.pid)
+    assert zygote is not None
     os.kill(zygote, signal.SIGKILL)
     assert w1.process.wait(timeout=45) == 1, "a worker that cannot start hubs any more exits for its unit to restart"
     assert "w1: its hub zygote exited; stopping so that the worker is started again" in log_text(w1)
