@@ -27,9 +27,11 @@ ALLOWED: dict[str, set[str]] = {
     # paho: the client aiomqtt wraps; hub/ingest/intake.py sets its manual PUBACKs (issue 4 back-pressure);
     # argon2: issue 7 asks for a modern password hash (hub/identity/passwords.py, argon2id);
     # cryptography: issue 8 asks for a CA made by our tooling (hub/provision/pki.py: the broker's certificates, CRL)
+    # setproctitle: a worker's hubs are forked from its zygote (hub/zygote.py); each names its community in `ps`
     "hub": {
         "hub", "protocol", "alerts", "numpy", "fastapi", "starlette", "uvicorn", "aiomqtt", "httpx", "pydantic",
         "pydantic_settings", "ruamel", "orjson", "amqtt", "paho", "argon2", "systemd_notify", "cryptography", "psycopg",
+        "setproctitle",
     },
 }  # fmt: skip
 
