@@ -113,14 +113,13 @@ class Seat:
             while not await _wait(stopping, delay):
                 started = time.monotonic()
                 try:
-                    self.process = await zygote.spawn(self.argv, env)
+                    self.process = await zygote.spawn(self.argv, env, started=notifications.expect)
                 except ZygoteGone:
                     return  # the worker stops (run_worker)
                 except OSError as exc:  # no memory, no process slots left: as a crash, tried again after a back-off
                     log.error("community %s: its hub could not be started: %s", community, exc)
                     code = -1
                 else:
-                    notifications.expect(self.process.pid)
                     pid, role = self.process.pid, self.assignment.role
                     log.info("community %s: hub started (pid %d, %s)", community, pid, role)
                     code = await self._exit_or_stop(self.process, stopping)

@@ -42,7 +42,7 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -302,6 +302,7 @@ class Zygote:
         self._process: asyncio.subprocess.Process | None = None
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[ForkedHub]] = {}
+        self._started_hooks: dict[int, Callable[[int], None]] = {}
         self._hubs: dict[int, ForkedHub] = {}
         self._ready: asyncio.Future[int] | None = None
         self.gone = asyncio.Event()
@@ -336,9 +337,13 @@ class Zygote:
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
 
-    async def spawn(self, args: Sequence[str], env: Mapping[str, str]) -> ForkedHub:
-        """Fork a hub running ``anju-hub *args`` in ``env``. Raises :class:`ZygoteGone` when the zygote is gone,
-        ValueError for a request over ``MESSAGE_BYTES``, and OSError when it could not fork."""
+    async def spawn(
+        self, args: Sequence[str], env: Mapping[str, str], *, started: Callable[[int], None] = lambda pid: None
+    ) -> ForkedHub:
+        """Fork a hub running ``anju-hub *args`` in ``env``; ``started(pid)`` is called as soon as its pid is known,
+        before any other message is read (the worker then takes the hub's notifications from that pid). Raises
+        :class:`ZygoteGone` when the zygote is gone, ValueError for a request over ``MESSAGE_BYTES``, and OSError when
+        it could not fork."""
         if self._socket is None or self.gone.is_set():
             raise ZygoteGone("the hub zygote has exited")
         self._next_id += 1
@@ -348,11 +353,13 @@ class Zygote:
             raise ValueError(f"a hub's arguments and environment take {len(request)} bytes; at most {MESSAGE_BYTES}")
         reply: asyncio.Future[ForkedHub] = asyncio.get_running_loop().create_future()
         self._pending[number] = reply
+        self._started_hooks[number] = started
         try:
             self._socket.send(request)
             return await reply
         finally:
             self._pending.pop(number, None)
+            self._started_hooks.pop(number, None)
 
     def _read(self) -> None:
         assert self._socket is not None
@@ -414,6 +421,9 @@ class Zygote:
         if reply is None or reply.done():
             hub.kill()
             return
+        hook = self._started_hooks.get(number)
+        if hook is not None:
+            hook(pid)
         reply.set_result(hub)
 
     def _lost(self, why: str) -> None:
