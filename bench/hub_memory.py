@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import loadavg, run_dir, save_lines
 from bench.takeover import services, serving, wait_until
-from bench.worker_takeover import SENSORS, Fleet, Memory, _hubs, _memory, _zygote
+from bench.worker_takeover import SENSORS, Fleet, Memory, hubs_of, memory_of, zygote_pid
 from hub.demo.processes import Child, Line
 
 __all__ = ["report", "run"]
@@ -58,14 +58,15 @@ def run(seconds: float = SECONDS, *, directory: Path | None = None) -> dict[str,
                 reference = fleet.start_exec_reference()
                 running, _ = reference
                 assert running.process is not None
-                loaded = next(pid for pid in _hubs(worker) if "w1:c1" in _title(pid))
-                idle = next(pid for pid in _hubs(worker) if "w1:c2" in _title(pid))
-                zygote = _zygote(worker)
+                loaded = next(pid for pid in hubs_of(worker) if "w1:c1" in _title(pid))
+                idle = next(pid for pid in hubs_of(worker) if "w1:c2" in _title(pid))
+                zygote = zygote_pid(worker)
                 loads = [_load(mqtt_port, community, seconds) for community in ("c1", "c0")]
                 started = time.monotonic()
                 while True:
                     at = time.monotonic() - started
-                    samples.append((at, _memory(loaded), _memory(running.process.pid), _memory(idle), _memory(zygote)))
+                    exec_pid = running.process.pid
+                    samples.append((at, memory_of(loaded), memory_of(exec_pid), memory_of(idle), memory_of(zygote)))
                     if at >= seconds:
                         break
                     time.sleep(min(EVERY_S, seconds - at))

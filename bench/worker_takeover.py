@@ -39,7 +39,7 @@ from firmware_sim.load_plan import LoadOptions, render_deployment
 from hub.demo.processes import Child, Line, free_port
 from hub.zygote import forked_hubs, zygote_of
 
-__all__ = ["WorkerKill", "report", "run"]
+__all__ = ["Fleet", "Memory", "WorkerKill", "hubs_of", "memory_of", "report", "run", "zygote_pid"]
 
 COMMUNITIES = 4
 KILLS = 4
@@ -69,7 +69,7 @@ class WorkerKill:
     exec_standby: Memory
 
 
-def _memory(pid: int) -> Memory:
+def memory_of(pid: int) -> Memory:
     fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="ascii").splitlines()[1:]:
         name, _, value = line.partition(":")
@@ -80,7 +80,7 @@ def _memory(pid: int) -> Memory:
     return Memory(fields["Rss"] / 1024, fields["Pss"] / 1024, uss / 1024)
 
 
-def _zygote(worker: Child) -> int:
+def zygote_pid(worker: Child) -> int:
     assert worker.process is not None
     zygote = zygote_of(worker.process.pid)
     if zygote is None:
@@ -88,7 +88,7 @@ def _zygote(worker: Child) -> int:
     return zygote
 
 
-def _hubs(worker: Child) -> list[int]:
+def hubs_of(worker: Child) -> list[int]:
     """The pids of the worker's hub processes (its zygote's children)."""
     assert worker.process is not None
     return forked_hubs(worker.process.pid)
@@ -180,11 +180,11 @@ def _kill(
 ) -> WorkerKill:
     if fleet.holders() - {"x1"} != {holder.name}:
         raise RuntimeError(f"the leases are held by {fleet.holders()}, not by {holder.name} alone")
-    running = tuple(_memory(pid) for pid in _hubs(holder))
-    waiting = tuple(_memory(pid) for pid in _hubs(standby))
+    running = tuple(memory_of(pid) for pid in hubs_of(holder))
+    waiting = tuple(memory_of(pid) for pid in hubs_of(standby))
     assert holder.process is not None and reference[0].process is not None and reference[1].process is not None
-    zygote, worker = _memory(_zygote(holder)), _memory(holder.process.pid)
-    exec_running, exec_standby = _memory(reference[0].process.pid), _memory(reference[1].process.pid)
+    zygote, worker = memory_of(zygote_pid(holder)), memory_of(holder.process.pid)
+    exec_running, exec_standby = memory_of(reference[0].process.pid), memory_of(reference[1].process.pid)
     phase = chance.uniform(0, TERM_S / 3)
     time.sleep(phase)
     killed = time.monotonic()

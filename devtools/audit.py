@@ -89,29 +89,37 @@ Fetch = Callable[[str], dict[str, Any] | None]
 """Reads a JSON record at an address: the record, or None when the index has none there (404)."""
 
 
+class _Passing(AuditError):
+    """A failure that may pass: a timeout, a refused connection, a 5xx."""
+
+
 def fetch_json(url: str, *, timeout_s: float = TIMEOUT_S, attempts: int = ATTEMPTS) -> dict[str, Any] | None:
     """The JSON object at ``url``; None for a 404. A timeout, a refused connection or a 5xx is tried again up to
     ``attempts`` times in all, then raises :class:`AuditError`."""
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                record = json.load(response)
-            if not isinstance(record, dict):
-                raise AuditError(f"{url}: the answer is not a JSON object")
-            return record
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            if exc.code < 500 or attempt == attempts - 1:
-                raise AuditError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            if attempt == attempts - 1:
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                raise AuditError(f"{url}: {reason}") from exc
-        except json.JSONDecodeError as exc:
-            raise AuditError(f"{url}: the answer is not JSON ({exc})") from exc
-        time.sleep(2**attempt)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            return _fetch_once(url, timeout_s)
+        except _Passing:
+            time.sleep(2**attempt)
+    return _fetch_once(url, timeout_s)
+
+
+def _fetch_once(url: str, timeout_s: float) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            record = json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        failure = _Passing if exc.code >= 500 else AuditError
+        raise failure(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise _Passing(f"{url}: {exc.reason if isinstance(exc, urllib.error.URLError) else exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise AuditError(f"{url}: the answer is not JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise AuditError(f"{url}: the answer is not a JSON object")
+    return record
 
 
 def _same_release(a: str, b: str) -> bool:

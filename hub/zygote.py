@@ -48,7 +48,7 @@ from typing import Any, NoReturn
 
 import setproctitle
 
-__all__ = ["PRELOAD", "ForkedHub", "Zygote", "ZygoteGone", "die_with", "forked_hubs", "zygote_of"]
+__all__ = ["PRELOAD", "ForkedHub", "Zygote", "ZygoteGone", "children", "die_with", "forked_hubs", "zygote_of"]
 
 log = logging.getLogger("anju.hub.zygote")
 
@@ -212,7 +212,7 @@ def _run_hub(
 
 def zygote_of(worker_pid: int) -> int | None:
     """The pid of a worker's zygote, or None (read from /proc: for tools and tests that watch a worker)."""
-    for child in _children(worker_pid):
+    for child in children(worker_pid):
         with contextlib.suppress(OSError):
             if b"hub.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return child
@@ -222,10 +222,11 @@ def zygote_of(worker_pid: int) -> int | None:
 def forked_hubs(worker_pid: int) -> list[int]:
     """The pids of the hubs a worker's zygote runs now (read from /proc, as ``zygote_of``)."""
     zygote = zygote_of(worker_pid)
-    return [] if zygote is None else _children(zygote)
+    return [] if zygote is None else children(zygote)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of a process's children now (/proc; none when it is gone)."""
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()]
     except OSError:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hub.demo.processes import free_port
-from hub.zygote import Zygote, ZygoteGone
+from hub.zygote import Zygote, ZygoteGone, children
 
 pytestmark = pytest.mark.anyio
 
@@ -110,10 +110,6 @@ async def test_hubs_stop_when_their_zygote_dies_and_the_worker_is_told(
         assert orphan_stopped, "the kernel sent the orphaned hub SIGTERM (PR_SET_PDEATHSIG) and it stopped"
 
 
-def children_of(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()]
-
-
 async def test_bad_requests_are_refused_and_the_zygote_serves_on(caplog: pytest.LogCaptureFixture) -> None:
     async with Zygote(base_env()) as zygote:
         with pytest.raises(ValueError, match=r"take \d+ bytes; at most 65536"):
@@ -144,6 +140,6 @@ async def test_a_hub_nobody_waits_for_any_more_is_killed(mosquitto: int, demo_de
 def gone_children(pid: int, timeout_s: float) -> list[int]:
     """The children of ``pid`` left after ``timeout_s`` (or as soon as there are none)."""
     deadline = time.monotonic() + timeout_s
-    while children_of(pid) and time.monotonic() < deadline:
+    while children(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return children_of(pid)
+    return children(pid)
